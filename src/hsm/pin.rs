@@ -1,0 +1,53 @@
+//! Where the token PIN comes from: a file or an environment variable, never the config file.
+//!
+//! The PIN is held as a `secrecy` string (zeroed on drop) and never formatted into a log.
+
+use std::path::PathBuf;
+
+use cryptoki::types::AuthPin;
+
+use super::HsmError;
+
+/// The configured source of the user PIN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// Read the first line of this file (mode 0600 recommended).
+    File(PathBuf),
+    /// Read this environment variable.
+    Env(String),
+}
+
+impl PinSource {
+    /// Read the PIN now.
+    pub fn read(&self) -> Result<AuthPin, HsmError> {
+        let pin = match self {
+            PinSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    HsmError::Pin(format!(
+                        "the PIN file `{}` cannot be read ({e}); set hsm.pin_file (SIGIL_HSM_PIN_FILE) to a readable file",
+                        path.display()
+                    ))
+                })?;
+                text.lines().next().unwrap_or("").trim_end().to_owned()
+            }
+            PinSource::Env(var) => std::env::var(var).map_err(|_| {
+                HsmError::Pin(format!(
+                    "the environment variable `{var}` named by hsm.pin_env is not set"
+                ))
+            })?,
+        };
+        if pin.is_empty() {
+            return Err(HsmError::Pin(format!("{self} holds an empty PIN")));
+        }
+        Ok(AuthPin::new(pin.into()))
+    }
+}
+
+impl std::fmt::Display for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::File(p) => write!(f, "PIN file `{}`", p.display()),
+            PinSource::Env(v) => write!(f, "environment variable `{v}`"),
+        }
+    }
+}

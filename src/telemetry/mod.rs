@@ -1,0 +1,47 @@
+//! Logs and metrics: `tracing` set up as human-readable or JSON lines, and the Prometheus
+//! registry every module registers its metrics in.
+
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use tracing_subscriber::EnvFilter;
+
+/// The process-wide metrics registry.
+pub fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+/// The registry in Prometheus text exposition format.
+pub fn render_metrics() -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed metrics.
+    let _ = TextEncoder::new().encode(&registry().gather(), &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Install the global subscriber. `level` is an `EnvFilter` directive (`info`,
+/// `sigil=debug,actix_web=info`); `RUST_LOG` wins when set.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+}
