@@ -1,1 +1,383 @@
-//! x
+//! Configuration: a TOML file, with every key overridable by an environment variable.
+//!
+//! `SIGIL_<SECTION>_<KEY>` overrides `[section] key`: `SIGIL_HSM_PIN_FILE` sets `[hsm] pin_file`,
+//! `SIGIL_SERVER_LISTEN` sets `[server] listen`. Values take the type of the key they replace
+//! (numbers, booleans, text). Unknown keys are refused with the list of known ones, so a typo
+//! does not pass silently. The PIN itself is never a configuration value: the file names a PIN
+//! file (`pin_file`) or an environment variable (`pin_env`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hsm::{HsmConfig, KeyUri, PinSource};
+use crate::telemetry::LogFormat;
+
+/// Environment variables that start with `SIGIL_` but are not configuration keys.
+const NOT_SETTINGS: &[&str] = &[
+    "SIGIL_CONFIG",
+    "SIGIL_ADMIN_TOKEN",
+    "SIGIL_SCEP_URL",
+    "SIGIL_CHALLENGE",
+    "SIGIL_CA_SHA256",
+    "SIGIL_PIN",
+];
+
+/// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
+const SECTIONS: &[&str] = &["server", "hsm", "log"];
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file `{path}`: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// Where the configuration came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`: listening and data.
+    pub server: ServerConfig,
+    /// `[hsm]`: the PKCS#11 token.
+    pub hsm: HsmSection,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:8080`).
+    pub listen: String,
+    /// Directory for the embedded store and the exported certificates.
+    pub data_dir: PathBuf,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("var/data"),
+            shutdown_timeout_secs: 30,
+            workers: 0,
+        }
+    }
+}
+
+/// `[hsm]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HsmSection {
+    /// Path of the PKCS#11 module.
+    pub module: PathBuf,
+    /// Token label.
+    pub token: String,
+    /// File holding the user PIN (first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+    /// Name of an environment variable holding the user PIN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_env: Option<String>,
+    /// Working sessions (parallel token operations).
+    pub pool_size: usize,
+    /// The CA key: a label on the token or a `pkcs11:` URI.
+    pub ca_key: String,
+    /// The RA key (signs CertRep and, unless `ra_decrypt_key` is set, decrypts requests).
+    pub ra_key: String,
+    /// Optional separate RA decryption key (for HSM partitions that refuse PKCS#1 v1.5
+    /// decryption next to signing keys). Empty: the RA key decrypts.
+    pub ra_decrypt_key: String,
+}
+
+impl Default for HsmSection {
+    fn default() -> Self {
+        HsmSection {
+            module: PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+            token: "sigil".into(),
+            pin_file: None,
+            pin_env: None,
+            pool_size: 4,
+            ca_key: "sigil-ca".into(),
+            ra_key: "sigil-ra".into(),
+            ra_decrypt_key: String::new(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// Filter directive (`info`, `sigil=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl HsmSection {
+    /// The PIN source, or an error that says how to configure one.
+    pub fn pin_source(&self) -> Result<PinSource, ConfigError> {
+        match (&self.pin_file, &self.pin_env) {
+            (Some(f), None) => Ok(PinSource::File(f.clone())),
+            (None, Some(v)) => Ok(PinSource::Env(v.clone())),
+            (Some(_), Some(_)) => Err(invalid(
+                "hsm",
+                "set only one of hsm.pin_file and hsm.pin_env",
+            )),
+            (None, None) => Err(invalid(
+                "hsm",
+                "no PIN source: set hsm.pin_file (SIGIL_HSM_PIN_FILE) or hsm.pin_env (SIGIL_HSM_PIN_ENV)",
+            )),
+        }
+    }
+
+    /// Connection settings for [`crate::hsm::Hsm::open`].
+    pub fn hsm_config(&self) -> Result<HsmConfig, ConfigError> {
+        if self.token.is_empty() {
+            return Err(invalid("hsm", "hsm.token (SIGIL_HSM_TOKEN) is empty"));
+        }
+        Ok(HsmConfig {
+            module: self.module.clone(),
+            token: self.token.clone(),
+            pin: self.pin_source()?,
+            pool_size: self.pool_size.max(1),
+        })
+    }
+
+    /// Resolve a key setting (label or URI) to a URI on the configured token.
+    pub fn key_uri(&self, setting: &str, value: &str) -> Result<KeyUri, ConfigError> {
+        if value.is_empty() {
+            return Err(invalid("hsm", &format!("hsm.{setting} is empty")));
+        }
+        if value.starts_with("pkcs11:") {
+            value
+                .parse()
+                .map_err(|e: crate::hsm::HsmError| invalid("hsm", &format!("hsm.{setting}: {e}")))
+        } else {
+            Ok(KeyUri::labelled(&self.token, value))
+        }
+    }
+
+    /// The CA key URI.
+    pub fn ca_key_uri(&self) -> Result<KeyUri, ConfigError> {
+        self.key_uri("ca_key", &self.ca_key)
+    }
+
+    /// The RA signing key URI.
+    pub fn ra_key_uri(&self) -> Result<KeyUri, ConfigError> {
+        self.key_uri("ra_key", &self.ra_key)
+    }
+
+    /// The RA decryption key URI (the RA key unless a separate one is configured).
+    pub fn ra_decrypt_key_uri(&self) -> Result<KeyUri, ConfigError> {
+        if self.ra_decrypt_key.is_empty() {
+            self.ra_key_uri()
+        } else {
+            self.key_uri("ra_decrypt_key", &self.ra_decrypt_key)
+        }
+    }
+}
+
+fn invalid(origin: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Read `path` (if given) and apply `SIGIL_*` overrides from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+                format!("file `{}`", p.display()),
+            ),
+            None => (String::new(), "defaults".to_string()),
+        };
+        let file_table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            origin: origin.clone(),
+            message: e.message().to_string(),
+        })?;
+        // Check the file on its own first, so an error names the file.
+        let from_file: Config =
+            Config::deserialize(toml::Value::Table(file_table.clone())).map_err(|e| {
+                ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        // Key types come from the effective configuration (defaults filled in).
+        let typed = toml::Value::try_from(&from_file).map_err(|e| invalid(&origin, &e.to_string()))?;
+        let mut table = file_table;
+        let mut overridden = Vec::new();
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SIGIL_") else {
+                continue;
+            };
+            if NOT_SETTINGS.contains(&name.as_str()) {
+                continue;
+            }
+            let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+                rest.strip_prefix(&s.to_ascii_uppercase())
+                    .and_then(|r| r.strip_prefix('_'))
+                    .map(|k| (*s, k.to_ascii_lowercase()))
+            }) else {
+                continue;
+            };
+            if section == "hsm" && key == "pin" {
+                return Err(invalid(
+                    &format!("environment variable {name}"),
+                    "the PIN is not a setting: put it in a file named by SIGIL_HSM_PIN_FILE, or in a variable named by SIGIL_HSM_PIN_ENV",
+                ));
+            }
+            let current = typed.get(section).and_then(|s| s.get(&key));
+            let parsed = match current {
+                Some(toml::Value::Integer(_)) => value.parse::<i64>().map(toml::Value::Integer).map_err(|_| {
+                    invalid(&format!("environment variable {name}"), &format!("`{value}` is not a whole number"))
+                })?,
+                Some(toml::Value::Boolean(_)) => value.parse::<bool>().map(toml::Value::Boolean).map_err(|_| {
+                    invalid(&format!("environment variable {name}"), &format!("`{value}` is not true or false"))
+                })?,
+                _ => toml::Value::String(value.clone()),
+            };
+            let sect = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            if let toml::Value::Table(t) = sect {
+                t.insert(key, parsed);
+            }
+            overridden.push(name);
+        }
+        let origin = if overridden.is_empty() {
+            origin
+        } else {
+            format!("{origin} with {}", overridden.join(", "))
+        };
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            origin,
+            message: e.to_string(),
+        })
+    }
+
+    /// The effective configuration as TOML (no secrets are part of it).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_keeps_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(&path, "[hsm]\ntoken = \"from-file\"\npool_size = 2\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            env(&[
+                ("SIGIL_HSM_TOKEN", "1234"),
+                ("SIGIL_HSM_POOL_SIZE", "8"),
+                ("SIGIL_HSM_PIN_FILE", "/run/pin"),
+                ("SIGIL_SERVER_LISTEN", "0.0.0.0:9000"),
+                ("SIGIL_LOG_FORMAT", "json"),
+                ("SIGIL_CONFIG", "ignored"),
+                ("SIGIL_SCEP_URL", "ignored"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.hsm.token, "1234");
+        assert_eq!(c.hsm.pool_size, 8);
+        assert_eq!(c.hsm.pin_file.as_deref(), Some(Path::new("/run/pin")));
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_refused_with_reasons() {
+        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PINFILE", "x")])).unwrap_err();
+        assert!(e.to_string().contains("pinfile"), "{e}");
+        assert!(e.to_string().contains("SIGIL_HSM_PINFILE"), "{e}");
+        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_POOL_SIZE", "many")])).unwrap_err();
+        assert!(e.to_string().contains("whole number"), "{e}");
+        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PIN", "1234")])).unwrap_err();
+        assert!(e.to_string().contains("not a setting"), "{e}");
+        assert!(!e.to_string().contains("1234"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[hsm]\npin = \"1234\"\n").unwrap();
+        let e = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn pin_source_must_be_exactly_one() {
+        let mut h = HsmSection::default();
+        assert!(h.pin_source().unwrap_err().to_string().contains("SIGIL_HSM_PIN_FILE"));
+        h.pin_env = Some("P".into());
+        assert_eq!(h.pin_source().unwrap(), PinSource::Env("P".into()));
+        h.pin_file = Some("/x".into());
+        assert!(h.pin_source().is_err());
+    }
+
+    #[test]
+    fn key_settings_accept_labels_and_uris() {
+        let h = HsmSection::default();
+        assert_eq!(h.ca_key_uri().unwrap().to_string(), "pkcs11:token=sigil;object=sigil-ca");
+        let u = h.key_uri("ra_key", "pkcs11:token=other;object=ra").unwrap();
+        assert_eq!(u.token.as_deref(), Some("other"));
+        assert!(h.key_uri("ra_key", "pkcs11:token=x").is_err());
+    }
+}
