@@ -6,7 +6,9 @@
 
 #![warn(missing_docs)]
 
+pub mod ceremony;
 pub mod config;
 pub mod hsm;
+pub mod http;
 pub mod pki;
 pub mod telemetry;

@@ -1,1 +1,15 @@
-//! x
+//! X.509 for Sigil: names, the CA's own certificates, and (later) issuance from checked CSRs,
+//! CRLs and OCSP. Every signature is made on the token through [`TokenKey`]; this module
+//! decides nothing about who may have a certificate.
+
+mod ca;
+mod name;
+mod signer;
+
+pub use rcgen::KeyUsagePurpose;
+pub use ca::{
+    ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
+    sha256_fingerprint, to_pem, PkiError,
+};
+pub use name::parse_dn;
+pub use signer::TokenKey;

@@ -1,0 +1,249 @@
+//! Command-line interface of `sigil`, on clap. Errors are reported as one line that names the
+//! fix (`anyhow` context chains joined by `: `), with exit status 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use sigil::ceremony::{self, InitOptions};
+use sigil::config::Config;
+use sigil::hsm::{Hsm, KeySpec};
+use sigil::telemetry::{self, LogFormat};
+
+/// Sigil: a SCEP certificate authority whose keys never leave the HSM.
+///
+/// Configuration comes from a TOML file (--config or SIGIL_CONFIG) and SIGIL_<SECTION>_<KEY>
+/// environment variables, e.g. SIGIL_HSM_TOKEN, SIGIL_HSM_PIN_FILE. `sigil config show` prints
+/// the effective settings.
+#[derive(Parser, Debug)]
+#[command(name = "sigil", version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(short, long, global = true, env = "SIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: human or json (overrides [log] format).
+    #[arg(long, global = true, value_parser = ["human", "json"])]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or sigil=debug (overrides [log] level; RUST_LOG wins).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (SCEP, API, health and metrics) until SIGTERM.
+    Serve,
+    /// Key ceremony: create the CA and RA keys in the token and their certificates.
+    Init(InitArgs),
+    /// CA certificate operations.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+struct RaArgs {
+    /// RA certificate subject (default: "CN=<CA common name> SCEP RA").
+    #[arg(long)]
+    ra_subject: Option<String>,
+    /// RA certificate validity in days (capped at the CA's).
+    #[arg(long, default_value_t = 730)]
+    ra_days: u32,
+    /// RA RSA key size in bits.
+    #[arg(long, default_value_t = 2048)]
+    ra_key_size: u32,
+    /// Destroy existing keys and certificates with the configured labels first.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// CA key type: rsa3072, rsa4096, p256 or p384.
+    #[arg(long, default_value = "p384")]
+    ca_key: String,
+    /// CA subject, e.g. "CN=Example Device CA,O=Example Agency,C=US".
+    #[arg(long, default_value = "CN=Sigil Device CA,O=Sigil")]
+    ca_subject: String,
+    /// CA certificate validity in days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+    /// Instead of a self-signed root, write a CSR for an existing root to this file;
+    /// finish with `sigil ca import`.
+    #[arg(long)]
+    csr: Option<PathBuf>,
+    #[command(flatten)]
+    ra: RaArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Import the CA certificate signed by an existing root (after `init --csr`) and issue the
+    /// RA certificate.
+    Import {
+        /// The signed CA certificate (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The issuing CA's certificate and its parents up to the root (PEM).
+        #[arg(long)]
+        chain: PathBuf,
+        #[command(flatten)]
+        ra: RaArgs,
+    },
+    /// Show the CA and RA certificates stored on the token.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the effective configuration (file + environment) as TOML.
+    Show,
+}
+
+/// Entry point: parse, run, report.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    let format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Human,
+        None => config.log.format,
+    };
+    telemetry::init_logging(format, cli.log_level.as_deref().unwrap_or(&config.log.level));
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Init(args) => init(&config, args),
+        Command::Ca(CaCommand::Import { cert, chain, ra }) => import(&config, cert, chain, ra),
+        Command::Ca(CaCommand::Show) => show(&config),
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+    }
+}
+
+fn open_hsm(config: &Config) -> Result<Hsm> {
+    let hsm_config = config.hsm.hsm_config()?;
+    Ok(Hsm::open(&hsm_config)?)
+}
+
+fn init_options(ra: &RaArgs) -> InitOptions {
+    InitOptions {
+        ca_key: KeySpec::EcP384,
+        ca_subject: String::new(),
+        ca_days: 0,
+        ra_bits: ra.ra_key_size,
+        ra_subject: ra.ra_subject.clone(),
+        ra_days: ra.ra_days,
+        csr: None,
+        force: ra.force,
+    }
+}
+
+fn init(config: &Config, args: InitArgs) -> Result<()> {
+    let ca_key = KeySpec::parse(&args.ca_key).with_context(|| {
+        format!(
+            "--ca-key `{}`: use rsa3072, rsa4096, p256 or p384",
+            args.ca_key
+        )
+    })?;
+    let opts = InitOptions {
+        ca_key,
+        ca_subject: args.ca_subject,
+        ca_days: args.ca_days,
+        csr: args.csr,
+        ..init_options(&args.ra)
+    };
+    let hsm = open_hsm(config)?;
+    let report = ceremony::init(&hsm, &config.hsm, &config.server.data_dir, &opts)?;
+    print!("{report}");
+    hsm.close();
+    Ok(())
+}
+
+fn import(config: &Config, cert: PathBuf, chain: PathBuf, ra: RaArgs) -> Result<()> {
+    let cert_bytes =
+        std::fs::read(&cert).with_context(|| format!("cannot read --cert `{}`", cert.display()))?;
+    let chain_bytes = std::fs::read(&chain)
+        .with_context(|| format!("cannot read --chain `{}`", chain.display()))?;
+    let cert_der = ceremony::read_certificates(&cert_bytes)?
+        .into_iter()
+        .next()
+        .context("--cert holds no certificate")?;
+    let chain_der = ceremony::read_certificates(&chain_bytes)?;
+    let hsm = open_hsm(config)?;
+    let report = ceremony::import_ca(
+        &hsm,
+        &config.hsm,
+        &config.server.data_dir,
+        &cert_der,
+        &chain_der,
+        &init_options(&ra),
+    )?;
+    print!("{report}");
+    hsm.close();
+    Ok(())
+}
+
+fn show(config: &Config) -> Result<()> {
+    let hsm = open_hsm(config)?;
+    let mut labels = vec![("CA", config.hsm.ca_key_uri()?)];
+    labels.push(("RA", config.hsm.ra_key_uri()?));
+    if !config.hsm.ra_decrypt_key.is_empty() {
+        labels.push(("RA decryption", config.hsm.ra_decrypt_key_uri()?));
+    }
+    for (role, uri) in labels {
+        let label = uri.label()?;
+        match hsm.certificate_blocking(label)? {
+            Some(der) => {
+                let (_, c) = x509_parser::parse_x509_certificate(&der)
+                    .map_err(|e| anyhow::anyhow!("{role} certificate on token: {e}"))?;
+                println!("{role}: {uri}");
+                println!("  subject: {}", c.subject());
+                println!("  issuer:  {}", c.issuer());
+                println!(
+                    "  valid:   {} until {}",
+                    c.validity().not_before,
+                    c.validity().not_after
+                );
+                println!("  SHA-256: {}", sigil::pki::sha256_fingerprint(&der));
+            }
+            None => println!("{role}: {uri}: no certificate on the token (run `sigil init`)"),
+        }
+    }
+    hsm.close();
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<()> {
+    let hsm = open_hsm(&config)?;
+    let ca_uri = config.hsm.ca_key_uri()?;
+    let ca_label = ca_uri.label()?.to_owned();
+    if hsm.certificate_blocking(&ca_label)?.is_none() {
+        anyhow::bail!(
+            "no CA certificate `{ca_label}` on token `{}`: run `sigil init` first",
+            hsm.token()
+        );
+    }
+    let ca_key = sigil::pki::TokenKey::open(&hsm, &ca_uri)?;
+    let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg());
+    actix_web::rt::System::new()
+        .block_on(sigil::http::serve(&config, state))
+        .context("HTTP server")
+}

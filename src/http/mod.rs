@@ -1,0 +1,104 @@
+//! HTTP front of `sigil serve` (actix-web): health, readiness and metrics now; SCEP, the REST
+//! API, CRL and OCSP as they land. Handlers translate HTTP to calls into the core; they hold no
+//! policy.
+//!
+//! `serve` stops gracefully on SIGTERM: it stops accepting, lets in-flight requests finish
+//! (up to `server.shutdown_timeout_secs`), then closes the token sessions.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::hsm::{Hsm, KeyUri, SignAlg};
+
+/// How long a readiness result is reused, so probes cannot flood the token.
+const READY_CACHE: Duration = Duration::from_secs(2);
+
+/// State shared by the handlers.
+pub struct AppState {
+    hsm: Hsm,
+    ca_key: KeyUri,
+    ca_alg: SignAlg,
+    ready: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl AppState {
+    /// State for a token and the CA key used by readiness checks.
+    pub fn new(hsm: Hsm, ca_key: KeyUri, ca_alg: SignAlg) -> Self {
+        AppState {
+            hsm,
+            ca_key,
+            ca_alg,
+            ready: Mutex::new(None),
+        }
+    }
+
+    async fn check_ready(&self) -> Result<(), String> {
+        if let Some((at, r)) = self.ready.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if at.elapsed() < READY_CACHE {
+                return r.clone();
+            }
+        }
+        let r = self
+            .hsm
+            .sign(&self.ca_key, self.ca_alg, b"sigil readiness probe".to_vec())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), r.clone()));
+        r
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.check_ready().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "token": state.hsm.token()})),
+        Err(reason) => {
+            tracing::warn!(%reason, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"status": "not ready", "reason": reason}))
+        }
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::render_metrics())
+}
+
+/// Register the routes of `sigil serve` on an actix `App`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Serve until SIGTERM / SIGINT.
+pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
+    let state = web::Data::new(state);
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("sigil::http"))
+            .configure(routes)
+    })
+    .shutdown_timeout(config.server.shutdown_timeout_secs)
+    .bind(&config.server.listen)?;
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    tracing::info!(listen = %config.server.listen, "sigil serve is listening");
+    let result = server.run().await;
+    tracing::info!("shut down; closing token sessions");
+    state.hsm.close();
+    result
+}

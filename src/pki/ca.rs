@@ -1,0 +1,144 @@
+//! Certificates of the CA itself: the self-signed root (or its CSR for an existing root) and
+//! the RA certificate SCEP clients encrypt to.
+//!
+//! All signing goes through [`TokenKey`]: rcgen builds the DER, the token signs.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, IsCa, Issuer, KeyUsagePurpose,
+    SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::TokenKey;
+
+/// Errors while building certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// rcgen refused or the token signature failed.
+    #[error("could not build the {what}: {reason}")]
+    Build {
+        /// What was being built.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate given to Sigil is unusable.
+    #[error("certificate rejected: {0}")]
+    BadCertificate(String),
+}
+
+fn build_err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
+    move |e| PkiError::Build {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// A positive serial of 16 random bytes (RFC 5280 allows up to 20 octets).
+pub fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    openssl::rand::rand_bytes(&mut bytes).map_err(|e| PkiError::Build {
+        what: "serial number",
+        reason: format!("random generator failed: {e}"),
+    })?;
+    // Positive (high bit clear) and exactly 16 octets (no leading zero byte).
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// Parameters of a CA certificate (root or intermediate CSR).
+pub fn ca_params(subject: DistinguishedName, days: u32) -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(days.into());
+    p.serial_number = Some(random_serial()?);
+    Ok(p)
+}
+
+/// Self-sign a root CA certificate with the CA key; returns DER.
+pub fn self_signed_ca(key: &TokenKey, params: &CertificateParams) -> Result<Vec<u8>, PkiError> {
+    let cert = params
+        .self_signed(key)
+        .map_err(build_err("CA certificate"))?;
+    Ok(cert.der().to_vec())
+}
+
+/// A PKCS#10 request for the CA key, to be signed by an existing root; returns PEM.
+pub fn ca_request(key: &TokenKey, params: &CertificateParams) -> Result<String, PkiError> {
+    let csr = params
+        .serialize_request(key)
+        .map_err(build_err("CA certificate request"))?;
+    csr.pem().map_err(build_err("CA certificate request"))
+}
+
+/// Issue an RA certificate: the key SCEP clients encrypt to and the key that signs CertRep.
+///
+/// A single RA key gets digitalSignature + keyEncipherment (RFC 8894 §2.1.2; macOS picks the
+/// recipient by it); separate signing and decryption keys get one usage each, as NDES does.
+/// The validity is capped at the CA's.
+pub fn issue_ra_certificate(
+    ca_key: &TokenKey,
+    ca_der: &[u8],
+    ra_key: &TokenKey,
+    subject: DistinguishedName,
+    days: u32,
+    usages: Vec<KeyUsagePurpose>,
+) -> Result<Vec<u8>, PkiError> {
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let ca_not_after = ca.validity().not_after.to_datetime();
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = usages;
+    p.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = std::cmp::min(now + Duration::days(days.into()), ca_not_after);
+    p.serial_number = Some(random_serial()?);
+    let issuer = Issuer::from_ca_cert_der(&ca_der.to_vec().into(), ca_key)
+        .map_err(build_err("RA certificate"))?;
+    let cert = p
+        .signed_by(ra_key, &issuer)
+        .map_err(build_err("RA certificate"))?;
+    Ok(cert.der().to_vec())
+}
+
+/// Subject common name of a certificate, for messages.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok().map(str::to_owned));
+    cn
+}
+
+/// DER → PEM.
+pub fn to_pem(der: &[u8]) -> String {
+    use openssl::x509::X509;
+    X509::from_der(der)
+        .and_then(|c| c.to_pem())
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+        .unwrap_or_default()
+}
+
+/// SHA-256 fingerprint of DER bytes, colon-separated upper-case hex (as `openssl x509
+/// -fingerprint -sha256` prints it).
+pub fn sha256_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

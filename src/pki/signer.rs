@@ -1,0 +1,104 @@
+//! `TokenKey`: an rcgen signing key whose private half stays on the token.
+//!
+//! rcgen hands over the DER to be signed; the token signs it; rcgen assembles the certificate,
+//! CSR or CRL. The key bytes are never in this process.
+
+use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
+
+use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, PublicKey, SignAlg};
+
+/// A token key usable wherever rcgen wants a [`SigningKey`].
+///
+/// Its `sign` blocks on the token: call it from a blocking thread (`spawn_blocking`) in async
+/// code.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    hsm: Hsm,
+    uri: KeyUri,
+    alg: SignAlg,
+    public: PublicKey,
+    raw_public: Vec<u8>,
+    rcgen_alg: &'static SignatureAlgorithm,
+}
+
+impl TokenKey {
+    /// Look up the public half of `uri` and pair it with the default algorithm for its type.
+    pub fn open(hsm: &Hsm, uri: &KeyUri) -> Result<TokenKey, HsmError> {
+        let public = hsm.public_key_blocking(uri)?;
+        let alg = public.spec().default_sign_alg();
+        Self::with_alg(hsm, uri, public, alg)
+    }
+
+    /// As [`TokenKey::open`] with a chosen signature algorithm.
+    pub fn with_alg(
+        hsm: &Hsm,
+        uri: &KeyUri,
+        public: PublicKey,
+        alg: SignAlg,
+    ) -> Result<TokenKey, HsmError> {
+        let rcgen_alg = rcgen_alg(public.spec(), alg).ok_or_else(|| HsmError::WrongKeyType {
+            label: uri.object.clone().unwrap_or_default(),
+            actual: public.spec().to_string(),
+            expected: format!("a key that fits {}", alg.name()),
+            op: "certificate signing",
+        })?;
+        Ok(TokenKey {
+            hsm: hsm.clone(),
+            uri: uri.clone(),
+            alg,
+            raw_public: public.raw_bits()?,
+            public,
+            rcgen_alg,
+        })
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The signature algorithm used.
+    pub fn sign_alg(&self) -> SignAlg {
+        self.alg
+    }
+
+    /// The key's URI.
+    pub fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    /// The token this key lives on.
+    pub fn hsm(&self) -> &Hsm {
+        &self.hsm
+    }
+}
+
+fn rcgen_alg(spec: KeySpec, alg: SignAlg) -> Option<&'static SignatureAlgorithm> {
+    match (spec, alg) {
+        (KeySpec::Rsa(_), SignAlg::RsaPkcs1Sha256) => Some(&rcgen::PKCS_RSA_SHA256),
+        (KeySpec::Rsa(_), SignAlg::RsaPkcs1Sha384) => Some(&rcgen::PKCS_RSA_SHA384),
+        (KeySpec::Rsa(_), SignAlg::RsaPkcs1Sha512) => Some(&rcgen::PKCS_RSA_SHA512),
+        (KeySpec::EcP256, SignAlg::EcdsaSha256) => Some(&rcgen::PKCS_ECDSA_P256_SHA256),
+        (KeySpec::EcP384, SignAlg::EcdsaSha384) => Some(&rcgen::PKCS_ECDSA_P384_SHA384),
+        _ => None,
+    }
+}
+
+impl PublicKeyData for TokenKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.raw_public
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.rcgen_alg
+    }
+}
+
+impl SigningKey for TokenKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.hsm.sign_blocking(&self.uri, self.alg, msg).map_err(|e| {
+            tracing::error!(key = %self.uri, error = %e, "token signature failed");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
