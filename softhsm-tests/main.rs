@@ -1,1 +1,9 @@
+//! Integration tests against real SoftHSM2 tokens. Run them with `softhsm-tests/run.sh`, which
+//! installs what they need and starts from a fresh token directory.
 
+mod common;
+
+mod bad_config;
+mod ceremony;
+mod hsm_ops;
+mod serve;

@@ -73,6 +73,9 @@ pub fn self_signed_ca(key: &TokenKey, params: &CertificateParams) -> Result<Vec<
 
 /// A PKCS#10 request for the CA key, to be signed by an existing root; returns PEM.
 pub fn ca_request(key: &TokenKey, params: &CertificateParams) -> Result<String, PkiError> {
+    // A request carries no serial (the root chooses it).
+    let mut params = params.clone();
+    params.serial_number = None;
     let csr = params
         .serialize_request(key)
         .map_err(build_err("CA certificate request"))?;
