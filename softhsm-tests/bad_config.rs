@@ -8,15 +8,31 @@ fn one_line_error(t: &TokenDir, env: &[(&str, &str)], args: &[&str], must_contai
         cmd.env(k, v);
     }
     let out = cmd.args(args).output().expect("run sigil");
-    assert_eq!(out.status.code(), Some(2), "{env:?}: exit status {:?}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{env:?}: exit status {:?}",
+        out.status
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{env:?}: expected one error line in:\n{stderr}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "{env:?}: expected one error line in:\n{stderr}"
+    );
     for needle in must_contain {
-        assert!(errors[0].contains(needle), "{env:?}: `{needle}` not in `{}`", errors[0]);
+        assert!(
+            errors[0].contains(needle),
+            "{env:?}: `{needle}` not in `{}`",
+            errors[0]
+        );
     }
     let pin = std::fs::read_to_string(t.path().join("user.pin")).unwrap();
-    assert!(!stderr.contains(pin.trim()), "the PIN appeared in the output");
+    assert!(
+        !stderr.contains(pin.trim()),
+        "the PIN appeared in the output"
+    );
 }
 
 #[test]
@@ -33,7 +49,11 @@ fn each_mistake_names_its_fix() {
         &t,
         &[("SIGIL_HSM_TOKEN", "no-such-token")],
         &["ca", "show"],
-        &["no token labelled `no-such-token`", "`sigil`", "SIGIL_HSM_TOKEN"],
+        &[
+            "no token labelled `no-such-token`",
+            "`sigil`",
+            "SIGIL_HSM_TOKEN",
+        ],
     );
     let wrong_pin = t.path().join("wrong.pin");
     std::fs::write(&wrong_pin, "000000\n").unwrap();
@@ -59,5 +79,10 @@ fn each_mistake_names_its_fix() {
     no_pin.env_remove("SIGIL_HSM_PIN_FILE");
     let out = no_pin.args(["ca", "show"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGIL_HSM_PIN_FILE"));
-    one_line_error(&t, &[("SIGIL_HSM_POOLSIZE", "3")], &["ca", "show"], &["poolsize"]);
+    one_line_error(
+        &t,
+        &[("SIGIL_HSM_POOLSIZE", "3")],
+        &["ca", "show"],
+        &["poolsize"],
+    );
 }

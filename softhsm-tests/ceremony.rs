@@ -33,8 +33,17 @@ fn key_usage_text(c: &X509) -> String {
 fn init_makes_a_root_and_an_ra_certificate_that_verify() {
     for ca_key in ["rsa3072", "p384"] {
         let t = TokenDir::new();
-        let out = ok(&t.run(&["init", "--ca-key", ca_key, "--ca-subject", "CN=Test Root,O=Sigil Tests,C=US"]));
-        assert!(out.contains("CA key: pkcs11:token=sigil;object=sigil-ca"), "{out}");
+        let out = ok(&t.run(&[
+            "init",
+            "--ca-key",
+            ca_key,
+            "--ca-subject",
+            "CN=Test Root,O=Sigil Tests,C=US",
+        ]));
+        assert!(
+            out.contains("CA key: pkcs11:token=sigil;object=sigil-ca"),
+            "{out}"
+        );
         assert!(out.contains("SHA-256 fingerprint"), "{out}");
         let ca = t.data().join("ca.pem");
         let ra = t.data().join("ra.pem");
@@ -42,7 +51,10 @@ fn init_makes_a_root_and_an_ra_certificate_that_verify() {
         openssl_verify(&ca, &ra);
         let ra_cert = cert(&ra);
         let ku = key_usage_text(&ra_cert);
-        assert!(ku.contains("Digital Signature") && ku.contains("Key Encipherment"), "{ku}");
+        assert!(
+            ku.contains("Digital Signature") && ku.contains("Key Encipherment"),
+            "{ku}"
+        );
         let ca_cert = cert(&ca);
         assert!(key_usage_text(&ca_cert).contains("Certificate Sign"));
         // The serial is random and positive, 16 octets.
@@ -51,13 +63,29 @@ fn init_makes_a_root_and_an_ra_certificate_that_verify() {
         // The certificates are on the token next to their keys.
         let listing = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", t.path().join("softhsm2.conf"))
-            .args(["--module", MODULE, "--token-label", "sigil", "--login", "--pin"])
-            .arg(std::fs::read_to_string(t.path().join("user.pin")).unwrap().trim())
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                "sigil",
+                "--login",
+                "--pin",
+            ])
+            .arg(
+                std::fs::read_to_string(t.path().join("user.pin"))
+                    .unwrap()
+                    .trim(),
+            )
             .arg("--list-objects")
             .output()
             .expect("pkcs11-tool");
         let listing = ok(&listing);
-        for needle in ["Certificate Object", "Private Key Object", "label:      sigil-ca", "label:      sigil-ra"] {
+        for needle in [
+            "Certificate Object",
+            "Private Key Object",
+            "label:      sigil-ca",
+            "label:      sigil-ra",
+        ] {
             assert!(listing.contains(needle), "{needle} missing in:\n{listing}");
         }
         // pkcs11-tool sees the private keys as sensitive and never extractable.
@@ -84,8 +112,15 @@ fn init_refuses_to_overwrite_without_force() {
     let again = t.run(&["init", "--ca-key", "p256"]);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
-    assert_eq!(std::fs::read(t.data().join("ca.pem")).unwrap(), first, "ca.pem was touched");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(t.data().join("ca.pem")).unwrap(),
+        first,
+        "ca.pem was touched"
+    );
     ok(&t.run(&["init", "--ca-key", "p256", "--force"]));
     assert_ne!(std::fs::read(t.data().join("ca.pem")).unwrap(), first);
     openssl_verify(&t.data().join("ca.pem"), &t.data().join("ra.pem"));
@@ -100,7 +135,10 @@ fn separate_ra_signing_and_decryption_keys() {
         .args(["init", "--ca-key", "p256"])
         .output()
         .unwrap());
-    assert!(out.contains("RA signing key") && out.contains("RA decryption key"), "{out}");
+    assert!(
+        out.contains("RA signing key") && out.contains("RA decryption key"),
+        "{out}"
+    );
     let ca = t.data().join("ca.pem");
     let sign = cert(&t.data().join("ra-sign.pem"));
     let dec = cert(&t.data().join("ra-decrypt.pem"));
@@ -126,7 +164,10 @@ fn csr_for_an_existing_root_then_import() {
     assert!(out.contains("sigil ca import"), "{out}");
     let req = X509Req::from_pem(&std::fs::read(&csr_path).unwrap()).unwrap();
     let req_key = req.public_key().unwrap();
-    assert!(req.verify(&req_key).unwrap(), "the CSR signature (made on the token) is bad");
+    assert!(
+        req.verify(&req_key).unwrap(),
+        "the CSR signature (made on the token) is bad"
+    );
 
     // An external root, in software: it is the test's, not Sigil's.
     let root_key = PKey::from_ec_key(
@@ -138,30 +179,55 @@ fn csr_for_an_existing_root_then_import() {
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap()).unwrap();
+    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&root_key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(3650).unwrap()).unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(3650).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     b.sign(&root_key, MessageDigest::sha384()).unwrap();
     let root = b.build();
 
     let sign_ca = |req_key: &PKey<openssl::pkey::Public>, ca: bool| {
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap()).unwrap();
+        b.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
         b.set_subject_name(req.subject_name()).unwrap();
         b.set_issuer_name(root.subject_name()).unwrap();
         b.set_pubkey(req_key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1825).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1825).unwrap())
+            .unwrap();
         if ca {
-            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
         }
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build().unwrap()).unwrap();
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .digital_signature()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
         b.sign(&root_key, MessageDigest::sha384()).unwrap();
         b.build()
     };
@@ -171,7 +237,14 @@ fn csr_for_an_existing_root_then_import() {
     // A certificate that is not a CA certificate is refused.
     let not_ca = t.path().join("not-ca.pem");
     std::fs::write(&not_ca, sign_ca(&req_key, false).to_pem().unwrap()).unwrap();
-    let refused = t.run(&["ca", "import", "--cert", not_ca.to_str().unwrap(), "--chain", root_pem.to_str().unwrap()]);
+    let refused = t.run(&[
+        "ca",
+        "import",
+        "--cert",
+        not_ca.to_str().unwrap(),
+        "--chain",
+        root_pem.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a CA certificate"));
 
     // A certificate for another key is refused.
@@ -182,12 +255,26 @@ fn csr_for_an_existing_root_then_import() {
     let other_pub = PKey::public_key_from_der(&other.public_key_to_der().unwrap()).unwrap();
     let wrong = t.path().join("wrong.pem");
     std::fs::write(&wrong, sign_ca(&other_pub, true).to_pem().unwrap()).unwrap();
-    let refused = t.run(&["ca", "import", "--cert", wrong.to_str().unwrap(), "--chain", root_pem.to_str().unwrap()]);
+    let refused = t.run(&[
+        "ca",
+        "import",
+        "--cert",
+        wrong.to_str().unwrap(),
+        "--chain",
+        root_pem.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not the CA key"));
 
     let signed = t.path().join("signed.pem");
     std::fs::write(&signed, sign_ca(&req_key, true).to_pem().unwrap()).unwrap();
-    let out = ok(&t.run(&["ca", "import", "--cert", signed.to_str().unwrap(), "--chain", root_pem.to_str().unwrap()]));
+    let out = ok(&t.run(&[
+        "ca",
+        "import",
+        "--cert",
+        signed.to_str().unwrap(),
+        "--chain",
+        root_pem.to_str().unwrap(),
+    ]));
     assert!(out.contains("RA key"), "{out}");
     // Root → issuing CA (on the token) → RA.
     let ra = t.data().join("ra.pem");
@@ -200,5 +287,11 @@ fn csr_for_an_existing_root_then_import() {
         .output()
         .unwrap();
     ok(&status);
-    assert!(std::fs::read_to_string(t.data().join("chain.pem")).unwrap().matches("BEGIN CERTIFICATE").count() == 2);
+    assert!(
+        std::fs::read_to_string(t.data().join("chain.pem"))
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count()
+            == 2
+    );
 }

@@ -86,7 +86,10 @@ fn generated_keys_are_sensitive_and_never_extractable() {
                 }
             }
         }
-        assert_eq!(hsm.public_key_blocking(&hsm.uri(label)).unwrap().spec(), spec);
+        assert_eq!(
+            hsm.public_key_blocking(&hsm.uri(label)).unwrap().spec(),
+            spec
+        );
     }
 }
 
@@ -142,7 +145,10 @@ fn signatures_verify_with_openssl() {
         ("sig-p384", &p384, SignAlg::EcdsaSha384),
     ] {
         let sig = hsm.sign_blocking(&hsm.uri(label), alg, data).unwrap();
-        assert!(verify(pkey, alg, data, &sig), "{label} {alg:?} did not verify");
+        assert!(
+            verify(pkey, alg, data, &sig),
+            "{label} {alg:?} did not verify"
+        );
         assert!(
             !verify(pkey, alg, b"other data", &sig),
             "{label} {alg:?} verified the wrong data"
@@ -188,7 +194,10 @@ fn missing_keys_are_named() {
         .sign_blocking(&hsm.uri("no-such-key"), SignAlg::EcdsaSha256, b"x")
         .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("no-such-key") && msg.contains("sigil init"), "{msg}");
+    assert!(
+        msg.contains("no-such-key") && msg.contains("sigil init"),
+        "{msg}"
+    );
     let other_token = "pkcs11:token=elsewhere;object=k".parse().unwrap();
     assert!(matches!(
         hsm.sign_blocking(&other_token, SignAlg::EcdsaSha256, b"x"),
@@ -205,7 +214,10 @@ fn close_all_sessions_underneath(slot: u64) {
         let mut list: *mut cryptoki_sys::CK_FUNCTION_LIST = std::ptr::null_mut();
         assert_eq!(lib.C_GetFunctionList(&mut list), cryptoki_sys::CKR_OK);
         let close = (*list).C_CloseAllSessions.expect("C_CloseAllSessions");
-        assert_eq!(close(slot as cryptoki_sys::CK_SLOT_ID), cryptoki_sys::CKR_OK);
+        assert_eq!(
+            close(slot as cryptoki_sys::CK_SLOT_ID),
+            cryptoki_sys::CKR_OK
+        );
     }
 }
 
@@ -214,7 +226,8 @@ fn survives_all_sessions_being_closed_underneath() {
     let hsm = shared_hsm();
     generate(hsm, KeySpec::EcP256, "recover-p256");
     let uri = hsm.uri("recover-p256");
-    hsm.sign_blocking(&uri, SignAlg::EcdsaSha256, b"before").unwrap();
+    hsm.sign_blocking(&uri, SignAlg::EcdsaSha256, b"before")
+        .unwrap();
     let recoveries = || {
         sigil::telemetry::render_metrics()
             .lines()
@@ -226,7 +239,8 @@ fn survives_all_sessions_being_closed_underneath() {
     close_all_sessions_underneath(hsm.slot_id());
     // The next operations must work: the pool reopens, logs in again and retries.
     for _ in 0..8 {
-        hsm.sign_blocking(&uri, SignAlg::EcdsaSha256, b"after").unwrap();
+        hsm.sign_blocking(&uri, SignAlg::EcdsaSha256, b"after")
+            .unwrap();
     }
     assert!(recoveries() > before, "the pool did not record a recovery");
 }
@@ -238,9 +252,7 @@ fn many_concurrent_operations_from_tokio_tasks() {
     let pkey = generate(&hsm, KeySpec::Rsa(2048), "conc-rsa");
     let rsa = pkey.rsa().unwrap();
     let mut ct = vec![0u8; rsa.size() as usize];
-    let n = rsa
-        .public_encrypt(b"k", &mut ct, Padding::PKCS1)
-        .unwrap();
+    let n = rsa.public_encrypt(b"k", &mut ct, Padding::PKCS1).unwrap();
     ct.truncate(n);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -254,9 +266,13 @@ fn many_concurrent_operations_from_tokio_tasks() {
             let ct = ct.clone();
             tasks.push(tokio::spawn(async move {
                 if i % 2 == 0 {
-                    hsm.sign(&hsm.uri("conc-p256"), SignAlg::EcdsaSha256, vec![i as u8; 32])
-                        .await
-                        .map(|_| ())
+                    hsm.sign(
+                        &hsm.uri("conc-p256"),
+                        SignAlg::EcdsaSha256,
+                        vec![i as u8; 32],
+                    )
+                    .await
+                    .map(|_| ())
                 } else {
                     hsm.decrypt(&hsm.uri("conc-rsa"), DecryptAlg::RsaPkcs1v15, ct)
                         .await
@@ -265,7 +281,11 @@ fn many_concurrent_operations_from_tokio_tasks() {
             }));
         }
         // Meanwhile the runtime itself stays responsive.
-        let tick = tokio::time::timeout(Duration::from_secs(5), tokio::time::sleep(Duration::from_millis(1))).await;
+        let tick = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::time::sleep(Duration::from_millis(1)),
+        )
+        .await;
         assert!(tick.is_ok());
         let all = tokio::time::timeout(Duration::from_secs(120), futures_join(tasks)).await;
         let results = all.expect("deadlock: operations did not finish");
@@ -276,7 +296,9 @@ fn many_concurrent_operations_from_tokio_tasks() {
     });
 }
 
-async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, tokio::task::JoinError>> {
+async fn futures_join<T>(
+    handles: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await);

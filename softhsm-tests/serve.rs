@@ -28,15 +28,18 @@ fn start(t: &TokenDir) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sigil serve");
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if reqwest::blocking::get(format!("{base}/healthz")).is_ok() {
-            return Server { child, base };
+        if reqwest::blocking::get(format!("{}/healthz", server.base)).is_ok() {
+            return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("sigil serve did not come up on {base}");
+    panic!("sigil serve did not come up on {}", server.base);
 }
 
 #[test]
@@ -58,7 +61,10 @@ fn health_readiness_metrics_and_sigterm() {
         "sigil_hsm_pool_size 4",
         "sigil_hsm_pool_waiters",
     ] {
-        assert!(text.contains(needle), "{needle} missing from /metrics:\n{text}");
+        assert!(
+            text.contains(needle),
+            "{needle} missing from /metrics:\n{text}"
+        );
     }
     let missing = reqwest::blocking::get(format!("{}/nothing-here", s.base)).unwrap();
     assert_eq!(missing.status(), 404);
@@ -72,10 +78,16 @@ fn health_readiness_metrics_and_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = s.child.try_wait().unwrap() {
-            assert!(status.success(), "sigil serve exited with {status:?} after SIGTERM");
+            assert!(
+                status.success(),
+                "sigil serve exited with {status:?} after SIGTERM"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "sigil serve did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "sigil serve did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -96,9 +108,22 @@ fn readiness_fails_when_the_token_cannot_sign() {
     let pin = std::fs::read_to_string(t.path().join("user.pin")).unwrap();
     ok(&std::process::Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", t.path().join("softhsm2.conf"))
-        .args(["--module", crate::common::MODULE, "--token-label", "sigil", "--login", "--pin"])
+        .args([
+            "--module",
+            crate::common::MODULE,
+            "--token-label",
+            "sigil",
+            "--login",
+            "--pin",
+        ])
         .arg(pin.trim())
-        .args(["--delete-object", "--type", "privkey", "--label", "sigil-ca"])
+        .args([
+            "--delete-object",
+            "--type",
+            "privkey",
+            "--label",
+            "sigil-ca",
+        ])
         .output()
         .unwrap());
     // After the readiness cache expires, /readyz says 503 with the reason; /healthz stays 200.

@@ -222,9 +222,10 @@ pub fn init(
             }
         }
     } else {
-        for (l, uri) in labels.iter().zip(
-            std::iter::once(&ca_uri).chain(ras.iter().map(|(_, u, _)| u)),
-        ) {
+        for (l, uri) in labels
+            .iter()
+            .zip(std::iter::once(&ca_uri).chain(ras.iter().map(|(_, u, _)| u)))
+        {
             if hsm.key_exists(uri)? || hsm.certificate_blocking(l)?.is_some() {
                 return Err(HsmError::AlreadyExists {
                     what: "key",
@@ -313,7 +314,8 @@ fn issue_ra_certs(
             usages.push(KeyUsagePurpose::KeyEncipherment);
         }
         let ra_key = TokenKey::open(hsm, &uri)?;
-        let der = pki::issue_ra_certificate(ca_key, ca_der, &ra_key, subject, opts.ra_days, usages)?;
+        let der =
+            pki::issue_ra_certificate(ca_key, ca_der, &ra_key, subject, opts.ra_days, usages)?;
         hsm.store_certificate_blocking(label_of(&uri)?, &der)?;
         let file = if usage.sign && !usage.decrypt && !single {
             "ra-sign.pem"
@@ -398,10 +400,12 @@ pub fn import_ca(
         .into());
     }
     let parent = chain.first().ok_or_else(|| {
-        CeremonyError::Invalid("--chain must hold the issuing CA certificate (and its parents)".into())
+        CeremonyError::Invalid(
+            "--chain must hold the issuing CA certificate (and its parents)".into(),
+        )
     })?;
-    let parent = X509::from_der(parent)
-        .map_err(|e| PkiError::BadCertificate(format!("chain: {e}")))?;
+    let parent =
+        X509::from_der(parent).map_err(|e| PkiError::BadCertificate(format!("chain: {e}")))?;
     let parent_key = parent
         .public_key()
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;

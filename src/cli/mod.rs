@@ -125,7 +125,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(_) => LogFormat::Human,
         None => config.log.format,
     };
-    telemetry::init_logging(format, cli.log_level.as_deref().unwrap_or(&config.log.level));
+    telemetry::init_logging(
+        format,
+        cli.log_level.as_deref().unwrap_or(&config.log.level),
+    );
     match cli.command {
         Command::Serve => serve(config),
         Command::Init(args) => init(&config, args),

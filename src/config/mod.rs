@@ -240,15 +240,14 @@ impl Config {
             message: e.message().to_string(),
         })?;
         // Check the file on its own first, so an error names the file.
-        let from_file: Config =
-            Config::deserialize(toml::Value::Table(file_table.clone())).map_err(|e| {
-                ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                }
+        let from_file: Config = Config::deserialize(toml::Value::Table(file_table.clone()))
+            .map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: e.to_string(),
             })?;
         // Key types come from the effective configuration (defaults filled in).
-        let typed = toml::Value::try_from(&from_file).map_err(|e| invalid(&origin, &e.to_string()))?;
+        let typed =
+            toml::Value::try_from(&from_file).map_err(|e| invalid(&origin, &e.to_string()))?;
         let mut table = file_table;
         let mut overridden = Vec::new();
         let mut env: Vec<(String, String)> = env.into_iter().collect();
@@ -275,12 +274,24 @@ impl Config {
             }
             let current = typed.get(section).and_then(|s| s.get(&key));
             let parsed = match current {
-                Some(toml::Value::Integer(_)) => value.parse::<i64>().map(toml::Value::Integer).map_err(|_| {
-                    invalid(&format!("environment variable {name}"), &format!("`{value}` is not a whole number"))
-                })?,
-                Some(toml::Value::Boolean(_)) => value.parse::<bool>().map(toml::Value::Boolean).map_err(|_| {
-                    invalid(&format!("environment variable {name}"), &format!("`{value}` is not true or false"))
-                })?,
+                Some(toml::Value::Integer(_)) => value
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| {
+                        invalid(
+                            &format!("environment variable {name}"),
+                            &format!("`{value}` is not a whole number"),
+                        )
+                    })?,
+                Some(toml::Value::Boolean(_)) => value
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| {
+                        invalid(
+                            &format!("environment variable {name}"),
+                            &format!("`{value}` is not true or false"),
+                        )
+                    })?,
                 _ => toml::Value::String(value.clone()),
             };
             let sect = table
@@ -365,7 +376,11 @@ mod tests {
     #[test]
     fn pin_source_must_be_exactly_one() {
         let mut h = HsmSection::default();
-        assert!(h.pin_source().unwrap_err().to_string().contains("SIGIL_HSM_PIN_FILE"));
+        assert!(h
+            .pin_source()
+            .unwrap_err()
+            .to_string()
+            .contains("SIGIL_HSM_PIN_FILE"));
         h.pin_env = Some("P".into());
         assert_eq!(h.pin_source().unwrap(), PinSource::Env("P".into()));
         h.pin_file = Some("/x".into());
@@ -375,9 +390,36 @@ mod tests {
     #[test]
     fn key_settings_accept_labels_and_uris() {
         let h = HsmSection::default();
-        assert_eq!(h.ca_key_uri().unwrap().to_string(), "pkcs11:token=sigil;object=sigil-ca");
+        assert_eq!(
+            h.ca_key_uri().unwrap().to_string(),
+            "pkcs11:token=sigil;object=sigil-ca"
+        );
         let u = h.key_uri("ra_key", "pkcs11:token=other;object=ra").unwrap();
         assert_eq!(u.token.as_deref(), Some("other"));
         assert!(h.key_uri("ra_key", "pkcs11:token=x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// Every example in hsm-config/examples/ is a valid configuration.
+    #[test]
+    fn hsm_examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+                let c = Config::load_with_env(Some(&path), Vec::new())
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                c.hsm.hsm_config().unwrap();
+                c.hsm.ca_key_uri().unwrap();
+                c.hsm.ra_decrypt_key_uri().unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "expected the six HSM examples, found {n}");
     }
 }

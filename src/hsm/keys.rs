@@ -114,12 +114,10 @@ impl SignAlg {
     }
 
     pub(crate) fn mechanism(self) -> Mechanism<'static> {
-        let pss = |hash_alg: MechanismType, mgf: PkcsMgfType, s_len: u32| {
-            PkcsPssParams {
-                hash_alg,
-                mgf,
-                s_len: (s_len as u64).into(),
-            }
+        let pss = |hash_alg: MechanismType, mgf: PkcsMgfType, s_len: u32| PkcsPssParams {
+            hash_alg,
+            mgf,
+            s_len: (s_len as u64).into(),
         };
         match self {
             SignAlg::RsaPkcs1Sha256 => Mechanism::Sha256RsaPkcs,

@@ -47,7 +47,10 @@ impl HsmMetrics {
             let m = HsmMetrics {
                 ops,
                 latency,
-                pool_size: gauge("sigil_hsm_pool_size", "configured PKCS#11 session pool size"),
+                pool_size: gauge(
+                    "sigil_hsm_pool_size",
+                    "configured PKCS#11 session pool size",
+                ),
                 pool_open: gauge("sigil_hsm_pool_open", "PKCS#11 working sessions open"),
                 pool_idle: gauge("sigil_hsm_pool_idle", "PKCS#11 sessions idle in the pool"),
                 pool_waiters: gauge(

@@ -233,10 +233,9 @@ impl Hsm {
         match found.as_slice() {
             [] => Err(HsmError::KeyNotFound {
                 what: what_of(t),
-                label: uri
-                    .object
-                    .clone()
-                    .unwrap_or_else(|| format!("id={}", hex::encode(uri.id.as_deref().unwrap_or(&[])))),
+                label: uri.object.clone().unwrap_or_else(|| {
+                    format!("id={}", hex::encode(uri.id.as_deref().unwrap_or(&[])))
+                }),
                 token: self.inner.token.clone(),
             }
             .into()),
@@ -283,15 +282,18 @@ impl Hsm {
         op: &'static str,
         mut f: impl FnMut(&Session) -> Result<T, OpError>,
     ) -> Result<T, HsmError> {
-        self.inner
-            .pool
-            .run(op, |s| f(s), || self.forget_handles())
+        self.inner.pool.run(op, |s| f(s), || self.forget_handles())
     }
 
     /// Sign `data` with the private key `key` (blocking; call from a blocking thread).
     ///
     /// ECDSA results are DER `Ecdsa-Sig-Value`, ready for X.509 and CMS.
-    pub fn sign_blocking(&self, key: &KeyUri, alg: SignAlg, data: &[u8]) -> Result<Vec<u8>, HsmError> {
+    pub fn sign_blocking(
+        &self,
+        key: &KeyUri,
+        alg: SignAlg,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
         self.check_token(key)?;
         let input = alg.prepare(data);
         let raw = self.run("sign", |s| {
@@ -320,7 +322,12 @@ impl Hsm {
     }
 
     /// Sign on a blocking thread.
-    pub async fn sign(&self, key: &KeyUri, alg: SignAlg, data: Vec<u8>) -> Result<Vec<u8>, HsmError> {
+    pub async fn sign(
+        &self,
+        key: &KeyUri,
+        alg: SignAlg,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, HsmError> {
         let (hsm, key) = (self.clone(), key.clone());
         tokio::task::spawn_blocking(move || hsm.sign_blocking(&key, alg, &data))
             .await
@@ -443,10 +450,11 @@ impl Hsm {
     /// It gets the label and `CKA_ID` of the private key of the same label when there is one,
     /// so PKCS#11 tools pair them. An existing certificate with this label is replaced.
     pub fn store_certificate_blocking(&self, label: &str, der: &[u8]) -> Result<(), HsmError> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| HsmError::BadInput {
-            op: "store certificate",
-            rv: format!("not a DER certificate: {e}"),
-        })?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| HsmError::BadInput {
+                op: "store certificate",
+                rv: format!("not a DER certificate: {e}"),
+            })?;
         let subject = cert.tbs_certificate.subject.as_raw().to_vec();
         let issuer = cert.tbs_certificate.issuer.as_raw().to_vec();
         let serial = cert.tbs_certificate.raw_serial().to_vec();
@@ -475,7 +483,8 @@ impl Hsm {
                     }
                 }
             }
-            s.create_object(&template).map_err(ck("create certificate"))?;
+            s.create_object(&template)
+                .map_err(ck("create certificate"))?;
             Ok(())
         })?;
         self.forget_handles();

@@ -142,9 +142,15 @@ impl FromStr for KeyUri {
                     })
                 }
                 // Other RFC 7512 path attributes narrow the match; Sigil finds tokens by label.
-                "manufacturer" | "model" | "serial" | "library-description"
-                | "library-manufacturer" | "library-version" | "slot-description"
-                | "slot-manufacturer" | "slot-id" => {}
+                "manufacturer"
+                | "model"
+                | "serial"
+                | "library-description"
+                | "library-manufacturer"
+                | "library-version"
+                | "slot-description"
+                | "slot-manufacturer"
+                | "slot-id" => {}
                 _ => return Err(bad(&format!("unknown attribute `{k}`"))),
             }
         }

@@ -37,7 +37,12 @@ impl AppState {
     }
 
     async fn check_ready(&self) -> Result<(), String> {
-        if let Some((at, r)) = self.ready.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some((at, r)) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             if at.elapsed() < READY_CACHE {
                 return r.clone();
             }
@@ -88,7 +93,10 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("sigil::http"))
+            .wrap(
+                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                    .log_target("sigil::http"),
+            )
             .configure(routes)
     })
     .shutdown_timeout(config.server.shutdown_timeout_secs)

@@ -6,10 +6,10 @@ mod ca;
 mod name;
 mod signer;
 
-pub use rcgen::KeyUsagePurpose;
 pub use ca::{
     ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
     sha256_fingerprint, to_pem, PkiError,
 };
 pub use name::parse_dn;
+pub use rcgen::KeyUsagePurpose;
 pub use signer::TokenKey;

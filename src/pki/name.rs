@@ -77,7 +77,9 @@ mod tests {
         let dn = parse_dn("CN=Sigil Root CA, O=Acme\\, Inc., C=US").unwrap();
         let items: Vec<_> = dn.iter().collect();
         assert_eq!(items.len(), 3);
-        assert!(matches!(dn.get(&DnType::OrganizationName), Some(rcgen::DnValue::Utf8String(s)) if s == "Acme, Inc."));
+        assert!(
+            matches!(dn.get(&DnType::OrganizationName), Some(rcgen::DnValue::Utf8String(s)) if s == "Acme, Inc.")
+        );
     }
 
     #[test]

@@ -96,9 +96,11 @@ impl PublicKeyData for TokenKey {
 
 impl SigningKey for TokenKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.hsm.sign_blocking(&self.uri, self.alg, msg).map_err(|e| {
-            tracing::error!(key = %self.uri, error = %e, "token signature failed");
-            rcgen::Error::RemoteKeyError
-        })
+        self.hsm
+            .sign_blocking(&self.uri, self.alg, msg)
+            .map_err(|e| {
+                tracing::error!(key = %self.uri, error = %e, "token signature failed");
+                rcgen::Error::RemoteKeyError
+            })
     }
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine with only the Rust toolchain:
+#   softhsm-tests/run.sh
+# Installs what the tests need (idempotently), starts from a fresh SoftHSM token directory,
+# checks formatting and lints, then runs every test (unit tests beside the code, the
+# integration tests in softhsm-tests/ against real tokens, doc tests).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates
+
+# Fresh tokens for this run (the in-process tests create theirs here; see .cargo/config.toml).
+rm -rf target/softhsm-tests
+mkdir -p target/softhsm-tests
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+# Last, so the run ends with cargo's own summary.
+cargo test --no-fail-fast
