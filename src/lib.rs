@@ -11,4 +11,5 @@ pub mod config;
 pub mod hsm;
 pub mod http;
 pub mod pki;
+pub mod scep;
 pub mod telemetry;

@@ -1,0 +1,264 @@
+//! The pkcsPKIEnvelope: EnvelopedData with one key-transport recipient. Opening asks the RA
+//! key (on the token) to decrypt the content-encryption key, then decrypts the content with it
+//! in software; sealing encrypts a reply to the requester's certificate.
+
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+    RecipientInfos,
+};
+use der::asn1::{Any, OctetString, SetOfVec};
+use der::{Decode, Encode, Sequence};
+use openssl::x509::X509;
+use spki::AlgorithmIdentifierOwned;
+
+use super::asn1::{self, oid, ContentCipher, DigestAlg};
+use super::{KeyTransport, RaKey, ScepError};
+
+/// Who the envelope was encrypted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// Issuer name (DER) and serial (big-endian bytes).
+    IssuerSerial {
+        /// DER of the issuer Name.
+        issuer: Vec<u8>,
+        /// Serial bytes as encoded.
+        serial: Vec<u8>,
+    },
+    /// Subject key identifier.
+    Ski(Vec<u8>),
+}
+
+impl Recipient {
+    /// True when `cert_der` is this recipient.
+    pub fn matches(&self, cert_der: &[u8]) -> bool {
+        let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) else {
+            return false;
+        };
+        match self {
+            Recipient::IssuerSerial { issuer, serial } => {
+                c.tbs_certificate.issuer.as_raw() == issuer.as_slice()
+                    && strip_zeros(c.tbs_certificate.raw_serial()) == strip_zeros(serial)
+            }
+            Recipient::Ski(ski) => c.extensions().iter().any(|e| {
+                matches!(e.parsed_extension(), x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) if k.0 == ski.as_slice())
+            }),
+        }
+    }
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|x| **x == 0).count();
+    &b[n..]
+}
+
+/// A parsed pkcsPKIEnvelope.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The recipient the client chose.
+    pub recipient: Recipient,
+    /// Key transport algorithm.
+    pub transport: KeyTransport,
+    /// The encrypted content-encryption key.
+    pub encrypted_key: Vec<u8>,
+    /// Content cipher (`Err` holds the OID text when unsupported).
+    pub cipher: Result<ContentCipher, String>,
+    /// IV.
+    pub iv: Vec<u8>,
+    /// Encrypted content.
+    pub ciphertext: Vec<u8>,
+}
+
+/// RSAES-OAEP-params (RFC 4055), all defaults SHA-1.
+#[derive(Sequence)]
+struct OaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    hash: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    mgf: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    psource: Option<Any>,
+}
+
+fn transport_of(alg: &AlgorithmIdentifierOwned) -> Result<KeyTransport, ScepError> {
+    match alg.oid {
+        oid::RSA_ENCRYPTION => Ok(KeyTransport::RsaPkcs1v15),
+        oid::RSAES_OAEP => {
+            let hash = match &alg.parameters {
+                None => DigestAlg::Sha1,
+                Some(p) => {
+                    let der = p.to_der().map_err(ScepError::encode)?;
+                    let params = OaepParams::from_ber(&der)
+                        .map_err(|e| ScepError::Malformed(format!("RSAES-OAEP parameters: {e}")))?;
+                    match params.hash {
+                        None => DigestAlg::Sha1,
+                        Some(h) => DigestAlg::from_oid(&h.oid).ok_or_else(|| {
+                            ScepError::UnsupportedAlgorithm(format!("OAEP hash {}", h.oid))
+                        })?,
+                    }
+                }
+            };
+            Ok(KeyTransport::RsaOaep(hash))
+        }
+        other => Err(ScepError::UnsupportedAlgorithm(format!(
+            "key transport {other}"
+        ))),
+    }
+}
+
+impl Envelope {
+    /// Parse a pkcsPKIEnvelope (a ContentInfo holding EnvelopedData), BER or DER.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, ScepError> {
+        let ci: ContentInfo = asn1::from_ber(bytes, "pkcsPKIEnvelope")?;
+        if ci.content_type != oid::ENVELOPED_DATA {
+            return Err(ScepError::Malformed(format!(
+                "pkcsPKIEnvelope content type is {}, not envelopedData",
+                ci.content_type
+            )));
+        }
+        let inner = ci.content.to_der().map_err(ScepError::encode)?;
+        let ed: EnvelopedData = asn1::from_ber(&inner, "EnvelopedData")?;
+        let ktri = ed
+            .recip_infos
+            .0
+            .iter()
+            .find_map(|r| match r {
+                RecipientInfo::Ktri(k) => Some(k),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ScepError::UnsupportedAlgorithm("no key-transport recipient in the envelope".into())
+            })?;
+        let recipient = match &ktri.rid {
+            RecipientIdentifier::IssuerAndSerialNumber(isn) => Recipient::IssuerSerial {
+                issuer: isn.issuer.to_der().map_err(ScepError::encode)?,
+                serial: isn.serial_number.as_bytes().to_vec(),
+            },
+            RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+                Recipient::Ski(ski.0.as_bytes().to_vec())
+            }
+        };
+        let eci = &ed.encrypted_content;
+        let cipher = ContentCipher::from_oid(&eci.content_enc_alg.oid)
+            .ok_or_else(|| eci.content_enc_alg.oid.to_string());
+        let iv = match &eci.content_enc_alg.parameters {
+            Some(p) => asn1::octet_string_contents(p)?,
+            None => Vec::new(),
+        };
+        let ciphertext = eci
+            .encrypted_content
+            .as_ref()
+            .map(|o| o.as_bytes().to_vec())
+            .ok_or_else(|| ScepError::Malformed("the envelope has no encrypted content".into()))?;
+        Ok(Envelope {
+            recipient,
+            transport: transport_of(&ktri.key_enc_alg)?,
+            encrypted_key: ktri.enc_key.as_bytes().to_vec(),
+            cipher,
+            iv,
+            ciphertext,
+        })
+    }
+
+    /// Decrypt: the content-encryption key on the token (through `key`), then the content.
+    /// Single DES is refused unless `allow_des`.
+    pub fn open(&self, key: &dyn RaKey, allow_des: bool) -> Result<Vec<u8>, ScepError> {
+        let cipher = self
+            .cipher
+            .clone()
+            .map_err(|o| ScepError::UnsupportedAlgorithm(format!("content cipher {o}")))?;
+        if cipher == ContentCipher::DesCbc && !allow_des {
+            return Err(ScepError::UnsupportedAlgorithm(
+                "single DES is refused (enable legacy algorithms on the profile to accept it)"
+                    .into(),
+            ));
+        }
+        if self.iv.len() != cipher.iv_len() {
+            return Err(ScepError::Malformed(format!(
+                "{} IV of {} bytes",
+                cipher.name(),
+                self.iv.len()
+            )));
+        }
+        let cek = key.decrypt_key(self.transport, &self.encrypted_key)?;
+        if cek.len() != cipher.key_len() {
+            return Err(ScepError::Decrypt(format!(
+                "the decrypted key has {} bytes, {} needs {}",
+                cek.len(),
+                cipher.name(),
+                cipher.key_len()
+            )));
+        }
+        openssl::symm::decrypt(cipher.cipher(), &cek, Some(&self.iv), &self.ciphertext)
+            .map_err(|_| ScepError::Decrypt("the content does not decrypt (bad padding)".into()))
+    }
+}
+
+/// Encrypt `plain` to the RSA key of `recipient_cert`; returns the DER pkcsPKIEnvelope.
+pub fn seal(
+    plain: &[u8],
+    recipient_cert: &[u8],
+    cipher: ContentCipher,
+) -> Result<Vec<u8>, ScepError> {
+    let cert = X509::from_der(recipient_cert)
+        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
+    let rsa = cert.public_key().and_then(|k| k.rsa()).map_err(|_| {
+        ScepError::UnsupportedAlgorithm(
+            "the requester's certificate has no RSA key to encrypt the reply to".into(),
+        )
+    })?;
+    let mut cek = vec![0u8; cipher.key_len()];
+    let mut iv = vec![0u8; cipher.iv_len()];
+    openssl::rand::rand_bytes(&mut cek).map_err(|e| ScepError::Crypto(e.to_string()))?;
+    openssl::rand::rand_bytes(&mut iv).map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let ciphertext = openssl::symm::encrypt(cipher.cipher(), &cek, Some(&iv), plain)
+        .map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let mut ek = vec![0u8; rsa.size() as usize];
+    let n = rsa
+        .public_encrypt(&cek, &mut ek, openssl::rsa::Padding::PKCS1)
+        .map_err(|e| ScepError::Crypto(e.to_string()))?;
+    ek.truncate(n);
+    let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
+        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
+    let isn = IssuerAndSerialNumber {
+        issuer: x509_cert::name::Name::from_der(parsed.tbs_certificate.issuer.as_raw())
+            .map_err(ScepError::encode)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(
+            parsed.tbs_certificate.raw_serial(),
+        )
+        .map_err(ScepError::encode)?,
+    };
+    let ktri = KeyTransRecipientInfo {
+        version: CmsVersion::V0,
+        rid: RecipientIdentifier::IssuerAndSerialNumber(isn),
+        key_enc_alg: AlgorithmIdentifierOwned {
+            oid: oid::RSA_ENCRYPTION,
+            parameters: Some(Any::null()),
+        },
+        enc_key: OctetString::new(ek).map_err(ScepError::encode)?,
+    };
+    let mut infos = SetOfVec::new();
+    infos
+        .insert(RecipientInfo::Ktri(ktri))
+        .map_err(ScepError::encode)?;
+    let ed = EnvelopedData {
+        version: CmsVersion::V0,
+        originator_info: None,
+        recip_infos: RecipientInfos(infos),
+        encrypted_content: EncryptedContentInfo {
+            content_type: oid::DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid: cipher.oid(),
+                parameters: Some(asn1::octets(&iv)?),
+            },
+            encrypted_content: Some(OctetString::new(ciphertext).map_err(ScepError::encode)?),
+        },
+        unprotected_attrs: None,
+    };
+    let ci = ContentInfo {
+        content_type: oid::ENVELOPED_DATA,
+        content: Any::encode_from(&ed).map_err(ScepError::encode)?,
+    };
+    ci.to_der().map_err(ScepError::encode)
+}

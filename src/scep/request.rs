@@ -1,0 +1,232 @@
+//! Reading a pkiMessage: the SignedData around the pkcsPKIEnvelope, its SCEP attributes, the
+//! requester's certificate, and the check of the requester's signature.
+//!
+//! BER (indefinite lengths, constructed OCTET STRINGs) is read as well as DER. The signature is
+//! checked over the DER encoding of the signed attributes, and the messageDigest attribute
+//! against the content, as RFC 5652 §5.4 requires.
+
+use cms::cert::CertificateChoices;
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
+use der::asn1::ObjectIdentifier as Oid;
+use der::Encode;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::x509::X509;
+
+use super::asn1::{self, find_attr, oid, DigestAlg};
+
+use super::envelope::Envelope;
+use super::types::{MessageType, Nonce, TransactionId};
+use super::ScepError;
+
+/// A parsed (not yet verified) pkiMessage.
+#[derive(Debug, Clone)]
+pub struct PkiMessage {
+    /// messageType.
+    pub message_type: MessageType,
+    /// transactionID.
+    pub transaction_id: TransactionId,
+    /// senderNonce (empty when the client sent none).
+    pub sender_nonce: Nonce,
+    /// The requester's certificate that signed the message (DER).
+    pub signer_cert: Vec<u8>,
+    /// The digest algorithm of the signature.
+    pub digest: DigestAlg,
+    /// The pkcsPKIEnvelope bytes (may be empty).
+    pub content: Vec<u8>,
+    attrs: Vec<x509_cert::attr::Attribute>,
+    raw: Vec<u8>,
+    signature_alg: Oid,
+}
+
+/// The eContent of a SignedData, read by OpenSSL (which reads BER, constructed OCTET STRINGs
+/// included). With `verify`, OpenSSL also checks the signer's signature and the messageDigest
+/// attribute, using the signer certificate in the message and no chain.
+fn openssl_content(bytes: &[u8], verify: bool) -> Result<Vec<u8>, ScepError> {
+    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+    let p7 = Pkcs7::from_der(bytes)
+        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))?;
+    let store = openssl::x509::store::X509StoreBuilder::new()
+        .map_err(|e| ScepError::Crypto(e.to_string()))?
+        .build();
+    let certs = openssl::stack::Stack::new().map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let mut flags = Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY;
+    if !verify {
+        flags |= Pkcs7Flags::NOSIGS;
+    }
+    let mut out = Vec::new();
+    p7.verify(&certs, &store, None, Some(&mut out), flags)
+        .map_err(|e| {
+            if verify {
+                ScepError::BadSignature(format!("the requester's signature does not verify ({e})"))
+            } else {
+                ScepError::Malformed(format!("SignedData content: {e}"))
+            }
+        })?;
+    Ok(out)
+}
+
+fn signer_matches(sid: &SignerIdentifier, cert: &x509_cert::Certificate) -> bool {
+    match sid {
+        SignerIdentifier::IssuerAndSerialNumber(isn) => {
+            isn.issuer == cert.tbs_certificate().issuer().clone()
+                && isn.serial_number == cert.tbs_certificate().serial_number().clone()
+        }
+        SignerIdentifier::SubjectKeyIdentifier(ski) => {
+            use x509_cert::ext::pkix::SubjectKeyIdentifier;
+            cert.tbs_certificate()
+                .get_extension::<SubjectKeyIdentifier>()
+                .ok()
+                .flatten()
+                .map(|(_, s)| s == *ski)
+                .unwrap_or(false)
+        }
+    }
+}
+
+impl PkiMessage {
+    /// Parse a pkiMessage (DER or BER). Fails when it is not a SignedData with one signer, the
+    /// signer's certificate, and the SCEP attributes messageType and transactionID.
+    pub fn parse(bytes: &[u8]) -> Result<PkiMessage, ScepError> {
+        if bytes.is_empty() {
+            return Err(ScepError::Malformed("empty message".into()));
+        }
+        let ci: ContentInfo = asn1::from_ber(bytes, "pkiMessage ContentInfo")?;
+        if ci.content_type != oid::SIGNED_DATA {
+            return Err(ScepError::Malformed(format!(
+                "pkiMessage content type is {}, not signedData",
+                ci.content_type
+            )));
+        }
+        let inner = ci.content.to_der().map_err(ScepError::encode)?;
+        let sd: SignedData = asn1::from_ber(&inner, "SignedData")?;
+        let signer: &SignerInfo = sd
+            .signer_infos
+            .0
+            .iter()
+            .next()
+            .ok_or_else(|| ScepError::Malformed("SignedData has no signerInfo".into()))?;
+        let certs: Vec<&x509_cert::Certificate> = sd
+            .certificates
+            .as_ref()
+            .map(|c| {
+                c.0.iter()
+                    .filter_map(|cc| match cc {
+                        CertificateChoices::Certificate(c) => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cert = certs
+            .iter()
+            .find(|c| signer_matches(&signer.sid, c))
+            .or(certs.first())
+            .ok_or_else(|| {
+                ScepError::Malformed("the signer's certificate is not in the message".into())
+            })?;
+        let signer_cert = cert.to_der().map_err(ScepError::encode)?;
+        let attrs = signer
+            .signed_attrs
+            .as_ref()
+            .ok_or_else(|| ScepError::Malformed("signerInfo has no signed attributes".into()))?;
+        let attr_list: Vec<x509_cert::attr::Attribute> = attrs.iter().cloned().collect();
+        let text = |o: Oid, name: &str| -> Result<String, ScepError> {
+            let v = find_attr(&attr_list, o)
+                .ok_or_else(|| ScepError::Malformed(format!("{name} attribute missing")))?;
+            asn1::any_to_string(v)
+                .ok_or_else(|| ScepError::Malformed(format!("{name} is not a string")))
+        };
+        let mt_text = text(oid::MESSAGE_TYPE, "messageType")?;
+        let message_type =
+            MessageType::from_text(&mt_text).ok_or(ScepError::UnknownMessageType(mt_text))?;
+        let transaction_id = TransactionId(text(oid::TRANSACTION_ID, "transactionID")?);
+        if transaction_id.0.is_empty() || transaction_id.0.len() > 256 {
+            return Err(ScepError::Malformed(
+                "transactionID is empty or too long".into(),
+            ));
+        }
+        let sender_nonce = find_attr(&attr_list, oid::SENDER_NONCE)
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        if find_attr(&attr_list, oid::MESSAGE_DIGEST).is_none() {
+            return Err(ScepError::Malformed(
+                "messageDigest attribute missing".into(),
+            ));
+        }
+        let digest = DigestAlg::from_oid(&signer.digest_alg.oid).ok_or_else(|| {
+            ScepError::UnsupportedAlgorithm(format!("digest {}", signer.digest_alg.oid))
+        })?;
+        let content = if sd.encap_content_info.econtent.is_some() {
+            openssl_content(bytes, false)?
+        } else {
+            Vec::new()
+        };
+        Ok(PkiMessage {
+            message_type,
+            transaction_id,
+            sender_nonce: Nonce(sender_nonce),
+            signer_cert,
+            digest,
+            content,
+            attrs: attr_list.clone(),
+            raw: bytes.to_vec(),
+            signature_alg: signer.signature_algorithm.oid,
+        })
+    }
+
+    /// A signed attribute's value as text (any string type), if present.
+    pub fn attr_text(&self, which: Oid) -> Option<String> {
+        find_attr(&self.attrs, which).and_then(asn1::any_to_string)
+    }
+
+    /// A signed attribute's raw value bytes (OCTET STRING contents), if present.
+    pub fn attr_bytes(&self, which: Oid) -> Option<Vec<u8>> {
+        find_attr(&self.attrs, which).map(|v| v.value().to_vec())
+    }
+
+    /// The signer certificate's public key.
+    pub fn signer_public_key(&self) -> Result<PKey<Public>, ScepError> {
+        X509::from_der(&self.signer_cert)
+            .and_then(|c| c.public_key())
+            .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))
+    }
+
+    /// Check the requester's signature and the messageDigest attribute.
+    pub fn verify_signature(&self) -> Result<(), ScepError> {
+        let key = self.signer_public_key()?;
+        let fits = match self.signature_alg {
+            oid::RSA_ENCRYPTION
+            | oid::SHA1_WITH_RSA
+            | oid::SHA256_WITH_RSA
+            | oid::SHA384_WITH_RSA
+            | oid::SHA512_WITH_RSA => key.id() == Id::RSA,
+            oid::ECDSA_SHA256 | oid::ECDSA_SHA384 | oid::ECDSA_SHA512 => key.id() == Id::EC,
+            other => {
+                return Err(ScepError::UnsupportedAlgorithm(format!(
+                    "signature algorithm {other}"
+                )))
+            }
+        };
+        if !fits {
+            return Err(ScepError::BadSignature(
+                "the signature algorithm does not fit the signer's key".into(),
+            ));
+        }
+        let verified = openssl_content(&self.raw, true)?;
+        if verified != self.content {
+            return Err(ScepError::BadSignature("the signed content changed".into()));
+        }
+        Ok(())
+    }
+
+    /// Parse the pkcsPKIEnvelope.
+    pub fn envelope(&self) -> Result<Envelope, ScepError> {
+        if self.content.is_empty() {
+            return Err(ScepError::Malformed(
+                "the message carries no envelope".into(),
+            ));
+        }
+        Envelope::parse(&self.content)
+    }
+}
