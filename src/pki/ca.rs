@@ -22,6 +22,9 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
+    /// The request breaks a rule of the profile.
+    #[error("{0}")]
+    Policy(String),
     /// A certificate given to Sigil is unusable.
     #[error("certificate rejected: {0}")]
     BadCertificate(String),

@@ -3,13 +3,17 @@
 //! decides nothing about who may have a certificate.
 
 mod ca;
+mod csr;
 mod name;
+mod profile;
 mod signer;
 
 pub use ca::{
     ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
     sha256_fingerprint, to_pem, PkiError,
 };
+pub use csr::{parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
 pub use name::parse_dn;
+pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile};
 pub use rcgen::KeyUsagePurpose;
 pub use signer::TokenKey;

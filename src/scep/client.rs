@@ -137,8 +137,13 @@ pub struct Reply {
     pub crls: Vec<Vec<u8>>,
 }
 
-/// Read a CertRep: check its signature, and with SUCCESS decrypt it with the device key.
-pub fn read_reply(bytes: &[u8], device_key: &PKey<Private>) -> Result<Reply, ScepError> {
+/// Read a CertRep: check its signature, and with SUCCESS decrypt it with the device key
+/// (`device_cert` is the certificate the request was signed with).
+pub fn read_reply(
+    bytes: &[u8],
+    device_cert: &[u8],
+    device_key: &PKey<Private>,
+) -> Result<Reply, ScepError> {
     let msg = PkiMessage::parse(bytes)?;
     if msg.message_type != MessageType::CertRep {
         return Err(ScepError::Malformed(format!(
@@ -165,7 +170,9 @@ pub fn read_reply(bytes: &[u8], device_key: &PKey<Private>) -> Result<Reply, Sce
         crls: Vec::new(),
     };
     if status == PkiStatus::Success {
-        let inner = msg.envelope()?.open(&SoftKey(device_key.clone()), true)?;
+        let inner = msg
+            .envelope()?
+            .open(&SoftKey(device_key.clone()), device_cert, true)?;
         let (certs, crls) = read_degenerate(&inner)?;
         reply.certs = certs;
         reply.crls = crls;

@@ -53,15 +53,22 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[n..]
 }
 
-/// A parsed pkcsPKIEnvelope.
+/// One key-transport recipient of an envelope.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    /// The recipient the client chose.
+pub struct KeyTransportRecipient {
+    /// Who it is for.
     pub recipient: Recipient,
     /// Key transport algorithm.
     pub transport: KeyTransport,
     /// The encrypted content-encryption key.
     pub encrypted_key: Vec<u8>,
+}
+
+/// A parsed pkcsPKIEnvelope.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Key-transport recipients (clients may encrypt to every certificate of GetCACert).
+    pub recipients: Vec<KeyTransportRecipient>,
     /// Content cipher (`Err` holds the OID text when unsupported).
     pub cipher: Result<ContentCipher, String>,
     /// IV.
@@ -119,26 +126,31 @@ impl Envelope {
         }
         let inner = ci.content.to_der().map_err(ScepError::encode)?;
         let ed: EnvelopedData = asn1::from_ber(&inner, "EnvelopedData")?;
-        let ktri = ed
-            .recip_infos
-            .0
-            .iter()
-            .find_map(|r| match r {
-                RecipientInfo::Ktri(k) => Some(k),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                ScepError::UnsupportedAlgorithm("no key-transport recipient in the envelope".into())
-            })?;
-        let recipient = match &ktri.rid {
-            RecipientIdentifier::IssuerAndSerialNumber(isn) => Recipient::IssuerSerial {
-                issuer: isn.issuer.to_der().map_err(ScepError::encode)?,
-                serial: isn.serial_number.as_bytes().to_vec(),
-            },
-            RecipientIdentifier::SubjectKeyIdentifier(ski) => {
-                Recipient::Ski(ski.0.as_bytes().to_vec())
-            }
-        };
+        let mut recipients = Vec::new();
+        for r in ed.recip_infos.0.iter() {
+            let RecipientInfo::Ktri(ktri) = r else {
+                continue;
+            };
+            let recipient = match &ktri.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(isn) => Recipient::IssuerSerial {
+                    issuer: isn.issuer.to_der().map_err(ScepError::encode)?,
+                    serial: isn.serial_number.as_bytes().to_vec(),
+                },
+                RecipientIdentifier::SubjectKeyIdentifier(ski) => {
+                    Recipient::Ski(ski.0.as_bytes().to_vec())
+                }
+            };
+            recipients.push(KeyTransportRecipient {
+                recipient,
+                transport: transport_of(&ktri.key_enc_alg)?,
+                encrypted_key: ktri.enc_key.as_bytes().to_vec(),
+            });
+        }
+        if recipients.is_empty() {
+            return Err(ScepError::UnsupportedAlgorithm(
+                "no key-transport recipient in the envelope".into(),
+            ));
+        }
         let eci = &ed.encrypted_content;
         let cipher = ContentCipher::from_oid(&eci.content_enc_alg.oid)
             .ok_or_else(|| eci.content_enc_alg.oid.to_string());
@@ -152,18 +164,31 @@ impl Envelope {
             .map(|o| o.as_bytes().to_vec())
             .ok_or_else(|| ScepError::Malformed("the envelope has no encrypted content".into()))?;
         Ok(Envelope {
-            recipient,
-            transport: transport_of(&ktri.key_enc_alg)?,
-            encrypted_key: ktri.enc_key.as_bytes().to_vec(),
+            recipients,
             cipher,
             iv,
             ciphertext,
         })
     }
 
-    /// Decrypt: the content-encryption key on the token (through `key`), then the content.
-    /// Single DES is refused unless `allow_des`.
-    pub fn open(&self, key: &dyn RaKey, allow_des: bool) -> Result<Vec<u8>, ScepError> {
+    /// The recipient entry for `cert_der`, if the envelope was encrypted to it.
+    pub fn recipient_for(&self, cert_der: &[u8]) -> Option<&KeyTransportRecipient> {
+        self.recipients
+            .iter()
+            .find(|r| r.recipient.matches(cert_der))
+    }
+
+    /// Decrypt for the holder of `cert_der`: the content-encryption key through `key` (the
+    /// token), then the content. Single DES is refused unless `allow_des`.
+    pub fn open(
+        &self,
+        key: &dyn RaKey,
+        cert_der: &[u8],
+        allow_des: bool,
+    ) -> Result<Vec<u8>, ScepError> {
+        let r = self.recipient_for(cert_der).ok_or_else(|| {
+            ScepError::Decrypt("the message is encrypted to another certificate".into())
+        })?;
         let cipher = self
             .cipher
             .clone()
@@ -181,7 +206,7 @@ impl Envelope {
                 self.iv.len()
             )));
         }
-        let cek = key.decrypt_key(self.transport, &self.encrypted_key)?;
+        let cek = key.decrypt_key(r.transport, &r.encrypted_key)?;
         if cek.len() != cipher.key_len() {
             return Err(ScepError::Decrypt(format!(
                 "the decrypted key has {} bytes, {} needs {}",

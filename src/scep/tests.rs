@@ -129,16 +129,16 @@ fn macos_request_decrypts_with_the_test_ca_key() {
     assert_eq!(msg.transaction_id.0.len(), 40);
     let env = msg.envelope().unwrap();
     assert_eq!(env.cipher, Ok(ContentCipher::Des3Cbc));
-    assert_eq!(env.transport, KeyTransport::RsaPkcs1v15);
+    assert_eq!(env.recipients[0].transport, KeyTransport::RsaPkcs1v15);
     let ca = vector("micromdm-scep/testca/ca.crt");
     let ca = openssl::x509::X509::from_der(&ca)
         .unwrap()
         .to_der()
         .unwrap();
-    assert!(env.recipient.matches(&ca));
+    assert!(env.recipient_for(&ca).is_some());
     let key_pem = vector("micromdm-scep/derived/ca.key.unencrypted.pkcs8.pem");
     let key = PKey::private_key_from_der(&key_pem).unwrap();
-    let csr = env.open(&SoftKey(key), false).unwrap();
+    let csr = env.open(&SoftKey(key), &ca, false).unwrap();
     assert_eq!(csr, vector("micromdm-scep/derived/PKCSReq.csr.der"));
 }
 
@@ -153,7 +153,10 @@ fn cryptlib_request_content_is_the_recorded_envelope() {
 fn windows_request_uses_oaep_with_sha1_defaults() {
     let msg = PkiMessage::parse(&vector("smallstep-pkcs7/windows_pkcsreq.der")).unwrap();
     let env = msg.envelope().unwrap();
-    assert_eq!(env.transport, KeyTransport::RsaOaep(DigestAlg::Sha1));
+    assert_eq!(
+        env.recipients[0].transport,
+        KeyTransport::RsaOaep(DigestAlg::Sha1)
+    );
     assert_eq!(env.cipher, Ok(ContentCipher::Aes128Cbc));
 }
 
@@ -167,7 +170,10 @@ fn chunked_ber_ciphertext_equals_its_der_reencoding() {
     .unwrap();
     assert_eq!(ber.ciphertext.len(), 536);
     assert_eq!(ber.ciphertext, der.ciphertext);
-    assert_eq!(ber.encrypted_key, der.encrypted_key);
+    assert_eq!(
+        ber.recipients[0].encrypted_key,
+        der.recipients[0].encrypted_key
+    );
     assert_eq!(ber.iv, der.iv);
 }
 
@@ -274,10 +280,10 @@ fn request_round_trip_every_cipher_and_digest() {
             msg.verify_signature().unwrap();
             assert_eq!(msg.digest, digest);
             let env = msg.envelope().unwrap();
-            assert!(env.recipient.matches(&ra.cert));
-            assert!(!env.recipient.matches(&client.cert));
+            assert!(env.recipient_for(&ra.cert).is_some());
+            assert!(env.recipient_for(&client.cert).is_none());
             assert_eq!(
-                env.open(&SoftKey(ra.key.clone()), false).unwrap(),
+                env.open(&SoftKey(ra.key.clone()), &ra.cert, false).unwrap(),
                 b"csr bytes"
             );
         }
@@ -286,10 +292,13 @@ fn request_round_trip_every_cipher_and_digest() {
     let des = request(&client, &ra, ContentCipher::DesCbc, DigestAlg::Sha256, b"x");
     let env = PkiMessage::parse(&des).unwrap().envelope().unwrap();
     assert!(matches!(
-        env.open(&SoftKey(ra.key.clone()), false),
+        env.open(&SoftKey(ra.key.clone()), &ra.cert, false),
         Err(ScepError::UnsupportedAlgorithm(_))
     ));
-    assert_eq!(env.open(&SoftKey(ra.key.clone()), true).unwrap(), b"x");
+    assert_eq!(
+        env.open(&SoftKey(ra.key.clone()), &ra.cert, true).unwrap(),
+        b"x"
+    );
 }
 
 #[test]
@@ -321,7 +330,7 @@ fn cert_rep_round_trip_and_openssl_agrees() {
         }
         .build(&SoftKey(ra.key.clone()))
         .unwrap();
-        let reply = read_reply(&bytes, &client.key).unwrap();
+        let reply = read_reply(&bytes, &client.cert, &client.key).unwrap();
         assert_eq!(reply.transaction_id, tid);
         assert_eq!(reply.recipient_nonce, nonce);
         assert_eq!(reply.sender_nonce.0.len(), 16);
@@ -409,8 +418,12 @@ fn bad_input_is_an_error_not_a_panic() {
     ))
     .unwrap();
     let env = msg.envelope().unwrap();
-    assert!(!env.recipient.matches(&ra.cert));
-    assert!(env.open(&SoftKey(ra.key.clone()), false).is_err());
+    assert!(env.recipient_for(&ra.cert).is_none());
+    assert!(env.open(&SoftKey(ra.key.clone()), &ra.cert, false).is_err());
+    // Even with the other RA's certificate named, our key cannot open it.
+    assert!(env
+        .open(&SoftKey(ra.key.clone()), &other.cert, false)
+        .is_err());
 }
 
 #[test]

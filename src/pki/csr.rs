@@ -1,0 +1,263 @@
+//! Reading and checking PKCS#10 requests as devices send them.
+//!
+//! rcgen's own CSR reader refuses SHA-1 signatures and most extensions, and real devices send
+//! both (and macOS a version field of 2), so the request is read here: OpenSSL checks the
+//! self-signature, x509-parser reads the subject, the key, the extensionRequest and the
+//! challengePassword (any DirectoryString type).
+
+use der::{Decode, Tagged};
+use openssl::pkey::Id;
+use openssl::x509::X509Req;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+
+/// A subject alternative name requested by a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    /// dNSName.
+    Dns(String),
+    /// rfc822Name.
+    Email(String),
+    /// uniformResourceIdentifier (kept as sent, e.g. Intune's `tag:microsoft.com,2022-09-14:sid:…`).
+    Uri(String),
+    /// iPAddress (4 or 16 bytes).
+    Ip(std::net::IpAddr),
+    /// otherName UPN (1.3.6.1.4.1.311.20.2.3).
+    Upn(String),
+    /// Anything else, described for error messages.
+    Other(String),
+}
+
+impl San {
+    /// The profile keyword of this SAN type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            San::Dns(_) => "dns",
+            San::Email(_) => "email",
+            San::Uri(_) => "uri",
+            San::Ip(_) => "ip",
+            San::Upn(_) => "upn",
+            San::Other(_) => "other",
+        }
+    }
+}
+
+/// The requested key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestedKey {
+    /// RSA with modulus bits.
+    Rsa(u32),
+    /// EC P-256.
+    P256,
+    /// EC P-384.
+    P384,
+    /// Anything else (another curve, Ed25519, DSA).
+    Other,
+}
+
+/// A name attribute: OID arcs, string tag, value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAttribute {
+    /// Attribute type.
+    pub oid: Vec<u64>,
+    /// DER tag number of the string type (PrintableString 19, UTF8String 12, …).
+    pub tag: u32,
+    /// The value as text.
+    pub value: String,
+}
+
+/// A PKCS#10 request whose self-signature checked out.
+#[derive(Debug, Clone)]
+pub struct Csr {
+    /// The request as received.
+    pub der: Vec<u8>,
+    /// DER SubjectPublicKeyInfo.
+    pub spki: Vec<u8>,
+    /// Key type and size.
+    pub key: RequestedKey,
+    /// Subject attributes in order.
+    pub subject: Vec<NameAttribute>,
+    /// DER of the subject Name.
+    pub subject_der: Vec<u8>,
+    /// Requested SANs.
+    pub sans: Vec<San>,
+    /// challengePassword, if any.
+    pub challenge: Option<String>,
+}
+
+impl Csr {
+    /// The subject common name, if any.
+    pub fn common_name(&self) -> Option<&str> {
+        self.subject
+            .iter()
+            .find(|a| a.oid == [2, 5, 4, 3])
+            .map(|a| a.value.as_str())
+    }
+}
+
+/// Why a CSR was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CsrError {
+    /// Not a PKCS#10 request.
+    #[error("the CSR does not parse: {0}")]
+    Malformed(String),
+    /// The self-signature is wrong.
+    #[error("the CSR's signature does not verify")]
+    BadSignature,
+}
+
+const UPN: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+const CHALLENGE: &[u64] = &[1, 2, 840, 113549, 1, 9, 7];
+
+fn arcs(oid: &x509_parser::oid_registry::Oid<'_>) -> Vec<u64> {
+    oid.iter().map(|i| i.collect()).unwrap_or_default()
+}
+
+/// Read a challengePassword attribute value: the raw SET with one DirectoryString.
+fn challenge_text(set: &[u8]) -> Option<String> {
+    let set = der::asn1::Any::from_ber(set).ok()?;
+    let first = der::asn1::Any::from_ber(set.value()).ok()?;
+    crate::scep::asn1::any_to_string(&first)
+}
+
+fn upn_text(value: &[u8]) -> Option<String> {
+    // otherName value: [0] EXPLICIT UTF8String.
+    let outer = der::asn1::Any::from_ber(value).ok()?;
+    let inner = if outer.tag().is_context_specific() {
+        der::asn1::Any::from_ber(outer.value()).ok()?
+    } else {
+        outer
+    };
+    crate::scep::asn1::any_to_string(&inner)
+}
+
+/// Parse a CSR and check its self-signature.
+pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
+    let req = X509Req::from_der(der_bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let key = req
+        .public_key()
+        .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+    if !req.verify(&key).unwrap_or(false) {
+        return Err(CsrError::BadSignature);
+    }
+    let requested = match key.id() {
+        Id::RSA => RequestedKey::Rsa(key.bits()),
+        Id::EC => match key.ec_key().ok().and_then(|k| k.group().curve_name()) {
+            Some(openssl::nid::Nid::X9_62_PRIME256V1) => RequestedKey::P256,
+            Some(openssl::nid::Nid::SECP384R1) => RequestedKey::P384,
+            _ => RequestedKey::Other,
+        },
+        _ => RequestedKey::Other,
+    };
+    let spki = key
+        .public_key_to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let info = &parsed.certification_request_info;
+    let subject = info
+        .subject
+        .iter_attributes()
+        .map(|a| NameAttribute {
+            oid: arcs(a.attr_type()),
+            tag: a.attr_value().tag().0,
+            value: a
+                .attr_value()
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|_| String::from_utf8_lossy(a.attr_value().data).into_owned()),
+        })
+        .collect();
+    let mut sans = Vec::new();
+    if let Some(exts) = parsed.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for gn in &san.general_names {
+                    sans.push(match gn {
+                        GeneralName::DNSName(s) => San::Dns(s.to_string()),
+                        GeneralName::RFC822Name(s) => San::Email(s.to_string()),
+                        GeneralName::URI(s) => San::Uri(s.to_string()),
+                        GeneralName::IPAddress(b) => match b.len() {
+                            4 => San::Ip(std::net::IpAddr::from(
+                                <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                            )),
+                            16 => San::Ip(std::net::IpAddr::from(
+                                <[u8; 16]>::try_from(*b).unwrap_or_default(),
+                            )),
+                            _ => San::Other("malformed iPAddress".into()),
+                        },
+                        GeneralName::OtherName(oid, value) if arcs(oid) == UPN => {
+                            match upn_text(value) {
+                                Some(u) => San::Upn(u),
+                                None => San::Other("malformed UPN".into()),
+                            }
+                        }
+                        other => San::Other(format!("{other:?}")),
+                    });
+                }
+            }
+        }
+    }
+    let challenge = info
+        .attributes()
+        .iter()
+        .find(|a| arcs(&a.oid) == CHALLENGE)
+        .and_then(|a| challenge_text(a.value));
+    Ok(Csr {
+        der: der_bytes.to_vec(),
+        spki,
+        key: requested,
+        subject,
+        subject_der: info.subject.as_raw().to_vec(),
+        sans,
+        challenge,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_macos_csr_with_version_2() {
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/scep/micromdm-scep/derived/PKCSReq.csr.der"
+        ))
+        .unwrap();
+        let csr = parse_csr(&der).unwrap();
+        assert_eq!(csr.key, RequestedKey::Rsa(1024));
+        assert!(csr
+            .common_name()
+            .unwrap()
+            .starts_with("com.apple.security.scep."));
+        assert_eq!(csr.challenge, None);
+    }
+
+    #[test]
+    fn reads_cryptlib_printable_challenge_and_sans() {
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/scep/jscep-samples-cryptlib/scep_req0.der"
+        ))
+        .unwrap();
+        let csr = parse_csr(&der).unwrap();
+        assert_eq!(csr.challenge.as_deref(), Some("NQ3C6-GS3ZN-2XPGL-SEJTQ"));
+        assert!(csr.sans.iter().any(|s| s.kind() == "email"));
+        assert!(csr.sans.iter().any(|s| s.kind() == "uri"));
+    }
+
+    #[test]
+    fn refuses_garbage_and_bad_signatures() {
+        assert!(parse_csr(b"nonsense").is_err());
+        let mut der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/scep/jscep-samples-cryptlib/scep_req0.der"
+        ))
+        .unwrap();
+        let n = der.len();
+        der[n - 5] ^= 0xff;
+        assert_eq!(parse_csr(&der).unwrap_err(), CsrError::BadSignature);
+    }
+}

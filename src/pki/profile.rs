@@ -1,0 +1,278 @@
+//! Certificate profiles: what a certificate issued from a device's CSR may and must contain —
+//! subject and SAN rules, key types and sizes, key usage, extended key usage, validity,
+//! policies, CRL and AIA URLs. The profile checks a [`Csr`] and builds the certificate, signed
+//! by the CA key on the token. It does not decide *who* gets a certificate (that is `ra`).
+
+use der::Encode;
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::csr::{Csr, RequestedKey, San};
+use super::{random_serial, PkiError, TokenKey};
+
+/// The certificate rules of one profile.
+#[derive(Debug, Clone)]
+pub struct CertProfile {
+    /// Profile name.
+    pub name: String,
+    /// Subject forced from a template (`CN={cn},O=Agency`); `None` copies the CSR's subject.
+    /// Placeholders: `{cn}` (the CSR's common name).
+    pub subject_template: Option<String>,
+    /// SAN kinds that may come from the CSR: dns, email, uri, upn, ip.
+    pub allowed_sans: Vec<String>,
+    /// Key usage.
+    pub key_usages: Vec<KeyUsagePurpose>,
+    /// Extended key usage.
+    pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    /// Validity in days.
+    pub validity_days: u32,
+    /// Smallest RSA modulus accepted.
+    pub min_rsa_bits: u32,
+    /// Key types accepted: rsa, p256, p384.
+    pub key_types: Vec<String>,
+    /// Certificate policy OIDs.
+    pub policy_oids: Vec<Vec<u64>>,
+    /// CRL distribution point URL (empty: none).
+    pub crl_url: String,
+    /// OCSP responder URL for AIA (empty: none).
+    pub ocsp_url: String,
+    /// CA issuers URL for AIA (empty: none).
+    pub ca_issuers_url: String,
+}
+
+/// Parse a key usage keyword.
+pub fn key_usage(word: &str) -> Option<KeyUsagePurpose> {
+    Some(match word {
+        "digitalSignature" => KeyUsagePurpose::DigitalSignature,
+        "nonRepudiation" | "contentCommitment" => KeyUsagePurpose::ContentCommitment,
+        "keyEncipherment" => KeyUsagePurpose::KeyEncipherment,
+        "dataEncipherment" => KeyUsagePurpose::DataEncipherment,
+        "keyAgreement" => KeyUsagePurpose::KeyAgreement,
+        _ => return None,
+    })
+}
+
+/// Parse an EKU keyword or dotted OID.
+pub fn extended_key_usage(word: &str) -> Option<ExtendedKeyUsagePurpose> {
+    Some(match word {
+        "clientAuth" => ExtendedKeyUsagePurpose::ClientAuth,
+        "serverAuth" => ExtendedKeyUsagePurpose::ServerAuth,
+        "codeSigning" => ExtendedKeyUsagePurpose::CodeSigning,
+        "emailProtection" => ExtendedKeyUsagePurpose::EmailProtection,
+        "timeStamping" => ExtendedKeyUsagePurpose::TimeStamping,
+        "ocspSigning" => ExtendedKeyUsagePurpose::OcspSigning,
+        other => ExtendedKeyUsagePurpose::Other(parse_oid(other)?),
+    })
+}
+
+/// Parse a dotted OID into arcs.
+pub fn parse_oid(s: &str) -> Option<Vec<u64>> {
+    let arcs: Option<Vec<u64>> = s.split('.').map(|p| p.parse().ok()).collect();
+    arcs.filter(|a| a.len() >= 2)
+}
+
+fn dn_type(oid: &[u64]) -> DnType {
+    match oid {
+        [2, 5, 4, 3] => DnType::CommonName,
+        [2, 5, 4, 6] => DnType::CountryName,
+        [2, 5, 4, 7] => DnType::LocalityName,
+        [2, 5, 4, 8] => DnType::StateOrProvinceName,
+        [2, 5, 4, 10] => DnType::OrganizationName,
+        [2, 5, 4, 11] => DnType::OrganizationalUnitName,
+        other => DnType::CustomDnType(other.to_vec()),
+    }
+}
+
+fn dn_value(tag: u32, value: &str) -> DnValue {
+    let printable = || rcgen::string::PrintableString::try_from(value.to_owned()).ok();
+    let ia5 = || rcgen::string::Ia5String::try_from(value.to_owned()).ok();
+    match tag {
+        19 => printable()
+            .map(DnValue::PrintableString)
+            .unwrap_or_else(|| DnValue::Utf8String(value.into())),
+        22 => ia5()
+            .map(DnValue::Ia5String)
+            .unwrap_or_else(|| DnValue::Utf8String(value.into())),
+        _ => DnValue::Utf8String(value.into()),
+    }
+}
+
+fn ia5(s: &str, what: &str) -> Result<rcgen::string::Ia5String, String> {
+    rcgen::string::Ia5String::try_from(s.to_owned())
+        .map_err(|_| format!("{what} `{s}` is not ASCII"))
+}
+
+impl CertProfile {
+    /// Check a CSR against the profile; the error says which rule failed.
+    pub fn check(&self, csr: &Csr) -> Result<(), String> {
+        match csr.key {
+            RequestedKey::Rsa(bits) => {
+                if !self.key_types.iter().any(|k| k == "rsa") {
+                    return Err(format!("profile `{}` does not accept RSA keys", self.name));
+                }
+                if bits < self.min_rsa_bits {
+                    return Err(format!(
+                        "RSA key of {bits} bits is below the profile's minimum of {}",
+                        self.min_rsa_bits
+                    ));
+                }
+            }
+            RequestedKey::P256 | RequestedKey::P384 => {
+                let kw = if csr.key == RequestedKey::P256 {
+                    "p256"
+                } else {
+                    "p384"
+                };
+                if !self.key_types.iter().any(|k| k == kw) {
+                    return Err(format!("profile `{}` does not accept {kw} keys", self.name));
+                }
+            }
+            RequestedKey::Other => {
+                return Err("the key type is not RSA, P-256 or P-384".into());
+            }
+        }
+        for san in &csr.sans {
+            if !self.allowed_sans.iter().any(|k| k == san.kind()) {
+                return Err(format!(
+                    "subject alternative name {san:?} ({} SANs are not allowed by profile `{}`)",
+                    san.kind(),
+                    self.name
+                ));
+            }
+        }
+        if self.subject_template.is_none() && csr.subject.is_empty() && csr.sans.is_empty() {
+            return Err("the CSR has neither a subject nor a subject alternative name".into());
+        }
+        if let Some(t) = &self.subject_template {
+            if t.contains("{cn}") && csr.common_name().is_none() {
+                return Err(
+                    "the profile's subject needs the CSR's common name, and it has none".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn subject(&self, csr: &Csr) -> Result<DistinguishedName, String> {
+        match &self.subject_template {
+            Some(t) => {
+                let text = t.replace("{cn}", &csr.common_name().unwrap_or("").replace(',', "\\,"));
+                super::parse_dn(&text)
+            }
+            None => {
+                let mut dn = DistinguishedName::new();
+                for a in &csr.subject {
+                    dn.push(dn_type(&a.oid), dn_value(a.tag, &a.value));
+                }
+                Ok(dn)
+            }
+        }
+    }
+
+    fn sans(&self, csr: &Csr) -> Result<Vec<SanType>, String> {
+        let mut out = Vec::new();
+        for san in &csr.sans {
+            out.push(match san {
+                San::Dns(s) => SanType::DnsName(ia5(s, "DNS name")?),
+                San::Email(s) => SanType::Rfc822Name(ia5(s, "email")?),
+                San::Uri(s) => SanType::URI(ia5(s, "URI")?),
+                San::Ip(ip) => SanType::IpAddress(*ip),
+                San::Upn(u) => SanType::OtherName((
+                    vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+                    rcgen::OtherNameValue::Utf8String(u.clone()),
+                )),
+                San::Other(d) => return Err(format!("unsupported SAN {d}")),
+            });
+        }
+        Ok(out)
+    }
+
+    fn extensions(&self) -> Result<Vec<CustomExtension>, PkiError> {
+        let enc = |e: der::Error| PkiError::Build {
+            what: "certificate extension",
+            reason: e.to_string(),
+        };
+        let mut exts = Vec::new();
+        if !self.policy_oids.is_empty() {
+            let mut policies = Vec::new();
+            for arcs in &self.policy_oids {
+                let text = arcs
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let oid = der::asn1::ObjectIdentifier::new(&text).map_err(|e| PkiError::Build {
+                    what: "certificate policy",
+                    reason: e.to_string(),
+                })?;
+                policies.push(x509_cert::ext::pkix::certpolicy::PolicyInformation {
+                    policy_identifier: oid,
+                    policy_qualifiers: None,
+                });
+            }
+            let der = x509_cert::ext::pkix::CertificatePolicies(policies)
+                .to_der()
+                .map_err(enc)?;
+            exts.push(CustomExtension::from_oid_content(&[2, 5, 29, 32], der));
+        }
+        let mut access = Vec::new();
+        for (url, method) in [
+            (&self.ocsp_url, "1.3.6.1.5.5.7.48.1"),
+            (&self.ca_issuers_url, "1.3.6.1.5.5.7.48.2"),
+        ] {
+            if url.is_empty() {
+                continue;
+            }
+            let location = der::asn1::Ia5String::new(url).map_err(enc)?;
+            access.push(x509_cert::ext::pkix::AccessDescription {
+                access_method: der::asn1::ObjectIdentifier::new_unwrap(method),
+                access_location: x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(
+                    location,
+                ),
+            });
+        }
+        if !access.is_empty() {
+            let der = x509_cert::ext::pkix::AuthorityInfoAccessSyntax(access)
+                .to_der()
+                .map_err(enc)?;
+            exts.push(CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                der,
+            ));
+        }
+        Ok(exts)
+    }
+
+    /// Issue the certificate for a checked CSR (blocking: the CA key signs on the token).
+    pub fn issue(&self, csr: &Csr, issuer: &Issuer<'_, TokenKey>) -> Result<Vec<u8>, PkiError> {
+        let policy = |reason: String| PkiError::Policy(reason);
+        self.check(csr).map_err(policy)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = self.subject(csr).map_err(policy)?;
+        p.subject_alt_names = self.sans(csr).map_err(policy)?;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = self.key_usages.clone();
+        p.extended_key_usages = self.extended_key_usages.clone();
+        p.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::minutes(5);
+        p.not_after = now + Duration::days(self.validity_days.into());
+        p.serial_number = Some(random_serial()?);
+        if !self.crl_url.is_empty() {
+            p.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![self.crl_url.clone()],
+            }];
+        }
+        p.custom_extensions = self.extensions()?;
+        let public = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki)
+            .map_err(|e| PkiError::Policy(format!("the CSR's public key is not usable: {e}")))?;
+        let cert = p.signed_by(&public, issuer).map_err(|e| PkiError::Build {
+            what: "certificate",
+            reason: e.to_string(),
+        })?;
+        Ok(cert.der().to_vec())
+    }
+}
