@@ -11,5 +11,7 @@ pub mod config;
 pub mod hsm;
 pub mod http;
 pub mod pki;
+pub mod ra;
 pub mod scep;
+pub mod store;
 pub mod telemetry;

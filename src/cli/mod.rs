@@ -245,7 +245,10 @@ fn serve(config: Config) -> Result<()> {
         );
     }
     let ca_key = sigil::pki::TokenKey::open(&hsm, &ca_uri)?;
-    let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg());
+    let store: std::sync::Arc<dyn sigil::store::Store> =
+        std::sync::Arc::new(sigil::store::MemoryStore::new());
+    let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
+    let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
     actix_web::rt::System::new()
         .block_on(sigil::http::serve(&config, state))
         .context("HTTP server")

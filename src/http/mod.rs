@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
+mod scep;
+
 use crate::config::Config;
 use crate::hsm::{Hsm, KeyUri, SignAlg};
+use crate::ra::Ra;
 
 /// How long a readiness result is reused, so probes cannot flood the token.
 const READY_CACHE: Duration = Duration::from_secs(2);
@@ -23,6 +26,7 @@ pub struct AppState {
     ca_key: KeyUri,
     ca_alg: SignAlg,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    ra: Option<Ra>,
 }
 
 impl AppState {
@@ -33,7 +37,14 @@ impl AppState {
             ca_key,
             ca_alg,
             ready: Mutex::new(None),
+            ra: None,
         }
+    }
+
+    /// Serve SCEP with this RA.
+    pub fn with_ra(mut self, ra: Ra) -> Self {
+        self.ra = Some(ra);
+        self
     }
 
     async fn check_ready(&self) -> Result<(), String> {
@@ -83,16 +94,19 @@ async fn metrics() -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .configure(scep::routes);
 }
 
 /// Serve until SIGTERM / SIGINT.
 pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
     let state = web::Data::new(state);
     let app_state = state.clone();
+    let max = config.scep.max_message_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(max))
             .wrap(
                 actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                     .log_target("sigil::http"),

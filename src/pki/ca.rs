@@ -148,3 +148,43 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// A full CRL signed by the CA key on the token (blocking). `revoked` holds (serial bytes,
+/// revocation time). The CRL number is the current Unix time, so it only grows.
+pub fn build_crl(
+    issuer: &rcgen::Issuer<'_, TokenKey>,
+    ca_der: &[u8],
+    revoked: &[(Vec<u8>, OffsetDateTime)],
+) -> Result<Vec<u8>, PkiError> {
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let ski = ca
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                Some(k.0.to_vec())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| PkiError::BadCertificate("the CA certificate has no SKI".into()))?;
+    let now = OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + Duration::days(1),
+        crl_number: SerialNumber::from(now.unix_timestamp().max(1) as u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|(serial, at)| rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(serial),
+                revocation_time: *at,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::PreSpecified(ski),
+    };
+    let crl = params.signed_by(issuer).map_err(build_err("CRL"))?;
+    Ok(crl.der().to_vec())
+}

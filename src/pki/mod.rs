@@ -9,7 +9,7 @@ mod profile;
 mod signer;
 
 pub use ca::{
-    ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
+    build_crl, ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
     sha256_fingerprint, to_pem, PkiError,
 };
 pub use csr::{parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};

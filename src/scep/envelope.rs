@@ -9,7 +9,7 @@ use cms::enveloped_data::{
     RecipientInfos,
 };
 use der::asn1::{Any, OctetString, SetOfVec};
-use der::{Decode, Encode, Sequence};
+use der::{Decode, Encode, Sequence, Tagged};
 use openssl::x509::X509;
 use spki::AlgorithmIdentifierOwned;
 
@@ -77,6 +77,24 @@ pub struct Envelope {
     pub ciphertext: Vec<u8>,
 }
 
+/// EnvelopedData as SCEP clients send it. The encrypted content is read as raw TLV and
+/// flattened here: clients send it as a constructed [0] in chunks (Go's pkcs7, iOS), which the
+/// `der` crate does not reassemble for IMPLICIT tags.
+#[derive(Sequence)]
+struct EnvelopedDataLenient {
+    version: CmsVersion,
+    recip_infos: RecipientInfos,
+    encrypted_content: EncryptedContentInfoLenient,
+    unprotected_attrs: Option<Any>,
+}
+
+#[derive(Sequence)]
+struct EncryptedContentInfoLenient {
+    content_type: der::asn1::ObjectIdentifier,
+    content_enc_alg: AlgorithmIdentifierOwned,
+    encrypted_content: Option<Any>,
+}
+
 /// RSAES-OAEP-params (RFC 4055), all defaults SHA-1.
 #[derive(Sequence)]
 struct OaepParams {
@@ -125,7 +143,8 @@ impl Envelope {
             )));
         }
         let inner = ci.content.to_der().map_err(ScepError::encode)?;
-        let ed: EnvelopedData = asn1::from_ber(&inner, "EnvelopedData")?;
+        let ed: EnvelopedDataLenient = asn1::from_ber(&inner, "EnvelopedData")?;
+        let _ = (ed.version, &ed.unprotected_attrs, &ed.encrypted_content.content_type);
         let mut recipients = Vec::new();
         for r in ed.recip_infos.0.iter() {
             let RecipientInfo::Ktri(ktri) = r else {
@@ -158,11 +177,20 @@ impl Envelope {
             Some(p) => asn1::octet_string_contents(p)?,
             None => Vec::new(),
         };
-        let ciphertext = eci
-            .encrypted_content
-            .as_ref()
-            .map(|o| o.as_bytes().to_vec())
-            .ok_or_else(|| ScepError::Malformed("the envelope has no encrypted content".into()))?;
+        let ciphertext = match &eci.encrypted_content {
+            Some(any) if any.tag() == der::Tag::ContextSpecific { constructed: false, number: der::TagNumber(0) }
+                || any.tag() == der::Tag::ContextSpecific { constructed: true, number: der::TagNumber(0) } =>
+            {
+                asn1::octet_string_contents(any)?
+            }
+            Some(other) => {
+                return Err(ScepError::Malformed(format!(
+                    "encryptedContent has tag {}, not [0]",
+                    other.tag()
+                )))
+            }
+            None => return Err(ScepError::Malformed("the envelope has no encrypted content".into())),
+        };
         Ok(Envelope {
             recipients,
             cipher,

@@ -6,7 +6,6 @@
 
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::revocation::{RevocationInfoChoice, RevocationInfoChoices};
 use cms::signed_data::{
     CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
@@ -76,35 +75,47 @@ fn cert_choices(certs: &[Vec<u8>]) -> Result<Option<CertificateSet>, ScepError> 
     Ok(Some(CertificateSet(set)))
 }
 
-/// A degenerate certs-only SignedData (no signers), as DER ContentInfo.
-pub fn degenerate(certs: &[Vec<u8>], crls: &[Vec<u8>]) -> Result<Vec<u8>, ScepError> {
-    let crl_set = if crls.is_empty() {
-        None
+/// DER TLV with a definite length.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
     } else {
-        let mut set = SetOfVec::new();
-        for c in crls {
-            let crl = x509_cert::crl::CertificateList::from_der(c).map_err(ScepError::encode)?;
-            set.insert(RevocationInfoChoice::Crl(crl))
-                .map_err(ScepError::encode)?;
-        }
-        Some(RevocationInfoChoices(set))
-    };
-    let sd = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: SetOfVec::new(),
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: oid::DATA,
-            econtent: None,
-        },
-        certificates: cert_choices(certs)?,
-        crls: crl_set,
-        signer_infos: SignerInfos(SetOfVec::new()),
-    };
-    let ci = ContentInfo {
-        content_type: oid::SIGNED_DATA,
-        content: Any::encode_from(&sd).map_err(ScepError::encode)?,
-    };
-    ci.to_der().map_err(ScepError::encode)
+        let bytes: Vec<u8> = n.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A degenerate certs-only SignedData (no signers), as DER ContentInfo.
+///
+/// The certificates keep the order given (the issued certificate first): DER would sort the
+/// SET, but clients such as micromdm's scepclient take the first certificate as theirs, and
+/// OpenSSL and Go keep insertion order too.
+pub fn degenerate(certs: &[Vec<u8>], crls: &[Vec<u8>]) -> Result<Vec<u8>, ScepError> {
+    for c in certs {
+        x509_cert::Certificate::from_der(c).map_err(ScepError::encode)?;
+    }
+    for c in crls {
+        x509_parser::parse_x509_crl(c).map_err(ScepError::encode)?;
+    }
+    let mut sd = Vec::new();
+    sd.extend(tlv(0x02, &[1])); // version 1
+    sd.extend(tlv(0x31, &[])); // digestAlgorithms: empty SET
+    sd.extend(tlv(0x30, &oid::DATA.to_der().map_err(ScepError::encode)?)); // encapContentInfo
+    if !certs.is_empty() {
+        sd.extend(tlv(0xa0, &certs.concat())); // [0] IMPLICIT CertificateSet
+    }
+    if !crls.is_empty() {
+        sd.extend(tlv(0xa1, &crls.concat())); // [1] IMPLICIT RevocationInfoChoices
+    }
+    sd.extend(tlv(0x31, &[])); // signerInfos: empty SET
+    let mut ci = oid::SIGNED_DATA.to_der().map_err(ScepError::encode)?;
+    ci.extend(tlv(0xa0, &tlv(0x30, &sd)));
+    Ok(tlv(0x30, &ci))
 }
 
 impl CertRep<'_> {

@@ -372,10 +372,18 @@ fn cert_rep_round_trip_and_openssl_agrees() {
 fn degenerate_signed_data_reads_back_in_openssl() {
     let a = party("a", 2048).cert;
     let b = party("b", 2048).cert;
-    let bytes = degenerate(&[a.clone(), b.clone()], &[]).unwrap();
-    let p7 = openssl::pkcs7::Pkcs7::from_der(&bytes).unwrap();
-    let certs = p7.signed().unwrap().certificates().unwrap();
-    assert_eq!(certs.len(), 2);
+    for order in [[a.clone(), b.clone()], [b.clone(), a.clone()]] {
+        let bytes = degenerate(&order, &[]).unwrap();
+        let p7 = openssl::pkcs7::Pkcs7::from_der(&bytes).unwrap();
+        let certs = p7.signed().unwrap().certificates().unwrap();
+        assert_eq!(certs.len(), 2);
+        // The order given is kept (clients take the first certificate as theirs).
+        assert_eq!(certs.get(0).unwrap().to_der().unwrap(), order[0]);
+        let (read, crls) = client::read_degenerate(&bytes).unwrap();
+        assert_eq!(read, order.to_vec());
+        assert!(crls.is_empty());
+    }
+    assert!(degenerate(&[b"not a certificate".to_vec()], &[]).is_err());
 }
 
 // ---- bad input ----

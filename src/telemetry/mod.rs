@@ -46,3 +46,28 @@ pub fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };
 }
+
+/// Count a SCEP answer by message type and status.
+pub fn scep_outcome(message_type: crate::scep::MessageType, outcome: &crate::scep::Outcome) {
+    use std::sync::OnceLock;
+    static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+    let c = C.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "sigil_scep_answers_total",
+                "SCEP PKIOperation answers by message type, status and failInfo",
+            ),
+            &["message_type", "status", "fail_info"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let _ = registry().register(Box::new(c.clone()));
+        c
+    });
+    let (status, info) = match outcome {
+        crate::scep::Outcome::Success { .. } => ("success", String::new()),
+        crate::scep::Outcome::Pending => ("pending", String::new()),
+        crate::scep::Outcome::Failure { info, .. } => ("failure", info.to_string()),
+    };
+    c.with_label_values(&[&message_type.to_string(), status, &info])
+        .inc();
+}

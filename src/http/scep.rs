@@ -1,0 +1,197 @@
+//! SCEP over HTTP (RFC 8894 §4): `GET|POST /scep[/{profile}]?operation=…`, with the paths
+//! clients hard-code (`/cgi-bin/pkiclient.exe`, `/certsrv/mscep/mscep.dll`) as aliases of the
+//! default profile. Handlers only translate HTTP: decisions are the RA's.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+
+use super::AppState;
+use crate::ra::RequestError;
+
+/// Register the SCEP routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for path in ["/scep", "/cgi-bin/pkiclient.exe", "/certsrv/mscep/mscep.dll"] {
+        cfg.route(path, web::get().to(scep_default))
+            .route(path, web::post().to(scep_default));
+    }
+    cfg.route("/scep/{profile}", web::get().to(scep_profile))
+        .route("/scep/{profile}", web::post().to(scep_profile));
+}
+
+/// The raw value of `name` in a query string: percent escapes decoded, but `+` kept as `+`
+/// (macOS and Cisco send base64 without escaping it).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.eq_ignore_ascii_case(name) {
+            let mut out = Vec::with_capacity(v.len());
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() {
+                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            return Some(String::from_utf8_lossy(&out).into_owned());
+        }
+    }
+    None
+}
+
+/// Decode base64 leniently: whitespace ignored, URL-safe letters accepted, padding optional.
+pub fn lenient_base64(text: &str) -> Option<Vec<u8>> {
+    let mut s: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            ' ' => '+',
+            c => c,
+        })
+        .collect();
+    while s.ends_with('=') {
+        s.pop();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.as_bytes())
+        .ok()
+}
+
+fn bad_request(reason: impl Into<String>) -> HttpResponse {
+    let reason = reason.into();
+    tracing::warn!(%reason, "SCEP request refused");
+    HttpResponse::BadRequest()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{reason}\n"))
+}
+
+fn error_response(e: RequestError) -> HttpResponse {
+    match e {
+        RequestError::UnknownProfile(_) => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{e}\n")),
+        RequestError::Malformed(_) => bad_request(e.to_string()),
+        RequestError::Unavailable(_) => {
+            tracing::error!(error = %e, "SCEP request could not be answered");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "10"))
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("{e}\n"))
+        }
+    }
+}
+
+async fn scep_default(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(req, None, body, state).await
+}
+
+async fn scep_profile(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    handle(req, Some(path.into_inner()), body, state).await
+}
+
+async fn handle(
+    req: HttpRequest,
+    profile: Option<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(ra) = state.ra.as_ref() else {
+        return HttpResponse::ServiceUnavailable().body("SCEP is not configured\n");
+    };
+    let profile = match ra.profile(profile.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return error_response(e),
+    };
+    let query = req.query_string();
+    let Some(operation) = query_param(query, "operation") else {
+        return bad_request(
+            "missing operation= (GetCACaps, GetCACert, GetNextCACert or PKIOperation)",
+        );
+    };
+    match operation.as_str() {
+        "GetCACaps" => HttpResponse::Ok()
+            .content_type("text/plain")
+            .body(ra.ca_caps(profile)),
+        "GetCACert" => match ra.ca_certs() {
+            Ok((ct, bytes)) => HttpResponse::Ok().content_type(ct).body(bytes),
+            Err(e) => error_response(e),
+        },
+        "GetNextCACert" => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("no next CA certificate: no CA rollover is in progress\n"),
+        "PKIOperation" => {
+            let message = if req.method() == actix_web::http::Method::POST {
+                if body.is_empty() {
+                    return bad_request("PKIOperation by POST needs the pkiMessage as the body");
+                }
+                // A few clients POST base64 text instead of DER.
+                if body.first() == Some(&0x30) {
+                    body.to_vec()
+                } else {
+                    match std::str::from_utf8(&body).ok().and_then(lenient_base64) {
+                        Some(b) => b,
+                        None => return bad_request("the body is neither DER nor base64"),
+                    }
+                }
+            } else {
+                let Some(text) = query_param(query, "message") else {
+                    return bad_request("PKIOperation by GET needs message=<base64 pkiMessage>");
+                };
+                match lenient_base64(&text) {
+                    Some(b) => b,
+                    None => return bad_request("message= is not base64"),
+                }
+            };
+            match ra.pki_operation(profile, &message).await {
+                Ok(reply) => HttpResponse::Ok()
+                    .content_type("application/x-pki-message")
+                    .body(reply),
+                Err(e) => error_response(e),
+            }
+        }
+        other => bad_request(format!(
+            "unknown operation `{other}` (GetCACaps, GetCACert, GetNextCACert or PKIOperation)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_keeps_plus_and_decodes_escapes() {
+        let q = "operation=PKIOperation&message=ab+c/d%2Be%3D";
+        assert_eq!(query_param(q, "message").as_deref(), Some("ab+c/d+e="));
+        assert_eq!(query_param(q, "operation").as_deref(), Some("PKIOperation"));
+        assert_eq!(query_param(q, "nothing"), None);
+        assert_eq!(query_param("message=%", "message").as_deref(), Some("%"));
+        assert_eq!(query_param("message=%4", "message").as_deref(), Some("%4"));
+    }
+
+    #[test]
+    fn base64_is_lenient() {
+        assert_eq!(lenient_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(lenient_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(lenient_base64("aGVs\nbG8=").unwrap(), b"hello");
+        assert_eq!(lenient_base64("-_8").unwrap(), lenient_base64("+/8").unwrap());
+        assert!(lenient_base64("!!!").is_none());
+    }
+}

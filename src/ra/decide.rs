@@ -1,0 +1,436 @@
+//! One PKIOperation, from bytes to CertRep: verify, decrypt, decide, issue, record, answer.
+
+use openssl::x509::X509;
+use sha2::Digest;
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use super::{Profile, Ra, RequestError};
+use crate::pki::{parse_csr, PkiError};
+use crate::scep::{
+    CertRep, ContentCipher, DigestAlg, FailInfo, IssuerAndSerial, IssuerAndSubject, MessageType,
+    Outcome, PkiMessage, ScepError,
+};
+use crate::store::{CertificateRecord, StoreError, TransactionRecord, TransactionState};
+
+fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
+    Outcome::Failure {
+        info,
+        text: text.into(),
+    }
+}
+
+fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
+    match e {
+        ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
+        other => Ok(fail(other.fail_info(), other.to_string())),
+    }
+}
+
+fn store_err(e: StoreError) -> RequestError {
+    RequestError::Unavailable(e.to_string())
+}
+
+/// Serial bytes → lower-case hex without leading zeros.
+pub(crate) fn serial_hex(bytes: &[u8]) -> String {
+    let lead = bytes.iter().take_while(|b| **b == 0).count();
+    let h = hex::encode(&bytes[lead..]);
+    if h.is_empty() {
+        "0".into()
+    } else {
+        h
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RequestError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
+}
+
+impl Ra {
+    /// Answer one PKIOperation for `profile` with a CertRep.
+    pub async fn pki_operation(
+        &self,
+        profile: &Profile,
+        body: &[u8],
+    ) -> Result<Vec<u8>, RequestError> {
+        let msg = PkiMessage::parse(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let span = tracing::info_span!(
+            "scep",
+            transaction_id = %msg.transaction_id,
+            message_type = %msg.message_type,
+            profile = %profile.name
+        );
+        async move {
+            let outcome = self.decide(profile, &msg).await?;
+            match &outcome {
+                Outcome::Success { .. } => tracing::info!("SUCCESS"),
+                Outcome::Pending => tracing::info!("PENDING"),
+                Outcome::Failure { info, text } => tracing::warn!(fail_info = %info, reason = %text, "FAILURE"),
+            }
+            crate::telemetry::scep_outcome(msg.message_type, &outcome);
+            self.answer(profile, &msg, outcome).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Build and sign the CertRep on a blocking thread.
+    async fn answer(
+        &self,
+        profile: &Profile,
+        msg: &PkiMessage,
+        outcome: Outcome,
+    ) -> Result<Vec<u8>, RequestError> {
+        let cipher = msg
+            .envelope()
+            .ok()
+            .and_then(|e| e.cipher.ok())
+            .filter(|c| *c != ContentCipher::DesCbc || profile.policy.legacy)
+            .unwrap_or(ContentCipher::Aes128Cbc);
+        let digest = match msg.digest {
+            DigestAlg::Sha1 if !profile.policy.legacy => DigestAlg::Sha256,
+            d => d,
+        };
+        let extra = if profile.policy.certrep_include_ca {
+            self.inner.ca_chain.clone()
+        } else {
+            Vec::new()
+        };
+        let ra = self.clone();
+        let (tid, nonce, requester) = (
+            msg.transaction_id.clone(),
+            msg.sender_nonce.clone(),
+            msg.signer_cert.clone(),
+        );
+        let built = blocking(move || {
+            CertRep {
+                transaction_id: &tid,
+                recipient_nonce: &nonce,
+                outcome,
+                requester_cert: &requester,
+                cipher,
+                digest,
+                ra_cert: &ra.inner.ra_sign_cert,
+                extra_certs: &extra,
+            }
+            .build(&ra.inner.key)
+        })
+        .await?;
+        built.map_err(|e| match e {
+            ScepError::Token(t) => RequestError::Unavailable(t),
+            // The reply cannot be encrypted to this requester (e.g. an EC signer certificate).
+            other => RequestError::Malformed(format!("cannot answer this requester: {other}")),
+        })
+    }
+
+    async fn decide(&self, profile: &Profile, msg: &PkiMessage) -> Result<Outcome, RequestError> {
+        if let Err(e) = msg.verify_signature() {
+            return from_scep(&e);
+        }
+        if msg.digest == DigestAlg::Sha1
+            && !(profile.policy.accept_sha1_requests || profile.policy.legacy)
+        {
+            return Ok(fail(
+                FailInfo::BadAlg,
+                format!(
+                    "SHA-1 is refused by profile `{}` (it allows SHA-256 and up)",
+                    profile.name
+                ),
+            ));
+        }
+        if msg.message_type == MessageType::CertRep {
+            return Ok(fail(
+                FailInfo::BadRequest,
+                "CertRep is the server's message, not a request",
+            ));
+        }
+        let envelope = match msg.envelope() {
+            Ok(e) => e,
+            Err(e) => return from_scep(&e),
+        };
+        if envelope.recipient_for(&self.inner.ra_decrypt_cert).is_none() {
+            return Ok(fail(
+                FailInfo::BadMessageCheck,
+                "the message is encrypted to another certificate, not this RA's (fetch GetCACert again)",
+            ));
+        }
+        let ra = self.clone();
+        let legacy = profile.policy.legacy;
+        let plain = blocking(move || {
+            envelope.open(&ra.inner.key, &ra.inner.ra_decrypt_cert, legacy)
+        })
+        .await?;
+        let plain = match plain {
+            Ok(p) => p,
+            Err(e) => return from_scep(&e),
+        };
+        match msg.message_type {
+            MessageType::PkcsReq | MessageType::UpdateReq | MessageType::RenewalReq => {
+                self.enroll(profile, msg, plain).await
+            }
+            MessageType::CertPoll => self.poll(msg, &plain).await,
+            MessageType::GetCert => self.get_cert(&plain).await,
+            MessageType::GetCrl => self.get_crl(&plain).await,
+            MessageType::CertRep => Ok(fail(FailInfo::BadRequest, "unexpected CertRep")),
+        }
+    }
+
+    /// The answer already decided for a transaction.
+    async fn recorded(&self, tx: &TransactionRecord, profile: &Profile) -> Result<Outcome, RequestError> {
+        Ok(match &tx.state {
+            TransactionState::Pending => Outcome::Pending,
+            TransactionState::Rejected { reason } => fail(FailInfo::BadRequest, reason.clone()),
+            TransactionState::Issued { serial } => {
+                match self.inner.store.certificate(serial).await.map_err(store_err)? {
+                    Some(c) => self.success(profile, c.der),
+                    None => fail(FailInfo::BadCertId, "the issued certificate is missing"),
+                }
+            }
+        })
+    }
+
+    fn success(&self, profile: &Profile, cert: Vec<u8>) -> Outcome {
+        let mut certs = vec![cert];
+        if profile.policy.certrep_include_ca {
+            certs.extend(self.inner.ca_chain.iter().cloned());
+        }
+        Outcome::Success {
+            certs,
+            crls: Vec::new(),
+        }
+    }
+
+    /// Signed by a certificate this CA issued and that is valid now?
+    fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
+        let cert = X509::from_der(signer).ok()?;
+        let ca = X509::from_der(&self.inner.ca_cert).ok()?;
+        let key = ca.public_key().ok()?;
+        (cert.issuer_name_hash() == ca.subject_name_hash() && cert.verify(&key).unwrap_or(false))
+            .then_some(cert)
+    }
+
+    async fn enroll(
+        &self,
+        profile: &Profile,
+        msg: &PkiMessage,
+        plain: Vec<u8>,
+    ) -> Result<Outcome, RequestError> {
+        let csr = match parse_csr(&plain) {
+            Ok(c) => c,
+            Err(e) => return Ok(fail(FailInfo::BadRequest, e.to_string())),
+        };
+        let tx = TransactionRecord {
+            transaction_id: msg.transaction_id.0.clone(),
+            profile: profile.name.clone(),
+            key_sha256: hex::encode(sha2::Sha256::digest(&csr.spki)),
+            state: TransactionState::Pending,
+            csr: csr.der.clone(),
+        };
+        let store = &self.inner.store;
+        if let Some(old) = store.transaction(&tx.transaction_id).await.map_err(store_err)? {
+            if old.key_sha256 != tx.key_sha256 {
+                return Ok(fail(
+                    FailInfo::BadRequest,
+                    format!(
+                        "transactionID {} is already used by another key",
+                        tx.transaction_id
+                    ),
+                ));
+            }
+            tracing::info!("resent request: answering the recorded outcome");
+            return self.recorded(&old, profile).await;
+        }
+
+        // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
+        let renewing = self.issued_by_us(&msg.signer_cert);
+        if msg.message_type == MessageType::RenewalReq && renewing.is_none() {
+            return Ok(fail(
+                FailInfo::BadRequest,
+                "RenewalReq must be signed with a current certificate issued by this CA",
+            ));
+        }
+        if let Some(old) = &renewing {
+            let now = openssl::asn1::Asn1Time::days_from_now(0)
+                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            if old.not_after() < now || old.not_before() > now {
+                return Ok(fail(
+                    FailInfo::BadRequest,
+                    "the certificate that signed the renewal is not valid now",
+                ));
+            }
+            let not_after = x509_parser::parse_x509_certificate(&msg.signer_cert)
+                .map(|(_, c)| c.validity().not_after.to_datetime())
+                .map_err(|e| RequestError::Malformed(format!("signer certificate: {e}")))?;
+            let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
+            if OffsetDateTime::now_utc() < opens {
+                let when = opens
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| opens.to_string());
+                return Ok(fail(
+                    FailInfo::BadRequest,
+                    format!("too early to renew: the renewal window opens on {when}"),
+                ));
+            }
+        } else if let Some(reason) = self.challenge_problem(profile, csr.challenge.as_deref()) {
+            return Ok(fail(FailInfo::BadRequest, reason));
+        }
+        if let Err(reason) = profile.cert.check(&csr) {
+            return Ok(fail(FailInfo::BadRequest, reason));
+        }
+        if profile.policy.approval && renewing.is_none() {
+            match store.insert_pending(&tx).await {
+                Ok(()) => return Ok(Outcome::Pending),
+                Err(StoreError::Conflict(_)) => {
+                    // Another node or a concurrent resend recorded it first.
+                    return match store.transaction(&tx.transaction_id).await.map_err(store_err)? {
+                        Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old, profile).await,
+                        _ => Ok(fail(FailInfo::BadRequest, "transactionID conflict")),
+                    };
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        self.issue(profile, tx, csr).await
+    }
+
+    /// Issue, record, answer. A concurrent resend of the same transaction gets the recorded
+    /// answer; a serial collision is retried once with a new serial.
+    pub(crate) async fn issue(
+        &self,
+        profile: &Profile,
+        tx: TransactionRecord,
+        csr: crate::pki::Csr,
+    ) -> Result<Outcome, RequestError> {
+        for _ in 0..2 {
+            let ra = self.clone();
+            let (cert_profile, csr2) = (profile.cert.clone(), csr.clone());
+            let der = match blocking(move || cert_profile.issue(&csr2, &ra.inner.issuer)).await? {
+                Ok(d) => d,
+                Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
+                Err(e) => return Err(RequestError::Unavailable(e.to_string())),
+            };
+            let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| RequestError::Unavailable(format!("issued certificate: {e}")))?;
+            let record = CertificateRecord {
+                serial: serial_hex(parsed.tbs_certificate.raw_serial()),
+                der: der.clone(),
+                subject: parsed.subject().to_string(),
+                profile: profile.name.clone(),
+                transaction_id: tx.transaction_id.clone(),
+            };
+            match self.inner.store.record_issued(&tx, &record).await {
+                Ok(()) => {
+                    tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
+                    return Ok(self.success(profile, der));
+                }
+                Err(StoreError::Conflict(why)) => {
+                    if let Some(old) = self
+                        .inner
+                        .store
+                        .transaction(&tx.transaction_id)
+                        .await
+                        .map_err(store_err)?
+                    {
+                        if old.key_sha256 == tx.key_sha256 && old.state != TransactionState::Pending {
+                            return self.recorded(&old, profile).await;
+                        }
+                        if old.key_sha256 != tx.key_sha256 {
+                            return Ok(fail(FailInfo::BadRequest, "transactionID is already used by another key"));
+                        }
+                    }
+                    tracing::warn!(%why, "store conflict; issuing again with a new serial");
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(RequestError::Unavailable("could not record the certificate".into()))
+    }
+
+    fn challenge_problem(&self, profile: &Profile, given: Option<&str>) -> Option<String> {
+        let want = &profile.policy.challenge_sha256;
+        if want.is_empty() {
+            if profile.policy.allow_without_challenge {
+                return None;
+            }
+            return Some(format!(
+                "profile `{}` has no challenge configured and does not allow enrollment without one",
+                profile.name
+            ));
+        }
+        let Some(given) = given else {
+            return Some("the CSR carries no challenge password".into());
+        };
+        let got = sha2::Sha256::digest(given.as_bytes());
+        let want = hex::decode(want).unwrap_or_default();
+        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
+            None
+        } else {
+            Some("the challenge password is wrong".into())
+        }
+    }
+
+    async fn poll(&self, msg: &PkiMessage, plain: &[u8]) -> Result<Outcome, RequestError> {
+        if let Err(e) = IssuerAndSubject::parse(plain) {
+            return Ok(fail(FailInfo::BadRequest, e.to_string()));
+        }
+        let Some(tx) = self
+            .inner
+            .store
+            .transaction(&msg.transaction_id.0)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(fail(
+                FailInfo::BadCertId,
+                format!("no transaction {} is known", msg.transaction_id),
+            ));
+        };
+        let profile = self.profile(Some(&tx.profile)).cloned()?;
+        self.recorded(&tx, &profile).await
+    }
+
+    async fn get_cert(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
+        let want = match IssuerAndSerial::parse(plain) {
+            Ok(w) => w,
+            Err(e) => return Ok(fail(FailInfo::BadRequest, e.to_string())),
+        };
+        let serial = serial_hex(&want.serial);
+        let ours = x509_parser::parse_x509_certificate(&self.inner.ca_cert)
+            .map(|(_, c)| c.subject().as_raw() == want.issuer.as_slice())
+            .unwrap_or(false);
+        let found = if ours {
+            self.inner.store.certificate(&serial).await.map_err(store_err)?
+        } else {
+            None
+        };
+        Ok(match found {
+            Some(c) => Outcome::Success {
+                certs: vec![c.der],
+                crls: Vec::new(),
+            },
+            None => fail(
+                FailInfo::BadCertId,
+                format!("no certificate with serial {serial} from this CA"),
+            ),
+        })
+    }
+
+    async fn get_crl(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
+        if let Err(e) = IssuerAndSerial::parse(plain) {
+            return Ok(fail(FailInfo::BadRequest, e.to_string()));
+        }
+        let ra = self.clone();
+        let crl = blocking(move || crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[])).await?;
+        match crl {
+            Ok(der) => Ok(Outcome::Success {
+                certs: Vec::new(),
+                crls: vec![der],
+            }),
+            Err(e) => Err(RequestError::Unavailable(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The RA key as the SCEP codec sees it: decryption and signing on the token.
+
+use crate::hsm::{DecryptAlg, Hsm, HsmError, KeyUri, SignAlg};
+use crate::scep::{DigestAlg, KeyTransport, RaKey, ScepError};
+
+/// The RA's token keys (one key, or separate signing and decryption keys).
+#[derive(Debug, Clone)]
+pub struct TokenRaKey {
+    /// The token.
+    pub hsm: Hsm,
+    /// Signs CertRep.
+    pub sign: KeyUri,
+    /// Decrypts requests.
+    pub decrypt: KeyUri,
+}
+
+fn map(e: HsmError) -> ScepError {
+    match e {
+        HsmError::BadInput { .. } => ScepError::Decrypt(e.to_string()),
+        HsmError::MechanismUnsupported(_) => ScepError::UnsupportedAlgorithm(e.to_string()),
+        other => ScepError::Token(other.to_string()),
+    }
+}
+
+impl RaKey for TokenRaKey {
+    fn decrypt_key(&self, transport: KeyTransport, encrypted: &[u8]) -> Result<Vec<u8>, ScepError> {
+        let alg = match transport {
+            KeyTransport::RsaPkcs1v15 => DecryptAlg::RsaPkcs1v15,
+            KeyTransport::RsaOaep(DigestAlg::Sha1) => DecryptAlg::RsaOaepSha1,
+            KeyTransport::RsaOaep(DigestAlg::Sha256) => DecryptAlg::RsaOaepSha256,
+            KeyTransport::RsaOaep(other) => {
+                return Err(ScepError::UnsupportedAlgorithm(format!(
+                    "RSA-OAEP with {}",
+                    other.name()
+                )))
+            }
+        };
+        self.hsm
+            .decrypt_blocking(&self.decrypt, alg, encrypted)
+            .map_err(map)
+    }
+
+    fn sign(&self, digest: DigestAlg, data: &[u8]) -> Result<Vec<u8>, ScepError> {
+        let alg = match digest {
+            DigestAlg::Sha1 => SignAlg::RsaPkcs1Sha1,
+            DigestAlg::Sha256 => SignAlg::RsaPkcs1Sha256,
+            DigestAlg::Sha384 => SignAlg::RsaPkcs1Sha384,
+            DigestAlg::Sha512 => SignAlg::RsaPkcs1Sha512,
+        };
+        self.hsm.sign_blocking(&self.sign, alg, data).map_err(map)
+    }
+}

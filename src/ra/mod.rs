@@ -1,0 +1,214 @@
+//! The registration authority: it decides. For each SCEP message it checks the signature,
+//! decrypts on the token, applies the profile's policy (challenge, approval, renewal window,
+//! replays) and asks `pki` to issue. It signs nothing itself and parses no HTTP; every
+//! decision is recorded in the store before the answer is built.
+//!
+//! [`Ra::load`] reads the CA and RA certificates from the token; [`Ra::pki_operation`] answers
+//! one PKIOperation with a CertRep (FAILURE for anything refused) or a [`RequestError`] when no
+//! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
+
+mod decide;
+mod key;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::Issuer;
+
+use crate::config::{Config, ProfileConfig};
+use crate::hsm::Hsm;
+use crate::pki::{CertProfile, TokenKey};
+use crate::store::Store;
+
+pub use key::TokenRaKey;
+
+/// A profile: certificate rules plus RA policy.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Name (the `{profile}` of `/scep/{profile}`).
+    pub name: String,
+    /// Certificate rules.
+    pub cert: CertProfile,
+    /// Policy settings as configured.
+    pub policy: ProfileConfig,
+}
+
+/// Why a request got no CertRep.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// No such profile.
+    #[error("unknown SCEP profile `{0}`")]
+    UnknownProfile(String),
+    /// Not a pkiMessage Sigil can answer (no signer, no transactionID, not SignedData).
+    #[error("{0}")]
+    Malformed(String),
+    /// The token or the store failed; the client should retry.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Errors loading the RA.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Token failure.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Missing or bad certificate.
+    #[error("{0}")]
+    Certificate(String),
+}
+
+pub(crate) struct Inner {
+    pub(crate) ca_cert: Vec<u8>,
+    /// The CA certificate followed by its parents (from chain.pem).
+    pub(crate) ca_chain: Vec<Vec<u8>>,
+    pub(crate) issuer: Issuer<'static, TokenKey>,
+    pub(crate) ra_sign_cert: Vec<u8>,
+    pub(crate) ra_decrypt_cert: Vec<u8>,
+    pub(crate) key: TokenRaKey,
+    pub(crate) profiles: HashMap<String, Profile>,
+    pub(crate) default_profile: String,
+    pub(crate) include_root: bool,
+    pub(crate) store: Arc<dyn Store>,
+}
+
+/// The registration authority. Cheap to clone.
+#[derive(Clone)]
+pub struct Ra {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
+    let path = data_dir.join("chain.pem");
+    let mut chain = vec![ca.to_vec()];
+    if let Ok(pem) = std::fs::read(&path) {
+        let certs = crate::ceremony::read_certificates(&pem)
+            .map_err(|e| LoadError::Certificate(format!("{}: {e}", path.display())))?;
+        for c in certs {
+            if c != ca {
+                chain.push(c);
+            }
+        }
+    }
+    Ok(chain)
+}
+
+impl Ra {
+    /// Load the CA and RA certificates from the token and the profiles from the configuration.
+    /// Blocking (token reads).
+    pub fn load(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Ra, LoadError> {
+        let cert_of = |uri: &crate::hsm::KeyUri, role: &str| -> Result<Vec<u8>, LoadError> {
+            let label = uri.label()?;
+            hsm.certificate_blocking(label)?.ok_or_else(|| {
+                LoadError::Certificate(format!(
+                    "no {role} certificate `{label}` on token `{}`: run `sigil init` first",
+                    hsm.token()
+                ))
+            })
+        };
+        let ca_uri = config.hsm.ca_key_uri()?;
+        let ca_cert = cert_of(&ca_uri, "CA")?;
+        let ca_key = TokenKey::open(hsm, &ca_uri)?;
+        let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key)
+            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+        let sign = config.hsm.ra_key_uri()?;
+        let decrypt = config.hsm.ra_decrypt_key_uri()?;
+        let ra_sign_cert = cert_of(&sign, "RA")?;
+        let ra_decrypt_cert = if decrypt == sign {
+            ra_sign_cert.clone()
+        } else {
+            cert_of(&decrypt, "RA decryption")?
+        };
+        let mut profiles = HashMap::new();
+        for (name, p) in &config.profiles {
+            profiles.insert(
+                name.clone(),
+                Profile {
+                    name: name.clone(),
+                    cert: p.cert_profile(name)?,
+                    policy: p.clone(),
+                },
+            );
+        }
+        Ok(Ra {
+            inner: Arc::new(Inner {
+                ca_chain: read_chain(&config.server.data_dir, &ca_cert)?,
+                ca_cert,
+                issuer,
+                ra_sign_cert,
+                ra_decrypt_cert,
+                key: TokenRaKey {
+                    hsm: hsm.clone(),
+                    sign,
+                    decrypt,
+                },
+                profiles,
+                default_profile: config.scep.default_profile.clone(),
+                include_root: config.scep.include_root,
+                store,
+            }),
+        })
+    }
+
+    /// The profile named in the URL, or the default one.
+    pub fn profile(&self, name: Option<&str>) -> Result<&Profile, RequestError> {
+        let name = name.unwrap_or(&self.inner.default_profile);
+        self.inner
+            .profiles
+            .get(name)
+            .ok_or_else(|| RequestError::UnknownProfile(name.to_owned()))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The CA certificate (DER).
+    pub fn ca_certificate(&self) -> &[u8] {
+        &self.inner.ca_cert
+    }
+
+    /// GetCACaps for a profile: one keyword a line.
+    pub fn ca_caps(&self, profile: &Profile) -> String {
+        let mut caps = vec![
+            "POSTPKIOperation",
+            "Renewal",
+            "SHA-256",
+            "SHA-512",
+            "AES",
+            "SCEPStandard",
+        ];
+        if profile.policy.legacy {
+            caps.extend(["SHA-1", "DES3"]);
+        }
+        let mut text = caps.join("\n");
+        text.push('\n');
+        text
+    }
+
+    /// GetCACert: (content type, body). With an RA, a certs-only SignedData holding the RA
+    /// certificate(s) and the CA chain; the root is left out when `include_root` is off and the
+    /// CA is not itself the root.
+    pub fn ca_certs(&self) -> Result<(&'static str, Vec<u8>), RequestError> {
+        let i = &self.inner;
+        let mut certs = vec![i.ra_sign_cert.clone()];
+        if i.ra_decrypt_cert != i.ra_sign_cert {
+            certs.push(i.ra_decrypt_cert.clone());
+        }
+        for (n, c) in i.ca_chain.iter().enumerate() {
+            let is_root = n > 0 && n == i.ca_chain.len() - 1;
+            if is_root && !i.include_root {
+                continue;
+            }
+            certs.push(c.clone());
+        }
+        crate::scep::degenerate(&certs, &[])
+            .map(|b| ("application/x-x509-ca-ra-cert", b))
+            .map_err(|e| RequestError::Unavailable(e.to_string()))
+    }
+}
