@@ -6,4 +6,5 @@ mod common;
 mod bad_config;
 mod ceremony;
 mod hsm_ops;
+mod scep;
 mod serve;

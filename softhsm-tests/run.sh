@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus
 
 # Fresh tokens for this run (the in-process tests create theirs here; see .cargo/config.toml).
 rm -rf target/softhsm-tests

@@ -151,3 +151,17 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Fail clearly when a tool that softhsm-tests/run.sh installs is missing.
+pub fn ensure_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is missing: run softhsm-tests/run.sh (it installs the `{package}` package)"
+    );
+}

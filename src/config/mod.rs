@@ -135,7 +135,9 @@ impl Default for ProfileConfig {
     fn default() -> Self {
         ProfileConfig {
             subject: String::new(),
-            allowed_sans: ["dns", "email", "uri", "upn", "ip"].map(String::from).to_vec(),
+            allowed_sans: ["dns", "email", "uri", "upn", "ip"]
+                .map(String::from)
+                .to_vec(),
             key_usage: ["digitalSignature", "keyEncipherment"]
                 .map(String::from)
                 .to_vec(),
@@ -166,7 +168,9 @@ impl ProfileConfig {
         let key_usages = self
             .key_usage
             .iter()
-            .map(|k| crate::pki::key_usage(k).ok_or_else(|| bad(format!("unknown key_usage `{k}`"))))
+            .map(|k| {
+                crate::pki::key_usage(k).ok_or_else(|| bad(format!("unknown key_usage `{k}`")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let extended_key_usages = self
             .extended_key_usage
@@ -179,7 +183,10 @@ impl ProfileConfig {
         let policy_oids = self
             .policy_oids
             .iter()
-            .map(|o| crate::pki::parse_oid(o).ok_or_else(|| bad(format!("policy OID `{o}` is not dotted numbers"))))
+            .map(|o| {
+                crate::pki::parse_oid(o)
+                    .ok_or_else(|| bad(format!("policy OID `{o}` is not dotted numbers")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for s in &self.allowed_sans {
             if !["dns", "email", "uri", "upn", "ip"].contains(&s.as_str()) {
@@ -197,7 +204,9 @@ impl ProfileConfig {
         if !self.challenge_sha256.is_empty()
             && (self.challenge_sha256.len() != 64 || hex::decode(&self.challenge_sha256).is_err())
         {
-            return Err(bad("challenge_sha256 must be 64 hex digits (sha256sum of the challenge)".into()));
+            return Err(bad(
+                "challenge_sha256 must be 64 hex digits (sha256sum of the challenge)".into(),
+            ));
         }
         if !self.subject.is_empty() {
             crate::pki::parse_dn(&self.subject.replace("{cn}", "x"))

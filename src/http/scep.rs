@@ -11,7 +11,11 @@ use crate::ra::RequestError;
 
 /// Register the SCEP routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    for path in ["/scep", "/cgi-bin/pkiclient.exe", "/certsrv/mscep/mscep.dll"] {
+    for path in [
+        "/scep",
+        "/cgi-bin/pkiclient.exe",
+        "/certsrv/mscep/mscep.dll",
+    ] {
         cfg.route(path, web::get().to(scep_default))
             .route(path, web::post().to(scep_default));
     }
@@ -191,7 +195,10 @@ mod tests {
         assert_eq!(lenient_base64("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(lenient_base64("aGVsbG8").unwrap(), b"hello");
         assert_eq!(lenient_base64("aGVs\nbG8=").unwrap(), b"hello");
-        assert_eq!(lenient_base64("-_8").unwrap(), lenient_base64("+/8").unwrap());
+        assert_eq!(
+            lenient_base64("-_8").unwrap(),
+            lenient_base64("+/8").unwrap()
+        );
         assert!(lenient_base64("!!!").is_none());
     }
 }

@@ -162,9 +162,7 @@ pub fn build_crl(
         .extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
-                Some(k.0.to_vec())
-            }
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
             _ => None,
         })
         .ok_or_else(|| PkiError::BadCertificate("the CA certificate has no SKI".into()))?;

@@ -9,8 +9,8 @@ mod profile;
 mod signer;
 
 pub use ca::{
-    build_crl, ca_params, ca_request, common_name, issue_ra_certificate, random_serial, self_signed_ca,
-    sha256_fingerprint, to_pem, PkiError,
+    build_crl, ca_params, ca_request, common_name, issue_ra_certificate, random_serial,
+    self_signed_ca, sha256_fingerprint, to_pem, PkiError,
 };
 pub use csr::{parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
 pub use name::parse_dn;

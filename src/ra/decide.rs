@@ -69,7 +69,9 @@ impl Ra {
             match &outcome {
                 Outcome::Success { .. } => tracing::info!("SUCCESS"),
                 Outcome::Pending => tracing::info!("PENDING"),
-                Outcome::Failure { info, text } => tracing::warn!(fail_info = %info, reason = %text, "FAILURE"),
+                Outcome::Failure { info, text } => {
+                    tracing::warn!(fail_info = %info, reason = %text, "FAILURE")
+                }
             }
             crate::telemetry::scep_outcome(msg.message_type, &outcome);
             self.answer(profile, &msg, outcome).await
@@ -152,7 +154,10 @@ impl Ra {
             Ok(e) => e,
             Err(e) => return from_scep(&e),
         };
-        if envelope.recipient_for(&self.inner.ra_decrypt_cert).is_none() {
+        if envelope
+            .recipient_for(&self.inner.ra_decrypt_cert)
+            .is_none()
+        {
             return Ok(fail(
                 FailInfo::BadMessageCheck,
                 "the message is encrypted to another certificate, not this RA's (fetch GetCACert again)",
@@ -160,10 +165,9 @@ impl Ra {
         }
         let ra = self.clone();
         let legacy = profile.policy.legacy;
-        let plain = blocking(move || {
-            envelope.open(&ra.inner.key, &ra.inner.ra_decrypt_cert, legacy)
-        })
-        .await?;
+        let plain =
+            blocking(move || envelope.open(&ra.inner.key, &ra.inner.ra_decrypt_cert, legacy))
+                .await?;
         let plain = match plain {
             Ok(p) => p,
             Err(e) => return from_scep(&e),
@@ -180,12 +184,22 @@ impl Ra {
     }
 
     /// The answer already decided for a transaction.
-    async fn recorded(&self, tx: &TransactionRecord, profile: &Profile) -> Result<Outcome, RequestError> {
+    async fn recorded(
+        &self,
+        tx: &TransactionRecord,
+        profile: &Profile,
+    ) -> Result<Outcome, RequestError> {
         Ok(match &tx.state {
             TransactionState::Pending => Outcome::Pending,
             TransactionState::Rejected { reason } => fail(FailInfo::BadRequest, reason.clone()),
             TransactionState::Issued { serial } => {
-                match self.inner.store.certificate(serial).await.map_err(store_err)? {
+                match self
+                    .inner
+                    .store
+                    .certificate(serial)
+                    .await
+                    .map_err(store_err)?
+                {
                     Some(c) => self.success(profile, c.der),
                     None => fail(FailInfo::BadCertId, "the issued certificate is missing"),
                 }
@@ -231,7 +245,11 @@ impl Ra {
             csr: csr.der.clone(),
         };
         let store = &self.inner.store;
-        if let Some(old) = store.transaction(&tx.transaction_id).await.map_err(store_err)? {
+        if let Some(old) = store
+            .transaction(&tx.transaction_id)
+            .await
+            .map_err(store_err)?
+        {
             if old.key_sha256 != tx.key_sha256 {
                 return Ok(fail(
                     FailInfo::BadRequest,
@@ -286,8 +304,14 @@ impl Ra {
                 Ok(()) => return Ok(Outcome::Pending),
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
-                    return match store.transaction(&tx.transaction_id).await.map_err(store_err)? {
-                        Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old, profile).await,
+                    return match store
+                        .transaction(&tx.transaction_id)
+                        .await
+                        .map_err(store_err)?
+                    {
+                        Some(old) if old.key_sha256 == tx.key_sha256 => {
+                            self.recorded(&old, profile).await
+                        }
                         _ => Ok(fail(FailInfo::BadRequest, "transactionID conflict")),
                     };
                 }
@@ -335,11 +359,15 @@ impl Ra {
                         .await
                         .map_err(store_err)?
                     {
-                        if old.key_sha256 == tx.key_sha256 && old.state != TransactionState::Pending {
+                        if old.key_sha256 == tx.key_sha256 && old.state != TransactionState::Pending
+                        {
                             return self.recorded(&old, profile).await;
                         }
                         if old.key_sha256 != tx.key_sha256 {
-                            return Ok(fail(FailInfo::BadRequest, "transactionID is already used by another key"));
+                            return Ok(fail(
+                                FailInfo::BadRequest,
+                                "transactionID is already used by another key",
+                            ));
                         }
                     }
                     tracing::warn!(%why, "store conflict; issuing again with a new serial");
@@ -347,7 +375,9 @@ impl Ra {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        Err(RequestError::Unavailable("could not record the certificate".into()))
+        Err(RequestError::Unavailable(
+            "could not record the certificate".into(),
+        ))
     }
 
     fn challenge_problem(&self, profile: &Profile, given: Option<&str>) -> Option<String> {
@@ -403,7 +433,11 @@ impl Ra {
             .map(|(_, c)| c.subject().as_raw() == want.issuer.as_slice())
             .unwrap_or(false);
         let found = if ours {
-            self.inner.store.certificate(&serial).await.map_err(store_err)?
+            self.inner
+                .store
+                .certificate(&serial)
+                .await
+                .map_err(store_err)?
         } else {
             None
         };
@@ -424,7 +458,8 @@ impl Ra {
             return Ok(fail(FailInfo::BadRequest, e.to_string()));
         }
         let ra = self.clone();
-        let crl = blocking(move || crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[])).await?;
+        let crl = blocking(move || crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[]))
+            .await?;
         match crl {
             Ok(der) => Ok(Outcome::Success {
                 certs: Vec::new(),

@@ -16,7 +16,7 @@ use openssl::sign::Signer;
 
 use super::asn1::{self, attr, oid, printable, ContentCipher, DigestAlg};
 use super::envelope::seal;
-use super::reply::{printable_or_utf8, signed_message};
+use super::reply::{printable_or_utf8, signed_message, tlv};
 use super::types::{FailInfo, MessageType, Nonce, PkiStatus, TransactionId};
 use super::{KeyTransport, PkiMessage, RaKey, ScepError};
 
@@ -205,4 +205,150 @@ pub fn read_degenerate(bytes: &[u8]) -> Result<CertsAndCrls, ScepError> {
         }
     }
     Ok((certs, crls))
+}
+
+/// A simulated device: its own key (generated in memory, as on a device), a self-signed signer
+/// certificate, and the requests it sends. Used by the tests and the load generator.
+pub struct Device {
+    /// The device key.
+    pub key: PKey<Private>,
+    /// The certificate that signs requests: self-signed at first, the issued one for renewal.
+    pub signer_cert: Vec<u8>,
+    rcgen_key: rcgen::KeyPair,
+}
+
+fn dev_err(e: impl std::fmt::Display) -> ScepError {
+    ScepError::Crypto(e.to_string())
+}
+
+impl Device {
+    /// A device with a fresh RSA key and a self-signed signer certificate `CN=<cn>`.
+    pub fn rsa(bits: u32, cn: &str) -> Result<Device, ScepError> {
+        let key =
+            PKey::from_rsa(openssl::rsa::Rsa::generate(bits).map_err(dev_err)?).map_err(dev_err)?;
+        Self::from_key(key, cn)
+    }
+
+    /// A device with the given key (RSA or EC P-256/P-384).
+    pub fn from_key(key: PKey<Private>, cn: &str) -> Result<Device, ScepError> {
+        let pem =
+            String::from_utf8(key.private_key_to_pem_pkcs8().map_err(dev_err)?).map_err(dev_err)?;
+        let alg = if key.id() == Id::EC {
+            if key.bits() > 256 {
+                &rcgen::PKCS_ECDSA_P384_SHA384
+            } else {
+                &rcgen::PKCS_ECDSA_P256_SHA256
+            }
+        } else {
+            &rcgen::PKCS_RSA_SHA256
+        };
+        let rcgen_key = rcgen::KeyPair::from_pem_and_sign_algo(&pem, alg).map_err(dev_err)?;
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.serial_number = Some(crate::pki::random_serial().map_err(dev_err)?);
+        let signer_cert = p.self_signed(&rcgen_key).map_err(dev_err)?.der().to_vec();
+        Ok(Device {
+            key,
+            signer_cert,
+            rcgen_key,
+        })
+    }
+
+    /// A PKCS#10 request for this device's key, with a challengePassword (PrintableString
+    /// when it fits, else UTF8String) and SANs (`dns:…`, `email:…`, `uri:…`).
+    pub fn csr(
+        &self,
+        cn: &str,
+        challenge: Option<&str>,
+        sans: &[&str],
+    ) -> Result<Vec<u8>, ScepError> {
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        for s in sans {
+            let (kind, v) = s.split_once(':').unwrap_or(("dns", s));
+            let ia5 = rcgen::string::Ia5String::try_from(v.to_string()).map_err(dev_err)?;
+            p.subject_alt_names.push(match kind {
+                "email" => rcgen::SanType::Rfc822Name(ia5),
+                "uri" => rcgen::SanType::URI(ia5),
+                _ => rcgen::SanType::DnsName(ia5),
+            });
+        }
+        let mut attrs = Vec::new();
+        if let Some(c) = challenge {
+            let value = printable(c)
+                .or_else(|_| {
+                    der::asn1::Any::new(der::Tag::Utf8String, c.as_bytes().to_vec())
+                        .map_err(ScepError::encode)
+                })?
+                .to_der()
+                .map_err(ScepError::encode)?;
+            let mut set = vec![0x31, value.len() as u8];
+            if value.len() >= 0x80 {
+                return Err(ScepError::Malformed("challenge too long".into()));
+            }
+            set.extend(value);
+            attrs.push(rcgen::Attribute {
+                oid: &[1, 2, 840, 113549, 1, 9, 7],
+                values: set,
+            });
+        }
+        let csr = p
+            .serialize_request_with_attributes(&self.rcgen_key, attrs)
+            .map_err(dev_err)?;
+        Ok(csr.der().to_vec())
+    }
+
+    /// Sign future requests with `cert` (the issued certificate), as a renewing device does.
+    pub fn sign_with(&mut self, cert: Vec<u8>) {
+        self.signer_cert = cert;
+    }
+
+    /// A request of `message_type` carrying `content`, encrypted to `ra_cert`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &self,
+        message_type: MessageType,
+        transaction_id: &str,
+        nonce: &Nonce,
+        content: &[u8],
+        ra_cert: &[u8],
+        cipher: ContentCipher,
+        digest: DigestAlg,
+    ) -> Result<Vec<u8>, ScepError> {
+        ClientRequest {
+            message_type,
+            transaction_id: TransactionId(transaction_id.into()),
+            sender_nonce: nonce.clone(),
+            content,
+            recipient_cert: ra_cert,
+            cipher,
+            digest,
+            signer_cert: &self.signer_cert,
+            signer_key: &self.key,
+        }
+        .build()
+    }
+
+    /// Read the server's answer to a request this device signed.
+    pub fn read(&self, reply: &[u8]) -> Result<Reply, ScepError> {
+        read_reply(reply, &self.signer_cert, &self.key)
+    }
+}
+
+/// DER IssuerAndSerialNumber for GetCert / GetCRL.
+pub fn issuer_and_serial(issuer_der: &[u8], serial: &[u8]) -> Vec<u8> {
+    let mut int = serial.to_vec();
+    if int.first().is_some_and(|b| b & 0x80 != 0) {
+        int.insert(0, 0);
+    }
+    let mut body = issuer_der.to_vec();
+    body.extend(tlv(0x02, &int));
+    tlv(0x30, &body)
+}
+
+/// DER IssuerAndSubject for CertPoll.
+pub fn issuer_and_subject(issuer_der: &[u8], subject_der: &[u8]) -> Vec<u8> {
+    let mut body = issuer_der.to_vec();
+    body.extend_from_slice(subject_der);
+    tlv(0x30, &body)
 }

@@ -144,7 +144,11 @@ impl Envelope {
         }
         let inner = ci.content.to_der().map_err(ScepError::encode)?;
         let ed: EnvelopedDataLenient = asn1::from_ber(&inner, "EnvelopedData")?;
-        let _ = (ed.version, &ed.unprotected_attrs, &ed.encrypted_content.content_type);
+        let _ = (
+            ed.version,
+            &ed.unprotected_attrs,
+            &ed.encrypted_content.content_type,
+        );
         let mut recipients = Vec::new();
         for r in ed.recip_infos.0.iter() {
             let RecipientInfo::Ktri(ktri) = r else {
@@ -178,8 +182,17 @@ impl Envelope {
             None => Vec::new(),
         };
         let ciphertext = match &eci.encrypted_content {
-            Some(any) if any.tag() == der::Tag::ContextSpecific { constructed: false, number: der::TagNumber(0) }
-                || any.tag() == der::Tag::ContextSpecific { constructed: true, number: der::TagNumber(0) } =>
+            Some(any)
+                if any.tag()
+                    == der::Tag::ContextSpecific {
+                        constructed: false,
+                        number: der::TagNumber(0),
+                    }
+                    || any.tag()
+                        == der::Tag::ContextSpecific {
+                            constructed: true,
+                            number: der::TagNumber(0),
+                        } =>
             {
                 asn1::octet_string_contents(any)?
             }
@@ -189,7 +202,11 @@ impl Envelope {
                     other.tag()
                 )))
             }
-            None => return Err(ScepError::Malformed("the envelope has no encrypted content".into())),
+            None => {
+                return Err(ScepError::Malformed(
+                    "the envelope has no encrypted content".into(),
+                ))
+            }
         };
         Ok(Envelope {
             recipients,

@@ -145,7 +145,10 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut t = self.lock();
         if t.certificates.contains_key(&cert.serial) {
-            return Err(StoreError::Conflict(format!("serial {} exists", cert.serial)));
+            return Err(StoreError::Conflict(format!(
+                "serial {} exists",
+                cert.serial
+            )));
         }
         match t.transactions.get(&tx.transaction_id) {
             Some(old) if old.key_sha256 != tx.key_sha256 => {
@@ -181,7 +184,9 @@ impl Store for MemoryStore {
                 };
                 Ok(())
             }
-            Some(_) => Err(StoreError::Conflict(format!("transaction {id} is already final"))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "transaction {id} is already final"
+            ))),
             None => Err(StoreError::Conflict(format!("no transaction {id}"))),
         }
     }
@@ -228,22 +233,41 @@ mod tests {
     #[tokio::test]
     async fn invariants() {
         let s = MemoryStore::new();
-        s.record_issued(&tx("t1", "k1"), &cert("01", "t1")).await.unwrap();
+        s.record_issued(&tx("t1", "k1"), &cert("01", "t1"))
+            .await
+            .unwrap();
         // The same transaction cannot be issued twice, nor by another key.
-        assert!(s.record_issued(&tx("t1", "k1"), &cert("02", "t1")).await.is_err());
-        assert!(s.record_issued(&tx("t1", "k2"), &cert("03", "t1")).await.is_err());
+        assert!(s
+            .record_issued(&tx("t1", "k1"), &cert("02", "t1"))
+            .await
+            .is_err());
+        assert!(s
+            .record_issued(&tx("t1", "k2"), &cert("03", "t1"))
+            .await
+            .is_err());
         // A serial is never reused.
-        assert!(s.record_issued(&tx("t2", "k1"), &cert("01", "t2")).await.is_err());
-        assert!(s.transaction("t2").await.unwrap().is_none(), "no half-written record");
+        assert!(s
+            .record_issued(&tx("t2", "k1"), &cert("01", "t2"))
+            .await
+            .is_err());
+        assert!(
+            s.transaction("t2").await.unwrap().is_none(),
+            "no half-written record"
+        );
         // Pending → issued; pending → rejected.
         s.insert_pending(&tx("t3", "k3")).await.unwrap();
         assert!(s.insert_pending(&tx("t3", "k3")).await.is_err());
         assert_eq!(s.pending().await.unwrap().len(), 1);
-        s.record_issued(&tx("t3", "k3"), &cert("04", "t3")).await.unwrap();
+        s.record_issued(&tx("t3", "k3"), &cert("04", "t3"))
+            .await
+            .unwrap();
         s.insert_pending(&tx("t4", "k4")).await.unwrap();
         s.reject("t4", "no").await.unwrap();
         assert!(s.reject("t4", "again").await.is_err());
         assert!(s.pending().await.unwrap().is_empty());
-        assert_eq!(s.certificate("04").await.unwrap().unwrap().transaction_id, "t3");
+        assert_eq!(
+            s.certificate("04").await.unwrap().unwrap().transaction_id,
+            "t3"
+        );
     }
 }

@@ -1,0 +1,829 @@
+//! The SCEP service end to end: `sigil serve` on a fresh SoftHSM token, driven over HTTP by
+//! micromdm's `scepclient` and by Sigil's own client codec (as a device would), with bad input.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openssl::x509::X509;
+use sigil::scep::client::{issuer_and_serial, issuer_and_subject, read_degenerate, Device};
+use sigil::scep::{ContentCipher, DigestAlg, FailInfo, MessageType, Nonce, PkiStatus};
+
+use crate::common::{free_port, ok, TokenDir};
+
+pub const CHALLENGE: &str = "s3cret-Challenge";
+
+/// A running `sigil serve` with the test profiles.
+pub struct ScepServer {
+    pub token: TokenDir,
+    child: Child,
+    pub base: String,
+    /// The RA certificate (DER), from GetCACert.
+    pub ra: Vec<u8>,
+    /// The CA certificate (DER).
+    pub ca: Vec<u8>,
+    http: reqwest::blocking::Client,
+}
+
+impl Drop for ScepServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(openssl::sha::sha256(s.as_bytes()))
+}
+
+impl ScepServer {
+    pub fn start() -> ScepServer {
+        let token = TokenDir::new();
+        ok(&token.run(&[
+            "init",
+            "--ca-key",
+            "rsa3072",
+            "--ca-subject",
+            "CN=Test SCEP CA,O=Sigil",
+        ]));
+        let h = sha256_hex(CHALLENGE);
+        let config = format!(
+            r#"
+[profiles.default]
+challenge_sha256 = "{h}"
+
+[profiles.strict]
+challenge_sha256 = "{h}"
+accept_sha1_requests = false
+
+[profiles.legacy]
+challenge_sha256 = "{h}"
+legacy = true
+
+[profiles.approval]
+challenge_sha256 = "{h}"
+approval = true
+
+[profiles.renewable]
+challenge_sha256 = "{h}"
+renewal_days = 400
+validity_days = 365
+
+[profiles.servers]
+challenge_sha256 = "{h}"
+allowed_sans = ["dns"]
+key_types = ["p256"]
+subject = "CN={{cn}},O=Forced Org"
+extended_key_usage = ["serverAuth"]
+"#
+        );
+        let cfg_path = token.path().join("sigil.toml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let port = free_port();
+        let child = token
+            .sigil()
+            .env("SIGIL_CONFIG", &cfg_path)
+            .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SIGIL_SERVER_WORKERS", "2")
+            .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
+            .env("SIGIL_LOG_LEVEL", "info")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(token.path().join("serve.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("spawn sigil serve");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut s = ScepServer {
+            token,
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            ra: Vec::new(),
+            ca: Vec::new(),
+            http,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if s.http.get(format!("{}/healthz", s.base)).send().is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sigil serve did not start: {}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let cacert = s.get("/scep?operation=GetCACert");
+        assert_eq!(cacert.0, 200);
+        assert_eq!(cacert.1, "application/x-x509-ca-ra-cert");
+        let (certs, _) = read_degenerate(&cacert.2).unwrap();
+        for c in certs {
+            let x = X509::from_der(&c).unwrap();
+            if x.subject_name_hash() == x.issuer_name_hash() {
+                s.ca = c;
+            } else {
+                s.ra = c;
+            }
+        }
+        assert!(!s.ra.is_empty() && !s.ca.is_empty());
+        s
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.token.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn get(&self, path_and_query: &str) -> (u16, String, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        (status, ct, r.bytes().unwrap().to_vec())
+    }
+
+    pub fn post(&self, path_and_query: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let r = self
+            .http
+            .post(format!("{}{path_and_query}", self.base))
+            .header("content-type", "application/x-pki-message")
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    }
+
+    /// Send a pkiMessage by POST (or GET with base64) to a profile and return the reply bytes.
+    pub fn pki(&self, profile: &str, msg: Vec<u8>, by_get: bool) -> Vec<u8> {
+        let path = if profile == "default" {
+            "/scep".to_string()
+        } else {
+            format!("/scep/{profile}")
+        };
+        let (status, body) = if by_get {
+            use base64::Engine;
+            // Unescaped + and / and no padding, as macOS and Cisco send.
+            let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&msg);
+            let (s, _, b) = self.get(&format!("{path}?operation=PKIOperation&message={b64}"));
+            (s, b)
+        } else {
+            self.post(&format!("{path}?operation=PKIOperation"), msg)
+        };
+        assert_eq!(
+            status,
+            200,
+            "{}\n{}",
+            String::from_utf8_lossy(&body),
+            self.log()
+        );
+        body
+    }
+
+    pub fn ca_pem(&self) -> std::path::PathBuf {
+        let p = self.token.path().join("ca-from-getcacert.pem");
+        std::fs::write(&p, X509::from_der(&self.ca).unwrap().to_pem().unwrap()).unwrap();
+        p
+    }
+}
+
+pub struct Enrollment {
+    pub device: Device,
+    pub tid: String,
+    pub csr: Vec<u8>,
+}
+
+pub fn new_device(cn: &str) -> Device {
+    Device::rsa(2048, cn).unwrap()
+}
+
+/// PKCSReq from a fresh device; returns the device, its CSR and the reply.
+pub fn enroll(
+    s: &ScepServer,
+    profile: &str,
+    cn: &str,
+    challenge: Option<&str>,
+    cipher: ContentCipher,
+    digest: DigestAlg,
+    by_get: bool,
+) -> (Enrollment, sigil::scep::client::Reply) {
+    let device = new_device(cn);
+    let csr = device.csr(cn, challenge, &[]).unwrap();
+    let tid = hex::encode(openssl::sha::sha1(&device.key.public_key_to_der().unwrap()));
+    let nonce = Nonce::random().unwrap();
+    let msg = device
+        .request(
+            MessageType::PkcsReq,
+            &tid,
+            &nonce,
+            &csr,
+            &s.ra,
+            cipher,
+            digest,
+        )
+        .unwrap();
+    let reply = device.read(&s.pki(profile, msg, by_get)).unwrap();
+    assert_eq!(
+        reply.recipient_nonce, nonce,
+        "recipientNonce must echo our senderNonce"
+    );
+    assert_eq!(reply.transaction_id.0, tid);
+    assert_eq!(reply.sender_nonce.0.len(), 16);
+    (Enrollment { device, tid, csr }, reply)
+}
+
+fn assert_issued_for(s: &ScepServer, e: &Enrollment, reply: &sigil::scep::client::Reply) -> X509 {
+    assert_eq!(
+        reply.status,
+        PkiStatus::Success,
+        "{:?} {:?}\n{}",
+        reply.fail_info,
+        reply.fail_text,
+        s.log()
+    );
+    let cert = X509::from_der(&reply.certs[0]).unwrap();
+    assert!(cert.public_key().unwrap().public_eq(&e.device.key));
+    let ca = X509::from_der(&s.ca).unwrap();
+    assert!(cert.verify(&ca.public_key().unwrap()).unwrap());
+    cert
+}
+
+#[test]
+fn own_client_every_method_cipher_and_digest() {
+    let s = ScepServer::start();
+    let caps = s.get("/scep?operation=GetCACaps");
+    assert_eq!(caps.1, "text/plain");
+    let caps = String::from_utf8(caps.2).unwrap();
+    for word in [
+        "POSTPKIOperation",
+        "Renewal",
+        "SHA-256",
+        "SHA-512",
+        "AES",
+        "SCEPStandard",
+    ] {
+        assert!(
+            caps.lines().any(|l| l == word),
+            "{word} missing from {caps}"
+        );
+    }
+    assert!(!caps.contains("DES3") && !caps.contains("SHA-1"));
+    let legacy_caps = String::from_utf8(s.get("/scep/legacy?operation=GetCACaps").2).unwrap();
+    assert!(legacy_caps.contains("DES3") && legacy_caps.contains("SHA-1"));
+
+    for by_get in [false, true] {
+        for cipher in [
+            ContentCipher::Aes128Cbc,
+            ContentCipher::Aes256Cbc,
+            ContentCipher::Des3Cbc,
+        ] {
+            for digest in [DigestAlg::Sha256, DigestAlg::Sha1, DigestAlg::Sha512] {
+                let (e, reply) = enroll(
+                    &s,
+                    "default",
+                    "dev",
+                    Some(CHALLENGE),
+                    cipher,
+                    digest,
+                    by_get,
+                );
+                let cert = assert_issued_for(&s, &e, &reply);
+                // Serial: positive, 16 octets.
+                let serial = cert.serial_number().to_bn().unwrap();
+                assert_eq!(serial.num_bytes(), 16);
+            }
+        }
+    }
+    // Single DES needs the legacy profile.
+    let (_, reply) = enroll(
+        &s,
+        "default",
+        "d",
+        Some(CHALLENGE),
+        ContentCipher::DesCbc,
+        DigestAlg::Sha1,
+        false,
+    );
+    assert_eq!(reply.status, PkiStatus::Failure);
+    assert_eq!(reply.fail_info, Some(FailInfo::BadAlg));
+    let (e, reply) = enroll(
+        &s,
+        "legacy",
+        "d",
+        Some(CHALLENGE),
+        ContentCipher::DesCbc,
+        DigestAlg::Sha1,
+        false,
+    );
+    assert_issued_for(&s, &e, &reply);
+    // SHA-1 refused where the profile says so.
+    let (_, reply) = enroll(
+        &s,
+        "strict",
+        "d",
+        Some(CHALLENGE),
+        ContentCipher::Aes128Cbc,
+        DigestAlg::Sha1,
+        false,
+    );
+    assert_eq!(reply.fail_info, Some(FailInfo::BadAlg));
+}
+
+#[test]
+fn challenges_replays_and_profiles() {
+    let s = ScepServer::start();
+    let aes = ContentCipher::Aes128Cbc;
+    let sha = DigestAlg::Sha256;
+    let (_, r) = enroll(&s, "default", "d", Some("wrong"), aes, sha, false);
+    assert_eq!(r.status, PkiStatus::Failure);
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("challenge password is wrong"));
+    let (_, r) = enroll(&s, "default", "d", None, aes, sha, false);
+    assert!(r.fail_text.unwrap().contains("no challenge password"));
+
+    // A resent request gets the same certificate, not a second one.
+    let (e, first) = enroll(&s, "default", "replay", Some(CHALLENGE), aes, sha, false);
+    let first_cert = assert_issued_for(&s, &e, &first);
+    let nonce = Nonce::random().unwrap();
+    let again = e
+        .device
+        .request(
+            MessageType::PkcsReq,
+            &e.tid,
+            &nonce,
+            &e.csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let again = e.device.read(&s.pki("default", again, false)).unwrap();
+    assert_eq!(again.recipient_nonce, nonce);
+    let again_cert = assert_issued_for(&s, &e, &again);
+    assert_eq!(
+        again_cert.serial_number().to_bn().unwrap(),
+        first_cert.serial_number().to_bn().unwrap()
+    );
+    // The same transactionID with another key is refused.
+    let other = new_device("other");
+    let csr = other.csr("other", Some(CHALLENGE), &[]).unwrap();
+    let msg = other
+        .request(
+            MessageType::PkcsReq,
+            &e.tid,
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = other.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("another key"));
+
+    // Profile rules: key type, SAN type, forced subject, EKU.
+    let device = new_device("srv");
+    let csr = device
+        .csr("srv", Some(CHALLENGE), &["dns:srv.example"])
+        .unwrap();
+    let msg = device
+        .request(
+            MessageType::PkcsReq,
+            "t-rsa-on-p256",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = device.read(&s.pki("servers", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("does not accept RSA"));
+    let ec = openssl::pkey::PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The signer must be RSA so the reply can be encrypted to it: sign with an RSA device
+    // certificate, request for an EC key.
+    let ec_device = Device::from_key(ec, "srv").unwrap();
+    let csr = ec_device
+        .csr("srv", Some(CHALLENGE), &["email:x@example"])
+        .unwrap();
+    let msg = device
+        .request(
+            MessageType::PkcsReq,
+            "t-email",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = device.read(&s.pki("servers", msg, false)).unwrap();
+    assert!(r.fail_text.unwrap().contains("email SANs are not allowed"));
+    let csr = ec_device
+        .csr("srv", Some(CHALLENGE), &["dns:srv.example"])
+        .unwrap();
+    let msg = device
+        .request(
+            MessageType::PkcsReq,
+            "t-ok",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = device.read(&s.pki("servers", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    let cert = X509::from_der(&r.certs[0]).unwrap();
+    let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
+    assert!(text.contains("Subject: CN=srv, O=Forced Org"), "{text}");
+    assert!(text.contains("TLS Web Server Authentication"), "{text}");
+    assert!(text.contains("DNS:srv.example"), "{text}");
+}
+
+#[test]
+fn renewal_pending_poll_getcert_getcrl() {
+    let s = ScepServer::start();
+    let aes = ContentCipher::Aes128Cbc;
+    let sha = DigestAlg::Sha256;
+
+    // Renewal with RenewalReq signed by the first certificate, no challenge needed.
+    let (mut e, r) = enroll(
+        &s,
+        "renewable",
+        "renew-me",
+        Some(CHALLENGE),
+        aes,
+        sha,
+        false,
+    );
+    let first = assert_issued_for(&s, &e, &r);
+    e.device.sign_with(first.to_der().unwrap());
+    let new_key = new_device("renew-me");
+    let csr = new_key.csr("renew-me", None, &[]).unwrap();
+    let msg = e
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-1",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    assert_eq!(
+        r.status,
+        PkiStatus::Success,
+        "{:?}\n{}",
+        r.fail_text,
+        s.log()
+    );
+    let renewed = X509::from_der(&r.certs[0]).unwrap();
+    assert!(renewed.public_key().unwrap().public_eq(&new_key.key));
+    // Outside the window (default profile: 30 days before a 365-day expiry): FAILURE saying when.
+    let (mut e2, r) = enroll(&s, "default", "early", Some(CHALLENGE), aes, sha, false);
+    let c2 = assert_issued_for(&s, &e2, &r);
+    e2.device.sign_with(c2.to_der().unwrap());
+    let msg = e2
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-2",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e2.device.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("renewal window opens on"));
+    // RenewalReq signed by a stranger's self-signed certificate.
+    let stranger = new_device("stranger");
+    let msg = stranger
+        .request(
+            MessageType::RenewalReq,
+            "renewal-3",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = stranger.read(&s.pki("renewable", msg, false)).unwrap();
+    assert!(r.fail_text.unwrap().contains("issued by this CA"));
+
+    // PENDING, then CertPoll with the same transactionID stays PENDING.
+    let (p, r) = enroll(
+        &s,
+        "approval",
+        "needs-approval",
+        Some(CHALLENGE),
+        aes,
+        sha,
+        false,
+    );
+    assert_eq!(r.status, PkiStatus::Pending);
+    let ca_subject = X509::from_der(&s.ca)
+        .unwrap()
+        .subject_name()
+        .to_der()
+        .unwrap();
+    let subject = openssl::x509::X509Req::from_der(&p.csr)
+        .unwrap()
+        .subject_name()
+        .to_der()
+        .unwrap();
+    let poll_nonce = Nonce::random().unwrap();
+    let poll = p
+        .device
+        .request(
+            MessageType::CertPoll,
+            &p.tid,
+            &poll_nonce,
+            &issuer_and_subject(&ca_subject, &subject),
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = p.device.read(&s.pki("approval", poll, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Pending);
+    assert_eq!(r.recipient_nonce, poll_nonce);
+    // A poll for an unknown transaction.
+    let poll = p
+        .device
+        .request(
+            MessageType::CertPoll,
+            "no-such-tx",
+            &poll_nonce,
+            &issuer_and_subject(&ca_subject, &subject),
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = p.device.read(&s.pki("approval", poll, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadCertId));
+
+    // GetCert by issuer and serial.
+    let serial = first.serial_number().to_bn().unwrap().to_vec();
+    let q = issuer_and_serial(&ca_subject, &serial);
+    let msg = e
+        .device
+        .request(
+            MessageType::GetCert,
+            "getcert-1",
+            &Nonce::random().unwrap(),
+            &q,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success);
+    assert_eq!(r.certs, vec![first.to_der().unwrap()]);
+    let q = issuer_and_serial(&ca_subject, &[0x42; 16]);
+    let msg = e
+        .device
+        .request(
+            MessageType::GetCert,
+            "getcert-2",
+            &Nonce::random().unwrap(),
+            &q,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadCertId));
+
+    // GetCRL: a CRL signed by the CA key.
+    let q = issuer_and_serial(&ca_subject, &serial);
+    let msg = e
+        .device
+        .request(
+            MessageType::GetCrl,
+            "getcrl-1",
+            &Nonce::random().unwrap(),
+            &q,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    assert_eq!(r.crls.len(), 1);
+    let crl = openssl::x509::X509Crl::from_der(&r.crls[0]).unwrap();
+    let ca = X509::from_der(&s.ca).unwrap();
+    assert!(crl.verify(&ca.public_key().unwrap()).unwrap());
+}
+
+#[test]
+fn bad_input_gets_a_clear_answer() {
+    let s = ScepServer::start();
+    let aes = ContentCipher::Aes128Cbc;
+    let sha = DigestAlg::Sha256;
+    // HTTP-level refusals, with a reason.
+    let (st, _, body) = s.get("/scep?operation=PKIOperation&message=***not*base64***");
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("not base64"));
+    let (st, _, _) = s.get("/scep");
+    assert_eq!(st, 400);
+    let (st, _, _) = s.get("/scep?operation=Frobnicate");
+    assert_eq!(st, 400);
+    let (st, _, _) = s.get("/scep/no-such-profile?operation=GetCACaps");
+    assert_eq!(st, 404);
+    let (e, good) = {
+        let d = new_device("bad");
+        let csr = d.csr("bad", Some(CHALLENGE), &[]).unwrap();
+        let m = d
+            .request(
+                MessageType::PkcsReq,
+                "bad-1",
+                &Nonce::random().unwrap(),
+                &csr,
+                &s.ra,
+                aes,
+                sha,
+            )
+            .unwrap();
+        (d, m)
+    };
+    let (st, body) = s.post(
+        "/scep?operation=PKIOperation",
+        good[..good.len() / 2].to_vec(),
+    );
+    assert_eq!(st, 400, "truncated DER");
+    assert!(!body.is_empty());
+    let (st, _) = s.post(
+        "/scep?operation=PKIOperation",
+        b"\x30\x03\x02\x01\x01".to_vec(),
+    );
+    assert_eq!(st, 400);
+    // 10 MB body: refused by the size limit before parsing.
+    let (st, _) = s.post("/scep?operation=PKIOperation", vec![0x30; 10 * 1024 * 1024]);
+    assert_eq!(st, 413);
+
+    // A valid SignedData whose envelope is broken: CertRep FAILURE.
+    let msg = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-2",
+            &Nonce::random().unwrap(),
+            b"",
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Failure);
+    // Encrypted to another RA certificate.
+    let other_ra = new_device("another RA");
+    let csr = e.csr("bad", Some(CHALLENGE), &[]).unwrap();
+    let msg = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-3",
+            &Nonce::random().unwrap(),
+            &csr,
+            &other_ra.signer_cert,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadMessageCheck));
+    assert!(r.fail_text.unwrap().contains("another certificate"));
+    // A wrong signature: one bit flipped at the end (the signature value).
+    let mut msg = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-4",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let n = msg.len();
+    msg[n - 3] ^= 0x01;
+    let r = e.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadMessageCheck));
+    // A CertRep sent to the server.
+    let msg = e
+        .request(
+            MessageType::CertRep,
+            "bad-5",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    // Garbage where the CSR should be.
+    let msg = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-6",
+            &Nonce::random().unwrap(),
+            b"not a CSR",
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    // The server is still healthy and never answered 500.
+    assert_eq!(s.get("/healthz").0, 200);
+    let log = s.log();
+    assert!(!log.contains("\" 500 "), "a 500 was answered:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // Every decision is logged with the transaction ID.
+    assert!(log.contains("transaction_id=bad-3"), "{log}");
+}
+
+#[test]
+fn scepclient_enrolls_and_the_certificate_verifies() {
+    crate::common::ensure_tool("scepclient", "scep");
+    let s = ScepServer::start();
+    let dir = s.token.path().join("scepclient");
+    std::fs::create_dir_all(&dir).unwrap();
+    // scepclient 2.1 encrypts to every certificate of GetCACert unless given one fingerprint:
+    // name the RA's. It signs with SHA-1 and encrypts with single DES: the legacy profile.
+    let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
+    let out = Command::new("scepclient")
+        .current_dir(&dir)
+        .args(["-server-url", &format!("{}/scep/legacy", s.base)])
+        .args([
+            "-challenge",
+            CHALLENGE,
+            "-cn",
+            "scepclient-device",
+            "-ca-fingerprint",
+            &ra_fp,
+        ])
+        .args(["-private-key", "device.key", "-certificate", "device.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scepclient failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+    crate::common::openssl_verify(&s.ca_pem(), &dir.join("device.pem"));
+    let cert = X509::from_pem(&std::fs::read(dir.join("device.pem")).unwrap()).unwrap();
+    let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
+    assert!(text.contains("CN=scepclient-device"), "{text}");
+    // With the wrong challenge it fails, and says so (in a fresh directory: scepclient reuses
+    // csr.pem from its working directory).
+    let dir = s.token.path().join("scepclient-wrong");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("scepclient")
+        .current_dir(&dir)
+        .args(["-server-url", &format!("{}/scep/legacy", s.base)])
+        .args(["-challenge", "wrong", "-cn", "x", "-ca-fingerprint", &ra_fp])
+        .args(["-private-key", "other.key", "-certificate", "other.pem"])
+        .output()
+        .unwrap();
+    assert!(!dir.join("other.pem").exists());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("badRequest"), "{all}");
+}
