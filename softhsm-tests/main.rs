@@ -6,5 +6,6 @@ mod common;
 mod bad_config;
 mod ceremony;
 mod hsm_ops;
+mod quickstart;
 mod scep;
 mod serve;

@@ -65,8 +65,10 @@ struct RaArgs {
 
 #[derive(Args, Debug)]
 struct InitArgs {
-    /// CA key type: rsa3072, rsa4096, p256 or p384.
-    #[arg(long, default_value = "p384")]
+    /// CA key type: rsa3072, rsa4096, p256 or p384. RSA is the default because some SCEP
+    /// clients (micromdm's scepclient among them) cannot encrypt to an EC certificate in
+    /// GetCACert.
+    #[arg(long, default_value = "rsa3072")]
     ca_key: String,
     /// CA subject, e.g. "CN=Example Device CA,O=Example Agency,C=US".
     #[arg(long, default_value = "CN=Sigil Device CA,O=Sigil")]
