@@ -391,6 +391,29 @@ fn challenges_replays_and_profiles() {
     assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
     assert!(r.fail_text.unwrap().contains("another key"));
 
+    // Intune's SID URI reaches the certificate as sent.
+    let sid = "uri:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-512";
+    let intune = new_device("intune");
+    let csr = intune
+        .csr("intune", Some(CHALLENGE), &[sid, "email:user@example.gov"])
+        .unwrap();
+    let msg = intune
+        .request(
+            MessageType::PkcsReq,
+            "t-intune",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = intune.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    let text = String::from_utf8(X509::from_der(&r.certs[0]).unwrap().to_text().unwrap()).unwrap();
+    assert!(text.contains(&sid[4..]), "{text}");
+    assert!(text.contains("email:user@example.gov"), "{text}");
+
     // Profile rules: key type, SAN type, forced subject, EKU.
     let device = new_device("srv");
     let csr = device
@@ -738,6 +761,28 @@ fn bad_input_gets_a_clear_answer() {
     msg[n - 3] ^= 0x01;
     let r = e.read(&s.pki("default", msg, false)).unwrap();
     assert_eq!(r.fail_info, Some(FailInfo::BadMessageCheck));
+    // An unknown messageType ("99" in place of "19"): no CertRep can be trusted, HTTP 400.
+    let good = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-7",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let needle = [0x13, 0x02, b'1', b'9'];
+    let at = good
+        .windows(4)
+        .position(|w| w == needle)
+        .expect("messageType attribute");
+    let mut patched = good.clone();
+    patched[at + 2] = b'9';
+    let (st, body) = s.post("/scep?operation=PKIOperation", patched);
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("unknown messageType `99`"));
     // A CertRep sent to the server.
     let msg = e
         .request(
