@@ -872,3 +872,44 @@ fn scepclient_enrolls_and_the_certificate_verifies() {
     );
     assert!(all.contains("badRequest"), "{all}");
 }
+
+#[test]
+fn certmonger_enrolls_and_renews() {
+    crate::common::ensure_tool("getcert", "certmonger");
+    crate::common::ensure_tool("dbus-daemon", "dbus");
+    let s = ScepServer::start();
+    let script = crate::common::root().join("softhsm-tests/certmonger-enroll.sh");
+    // Default certmonger: SHA-256, AES, GET; its first request is signed by a throwaway
+    // certificate with a 32-octet serial. Then `getcert rekey` on a profile whose renewal
+    // window is open: a new key, a PKCSReq signed by the issued certificate.
+    for (profile, renew) in [("", ""), ("/renewable", "rekey")] {
+        let work = s
+            .token
+            .path()
+            .join(format!("certmonger{}", profile.replace('/', "-")));
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(format!("{}/scep{profile}", s.base))
+            .arg(&work)
+            .arg(CHALLENGE)
+            .arg("certmonger-host.example")
+            .arg(renew)
+            .output()
+            .unwrap();
+        let cm_log = std::fs::read_to_string(work.join("certmonger.log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "certmonger on /scep{profile}:\n{}\n{}\ncertmonger log tail:\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            cm_log.lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+            s.log()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("MONITORING"), "{stdout}");
+        if renew == "rekey" {
+            assert!(stdout.contains("renewed: "), "{stdout}");
+        }
+        crate::common::openssl_verify(&s.ca_pem(), &work.join("out/cert.pem"));
+    }
+}

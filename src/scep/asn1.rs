@@ -357,6 +357,23 @@ fn read_len(input: &[u8]) -> Result<(Option<usize>, usize), ScepError> {
     Ok((Some(len), 1 + n))
 }
 
+/// The TLVs inside a constructed value (`Any::value()` of a SEQUENCE, SET or [n]), read with
+/// BER rules (indefinite lengths allowed).
+pub fn children(value: &[u8]) -> Result<Vec<Any>, ScepError> {
+    use der::Reader;
+    let mut r = der::SliceReader::new_with_encoding_rules(value, der::EncodingRules::Ber)
+        .map_err(ScepError::encode)?;
+    let mut out = Vec::new();
+    while !r.is_finished() {
+        // An end-of-contents marker closes an indefinite-length value.
+        if r.peek_byte() == Some(0) {
+            break;
+        }
+        out.push(Any::decode(&mut r).map_err(|e| ScepError::Malformed(e.to_string()))?);
+    }
+    Ok(out)
+}
+
 /// Decode `T` from BER (or DER) bytes.
 pub fn from_ber<'a, T: Decode<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ScepError> {
     T::from_ber(bytes).map_err(|e| ScepError::Malformed(format!("{what}: {e}")))

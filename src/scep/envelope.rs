@@ -2,18 +2,14 @@
 //! key (on the token) to decrypt the content-encryption key, then decrypts the content with it
 //! in software; sealing encrypts a reply to the requester's certificate.
 
-use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
-    RecipientInfos,
-};
-use der::asn1::{Any, OctetString, SetOfVec};
+use der::asn1::Any;
 use der::{Decode, Encode, Sequence, Tagged};
 use openssl::x509::X509;
 use spki::AlgorithmIdentifierOwned;
 
 use super::asn1::{self, oid, ContentCipher, DigestAlg};
+use super::reply::tlv;
 use super::{KeyTransport, RaKey, ScepError};
 
 /// Who the envelope was encrypted to.
@@ -83,7 +79,7 @@ pub struct Envelope {
 #[derive(Sequence)]
 struct EnvelopedDataLenient {
     version: CmsVersion,
-    recip_infos: RecipientInfos,
+    recip_infos: Any,
     encrypted_content: EncryptedContentInfoLenient,
     unprotected_attrs: Option<Any>,
 }
@@ -149,24 +145,38 @@ impl Envelope {
             &ed.unprotected_attrs,
             &ed.encrypted_content.content_type,
         );
+        // Read by hand: a recipient certificate may have a serial longer than 20 octets.
         let mut recipients = Vec::new();
-        for r in ed.recip_infos.0.iter() {
-            let RecipientInfo::Ktri(ktri) = r else {
-                continue;
+        for r in asn1::children(ed.recip_infos.value())? {
+            if r.tag() != der::Tag::Sequence {
+                continue; // kari, kekri, pwri, ori: not key transport
+            }
+            let f = asn1::children(r.value())?;
+            let [_version, rid, alg, ek] = f.as_slice() else {
+                return Err(ScepError::Malformed(
+                    "KeyTransRecipientInfo has the wrong shape".into(),
+                ));
             };
-            let recipient = match &ktri.rid {
-                RecipientIdentifier::IssuerAndSerialNumber(isn) => Recipient::IssuerSerial {
-                    issuer: isn.issuer.to_der().map_err(ScepError::encode)?,
-                    serial: isn.serial_number.as_bytes().to_vec(),
-                },
-                RecipientIdentifier::SubjectKeyIdentifier(ski) => {
-                    Recipient::Ski(ski.0.as_bytes().to_vec())
+            let recipient = if rid.tag() == der::Tag::Sequence {
+                let parts = asn1::children(rid.value())?;
+                let [issuer, serial] = parts.as_slice() else {
+                    return Err(ScepError::Malformed(
+                        "recipient issuerAndSerialNumber".into(),
+                    ));
+                };
+                Recipient::IssuerSerial {
+                    issuer: issuer.to_der().map_err(ScepError::encode)?,
+                    serial: serial.value().to_vec(),
                 }
+            } else {
+                Recipient::Ski(rid.value().to_vec())
             };
+            let alg_der = alg.to_der().map_err(ScepError::encode)?;
+            let alg: AlgorithmIdentifierOwned = asn1::from_ber(&alg_der, "keyEncryptionAlgorithm")?;
             recipients.push(KeyTransportRecipient {
                 recipient,
-                transport: transport_of(&ktri.key_enc_alg)?,
-                encrypted_key: ktri.enc_key.as_bytes().to_vec(),
+                transport: transport_of(&alg)?,
+                encrypted_key: asn1::octet_string_contents(ek)?,
             });
         }
         if recipients.is_empty() {
@@ -289,46 +299,35 @@ pub fn seal(
         .public_encrypt(&cek, &mut ek, openssl::rsa::Padding::PKCS1)
         .map_err(|e| ScepError::Crypto(e.to_string()))?;
     ek.truncate(n);
+    // Encoded by hand: the requester's certificate may carry a serial longer than RFC 5280's
+    // 20 octets (certmonger's are 32), which the typed CMS structures refuse.
     let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
         .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
-    let isn = IssuerAndSerialNumber {
-        issuer: x509_cert::name::Name::from_der(parsed.tbs_certificate.issuer.as_raw())
-            .map_err(ScepError::encode)?,
-        serial_number: x509_cert::serial_number::SerialNumber::new(
-            parsed.tbs_certificate.raw_serial(),
-        )
-        .map_err(ScepError::encode)?,
-    };
-    let ktri = KeyTransRecipientInfo {
-        version: CmsVersion::V0,
-        rid: RecipientIdentifier::IssuerAndSerialNumber(isn),
-        key_enc_alg: AlgorithmIdentifierOwned {
-            oid: oid::RSA_ENCRYPTION,
-            parameters: Some(Any::null()),
-        },
-        enc_key: OctetString::new(ek).map_err(ScepError::encode)?,
-    };
-    let mut infos = SetOfVec::new();
-    infos
-        .insert(RecipientInfo::Ktri(ktri))
-        .map_err(ScepError::encode)?;
-    let ed = EnvelopedData {
-        version: CmsVersion::V0,
-        originator_info: None,
-        recip_infos: RecipientInfos(infos),
-        encrypted_content: EncryptedContentInfo {
-            content_type: oid::DATA,
-            content_enc_alg: AlgorithmIdentifierOwned {
-                oid: cipher.oid(),
-                parameters: Some(asn1::octets(&iv)?),
-            },
-            encrypted_content: Some(OctetString::new(ciphertext).map_err(ScepError::encode)?),
-        },
-        unprotected_attrs: None,
-    };
-    let ci = ContentInfo {
-        content_type: oid::ENVELOPED_DATA,
-        content: Any::encode_from(&ed).map_err(ScepError::encode)?,
-    };
-    ci.to_der().map_err(ScepError::encode)
+    let mut isn = parsed.tbs_certificate.issuer.as_raw().to_vec();
+    isn.extend(tlv(0x02, parsed.tbs_certificate.raw_serial()));
+    let rsa_alg = AlgorithmIdentifierOwned {
+        oid: oid::RSA_ENCRYPTION,
+        parameters: Some(Any::null()),
+    }
+    .to_der()
+    .map_err(ScepError::encode)?;
+    let mut ktri = tlv(0x02, &[0]);
+    ktri.extend(tlv(0x30, &isn));
+    ktri.extend(rsa_alg);
+    ktri.extend(tlv(0x04, &ek));
+    let content_alg = AlgorithmIdentifierOwned {
+        oid: cipher.oid(),
+        parameters: Some(asn1::octets(&iv)?),
+    }
+    .to_der()
+    .map_err(ScepError::encode)?;
+    let mut eci = oid::DATA.to_der().map_err(ScepError::encode)?;
+    eci.extend(content_alg);
+    eci.extend(tlv(0x80, &ciphertext));
+    let mut ed = tlv(0x02, &[0]);
+    ed.extend(tlv(0x31, &tlv(0x30, &ktri)));
+    ed.extend(tlv(0x30, &eci));
+    let mut ci = oid::ENVELOPED_DATA.to_der().map_err(ScepError::encode)?;
+    ci.extend(tlv(0xa0, &tlv(0x30, &ed)));
+    Ok(tlv(0x30, &ci))
 }

@@ -5,11 +5,10 @@
 //! checked over the DER encoding of the signed attributes, and the messageDigest attribute
 //! against the content, as RFC 5652 §5.4 requires.
 
-use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
-use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
+use der::asn1::Any;
 use der::asn1::ObjectIdentifier as Oid;
-use der::Encode;
+use der::{Encode, Tagged};
 use openssl::pkey::{Id, PKey, Public};
 use openssl::x509::X509;
 
@@ -66,22 +65,99 @@ fn openssl_content(bytes: &[u8], verify: bool) -> Result<Vec<u8>, ScepError> {
     Ok(out)
 }
 
-fn signer_matches(sid: &SignerIdentifier, cert: &x509_cert::Certificate) -> bool {
+/// SignerInfo.sid as raw parts.
+enum Sid {
+    IssuerSerial { issuer: Vec<u8>, serial: Vec<u8> },
+    Ski(Vec<u8>),
+}
+
+fn signer_matches(sid: &Sid, cert_der: &[u8]) -> bool {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
     match sid {
-        SignerIdentifier::IssuerAndSerialNumber(isn) => {
-            isn.issuer == cert.tbs_certificate().issuer().clone()
-                && isn.serial_number == cert.tbs_certificate().serial_number().clone()
+        Sid::IssuerSerial { issuer, serial } => {
+            c.tbs_certificate.issuer.as_raw() == issuer.as_slice()
+                && strip_zeros(c.tbs_certificate.raw_serial()) == strip_zeros(serial)
         }
-        SignerIdentifier::SubjectKeyIdentifier(ski) => {
-            use x509_cert::ext::pkix::SubjectKeyIdentifier;
-            cert.tbs_certificate()
-                .get_extension::<SubjectKeyIdentifier>()
-                .ok()
-                .flatten()
-                .map(|(_, s)| s == *ski)
-                .unwrap_or(false)
-        }
+        Sid::Ski(ski) => c.extensions().iter().any(|e| {
+            matches!(e.parsed_extension(),
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) if k.0 == ski.as_slice())
+        }),
     }
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|x| **x == 0).count();
+    &b[n..]
+}
+
+fn malformed(what: &str) -> ScepError {
+    ScepError::Malformed(what.into())
+}
+
+/// What the server needs from a SignerInfo, read leniently (a signer certificate's serial may
+/// be longer than RFC 5280's 20 octets: certmonger makes 32-octet ones).
+struct SignerParts {
+    sid: Sid,
+    digest_alg: Oid,
+    attrs: Vec<x509_cert::attr::Attribute>,
+    signature_alg: Oid,
+}
+
+fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
+    let f = asn1::children(si.value())?;
+    if f.len() < 5 {
+        return Err(malformed("signerInfo is too short"));
+    }
+    let sid = match f[1].tag() {
+        der::Tag::Sequence => {
+            let parts = asn1::children(f[1].value())?;
+            let [issuer, serial] = parts.as_slice() else {
+                return Err(malformed("signerInfo sid is not issuerAndSerialNumber"));
+            };
+            Sid::IssuerSerial {
+                issuer: issuer.to_der().map_err(ScepError::encode)?,
+                serial: serial.value().to_vec(),
+            }
+        }
+        _ => Sid::Ski(f[1].value().to_vec()),
+    };
+    let alg_oid = |a: &Any| -> Result<Oid, ScepError> {
+        let parts = asn1::children(a.value())?;
+        parts
+            .first()
+            .and_then(|o| o.decode_as::<Oid>().ok())
+            .ok_or_else(|| malformed("bad AlgorithmIdentifier"))
+    };
+    let digest_alg = alg_oid(&f[2])?;
+    let signed = f
+        .iter()
+        .find(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
+        .ok_or_else(|| malformed("signerInfo has no signed attributes"))?;
+    let mut attrs = Vec::new();
+    for a in asn1::children(signed.value())? {
+        let der = a.to_der().map_err(ScepError::encode)?;
+        attrs.push(asn1::from_ber::<x509_cert::attr::Attribute>(
+            &der,
+            "signed attribute",
+        )?);
+    }
+    let sig_alg_pos = f
+        .iter()
+        .position(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
+        .map(|p| p + 1)
+        .unwrap_or(3);
+    let signature_alg = alg_oid(
+        f.get(sig_alg_pos)
+            .ok_or_else(|| malformed("no signatureAlgorithm"))?,
+    )?;
+    Ok(SignerParts {
+        sid,
+        digest_alg,
+        attrs,
+        signature_alg,
+    })
 }
 
 impl PkiMessage {
@@ -98,39 +174,35 @@ impl PkiMessage {
                 ci.content_type
             )));
         }
-        let inner = ci.content.to_der().map_err(ScepError::encode)?;
-        let sd: SignedData = asn1::from_ber(&inner, "SignedData")?;
-        let signer: &SignerInfo = sd
-            .signer_infos
-            .0
+        let sd = asn1::children(ci.content.value())?;
+        // version, digestAlgorithms, encapContentInfo, [0] certificates?, [1] crls?, signerInfos
+        if sd.len() < 4 {
+            return Err(malformed("SignedData is too short"));
+        }
+        let econtent_present = asn1::children(sd[2].value())?.len() > 1;
+        let certs: Vec<Vec<u8>> = match sd
             .iter()
+            .find(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
+        {
+            Some(set) => asn1::children(set.value())?
+                .iter()
+                .map(|c| c.to_der().map_err(ScepError::encode))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let signer_infos = sd.last().ok_or_else(|| malformed("no signerInfos"))?;
+        let first = asn1::children(signer_infos.value())?
+            .into_iter()
             .next()
-            .ok_or_else(|| ScepError::Malformed("SignedData has no signerInfo".into()))?;
-        let certs: Vec<&x509_cert::Certificate> = sd
-            .certificates
-            .as_ref()
-            .map(|c| {
-                c.0.iter()
-                    .filter_map(|cc| match cc {
-                        CertificateChoices::Certificate(c) => Some(c),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cert = certs
+            .ok_or_else(|| malformed("SignedData has no signerInfo"))?;
+        let signer = signer_parts(&first)?;
+        let signer_cert = certs
             .iter()
             .find(|c| signer_matches(&signer.sid, c))
             .or(certs.first())
-            .ok_or_else(|| {
-                ScepError::Malformed("the signer's certificate is not in the message".into())
-            })?;
-        let signer_cert = cert.to_der().map_err(ScepError::encode)?;
-        let attrs = signer
-            .signed_attrs
-            .as_ref()
-            .ok_or_else(|| ScepError::Malformed("signerInfo has no signed attributes".into()))?;
-        let attr_list: Vec<x509_cert::attr::Attribute> = attrs.iter().cloned().collect();
+            .cloned()
+            .ok_or_else(|| malformed("the signer's certificate is not in the message"))?;
+        let attr_list = signer.attrs;
         let text = |o: Oid, name: &str| -> Result<String, ScepError> {
             let v = find_attr(&attr_list, o)
                 .ok_or_else(|| ScepError::Malformed(format!("{name} attribute missing")))?;
@@ -154,10 +226,10 @@ impl PkiMessage {
                 "messageDigest attribute missing".into(),
             ));
         }
-        let digest = DigestAlg::from_oid(&signer.digest_alg.oid).ok_or_else(|| {
-            ScepError::UnsupportedAlgorithm(format!("digest {}", signer.digest_alg.oid))
+        let digest = DigestAlg::from_oid(&signer.digest_alg).ok_or_else(|| {
+            ScepError::UnsupportedAlgorithm(format!("digest {}", signer.digest_alg))
         })?;
-        let content = if sd.encap_content_info.econtent.is_some() {
+        let content = if econtent_present {
             openssl_content(bytes, false)?
         } else {
             Vec::new()
@@ -171,7 +243,7 @@ impl PkiMessage {
             content,
             attrs: attr_list.clone(),
             raw: bytes.to_vec(),
-            signature_alg: signer.signature_algorithm.oid,
+            signature_alg: signer.signature_alg,
         })
     }
 

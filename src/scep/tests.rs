@@ -122,6 +122,38 @@ fn recorded_requests_parse_and_their_signatures_verify() {
 }
 
 #[test]
+fn certmonger_signers_with_long_serials_parse_and_verify() {
+    for file in [
+        "certmonger/pkcsreq_sha256_32octet_signer_serial.der",
+        "certmonger/pkcsreq_sha1_21octet_signer_serial.der",
+        "certmonger/pkcsreq_rekey_signed_by_issued_cert.der",
+    ] {
+        let msg = PkiMessage::parse(&vector(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(msg.message_type, MessageType::PkcsReq);
+        msg.verify_signature()
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        msg.envelope().unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let msg = PkiMessage::parse(&vector(
+        "certmonger/pkcsreq_sha256_32octet_signer_serial.der",
+    ))
+    .unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&msg.signer_cert).unwrap();
+    assert_eq!(c.tbs_certificate.raw_serial().len(), 32);
+    // The reply can be sealed to such a certificate, and the holder can open it.
+    let long = party_with_serial("certmonger-like", &[0x9c; 32]);
+    let sealed = seal(b"reply", &long.cert, ContentCipher::Aes256Cbc).unwrap();
+    let env = Envelope::parse(&sealed).unwrap();
+    assert_eq!(
+        env.open(&SoftKey(long.key.clone()), &long.cert, false)
+            .unwrap(),
+        b"reply"
+    );
+    // And OpenSSL reads the envelope as well.
+    openssl::pkcs7::Pkcs7::from_der(&sealed).unwrap();
+}
+
+#[test]
 fn macos_request_decrypts_with_the_test_ca_key() {
     let msg = PkiMessage::parse(&vector("micromdm-scep/PKCSReq.der")).unwrap();
     // macOS: 8-byte senderNonce, 40 upper-case hex transactionID.
@@ -210,6 +242,14 @@ struct Party {
 }
 
 fn party(cn: &str, bits: u32) -> Party {
+    party_with_serial_bits(cn, bits, &[7])
+}
+
+fn party_with_serial(cn: &str, serial: &[u8]) -> Party {
+    party_with_serial_bits(cn, 2048, serial)
+}
+
+fn party_with_serial_bits(cn: &str, bits: u32, serial: &[u8]) -> Party {
     use openssl::asn1::Asn1Time;
     use openssl::x509::{X509NameBuilder, X509};
     let key = PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap();
@@ -218,7 +258,7 @@ fn party(cn: &str, bits: u32) -> Party {
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
-    let serial = openssl::bn::BigNum::from_u32(7)
+    let serial = openssl::bn::BigNum::from_slice(serial)
         .unwrap()
         .to_asn1_integer()
         .unwrap();
