@@ -12,7 +12,8 @@ use super::asn1::{self, oid, ContentCipher, DigestAlg};
 use super::reply::tlv;
 use super::{KeyTransport, RaKey, ScepError};
 
-/// Who the envelope was encrypted to.
+/// A certificate named by issuer and serial or by key identifier: who an envelope is for, or
+/// who signed a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
     /// Issuer name (DER) and serial (big-endian bytes).

@@ -14,7 +14,7 @@ use openssl::x509::X509;
 
 use super::asn1::{self, find_attr, oid, DigestAlg};
 
-use super::envelope::Envelope;
+use super::envelope::{Envelope, Recipient};
 use super::types::{MessageType, Nonce, TransactionId};
 use super::ScepError;
 
@@ -65,33 +65,6 @@ fn openssl_content(bytes: &[u8], verify: bool) -> Result<Vec<u8>, ScepError> {
     Ok(out)
 }
 
-/// SignerInfo.sid as raw parts.
-enum Sid {
-    IssuerSerial { issuer: Vec<u8>, serial: Vec<u8> },
-    Ski(Vec<u8>),
-}
-
-fn signer_matches(sid: &Sid, cert_der: &[u8]) -> bool {
-    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) else {
-        return false;
-    };
-    match sid {
-        Sid::IssuerSerial { issuer, serial } => {
-            c.tbs_certificate.issuer.as_raw() == issuer.as_slice()
-                && strip_zeros(c.tbs_certificate.raw_serial()) == strip_zeros(serial)
-        }
-        Sid::Ski(ski) => c.extensions().iter().any(|e| {
-            matches!(e.parsed_extension(),
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) if k.0 == ski.as_slice())
-        }),
-    }
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|x| **x == 0).count();
-    &b[n..]
-}
-
 fn malformed(what: &str) -> ScepError {
     ScepError::Malformed(what.into())
 }
@@ -99,7 +72,7 @@ fn malformed(what: &str) -> ScepError {
 /// What the server needs from a SignerInfo, read leniently (a signer certificate's serial may
 /// be longer than RFC 5280's 20 octets: certmonger makes 32-octet ones).
 struct SignerParts {
-    sid: Sid,
+    sid: Recipient,
     digest_alg: Oid,
     attrs: Vec<x509_cert::attr::Attribute>,
     signature_alg: Oid,
@@ -116,12 +89,12 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
             let [issuer, serial] = parts.as_slice() else {
                 return Err(malformed("signerInfo sid is not issuerAndSerialNumber"));
             };
-            Sid::IssuerSerial {
+            Recipient::IssuerSerial {
                 issuer: issuer.to_der().map_err(ScepError::encode)?,
                 serial: serial.value().to_vec(),
             }
         }
-        _ => Sid::Ski(f[1].value().to_vec()),
+        _ => Recipient::Ski(f[1].value().to_vec()),
     };
     let alg_oid = |a: &Any| -> Result<Oid, ScepError> {
         let parts = asn1::children(a.value())?;
@@ -198,7 +171,7 @@ impl PkiMessage {
         let signer = signer_parts(&first)?;
         let signer_cert = certs
             .iter()
-            .find(|c| signer_matches(&signer.sid, c))
+            .find(|c| signer.sid.matches(c))
             .or(certs.first())
             .cloned()
             .ok_or_else(|| malformed("the signer's certificate is not in the message"))?;
