@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod profile;
+
+pub use profile::ProfileConfig;
+
 use crate::hsm::{HsmConfig, KeyUri, PinSource};
 use crate::telemetry::LogFormat;
 
@@ -82,150 +86,6 @@ impl Default for ScepConfig {
             max_message_bytes: 256 * 1024,
             include_root: true,
         }
-    }
-}
-
-/// `[profiles.NAME]`: a certificate profile and the RA policy that goes with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProfileConfig {
-    /// Subject template (`CN={cn},O=Agency`); empty: the CSR's subject.
-    pub subject: String,
-    /// SAN kinds a CSR may carry: dns, email, uri, upn, ip.
-    pub allowed_sans: Vec<String>,
-    /// Key usage keywords.
-    pub key_usage: Vec<String>,
-    /// Extended key usage keywords or OIDs.
-    pub extended_key_usage: Vec<String>,
-    /// Certificate validity in days.
-    pub validity_days: u32,
-    /// Smallest RSA key accepted.
-    pub min_rsa_bits: u32,
-    /// Key types accepted: rsa, p256, p384.
-    pub key_types: Vec<String>,
-    /// Certificate policy OIDs.
-    pub policy_oids: Vec<String>,
-    /// CRL distribution point URL put into certificates.
-    pub crl_url: String,
-    /// OCSP URL put into AIA.
-    pub ocsp_url: String,
-    /// CA issuers URL put into AIA.
-    pub ca_issuers_url: String,
-    /// SHA-256 (hex) of the static challenge password; empty: no static challenge.
-    pub challenge_sha256: String,
-    /// Accept enrollments without any challenge (only for closed test networks).
-    pub allow_without_challenge: bool,
-    /// Enrollments wait for an officer's approval (PENDING, then CertPoll).
-    pub approval: bool,
-    /// Days before expiry from which a renewal is accepted.
-    pub renewal_days: u32,
-    /// Accept requests signed with SHA-1. Most deployed clients (macOS, Windows, micromdm's
-    /// scepclient, jscep) sign with SHA-1 whatever GetCACaps says; Sigil itself never signs
-    /// with SHA-1 unless `legacy` is on.
-    pub accept_sha1_requests: bool,
-    /// Old clients only: accept single DES, answer SHA-1 requests with SHA-1, and advertise
-    /// SHA-1 and DES3 in GetCACaps.
-    pub legacy: bool,
-    /// CertRep carries the CA certificate(s) next to the RA certificate (Cisco wants them,
-    /// Juniper refuses them).
-    pub certrep_include_ca: bool,
-}
-
-impl Default for ProfileConfig {
-    fn default() -> Self {
-        ProfileConfig {
-            subject: String::new(),
-            allowed_sans: ["dns", "email", "uri", "upn", "ip"]
-                .map(String::from)
-                .to_vec(),
-            key_usage: ["digitalSignature", "keyEncipherment"]
-                .map(String::from)
-                .to_vec(),
-            extended_key_usage: vec!["clientAuth".into()],
-            validity_days: 365,
-            min_rsa_bits: 2048,
-            key_types: ["rsa", "p256", "p384"].map(String::from).to_vec(),
-            policy_oids: Vec::new(),
-            crl_url: String::new(),
-            ocsp_url: String::new(),
-            ca_issuers_url: String::new(),
-            challenge_sha256: String::new(),
-            allow_without_challenge: false,
-            approval: false,
-            renewal_days: 30,
-            accept_sha1_requests: true,
-            legacy: false,
-            certrep_include_ca: true,
-        }
-    }
-}
-
-impl ProfileConfig {
-    /// The certificate rules, checked.
-    pub fn cert_profile(&self, name: &str) -> Result<crate::pki::CertProfile, ConfigError> {
-        let origin = format!("profiles.{name}");
-        let bad = |m: String| invalid(&origin, &m);
-        let key_usages = self
-            .key_usage
-            .iter()
-            .map(|k| {
-                crate::pki::key_usage(k).ok_or_else(|| bad(format!("unknown key_usage `{k}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let extended_key_usages = self
-            .extended_key_usage
-            .iter()
-            .map(|k| {
-                crate::pki::extended_key_usage(k)
-                    .ok_or_else(|| bad(format!("unknown extended_key_usage `{k}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let policy_oids = self
-            .policy_oids
-            .iter()
-            .map(|o| {
-                crate::pki::parse_oid(o)
-                    .ok_or_else(|| bad(format!("policy OID `{o}` is not dotted numbers")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for s in &self.allowed_sans {
-            if !["dns", "email", "uri", "upn", "ip"].contains(&s.as_str()) {
-                return Err(bad(format!("allowed_sans: unknown kind `{s}`")));
-            }
-        }
-        for k in &self.key_types {
-            if !["rsa", "p256", "p384"].contains(&k.as_str()) {
-                return Err(bad(format!("key_types: unknown `{k}`")));
-            }
-        }
-        if self.validity_days == 0 {
-            return Err(bad("validity_days must be at least 1".into()));
-        }
-        if !self.challenge_sha256.is_empty()
-            && (self.challenge_sha256.len() != 64 || hex::decode(&self.challenge_sha256).is_err())
-        {
-            return Err(bad(
-                "challenge_sha256 must be 64 hex digits (sha256sum of the challenge)".into(),
-            ));
-        }
-        if !self.subject.is_empty() {
-            crate::pki::parse_dn(&self.subject.replace("{cn}", "x"))
-                .map_err(|e| bad(format!("subject: {e}")))?;
-        }
-        Ok(crate::pki::CertProfile {
-            name: name.into(),
-            subject_template: (!self.subject.is_empty()).then(|| self.subject.clone()),
-            allowed_sans: self.allowed_sans.clone(),
-            key_usages,
-            extended_key_usages,
-            validity_days: self.validity_days,
-            min_rsa_bits: self.min_rsa_bits,
-            key_types: self.key_types.clone(),
-            policy_oids,
-            crl_url: self.crl_url.clone(),
-            ocsp_url: self.ocsp_url.clone(),
-            ca_issuers_url: self.ca_issuers_url.clone(),
-        })
     }
 }
 
