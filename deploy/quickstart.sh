@@ -76,7 +76,7 @@ legacy = true
 TOML
 fi
 
-cat >"$var/quickstart.env" <<ENV
+cat >"$var/quickstart.env.tmp" <<ENV
 # Source this file to reach the quickstart token: . "$var/quickstart.env"
 export SOFTHSM2_CONF="$var/hsm/softhsm2.conf"
 export SIGIL_CONFIG="$var/sigil.toml"
@@ -85,25 +85,29 @@ export SIGIL_HSM_TOKEN="sigil"
 export SIGIL_HSM_PIN_FILE="$var/hsm/user.pin"
 ENV
 # shellcheck disable=SC1091
-. "$var/quickstart.env"
+. "$var/quickstart.env.tmp"
 
-shown=$("$sigil" ca show 2>/dev/null || true)
-if printf '%s\n' "$shown" | grep -q '^CA: ' && ! printf '%s\n' "$shown" | grep -q 'no certificate'; then
+if shown=$("$sigil" ca show 2>&1); then
   echo "== token already initialised; reusing its keys"
-else
+elif printf '%s\n' "$shown" | grep -q "no CA certificate"; then
   echo "== key ceremony (sigil init)"
   "$sigil" init --ca-key rsa3072 --ca-subject "CN=Sigil Quickstart CA,O=Sigil"
+else
+  printf '%s\n' "$shown" >&2
+  exit 1
 fi
-"$sigil" ca show
+"$sigil" ca show 2>/dev/null
 
 ca_sha256=$(openssl x509 -in "$var/data/ca.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d ':' | tr 'A-F' 'a-f')
 ra_sha256=$(openssl x509 -in "$var/data/ra.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d ':' | tr 'A-F' 'a-f')
 scep_url="http://${QUICKSTART_LISTEN:-127.0.0.1:8080}/scep"
-cat >>"$var/quickstart.env" <<ENV
+cat >>"$var/quickstart.env.tmp" <<ENV
 export SIGIL_SCEP_URL="$scep_url"
 export SIGIL_CHALLENGE="$challenge"
 export SIGIL_CA_SHA256="$ca_sha256"
 ENV
+
+mv "$var/quickstart.env.tmp" "$var/quickstart.env"
 
 echo
 echo "SCEP URL:   $scep_url   (old clients: $scep_url/legacy)"

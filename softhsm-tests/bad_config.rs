@@ -83,6 +83,16 @@ fn each_mistake_names_its_fix() {
         &t,
         &[("SIGIL_HSM_POOLSIZE", "3")],
         &["ca", "show"],
-        &["poolsize"],
+        &[
+            "`SIGIL_HSM_POOLSIZE` is not a setting",
+            "SIGIL_HSM_POOL_SIZE",
+        ],
+    );
+    // A CA key label that names nothing: an error (exit 2), not advice to make a second CA.
+    one_line_error(
+        &t,
+        &[("SIGIL_HSM_CA_KEY", "oops")],
+        &["ca", "show"],
+        &["no CA certificate `oops`", "hsm.ca_key"],
     );
 }

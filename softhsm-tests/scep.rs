@@ -528,13 +528,14 @@ fn renewal_pending_poll_getcert_getcrl() {
     let (mut e2, r) = enroll(&s, "default", "early", Some(CHALLENGE), aes, sha, false);
     let c2 = assert_issued_for(&s, &e2, &r);
     e2.device.sign_with(c2.to_der().unwrap());
+    let early_csr = new_key.csr("early", None, &[]).unwrap();
     let msg = e2
         .device
         .request(
             MessageType::RenewalReq,
             "renewal-2",
             &Nonce::random().unwrap(),
-            &csr,
+            &early_csr,
             &s.ra,
             aes,
             sha,
@@ -543,6 +544,72 @@ fn renewal_pending_poll_getcert_getcrl() {
     let r = e2.device.read(&s.pki("default", msg, false)).unwrap();
     assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
     assert!(r.fail_text.unwrap().contains("renewal window opens on"));
+    // ...but a PKCSReq signed by that certificate with the challenge is a new enrollment.
+    let with_challenge = new_key.csr("early", Some(CHALLENGE), &[]).unwrap();
+    let msg = e2
+        .device
+        .request(
+            MessageType::PkcsReq,
+            "renewal-2b",
+            &Nonce::random().unwrap(),
+            &with_challenge,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e2.device.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    // A certificate from one profile is no ticket into another, and a renewal keeps the subject.
+    let msg = e2
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-4",
+            &Nonce::random().unwrap(),
+            &early_csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e2.device.read(&s.pki("renewable", msg, false)).unwrap();
+    assert!(r
+        .fail_text
+        .unwrap()
+        .contains("issued under profile `default`"));
+    let other_subject = new_key.csr("someone-else", None, &[]).unwrap();
+    let msg = e
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-5",
+            &Nonce::random().unwrap(),
+            &other_subject,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    assert!(r.fail_text.unwrap().contains("keep the subject"));
+    let more_sans = new_key
+        .csr("renew-me", None, &["dns:extra.example"])
+        .unwrap();
+    let msg = e
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-6",
+            &Nonce::random().unwrap(),
+            &more_sans,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    assert!(r.fail_text.unwrap().contains("subject alternative names"));
     // RenewalReq signed by a stranger's self-signed certificate.
     let stranger = new_device("stranger");
     let msg = stranger
@@ -596,6 +663,21 @@ fn renewal_pending_poll_getcert_getcrl() {
     let r = p.device.read(&s.pki("approval", poll, false)).unwrap();
     assert_eq!(r.status, PkiStatus::Pending);
     assert_eq!(r.recipient_nonce, poll_nonce);
+    // Only the requester may poll: a stranger asking for the same transaction learns nothing.
+    let stranger = new_device("poller");
+    let poll = stranger
+        .request(
+            MessageType::CertPoll,
+            &p.tid,
+            &poll_nonce,
+            &issuer_and_subject(&ca_subject, &subject),
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = stranger.read(&s.pki("approval", poll, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadCertId));
     // A poll for an unknown transaction.
     let poll = p
         .device
@@ -810,7 +892,43 @@ fn bad_input_gets_a_clear_answer() {
         )
         .unwrap();
     let r = e.read(&s.pki("default", msg, false)).unwrap();
-    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    // The same answer as for a failed decryption (no padding oracle), with a fixed text.
+    assert_eq!(r.fail_info, Some(FailInfo::BadMessageCheck));
+    assert_eq!(r.fail_text.as_deref(), Some(sigil::scep::UNREADABLE));
+    // A ciphertext tampered with (last byte of the encrypted content flipped): the same answer.
+    let good = e
+        .request(
+            MessageType::PkcsReq,
+            "bad-8",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let reply = {
+        // Re-sign after tampering, so only the envelope is wrong.
+        let msg = sigil::scep::PkiMessage::parse(&good).unwrap();
+        let mut env = msg.content.clone();
+        let n = env.len();
+        env[n - 1] ^= 0x55;
+        let resigned = sigil::scep::client::ClientRequest {
+            message_type: MessageType::PkcsReq,
+            transaction_id: sigil::scep::TransactionId("bad-8".into()),
+            sender_nonce: Nonce::random().unwrap(),
+            content: &env,
+            recipient_cert: &s.ra,
+            cipher: aes,
+            digest: sha,
+            signer_cert: &e.signer_cert,
+            signer_key: &e.key,
+        };
+        resigned.build_presealed().unwrap()
+    };
+    let r = e.read(&s.pki("default", reply, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadMessageCheck));
+    assert_eq!(r.fail_text.as_deref(), Some(sigil::scep::UNREADABLE));
     // The server is still healthy and never answered 500.
     assert_eq!(s.get("/healthz").0, 200);
     let log = s.log();

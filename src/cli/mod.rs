@@ -35,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server (SCEP, API, health and metrics) until SIGTERM.
+    /// Run the server (SCEP, health, readiness and metrics) until SIGTERM.
     Serve,
     /// Key ceremony: create the CA and RA keys in the token and their certificates.
     Init(InitArgs),
@@ -229,7 +229,14 @@ fn show(config: &Config) -> Result<()> {
                 );
                 println!("  SHA-256: {}", sigil::pki::sha256_fingerprint(&der));
             }
-            None => println!("{role}: {uri}: no certificate on the token (run `sigil init`)"),
+            None => {
+                hsm.close();
+                anyhow::bail!(
+                    "no {role} certificate `{label}` on token `{}`: if the token was set up under another label, fix hsm.{} in the configuration; otherwise run `sigil init`",
+                    hsm.token(),
+                    if role == "CA" { "ca_key" } else { "ra_key" }
+                );
+            }
         }
     }
     hsm.close();
@@ -251,7 +258,8 @@ fn serve(config: Config) -> Result<()> {
         std::sync::Arc::new(sigil::store::MemoryStore::new());
     let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
     let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
+    let listen = config.server.listen.clone();
     actix_web::rt::System::new()
         .block_on(sigil::http::serve(&config, state))
-        .context("HTTP server")
+        .with_context(|| format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)"))
 }

@@ -321,6 +321,37 @@ impl Config {
                 ));
             }
             let current = typed.get(section).and_then(|s| s.get(&key));
+            // Keys that are absent when unset (options) are not in `typed`.
+            const OPTIONAL: &[(&str, &str)] = &[("hsm", "pin_file"), ("hsm", "pin_env")];
+            if current.is_none() && !OPTIONAL.contains(&(section, key.as_str())) {
+                let mut known: Vec<String> = typed
+                    .get(section)
+                    .and_then(|t| t.as_table())
+                    .map(|t| t.keys().cloned().collect())
+                    .unwrap_or_default();
+                known.extend(
+                    OPTIONAL
+                        .iter()
+                        .filter(|(s, _)| *s == section)
+                        .map(|(_, k)| k.to_string()),
+                );
+                known.sort();
+                return Err(invalid(
+                    &format!("environment variable {name}"),
+                    &format!(
+                        "`{name}` is not a setting; [{section}] has: {}",
+                        known
+                            .iter()
+                            .map(|k| format!(
+                                "SIGIL_{}_{}",
+                                section.to_ascii_uppercase(),
+                                k.to_ascii_uppercase()
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             let parsed = match current {
                 Some(toml::Value::Integer(_)) => value
                     .parse::<i64>()
@@ -437,7 +468,7 @@ mod tests {
     #[test]
     fn typos_and_bad_values_are_refused_with_reasons() {
         let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PINFILE", "x")])).unwrap_err();
-        assert!(e.to_string().contains("pinfile"), "{e}");
+        assert!(e.to_string().contains("SIGIL_HSM_PIN_FILE"), "{e}");
         assert!(e.to_string().contains("SIGIL_HSM_PINFILE"), "{e}");
         let e = Config::load_with_env(None, env(&[("SIGIL_HSM_POOL_SIZE", "many")])).unwrap_err();
         assert!(e.to_string().contains("whole number"), "{e}");

@@ -118,8 +118,11 @@ impl ProfileConfig {
                 return Err(bad(format!("key_types: unknown `{k}`")));
             }
         }
-        if self.validity_days == 0 {
-            return Err(bad("validity_days must be at least 1".into()));
+        if self.validity_days == 0 || self.validity_days > 36_500 {
+            return Err(bad("validity_days must be between 1 and 36500".into()));
+        }
+        if self.renewal_days > 3_650 {
+            return Err(bad("renewal_days must be at most 3650".into()));
         }
         if !self.challenge_sha256.is_empty()
             && (self.challenge_sha256.len() != 64 || hex::decode(&self.challenge_sha256).is_err())

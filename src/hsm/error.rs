@@ -96,6 +96,11 @@ pub enum HsmError {
     /// A session-level failure that persisted after reopening and logging in again.
     #[error("the token dropped the session and the retry failed: {0}")]
     SessionLost(String),
+    /// No session became free in time (the token is slow or hung).
+    #[error(
+        "no PKCS#11 session became free within {0} s: the token is overloaded or not answering"
+    )]
+    Busy(u64),
     /// The blocking task running the operation died.
     #[error("HSM worker failed: {0}")]
     Worker(String),

@@ -202,6 +202,7 @@ pub(crate) fn generation_templates(
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Wrap(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.to_vec()),
     ];
@@ -211,6 +212,9 @@ pub(crate) fn generation_templates(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(usage.sign),
+        // One job per key: no unwrapping or derivation with a signing or decryption key.
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.to_vec()),
     ];

@@ -137,15 +137,21 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, HsmError> {
         if l == label {
             return Ok(slot);
         }
-        present.push(format!("`{l}`"));
+        if !l.is_empty() {
+            present.push(format!("`{l}`"));
+        }
+    }
+    let mut present = if present.is_empty() {
+        "none".to_string()
+    } else {
+        present.join(", ")
+    };
+    if std::env::var_os("SOFTHSM2_CONF").is_none() {
+        present.push_str("; for SoftHSM, SOFTHSM2_CONF is not set (source var/quickstart.env)");
     }
     Err(HsmError::TokenNotFound {
         label: label.into(),
-        present: if present.is_empty() {
-            "none".into()
-        } else {
-            present.join(", ")
-        },
+        present,
     })
 }
 
@@ -163,6 +169,18 @@ fn what_of(t: ObjectType) -> &'static str {
         ObjectType::Public => "public key",
         ObjectType::Cert => "certificate",
     }
+}
+
+fn logged_in(s: &Session) -> bool {
+    use cryptoki::session::SessionState;
+    s.get_session_info()
+        .map(|i| {
+            matches!(
+                i.session_state(),
+                SessionState::RoUser | SessionState::RwUser
+            )
+        })
+        .unwrap_or(false)
 }
 
 fn ck(what: &'static str) -> impl FnOnce(cryptoki::error::Error) -> OpError {
@@ -230,6 +248,17 @@ impl Hsm {
             return Ok(*h);
         }
         let found = self.find_all(s, uri, t)?;
+        if found.is_empty() && t == ObjectType::Private && !logged_in(s) {
+            // Private objects are invisible after the token logged us out: recover, not
+            // "key not found".
+            return Err(OpError::Ck(
+                "find objects",
+                cryptoki::error::Error::Pkcs11(
+                    RvError::UserNotLoggedIn,
+                    cryptoki::context::Function::FindObjects,
+                ),
+            ));
+        }
         match found.as_slice() {
             [] => Err(HsmError::KeyNotFound {
                 what: what_of(t),

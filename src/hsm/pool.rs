@@ -2,15 +2,19 @@
 //!
 //! Login state belongs to the application and the token, not to a session, and it vanishes when
 //! the last session closes. The pool therefore keeps one *anchor* session open for the life of
-//! the process and hands out up to `size` working sessions. When the token drops sessions
-//! (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`, `CKR_USER_NOT_LOGGED_IN`, device removed)
-//! the pool opens a new anchor, logs in again, forgets the dead sessions and the caller retries
-//! once. Sessions are opened "no drop": a handle the token already closed is never closed again
-//! (a real HSM may have reused the number).
+//! the process and hands out up to `size` working sessions.
+//!
+//! When the token drops sessions (`CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`,
+//! `CKR_USER_NOT_LOGGED_IN`, device removed) the pool starts a new *generation*: it opens a new
+//! anchor, logs in again, and from then on forgets every session of the older generations; the
+//! caller retries once. A session of an old generation is never probed or closed: its handle
+//! number may already belong to a new session (SoftHSM hands out the lowest free number), and
+//! closing it would close the new one and log the token out. Sessions are opened "no drop" for
+//! the same reason. The cost is a few leaked handles per recovery, which is rare.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -21,6 +25,9 @@ use cryptoki::types::AuthPin;
 use super::error::{is_rv, login_error, recovery_for, Recovery};
 use super::metrics::HsmMetrics;
 use super::HsmError;
+
+/// How long an operation waits for a free session before giving up.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Error of one attempt inside the pool: a token error to classify, or a final error.
 pub(crate) enum OpError {
@@ -35,7 +42,8 @@ impl From<HsmError> for OpError {
 }
 
 struct PoolState {
-    idle: Vec<Session>,
+    /// Idle sessions with the generation they were opened in.
+    idle: Vec<(u64, Session)>,
     open: usize,
     waiters: usize,
 }
@@ -56,6 +64,45 @@ pub(crate) struct SessionPool {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A checked-out session; gives its place back if dropped without being returned (a panic in
+/// an operation must not shrink the pool).
+struct Lease<'a> {
+    pool: &'a SessionPool,
+    generation: u64,
+    session: Option<Session>,
+}
+
+impl Lease<'_> {
+    fn session(&self) -> &Session {
+        // Present from checkout until `give_back` or `forget` consumes the lease.
+        self.session
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("lease used after release"))
+    }
+
+    /// Return the session to the pool (or forget it when its generation is over).
+    fn give_back(mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool.checkin(self.generation, s);
+        }
+    }
+
+    /// The session is dead or suspect: forget it, never close it.
+    fn forget(mut self) {
+        if self.session.take().is_some() {
+            self.pool.release_slot();
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.session.take().is_some() {
+            self.pool.release_slot();
+        }
+    }
 }
 
 impl SessionPool {
@@ -90,6 +137,7 @@ impl SessionPool {
         Ok(pool)
     }
 
+    /// Open a new anchor and log in; the previous anchor is forgotten, not closed.
     fn login_anchor(&self) -> Result<(), HsmError> {
         let session = self
             .pkcs11
@@ -103,51 +151,74 @@ impl SessionPool {
                 return Err(login_error(&self.token, e));
             }
         }
-        let old = lock(&self.anchor).replace(session);
-        // Close the previous anchor only if the token still knows it.
-        if let Some(old) = old {
-            if old.get_session_info().is_ok() {
-                let _ = old.close();
-            }
-        }
+        *lock(&self.anchor) = Some(session);
         Ok(())
     }
 
+    fn current(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Take a session, opening one if the pool is not full, else waiting for one.
-    fn checkout(&self) -> Result<(u64, Session), HsmError> {
+    fn checkout(&self) -> Result<Lease<'_>, HsmError> {
+        let deadline = Instant::now() + CHECKOUT_TIMEOUT;
         let mut st = lock(&self.state);
         loop {
-            if let Some(s) = st.idle.pop() {
-                self.metrics.pool_idle.set(st.idle.len() as i64);
-                return Ok((self.generation.load(Ordering::SeqCst), s));
+            let current = self.current();
+            while let Some((generation, s)) = st.idle.pop() {
+                if generation == current {
+                    self.metrics.pool_idle.set(st.idle.len() as i64);
+                    return Ok(Lease {
+                        pool: self,
+                        generation,
+                        session: Some(s),
+                    });
+                }
+                // From before a recovery: forget it.
+                drop(s);
+                st.open = st.open.saturating_sub(1);
             }
+            self.metrics.pool_idle.set(0);
             if st.open < self.size {
                 st.open += 1;
                 self.metrics.pool_open.set(st.open as i64);
-                let generation = self.generation.load(Ordering::SeqCst);
                 drop(st);
                 return match self.pkcs11.open_rw_session_no_drop(self.slot) {
-                    Ok(s) => Ok((generation, s)),
+                    Ok(s) => Ok(Lease {
+                        pool: self,
+                        generation: current,
+                        session: Some(s),
+                    }),
                     Err(e) => {
                         self.release_slot();
                         Err(HsmError::from_ck("open session", e))
                     }
                 };
             }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HsmError::Busy(CHECKOUT_TIMEOUT.as_secs()));
+            }
             st.waiters += 1;
             self.metrics.pool_waiters.set(st.waiters as i64);
             st = self
                 .available
-                .wait(st)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .wait_timeout(st, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             st.waiters -= 1;
             self.metrics.pool_waiters.set(st.waiters as i64);
         }
     }
 
-    fn checkin(&self, session: Session) {
+    fn checkin(&self, generation: u64, session: Session) {
+        if generation != self.current() {
+            drop(session);
+            self.release_slot();
+            return;
+        }
         let mut st = lock(&self.state);
-        st.idle.push(session);
+        st.idle.push((generation, session));
         self.metrics.pool_idle.set(st.idle.len() as i64);
         drop(st);
         self.available.notify_one();
@@ -162,30 +233,22 @@ impl SessionPool {
         self.available.notify_one();
     }
 
-    /// Put a session back if it is still alive, forget it otherwise.
-    fn return_or_forget(&self, session: Session) {
-        if session.get_session_info().is_ok() {
-            self.checkin(session);
-        } else {
-            self.release_slot();
-        }
-    }
-
-    /// Reopen the anchor and log in again, unless another thread already did since `seen`.
+    /// Start a new generation: log in on a new anchor, forget every older session. Does
+    /// nothing if another thread already recovered since `seen`.
     fn recover(&self, seen: u64) -> Result<(), HsmError> {
         let _one_at_a_time = lock(&self.recovering);
-        if self.generation.load(Ordering::SeqCst) != seen {
+        if self.current() != seen {
             return Ok(());
         }
         self.metrics.recoveries.inc();
-        tracing::warn!(token = %self.token, "PKCS#11 session lost; reopening and logging in again");
-        // Forget idle sessions the token no longer knows.
-        let idle: Vec<Session> = std::mem::take(&mut lock(&self.state).idle);
-        for s in idle {
-            self.return_or_forget(s);
-        }
+        tracing::warn!(token = %self.token, "PKCS#11 sessions lost; logging in again");
         self.login_anchor()?;
         self.generation.fetch_add(1, Ordering::SeqCst);
+        let stale: Vec<(u64, Session)> = std::mem::take(&mut lock(&self.state).idle);
+        for (_, s) in stale {
+            drop(s);
+            self.release_slot();
+        }
         Ok(())
     }
 
@@ -207,66 +270,70 @@ impl SessionPool {
         f: &mut impl FnMut(&Session) -> Result<T, OpError>,
         on_relookup: &impl Fn(),
     ) -> Result<T, HsmError> {
-        let (generation, session) = self.checkout()?;
-        let first = f(&session);
-        let (what, err) = match first {
+        let lease = self.checkout()?;
+        let (what, err) = match f(lease.session()) {
             Ok(v) => {
-                self.checkin(session);
+                lease.give_back();
                 return Ok(v);
             }
             Err(OpError::Final(e)) => {
-                self.checkin(session);
+                lease.give_back();
                 return Err(e);
             }
             Err(OpError::Ck(what, err)) => (what, err),
         };
         match recovery_for(&err) {
             Recovery::None => {
-                self.checkin(session);
+                lease.give_back();
                 Err(HsmError::from_ck(what, err))
             }
             Recovery::Relookup => {
                 on_relookup();
-                let retry = f(&session);
-                self.checkin(session);
+                let retry = f(lease.session());
+                lease.give_back();
                 retry.map_err(|e| match e {
                     OpError::Ck(w, e) => HsmError::from_ck(w, e),
                     OpError::Final(e) => e,
                 })
             }
             Recovery::Reopen => {
-                self.return_or_forget(session);
+                let seen = lease.generation;
+                lease.forget();
                 on_relookup();
-                self.recover(generation)?;
-                let (_, session) = self.checkout()?;
-                match f(&session) {
+                self.recover(seen)?;
+                let lease = self.checkout()?;
+                match f(lease.session()) {
                     Ok(v) => {
-                        self.checkin(session);
+                        lease.give_back();
                         Ok(v)
                     }
                     Err(OpError::Final(e)) => {
-                        self.checkin(session);
+                        lease.give_back();
                         Err(e)
                     }
+                    Err(OpError::Ck(w, e)) if recovery_for(&e) == Recovery::Reopen => {
+                        lease.forget();
+                        Err(HsmError::SessionLost(HsmError::from_ck(w, e).to_string()))
+                    }
                     Err(OpError::Ck(w, e)) => {
-                        let lost = recovery_for(&e) == Recovery::Reopen;
-                        self.return_or_forget(session);
-                        if lost {
-                            Err(HsmError::SessionLost(HsmError::from_ck(w, e).to_string()))
-                        } else {
-                            Err(HsmError::from_ck(w, e))
-                        }
+                        lease.give_back();
+                        Err(HsmError::from_ck(w, e))
                     }
                 }
             }
         }
     }
 
-    /// Close every idle session and the anchor (at shutdown).
+    /// Close the idle sessions of the current generation and the anchor (at shutdown). Later
+    /// operations open new sessions and log in again.
     pub(crate) fn close(&self) {
-        let idle: Vec<Session> = std::mem::take(&mut lock(&self.state).idle);
-        for s in idle {
-            let _ = s.close();
+        let current = self.current();
+        let idle: Vec<(u64, Session)> = std::mem::take(&mut lock(&self.state).idle);
+        for (generation, s) in idle {
+            if generation == current {
+                let _ = s.close();
+            }
+            self.release_slot();
         }
         if let Some(anchor) = lock(&self.anchor).take() {
             let _ = anchor.logout();

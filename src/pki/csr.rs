@@ -131,6 +131,54 @@ fn upn_text(value: &[u8]) -> Option<String> {
     crate::scep::asn1::any_to_string(&inner)
 }
 
+fn san_of(gn: &GeneralName<'_>) -> San {
+    match gn {
+        GeneralName::DNSName(s) => San::Dns(s.to_string()),
+        GeneralName::RFC822Name(s) => San::Email(s.to_string()),
+        GeneralName::URI(s) => San::Uri(s.to_string()),
+        GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+            Ok(v4) => San::Ip(std::net::IpAddr::from(v4)),
+            Err(_) => match <[u8; 16]>::try_from(*b) {
+                Ok(v6) => San::Ip(std::net::IpAddr::from(v6)),
+                Err(_) => San::Other("malformed iPAddress".into()),
+            },
+        },
+        GeneralName::OtherName(oid, value) if arcs(oid) == UPN => match upn_text(value) {
+            Some(u) => San::Upn(u),
+            None => San::Other("malformed UPN".into()),
+        },
+        other => San::Other(format!("{other:?}")),
+    }
+}
+
+fn name_attributes(name: &x509_parser::x509::X509Name<'_>) -> Vec<NameAttribute> {
+    name.iter_attributes()
+        .map(|a| NameAttribute {
+            oid: arcs(a.attr_type()),
+            tag: a.attr_value().tag().0,
+            value: a
+                .attr_value()
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|_| String::from_utf8_lossy(a.attr_value().data).into_owned()),
+        })
+        .collect()
+}
+
+/// The subject attributes and SANs of an issued certificate, in the same terms as a [`Csr`]'s
+/// (to check that a renewal keeps them).
+pub fn certificate_identity(der: &[u8]) -> Option<(Vec<NameAttribute>, Vec<San>)> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = name_attributes(c.subject());
+    let sans = c
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|e| e.value.general_names.iter().map(san_of).collect())
+        .unwrap_or_default();
+    Some((subject, sans))
+}
+
 /// Parse a CSR and check its self-signature.
 pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     let req = X509Req::from_der(der_bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
@@ -156,46 +204,12 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
         x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
             .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let info = &parsed.certification_request_info;
-    let subject = info
-        .subject
-        .iter_attributes()
-        .map(|a| NameAttribute {
-            oid: arcs(a.attr_type()),
-            tag: a.attr_value().tag().0,
-            value: a
-                .attr_value()
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|_| String::from_utf8_lossy(a.attr_value().data).into_owned()),
-        })
-        .collect();
+    let subject = name_attributes(&info.subject);
     let mut sans = Vec::new();
     if let Some(exts) = parsed.requested_extensions() {
         for ext in exts {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
-                for gn in &san.general_names {
-                    sans.push(match gn {
-                        GeneralName::DNSName(s) => San::Dns(s.to_string()),
-                        GeneralName::RFC822Name(s) => San::Email(s.to_string()),
-                        GeneralName::URI(s) => San::Uri(s.to_string()),
-                        GeneralName::IPAddress(b) => match b.len() {
-                            4 => San::Ip(std::net::IpAddr::from(
-                                <[u8; 4]>::try_from(*b).unwrap_or_default(),
-                            )),
-                            16 => San::Ip(std::net::IpAddr::from(
-                                <[u8; 16]>::try_from(*b).unwrap_or_default(),
-                            )),
-                            _ => San::Other("malformed iPAddress".into()),
-                        },
-                        GeneralName::OtherName(oid, value) if arcs(oid) == UPN => {
-                            match upn_text(value) {
-                                Some(u) => San::Upn(u),
-                                None => San::Other("malformed UPN".into()),
-                            }
-                        }
-                        other => San::Other(format!("{other:?}")),
-                    });
-                }
+                sans.extend(san.general_names.iter().map(san_of));
             }
         }
     }

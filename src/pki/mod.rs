@@ -12,7 +12,7 @@ pub use ca::{
     build_crl, ca_params, ca_request, common_name, issue_ra_certificate, random_serial,
     self_signed_ca, sha256_fingerprint, to_pem, PkiError,
 };
-pub use csr::{parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
+pub use csr::{certificate_identity, parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
 pub use name::parse_dn;
 pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile};
 pub use rcgen::KeyUsagePurpose;

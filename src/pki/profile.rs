@@ -159,7 +159,12 @@ impl CertProfile {
     fn subject(&self, csr: &Csr) -> Result<DistinguishedName, String> {
         match &self.subject_template {
             Some(t) => {
-                let text = t.replace("{cn}", &csr.common_name().unwrap_or("").replace(',', "\\,"));
+                let cn = csr
+                    .common_name()
+                    .unwrap_or("")
+                    .replace('\\', "\\\\")
+                    .replace(',', "\\,");
+                let text = t.replace("{cn}", &cn);
                 super::parse_dn(&text)
             }
             None => {
@@ -247,7 +252,13 @@ impl CertProfile {
     }
 
     /// Issue the certificate for a checked CSR (blocking: the CA key signs on the token).
-    pub fn issue(&self, csr: &Csr, issuer: &Issuer<'_, TokenKey>) -> Result<Vec<u8>, PkiError> {
+    /// The certificate never outlives `ca_not_after`.
+    pub fn issue(
+        &self,
+        csr: &Csr,
+        issuer: &Issuer<'_, TokenKey>,
+        ca_not_after: OffsetDateTime,
+    ) -> Result<Vec<u8>, PkiError> {
         let policy = |reason: String| PkiError::Policy(reason);
         self.check(csr).map_err(policy)?;
         let mut p = CertificateParams::default();
@@ -259,7 +270,10 @@ impl CertProfile {
         p.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(5);
-        p.not_after = now + Duration::days(self.validity_days.into());
+        p.not_after = std::cmp::min(
+            now + Duration::days(self.validity_days.into()),
+            ca_not_after,
+        );
         p.serial_number = Some(random_serial()?);
         if !self.crl_url.is_empty() {
             p.crl_distribution_points = vec![CrlDistributionPoint {

@@ -20,9 +20,26 @@ fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
     }
 }
 
+/// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
+fn signer_sha256(msg: &PkiMessage) -> String {
+    msg.signer_public_key()
+        .and_then(|k| {
+            k.public_key_to_der()
+                .map_err(|e| ScepError::Crypto(e.to_string()))
+        })
+        .map(|der| hex::encode(sha2::Sha256::digest(der)))
+        .unwrap_or_default()
+}
+
+fn unreadable() -> Outcome {
+    fail(FailInfo::BadMessageCheck, crate::scep::UNREADABLE)
+}
+
 fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
     match e {
         ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
+        // Decryption failures carry no detail to the client (see scep::UNREADABLE).
+        ScepError::Decrypt(_) => Ok(unreadable()),
         other => Ok(fail(other.fail_info(), other.to_string())),
     }
 }
@@ -123,9 +140,10 @@ impl Ra {
         })
         .await?;
         built.map_err(|e| match e {
-            ScepError::Token(t) => RequestError::Unavailable(t),
-            // The reply cannot be encrypted to this requester (e.g. an EC signer certificate).
-            other => RequestError::Malformed(format!("cannot answer this requester: {other}")),
+            ScepError::UnsupportedAlgorithm(why) => {
+                RequestError::Malformed(format!("cannot answer this requester: {why}"))
+            }
+            other => RequestError::Unavailable(other.to_string()),
         })
     }
 
@@ -142,6 +160,16 @@ impl Ra {
                     "SHA-1 is refused by profile `{}` (it allows SHA-256 and up)",
                     profile.name
                 ),
+            ));
+        }
+        let rsa_signer = msg
+            .signer_public_key()
+            .map(|k| k.id() == openssl::pkey::Id::RSA)
+            .unwrap_or(false);
+        if !rsa_signer {
+            return Ok(fail(
+                FailInfo::BadAlg,
+                "the signer certificate must hold an RSA key: the reply is encrypted to it",
             ));
         }
         if msg.message_type == MessageType::CertRep {
@@ -233,14 +261,20 @@ impl Ra {
         msg: &PkiMessage,
         plain: Vec<u8>,
     ) -> Result<Outcome, RequestError> {
+        // A CSR that does not parse or verify gets the same answer as a failed decryption:
+        // telling them apart would be a padding oracle on the envelope.
         let csr = match parse_csr(&plain) {
             Ok(c) => c,
-            Err(e) => return Ok(fail(FailInfo::BadRequest, e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "decrypted content is not a valid CSR");
+                return Ok(unreadable());
+            }
         };
         let tx = TransactionRecord {
             transaction_id: msg.transaction_id.0.clone(),
             profile: profile.name.clone(),
             key_sha256: hex::encode(sha2::Sha256::digest(&csr.spki)),
+            signer_sha256: signer_sha256(msg),
             state: TransactionState::Pending,
             csr: csr.der.clone(),
         };
@@ -264,42 +298,39 @@ impl Ra {
         }
 
         // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
-        let renewing = self.issued_by_us(&msg.signer_cert);
-        if msg.message_type == MessageType::RenewalReq && renewing.is_none() {
-            return Ok(fail(
-                FailInfo::BadRequest,
-                "RenewalReq must be signed with a current certificate issued by this CA",
-            ));
-        }
-        if let Some(old) = &renewing {
-            let now = openssl::asn1::Asn1Time::days_from_now(0)
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-            if old.not_after() < now || old.not_before() > now {
+        let renewal = match self.issued_by_us(&msg.signer_cert) {
+            Some(old) => self.renewal_problem(profile, &old, &csr).await?,
+            None => Some("it is not signed with a certificate issued by this CA".to_string()),
+        };
+        let renewing = renewal.is_none();
+        match (&renewal, msg.message_type) {
+            (Some(why), MessageType::RenewalReq) => {
                 return Ok(fail(
                     FailInfo::BadRequest,
-                    "the certificate that signed the renewal is not valid now",
+                    format!("renewal refused: {why}"),
                 ));
             }
-            let not_after = x509_parser::parse_x509_certificate(&msg.signer_cert)
-                .map(|(_, c)| c.validity().not_after.to_datetime())
-                .map_err(|e| RequestError::Malformed(format!("signer certificate: {e}")))?;
-            let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
-            if OffsetDateTime::now_utc() < opens {
-                let when = opens
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_else(|_| opens.to_string());
-                return Ok(fail(
-                    FailInfo::BadRequest,
-                    format!("too early to renew: the renewal window opens on {when}"),
-                ));
+            (None, _) => tracing::info!("renewal of a certificate from this CA"),
+            (Some(why), _) => {
+                // A new enrollment: the challenge decides. When the signer was one of ours,
+                // say why it did not count as a renewal.
+                if let Some(reason) = self.challenge_problem(profile, csr.challenge.as_deref()) {
+                    let ours = self.issued_by_us(&msg.signer_cert).is_some();
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        if ours {
+                            format!("{reason}; not a renewal either: {why}")
+                        } else {
+                            reason
+                        },
+                    ));
+                }
             }
-        } else if let Some(reason) = self.challenge_problem(profile, csr.challenge.as_deref()) {
-            return Ok(fail(FailInfo::BadRequest, reason));
         }
         if let Err(reason) = profile.cert.check(&csr) {
             return Ok(fail(FailInfo::BadRequest, reason));
         }
-        if profile.policy.approval && renewing.is_none() {
+        if profile.policy.approval && !renewing {
             match store.insert_pending(&tx).await {
                 Ok(()) => return Ok(Outcome::Pending),
                 Err(StoreError::Conflict(_)) => {
@@ -332,7 +363,11 @@ impl Ra {
         for _ in 0..2 {
             let ra = self.clone();
             let (cert_profile, csr2) = (profile.cert.clone(), csr.clone());
-            let der = match blocking(move || cert_profile.issue(&csr2, &ra.inner.issuer)).await? {
+            let der = match blocking(move || {
+                cert_profile.issue(&csr2, &ra.inner.issuer, ra.inner.ca_not_after)
+            })
+            .await?
+            {
                 Ok(d) => d,
                 Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
                 Err(e) => return Err(RequestError::Unavailable(e.to_string())),
@@ -380,6 +415,104 @@ impl Ra {
         ))
     }
 
+    /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
+    /// `profile`, or `None` when it is: `old` is recorded, from this profile, valid now and in
+    /// its renewal window, and the CSR keeps its subject and SANs (a certificate from one
+    /// profile is no ticket into another, nor to another identity).
+    async fn renewal_problem(
+        &self,
+        profile: &Profile,
+        old: &X509,
+        csr: &crate::pki::Csr,
+    ) -> Result<Option<String>, RequestError> {
+        let serial = match old.serial_number().to_bn().map(|b| b.to_vec()) {
+            Ok(b) => serial_hex(&b),
+            Err(_) => return Ok(Some("its serial does not read".into())),
+        };
+        let Some(rec) = self
+            .inner
+            .store
+            .certificate(&serial)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(Some(format!(
+                "the signing certificate (serial {serial}) is not in this CA's records"
+            )));
+        };
+        if rec.profile != profile.name {
+            return Ok(Some(format!(
+                "the signing certificate was issued under profile `{}`, not `{}`",
+                rec.profile, profile.name
+            )));
+        }
+        let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
+            return Ok(Some("the recorded certificate does not read".into()));
+        };
+        let same_subject = match &profile.cert.subject_template {
+            // The subject is forced; only the common name comes from the CSR.
+            Some(_) => {
+                let cn = |attrs: &[crate::pki::NameAttribute]| {
+                    attrs
+                        .iter()
+                        .find(|a| a.oid == [2, 5, 4, 3])
+                        .map(|a| a.value.clone())
+                };
+                cn(&old_subject) == csr.common_name().map(str::to_owned)
+            }
+            None => {
+                let key = |attrs: &[crate::pki::NameAttribute]| {
+                    attrs
+                        .iter()
+                        .map(|a| (a.oid.clone(), a.value.clone()))
+                        .collect::<Vec<_>>()
+                };
+                key(&old_subject) == key(&csr.subject)
+            }
+        };
+        if !same_subject {
+            return Ok(Some(
+                "a renewal must keep the subject of the certificate being renewed".into(),
+            ));
+        }
+        let mut a: Vec<String> = old_sans.iter().map(|s| format!("{s:?}")).collect();
+        let mut b: Vec<String> = csr.sans.iter().map(|s| format!("{s:?}")).collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            return Ok(Some(
+                "a renewal must keep the subject alternative names of the certificate being renewed"
+                    .into(),
+            ));
+        }
+        let now = OffsetDateTime::now_utc();
+        let Some((not_before, not_after)) =
+            x509_parser::parse_x509_certificate(&rec.der)
+                .ok()
+                .map(|(_, c)| {
+                    (
+                        c.validity().not_before.to_datetime(),
+                        c.validity().not_after.to_datetime(),
+                    )
+                })
+        else {
+            return Ok(Some("the recorded certificate does not read".into()));
+        };
+        if now < not_before || now > not_after {
+            return Ok(Some("the signing certificate is not valid now".into()));
+        }
+        let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
+        if now < opens {
+            let when = opens
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| opens.to_string());
+            return Ok(Some(format!(
+                "too early to renew: the renewal window opens on {when}"
+            )));
+        }
+        Ok(None)
+    }
+
     fn challenge_problem(&self, profile: &Profile, given: Option<&str>) -> Option<String> {
         let want = &profile.policy.challenge_sha256;
         if want.is_empty() {
@@ -405,18 +538,25 @@ impl Ra {
 
     async fn poll(&self, msg: &PkiMessage, plain: &[u8]) -> Result<Outcome, RequestError> {
         if let Err(e) = IssuerAndSubject::parse(plain) {
-            return Ok(fail(FailInfo::BadRequest, e.to_string()));
+            tracing::warn!(error = %e, "decrypted content is not IssuerAndSubject");
+            return Ok(unreadable());
         }
-        let Some(tx) = self
+        // Only the requester may poll: the poll must be signed by the key that signed the
+        // request. A stranger learns nothing, not even that the transaction exists.
+        let tx = self
             .inner
             .store
             .transaction(&msg.transaction_id.0)
             .await
             .map_err(store_err)?
-        else {
+            .filter(|tx| tx.signer_sha256 == signer_sha256(msg));
+        let Some(tx) = tx else {
             return Ok(fail(
                 FailInfo::BadCertId,
-                format!("no transaction {} is known", msg.transaction_id),
+                format!(
+                    "no transaction {} is known for this requester",
+                    msg.transaction_id
+                ),
             ));
         };
         let profile = self.profile(Some(&tx.profile)).cloned()?;
@@ -426,7 +566,10 @@ impl Ra {
     async fn get_cert(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
         let want = match IssuerAndSerial::parse(plain) {
             Ok(w) => w,
-            Err(e) => return Ok(fail(FailInfo::BadRequest, e.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
+                return Ok(unreadable());
+            }
         };
         let serial = serial_hex(&want.serial);
         let ours = x509_parser::parse_x509_certificate(&self.inner.ca_cert)
@@ -455,17 +598,36 @@ impl Ra {
 
     async fn get_crl(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
         if let Err(e) = IssuerAndSerial::parse(plain) {
-            return Ok(fail(FailInfo::BadRequest, e.to_string()));
+            tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
+            return Ok(unreadable());
         }
-        let ra = self.clone();
-        let crl = blocking(move || crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[]))
-            .await?;
-        match crl {
-            Ok(der) => Ok(Outcome::Success {
-                certs: Vec::new(),
-                crls: vec![der],
-            }),
-            Err(e) => Err(RequestError::Unavailable(e.to_string())),
-        }
+        let now = OffsetDateTime::now_utc();
+        let cached = self
+            .inner
+            .crl
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(refresh, _)| now < *refresh)
+            .map(|(_, der)| der.clone());
+        let der = match cached {
+            Some(der) => der,
+            None => {
+                let ra = self.clone();
+                let crl = blocking(move || {
+                    crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[])
+                })
+                .await?
+                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                // Valid one day; made again after half of that.
+                *self.inner.crl.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((now + time::Duration::hours(12), crl.clone()));
+                crl
+            }
+        };
+        Ok(Outcome::Success {
+            certs: Vec::new(),
+            crls: vec![der],
+        })
     }
 }

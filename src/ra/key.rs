@@ -14,11 +14,31 @@ pub struct TokenRaKey {
     pub decrypt: KeyUri,
 }
 
+/// Errors that mean the token cannot work right now (the client should retry later), as
+/// opposed to errors about this input.
+fn unavailable(e: &HsmError) -> bool {
+    matches!(
+        e,
+        HsmError::SessionLost(_)
+            | HsmError::Busy(_)
+            | HsmError::Worker(_)
+            | HsmError::ModuleMissing(_)
+            | HsmError::ModuleLoad { .. }
+            | HsmError::TokenNotFound { .. }
+            | HsmError::WrongPin(_)
+            | HsmError::PinLocked(_)
+            | HsmError::KeyNotFound { .. }
+            | HsmError::Pin(_)
+    )
+}
+
 fn map(e: HsmError) -> ScepError {
     match e {
-        HsmError::BadInput { .. } => ScepError::Decrypt(e.to_string()),
         HsmError::MechanismUnsupported(_) => ScepError::UnsupportedAlgorithm(e.to_string()),
-        other => ScepError::Token(other.to_string()),
+        e if unavailable(&e) => ScepError::Token(e.to_string()),
+        // Anything else the token says about a ciphertext is about the input; the codec turns
+        // it into implicit rejection.
+        other => ScepError::Decrypt(other.to_string()),
     }
 }
 
@@ -47,6 +67,9 @@ impl RaKey for TokenRaKey {
             DigestAlg::Sha384 => SignAlg::RsaPkcs1Sha384,
             DigestAlg::Sha512 => SignAlg::RsaPkcs1Sha512,
         };
-        self.hsm.sign_blocking(&self.sign, alg, data).map_err(map)
+        // Any signing failure is the server's, never the request's: retry later.
+        self.hsm
+            .sign_blocking(&self.sign, alg, data)
+            .map_err(|e| ScepError::Token(e.to_string()))
     }
 }

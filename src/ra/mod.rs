@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use der::Decode;
 use rcgen::Issuer;
 
 use crate::config::{Config, ProfileConfig};
@@ -64,6 +65,9 @@ pub enum LoadError {
 
 pub(crate) struct Inner {
     pub(crate) ca_cert: Vec<u8>,
+    pub(crate) ca_not_after: time::OffsetDateTime,
+    /// The last CRL made for GetCRL and when to make a new one.
+    pub(crate) crl: std::sync::Mutex<Option<(time::OffsetDateTime, Vec<u8>)>>,
     /// The CA certificate followed by its parents (from chain.pem).
     pub(crate) ca_chain: Vec<Vec<u8>>,
     pub(crate) issuer: Issuer<'static, TokenKey>,
@@ -134,9 +138,21 @@ impl Ra {
                 },
             );
         }
+        let ca_not_after = x509_parser::parse_x509_certificate(&ca_cert)
+            .map(|(_, c)| c.validity().not_after.to_datetime())
+            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+        let ca_chain = read_chain(&config.server.data_dir, &ca_cert)?;
+        for c in &ca_chain {
+            // Every chain certificate goes into CertRep and GetCACert: check now, not per request.
+            x509_cert::Certificate::from_der(c).map_err(|e| {
+                LoadError::Certificate(format!("a certificate of the CA chain cannot be sent: {e}"))
+            })?;
+        }
         Ok(Ra {
             inner: Arc::new(Inner {
-                ca_chain: read_chain(&config.server.data_dir, &ca_cert)?,
+                ca_not_after,
+                crl: std::sync::Mutex::new(None),
+                ca_chain,
                 ca_cert,
                 issuer,
                 ra_sign_cert,

@@ -82,6 +82,16 @@ impl ClientRequest<'_> {
     /// Encode, encrypt and sign.
     pub fn build(&self) -> Result<Vec<u8>, ScepError> {
         let envelope = seal(self.content, self.recipient_cert, self.cipher)?;
+        self.sign_envelope(envelope)
+    }
+
+    /// Sign `content` as given, taken to be a pkcsPKIEnvelope already (for tests that send
+    /// tampered envelopes).
+    pub fn build_presealed(&self) -> Result<Vec<u8>, ScepError> {
+        self.sign_envelope(self.content.to_vec())
+    }
+
+    fn sign_envelope(&self, envelope: Vec<u8>) -> Result<Vec<u8>, ScepError> {
         let attrs = vec![
             attr(
                 oid::MESSAGE_TYPE,

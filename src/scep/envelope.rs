@@ -50,6 +50,10 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[n..]
 }
 
+/// The one answer for every failure between key transport and reading the content: the
+/// stages must not be told apart (see [`Envelope::open`]).
+pub const UNREADABLE: &str = "the request could not be decrypted and read";
+
 /// One key-transport recipient of an envelope.
 #[derive(Debug, Clone)]
 pub struct KeyTransportRecipient {
@@ -262,17 +266,20 @@ impl Envelope {
                 self.iv.len()
             )));
         }
-        let cek = key.decrypt_key(r.transport, &r.encrypted_key)?;
-        if cek.len() != cipher.key_len() {
-            return Err(ScepError::Decrypt(format!(
-                "the decrypted key has {} bytes, {} needs {}",
-                cek.len(),
-                cipher.name(),
-                cipher.key_len()
-            )));
-        }
+        // Implicit rejection: a key transport that fails, or yields a key of the wrong size,
+        // continues with a random key, so the answer is the same as for bad padding and
+        // reveals nothing about the RA key (Bleichenbacher) or the plaintext (padding oracle).
+        let cek = match key.decrypt_key(r.transport, &r.encrypted_key) {
+            Ok(k) if k.len() == cipher.key_len() => k,
+            Err(ScepError::Token(t)) => return Err(ScepError::Token(t)),
+            _ => {
+                let mut k = vec![0u8; cipher.key_len()];
+                openssl::rand::rand_bytes(&mut k).map_err(|e| ScepError::Crypto(e.to_string()))?;
+                k
+            }
+        };
         openssl::symm::decrypt(cipher.cipher(), &cek, Some(&self.iv), &self.ciphertext)
-            .map_err(|_| ScepError::Decrypt("the content does not decrypt (bad padding)".into()))
+            .map_err(|_| ScepError::Decrypt(UNREADABLE.into()))
     }
 }
 

@@ -14,7 +14,7 @@ use openssl::x509::X509;
 
 use super::asn1::{self, find_attr, oid, DigestAlg};
 
-use super::envelope::{Envelope, Recipient};
+use super::envelope::Envelope;
 use super::types::{MessageType, Nonce, TransactionId};
 use super::ScepError;
 
@@ -36,6 +36,24 @@ pub struct PkiMessage {
     attrs: Vec<x509_cert::attr::Attribute>,
     raw: Vec<u8>,
     signature_alg: Oid,
+}
+
+/// The certificate OpenSSL finds for the (single) signerInfo, as DER.
+fn openssl_signer(bytes: &[u8]) -> Result<Vec<u8>, ScepError> {
+    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+    let p7 = Pkcs7::from_der(bytes)
+        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))?;
+    let none = openssl::stack::Stack::new().map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let signers = p7
+        .signers(&none, Pkcs7Flags::empty())
+        .map_err(|_| malformed("the signer's certificate is not in the message"))?;
+    if signers.len() != 1 {
+        return Err(malformed("a pkiMessage has exactly one signer"));
+    }
+    signers
+        .get(0)
+        .and_then(|c| c.to_der().ok())
+        .ok_or_else(|| malformed("the signer's certificate is not in the message"))
 }
 
 /// The eContent of a SignedData, read by OpenSSL (which reads BER, constructed OCTET STRINGs
@@ -72,7 +90,6 @@ fn malformed(what: &str) -> ScepError {
 /// What the server needs from a SignerInfo, read leniently (a signer certificate's serial may
 /// be longer than RFC 5280's 20 octets: certmonger makes 32-octet ones).
 struct SignerParts {
-    sid: Recipient,
     digest_alg: Oid,
     attrs: Vec<x509_cert::attr::Attribute>,
     signature_alg: Oid,
@@ -83,19 +100,6 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
     if f.len() < 5 {
         return Err(malformed("signerInfo is too short"));
     }
-    let sid = match f[1].tag() {
-        der::Tag::Sequence => {
-            let parts = asn1::children(f[1].value())?;
-            let [issuer, serial] = parts.as_slice() else {
-                return Err(malformed("signerInfo sid is not issuerAndSerialNumber"));
-            };
-            Recipient::IssuerSerial {
-                issuer: issuer.to_der().map_err(ScepError::encode)?,
-                serial: serial.value().to_vec(),
-            }
-        }
-        _ => Recipient::Ski(f[1].value().to_vec()),
-    };
     let alg_oid = |a: &Any| -> Result<Oid, ScepError> {
         let parts = asn1::children(a.value())?;
         parts
@@ -126,7 +130,6 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
             .ok_or_else(|| malformed("no signatureAlgorithm"))?,
     )?;
     Ok(SignerParts {
-        sid,
         digest_alg,
         attrs,
         signature_alg,
@@ -164,17 +167,20 @@ impl PkiMessage {
             None => Vec::new(),
         };
         let signer_infos = sd.last().ok_or_else(|| malformed("no signerInfos"))?;
-        let first = asn1::children(signer_infos.value())?
-            .into_iter()
+        let mut infos = asn1::children(signer_infos.value())?.into_iter();
+        let first = infos
             .next()
             .ok_or_else(|| malformed("SignedData has no signerInfo"))?;
+        if infos.next().is_some() {
+            return Err(malformed("a pkiMessage has exactly one signerInfo"));
+        }
         let signer = signer_parts(&first)?;
-        let signer_cert = certs
-            .iter()
-            .find(|c| signer.sid.matches(c))
-            .or(certs.first())
-            .cloned()
-            .ok_or_else(|| malformed("the signer's certificate is not in the message"))?;
+        // The signer certificate is the one OpenSSL will verify the signature with (it matches
+        // issuer names canonically), so what is verified and what is acted on cannot differ.
+        let signer_cert = openssl_signer(bytes)?;
+        if !certs.contains(&signer_cert) {
+            return Err(malformed("the signer's certificate is not in the message"));
+        }
         let attr_list = signer.attrs;
         let text = |o: Oid, name: &str| -> Result<String, ScepError> {
             let v = find_attr(&attr_list, o)
@@ -259,6 +265,11 @@ impl PkiMessage {
             ));
         }
         let verified = openssl_content(&self.raw, true)?;
+        if openssl_signer(&self.raw)? != self.signer_cert {
+            return Err(ScepError::BadSignature(
+                "the signer certificate changed".into(),
+            ));
+        }
         if verified != self.content {
             return Err(ScepError::BadSignature("the signed content changed".into()));
         }

@@ -37,9 +37,12 @@ pub struct TransactionRecord {
     pub profile: String,
     /// SHA-256 (hex) of the requested public key (the CSR's SubjectPublicKeyInfo).
     pub key_sha256: String,
+    /// SHA-256 (hex) of the public key that signed the request: only it may poll.
+    pub signer_sha256: String,
     /// State.
     pub state: TransactionState,
-    /// The CSR (DER).
+    /// The CSR (DER) while the transaction waits for approval; empty once decided (it may
+    /// carry the challenge password, which is not kept at rest).
     pub csr: Vec<u8>,
 }
 
@@ -170,6 +173,7 @@ impl Store for MemoryStore {
         rec.state = TransactionState::Issued {
             serial: cert.serial.clone(),
         };
+        rec.csr.clear();
         t.transactions.insert(rec.transaction_id.clone(), rec);
         t.certificates.insert(cert.serial.clone(), cert.clone());
         Ok(())
@@ -182,6 +186,7 @@ impl Store for MemoryStore {
                 tx.state = TransactionState::Rejected {
                     reason: reason.into(),
                 };
+                tx.csr.clear();
                 Ok(())
             }
             Some(_) => Err(StoreError::Conflict(format!(
@@ -215,6 +220,7 @@ mod tests {
             transaction_id: id.into(),
             profile: "default".into(),
             key_sha256: key.into(),
+            signer_sha256: key.into(),
             state: TransactionState::Pending,
             csr: vec![1],
         }
