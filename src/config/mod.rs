@@ -312,7 +312,13 @@ impl Config {
                     .and_then(|r| r.strip_prefix('_'))
                     .map(|k| (*s, k.to_ascii_lowercase()))
             }) else {
-                continue;
+                return Err(invalid(
+                    &format!("environment variable {name}"),
+                    &format!(
+                        "`{name}` names no section; settings are SIGIL_<SECTION>_<KEY> with SECTION one of {}",
+                        SECTIONS.iter().map(|s| s.to_ascii_uppercase()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
             };
             if section == "hsm" && key == "pin" {
                 return Err(invalid(
@@ -472,6 +478,8 @@ mod tests {
         assert!(e.to_string().contains("SIGIL_HSM_PINFILE"), "{e}");
         let e = Config::load_with_env(None, env(&[("SIGIL_HSM_POOL_SIZE", "many")])).unwrap_err();
         assert!(e.to_string().contains("whole number"), "{e}");
+        let e = Config::load_with_env(None, env(&[("SIGIL_SERVR_LISTEN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("names no section"), "{e}");
         let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PIN", "1234")])).unwrap_err();
         assert!(e.to_string().contains("not a setting"), "{e}");
         assert!(!e.to_string().contains("1234"));
