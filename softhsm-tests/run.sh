@@ -9,6 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus
 
+# PostgreSQL 15 and a throwaway database for this run (dropped at the end).
+# shellcheck source=softhsm-tests/postgres.sh
+. softhsm-tests/postgres.sh
+trap pg_test_drop EXIT
+
 # Fresh tokens for this run (the in-process tests create theirs here; see .cargo/config.toml).
 rm -rf target/softhsm-tests
 mkdir -p target/softhsm-tests

@@ -254,12 +254,13 @@ fn serve(config: Config) -> Result<()> {
         );
     }
     let ca_key = sigil::pki::TokenKey::open(&hsm, &ca_uri)?;
-    let store: std::sync::Arc<dyn sigil::store::Store> =
-        std::sync::Arc::new(sigil::store::MemoryStore::new());
-    let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
-    let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
     let listen = config.server.listen.clone();
-    actix_web::rt::System::new()
-        .block_on(sigil::http::serve(&config, state))
-        .with_context(|| format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)"))
+    actix_web::rt::System::new().block_on(async move {
+        let store = sigil::store::open(&config).await.context("store")?;
+        let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
+        let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
+        sigil::http::serve(&config, state).await.with_context(|| {
+            format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
+        })
+    })
 }

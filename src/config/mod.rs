@@ -28,7 +28,7 @@ const NOT_SETTINGS: &[&str] = &[
 ];
 
 /// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
-const SECTIONS: &[&str] = &["server", "hsm", "log", "scep"];
+const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database"];
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +63,30 @@ pub struct Config {
     pub log: LogConfig,
     /// `[scep]`: the SCEP service.
     pub scep: ScepConfig,
+    /// `[database]`: where decisions are kept.
+    pub database: DatabaseConfig,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (`postgres://user:password@host/db?sslmode=require`); empty: the embedded
+    /// SQLite file `<data_dir>/sigil.db`. Usually given as `SIGIL_DATABASE_URL`.
+    pub url: String,
+    /// PostgreSQL connections per node.
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            pool_size: 16,
+        }
+    }
 }
 
 /// `[scep]`.
@@ -102,6 +124,7 @@ impl Default for Config {
             hsm: HsmSection::default(),
             log: LogConfig::default(),
             scep: ScepConfig::default(),
+            database: DatabaseConfig::default(),
             profiles: default_profiles(),
         }
     }
@@ -430,7 +453,17 @@ impl Config {
 
     /// The effective configuration as TOML (no secrets are part of it).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let mut shown = self.clone();
+        if let Some(at) = shown.database.url.rfind('@') {
+            if let Some(colon) = shown.database.url[..at].rfind(':') {
+                if shown.database.url[..colon].contains("://")
+                    && !shown.database.url[..colon].ends_with('/')
+                {
+                    shown.database.url.replace_range(colon + 1..at, "***");
+                }
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_default()
     }
 }
 

@@ -331,7 +331,7 @@ impl Ra {
             return Ok(fail(FailInfo::BadRequest, reason));
         }
         if profile.policy.approval && !renewing {
-            match store.insert_pending(&tx).await {
+            match store.insert_pending(&tx, None).await {
                 Ok(()) => return Ok(Outcome::Pending),
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
@@ -372,16 +372,9 @@ impl Ra {
                 Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
                 Err(e) => return Err(RequestError::Unavailable(e.to_string())),
             };
-            let (_, parsed) = x509_parser::parse_x509_certificate(&der)
-                .map_err(|e| RequestError::Unavailable(format!("issued certificate: {e}")))?;
-            let record = CertificateRecord {
-                serial: serial_hex(parsed.tbs_certificate.raw_serial()),
-                der: der.clone(),
-                subject: parsed.subject().to_string(),
-                profile: profile.name.clone(),
-                transaction_id: tx.transaction_id.clone(),
-            };
-            match self.inner.store.record_issued(&tx, &record).await {
+            let record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
+                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            match self.inner.store.record_issued(&tx, &record, None).await {
                 Ok(()) => {
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
                     return Ok(self.success(profile, der));

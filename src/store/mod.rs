@@ -1,15 +1,30 @@
-//! Where Sigil keeps what it decided: SCEP transactions and issued certificates.
+//! Where Sigil keeps what it decided: issued certificates, SCEP transactions, one-time
+//! challenges and CA state.
 //!
-//! One trait, [`Store`], so the RA does not care which engine holds the data. This version has
-//! the in-process engine [`MemoryStore`]: it enforces the same invariants (a transactionID
-//! belongs to one requester key and has one outcome; a serial is never used twice; the
-//! certificate is recorded before its CertRep is built) but keeps them only while the process
-//! runs. The SQLite and PostgreSQL engines of the storage issue implement the same trait.
+//! One trait, [`Store`], and two engines: [`SqliteStore`] (embedded, a file in the data
+//! directory, WAL mode) and [`PostgresStore`] (a connection pool; several `sigil serve` nodes
+//! may share one database). Both apply the versioned migrations in `migrations/` when opened and
+//! refuse a database whose schema is newer than the program. The invariants live in the schema
+//! and in database transactions: a serial is unique; a transactionID has one requester key and
+//! one outcome; a one-time challenge is consumed in the same transaction that records the
+//! certificate (or the PENDING request); the certificate is committed before its CertRep is
+//! built. The same conformance tests (`conformance.rs`) run against both engines.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+mod postgres;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The schema version this program writes.
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +36,7 @@ pub enum TransactionState {
         /// Serial, lower-case hex without leading zeros.
         serial: String,
     },
-    /// Refused by an officer or by policy after being recorded.
+    /// Refused by an officer.
     Rejected {
         /// Why, sent as failInfoText.
         reason: String,
@@ -46,6 +61,32 @@ pub struct TransactionRecord {
     pub csr: Vec<u8>,
 }
 
+/// Whether a certificate is still good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStatus {
+    /// Not revoked.
+    Valid,
+    /// Revoked.
+    Revoked,
+}
+
+impl CertStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Valid => "valid",
+            CertStatus::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> CertStatus {
+        if s == "revoked" {
+            CertStatus::Revoked
+        } else {
+            CertStatus::Valid
+        }
+    }
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
@@ -55,225 +96,180 @@ pub struct CertificateRecord {
     pub der: Vec<u8>,
     /// Subject, one line.
     pub subject: String,
+    /// Subject alternative names, one line.
+    pub sans: String,
+    /// Issuer, one line.
+    pub issuer: String,
+    /// notBefore (Unix seconds).
+    pub not_before: i64,
+    /// notAfter (Unix seconds).
+    pub not_after: i64,
     /// Profile name.
     pub profile: String,
+    /// Status.
+    pub status: CertStatus,
+    /// Revocation time (Unix seconds).
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason code.
+    pub revocation_reason: Option<i32>,
     /// The transaction it came from.
     pub transaction_id: String,
+    /// The device it was issued to, when known.
+    pub device_id: Option<String>,
+}
+
+impl CertificateRecord {
+    /// Build the record of a freshly issued certificate from its DER.
+    pub fn from_der(
+        der: &[u8],
+        profile: &str,
+        transaction_id: &str,
+    ) -> Result<CertificateRecord, StoreError> {
+        let (_, c) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| StoreError::Invalid(format!("certificate: {e}")))?;
+        let raw = c.tbs_certificate.raw_serial();
+        let lead = raw.iter().take_while(|b| **b == 0).count();
+        let sans = c
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|e| {
+                e.value
+                    .general_names
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        Ok(CertificateRecord {
+            serial: hex::encode(&raw[lead..]),
+            der: der.to_vec(),
+            subject: c.subject().to_string(),
+            sans,
+            issuer: c.issuer().to_string(),
+            not_before: c.validity().not_before.timestamp(),
+            not_after: c.validity().not_after.timestamp(),
+            profile: profile.into(),
+            status: CertStatus::Valid,
+            revoked_at: None,
+            revocation_reason: None,
+            transaction_id: transaction_id.into(),
+            device_id: None,
+        })
+    }
+}
+
+/// A one-time challenge: stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    /// SHA-256 (hex) of the challenge.
+    pub hash: String,
+    /// The profile it is for.
+    pub profile: String,
+    /// Bindings (JSON: expected subject CN, SANs, device ID).
+    pub bindings: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// Filters for [`Store::certificates`].
+#[derive(Debug, Clone, Default)]
+pub struct CertFilter {
+    /// Only this profile.
+    pub profile: Option<String>,
+    /// Only this status.
+    pub status: Option<CertStatus>,
+    /// Only certificates expiring within this many seconds from now (and not yet expired).
+    pub expiring_within_secs: Option<i64>,
+    /// Only subjects containing this text.
+    pub subject_contains: Option<String>,
+    /// At most this many (newest first); 0: no limit.
+    pub limit: usize,
 }
 
 /// Storage failures.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
     /// The write breaks an invariant (transaction taken by another key, serial reused, state
-    /// already final).
+    /// already final, challenge used or expired).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The engine failed.
+    /// The database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database schema is newer than this program, or the data is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-/// The storage interface of the RA.
+/// The storage interface.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The transaction with this ID, if any.
     async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Record a new PENDING transaction. Conflict when the ID exists.
-    async fn insert_pending(&self, tx: &TransactionRecord) -> Result<(), StoreError>;
-    /// Record an issued certificate and mark its transaction issued, atomically: the
-    /// transaction is created or moved from PENDING; conflict when the ID belongs to another
-    /// key or is already final, or the serial exists.
+    /// Record a new PENDING transaction, consuming `challenge` (hash) in the same database
+    /// transaction when given. Conflict when the ID exists or the challenge is used up.
+    async fn insert_pending(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Record an issued certificate and mark its transaction issued, atomically, consuming
+    /// `challenge` when given. The transaction is created or moved from PENDING; conflict when
+    /// the ID belongs to another key or is already final, the serial exists, or the challenge
+    /// is used or expired. Nothing is written on conflict.
     async fn record_issued(
         &self,
         tx: &TransactionRecord,
         cert: &CertificateRecord,
+        challenge: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Mark a PENDING transaction rejected.
     async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError>;
     /// The certificate with this serial (hex), if any.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Certificates matching `filter`, newest first.
+    async fn certificates(&self, filter: &CertFilter)
+        -> Result<Vec<CertificateRecord>, StoreError>;
     /// PENDING transactions, oldest first.
     async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
+    /// Store a new one-time challenge (its hash).
+    async fn insert_challenge(&self, c: &ChallengeRecord) -> Result<(), StoreError>;
+    /// The challenge with this hash, if any (used or not).
+    async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
-#[derive(Default)]
-struct Tables {
-    transactions: HashMap<String, TransactionRecord>,
-    order: Vec<String>,
-    certificates: HashMap<String, CertificateRecord>,
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// The in-process engine (see the module header).
-#[derive(Default)]
-pub struct MemoryStore {
-    tables: Mutex<Tables>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError> {
-        Ok(self.lock().transactions.get(id).cloned())
-    }
-
-    async fn insert_pending(&self, tx: &TransactionRecord) -> Result<(), StoreError> {
-        let mut t = self.lock();
-        if t.transactions.contains_key(&tx.transaction_id) {
-            return Err(StoreError::Conflict(format!(
-                "transaction {} exists",
-                tx.transaction_id
-            )));
-        }
-        let mut tx = tx.clone();
-        tx.state = TransactionState::Pending;
-        t.order.push(tx.transaction_id.clone());
-        t.transactions.insert(tx.transaction_id.clone(), tx);
-        Ok(())
-    }
-
-    async fn record_issued(
-        &self,
-        tx: &TransactionRecord,
-        cert: &CertificateRecord,
-    ) -> Result<(), StoreError> {
-        let mut t = self.lock();
-        if t.certificates.contains_key(&cert.serial) {
-            return Err(StoreError::Conflict(format!(
-                "serial {} exists",
-                cert.serial
-            )));
-        }
-        match t.transactions.get(&tx.transaction_id) {
-            Some(old) if old.key_sha256 != tx.key_sha256 => {
-                return Err(StoreError::Conflict(format!(
-                    "transaction {} belongs to another key",
-                    tx.transaction_id
-                )))
-            }
-            Some(old) if old.state != TransactionState::Pending => {
-                return Err(StoreError::Conflict(format!(
-                    "transaction {} is already final",
-                    tx.transaction_id
-                )))
-            }
-            Some(_) => {}
-            None => t.order.push(tx.transaction_id.clone()),
-        }
-        let mut rec = tx.clone();
-        rec.state = TransactionState::Issued {
-            serial: cert.serial.clone(),
-        };
-        rec.csr.clear();
-        t.transactions.insert(rec.transaction_id.clone(), rec);
-        t.certificates.insert(cert.serial.clone(), cert.clone());
-        Ok(())
-    }
-
-    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let mut t = self.lock();
-        match t.transactions.get_mut(id) {
-            Some(tx) if tx.state == TransactionState::Pending => {
-                tx.state = TransactionState::Rejected {
-                    reason: reason.into(),
-                };
-                tx.csr.clear();
-                Ok(())
-            }
-            Some(_) => Err(StoreError::Conflict(format!(
-                "transaction {id} is already final"
-            ))),
-            None => Err(StoreError::Conflict(format!("no transaction {id}"))),
-        }
-    }
-
-    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
-        Ok(self.lock().certificates.get(serial).cloned())
-    }
-
-    async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError> {
-        let t = self.lock();
-        Ok(t.order
-            .iter()
-            .filter_map(|id| t.transactions.get(id))
-            .filter(|tx| tx.state == TransactionState::Pending)
-            .cloned()
-            .collect())
+/// Open the store the configuration names: PostgreSQL when `database.url` is set, else SQLite
+/// at `<data_dir>/sigil.db`. Migrations are applied.
+pub async fn open(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
+    if config.database.url.is_empty() {
+        let path = config.server.data_dir.join("sigil.db");
+        Ok(Arc::new(SqliteStore::open(&path).await?))
+    } else {
+        Ok(Arc::new(
+            PostgresStore::connect(&config.database.url, config.database.pool_size).await?,
+        ))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tx(id: &str, key: &str) -> TransactionRecord {
-        TransactionRecord {
-            transaction_id: id.into(),
-            profile: "default".into(),
-            key_sha256: key.into(),
-            signer_sha256: key.into(),
-            state: TransactionState::Pending,
-            csr: vec![1],
-        }
-    }
-
-    fn cert(serial: &str, id: &str) -> CertificateRecord {
-        CertificateRecord {
-            serial: serial.into(),
-            der: vec![2],
-            subject: "CN=x".into(),
-            profile: "default".into(),
-            transaction_id: id.into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn invariants() {
-        let s = MemoryStore::new();
-        s.record_issued(&tx("t1", "k1"), &cert("01", "t1"))
-            .await
-            .unwrap();
-        // The same transaction cannot be issued twice, nor by another key.
-        assert!(s
-            .record_issued(&tx("t1", "k1"), &cert("02", "t1"))
-            .await
-            .is_err());
-        assert!(s
-            .record_issued(&tx("t1", "k2"), &cert("03", "t1"))
-            .await
-            .is_err());
-        // A serial is never reused.
-        assert!(s
-            .record_issued(&tx("t2", "k1"), &cert("01", "t2"))
-            .await
-            .is_err());
-        assert!(
-            s.transaction("t2").await.unwrap().is_none(),
-            "no half-written record"
-        );
-        // Pending → issued; pending → rejected.
-        s.insert_pending(&tx("t3", "k3")).await.unwrap();
-        assert!(s.insert_pending(&tx("t3", "k3")).await.is_err());
-        assert_eq!(s.pending().await.unwrap().len(), 1);
-        s.record_issued(&tx("t3", "k3"), &cert("04", "t3"))
-            .await
-            .unwrap();
-        s.insert_pending(&tx("t4", "k4")).await.unwrap();
-        s.reject("t4", "no").await.unwrap();
-        assert!(s.reject("t4", "again").await.is_err());
-        assert!(s.pending().await.unwrap().is_empty());
-        assert_eq!(
-            s.certificate("04").await.unwrap().unwrap().transaction_id,
-            "t3"
-        );
+fn state_from(state: &str, serial: Option<String>, reason: Option<String>) -> TransactionState {
+    match state {
+        "issued" => TransactionState::Issued {
+            serial: serial.unwrap_or_default(),
+        },
+        "rejected" => TransactionState::Rejected {
+            reason: reason.unwrap_or_default(),
+        },
+        _ => TransactionState::Pending,
     }
 }

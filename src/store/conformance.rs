@@ -1,0 +1,332 @@
+//! The conformance suite: the same checks against every engine. SQLite runs on a temporary
+//! file; PostgreSQL in a schema of its own in the database named by `SIGIL_TEST_DATABASE_URL`
+//! (`softhsm-tests/run.sh` starts PostgreSQL 15 and sets it).
+
+use std::sync::Arc;
+
+use super::*;
+
+fn tx(id: &str, key: &str) -> TransactionRecord {
+    TransactionRecord {
+        transaction_id: id.into(),
+        profile: "default".into(),
+        key_sha256: key.into(),
+        signer_sha256: format!("signer-{key}"),
+        state: TransactionState::Pending,
+        csr: vec![1, 2, 3],
+    }
+}
+
+fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> CertificateRecord {
+    CertificateRecord {
+        serial: serial.into(),
+        der: vec![0x30, 0x00],
+        subject: subject.into(),
+        sans: String::new(),
+        issuer: "CN=Test CA".into(),
+        not_before: now() - 60,
+        not_after,
+        profile: "default".into(),
+        status: CertStatus::Valid,
+        revoked_at: None,
+        revocation_reason: None,
+        transaction_id: tid.into(),
+        device_id: None,
+    }
+}
+
+fn challenge(hash: &str, expires_at: i64) -> ChallengeRecord {
+    ChallengeRecord {
+        hash: hash.into(),
+        profile: "default".into(),
+        bindings: "{}".into(),
+        expires_at,
+        used_at: None,
+    }
+}
+
+fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "expected a conflict, got {r:?}"
+    );
+}
+
+async fn suite(s: Arc<dyn Store>) {
+    let year = now() + 365 * 86400;
+    s.ping().await.unwrap();
+
+    // Issue: the transaction and the certificate, together.
+    s.record_issued(&tx("t1", "k1"), &cert("01", "t1", "CN=one", year), None)
+        .await
+        .unwrap();
+    let t1 = s.transaction("t1").await.unwrap().unwrap();
+    assert_eq!(
+        t1.state,
+        TransactionState::Issued {
+            serial: "01".into()
+        }
+    );
+    assert!(t1.csr.is_empty(), "the CSR is not kept once decided");
+    assert_eq!(
+        s.certificate("01").await.unwrap().unwrap().subject,
+        "CN=one"
+    );
+    // One outcome per transaction, one key per transaction, one use per serial.
+    conflict(
+        s.record_issued(&tx("t1", "k1"), &cert("02", "t1", "CN=x", year), None)
+            .await,
+    );
+    conflict(
+        s.record_issued(&tx("t1", "k9"), &cert("03", "t1", "CN=x", year), None)
+            .await,
+    );
+    conflict(
+        s.record_issued(&tx("t2", "k2"), &cert("01", "t2", "CN=x", year), None)
+            .await,
+    );
+    assert!(
+        s.transaction("t2").await.unwrap().is_none(),
+        "no half-written transaction"
+    );
+    assert!(
+        s.certificate("02").await.unwrap().is_none(),
+        "no half-written certificate"
+    );
+
+    // Pending, then issued; pending, then rejected.
+    s.insert_pending(&tx("t3", "k3"), None).await.unwrap();
+    conflict(s.insert_pending(&tx("t3", "k3"), None).await);
+    assert_eq!(
+        s.transaction("t3").await.unwrap().unwrap().csr,
+        vec![1, 2, 3]
+    );
+    s.insert_pending(&tx("t4", "k4"), None).await.unwrap();
+    let pending: Vec<String> = s
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.transaction_id)
+        .collect();
+    assert_eq!(pending, vec!["t3".to_string(), "t4".to_string()]);
+    s.record_issued(&tx("t3", "k3"), &cert("04", "t3", "CN=three", year), None)
+        .await
+        .unwrap();
+    s.reject("t4", "officer said no").await.unwrap();
+    conflict(s.reject("t4", "again").await);
+    conflict(s.reject("nope", "x").await);
+    assert_eq!(
+        s.transaction("t4").await.unwrap().unwrap().state,
+        TransactionState::Rejected {
+            reason: "officer said no".into()
+        }
+    );
+    conflict(
+        s.record_issued(&tx("t4", "k4"), &cert("05", "t4", "CN=x", year), None)
+            .await,
+    );
+    assert!(s.pending().await.unwrap().is_empty());
+
+    // One-time challenges: consumed with the certificate, once, before expiry, for its profile.
+    s.insert_challenge(&challenge("h1", now() + 3600))
+        .await
+        .unwrap();
+    conflict(s.insert_challenge(&challenge("h1", now() + 3600)).await);
+    s.record_issued(
+        &tx("t6", "k6"),
+        &cert("06", "t6", "CN=six", year),
+        Some("h1"),
+    )
+    .await
+    .unwrap();
+    assert!(s.challenge("h1").await.unwrap().unwrap().used_at.is_some());
+    conflict(
+        s.record_issued(&tx("t7", "k7"), &cert("07", "t7", "CN=x", year), Some("h1"))
+            .await,
+    );
+    assert!(
+        s.certificate("07").await.unwrap().is_none(),
+        "nothing written when the challenge is spent"
+    );
+    assert!(s.transaction("t7").await.unwrap().is_none());
+    s.insert_challenge(&challenge("h-old", now() - 1))
+        .await
+        .unwrap();
+    conflict(
+        s.record_issued(
+            &tx("t8", "k8"),
+            &cert("08", "t8", "CN=x", year),
+            Some("h-old"),
+        )
+        .await,
+    );
+    let mut other_profile = challenge("h-other", now() + 3600);
+    other_profile.profile = "servers".into();
+    s.insert_challenge(&other_profile).await.unwrap();
+    conflict(
+        s.record_issued(
+            &tx("t9", "k9"),
+            &cert("09", "t9", "CN=x", year),
+            Some("h-other"),
+        )
+        .await,
+    );
+    s.insert_challenge(&challenge("h-pending", now() + 3600))
+        .await
+        .unwrap();
+    s.insert_pending(&tx("t10", "k10"), Some("h-pending"))
+        .await
+        .unwrap();
+    conflict(s.insert_pending(&tx("t11", "k11"), Some("h-pending")).await);
+    assert!(s.challenge("missing").await.unwrap().is_none());
+
+    // Listing with filters.
+    s.record_issued(
+        &tx("t12", "k12"),
+        &cert("0c", "t12", "CN=soon", now() + 5 * 86400),
+        None,
+    )
+    .await
+    .unwrap();
+    let soon = s
+        .certificates(&CertFilter {
+            expiring_within_secs: Some(30 * 86400),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        soon.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        vec!["0c"]
+    );
+    let named = s
+        .certificates(&CertFilter {
+            subject_contains: Some("thr".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(named.len(), 1);
+    let all = s.certificates(&CertFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    let none = s
+        .certificates(&CertFilter {
+            profile: Some("servers".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let revoked = s
+        .certificates(&CertFilter {
+            status: Some(CertStatus::Revoked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(revoked.is_empty());
+    let limited = s
+        .certificates(&CertFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2);
+
+    // Concurrency: one challenge, ten requests, one certificate.
+    s.insert_challenge(&challenge("h-race", now() + 3600))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_issued(
+                &tx(&format!("race-{i}"), &format!("rk{i}")),
+                &cert(&format!("a{i}"), &format!("race-{i}"), "CN=race", year),
+                Some("h-race"),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "a one-time challenge issued {ok} certificates");
+    // One transaction resent ten times at once: one certificate.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_issued(
+                &tx("same", "ks"),
+                &cert(&format!("b{i}"), "same", "CN=s", year),
+                None,
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "one transaction issued {ok} certificates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigil.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    suite(Arc::new(s)).await;
+    // Opening again applies nothing new; a newer schema is refused.
+    SqliteStore::open(&path).await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute("INSERT INTO schema_version (version) VALUES (99)", [])
+        .unwrap();
+    let e = SqliteStore::open(&path).await.err().unwrap();
+    assert!(e.to_string().contains("newer than this sigil"), "{e}");
+}
+
+/// A schema of its own in the test database, so runs and tests do not meet.
+async fn postgres_url() -> String {
+    let base = std::env::var("SIGIL_TEST_DATABASE_URL").expect(
+        "SIGIL_TEST_DATABASE_URL is not set: run softhsm-tests/run.sh (it starts PostgreSQL 15)",
+    );
+    let schema = format!("conf_{}_{}", std::process::id(), now() % 100_000);
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_engine() {
+    let url = postgres_url().await;
+    let s = PostgresStore::connect(&url, 8).await.unwrap();
+    suite(Arc::new(s)).await;
+    PostgresStore::connect(&url, 2).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute("INSERT INTO schema_version (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let e = PostgresStore::connect(&url, 2).await.err().unwrap();
+    assert!(e.to_string().contains("newer than this sigil"), "{e}");
+}

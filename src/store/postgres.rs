@@ -1,0 +1,438 @@
+//! The PostgreSQL engine: a pool of connections (deadpool), TLS when the URL asks for it, and
+//! migrations serialised between nodes by an advisory lock. Connection failures are
+//! `Unavailable` (the server answers 503 and the pool reconnects by itself when the database
+//! returns); constraint violations are `Conflict`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::{
+    now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
+    TransactionRecord, SCHEMA_VERSION,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001_initial.sql"))];
+
+/// Advisory lock key serialising migrations across nodes ("sigilmig").
+const MIGRATION_LOCK: i64 = 0x7369_6769_6c6d_6967;
+
+/// PostgreSQL engine.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::FOREIGN_KEY_VIOLATION
+                || *c == SqlState::CHECK_VIOLATION
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: {e}"))
+}
+
+fn redact(url: &str) -> String {
+    // postgres://user:password@host/db → postgres://user:***@host/db
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
+    TransactionRecord {
+        transaction_id: r.get(0),
+        profile: r.get(1),
+        key_sha256: r.get(2),
+        signer_sha256: r.get(3),
+        state: state_from(&r.get::<_, String>(4), r.get(5), r.get(6)),
+        csr: r.get::<_, Option<Vec<u8>>>(7).unwrap_or_default(),
+    }
+}
+
+fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
+    CertificateRecord {
+        serial: r.get(0),
+        der: r.get(1),
+        subject: r.get(2),
+        sans: r.get(3),
+        issuer: r.get(4),
+        not_before: r.get(5),
+        not_after: r.get(6),
+        profile: r.get(7),
+        status: CertStatus::parse(&r.get::<_, String>(8)),
+        revoked_at: r.get(9),
+        revocation_reason: r.get(10),
+        transaction_id: r.get(11),
+        device_id: r.get(12),
+    }
+}
+
+const TX_COLUMNS: &str =
+    "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
+const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+     status, revoked_at, revocation_reason, transaction_id, device_id";
+
+async fn consume(
+    t: &deadpool_postgres::Transaction<'_>,
+    hash: &str,
+    profile: &str,
+    by: &str,
+) -> Result<(), StoreError> {
+    let n = t
+        .execute(
+            "UPDATE challenges SET used_at = $1, used_by = $2 \
+             WHERE hash = $3 AND profile = $4 AND used_at IS NULL AND expires_at > $1",
+            &[&now(), &by, &hash, &profile],
+        )
+        .await
+        .map_err(err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(
+            "the one-time challenge is used or expired".into(),
+        ))
+    }
+}
+
+impl PostgresStore {
+    /// Connect (a pool of `pool_size`) and apply migrations.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
+        let cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("database.url `{}`: {e}", redact(url))))?;
+        let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+            .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
+        builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
+        let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+        let mgr = Manager::from_config(
+            cfg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(Duration::from_secs(5)),
+                create: Some(Duration::from_secs(5)),
+                recycle: Some(Duration::from_secs(5)),
+            })
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await.map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(format!("{m} (database.url {})", redact(url)))
+            }
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(err)?;
+        t.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await
+            .map_err(err)?;
+        let current: i64 = t
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(err)?
+            .get(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::Invalid(format!(
+                "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
+            )));
+        }
+        for (version, sql) in MIGRATIONS {
+            if *version > current {
+                t.batch_execute(sql).await.map_err(err)?;
+                t.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[version],
+                )
+                .await
+                .map_err(err)?;
+                tracing::info!(version, "applied PostgreSQL migration");
+            }
+        }
+        t.commit().await.map_err(err)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.as_ref().map(tx_from_row))
+    }
+
+    async fn insert_pending(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        if let Some(h) = challenge {
+            consume(&t, h, &tx.profile, &tx.transaction_id).await?;
+        }
+        let at = now();
+        t.execute(
+            "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
+             state, csr, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
+            &[
+                &tx.transaction_id,
+                &tx.profile,
+                &tx.key_sha256,
+                &tx.signer_sha256,
+                &tx.csr,
+                &at,
+            ],
+        )
+        .await
+        .map_err(err)?;
+        t.commit().await.map_err(err)
+    }
+
+    async fn record_issued(
+        &self,
+        tx: &TransactionRecord,
+        cert: &CertificateRecord,
+        challenge: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        // Lock the transaction row, if it exists, for the rest of this database transaction.
+        let existing = t
+            .query_opt(
+                "SELECT key_sha256, state FROM transactions WHERE transaction_id = $1 FOR UPDATE",
+                &[&tx.transaction_id],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
+        match &existing {
+            Some((key, _)) if *key != tx.key_sha256 => {
+                return Err(StoreError::Conflict(format!(
+                    "transaction {} belongs to another key",
+                    tx.transaction_id
+                )))
+            }
+            Some((_, state)) if state != "pending" => {
+                return Err(StoreError::Conflict(format!(
+                    "transaction {} is already final",
+                    tx.transaction_id
+                )))
+            }
+            _ => {}
+        }
+        if let Some(h) = challenge {
+            consume(&t, h, &tx.profile, &tx.transaction_id).await?;
+        }
+        let at = now();
+        t.execute(
+            &format!(
+                "INSERT INTO certificates ({CERT_COLUMNS}, created_at) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            &[
+                &cert.serial,
+                &cert.der,
+                &cert.subject,
+                &cert.sans,
+                &cert.issuer,
+                &cert.not_before,
+                &cert.not_after,
+                &cert.profile,
+                &cert.status.as_str(),
+                &cert.revoked_at,
+                &cert.revocation_reason,
+                &cert.transaction_id,
+                &cert.device_id,
+                &at,
+            ],
+        )
+        .await
+        .map_err(err)?;
+        if existing.is_some() {
+            t.execute(
+                "UPDATE transactions SET state = 'issued', serial = $1, csr = NULL, \
+                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
+                &[&cert.serial, &at, &tx.transaction_id],
+            )
+            .await
+            .map_err(err)?;
+        } else {
+            t.execute(
+                "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
+                 state, serial, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'issued', $5, $6, $6)",
+                &[
+                    &tx.transaction_id,
+                    &tx.profile,
+                    &tx.key_sha256,
+                    &tx.signer_sha256,
+                    &cert.serial,
+                    &at,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        }
+        t.commit().await.map_err(err)
+    }
+
+    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let n = c
+            .execute(
+                "UPDATE transactions SET state = 'rejected', reason = $1, csr = NULL, \
+                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
+                &[&reason, &now(), &id],
+            )
+            .await
+            .map_err(err)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "transaction {id} is not pending"
+            )))
+        }
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1"),
+                &[&serial],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.as_ref().map(cert_from_row))
+    }
+
+    async fn certificates(
+        &self,
+        filter: &CertFilter,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let at = now();
+        let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE TRUE");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        if let Some(p) = &filter.profile {
+            args.push(Box::new(p.clone()));
+            sql.push_str(&format!(" AND profile = ${}", args.len()));
+        }
+        if let Some(s) = filter.status {
+            args.push(Box::new(s.as_str().to_string()));
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        }
+        if let Some(w) = filter.expiring_within_secs {
+            args.push(Box::new(at));
+            sql.push_str(&format!(" AND not_after > ${}", args.len()));
+            args.push(Box::new(at + w));
+            sql.push_str(&format!(" AND not_after <= ${}", args.len()));
+        }
+        if let Some(s) = &filter.subject_contains {
+            args.push(Box::new(format!("%{s}%")));
+            sql.push_str(&format!(" AND subject LIKE ${}", args.len()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, serial");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = c.query(&sql, &params).await.map_err(err)?;
+        Ok(rows.iter().map(cert_from_row).collect())
+    }
+
+    async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {TX_COLUMNS} FROM transactions WHERE state = 'pending' \
+                     ORDER BY created_at, transaction_id"
+                ),
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(tx_from_row).collect())
+    }
+
+    async fn insert_challenge(&self, ch: &ChallengeRecord) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&ch.hash, &ch.profile, &ch.bindings, &ch.expires_at, &now()],
+        )
+        .await
+        .map(|_| ())
+        .map_err(err)
+    }
+
+    async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT hash, profile, bindings, expires_at, used_at FROM challenges WHERE hash = $1",
+                &[&hash],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.map(|r| ChallengeRecord {
+            hash: r.get(0),
+            profile: r.get(1),
+            bindings: r.get(2),
+            expires_at: r.get(3),
+            used_at: r.get(4),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute("SELECT 1", &[]).await.map(|_| ()).map_err(err)
+    }
+}

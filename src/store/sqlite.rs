@@ -1,0 +1,424 @@
+//! The embedded engine: one SQLite file in WAL mode, written by one connection at a time on
+//! blocking threads.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
+    TransactionRecord, SCHEMA_VERSION,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001_initial.sql"))];
+
+/// SQLite engine.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(err)?;
+    let tx = conn.transaction().map_err(err)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Invalid(format!(
+            "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )
+            .map_err(err)?;
+            tracing::info!(version, "applied SQLite migration");
+        }
+    }
+    tx.commit().map_err(err)
+}
+
+fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
+    Ok(TransactionRecord {
+        transaction_id: r.get(0)?,
+        profile: r.get(1)?,
+        key_sha256: r.get(2)?,
+        signer_sha256: r.get(3)?,
+        state: state_from(&r.get::<_, String>(4)?, r.get(5)?, r.get(6)?),
+        csr: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+    })
+}
+
+const TX_COLUMNS: &str =
+    "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
+const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+     status, revoked_at, revocation_reason, transaction_id, device_id";
+
+fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        serial: r.get(0)?,
+        der: r.get(1)?,
+        subject: r.get(2)?,
+        sans: r.get(3)?,
+        issuer: r.get(4)?,
+        not_before: r.get(5)?,
+        not_after: r.get(6)?,
+        profile: r.get(7)?,
+        status: CertStatus::parse(&r.get::<_, String>(8)?),
+        revoked_at: r.get(9)?,
+        revocation_reason: r.get(10)?,
+        transaction_id: r.get(11)?,
+        device_id: r.get(12)?,
+    })
+}
+
+/// Consume a one-time challenge inside `tx`: exactly one unused, unexpired row.
+fn consume(
+    tx: &rusqlite::Transaction<'_>,
+    hash: &str,
+    profile: &str,
+    by: &str,
+) -> Result<(), StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE challenges SET used_at = ?1, used_by = ?2 \
+             WHERE hash = ?3 AND profile = ?4 AND used_at IS NULL AND expires_at > ?1",
+            params![now(), by, hash, profile],
+        )
+        .map_err(err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(
+            "the one-time challenge is used or expired".into(),
+        ))
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating) the database file and apply migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let mut conn = Connection::open(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(err)?;
+            migrate(&mut conn)?;
+            Ok(SqliteStore {
+                conn: Arc::new(Mutex::new(conn)),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = ?1"),
+                [id],
+                tx_from_row,
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn insert_pending(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (tx_rec, challenge) = (tx.clone(), challenge.map(str::to_owned));
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            if let Some(h) = &challenge {
+                consume(&t, h, &tx_rec.profile, &tx_rec.transaction_id)?;
+            }
+            let at = now();
+            t.execute(
+                "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
+                 state, csr, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+                params![
+                    tx_rec.transaction_id,
+                    tx_rec.profile,
+                    tx_rec.key_sha256,
+                    tx_rec.signer_sha256,
+                    tx_rec.csr,
+                    at
+                ],
+            )
+            .map_err(err)?;
+            t.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn record_issued(
+        &self,
+        tx: &TransactionRecord,
+        cert: &CertificateRecord,
+        challenge: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (tx_rec, cert, challenge) = (tx.clone(), cert.clone(), challenge.map(str::to_owned));
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let existing: Option<(String, String)> = t
+                .query_row(
+                    "SELECT key_sha256, state FROM transactions WHERE transaction_id = ?1",
+                    [&tx_rec.transaction_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            match &existing {
+                Some((key, _)) if *key != tx_rec.key_sha256 => {
+                    return Err(StoreError::Conflict(format!(
+                        "transaction {} belongs to another key",
+                        tx_rec.transaction_id
+                    )))
+                }
+                Some((_, state)) if state != "pending" => {
+                    return Err(StoreError::Conflict(format!(
+                        "transaction {} is already final",
+                        tx_rec.transaction_id
+                    )))
+                }
+                _ => {}
+            }
+            if let Some(h) = &challenge {
+                consume(&t, h, &tx_rec.profile, &tx_rec.transaction_id)?;
+            }
+            let at = now();
+            t.execute(
+                &format!(
+                    "INSERT INTO certificates ({CERT_COLUMNS}, created_at) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params![
+                    cert.serial,
+                    cert.der,
+                    cert.subject,
+                    cert.sans,
+                    cert.issuer,
+                    cert.not_before,
+                    cert.not_after,
+                    cert.profile,
+                    cert.status.as_str(),
+                    cert.revoked_at,
+                    cert.revocation_reason,
+                    cert.transaction_id,
+                    cert.device_id,
+                    at
+                ],
+            )
+            .map_err(err)?;
+            if existing.is_some() {
+                t.execute(
+                    "UPDATE transactions SET state = 'issued', serial = ?1, csr = NULL, \
+                     updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
+                    params![cert.serial, at, tx_rec.transaction_id],
+                )
+                .map_err(err)?;
+            } else {
+                t.execute(
+                    "INSERT INTO transactions (transaction_id, profile, key_sha256, \
+                     signer_sha256, state, serial, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'issued', ?5, ?6, ?6)",
+                    params![
+                        tx_rec.transaction_id,
+                        tx_rec.profile,
+                        tx_rec.key_sha256,
+                        tx_rec.signer_sha256,
+                        cert.serial,
+                        at
+                    ],
+                )
+                .map_err(err)?;
+            }
+            t.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE transactions SET state = 'rejected', reason = ?1, csr = NULL, \
+                     updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
+                    params![reason, now(), id],
+                )
+                .map_err(err)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "transaction {id} is not pending"
+                )))
+            }
+        })
+        .await
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let serial = serial.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                cert_from_row,
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn certificates(
+        &self,
+        filter: &CertFilter,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let f = filter.clone();
+        self.with(move |c| {
+            let at = now();
+            let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(p) = &f.profile {
+                args.push(p.clone().into());
+                sql.push_str(&format!(" AND profile = ?{}", args.len()));
+            }
+            if let Some(s) = f.status {
+                args.push(s.as_str().to_string().into());
+                sql.push_str(&format!(" AND status = ?{}", args.len()));
+            }
+            if let Some(w) = f.expiring_within_secs {
+                args.push(at.into());
+                sql.push_str(&format!(" AND not_after > ?{}", args.len()));
+                args.push((at + w).into());
+                sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
+            }
+            if let Some(s) = &f.subject_contains {
+                args.push(format!("%{s}%").into());
+                sql.push_str(&format!(" AND subject LIKE ?{}", args.len()));
+            }
+            sql.push_str(" ORDER BY created_at DESC, serial");
+            if f.limit > 0 {
+                sql.push_str(&format!(" LIMIT {}", f.limit));
+            }
+            let mut stmt = c.prepare(&sql).map_err(err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), cert_from_row)
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {TX_COLUMNS} FROM transactions WHERE state = 'pending' \
+                     ORDER BY created_at, transaction_id"
+                ))
+                .map_err(err)?;
+            let rows = stmt.query_map([], tx_from_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn insert_challenge(&self, ch: &ChallengeRecord) -> Result<(), StoreError> {
+        let ch = ch.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ch.hash, ch.profile, ch.bindings, ch.expires_at, now()],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT hash, profile, bindings, expires_at, used_at FROM challenges WHERE hash = ?1",
+                [hash],
+                |r| {
+                    Ok(ChallengeRecord {
+                        hash: r.get(0)?,
+                        profile: r.get(1)?,
+                        bindings: r.get(2)?,
+                        expires_at: r.get(3)?,
+                        used_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(err))
+            .await
+    }
+}
