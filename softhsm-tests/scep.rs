@@ -303,6 +303,57 @@ fn own_client_every_method_cipher_and_digest() {
             }
         }
     }
+    // Everything issued is in the store, and the CLI reads it from there.
+    let list = ok(&s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["cert", "list", "--profile", "default"])
+        .output()
+        .unwrap());
+    assert_eq!(list.lines().count(), 1 + 18, "{list}");
+    let serial = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let show = ok(&s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["cert", "show", &serial])
+        .output()
+        .unwrap());
+    assert!(
+        show.contains("CN=dev") && show.contains("profile:     default"),
+        "{show}"
+    );
+    let pem = ok(&s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["cert", "export", &serial])
+        .output()
+        .unwrap());
+    let exported = X509::from_pem(pem.as_bytes()).unwrap();
+    assert!(exported
+        .verify(&X509::from_der(&s.ca).unwrap().public_key().unwrap())
+        .unwrap());
+    let soon = ok(&s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["cert", "list", "--expiring", "30d"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        soon.lines().count(),
+        1,
+        "nothing expires within 30 days: {soon}"
+    );
     // Single DES needs the legacy profile.
     let (_, reply) = enroll(
         &s,

@@ -45,6 +45,56 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The database: migrations.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Issued certificates, read from the store.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Apply the schema migrations (also done at every start) and print the schema version.
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+enum CertCommand {
+    /// List certificates, newest first.
+    List {
+        /// Only this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only this status: valid or revoked.
+        #[arg(long, value_parser = ["valid", "revoked"])]
+        status: Option<String>,
+        /// Only certificates expiring within this time: 30d, 12h, or days.
+        #[arg(long)]
+        expiring: Option<String>,
+        /// Only subjects containing this text.
+        #[arg(long)]
+        subject: Option<String>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// Show one certificate by serial (hex).
+    Show {
+        /// Serial number in hex (as `cert list` prints it).
+        serial: String,
+    },
+    /// Write one certificate as PEM (or DER with --der) to stdout or a file.
+    Export {
+        /// Serial number in hex.
+        serial: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// DER instead of PEM.
+        #[arg(long)]
+        der: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -136,10 +186,153 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init(&config, args),
         Command::Ca(CaCommand::Import { cert, chain, ra }) => import(&config, cert, chain, ra),
         Command::Ca(CaCommand::Show) => show(&config),
+        Command::Db(DbCommand::Migrate) => with_store(&config, |_| async {
+            println!(
+                "database schema is at version {}",
+                sigil::store::SCHEMA_VERSION
+            );
+            Ok(())
+        }),
+        Command::Cert(c) => cert(&config, c),
         Command::Config(ConfigCommand::Show) => {
             print!("{}", config.to_toml());
             Ok(())
         }
+    }
+}
+
+/// Run `f` with the configured store (migrations applied) on a small runtime.
+fn with_store<F, Fut>(config: &Config, f: F) -> Result<()>
+where
+    F: FnOnce(std::sync::Arc<dyn sigil::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    rt.block_on(async {
+        let store = sigil::store::open(config).await.context("store")?;
+        f(store).await
+    })
+}
+
+/// `30d`, `12h`, `45m` or a number of days, in seconds.
+fn parse_span(text: &str) -> Result<i64> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("`{text}`: use 30d, 12h, 45m or a number of days"))?;
+    let mult = match unit {
+        "" | "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => anyhow::bail!("`{text}`: use 30d, 12h, 45m or a number of days"),
+    };
+    Ok(n * mult)
+}
+
+fn time_text(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn cert(config: &Config, c: CertCommand) -> Result<()> {
+    use sigil::store::{CertFilter, CertStatus};
+    match c {
+        CertCommand::List {
+            profile,
+            status,
+            expiring,
+            subject,
+            limit,
+        } => {
+            let filter = CertFilter {
+                profile,
+                status: status.map(|s| {
+                    if s == "revoked" {
+                        CertStatus::Revoked
+                    } else {
+                        CertStatus::Valid
+                    }
+                }),
+                expiring_within_secs: expiring.as_deref().map(parse_span).transpose()?,
+                subject_contains: subject,
+                limit,
+            };
+            with_store(config, |store| async move {
+                let certs = store.certificates(&filter).await?;
+                println!(
+                    "{:<34} {:<8} {:<21} {:<12} SUBJECT",
+                    "SERIAL", "STATUS", "NOT AFTER", "PROFILE"
+                );
+                for c in &certs {
+                    println!(
+                        "{:<34} {:<8} {:<21} {:<12} {}",
+                        c.serial,
+                        if c.status == CertStatus::Valid {
+                            "valid"
+                        } else {
+                            "revoked"
+                        },
+                        time_text(c.not_after),
+                        c.profile,
+                        c.subject
+                    );
+                }
+                eprintln!("{} certificate(s)", certs.len());
+                Ok(())
+            })
+        }
+        CertCommand::Show { serial } => with_store(config, |store| async move {
+            let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+            let c = store
+                .certificate(&serial)
+                .await?
+                .with_context(|| format!("no certificate with serial {serial}"))?;
+            println!("serial:      {}", c.serial);
+            println!("subject:     {}", c.subject);
+            println!("SANs:        {}", c.sans);
+            println!("issuer:      {}", c.issuer);
+            println!("not before:  {}", time_text(c.not_before));
+            println!("not after:   {}", time_text(c.not_after));
+            println!("profile:     {}", c.profile);
+            println!(
+                "status:      {}",
+                if c.status == CertStatus::Valid {
+                    "valid"
+                } else {
+                    "revoked"
+                }
+            );
+            println!("transaction: {}", c.transaction_id);
+            println!("SHA-256:     {}", sigil::pki::sha256_fingerprint(&c.der));
+            Ok(())
+        }),
+        CertCommand::Export { serial, out, der } => with_store(config, |store| async move {
+            let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+            let c = store
+                .certificate(&serial)
+                .await?
+                .with_context(|| format!("no certificate with serial {serial}"))?;
+            let bytes = if der {
+                c.der
+            } else {
+                sigil::pki::to_pem(&c.der).into_bytes()
+            };
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+            }
+            Ok(())
+        }),
     }
 }
 

@@ -58,12 +58,15 @@ impl AppState {
                 return r.clone();
             }
         }
-        let r = self
+        let mut r = self
             .hsm
             .sign(&self.ca_key, self.ca_alg, b"sigil readiness probe".to_vec())
             .await
             .map(|_| ())
             .map_err(|e| e.to_string());
+        if let (Ok(()), Some(ra)) = (&r, &self.ra) {
+            r = ra.store().ping().await.map_err(|e| e.to_string());
+        }
         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), r.clone()));
         r
     }
