@@ -6,6 +6,7 @@ mod common;
 mod bad_config;
 mod ceremony;
 mod hsm_ops;
+mod multinode;
 mod quickstart;
 mod scep;
 mod serve;

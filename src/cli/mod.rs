@@ -51,6 +51,32 @@ enum Command {
     /// Issued certificates, read from the store.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// One-time challenges (NDES-style dynamic challenges).
+    #[command(subcommand)]
+    Challenge(ChallengeCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ChallengeCommand {
+    /// Make a one-time challenge: it works for exactly one enrollment on its profile, before it
+    /// expires, for a CSR that meets its bindings. Printed once; only its hash is stored.
+    Create {
+        /// The profile it is for (default: scep.default_profile).
+        #[arg(long)]
+        profile: Option<String>,
+        /// The CSR must have this common name.
+        #[arg(long)]
+        cn: Option<String>,
+        /// The CSR must carry this SAN (dns:…, email:…, uri:…, upn:…, ip:…); repeatable.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// The device it is for (recorded).
+        #[arg(long)]
+        device_id: Option<String>,
+        /// Lifetime: 60m, 12h, 1d.
+        #[arg(long, default_value = "60m")]
+        ttl: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +220,31 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }),
         Command::Cert(c) => cert(&config, c),
+        Command::Challenge(ChallengeCommand::Create {
+            profile,
+            cn,
+            sans,
+            device_id,
+            ttl,
+        }) => {
+            let profile = profile.unwrap_or_else(|| config.scep.default_profile.clone());
+            if !config.profiles.contains_key(&profile) {
+                anyhow::bail!("no profile `{profile}` in the configuration");
+            }
+            let ttl = parse_span(&ttl)?;
+            let bindings = sigil::ra::challenge::Bindings {
+                cn,
+                sans,
+                device_id,
+            };
+            with_store(&config, |store| async move {
+                let (challenge, expires) =
+                    sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl).await?;
+                println!("{challenge}");
+                eprintln!("profile {profile}, expires {}", time_text(expires));
+                Ok(())
+            })
+        }
         Command::Config(ConfigCommand::Show) => {
             print!("{}", config.to_toml());
             Ok(())

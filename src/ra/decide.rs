@@ -303,6 +303,8 @@ impl Ra {
             None => Some("it is not signed with a certificate issued by this CA".to_string()),
         };
         let renewing = renewal.is_none();
+        // The one-time challenge to consume with the record, if that is what was used.
+        let mut one_time: Option<String> = None;
         match (&renewal, msg.message_type) {
             (Some(why), MessageType::RenewalReq) => {
                 return Ok(fail(
@@ -314,16 +316,19 @@ impl Ra {
             (Some(why), _) => {
                 // A new enrollment: the challenge decides. When the signer was one of ours,
                 // say why it did not count as a renewal.
-                if let Some(reason) = self.challenge_problem(profile, csr.challenge.as_deref()) {
-                    let ours = self.issued_by_us(&msg.signer_cert).is_some();
-                    return Ok(fail(
-                        FailInfo::BadRequest,
-                        if ours {
-                            format!("{reason}; not a renewal either: {why}")
-                        } else {
-                            reason
-                        },
-                    ));
+                match self.challenge_check(profile, &csr).await? {
+                    Ok(hash) => one_time = hash,
+                    Err(reason) => {
+                        let ours = self.issued_by_us(&msg.signer_cert).is_some();
+                        return Ok(fail(
+                            FailInfo::BadRequest,
+                            if ours {
+                                format!("{reason}; not a renewal either: {why}")
+                            } else {
+                                reason
+                            },
+                        ));
+                    }
                 }
             }
         }
@@ -331,8 +336,14 @@ impl Ra {
             return Ok(fail(FailInfo::BadRequest, reason));
         }
         if profile.policy.approval && !renewing {
-            match store.insert_pending(&tx, None).await {
+            match store.insert_pending(&tx, one_time.as_deref()).await {
                 Ok(()) => return Ok(Outcome::Pending),
+                Err(StoreError::ChallengeSpent) => {
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        "the one-time challenge was already used",
+                    ));
+                }
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
                     return match store
@@ -343,13 +354,20 @@ impl Ra {
                         Some(old) if old.key_sha256 == tx.key_sha256 => {
                             self.recorded(&old, profile).await
                         }
-                        _ => Ok(fail(FailInfo::BadRequest, "transactionID conflict")),
+                        Some(_) => Ok(fail(
+                            FailInfo::BadRequest,
+                            "transactionID is already used by another key",
+                        )),
+                        None => Ok(fail(
+                            FailInfo::BadRequest,
+                            "the one-time challenge was already used",
+                        )),
                     };
                 }
                 Err(e) => return Err(store_err(e)),
             }
         }
-        self.issue(profile, tx, csr).await
+        self.issue(profile, tx, csr, one_time).await
     }
 
     /// Issue, record, answer. A concurrent resend of the same transaction gets the recorded
@@ -359,6 +377,7 @@ impl Ra {
         profile: &Profile,
         tx: TransactionRecord,
         csr: crate::pki::Csr,
+        one_time: Option<String>,
     ) -> Result<Outcome, RequestError> {
         for _ in 0..2 {
             let ra = self.clone();
@@ -374,10 +393,21 @@ impl Ra {
             };
             let record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-            match self.inner.store.record_issued(&tx, &record, None).await {
+            match self
+                .inner
+                .store
+                .record_issued(&tx, &record, one_time.as_deref())
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
                     return Ok(self.success(profile, der));
+                }
+                Err(StoreError::ChallengeSpent) => {
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        "the one-time challenge was already used",
+                    ));
                 }
                 Err(StoreError::Conflict(why)) => {
                     if let Some(old) = self
@@ -506,27 +536,45 @@ impl Ra {
         Ok(None)
     }
 
-    fn challenge_problem(&self, profile: &Profile, given: Option<&str>) -> Option<String> {
-        let want = &profile.policy.challenge_sha256;
-        if want.is_empty() {
+    /// Check the CSR's challenge: the profile's static one (compared in constant time), or a
+    /// one-time challenge from the store whose bindings the CSR meets. `Ok(Some(hash))` means a
+    /// one-time challenge to consume with the record; `Err` says why not.
+    async fn challenge_check(
+        &self,
+        profile: &Profile,
+        csr: &crate::pki::Csr,
+    ) -> Result<Result<Option<String>, String>, RequestError> {
+        let Some(given) = csr.challenge.as_deref() else {
             if profile.policy.allow_without_challenge {
-                return None;
+                return Ok(Ok(None));
             }
-            return Some(format!(
-                "profile `{}` has no challenge configured and does not allow enrollment without one",
-                profile.name
-            ));
-        }
-        let Some(given) = given else {
-            return Some("the CSR carries no challenge password".into());
+            return Ok(Err("the CSR carries no challenge password".into()));
         };
         let got = sha2::Sha256::digest(given.as_bytes());
-        let want = hex::decode(want).unwrap_or_default();
+        let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
         if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
-            None
-        } else {
-            Some("the challenge password is wrong".into())
+            return Ok(Ok(None));
         }
+        let hash = hex::encode(got);
+        let Some(c) = self.inner.store.challenge(&hash).await.map_err(store_err)? else {
+            return Ok(Err("the challenge password is wrong".into()));
+        };
+        if c.profile != profile.name {
+            return Ok(Err(format!(
+                "the one-time challenge is for profile `{}`",
+                c.profile
+            )));
+        }
+        if c.used_at.is_some() {
+            return Ok(Err("the one-time challenge was already used".into()));
+        }
+        if c.expires_at <= crate::store::now() {
+            return Ok(Err("the one-time challenge has expired".into()));
+        }
+        if let Err(why) = crate::ra::challenge::bindings_met(&c.bindings, csr) {
+            return Ok(Err(why));
+        }
+        Ok(Ok(Some(hash)))
     }
 
     async fn poll(&self, msg: &PkiMessage, plain: &[u8]) -> Result<Outcome, RequestError> {

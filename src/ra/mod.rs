@@ -7,6 +7,7 @@
 //! one PKIOperation with a CertRep (FAILURE for anything refused) or a [`RequestError`] when no
 //! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
 
+pub mod challenge;
 mod decide;
 mod key;
 

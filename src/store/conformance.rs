@@ -52,6 +52,13 @@ fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     );
 }
 
+fn spent<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::ChallengeSpent)),
+        "expected a spent challenge, got {r:?}"
+    );
+}
+
 async fn suite(s: Arc<dyn Store>) {
     let year = now() + 365 * 86400;
     s.ping().await.unwrap();
@@ -141,7 +148,7 @@ async fn suite(s: Arc<dyn Store>) {
     .await
     .unwrap();
     assert!(s.challenge("h1").await.unwrap().unwrap().used_at.is_some());
-    conflict(
+    spent(
         s.record_issued(&tx("t7", "k7"), &cert("07", "t7", "CN=x", year), Some("h1"))
             .await,
     );
@@ -153,7 +160,7 @@ async fn suite(s: Arc<dyn Store>) {
     s.insert_challenge(&challenge("h-old", now() - 1))
         .await
         .unwrap();
-    conflict(
+    spent(
         s.record_issued(
             &tx("t8", "k8"),
             &cert("08", "t8", "CN=x", year),
@@ -164,7 +171,7 @@ async fn suite(s: Arc<dyn Store>) {
     let mut other_profile = challenge("h-other", now() + 3600);
     other_profile.profile = "servers".into();
     s.insert_challenge(&other_profile).await.unwrap();
-    conflict(
+    spent(
         s.record_issued(
             &tx("t9", "k9"),
             &cert("09", "t9", "CN=x", year),
@@ -178,7 +185,7 @@ async fn suite(s: Arc<dyn Store>) {
     s.insert_pending(&tx("t10", "k10"), Some("h-pending"))
         .await
         .unwrap();
-    conflict(s.insert_pending(&tx("t11", "k11"), Some("h-pending")).await);
+    spent(s.insert_pending(&tx("t11", "k11"), Some("h-pending")).await);
     assert!(s.challenge("missing").await.unwrap().is_none());
 
     // Listing with filters.

@@ -197,6 +197,9 @@ pub enum StoreError {
     /// already final, challenge used or expired).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The one-time challenge is used, expired, or for another profile; nothing was written.
+    #[error("the one-time challenge was already used or has expired")]
+    ChallengeSpent,
     /// The database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -110,9 +110,7 @@ async fn consume(
     if n == 1 {
         Ok(())
     } else {
-        Err(StoreError::Conflict(
-            "the one-time challenge is used or expired".into(),
-        ))
+        Err(StoreError::ChallengeSpent)
     }
 }
 

@@ -112,9 +112,7 @@ fn consume(
     if n == 1 {
         Ok(())
     } else {
-        Err(StoreError::Conflict(
-            "the one-time challenge is used or expired".into(),
-        ))
+        Err(StoreError::ChallengeSpent)
     }
 }
 

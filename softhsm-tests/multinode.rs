@@ -1,0 +1,529 @@
+//! Several `sigil serve` nodes sharing one PostgreSQL: load, one-time challenges under
+//! contention, polling across nodes, a node killed mid-stream, and the database going away.
+//! These tests share the PostgreSQL cluster, and one of them stops it, so they run one at a
+//! time (`pg_lock`).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openssl::x509::X509;
+use sigil::scep::client::{issuer_and_subject, read_degenerate, Device};
+use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce, PkiStatus};
+use sigil::store::{CertFilter, PostgresStore, Store};
+
+use crate::common::{free_port, ok, TokenDir};
+
+const CHALLENGE: &str = "multi-node-secret";
+
+fn pg_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A schema of its own in the run's test database.
+fn pg_schema_url() -> String {
+    let base = std::env::var("SIGIL_TEST_DATABASE_URL").expect(
+        "SIGIL_TEST_DATABASE_URL is not set: run softhsm-tests/run.sh (it starts PostgreSQL 15)",
+    );
+    let schema = format!(
+        "mn_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    );
+    runtime().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+    });
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+struct Node {
+    child: Option<Child>,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Node {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Cluster {
+    token: TokenDir,
+    url: String,
+    config: std::path::PathBuf,
+    nodes: Vec<Node>,
+    ra: Vec<u8>,
+    ca: Vec<u8>,
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    fn start(nodes: usize) -> Cluster {
+        let token = TokenDir::new();
+        ok(&token.run(&["init", "--ca-key", "rsa3072"]));
+        let h = hex::encode(openssl::sha::sha256(CHALLENGE.as_bytes()));
+        let config = token.path().join("sigil.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[profiles.default]\nchallenge_sha256 = \"{h}\"\n\n\
+                 [profiles.approval]\nchallenge_sha256 = \"{h}\"\napproval = true\n\n\
+                 [profiles.otp]\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Cluster {
+            url: pg_schema_url(),
+            token,
+            config,
+            nodes: Vec::new(),
+            ra: Vec::new(),
+            ca: Vec::new(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        for i in 0..nodes {
+            let port = free_port();
+            let log = c.token.path().join(format!("node{i}.log"));
+            c.nodes.push(Node {
+                child: None,
+                port,
+                log,
+            });
+            c.spawn(i);
+        }
+        let (_, body) = c.get(0, "/scep?operation=GetCACert");
+        for cert in read_degenerate(&body).unwrap().0 {
+            let x = X509::from_der(&cert).unwrap();
+            if x.subject_name_hash() == x.issuer_name_hash() {
+                c.ca = cert;
+            } else {
+                c.ra = cert;
+            }
+        }
+        c
+    }
+
+    fn sigil(&self) -> Command {
+        let mut cmd = self.token.sigil();
+        cmd.env("SIGIL_CONFIG", &self.config)
+            .env("SIGIL_DATABASE_URL", &self.url)
+            .env("SIGIL_LOG_LEVEL", "info");
+        cmd
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let child = self
+            .sigil()
+            .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{}", node.port))
+            .env("SIGIL_SERVER_WORKERS", "2")
+            .env("SIGIL_HSM_POOL_SIZE", "4")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&node.log)
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let base = node.base();
+        self.nodes[i].child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.http.get(format!("{base}/healthz")).send().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not start: {}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    fn get(&self, i: usize, path: &str) -> (u16, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.nodes[i].base()))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    }
+
+    /// POST a pkiMessage; Err for transport errors, Ok((status, body)) otherwise.
+    fn post(&self, i: usize, profile: &str, msg: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let path = if profile == "default" {
+            "/scep".to_string()
+        } else {
+            format!("/scep/{profile}")
+        };
+        self.http
+            .post(format!(
+                "{}{path}?operation=PKIOperation",
+                self.nodes[i].base()
+            ))
+            .body(msg)
+            .send()
+            .map_err(|e| e.to_string())
+            .map(|r| {
+                (
+                    r.status().as_u16(),
+                    r.bytes().map(|b| b.to_vec()).unwrap_or_default(),
+                )
+            })
+    }
+
+    fn store(&self) -> PostgresStore {
+        runtime()
+            .block_on(PostgresStore::connect(&self.url, 2))
+            .unwrap()
+    }
+}
+
+/// A device and its ready PKCSReq (kept, to resend).
+struct Request {
+    device: Device,
+    tid: String,
+    msg: Vec<u8>,
+}
+
+fn request(c: &Cluster, cn: &str, challenge: &str) -> Request {
+    let device = Device::rsa(2048, cn).unwrap();
+    let csr = device.csr(cn, Some(challenge), &[]).unwrap();
+    let tid = hex::encode(openssl::sha::sha1(&device.key.public_key_to_der().unwrap()));
+    let msg = device
+        .request(
+            MessageType::PkcsReq,
+            &tid,
+            &Nonce::random().unwrap(),
+            &csr,
+            &c.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    Request { device, tid, msg }
+}
+
+/// Make `n` requests on `threads` threads (key generation is the slow part).
+fn requests(c: &Cluster, n: usize, challenge: &str) -> Vec<Request> {
+    let out = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                let r = request(c, &format!("device-{i}"), challenge);
+                out.lock().unwrap().push(r);
+            });
+        }
+    });
+    out.into_inner().unwrap()
+}
+
+fn serial_of(cert: &[u8]) -> String {
+    let b = X509::from_der(cert)
+        .unwrap()
+        .serial_number()
+        .to_bn()
+        .unwrap()
+        .to_vec();
+    hex::encode(b)
+}
+
+#[test]
+fn two_nodes_share_one_postgres() {
+    let _pg = pg_lock();
+    let c = Cluster::start(2);
+
+    // 200 enrollments at concurrency 32, spread over both nodes.
+    let reqs = Arc::new(requests(&c, 200, CHALLENGE));
+    let next = AtomicUsize::new(0);
+    let serials = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..32 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= reqs.len() {
+                    break;
+                }
+                let r = &reqs[i];
+                let (status, body) = c.post(i % 2, "default", r.msg.clone()).unwrap();
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                let reply = r.device.read(&body).unwrap();
+                assert_eq!(reply.status, PkiStatus::Success, "{:?}", reply.fail_text);
+                serials.lock().unwrap().push(serial_of(&reply.certs[0]));
+            });
+        }
+    });
+    let mut serials = serials.into_inner().unwrap();
+    assert_eq!(serials.len(), 200);
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 200, "a serial repeated");
+    let store = c.store();
+    let rt = runtime();
+    let stored = rt
+        .block_on(store.certificates(&CertFilter::default()))
+        .unwrap();
+    assert_eq!(stored.len(), 200, "every certificate is stored once");
+    for s in &serials {
+        assert!(stored.iter().any(|c| &c.serial == s));
+    }
+
+    // One one-time challenge, ten concurrent requests on both nodes: one certificate.
+    let otp = ok(&c
+        .sigil()
+        .args(["challenge", "create", "--profile", "otp"])
+        .output()
+        .unwrap());
+    let otp = otp.trim().to_owned();
+    assert_eq!(otp.len(), 32);
+    let racers = requests(&c, 10, &otp);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for (i, r) in racers.iter().enumerate() {
+            let c = &c;
+            let results = &results;
+            s.spawn(move || {
+                let (status, body) = c.post(i % 2, "otp", r.msg.clone()).unwrap();
+                assert_eq!(
+                    status,
+                    200,
+                    "{}\n{}\n{}",
+                    String::from_utf8_lossy(&body),
+                    c.log(0),
+                    c.log(1)
+                );
+                let reply = r.device.read(&body).unwrap();
+                results
+                    .lock()
+                    .unwrap()
+                    .push((reply.status, reply.fail_text));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let wins = results
+        .iter()
+        .filter(|(s, _)| *s == PkiStatus::Success)
+        .count();
+    assert_eq!(wins, 1, "{results:?}");
+    for (status, text) in &results {
+        if *status != PkiStatus::Success {
+            assert!(
+                text.as_deref().unwrap_or("").contains("already used"),
+                "{text:?}"
+            );
+        }
+    }
+    let otp_certs = rt
+        .block_on(store.certificates(&CertFilter {
+            profile: Some("otp".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(otp_certs.len(), 1);
+
+    // PENDING on node 0, CertPoll on node 1: any node answers for any transaction.
+    let p = request(&c, "pending-device", CHALLENGE);
+    let (_, body) = c.post(0, "approval", p.msg.clone()).unwrap();
+    assert_eq!(p.device.read(&body).unwrap().status, PkiStatus::Pending);
+    let ca_subject = X509::from_der(&c.ca)
+        .unwrap()
+        .subject_name()
+        .to_der()
+        .unwrap();
+    let poll = p
+        .device
+        .request(
+            MessageType::CertPoll,
+            &p.tid,
+            &Nonce::random().unwrap(),
+            &issuer_and_subject(&ca_subject, &ca_subject),
+            &c.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let (_, body) = c.post(1, "approval", poll).unwrap();
+    assert_eq!(p.device.read(&body).unwrap().status, PkiStatus::Pending);
+    assert_eq!(rt.block_on(store.pending()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_killed_node_loses_nothing() {
+    let _pg = pg_lock();
+    let mut c = Cluster::start(1);
+    let reqs = requests(&c, 60, CHALLENGE);
+    let received = Mutex::new(Vec::<(usize, String)>::new());
+    let next = AtomicUsize::new(0);
+    let cref = &c;
+    let pid = c.nodes[0].child.as_ref().unwrap().id().to_string();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= reqs.len() {
+                    break;
+                }
+                if let Ok((200, body)) = cref.post(0, "default", reqs[i].msg.clone()) {
+                    if let Ok(reply) = reqs[i].device.read(&body) {
+                        if reply.status == PkiStatus::Success {
+                            received
+                                .lock()
+                                .unwrap()
+                                .push((i, serial_of(&reply.certs[0])));
+                        }
+                    }
+                }
+            });
+        }
+        // SIGKILL the node in the middle of the stream.
+        while received.lock().unwrap().len() < 15 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Command::new("kill").args(["-9", &pid]).status().unwrap();
+    });
+    let answered = received.lock().unwrap().len();
+    assert!(answered < reqs.len(), "the stream ended before the kill");
+    c.kill9(0);
+    c.spawn(0);
+    let store = c.store();
+    let rt = runtime();
+    let received = received.into_inner().unwrap();
+    for (_, serial) in &received {
+        assert!(
+            rt.block_on(store.certificate(serial)).unwrap().is_some(),
+            "certificate {serial} was sent to a client but is not in the store"
+        );
+    }
+    // Resend every request: the ones answered get their stored certificate again; the others
+    // are issued now. Never two certificates for one transaction.
+    for (i, r) in reqs.iter().enumerate() {
+        let (status, body) = c.post(0, "default", r.msg.clone()).unwrap();
+        assert_eq!(status, 200);
+        let reply = r.device.read(&body).unwrap();
+        assert_eq!(reply.status, PkiStatus::Success, "{:?}", reply.fail_text);
+        if let Some((_, serial)) = received.iter().find(|(j, _)| *j == i) {
+            assert_eq!(
+                &serial_of(&reply.certs[0]),
+                serial,
+                "a resend got a second certificate"
+            );
+        }
+    }
+    let all = rt
+        .block_on(store.certificates(&CertFilter::default()))
+        .unwrap();
+    assert_eq!(all.len(), reqs.len(), "one certificate per transaction");
+    for r in &reqs {
+        assert!(rt.block_on(store.transaction(&r.tid)).unwrap().is_some());
+    }
+}
+
+#[test]
+fn database_outage_is_a_503_and_the_node_recovers() {
+    let _pg = pg_lock();
+    let port = std::env::var("PG_TEST_PORT").unwrap_or_else(|_| "5432".into());
+    let c = Cluster::start(1);
+    let before = request(&c, "before", CHALLENGE);
+    let (status, _) = c.post(0, "default", before.msg.clone()).unwrap();
+    assert_eq!(status, 200);
+    let pg = |action: &str| {
+        let out = Command::new("pg_ctlcluster")
+            .args(["15", "main", action, "-m", "fast"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctlcluster {action}: {out:?}");
+    };
+    pg("stop");
+    let during = request(&c, "during", CHALLENGE);
+    let started = Instant::now();
+    let result = c.post(0, "default", during.msg.clone());
+    let took = started.elapsed();
+    pg("start");
+    let (status, body) = result.unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("unavailable"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(took < Duration::from_secs(30), "the 503 took {took:?}");
+    // /readyz said so too, and says ready again once the database is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, body)) = c.post(0, "default", during.msg.clone()) {
+            assert_eq!(
+                during.device.read(&body).unwrap().status,
+                PkiStatus::Success
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not recover after PostgreSQL (port {port}) came back: {}",
+            c.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let store = c.store();
+    let rt = runtime();
+    assert_eq!(
+        rt.block_on(store.certificates(&CertFilter::default()))
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(!c.log(0).contains(" 500 "), "{}", c.log(0));
+}

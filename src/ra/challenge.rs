@@ -1,0 +1,116 @@
+//! One-time challenges (the NDES dynamic-challenge model): generated here, stored only as a
+//! SHA-256 hash with a profile, an expiry and optional bindings, and consumed in the same
+//! database transaction that records the certificate.
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::pki::{Csr, San};
+use crate::store::{now, ChallengeRecord, Store, StoreError};
+
+/// What a one-time challenge is bound to; every field set must match the CSR.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bindings {
+    /// The subject common name the CSR must carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cn: Option<String>,
+    /// SANs the CSR must carry, as `dns:…`, `email:…`, `uri:…`, `upn:…`, `ip:…`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// The device the challenge was issued for (recorded, not in the CSR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+}
+
+fn san_text(s: &San) -> String {
+    match s {
+        San::Dns(v) => format!("dns:{v}"),
+        San::Email(v) => format!("email:{v}"),
+        San::Uri(v) => format!("uri:{v}"),
+        San::Ip(v) => format!("ip:{v}"),
+        San::Upn(v) => format!("upn:{v}"),
+        San::Other(v) => format!("other:{v}"),
+    }
+}
+
+/// Does the CSR meet the bindings (JSON as stored)?
+pub fn bindings_met(json: &str, csr: &Csr) -> Result<(), String> {
+    let b: Bindings = serde_json::from_str(json)
+        .map_err(|_| "the one-time challenge has unreadable bindings".to_string())?;
+    if let Some(cn) = &b.cn {
+        if csr.common_name() != Some(cn.as_str()) {
+            return Err(format!(
+                "the one-time challenge is bound to CN `{cn}`, the CSR asks for {:?}",
+                csr.common_name().unwrap_or("none")
+            ));
+        }
+    }
+    let have: Vec<String> = csr.sans.iter().map(san_text).collect();
+    for want in &b.sans {
+        if !have.iter().any(|h| h.eq_ignore_ascii_case(want)) {
+            return Err(format!(
+                "the one-time challenge is bound to SAN `{want}`, which the CSR lacks"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The alphabet of generated challenges: PrintableString-safe (Windows encodes the challenge
+/// as PrintableString), unambiguous letters and digits.
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A fresh random challenge of 32 characters (about 185 bits).
+pub fn generate() -> Result<String, StoreError> {
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        let mut b = [0u8; 64];
+        openssl::rand::rand_bytes(&mut b)
+            .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+        for x in b {
+            // Rejection sampling keeps the distribution uniform.
+            if (x as usize) < 256 - 256 % ALPHABET.len() && out.len() < 32 {
+                out.push(ALPHABET[x as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Create and store a one-time challenge for `profile`, valid `ttl_secs`; returns the
+/// challenge (shown once) and its expiry.
+pub async fn create(
+    store: &dyn Store,
+    profile: &str,
+    bindings: &Bindings,
+    ttl_secs: i64,
+) -> Result<(String, i64), StoreError> {
+    let challenge = generate()?;
+    let expires_at = now() + ttl_secs.max(1);
+    store
+        .insert_challenge(&ChallengeRecord {
+            hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
+            profile: profile.into(),
+            bindings: serde_json::to_string(bindings)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            expires_at,
+            used_at: None,
+        })
+        .await?;
+    Ok((challenge, expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_challenges_are_printable_and_distinct() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| ALPHABET.contains(&c)));
+    }
+}
