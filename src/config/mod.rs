@@ -327,7 +327,7 @@ impl Config {
             let Some(rest) = name.strip_prefix("SIGIL_") else {
                 continue;
             };
-            if NOT_SETTINGS.contains(&name.as_str()) {
+            if NOT_SETTINGS.contains(&name.as_str()) || name.starts_with("SIGIL_TEST_") {
                 continue;
             }
             let Some((section, key)) = SECTIONS.iter().find_map(|s| {

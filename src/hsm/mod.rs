@@ -410,11 +410,30 @@ impl Hsm {
             rv: e.to_string(),
         })?;
         let (mech, public, private) = keys::generation_templates(spec, label, &id, usage);
-        self.run("generate", |s| {
-            s.generate_key_pair(&mech, &public, &private)
-                .map_err(ck("generate key pair"))
-                .map(|_| ())
-        })?;
+        // SoftHSM sometimes fails key generation under load with CKR_GENERAL_ERROR: try again a
+        // couple of times before reporting it.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.run("generate", |s| {
+                s.generate_key_pair(&mech, &public, &private)
+                    .map_err(ck("generate key pair"))
+                    .map(|_| ())
+            });
+            match result {
+                Err(HsmError::Token { ref rv, .. }) if rv == "GeneralError" && attempt < 4 => {
+                    tracing::warn!(
+                        label,
+                        attempt,
+                        "key generation failed with CKR_GENERAL_ERROR; retrying"
+                    );
+                    // A half-made pair must not stay behind under this label.
+                    let _ = self.destroy_blocking(label);
+                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+                }
+                other => break other?,
+            }
+        }
         tracing::info!(label, %spec, "generated key pair on token");
         self.public_key_blocking(&uri)
     }
