@@ -152,6 +152,7 @@ impl Cluster {
             .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{}", node.port))
             .env("SIGIL_SERVER_WORKERS", "2")
             .env("SIGIL_HSM_POOL_SIZE", "4")
+            .env("SIGIL_SERVER_BACKGROUND_INTERVAL_SECS", "1")
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -398,6 +399,66 @@ fn two_nodes_share_one_postgres() {
     let (_, body) = c.post(1, "approval", poll).unwrap();
     assert_eq!(p.device.read(&body).unwrap().status, PkiStatus::Pending);
     assert_eq!(rt.block_on(store.pending()).unwrap().len(), 1);
+}
+
+fn get_crl(c: &Cluster, node: usize) -> Vec<u8> {
+    let d = Device::rsa(2048, "crl-reader").unwrap();
+    let ca_subject = X509::from_der(&c.ca)
+        .unwrap()
+        .subject_name()
+        .to_der()
+        .unwrap();
+    let q = sigil::scep::client::issuer_and_serial(&ca_subject, &[1]);
+    let msg = d
+        .request(
+            MessageType::GetCrl,
+            &format!("crl-{node}-{}", std::process::id()),
+            &Nonce::random().unwrap(),
+            &q,
+            &c.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let (_, body) = c.post(node, "default", msg).unwrap();
+    let reply = d.read(&body).unwrap();
+    assert_eq!(reply.status, PkiStatus::Success, "{:?}", reply.fail_text);
+    reply.crls[0].clone()
+}
+
+#[test]
+fn background_work_runs_on_one_node_and_fails_over() {
+    let _pg = pg_lock();
+    let mut c = Cluster::start(2);
+    let leads = |c: &Cluster, i: usize| c.log(i).contains("this node now runs the background task");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(leads(&c, 0) || leads(&c, 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "no node took the background task"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(leads(&c, 0) != leads(&c, 1), "exactly one node leads");
+    let leader = if leads(&c, 0) { 0 } else { 1 };
+    assert!(c.log(leader).contains("CRL refreshed"), "{}", c.log(leader));
+    // Both nodes serve the same CRL, signed by the CA, from the store.
+    let a = get_crl(&c, 0);
+    let b = get_crl(&c, 1);
+    assert_eq!(a, b);
+    let crl = openssl::x509::X509Crl::from_der(&a).unwrap();
+    assert!(crl
+        .verify(&X509::from_der(&c.ca).unwrap().public_key().unwrap())
+        .unwrap());
+    // The leader dies: the other node takes over.
+    c.kill9(leader);
+    let other = 1 - leader;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !leads(&c, other) {
+        assert!(Instant::now() < deadline, "no failover: {}", c.log(other));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -502,6 +502,9 @@ fn serve(config: Config) -> Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let store = sigil::store::open(&config).await.context("store")?;
         let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
+        actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
+            config.server.background_interval_secs.max(1),
+        )));
         let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
         sigil::http::serve(&config, state).await.with_context(|| {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")

@@ -142,6 +142,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Seconds between background rounds (CRL renewal; one node at a time).
+    pub background_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +153,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("var/data"),
             shutdown_timeout_secs: 30,
             workers: 0,
+            background_interval_secs: 300,
         }
     }
 }

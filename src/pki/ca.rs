@@ -149,12 +149,14 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// A full CRL signed by the CA key on the token (blocking). `revoked` holds (serial bytes,
-/// revocation time). The CRL number is the current Unix time, so it only grows.
+/// A full CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
+/// (serial bytes, revocation time).
 pub fn build_crl(
     issuer: &rcgen::Issuer<'_, TokenKey>,
     ca_der: &[u8],
     revoked: &[(Vec<u8>, OffsetDateTime)],
+    crl_number: u64,
+    hours: i64,
 ) -> Result<Vec<u8>, PkiError> {
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
@@ -169,8 +171,8 @@ pub fn build_crl(
     let now = OffsetDateTime::now_utc();
     let params = rcgen::CertificateRevocationListParams {
         this_update: now,
-        next_update: now + Duration::days(1),
-        crl_number: SerialNumber::from(now.unix_timestamp().max(1) as u64),
+        next_update: now + Duration::hours(hours),
+        crl_number: SerialNumber::from(crl_number),
         issuing_distribution_point: None,
         revoked_certs: revoked
             .iter()

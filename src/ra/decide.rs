@@ -642,30 +642,7 @@ impl Ra {
             tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
             return Ok(unreadable());
         }
-        let now = OffsetDateTime::now_utc();
-        let cached = self
-            .inner
-            .crl
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|(refresh, _)| now < *refresh)
-            .map(|(_, der)| der.clone());
-        let der = match cached {
-            Some(der) => der,
-            None => {
-                let ra = self.clone();
-                let crl = blocking(move || {
-                    crate::pki::build_crl(&ra.inner.issuer, &ra.inner.ca_cert, &[])
-                })
-                .await?
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-                // Valid one day; made again after half of that.
-                *self.inner.crl.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((now + time::Duration::hours(12), crl.clone()));
-                crl
-            }
-        };
+        let der = self.crl().await?;
         Ok(Outcome::Success {
             certs: Vec::new(),
             crls: vec![der],

@@ -67,8 +67,6 @@ pub enum LoadError {
 pub(crate) struct Inner {
     pub(crate) ca_cert: Vec<u8>,
     pub(crate) ca_not_after: time::OffsetDateTime,
-    /// The last CRL made for GetCRL and when to make a new one.
-    pub(crate) crl: std::sync::Mutex<Option<(time::OffsetDateTime, Vec<u8>)>>,
     /// The CA certificate followed by its parents (from chain.pem).
     pub(crate) ca_chain: Vec<Vec<u8>>,
     pub(crate) issuer: Issuer<'static, TokenKey>,
@@ -85,6 +83,17 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Ra {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// How long a CRL is valid.
+const CRL_HOURS: i64 = 24;
+
+/// Is this CRL valid for at least `margin_secs` more?
+fn crl_fresh(der: &[u8], margin_secs: i64) -> bool {
+    x509_parser::parse_x509_crl(der)
+        .ok()
+        .and_then(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
+        .is_some_and(|next| next - margin_secs > crate::store::now())
 }
 
 fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
@@ -152,7 +161,6 @@ impl Ra {
         Ok(Ra {
             inner: Arc::new(Inner {
                 ca_not_after,
-                crl: std::sync::Mutex::new(None),
                 ca_chain,
                 ca_cert,
                 issuer,
@@ -178,6 +186,82 @@ impl Ra {
             .profiles
             .get(name)
             .ok_or_else(|| RequestError::UnknownProfile(name.to_owned()))
+    }
+
+    /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
+    /// node may call it; the CRL number comes from the store, so it only grows.
+    pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        if let Some(der) = self.inner.store.state("crl").await.map_err(unavailable)? {
+            if crl_fresh(&der, 0) {
+                return Ok(der);
+            }
+        }
+        self.refresh_crl().await
+    }
+
+    /// Make, sign and store a new CRL listing every revoked certificate.
+    pub async fn refresh_crl(&self) -> Result<Vec<u8>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let store = &self.inner.store;
+        let revoked = store
+            .certificates(&crate::store::CertFilter {
+                status: Some(crate::store::CertStatus::Revoked),
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .filter_map(|c| {
+                let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
+                Some((hex::decode(&c.serial).ok()?, at))
+            })
+            .collect::<Vec<_>>();
+        let number = store.next_crl_number().await.map_err(unavailable)?;
+        let ra = self.clone();
+        let der = tokio::task::spawn_blocking(move || {
+            crate::pki::build_crl(
+                &ra.inner.issuer,
+                &ra.inner.ca_cert,
+                &revoked,
+                number.max(1) as u64,
+                CRL_HOURS,
+            )
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        store.set_state("crl", &der).await.map_err(unavailable)?;
+        tracing::info!(crl_number = number, "CRL refreshed");
+        Ok(der)
+    }
+
+    /// Background work for this node, every `interval`: when this node leads the "crl" task,
+    /// renew the CRL once less than half of its life is left. Runs until the process ends.
+    pub async fn background(self, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            match self.inner.store.lead("crl").await {
+                Ok(true) => {
+                    let stale = match self.inner.store.state("crl").await {
+                        Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
+                        Ok(None) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "background: store unavailable");
+                            continue;
+                        }
+                    };
+                    if stale {
+                        if let Err(e) = self.refresh_crl().await {
+                            tracing::warn!(error = %e, "background: CRL refresh failed");
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+        }
     }
 
     /// The store.

@@ -63,6 +63,16 @@ async fn suite(s: Arc<dyn Store>) {
     let year = now() + 365 * 86400;
     s.ping().await.unwrap();
 
+    // CA state and the CRL counter.
+    assert!(s.state("crl").await.unwrap().is_none());
+    s.set_state("crl", b"one").await.unwrap();
+    s.set_state("crl", b"two").await.unwrap();
+    assert_eq!(s.state("crl").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(s.next_crl_number().await.unwrap(), 1);
+    assert_eq!(s.next_crl_number().await.unwrap(), 2);
+    assert!(s.lead("task").await.unwrap());
+    assert!(s.lead("task").await.unwrap(), "a leader stays the leader");
+
     // Issue: the transaction and the certificate, together.
     s.record_issued(&tx("t1", "k1"), &cert("01", "t1", "CN=one", year), None)
         .await
@@ -323,8 +333,31 @@ async fn postgres_url() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_engine() {
     let url = postgres_url().await;
-    let s = PostgresStore::connect(&url, 8).await.unwrap();
-    suite(Arc::new(s)).await;
+    let s = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    suite(s.clone()).await;
+    // Another node does not lead the same task while the first lives.
+    let other = PostgresStore::connect(&url, 2).await.unwrap();
+    assert!(!other.lead("task").await.unwrap());
+    // Concurrent CRL numbers from two nodes never repeat.
+    let a = PostgresStore::connect(&url, 4).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(
+            async move { s.next_crl_number().await.unwrap() },
+        ));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 20);
+    // When the leader goes away, the other node takes the task over.
+    drop(s);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(other.lead("task").await.unwrap());
     PostgresStore::connect(&url, 2).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await

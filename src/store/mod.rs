@@ -245,6 +245,16 @@ pub trait Store: Send + Sync {
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Is this node the one that runs background task `task`? With PostgreSQL the first node
+    /// to ask takes a session advisory lock and keeps it while it lives; when it dies, another
+    /// node's next call takes over. With SQLite (one node) always true.
+    async fn lead(&self, task: &str) -> Result<bool, StoreError>;
+    /// A named piece of CA state (the current CRL, for example).
+    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Set a named piece of CA state.
+    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// The next CRL number: one more than any before, across all nodes.
+    async fn next_crl_number(&self) -> Result<i64, StoreError>;
 }
 
 /// Seconds since the Unix epoch.

@@ -25,6 +25,19 @@ const MIGRATION_LOCK: i64 = 0x7369_6769_6c6d_6967;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    config: tokio_postgres::Config,
+    tls: postgres_openssl::MakeTlsConnector,
+    /// Connections holding a background task's advisory lock, by task.
+    leases: std::sync::Arc<
+        tokio::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Client>>,
+    >,
+}
+
+/// The advisory lock key of a background task.
+fn task_key(task: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("sigil-task:{task}"));
+    i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 fn err(e: tokio_postgres::Error) -> StoreError {
@@ -124,8 +137,8 @@ impl PostgresStore {
         builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
         let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
         let mgr = Manager::from_config(
-            cfg,
-            tls,
+            cfg.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -140,7 +153,12 @@ impl PostgresStore {
             })
             .build()
             .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            config: cfg,
+            tls,
+            leases: Default::default(),
+        };
         store.migrate().await.map_err(|e| match e {
             StoreError::Unavailable(m) => {
                 StoreError::Unavailable(format!("{m} (database.url {})", redact(url)))
@@ -427,6 +445,87 @@ impl Store for PostgresStore {
             expires_at: r.get(3),
             used_at: r.get(4),
         }))
+    }
+
+    async fn lead(&self, task: &str) -> Result<bool, StoreError> {
+        let mut leases = self.leases.lock().await;
+        if let Some(client) = leases.get(task) {
+            if client.simple_query("SELECT 1").await.is_ok() {
+                return Ok(true);
+            }
+            // The connection (and with it the lock) is gone: compete again.
+            leases.remove(task);
+        }
+        // A connection of its own, outside the pool: the lock lives as long as it does.
+        let (client, conn) = self.config.connect(self.tls.clone()).await.map_err(err)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&task_key(task)])
+            .await
+            .map_err(err)?
+            .get(0);
+        if got {
+            tracing::info!(task, "this node now runs the background task");
+            leases.insert(task.to_owned(), client);
+        }
+        Ok(got)
+    }
+
+    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        Ok(
+            c.query_opt("SELECT value FROM ca_state WHERE name = $1", &[&name])
+                .await
+                .map_err(err)?
+                .map(|r| r.get(0)),
+        )
+    }
+
+    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO ca_state (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &value],
+        )
+        .await
+        .map(|_| ())
+        .map_err(err)
+    }
+
+    async fn next_crl_number(&self) -> Result<i64, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        // Row lock on the counter: concurrent callers on any node get distinct numbers.
+        t.execute(
+            "INSERT INTO ca_state (name, value) VALUES ('crl_number', '0') ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+        let current: Vec<u8> = t
+            .query_one(
+                "SELECT value FROM ca_state WHERE name = 'crl_number' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        let next = String::from_utf8(current)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+            + 1;
+        t.execute(
+            "UPDATE ca_state SET value = $1 WHERE name = 'crl_number'",
+            &[&next.to_string().into_bytes()],
+        )
+        .await
+        .map_err(err)?;
+        t.commit().await.map_err(err)?;
+        Ok(next)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -415,6 +415,65 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn lead(&self, _task: &str) -> Result<bool, StoreError> {
+        // The embedded database serves one node.
+        Ok(true)
+    }
+
+    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            c.query_row("SELECT value FROM ca_state WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn next_crl_number(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let t = c.transaction().map_err(err)?;
+            let current: Option<Vec<u8>> = t
+                .query_row(
+                    "SELECT value FROM ca_state WHERE name = 'crl_number'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let next = current
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0)
+                + 1;
+            t.execute(
+                "INSERT INTO ca_state (name, value) VALUES ('crl_number', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [next.to_string().into_bytes()],
+            )
+            .map_err(err)?;
+            t.commit().map_err(err)?;
+            Ok(next)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(err))
             .await
