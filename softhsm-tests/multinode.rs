@@ -399,6 +399,19 @@ fn two_nodes_share_one_postgres() {
     let (_, body) = c.post(1, "approval", poll).unwrap();
     assert_eq!(p.device.read(&body).unwrap().status, PkiStatus::Pending);
     assert_eq!(rt.block_on(store.pending()).unwrap().len(), 1);
+    // The CA and RA certificates are in the store too.
+    assert_eq!(
+        rt.block_on(store.state("ca_certificate"))
+            .unwrap()
+            .as_deref(),
+        Some(&c.ca[..])
+    );
+    assert_eq!(
+        rt.block_on(store.state("ra_certificate"))
+            .unwrap()
+            .as_deref(),
+        Some(&c.ra[..])
+    );
 }
 
 fn get_crl(c: &Cluster, node: usize) -> Vec<u8> {

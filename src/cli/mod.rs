@@ -502,6 +502,7 @@ fn serve(config: Config) -> Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let store = sigil::store::open(&config).await.context("store")?;
         let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
+        ra.record_certificates().await.context("store")?;
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));

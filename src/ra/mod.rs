@@ -188,6 +188,20 @@ impl Ra {
             .ok_or_else(|| RequestError::UnknownProfile(name.to_owned()))
     }
 
+    /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every
+    /// node and every tool reads the same ones.
+    pub async fn record_certificates(&self) -> Result<(), crate::store::StoreError> {
+        let i = &self.inner;
+        let store = &i.store;
+        store.set_state("ca_certificate", &i.ca_cert).await?;
+        store.set_state("ra_certificate", &i.ra_sign_cert).await?;
+        store
+            .set_state("ra_decrypt_certificate", &i.ra_decrypt_cert)
+            .await?;
+        let chain: String = i.ca_chain.iter().map(|c| crate::pki::to_pem(c)).collect();
+        store.set_state("ca_chain_pem", chain.as_bytes()).await
+    }
+
     /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
     /// node may call it; the CRL number comes from the store, so it only grows.
     pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
