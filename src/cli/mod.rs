@@ -212,7 +212,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init(&config, args),
         Command::Ca(CaCommand::Import { cert, chain, ra }) => import(&config, cert, chain, ra),
         Command::Ca(CaCommand::Show) => show(&config),
-        Command::Db(DbCommand::Migrate) => with_store(&config, |_| async {
+        Command::Db(DbCommand::Migrate) => with_store(&config, true, |_| async {
             println!(
                 "database schema is at version {}",
                 sigil::store::SCHEMA_VERSION
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> Result<()> {
                 sans,
                 device_id,
             };
-            with_store(&config, |store| async move {
+            with_store(&config, false, |store| async move {
                 let (challenge, expires) =
                     sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl).await?;
                 println!("{challenge}");
@@ -252,8 +252,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Run `f` with the configured store (migrations applied) on a small runtime.
-fn with_store<F, Fut>(config: &Config, f: F) -> Result<()>
+/// Run `f` with the configured store on a small runtime; only `db migrate` (`migrate`)
+/// changes the schema.
+fn with_store<F, Fut>(config: &Config, migrate: bool, f: F) -> Result<()>
 where
     F: FnOnce(std::sync::Arc<dyn sigil::store::Store>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -263,7 +264,7 @@ where
         .build()
         .context("runtime")?;
     rt.block_on(async {
-        let store = sigil::store::open(config).await.context("store")?;
+        let store = sigil::store::open(config, migrate).await.context("store")?;
         f(store).await
     })
 }
@@ -317,7 +318,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 subject_contains: subject,
                 limit,
             };
-            with_store(config, |store| async move {
+            with_store(config, false, |store| async move {
                 let certs = store.certificates(&filter).await?;
                 println!(
                     "{:<34} {:<8} {:<21} {:<12} SUBJECT",
@@ -341,7 +342,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 Ok(())
             })
         }
-        CertCommand::Show { serial } => with_store(config, |store| async move {
+        CertCommand::Show { serial } => with_store(config, false, |store| async move {
             let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
             let c = store
                 .certificate(&serial)
@@ -366,7 +367,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             println!("SHA-256:     {}", sigil::pki::sha256_fingerprint(&c.der));
             Ok(())
         }),
-        CertCommand::Export { serial, out, der } => with_store(config, |store| async move {
+        CertCommand::Export { serial, out, der } => with_store(config, false, |store| async move {
             let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
             let c = store
                 .certificate(&serial)
@@ -500,7 +501,7 @@ fn serve(config: Config) -> Result<()> {
     let ca_key = sigil::pki::TokenKey::open(&hsm, &ca_uri)?;
     let listen = config.server.listen.clone();
     actix_web::rt::System::new().block_on(async move {
-        let store = sigil::store::open(&config).await.context("store")?;
+        let store = sigil::store::open(&config, true).await.context("store")?;
         let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
         ra.record_certificates().await.context("store")?;
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(

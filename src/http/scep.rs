@@ -84,11 +84,12 @@ fn error_response(e: RequestError) -> HttpResponse {
             .body(format!("{e}\n")),
         RequestError::Malformed(_) => bad_request(e.to_string()),
         RequestError::Unavailable(_) => {
+            // The detail (database or token error text) is logged, not sent.
             tracing::error!(error = %e, "SCEP request could not be answered");
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, "10"))
                 .content_type("text/plain; charset=utf-8")
-                .body(format!("{e}\n"))
+                .body("temporarily unavailable (certificate store or HSM); retry later\n")
         }
     }
 }

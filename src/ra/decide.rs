@@ -318,6 +318,14 @@ impl Ra {
                 // say why it did not count as a renewal.
                 match self.challenge_check(profile, &csr).await? {
                     Ok(hash) => one_time = hash,
+                    // A resend racing its original: the original may have spent the challenge
+                    // a moment ago; answer what was recorded.
+                    Err(reason) if reason.contains("already used") => {
+                        return self.spent(profile, &tx).await.map(|o| match o {
+                            Outcome::Failure { info, .. } => fail(info, reason),
+                            other => other,
+                        });
+                    }
                     Err(reason) => {
                         let ours = self.issued_by_us(&msg.signer_cert).is_some();
                         return Ok(fail(
@@ -338,12 +346,7 @@ impl Ra {
         if profile.policy.approval && !renewing {
             match store.insert_pending(&tx, one_time.as_deref()).await {
                 Ok(()) => return Ok(Outcome::Pending),
-                Err(StoreError::ChallengeSpent) => {
-                    return Ok(fail(
-                        FailInfo::BadRequest,
-                        "the one-time challenge was already used",
-                    ));
-                }
+                Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
                     return match store
@@ -403,12 +406,7 @@ impl Ra {
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
                     return Ok(self.success(profile, der));
                 }
-                Err(StoreError::ChallengeSpent) => {
-                    return Ok(fail(
-                        FailInfo::BadRequest,
-                        "the one-time challenge was already used",
-                    ));
-                }
+                Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
                 Err(StoreError::Conflict(why)) => {
                     if let Some(old) = self
                         .inner
@@ -436,6 +434,28 @@ impl Ra {
         Err(RequestError::Unavailable(
             "could not record the certificate".into(),
         ))
+    }
+
+    /// The one-time challenge was spent: if by this very transaction (a resend racing its
+    /// original), answer what was recorded; otherwise FAILURE.
+    async fn spent(
+        &self,
+        profile: &Profile,
+        tx: &TransactionRecord,
+    ) -> Result<Outcome, RequestError> {
+        match self
+            .inner
+            .store
+            .transaction(&tx.transaction_id)
+            .await
+            .map_err(store_err)?
+        {
+            Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old, profile).await,
+            _ => Ok(fail(
+                FailInfo::BadRequest,
+                "the one-time challenge was already used",
+            )),
+        }
     }
 
     /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under

@@ -203,7 +203,7 @@ impl Ra {
     }
 
     /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
-    /// node may call it; the CRL number comes from the store, so it only grows.
+    /// node may call it.
     pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         if let Some(der) = self.inner.store.state("crl").await.map_err(unavailable)? {
@@ -214,7 +214,8 @@ impl Ra {
         self.refresh_crl().await
     }
 
-    /// Make, sign and store a new CRL listing every revoked certificate.
+    /// Make, sign and publish a new CRL listing every revoked certificate. The number comes
+    /// from the store and publication is fenced, so the published CRL never goes back.
     pub async fn refresh_crl(&self) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
@@ -245,9 +246,15 @@ impl Ra {
         .await
         .map_err(|e| RequestError::Unavailable(e.to_string()))?
         .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        store.set_state("crl", &der).await.map_err(unavailable)?;
-        tracing::info!(crl_number = number, "CRL refreshed");
-        Ok(der)
+        if store.publish_crl(number, &der).await.map_err(unavailable)? {
+            tracing::info!(crl_number = number, "CRL refreshed");
+            return Ok(der);
+        }
+        // Another node published a newer CRL meanwhile: that one is current.
+        match store.state("crl").await.map_err(unavailable)? {
+            Some(newer) => Ok(newer),
+            None => Ok(der),
+        }
     }
 
     /// Background work for this node, every `interval`: when this node leads the "crl" task,

@@ -72,6 +72,19 @@ async fn suite(s: Arc<dyn Store>) {
     assert_eq!(s.next_crl_number().await.unwrap(), 2);
     assert!(s.lead("task").await.unwrap());
     assert!(s.lead("task").await.unwrap(), "a leader stays the leader");
+    // Publication is fenced: an older CRL never replaces a newer one.
+    assert!(s.publish_crl(5, b"crl five").await.unwrap());
+    assert!(!s.publish_crl(4, b"crl four").await.unwrap());
+    assert!(!s.publish_crl(5, b"crl five again").await.unwrap());
+    assert_eq!(
+        s.state("crl").await.unwrap().as_deref(),
+        Some(&b"crl five"[..])
+    );
+    assert!(s.publish_crl(6, b"crl six").await.unwrap());
+    assert_eq!(
+        s.state("crl").await.unwrap().as_deref(),
+        Some(&b"crl six"[..])
+    );
 
     // Issue: the transaction and the certificate, together.
     s.record_issued(&tx("t1", "k1"), &cert("01", "t1", "CN=one", year), None)
@@ -356,8 +369,11 @@ async fn postgres_engine() {
     assert_eq!(numbers.len(), 20);
     // When the leader goes away, the other node takes the task over.
     drop(s);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(other.lead("task").await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !other.lead("task").await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     PostgresStore::connect(&url, 2).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await

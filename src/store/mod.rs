@@ -255,6 +255,20 @@ pub trait Store: Send + Sync {
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// The next CRL number: one more than any before, across all nodes.
     async fn next_crl_number(&self) -> Result<i64, StoreError>;
+    /// Publish a CRL as the current one, unless a CRL with a higher number was published
+    /// meanwhile (by another node): the published number never goes backwards. True when
+    /// published.
+    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError>;
+}
+
+fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
+    match v {
+        None => Ok(0),
+        Some(bytes) => String::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::Invalid(format!("ca_state `{name}` is not a number"))),
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -263,16 +277,36 @@ pub(crate) fn now() -> i64 {
 }
 
 /// Open the store the configuration names: PostgreSQL when `database.url` is set, else SQLite
-/// at `<data_dir>/sigil.db`. Migrations are applied.
-pub async fn open(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
+/// at `<data_dir>/sigil.db`. With `migrate`, pending migrations are applied (`serve`,
+/// `db migrate`); without, a schema that is not exactly this program's is refused, so a tool
+/// never changes a shared database behind the servers' backs.
+pub async fn open(
+    config: &crate::config::Config,
+    migrate: bool,
+) -> Result<Arc<dyn Store>, StoreError> {
     if config.database.url.is_empty() {
         let path = config.server.data_dir.join("sigil.db");
-        Ok(Arc::new(SqliteStore::open(&path).await?))
+        Ok(Arc::new(SqliteStore::open_with(&path, migrate).await?))
     } else {
         Ok(Arc::new(
-            PostgresStore::connect(&config.database.url, config.database.pool_size).await?,
+            PostgresStore::connect_with(&config.database.url, config.database.pool_size, migrate)
+                .await?,
         ))
     }
+}
+
+fn check_version(current: i64, migrate: bool) -> Result<(), StoreError> {
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Invalid(format!(
+            "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
+        )));
+    }
+    if !migrate && current < SCHEMA_VERSION {
+        return Err(StoreError::Invalid(format!(
+            "the database schema is version {current}; this sigil needs {SCHEMA_VERSION}: run `sigil db migrate`"
+        )));
+    }
+    Ok(())
 }
 
 fn state_from(state: &str, serial: Option<String>, reason: Option<String>) -> TransactionState {

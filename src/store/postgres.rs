@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{
     now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TransactionRecord, SCHEMA_VERSION,
+    TransactionRecord,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001_initial.sql"))];
@@ -58,18 +58,22 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
 
-fn redact(url: &str) -> String {
-    // postgres://user:password@host/db → postgres://user:***@host/db
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+/// The database a configuration points at, without the password: `user@host:port/db`.
+fn describe(cfg: &tokio_postgres::Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres {}@{host}:{port}/{}",
+        cfg.get_user().unwrap_or("?"),
+        cfg.get_dbname().unwrap_or("?")
+    )
 }
 
 fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
@@ -130,8 +134,27 @@ async fn consume(
 impl PostgresStore {
     /// Connect (a pool of `pool_size`) and apply migrations.
     pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
-        let cfg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("database.url `{}`: {e}", redact(url))))?;
+        Self::connect_with(url, pool_size, true).await
+    }
+
+    /// Connect; apply migrations only with `migrate` (see [`super::open`]).
+    pub async fn connect_with(
+        url: &str,
+        pool_size: usize,
+        migrate: bool,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut cfg = tokio_postgres::Config::from_str(url).map_err(|_| {
+            StoreError::Invalid(
+                "database.url does not parse (postgres://user:password@host/db?sslmode=…)".into(),
+            )
+        })?;
+        // A half-open connection (partition, frozen host) must fail in seconds, not after the
+        // kernel's retransmission timeout: requests then get 503 and the pool reconnects.
+        cfg.connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(Duration::from_secs(10));
+        let described = describe(&cfg);
         let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
         builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
@@ -159,16 +182,14 @@ impl PostgresStore {
             tls,
             leases: Default::default(),
         };
-        store.migrate().await.map_err(|e| match e {
-            StoreError::Unavailable(m) => {
-                StoreError::Unavailable(format!("{m} (database.url {})", redact(url)))
-            }
+        store.migrate(migrate).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("{m} ({described})")),
             other => other,
         })?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self, apply: bool) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         t.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -182,11 +203,7 @@ impl PostgresStore {
             .await
             .map_err(err)?
             .get(0);
-        if current > SCHEMA_VERSION {
-            return Err(StoreError::Invalid(format!(
-                "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
-            )));
-        }
+        super::check_version(current, apply)?;
         for (version, sql) in MIGRATIONS {
             if *version > current {
                 t.batch_execute(sql).await.map_err(err)?;
@@ -387,8 +404,11 @@ impl Store for PostgresStore {
             sql.push_str(&format!(" AND not_after <= ${}", args.len()));
         }
         if let Some(s) = &filter.subject_contains {
-            args.push(Box::new(format!("%{s}%")));
-            sql.push_str(&format!(" AND subject LIKE ${}", args.len()));
+            args.push(Box::new(format!("%{}%", super::sqlite::like_escape(s))));
+            sql.push_str(&format!(
+                " AND lower(subject) LIKE lower(${}) ESCAPE '\\'",
+                args.len()
+            ));
         }
         sql.push_str(" ORDER BY created_at DESC, serial");
         if filter.limit > 0 {
@@ -450,14 +470,24 @@ impl Store for PostgresStore {
     async fn lead(&self, task: &str) -> Result<bool, StoreError> {
         let mut leases = self.leases.lock().await;
         if let Some(client) = leases.get(task) {
-            if client.simple_query("SELECT 1").await.is_ok() {
+            let alive =
+                tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1"))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            if alive {
                 return Ok(true);
             }
             // The connection (and with it the lock) is gone: compete again.
             leases.remove(task);
         }
         // A connection of its own, outside the pool: the lock lives as long as it does.
-        let (client, conn) = self.config.connect(self.tls.clone()).await.map_err(err)?;
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.config.connect(self.tls.clone()),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("PostgreSQL: connect timed out".into()))?
+        .map_err(err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -513,11 +543,7 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?
             .get(0);
-        let next = String::from_utf8(current)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-            + 1;
+        let next = super::parse_number(Some(current), "crl_number")? + 1;
         t.execute(
             "UPDATE ca_state SET value = $1 WHERE name = 'crl_number'",
             &[&next.to_string().into_bytes()],
@@ -526,6 +552,43 @@ impl Store for PostgresStore {
         .map_err(err)?;
         t.commit().await.map_err(err)?;
         Ok(next)
+    }
+
+    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute(
+            "INSERT INTO ca_state (name, value) VALUES ('crl_published_number', '0') \
+             ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+        let published: Vec<u8> = t
+            .query_one(
+                "SELECT value FROM ca_state WHERE name = 'crl_published_number' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        if super::parse_number(Some(published), "crl_published_number")? >= number {
+            return Ok(false);
+        }
+        for (name, value) in [
+            ("crl_published_number", number.to_string().into_bytes()),
+            ("crl", der.to_vec()),
+        ] {
+            t.execute(
+                "INSERT INTO ca_state (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &[&name, &value],
+            )
+            .await
+            .map_err(err)?;
+        }
+        t.commit().await.map_err(err)?;
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,12 +5,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TransactionRecord, SCHEMA_VERSION,
+    TransactionRecord,
 };
+
+/// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001_initial.sql"))];
 
@@ -31,7 +38,7 @@ fn err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, apply: bool) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .map_err(err)?;
     let tx = conn.transaction().map_err(err)?;
@@ -42,11 +49,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .map_err(err)?;
-    if current > SCHEMA_VERSION {
-        return Err(StoreError::Invalid(format!(
-            "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
-        )));
-    }
+    super::check_version(current, apply)?;
     for (version, sql) in MIGRATIONS {
         if *version > current {
             tx.execute_batch(sql).map_err(err)?;
@@ -119,6 +122,11 @@ fn consume(
 impl SqliteStore {
     /// Open (creating) the database file and apply migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Open; apply migrations only with `migrate` (see [`super::open`]).
+    pub async fn open_with(path: &Path, migrate_schema: bool) -> Result<SqliteStore, StoreError> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent() {
@@ -134,7 +142,11 @@ impl SqliteStore {
                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(err)?;
-            migrate(&mut conn)?;
+            // Take the write lock when a transaction begins: a read that later upgrades to a
+            // write would fail at once with SQLITE_BUSY when another process (the CLI, another
+            // tool) writes, without waiting for busy_timeout.
+            conn.set_transaction_behavior(TransactionBehavior::Immediate);
+            migrate(&mut conn, migrate_schema)?;
             Ok(SqliteStore {
                 conn: Arc::new(Mutex::new(conn)),
             })
@@ -457,11 +469,7 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .map_err(err)?;
-            let next = current
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|s| s.parse::<i64>().ok())
-                .unwrap_or(0)
-                + 1;
+            let next = super::parse_number(current, "crl_number")? + 1;
             t.execute(
                 "INSERT INTO ca_state (name, value) VALUES ('crl_number', ?1) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -470,6 +478,38 @@ impl Store for SqliteStore {
             .map_err(err)?;
             t.commit().map_err(err)?;
             Ok(next)
+        })
+        .await
+    }
+
+    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+        let der = der.to_vec();
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let published: Option<Vec<u8>> = t
+                .query_row(
+                    "SELECT value FROM ca_state WHERE name = 'crl_published_number'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            if super::parse_number(published, "crl_published_number")? >= number {
+                return Ok(false);
+            }
+            for (name, value) in [
+                ("crl_published_number", number.to_string().into_bytes()),
+                ("crl", der.clone()),
+            ] {
+                t.execute(
+                    "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    params![name, value],
+                )
+                .map_err(err)?;
+            }
+            t.commit().map_err(err)?;
+            Ok(true)
         })
         .await
     }
