@@ -78,6 +78,9 @@ pub struct DatabaseConfig {
     pub url: String,
     /// PostgreSQL connections per node.
     pub pool_size: usize,
+    /// CA certificate(s) (PEM) that sign the PostgreSQL server's certificate, for
+    /// `sslmode=require` against a private CA; empty: the system's trust store.
+    pub ca_file: String,
 }
 
 impl Default for DatabaseConfig {
@@ -85,6 +88,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: String::new(),
             pool_size: 16,
+            ca_file: String::new(),
         }
     }
 }

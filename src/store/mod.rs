@@ -289,8 +289,14 @@ pub async fn open(
         Ok(Arc::new(SqliteStore::open_with(&path, migrate).await?))
     } else {
         Ok(Arc::new(
-            PostgresStore::connect_with(&config.database.url, config.database.pool_size, migrate)
-                .await?,
+            PostgresStore::connect_tls(
+                &config.database.url,
+                config.database.pool_size,
+                migrate,
+                (!config.database.ca_file.is_empty())
+                    .then(|| std::path::Path::new(&config.database.ca_file)),
+            )
+            .await?,
         ))
     }
 }

@@ -143,6 +143,17 @@ impl PostgresStore {
         pool_size: usize,
         migrate: bool,
     ) -> Result<PostgresStore, StoreError> {
+        Self::connect_tls(url, pool_size, migrate, None).await
+    }
+
+    /// As [`PostgresStore::connect_with`], trusting the CA certificates in `ca_file` for the
+    /// server's TLS certificate (else the system's trust store).
+    pub async fn connect_tls(
+        url: &str,
+        pool_size: usize,
+        migrate: bool,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<PostgresStore, StoreError> {
         let mut cfg = tokio_postgres::Config::from_str(url).map_err(|_| {
             StoreError::Invalid(
                 "database.url does not parse (postgres://user:password@host/db?sslmode=…)".into(),
@@ -158,6 +169,11 @@ impl PostgresStore {
         let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
         builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
+        if let Some(ca) = ca_file {
+            builder.set_ca_file(ca).map_err(|e| {
+                StoreError::Invalid(format!("database.ca_file `{}`: {e}", ca.display()))
+            })?;
+        }
         let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
         let mgr = Manager::from_config(
             cfg.clone(),
