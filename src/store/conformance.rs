@@ -63,6 +63,43 @@ async fn suite(s: Arc<dyn Store>) {
     let year = now() + 365 * 86400;
     s.ping().await.unwrap();
 
+    // API tokens: found by hash while active; revoked and expired ones are not.
+    let token = |id: &str, hash: &str, expires_at: Option<i64>| TokenRecord {
+        id: id.into(),
+        name: format!("name-{id}"),
+        role: "mdm".into(),
+        hash: hash.into(),
+        created_at: now(),
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.insert_token(&token("tok1", "hash1", None)).await.unwrap();
+    s.insert_token(&token("tok2", "hash2", Some(now() + 3600)))
+        .await
+        .unwrap();
+    s.insert_token(&token("tok3", "hash3", Some(now() - 1)))
+        .await
+        .unwrap();
+    conflict(s.insert_token(&token("tok4", "hash1", None)).await);
+    let used = s.use_token("hash1").await.unwrap().unwrap();
+    assert_eq!(used.id, "tok1");
+    assert!(s.use_token("hash2").await.unwrap().is_some());
+    assert!(s.use_token("hash3").await.unwrap().is_none(), "expired");
+    assert!(s.use_token("nope").await.unwrap().is_none());
+    assert!(s.revoke_token("tok1").await.unwrap());
+    assert!(!s.revoke_token("tok1").await.unwrap());
+    assert!(s.use_token("hash1").await.unwrap().is_none(), "revoked");
+    assert!(
+        s.use_token("hash2").await.unwrap().is_some(),
+        "the other still works"
+    );
+    let listed = s.tokens().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .any(|t| t.id == "tok2" && t.last_used_at.is_some()));
+
     // CA state and the CRL counter.
     assert!(s.state("crl").await.unwrap().is_none());
     s.set_state("crl", b"one").await.unwrap();

@@ -24,7 +24,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +175,27 @@ pub struct ChallengeRecord {
     pub used_at: Option<i64>,
 }
 
+/// An API token: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public identifier (shown in lists, used to revoke).
+    pub id: String,
+    /// A name for people ("intune-prod-2026").
+    pub name: String,
+    /// admin, officer, auditor or mdm.
+    pub role: String,
+    /// SHA-256 (hex) of the secret.
+    pub hash: String,
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Expiry (Unix seconds), if any.
+    pub expires_at: Option<i64>,
+    /// Revoked (Unix seconds), if it was.
+    pub revoked_at: Option<i64>,
+    /// Last successful use (Unix seconds).
+    pub last_used_at: Option<i64>,
+}
+
 /// Filters for [`Store::certificates`].
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
@@ -255,6 +276,14 @@ pub trait Store: Send + Sync {
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// The next CRL number: one more than any before, across all nodes.
     async fn next_crl_number(&self) -> Result<i64, StoreError>;
+    /// Store a new API token (its hash).
+    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
+    /// The active token (not revoked, not expired) with this hash; marks it used.
+    async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, newest first (hashes included; callers must not show them).
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revoke a token by id; false when there is no such active token.
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError>;
     /// Publish a CRL as the current one, unless a CRL with a higher number was published
     /// meanwhile (by another node): the published number never goes backwards. True when
     /// published.

@@ -13,10 +13,13 @@ use tokio_postgres::types::ToSql;
 
 use super::{
     now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TransactionRecord,
+    TokenRecord, TransactionRecord,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres_0001_initial.sql")),
+    (2, include_str!("migrations/postgres_0002_tokens.sql")),
+];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
 const MIGRATION_LOCK: i64 = 0x7369_6769_6c6d_6967;
@@ -102,6 +105,22 @@ fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
         revocation_reason: r.get(10),
         transaction_id: r.get(11),
         device_id: r.get(12),
+    }
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at";
+
+fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
+    TokenRecord {
+        id: r.get(0),
+        name: r.get(1),
+        role: r.get(2),
+        hash: r.get(3),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+        revoked_at: r.get(6),
+        last_used_at: r.get(7),
     }
 }
 
@@ -568,6 +587,65 @@ impl Store for PostgresStore {
         .map_err(err)?;
         t.commit().await.map_err(err)?;
         Ok(next)
+    }
+
+    async fn insert_token(&self, tok: &TokenRecord) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &tok.id,
+                &tok.name,
+                &tok.role,
+                &tok.hash,
+                &tok.created_at,
+                &tok.expires_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(err)
+    }
+
+    async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let at = now();
+        let row = c
+            .query_opt(
+                &format!(
+                    "UPDATE api_tokens SET last_used_at = $2 WHERE hash = $1 \
+                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                     RETURNING {TOKEN_COLUMNS}"
+                ),
+                &[&hash, &at],
+            )
+            .await
+            .map_err(err)?;
+        Ok(row.as_ref().map(token_from_row))
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id"),
+                &[],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(token_from_row).collect())
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            &[&now(), &id],
+        )
+        .await
+        .map(|n| n == 1)
+        .map_err(err)
     }
 
     async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {

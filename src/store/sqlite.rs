@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TransactionRecord,
+    TokenRecord, TransactionRecord,
 };
 
 /// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
@@ -19,7 +19,10 @@ pub(crate) fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite_0001_initial.sql")),
+    (2, include_str!("migrations/sqlite_0002_tokens.sql")),
+];
 
 /// SQLite engine.
 #[derive(Clone)]
@@ -72,6 +75,22 @@ fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
         signer_sha256: r.get(3)?,
         state: state_from(&r.get::<_, String>(4)?, r.get(5)?, r.get(6)?),
         csr: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at";
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        hash: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+        last_used_at: r.get(7)?,
     })
 }
 
@@ -478,6 +497,80 @@ impl Store for SqliteStore {
             .map_err(err)?;
             t.commit().map_err(err)?;
             Ok(next)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, tok: &TokenRecord) -> Result<(), StoreError> {
+        let tok = tok.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    tok.id,
+                    tok.name,
+                    tok.role,
+                    tok.hash,
+                    tok.created_at,
+                    tok.expires_at
+                ],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.with(move |c| {
+            let at = now();
+            let found = c
+                .query_row(
+                    &format!(
+                        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1 \
+                         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)"
+                    ),
+                    params![hash, at],
+                    token_from_row,
+                )
+                .optional()
+                .map_err(err)?;
+            if let Some(t) = &found {
+                c.execute(
+                    "UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2",
+                    params![at, t.id],
+                )
+                .map_err(err)?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id"
+                ))
+                .map_err(err)?;
+            let rows = stmt.query_map([], token_from_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            c.execute(
+                "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![now(), id],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
         })
         .await
     }
