@@ -87,11 +87,14 @@ ENV
 # shellcheck disable=SC1091
 . "$var/quickstart.env.tmp"
 
+admin_token=$(sed -n 's/^export SIGIL_ADMIN_TOKEN="\(.*\)"$/\1/p' "$var/quickstart.env" 2>/dev/null || true)
 if shown=$("$sigil" ca show 2>&1); then
   echo "== token already initialised; reusing its keys"
 elif printf '%s\n' "$shown" | grep -q "no CA certificate"; then
   echo "== key ceremony (sigil init)"
-  "$sigil" init --ca-key rsa3072 --ca-subject "CN=Sigil Quickstart CA,O=Sigil"
+  init_out=$("$sigil" init --ca-key rsa3072 --ca-subject "CN=Sigil Quickstart CA,O=Sigil")
+  printf '%s\n' "$init_out" | grep -v "Admin API token"
+  admin_token=$(printf '%s\n' "$init_out" | sed -n 's/^Admin API token.*: \(sigil_[0-9a-f]*\)$/\1/p')
 else
   printf '%s\n' "$shown" >&2
   exit 1
@@ -105,6 +108,7 @@ cat >>"$var/quickstart.env.tmp" <<ENV
 export SIGIL_SCEP_URL="$scep_url"
 export SIGIL_CHALLENGE="$challenge"
 export SIGIL_CA_SHA256="$ca_sha256"
+export SIGIL_ADMIN_TOKEN="$admin_token"
 ENV
 
 mv "$var/quickstart.env.tmp" "$var/quickstart.env"
@@ -115,6 +119,7 @@ echo "Challenge:  $challenge"
 echo "CA SHA-256: $ca_sha256"
 echo "RA SHA-256: $ra_sha256"
 echo "Token:      pkcs11-tool --module \$SIGIL_HSM_MODULE --token-label sigil --login --pin \$(cat \$SIGIL_HSM_PIN_FILE) -O"
+echo "Admin API:  curl -H \"Authorization: Bearer \$SIGIL_ADMIN_TOKEN\" http://${QUICKSTART_LISTEN:-127.0.0.1:8080}/api/v1/tokens"
 echo "Env file:   $var/quickstart.env"
 echo "Try:        scepclient -server-url $scep_url/legacy -challenge $challenge -ca-fingerprint $ra_sha256 -private-key dev.key -certificate dev.pem"
 $prepare_only && exit 0

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api;
 mod bad_config;
 mod ceremony;
 mod hsm_ops;

@@ -48,6 +48,8 @@ fn quickstart_prepares_once_then_serves_scep() {
     ] {
         env_value(&env, name);
     }
+    let admin = env_value(&env, "SIGIL_ADMIN_TOKEN");
+    assert!(admin.starts_with("sigil_"), "{admin}");
     let ca_before = std::fs::read(var.path().join("data/ca.pem")).unwrap();
     // Run twice: the token and keys are reused.
     let second = ok(&run());
@@ -95,6 +97,14 @@ fn quickstart_prepares_once_then_serves_scep() {
             .to_der()
             .unwrap(),
     ));
+    // The admin token from quickstart.env works, and survived the second run.
+    assert_eq!(env_value(&env, "SIGIL_ADMIN_TOKEN"), admin);
+    let tokens = reqwest::blocking::Client::new()
+        .get(url.replace("/scep", "/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
     let out = Command::new("scepclient")
         .current_dir(var.path())
         .args(["-server-url", &format!("{url}/legacy")])

@@ -21,7 +21,9 @@ pub struct ScepServer {
     pub ra: Vec<u8>,
     /// The CA certificate (DER).
     pub ca: Vec<u8>,
-    http: reqwest::blocking::Client,
+    /// The first admin API token, printed by `sigil init`.
+    pub admin: String,
+    pub http: reqwest::blocking::Client,
 }
 
 impl Drop for ScepServer {
@@ -38,13 +40,22 @@ fn sha256_hex(s: &str) -> String {
 impl ScepServer {
     pub fn start() -> ScepServer {
         let token = TokenDir::new();
-        ok(&token.run(&[
+        let init = ok(&token.run(&[
             "init",
             "--ca-key",
             "rsa3072",
             "--ca-subject",
             "CN=Test SCEP CA,O=Sigil",
         ]));
+        let admin = init
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Admin API token ")
+                    .and_then(|r| r.split(": ").nth(1))
+            })
+            .expect("sigil init prints the first admin token")
+            .trim()
+            .to_owned();
         let h = sha256_hex(CHALLENGE);
         let config = format!(
             r#"
@@ -103,6 +114,7 @@ extended_key_usage = ["serverAuth"]
             base: format!("http://127.0.0.1:{port}"),
             ra: Vec::new(),
             ca: Vec::new(),
+            admin,
             http,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

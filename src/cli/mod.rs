@@ -54,6 +54,32 @@ enum Command {
     /// One-time challenges (NDES-style dynamic challenges).
     #[command(subcommand)]
     Challenge(ChallengeCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token; the secret is printed once.
+    Create {
+        /// admin, officer, auditor or mdm.
+        #[arg(long)]
+        role: String,
+        /// A name for people, e.g. intune-prod-2026.
+        #[arg(long)]
+        name: String,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (tok_…).
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,6 +246,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }),
         Command::Cert(c) => cert(&config, c),
+        Command::Token(t) => token(&config, t),
         Command::Challenge(ChallengeCommand::Create {
             profile,
             cn,
@@ -280,7 +307,8 @@ fn parse_span(text: &str) -> Result<i64> {
         "" | "d" => 86_400,
         "h" => 3_600,
         "m" => 60,
-        _ => anyhow::bail!("`{text}`: use 30d, 12h, 45m or a number of days"),
+        "s" => 1,
+        _ => anyhow::bail!("`{text}`: use 30d, 12h, 45m, 30s or a number of days"),
     };
     Ok(n * mult)
 }
@@ -388,6 +416,66 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
     }
 }
 
+fn token(config: &Config, t: TokenCommand) -> Result<()> {
+    use sigil::ra::access::{create_token, Role};
+    match t {
+        TokenCommand::Create {
+            role,
+            name,
+            expires_in_days,
+        } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role `{role}`: use admin, officer, auditor or mdm"))?;
+            with_store(config, false, |store| async move {
+                let (secret, rec) = create_token(
+                    store.as_ref(),
+                    role,
+                    &name,
+                    expires_in_days.map(|d| i64::from(d) * 86_400),
+                )
+                .await?;
+                println!("{secret}");
+                eprintln!("token {} ({}, {}); shown once", rec.id, rec.role, rec.name);
+                Ok(())
+            })
+        }
+        TokenCommand::List => with_store(config, false, |store| async move {
+            println!(
+                "{:<18} {:<8} {:<25} {:<10} NAME",
+                "ID", "ROLE", "LAST USED", "STATE"
+            );
+            for t in store.tokens().await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at.is_some_and(|e| e <= sigil::store::now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<18} {:<8} {:<25} {:<10} {}",
+                    t.id,
+                    t.role,
+                    t.last_used_at
+                        .map(time_text)
+                        .unwrap_or_else(|| "never".into()),
+                    state,
+                    t.name
+                );
+            }
+            Ok(())
+        }),
+        TokenCommand::Revoke { id } => with_store(config, false, |store| async move {
+            if store.revoke_token(&id).await? {
+                println!("revoked {id}");
+                Ok(())
+            } else {
+                anyhow::bail!("no active token `{id}` (see `sigil token list`)")
+            }
+        }),
+    }
+}
+
 fn open_hsm(config: &Config) -> Result<Hsm> {
     let hsm_config = config.hsm.hsm_config()?;
     Ok(Hsm::open(&hsm_config)?)
@@ -424,7 +512,18 @@ fn init(config: &Config, args: InitArgs) -> Result<()> {
     let report = ceremony::init(&hsm, &config.hsm, &config.server.data_dir, &opts)?;
     print!("{report}");
     hsm.close();
-    Ok(())
+    // The first admin token, so the API can be used at once.
+    with_store(config, true, |store| async move {
+        let (secret, rec) = sigil::ra::access::create_token(
+            store.as_ref(),
+            sigil::ra::access::Role::Admin,
+            "initial-admin",
+            None,
+        )
+        .await?;
+        println!("Admin API token ({}; shown once): {secret}", rec.id);
+        Ok(())
+    })
 }
 
 fn import(config: &Config, cert: PathBuf, chain: PathBuf, ra: RaArgs) -> Result<()> {

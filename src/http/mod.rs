@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
+pub mod api;
 mod scep;
 
 use crate::config::Config;
@@ -27,6 +28,7 @@ pub struct AppState {
     ca_alg: SignAlg,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     ra: Option<Ra>,
+    limiter: api::AuthLimiter,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             ca_alg,
             ready: Mutex::new(None),
             ra: None,
+            limiter: api::AuthLimiter::default(),
         }
     }
 
@@ -98,7 +101,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .configure(scep::routes);
+        .configure(scep::routes)
+        .configure(api::routes);
 }
 
 /// Serve until SIGTERM / SIGINT.

@@ -7,6 +7,7 @@
 //! one PKIOperation with a CertRep (FAILURE for anything refused) or a [`RequestError`] when no
 //! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
 
+pub mod access;
 pub mod challenge;
 mod decide;
 mod key;
@@ -46,6 +47,23 @@ pub enum RequestError {
     #[error("{0}")]
     Malformed(String),
     /// The token or the store failed; the client should retry.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why an approval or rejection did not happen.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ApprovalError {
+    /// No such transaction.
+    #[error("no such transaction")]
+    NotFound,
+    /// It is not waiting for approval.
+    #[error("the transaction is not pending")]
+    NotPending,
+    /// The request cannot be issued (profile rules, stored CSR).
+    #[error("cannot issue: {0}")]
+    Refused(String),
+    /// Store or token down.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
 }
@@ -186,6 +204,70 @@ impl Ra {
             .profiles
             .get(name)
             .ok_or_else(|| RequestError::UnknownProfile(name.to_owned()))
+    }
+
+    /// An officer approves a PENDING enrollment: the certificate is issued from the stored
+    /// CSR under the transaction's profile and recorded; the device gets it at its next
+    /// CertPoll. Returns the serial.
+    pub async fn approve(&self, transaction_id: &str) -> Result<String, ApprovalError> {
+        let store = &self.inner.store;
+        let tx = store
+            .transaction(transaction_id)
+            .await
+            .map_err(|e| ApprovalError::Unavailable(e.to_string()))?
+            .ok_or(ApprovalError::NotFound)?;
+        if tx.state != crate::store::TransactionState::Pending {
+            return Err(ApprovalError::NotPending);
+        }
+        let csr = crate::pki::parse_csr(&tx.csr)
+            .map_err(|e| ApprovalError::Refused(format!("the stored CSR: {e}")))?;
+        let profile = self
+            .profile(Some(&tx.profile))
+            .map_err(|e| ApprovalError::Refused(e.to_string()))?
+            .clone();
+        match self.issue(&profile, tx, csr, None).await {
+            Ok(crate::scep::Outcome::Success { certs, .. }) => {
+                let serial = certs
+                    .first()
+                    .and_then(|c| crate::store::CertificateRecord::from_der(c, "", "").ok())
+                    .map(|r| r.serial)
+                    .unwrap_or_default();
+                tracing::info!(transaction_id, %serial, "approved and issued");
+                Ok(serial)
+            }
+            Ok(crate::scep::Outcome::Failure { text, .. }) => Err(ApprovalError::Refused(text)),
+            Ok(crate::scep::Outcome::Pending) => Err(ApprovalError::NotPending),
+            Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// An officer rejects a PENDING enrollment; the device gets FAILURE with `reason`.
+    pub async fn reject(&self, transaction_id: &str, reason: &str) -> Result<(), ApprovalError> {
+        let store = &self.inner.store;
+        match store.reject(transaction_id, reason).await {
+            Ok(()) => {
+                tracing::info!(transaction_id, reason, "rejected");
+                Ok(())
+            }
+            Err(crate::store::StoreError::Conflict(_)) => {
+                match store
+                    .transaction(transaction_id)
+                    .await
+                    .map_err(|e| ApprovalError::Unavailable(e.to_string()))?
+                {
+                    None => Err(ApprovalError::NotFound),
+                    Some(_) => Err(ApprovalError::NotPending),
+                }
+            }
+            Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The profiles, by name.
+    pub fn profile_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.profiles.keys().cloned().collect();
+        v.sort();
+        v
     }
 
     /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every

@@ -301,7 +301,7 @@ fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
 }
 
 /// Seconds since the Unix epoch.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 

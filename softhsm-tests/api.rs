@@ -1,0 +1,510 @@
+//! The REST API and the NDES challenge page, over HTTP against a real `sigil serve`: the role
+//! matrix, token rotation, the MDM flow with one-time challenges (scepclient and Sigil's own
+//! client), the NDES page, approvals, and bad input.
+
+use std::process::Command;
+
+use openssl::x509::X509;
+use reqwest::blocking::{RequestBuilder, Response};
+use serde_json::{json, Value};
+use sigil::http::api::ROUTES;
+use sigil::ra::access::Role;
+use sigil::scep::client::{issuer_and_subject, Device};
+use sigil::scep::{ContentCipher, DigestAlg, FailInfo, MessageType, Nonce, PkiStatus};
+
+use crate::scep::{new_device, ScepServer, CHALLENGE};
+
+fn auth(r: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+    match token {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    }
+}
+
+fn call(
+    s: &ScepServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Response {
+    let url = format!("{}{path}", s.base);
+    let r = match method {
+        "GET" => s.http.get(url),
+        "POST" => s.http.post(url),
+        "DELETE" => s.http.delete(url),
+        other => panic!("{other}"),
+    };
+    let r = auth(r, token);
+    let r = match body {
+        Some(b) => r.json(&b),
+        None => r,
+    };
+    r.send().unwrap()
+}
+
+fn new_token(s: &ScepServer, role: &str, name: &str) -> (String, String) {
+    let r = call(
+        s,
+        "POST",
+        "/api/v1/tokens",
+        Some(&s.admin),
+        Some(json!({"role": role, "name": name})),
+    );
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    (
+        v["token"].as_str().unwrap().to_owned(),
+        v["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn challenge(s: &ScepServer, mdm: &str, body: Value) -> String {
+    let r = call(s, "POST", "/api/v1/challenges", Some(mdm), Some(body));
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    assert!(v["expires_at"].as_str().is_some());
+    v["challenge"].as_str().unwrap().to_owned()
+}
+
+/// PKCSReq with Sigil's own client; returns the device and its reply.
+fn enroll_with(
+    s: &ScepServer,
+    profile: &str,
+    cn: &str,
+    challenge: &str,
+) -> (Device, String, sigil::scep::client::Reply) {
+    let d = new_device(cn);
+    let csr = d.csr(cn, Some(challenge), &[]).unwrap();
+    let tid = hex::encode(openssl::sha::sha1(&d.key.public_key_to_der().unwrap()));
+    let msg = d
+        .request(
+            MessageType::PkcsReq,
+            &tid,
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let reply = d.read(&s.pki(profile, msg, false)).unwrap();
+    (d, tid, reply)
+}
+
+#[test]
+fn every_route_checks_every_role() {
+    let s = ScepServer::start();
+    let mut tokens = vec![(None, "no token")];
+    let made: Vec<(Role, String)> = Role::ALL
+        .iter()
+        .map(|r| {
+            (
+                *r,
+                new_token(&s, r.as_str(), &format!("matrix-{}", r.as_str())).0,
+            )
+        })
+        .collect();
+    for (r, t) in &made {
+        tokens.push((Some(t.as_str()), r.as_str()));
+    }
+    let mut checked = 0;
+    for (method, pattern, allowed) in ROUTES {
+        let path = pattern
+            .replace("{id}", "does-not-exist")
+            .replace("{serial}", "00");
+        for (token, who) in &tokens {
+            let body = (*method == "POST").then(|| json!({}));
+            let status = call(&s, method, &path, *token, body).status().as_u16();
+            let expected_allowed = made
+                .iter()
+                .any(|(r, t)| Some(t.as_str()) == *token && allowed.contains(r));
+            match (token, expected_allowed) {
+                (None, _) => assert_eq!(status, 401, "{method} {path} without a token"),
+                (Some(_), false) => assert_eq!(status, 403, "{method} {path} as {who}"),
+                (Some(_), true) => assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} as {who} was refused with {status}"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, ROUTES.len() * 5);
+    // A wrong token is a 401 and says nothing about why beyond that.
+    let r = call(&s, "GET", "/api/v1/tokens", Some("sigil_0000"), None);
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"], "unauthenticated");
+    // The OpenAPI document is public and names every route.
+    let doc: Value = call(&s, "GET", "/api/v1/openapi.json", None, None)
+        .json()
+        .unwrap();
+    for (_, pattern, _) in ROUTES {
+        let p = pattern.trim_start_matches("/api/v1");
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from openapi.json"
+        );
+    }
+}
+
+#[test]
+fn mdm_tokens_rotate_and_challenges_work_once() {
+    let s = ScepServer::start();
+    let (mdm_a, id_a) = new_token(&s, "mdm", "mdm-a");
+    let (mdm_b, _) = new_token(&s, "mdm", "mdm-b");
+    // Both active tokens work; after revoking one, it gets 401 and the other still works.
+    challenge(&s, &mdm_a, json!({}));
+    challenge(&s, &mdm_b, json!({}));
+    assert_eq!(
+        call(
+            &s,
+            "DELETE",
+            &format!("/api/v1/tokens/{id_a}"),
+            Some(&s.admin),
+            None
+        )
+        .status(),
+        204
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/challenges",
+            Some(&mdm_a),
+            Some(json!({}))
+        )
+        .status(),
+        401
+    );
+    challenge(&s, &mdm_b, json!({}));
+    let listed: Value = call(&s, "GET", "/api/v1/tokens", Some(&s.admin), None)
+        .json()
+        .unwrap();
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&mdm_b) && !text.contains("hash"),
+        "secrets must not be listed"
+    );
+
+    // scepclient enrolls with a one-time challenge (legacy profile: it uses DES); a second use
+    // of the same challenge gets FAILURE badRequest.
+    crate::common::ensure_tool("scepclient", "scep");
+    let otp = challenge(&s, &mdm_b, json!({"profile": "legacy"}));
+    assert!(
+        otp.bytes().all(|c| c.is_ascii_alphanumeric()),
+        "PrintableString-safe: {otp}"
+    );
+    let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
+    let run = |dir: &str| {
+        let dir = s.token.path().join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("scepclient")
+            .current_dir(&dir)
+            .args(["-server-url", &format!("{}/scep/legacy", s.base)])
+            .args([
+                "-challenge",
+                &otp,
+                "-cn",
+                "mdm-device",
+                "-ca-fingerprint",
+                &ra_fp,
+            ])
+            .args(["-private-key", "k.pem", "-certificate", "c.pem"])
+            .output()
+            .unwrap();
+        (out, dir)
+    };
+    let (out, dir) = run("otp-1");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
+    );
+    crate::common::openssl_verify(&s.ca_pem(), &dir.join("c.pem"));
+    let (out, dir) = run("otp-2");
+    assert!(!dir.join("c.pem").exists());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("badRequest"), "{all}");
+    assert!(s.log().contains("the one-time challenge was already used"));
+
+    // An expired challenge fails the same way.
+    let out = s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["challenge", "create", "--ttl", "1s"])
+        .output()
+        .unwrap();
+    let short = crate::common::ok(&out).trim().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (_, _, r) = enroll_with(&s, "default", "late", &short);
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("expired"));
+
+    // A challenge bound to CN dev-1 refuses a CSR for dev-2, and serves dev-1.
+    let bound = challenge(&s, &mdm_b, json!({"cn": "dev-1", "ttl_minutes": 5}));
+    let (_, _, r) = enroll_with(&s, "default", "dev-2", &bound);
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
+    assert!(r.fail_text.unwrap().contains("bound to CN `dev-1`"));
+    let (_, _, r) = enroll_with(&s, "default", "dev-1", &bound);
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+}
+
+#[test]
+fn ndes_challenge_page() {
+    let s = ScepServer::start();
+    let (mdm, _) = new_token(&s, "mdm", "workspace-one");
+    let page = |password: Option<&str>| {
+        let r = s.http.get(format!("{}/certsrv/mscep_admin/", s.base));
+        match password {
+            Some(p) => r.basic_auth("anyone", Some(p)),
+            None => r,
+        }
+        .send()
+        .unwrap()
+    };
+    assert_eq!(page(None).status(), 401);
+    assert_eq!(page(Some("wrong")).status(), 401);
+    assert_eq!(page(Some(&s.admin)).status(), 403, "only mdm tokens");
+    let r = page(Some(&mdm));
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().unwrap();
+    // UTF-16LE with a byte-order mark, as NDES sends it.
+    assert_eq!(&bytes[..2], &[0xff, 0xfe]);
+    let units: Vec<u16> = bytes[2..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let html = String::from_utf16(&units).unwrap();
+    let challenge = html
+        .split("The enrollment challenge password is: <B> ")
+        .nth(1)
+        .and_then(|rest| rest.split(" </B>").next())
+        .expect("challenge in the NDES page")
+        .to_owned();
+    let (_, _, r) = enroll_with(&s, "default", "ndes-device", &challenge);
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    // The JSON variant.
+    let v: Value = s
+        .http
+        .get(format!("{}/certsrv/mscep_admin/json", s.base))
+        .basic_auth("x", Some(&mdm))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["challenge"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn officers_approve_and_reject_pending_enrollments() {
+    let s = ScepServer::start();
+    let (officer, _) = new_token(&s, "officer", "security-officer");
+    let (mdm, _) = new_token(&s, "mdm", "mdm");
+    let poll = |d: &Device, tid: &str| {
+        let ca = X509::from_der(&s.ca)
+            .unwrap()
+            .subject_name()
+            .to_der()
+            .unwrap();
+        let msg = d
+            .request(
+                MessageType::CertPoll,
+                tid,
+                &Nonce::random().unwrap(),
+                &issuer_and_subject(&ca, &ca),
+                &s.ra,
+                ContentCipher::Aes128Cbc,
+                DigestAlg::Sha256,
+            )
+            .unwrap();
+        d.read(&s.pki("approval", msg, false)).unwrap()
+    };
+    let (d1, t1, r) = enroll_with(&s, "approval", "approve-me", CHALLENGE);
+    assert_eq!(r.status, PkiStatus::Pending);
+    let (d2, t2, r) = enroll_with(&s, "approval", "reject-me", CHALLENGE);
+    assert_eq!(r.status, PkiStatus::Pending);
+    let queue: Value = call(&s, "GET", "/api/v1/approvals", Some(&officer), None)
+        .json()
+        .unwrap();
+    let ids: Vec<&str> = queue
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["transaction_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&t1.as_str()) && ids.contains(&t2.as_str()),
+        "{queue}"
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &format!("/api/v1/approvals/{t1}/approve"),
+            Some(&mdm),
+            None
+        )
+        .status(),
+        403
+    );
+    let r = call(
+        &s,
+        "POST",
+        &format!("/api/v1/approvals/{t1}/approve"),
+        Some(&officer),
+        Some(json!({"comment": "device checked"})),
+    );
+    assert_eq!(r.status(), 200);
+    let r = poll(&d1, &t1);
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    assert!(X509::from_der(&r.certs[0])
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_eq(&d1.key));
+    let r = call(
+        &s,
+        "POST",
+        &format!("/api/v1/approvals/{t2}/reject"),
+        Some(&officer),
+        Some(json!({"comment": "unknown device"})),
+    );
+    assert_eq!(r.status(), 200);
+    let r = poll(&d2, &t2);
+    assert_eq!(r.status, PkiStatus::Failure);
+    assert!(r.fail_text.unwrap().contains("unknown device"));
+    // Twice is a conflict; unknown is 404.
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &format!("/api/v1/approvals/{t1}/approve"),
+            Some(&officer),
+            None
+        )
+        .status(),
+        409
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/approvals/nope/reject",
+            Some(&officer),
+            None
+        )
+        .status(),
+        404
+    );
+    // The issued certificate is readable through the API.
+    let certs: Value = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?profile=approval",
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(certs.as_array().unwrap().len(), 1);
+    let serial = certs[0]["serial"].as_str().unwrap();
+    let one: Value = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{serial}"),
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert!(one["pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+}
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    let s = ScepServer::start();
+    let tokens_before = call(&s, "GET", "/api/v1/tokens", Some(&s.admin), None)
+        .json::<Value>()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    let raw = |body: &str| {
+        s.http
+            .post(format!("{}/api/v1/tokens", s.base))
+            .bearer_auth(&s.admin)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    for (body, want) in [
+        ("{not json", 400),
+        (r#"{"role": "mdm", "name": "x", "colour": "blue"}"#, 400),
+        (r#"{"role": "mdm", "name": 42}"#, 400),
+        (r#"{"role": "emperor", "name": "x"}"#, 400),
+        (r#"{"role": "mdm", "name": ""}"#, 400),
+    ] {
+        let r = raw(body);
+        assert_eq!(r.status(), want, "{body}");
+        let v: Value = r.json().unwrap();
+        assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+    }
+    let huge = format!(
+        r#"{{"role": "mdm", "name": "{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    assert_eq!(raw(&huge).status(), 413);
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/challenges",
+        Some(&s.admin),
+        Some(json!({"profile": "no-such"})),
+    );
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .contains("no-such"));
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/challenges",
+        Some(&s.admin),
+        Some(json!({"ttl_minutes": "soon"})),
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        call(
+            &s,
+            "GET",
+            "/api/v1/certificates?status=maybe",
+            Some(&s.admin),
+            None
+        )
+        .status(),
+        400
+    );
+    assert_eq!(
+        call(&s, "GET", "/api/v1/nothing", Some(&s.admin), None).status(),
+        404
+    );
+    let tokens_after = call(&s, "GET", "/api/v1/tokens", Some(&s.admin), None)
+        .json::<Value>()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(tokens_before, tokens_after, "nothing written");
+    assert!(!s.log().contains("\" 500 "), "{}", s.log());
+}

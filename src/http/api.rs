@@ -1,0 +1,696 @@
+//! The REST API under `/api/v1` (JSON in and out) and the NDES-compatible challenge page.
+//!
+//! Every call but the OpenAPI document needs a bearer token, and each route names the roles
+//! it allows ([`ROUTES`], which the role-matrix test walks). Errors are
+//! `{"error": code, "message": text}` with the matching status. Failed authentications are
+//! logged without the token and limited per source address. Handlers translate HTTP to calls
+//! into `ra`; they decide nothing themselves.
+
+// Handlers return a ready HttpResponse as their error: boxing it buys nothing here.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::ra::access::{self, Caller, Role};
+use crate::ra::challenge::Bindings;
+use crate::ra::ApprovalError;
+use crate::store::{CertFilter, CertStatus, CertificateRecord};
+
+/// Method, path pattern, allowed roles: the API's access matrix.
+pub const ROUTES: &[(&str, &str, &[Role])] = &[
+    ("POST", "/api/v1/tokens", &[Role::Admin]),
+    ("GET", "/api/v1/tokens", &[Role::Admin]),
+    ("DELETE", "/api/v1/tokens/{id}", &[Role::Admin]),
+    ("POST", "/api/v1/challenges", &[Role::Mdm, Role::Admin]),
+    (
+        "GET",
+        "/api/v1/certificates",
+        &[Role::Admin, Role::Officer, Role::Auditor],
+    ),
+    (
+        "GET",
+        "/api/v1/certificates/{serial}",
+        &[Role::Admin, Role::Officer, Role::Auditor],
+    ),
+    ("GET", "/api/v1/approvals", &[Role::Officer, Role::Admin]),
+    ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
+    ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
+];
+
+fn allowed(method: &str, pattern: &str) -> &'static [Role] {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == pattern)
+        .map(|(_, _, r)| *r)
+        .unwrap_or(&[])
+}
+
+/// A JSON error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
+}
+
+/// Failed authentications per source: at most this many per window.
+const AUTH_FAILURES_PER_WINDOW: u32 = 20;
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+/// Per-source counter of failed authentications.
+#[derive(Default)]
+pub struct AuthLimiter {
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AuthLimiter {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|(start, n)| {
+            start.elapsed() < AUTH_WINDOW && *n >= AUTH_FAILURES_PER_WINDOW
+        })
+    }
+
+    fn fail(&self, ip: IpAddr) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, (start, _)| start.elapsed() < AUTH_WINDOW);
+        }
+        let e = map.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= AUTH_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+}
+
+fn source(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Authenticate the bearer token and check the route's roles.
+async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+    method: &str,
+    pattern: &str,
+) -> Result<Caller, HttpResponse> {
+    let ip = source(req);
+    if state.limiter.blocked(ip) {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            "too many failed authentications from this address; wait a minute",
+        ));
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(secret) = bearer else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send `Authorization: Bearer <token>`",
+        ));
+    };
+    caller_for(req, state, secret, ip, allowed(method, pattern)).await
+}
+
+async fn caller_for(
+    req: &HttpRequest,
+    state: &AppState,
+    secret: &str,
+    ip: IpAddr,
+    roles: &[Role],
+) -> Result<Caller, HttpResponse> {
+    let Some(ra) = state.ra.as_ref() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no store",
+        ));
+    };
+    let caller = access::authenticate(ra.store().as_ref(), secret)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "token check failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unavailable; retry later",
+            )
+        })?;
+    let Some(caller) = caller else {
+        state.limiter.fail(ip);
+        tracing::warn!(source = %ip, path = %req.path(), "authentication failed");
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the token is unknown, revoked or expired",
+        ));
+    };
+    if !roles.contains(&caller.role) {
+        tracing::warn!(token = %caller.token_id, role = caller.role.as_str(), path = %req.path(), "forbidden");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "role `{}` may not do this; allowed: {}",
+                caller.role.as_str(),
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(caller)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "API request could not be served");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the store is unavailable; retry later",
+    )
+}
+
+macro_rules! guard {
+    ($req:expr, $state:expr, $method:expr, $pattern:expr) => {
+        match authorize(&$req, &$state, $method, $pattern).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    role: String,
+    name: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    // Authenticate before reading the body: an anonymous caller learns nothing about it.
+    let caller = guard!(req, state, "POST", "/api/v1/tokens");
+    let body: NewToken = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let Some(role) = Role::parse(&body.role) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_role",
+            "role must be admin, officer, auditor or mdm",
+        );
+    };
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "name must be 1 to 100 characters",
+        );
+    }
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
+    match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl).await {
+        Ok((secret, rec)) => {
+            tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
+            HttpResponse::Created().json(json!({
+                "token": secret,
+                "id": rec.id,
+                "name": rec.name,
+                "role": rec.role,
+                "expires_at": rec.expires_at,
+            }))
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/tokens");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().tokens().await {
+        Ok(tokens) => HttpResponse::Ok().json(
+            tokens
+                .iter()
+                .map(|t| {
+                    json!({
+                        "id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at,
+                        "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+                        "last_used_at": t.last_used_at,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "DELETE", "/api/v1/tokens/{id}");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().revoke_token(&id).await {
+        Ok(true) => {
+            tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+            HttpResponse::NoContent().finish()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such active token"),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct NewChallenge {
+    profile: Option<String>,
+    cn: Option<String>,
+    sans: Vec<String>,
+    device_id: Option<String>,
+    ttl_minutes: Option<u32>,
+}
+
+async fn issue_challenge(
+    state: &AppState,
+    caller: &Caller,
+    c: NewChallenge,
+) -> Result<serde_json::Value, HttpResponse> {
+    let Some(ra) = state.ra.as_ref() else {
+        return Err(unavailable("no RA"));
+    };
+    let profile = match ra.profile(c.profile.as_deref()) {
+        Ok(p) => p.name.clone(),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "unknown_profile",
+                format!("{e}; profiles: {}", ra.profile_names().join(", ")),
+            ))
+        }
+    };
+    let ttl = i64::from(c.ttl_minutes.unwrap_or(60).clamp(1, 7 * 24 * 60)) * 60;
+    let bindings = Bindings {
+        cn: c.cn,
+        sans: c.sans,
+        device_id: c.device_id,
+    };
+    match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl).await {
+        Ok((challenge, expires_at)) => {
+            tracing::info!(by = %caller.token_id, %profile, "one-time challenge issued");
+            Ok(json!({
+                "challenge": challenge,
+                "expires_at": rfc3339(expires_at),
+                "profile": profile,
+            }))
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+async fn create_challenge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/challenges");
+    // An empty body means the default profile.
+    let c: NewChallenge = if body.iter().all(u8::is_ascii_whitespace) {
+        NewChallenge::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        }
+    };
+    match issue_challenge(&state, &caller, c).await {
+        Ok(v) => HttpResponse::Created().json(v),
+        Err(resp) => resp,
+    }
+}
+
+/// `GET /certsrv/mscep_admin/`: the NDES page Workspace ONE, MobileIron and Fleet read, with
+/// HTTP Basic authentication (any user name; an `mdm` token as the password). UTF-16LE HTML.
+/// `/certsrv/mscep_admin/json` answers the same as JSON (webhook-style MDMs).
+async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let ip = source(&req);
+    if state.limiter.blocked(ip) {
+        return HttpResponse::TooManyRequests().body("too many failed authentications\n");
+    }
+    let password = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()));
+    let Some(password) = password else {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))
+            .body("HTTP Basic authentication with an mdm token as the password\n");
+    };
+    let caller = match caller_for(&req, &state, &password, ip, &[Role::Mdm]).await {
+        Ok(c) => c,
+        Err(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))
+                .body("the token is unknown, revoked or expired\n");
+        }
+        Err(resp) => return resp,
+    };
+    let value = match issue_challenge(&state, &caller, NewChallenge::default()).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if req.path().ends_with("/json") {
+        return HttpResponse::Ok().json(value);
+    }
+    let challenge = value["challenge"].as_str().unwrap_or_default();
+    let html = format!(
+        "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-16\">\r\n\
+         <Title>Network Device Enrollment Service</Title></Head>\r\n<Body BgColor=#FFFFFF>\r\n\
+         <P> The enrollment challenge password is: <B> {challenge} </B>\r\n\
+         <P> This password can be used only once and will expire within 60 minutes.\r\n\
+         <P> Each enrollment requires a new challenge password.\r\n</Body></HTML>\r\n"
+    );
+    let mut bytes = vec![0xff, 0xfe];
+    for u in html.encode_utf16() {
+        bytes.extend_from_slice(&u.to_le_bytes());
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-16")
+        .body(bytes)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertQuery {
+    profile: Option<String>,
+    status: Option<String>,
+    expiring_within: Option<String>,
+    subject: Option<String>,
+    limit: Option<usize>,
+}
+
+fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
+    let mut v = json!({
+        "serial": c.serial, "subject": c.subject, "sans": c.sans, "issuer": c.issuer,
+        "not_before": rfc3339(c.not_before), "not_after": rfc3339(c.not_after),
+        "profile": c.profile,
+        "status": if c.status == CertStatus::Valid { "valid" } else { "revoked" },
+        "transaction_id": c.transaction_id,
+    });
+    if with_pem {
+        v["pem"] = json!(crate::pki::to_pem(&c.der));
+    }
+    v
+}
+
+/// `30d`, `12h`, `45m` or a number of days, in seconds.
+fn span(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: i64 = t[..split].parse().ok()?;
+    let mult = match &t[split..] {
+        "" | "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+async fn list_certificates(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<CertQuery>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/certificates");
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("valid") => Some(CertStatus::Valid),
+        Some("revoked") => Some(CertStatus::Revoked),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_status",
+                "status is valid or revoked",
+            )
+        }
+    };
+    let expiring = match q.expiring_within.as_deref().map(span) {
+        None => None,
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_span",
+                "expiring_within is like 30d, 12h or 45m",
+            )
+        }
+    };
+    let filter = CertFilter {
+        profile: q.profile.clone(),
+        status,
+        expiring_within_secs: expiring,
+        subject_contains: q.subject.clone(),
+        limit: q.limit.unwrap_or(1000).min(10_000),
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().certificates(&filter).await {
+        Ok(certs) => HttpResponse::Ok().json(
+            certs
+                .iter()
+                .map(|c| cert_json(c, false))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn get_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/certificates/{serial}");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let serial = serial.trim().to_ascii_lowercase();
+    match ra.store().certificate(&serial).await {
+        Ok(Some(c)) => HttpResponse::Ok().json(cert_json(&c, true)),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no certificate with this serial",
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/approvals");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().pending().await {
+        Ok(p) => HttpResponse::Ok().json(
+            p.iter()
+                .map(|t| {
+                    let csr = crate::pki::parse_csr(&t.csr).ok();
+                    json!({
+                        "transaction_id": t.transaction_id,
+                        "profile": t.profile,
+                        "subject_cn": csr.as_ref().and_then(|c| c.common_name().map(str::to_owned)),
+                        "sans": csr.map(|c| c.sans.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Decision {
+    comment: String,
+}
+
+fn approval_error(e: ApprovalError) -> HttpResponse {
+    match e {
+        ApprovalError::NotFound => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ApprovalError::NotPending => error(StatusCode::CONFLICT, "not_pending", e.to_string()),
+        ApprovalError::Refused(_) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
+        }
+        ApprovalError::Unavailable(_) => unavailable(e),
+    }
+}
+
+fn decision(body: &web::Bytes) -> Result<Decision, HttpResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+async fn approve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/approve");
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.approve(&id).await {
+        Ok(serial) => {
+            tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
+            HttpResponse::Ok()
+                .json(json!({"transaction_id": *id, "state": "issued", "serial": serial}))
+        }
+        Err(e) => approval_error(e),
+    }
+}
+
+async fn reject(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/reject");
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let reason = if d.comment.trim().is_empty() {
+        "rejected by an officer".to_string()
+    } else {
+        format!("rejected by an officer: {}", d.comment.trim())
+    };
+    match ra.reject(&id, &reason).await {
+        Ok(()) => {
+            tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
+            HttpResponse::Ok().json(json!({"transaction_id": *id, "state": "rejected"}))
+        }
+        Err(e) => approval_error(e),
+    }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("../../docs/openapi.json"))
+}
+
+/// Register the API routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let json = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            let status = match &e {
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = e.to_string();
+            actix_web::error::InternalError::from_response(e, error(status, "bad_json", message))
+                .into()
+        });
+    let query = web::QueryConfig::default().error_handler(|e, _| {
+        let message = e.to_string();
+        actix_web::error::InternalError::from_response(
+            e,
+            error(StatusCode::BAD_REQUEST, "bad_query", message),
+        )
+        .into()
+    });
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(json)
+            .app_data(query)
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/tokens", web::post().to(create_token))
+            .route("/tokens", web::get().to(list_tokens))
+            .route("/tokens/{id}", web::delete().to(revoke_token))
+            .route("/challenges", web::post().to(create_challenge))
+            .route("/certificates", web::get().to(list_certificates))
+            .route("/certificates/{serial}", web::get().to(get_certificate))
+            .route("/approvals", web::get().to(list_approvals))
+            .route("/approvals/{id}/approve", web::post().to(approve))
+            .route("/approvals/{id}/reject", web::post().to(reject))
+            .default_service(web::to(|| async {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such API route (see /api/v1/openapi.json)",
+                )
+            })),
+    )
+    .route("/certsrv/mscep_admin/", web::get().to(mscep_admin))
+    .route("/certsrv/mscep_admin", web::get().to(mscep_admin))
+    .route("/certsrv/mscep_admin/json", web::get().to(mscep_admin));
+}

@@ -1,0 +1,101 @@
+//! Who may call the API: roles, and bearer tokens (shown once, stored as SHA-256).
+//!
+//! Roles: `admin` (tokens, profiles, settings), `officer` (approvals, revocation), `auditor`
+//! (reads certificates and audit), `mdm` (integrations: challenges). Several tokens of a role
+//! may be active at once, so an MDM integration's token can be rotated without downtime:
+//! create the new one, distribute it, revoke the old one.
+
+use sha2::Digest;
+
+use crate::store::{now, Store, StoreError, TokenRecord};
+
+/// An API role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Tokens, profiles, settings.
+    Admin,
+    /// Approvals and revocation.
+    Officer,
+    /// Read-only: certificates and audit.
+    Auditor,
+    /// MDM integrations: challenges.
+    Mdm,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Officer, Role::Auditor, Role::Mdm];
+
+    /// The name in tokens and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Officer => "officer",
+            Role::Auditor => "auditor",
+            Role::Mdm => "mdm",
+        }
+    }
+
+    /// Parse a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Token id.
+    pub token_id: String,
+    /// Token name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+fn random_hex(n: usize) -> Result<String, StoreError> {
+    let mut b = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut b)
+        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// Create a token; returns the secret (to show once) and the record.
+pub async fn create_token(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    ttl_secs: Option<i64>,
+) -> Result<(String, TokenRecord), StoreError> {
+    let secret = format!("sigil_{}", random_hex(32)?);
+    let record = TokenRecord {
+        id: format!("tok_{}", random_hex(6)?),
+        name: name.to_owned(),
+        role: role.as_str().to_owned(),
+        hash: hash(&secret),
+        created_at: now(),
+        expires_at: ttl_secs.map(|t| now() + t.max(1)),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.insert_token(&record).await?;
+    Ok((secret, record))
+}
+
+/// The caller a bearer secret belongs to, if it is an active token.
+pub async fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<Caller>, StoreError> {
+    if secret.is_empty() || secret.len() > 200 {
+        return Ok(None);
+    }
+    Ok(store.use_token(&hash(secret)).await?.and_then(|t| {
+        Some(Caller {
+            role: Role::parse(&t.role)?,
+            token_id: t.id,
+            name: t.name,
+        })
+    }))
+}
