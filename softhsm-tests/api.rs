@@ -508,3 +508,110 @@ fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(tokens_before, tokens_after, "nothing written");
     assert!(!s.log().contains("\" 500 "), "{}", s.log());
 }
+
+#[test]
+fn the_audit_log_records_decisions_and_exposes_tampering() {
+    let s = ScepServer::start();
+    let (auditor, _) = new_token(&s, "auditor", "auditor");
+    let (mdm, _) = new_token(&s, "mdm", "mdm");
+    let otp = challenge(&s, &mdm, json!({}));
+    let (_, _, r) = enroll_with(&s, "default", "audited", &otp);
+    assert_eq!(r.status, PkiStatus::Success);
+    let (_, _, r) = enroll_with(&s, "default", "refused", "wrong challenge");
+    assert_eq!(r.status, PkiStatus::Failure);
+    assert_eq!(
+        call(&s, "GET", "/api/v1/tokens", Some("sigil_bogus"), None).status(),
+        401
+    );
+    // The auditor reads the log; the mdm role may not.
+    assert_eq!(
+        call(&s, "GET", "/api/v1/audit", Some(&mdm), None).status(),
+        403
+    );
+    let log: Value = call(&s, "GET", "/api/v1/audit", Some(&auditor), None)
+        .json()
+        .unwrap();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "token_created",
+        "challenge_created",
+        "issued",
+        "refused",
+        "login_failed",
+    ] {
+        assert!(actions.contains(&a), "no {a} in {actions:?}");
+    }
+    assert!(
+        !log.to_string().contains("sigil_bogus"),
+        "a failed token is not recorded"
+    );
+    // Nothing in the API edits or deletes it.
+    assert!(matches!(
+        s.http
+            .delete(format!("{}/api/v1/audit", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404 | 405
+    ));
+    let cli = |args: &[&str]| {
+        s.token
+            .sigil()
+            .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok_out = crate::common::ok(&cli(&["audit", "verify"]));
+    assert!(ok_out.contains("audit log intact"), "{ok_out}");
+    let export = crate::common::ok(&cli(&["audit", "export"]));
+    assert_eq!(export.lines().count(), actions.len());
+    // Edit one record directly in the database: verify fails and names it.
+    let db = s.token.data().join("sigil.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("UPDATE audit_log SET subject = 'forged' WHERE seq = 3", [])
+            .unwrap();
+    }
+    let out = cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("record 3"), "{err}");
+    // Put it back, then delete the last record: the stored head notices.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let original: String = serde_json::from_str::<Value>(export.lines().nth(2).unwrap())
+            .unwrap()["subject"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        c.execute(
+            "UPDATE audit_log SET subject = ?1 WHERE seq = 3",
+            [original],
+        )
+        .unwrap();
+    }
+    crate::common::ok(&cli(&["audit", "verify"]));
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute(
+            "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+            [],
+        )
+        .unwrap();
+    }
+    let out = cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("head"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -57,6 +57,21 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain and the stored head; name the first broken record.
+    Verify,
+    /// Write the log as JSON lines.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -247,6 +262,35 @@ fn run(cli: Cli) -> Result<()> {
         }),
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
+        Command::Audit(AuditCommand::Verify) => with_store(&config, false, |store| async move {
+            let records = store.audit_records(0, 0).await?;
+            let (seq, hash) = store.audit_head().await?;
+            match sigil::store::verify_audit(&records, (seq, &hash)) {
+                Ok(()) => {
+                    println!(
+                        "audit log intact: {} records, head {seq} {hash}",
+                        records.len()
+                    );
+                    Ok(())
+                }
+                Err((at, why)) => anyhow::bail!("audit log broken at record {at}: {why}"),
+            }
+        }),
+        Command::Audit(AuditCommand::Export { out }) => {
+            with_store(&config, false, |store| async move {
+                let mut text = String::new();
+                for r in store.audit_records(0, 0).await? {
+                    text.push_str(&serde_json::to_string(&r)?);
+                    text.push('\n');
+                }
+                match out {
+                    Some(path) => std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => print!("{text}"),
+                }
+                Ok(())
+            })
+        }
         Command::Challenge(ChallengeCommand::Create {
             profile,
             cn,
@@ -266,7 +310,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             with_store(&config, false, |store| async move {
                 let (challenge, expires) =
-                    sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl).await?;
+                    sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl, "cli")
+                        .await?;
                 println!("{challenge}");
                 eprintln!("profile {profile}, expires {}", time_text(expires));
                 Ok(())
@@ -432,6 +477,7 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
                     role,
                     &name,
                     expires_in_days.map(|d| i64::from(d) * 86_400),
+                    "cli",
                 )
                 .await?;
                 println!("{secret}");
@@ -466,7 +512,7 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
             Ok(())
         }),
         TokenCommand::Revoke { id } => with_store(config, false, |store| async move {
-            if store.revoke_token(&id).await? {
+            if store.revoke_token(&id, "cli").await? {
                 println!("revoked {id}");
                 Ok(())
             } else {
@@ -519,6 +565,7 @@ fn init(config: &Config, args: InitArgs) -> Result<()> {
             sigil::ra::access::Role::Admin,
             "initial-admin",
             None,
+            "sigil init",
         )
         .await?;
         println!("Admin API token ({}; shown once): {secret}", rec.id);

@@ -45,6 +45,7 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("GET", "/api/v1/approvals", &[Role::Officer, Role::Admin]),
     ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
     ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
+    ("GET", "/api/v1/audit", &[Role::Auditor, Role::Admin]),
 ];
 
 fn allowed(method: &str, pattern: &str) -> &'static [Role] {
@@ -155,6 +156,19 @@ async fn caller_for(
     let Some(caller) = caller else {
         state.limiter.fail(ip);
         tracing::warn!(source = %ip, path = %req.path(), "authentication failed");
+        // Recorded without the token; the per-source limit bounds how many.
+        if let Err(e) = ra
+            .store()
+            .audit(
+                &format!("source:{ip}"),
+                "login_failed",
+                req.path(),
+                &json!({"method": req.method().as_str()}),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a failed login");
+        }
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -236,7 +250,8 @@ async fn create_token(
         return unavailable("no RA");
     };
     let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
-    match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl).await {
+    let actor = format!("token:{}", caller.token_id);
+    match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl, &actor).await {
         Ok((secret, rec)) => {
             tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
             HttpResponse::Created().json(json!({
@@ -282,7 +297,11 @@ async fn revoke_token(
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
-    match ra.store().revoke_token(&id).await {
+    match ra
+        .store()
+        .revoke_token(&id, &format!("token:{}", caller.token_id))
+        .await
+    {
         Ok(true) => {
             tracing::info!(by = %caller.token_id, token = %id, "token revoked");
             HttpResponse::NoContent().finish()
@@ -326,7 +345,9 @@ async fn issue_challenge(
         sans: c.sans,
         device_id: c.device_id,
     };
-    match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl).await {
+    let actor = format!("token:{}", caller.token_id);
+    match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor).await
+    {
         Ok((challenge, expires_at)) => {
             tracing::info!(by = %caller.token_id, %profile, "one-time challenge issued");
             Ok(json!({
@@ -599,7 +620,7 @@ async fn approve(
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
-    match ra.approve(&id).await {
+    match ra.approve(&id, &format!("token:{}", caller.token_id)).await {
         Ok(serial) => {
             tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
             HttpResponse::Ok()
@@ -628,12 +649,38 @@ async fn reject(
     } else {
         format!("rejected by an officer: {}", d.comment.trim())
     };
-    match ra.reject(&id, &reason).await {
+    match ra
+        .reject(&id, &reason, &format!("token:{}", caller.token_id))
+        .await
+    {
         Ok(()) => {
             tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
             HttpResponse::Ok().json(json!({"transaction_id": *id, "state": "rejected"}))
         }
         Err(e) => approval_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<AuditQuery>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/audit");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    match ra.store().audit_records(q.after.unwrap_or(0), limit).await {
+        Ok(records) => HttpResponse::Ok().json(records),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -682,6 +729,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/approvals", web::get().to(list_approvals))
             .route("/approvals/{id}/approve", web::post().to(approve))
             .route("/approvals/{id}/reject", web::post().to(reject))
+            .route("/audit", web::get().to(audit))
             .default_service(web::to(|| async {
                 error(
                     StatusCode::NOT_FOUND,

@@ -64,12 +64,14 @@ fn random_hex(n: usize) -> Result<String, StoreError> {
     Ok(hex::encode(b))
 }
 
-/// Create a token; returns the secret (to show once) and the record.
+/// Create a token; returns the secret (to show once) and the record. `actor` goes into the
+/// audit log.
 pub async fn create_token(
     store: &dyn Store,
     role: Role,
     name: &str,
     ttl_secs: Option<i64>,
+    actor: &str,
 ) -> Result<(String, TokenRecord), StoreError> {
     let secret = format!("sigil_{}", random_hex(32)?);
     let record = TokenRecord {
@@ -82,7 +84,7 @@ pub async fn create_token(
         revoked_at: None,
         last_used_at: None,
     };
-    store.insert_token(&record).await?;
+    store.insert_token(&record, actor).await?;
     Ok((secret, record))
 }
 

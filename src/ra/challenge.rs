@@ -85,18 +85,22 @@ pub async fn create(
     profile: &str,
     bindings: &Bindings,
     ttl_secs: i64,
+    actor: &str,
 ) -> Result<(String, i64), StoreError> {
     let challenge = generate()?;
     let expires_at = now() + ttl_secs.max(1);
     store
-        .insert_challenge(&ChallengeRecord {
-            hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
-            profile: profile.into(),
-            bindings: serde_json::to_string(bindings)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?,
-            expires_at,
-            used_at: None,
-        })
+        .insert_challenge(
+            &ChallengeRecord {
+                hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
+                profile: profile.into(),
+                bindings: serde_json::to_string(bindings)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                expires_at,
+                used_at: None,
+            },
+            actor,
+        )
         .await?;
     Ok((challenge, expires_at))
 }

@@ -91,6 +91,24 @@ impl Ra {
                 }
             }
             crate::telemetry::scep_outcome(msg.message_type, &outcome);
+            if let Outcome::Failure { info, text } = &outcome {
+                // A refusal changes no data; it is recorded on its own. If the store is down
+                // the answer is still right, so this is best effort.
+                let details = serde_json::json!({
+                    "message_type": msg.message_type.to_string(),
+                    "profile": profile.name,
+                    "fail_info": info.to_string(),
+                    "reason": text,
+                });
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .audit("ra", "refused", &msg.transaction_id.0, &details)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the refusal in the audit log");
+                }
+            }
             self.answer(profile, &msg, outcome).await
         }
         .instrument(span)
@@ -344,7 +362,7 @@ impl Ra {
             return Ok(fail(FailInfo::BadRequest, reason));
         }
         if profile.policy.approval && !renewing {
-            match store.insert_pending(&tx, one_time.as_deref()).await {
+            match store.insert_pending(&tx, one_time.as_deref(), "ra").await {
                 Ok(()) => return Ok(Outcome::Pending),
                 Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
                 Err(StoreError::Conflict(_)) => {
@@ -370,7 +388,7 @@ impl Ra {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        self.issue(profile, tx, csr, one_time).await
+        self.issue(profile, tx, csr, one_time, "ra").await
     }
 
     /// Issue, record, answer. A concurrent resend of the same transaction gets the recorded
@@ -381,6 +399,7 @@ impl Ra {
         tx: TransactionRecord,
         csr: crate::pki::Csr,
         one_time: Option<String>,
+        actor: &str,
     ) -> Result<Outcome, RequestError> {
         for _ in 0..2 {
             let ra = self.clone();
@@ -399,7 +418,7 @@ impl Ra {
             match self
                 .inner
                 .store
-                .record_issued(&tx, &record, one_time.as_deref())
+                .record_issued(&tx, &record, one_time.as_deref(), actor)
                 .await
             {
                 Ok(()) => {

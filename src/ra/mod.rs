@@ -209,7 +209,11 @@ impl Ra {
     /// An officer approves a PENDING enrollment: the certificate is issued from the stored
     /// CSR under the transaction's profile and recorded; the device gets it at its next
     /// CertPoll. Returns the serial.
-    pub async fn approve(&self, transaction_id: &str) -> Result<String, ApprovalError> {
+    pub async fn approve(
+        &self,
+        transaction_id: &str,
+        actor: &str,
+    ) -> Result<String, ApprovalError> {
         let store = &self.inner.store;
         let tx = store
             .transaction(transaction_id)
@@ -225,7 +229,7 @@ impl Ra {
             .profile(Some(&tx.profile))
             .map_err(|e| ApprovalError::Refused(e.to_string()))?
             .clone();
-        match self.issue(&profile, tx, csr, None).await {
+        match self.issue(&profile, tx, csr, None, actor).await {
             Ok(crate::scep::Outcome::Success { certs, .. }) => {
                 let serial = certs
                     .first()
@@ -242,9 +246,14 @@ impl Ra {
     }
 
     /// An officer rejects a PENDING enrollment; the device gets FAILURE with `reason`.
-    pub async fn reject(&self, transaction_id: &str, reason: &str) -> Result<(), ApprovalError> {
+    pub async fn reject(
+        &self,
+        transaction_id: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Result<(), ApprovalError> {
         let store = &self.inner.store;
-        match store.reject(transaction_id, reason).await {
+        match store.reject(transaction_id, reason, actor).await {
             Ok(()) => {
                 tracing::info!(transaction_id, reason, "rejected");
                 Ok(())

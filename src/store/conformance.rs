@@ -74,21 +74,23 @@ async fn suite(s: Arc<dyn Store>) {
         revoked_at: None,
         last_used_at: None,
     };
-    s.insert_token(&token("tok1", "hash1", None)).await.unwrap();
-    s.insert_token(&token("tok2", "hash2", Some(now() + 3600)))
+    s.insert_token(&token("tok1", "hash1", None), "test")
         .await
         .unwrap();
-    s.insert_token(&token("tok3", "hash3", Some(now() - 1)))
+    s.insert_token(&token("tok2", "hash2", Some(now() + 3600)), "test")
         .await
         .unwrap();
-    conflict(s.insert_token(&token("tok4", "hash1", None)).await);
+    s.insert_token(&token("tok3", "hash3", Some(now() - 1)), "test")
+        .await
+        .unwrap();
+    conflict(s.insert_token(&token("tok4", "hash1", None), "test").await);
     let used = s.use_token("hash1").await.unwrap().unwrap();
     assert_eq!(used.id, "tok1");
     assert!(s.use_token("hash2").await.unwrap().is_some());
     assert!(s.use_token("hash3").await.unwrap().is_none(), "expired");
     assert!(s.use_token("nope").await.unwrap().is_none());
-    assert!(s.revoke_token("tok1").await.unwrap());
-    assert!(!s.revoke_token("tok1").await.unwrap());
+    assert!(s.revoke_token("tok1", "test").await.unwrap());
+    assert!(!s.revoke_token("tok1", "test").await.unwrap());
     assert!(s.use_token("hash1").await.unwrap().is_none(), "revoked");
     assert!(
         s.use_token("hash2").await.unwrap().is_some(),
@@ -124,9 +126,14 @@ async fn suite(s: Arc<dyn Store>) {
     );
 
     // Issue: the transaction and the certificate, together.
-    s.record_issued(&tx("t1", "k1"), &cert("01", "t1", "CN=one", year), None)
-        .await
-        .unwrap();
+    s.record_issued(
+        &tx("t1", "k1"),
+        &cert("01", "t1", "CN=one", year),
+        None,
+        "test",
+    )
+    .await
+    .unwrap();
     let t1 = s.transaction("t1").await.unwrap().unwrap();
     assert_eq!(
         t1.state,
@@ -141,16 +148,31 @@ async fn suite(s: Arc<dyn Store>) {
     );
     // One outcome per transaction, one key per transaction, one use per serial.
     conflict(
-        s.record_issued(&tx("t1", "k1"), &cert("02", "t1", "CN=x", year), None)
-            .await,
+        s.record_issued(
+            &tx("t1", "k1"),
+            &cert("02", "t1", "CN=x", year),
+            None,
+            "test",
+        )
+        .await,
     );
     conflict(
-        s.record_issued(&tx("t1", "k9"), &cert("03", "t1", "CN=x", year), None)
-            .await,
+        s.record_issued(
+            &tx("t1", "k9"),
+            &cert("03", "t1", "CN=x", year),
+            None,
+            "test",
+        )
+        .await,
     );
     conflict(
-        s.record_issued(&tx("t2", "k2"), &cert("01", "t2", "CN=x", year), None)
-            .await,
+        s.record_issued(
+            &tx("t2", "k2"),
+            &cert("01", "t2", "CN=x", year),
+            None,
+            "test",
+        )
+        .await,
     );
     assert!(
         s.transaction("t2").await.unwrap().is_none(),
@@ -162,13 +184,17 @@ async fn suite(s: Arc<dyn Store>) {
     );
 
     // Pending, then issued; pending, then rejected.
-    s.insert_pending(&tx("t3", "k3"), None).await.unwrap();
-    conflict(s.insert_pending(&tx("t3", "k3"), None).await);
+    s.insert_pending(&tx("t3", "k3"), None, "test")
+        .await
+        .unwrap();
+    conflict(s.insert_pending(&tx("t3", "k3"), None, "test").await);
     assert_eq!(
         s.transaction("t3").await.unwrap().unwrap().csr,
         vec![1, 2, 3]
     );
-    s.insert_pending(&tx("t4", "k4"), None).await.unwrap();
+    s.insert_pending(&tx("t4", "k4"), None, "test")
+        .await
+        .unwrap();
     let pending: Vec<String> = s
         .pending()
         .await
@@ -177,12 +203,17 @@ async fn suite(s: Arc<dyn Store>) {
         .map(|t| t.transaction_id)
         .collect();
     assert_eq!(pending, vec!["t3".to_string(), "t4".to_string()]);
-    s.record_issued(&tx("t3", "k3"), &cert("04", "t3", "CN=three", year), None)
-        .await
-        .unwrap();
-    s.reject("t4", "officer said no").await.unwrap();
-    conflict(s.reject("t4", "again").await);
-    conflict(s.reject("nope", "x").await);
+    s.record_issued(
+        &tx("t3", "k3"),
+        &cert("04", "t3", "CN=three", year),
+        None,
+        "test",
+    )
+    .await
+    .unwrap();
+    s.reject("t4", "officer said no", "test").await.unwrap();
+    conflict(s.reject("t4", "again", "test").await);
+    conflict(s.reject("nope", "x", "test").await);
     assert_eq!(
         s.transaction("t4").await.unwrap().unwrap().state,
         TransactionState::Rejected {
@@ -190,34 +221,48 @@ async fn suite(s: Arc<dyn Store>) {
         }
     );
     conflict(
-        s.record_issued(&tx("t4", "k4"), &cert("05", "t4", "CN=x", year), None)
-            .await,
+        s.record_issued(
+            &tx("t4", "k4"),
+            &cert("05", "t4", "CN=x", year),
+            None,
+            "test",
+        )
+        .await,
     );
     assert!(s.pending().await.unwrap().is_empty());
 
     // One-time challenges: consumed with the certificate, once, before expiry, for its profile.
-    s.insert_challenge(&challenge("h1", now() + 3600))
+    s.insert_challenge(&challenge("h1", now() + 3600), "test")
         .await
         .unwrap();
-    conflict(s.insert_challenge(&challenge("h1", now() + 3600)).await);
+    conflict(
+        s.insert_challenge(&challenge("h1", now() + 3600), "test")
+            .await,
+    );
     s.record_issued(
         &tx("t6", "k6"),
         &cert("06", "t6", "CN=six", year),
         Some("h1"),
+        "test",
     )
     .await
     .unwrap();
     assert!(s.challenge("h1").await.unwrap().unwrap().used_at.is_some());
     spent(
-        s.record_issued(&tx("t7", "k7"), &cert("07", "t7", "CN=x", year), Some("h1"))
-            .await,
+        s.record_issued(
+            &tx("t7", "k7"),
+            &cert("07", "t7", "CN=x", year),
+            Some("h1"),
+            "test",
+        )
+        .await,
     );
     assert!(
         s.certificate("07").await.unwrap().is_none(),
         "nothing written when the challenge is spent"
     );
     assert!(s.transaction("t7").await.unwrap().is_none());
-    s.insert_challenge(&challenge("h-old", now() - 1))
+    s.insert_challenge(&challenge("h-old", now() - 1), "test")
         .await
         .unwrap();
     spent(
@@ -225,27 +270,32 @@ async fn suite(s: Arc<dyn Store>) {
             &tx("t8", "k8"),
             &cert("08", "t8", "CN=x", year),
             Some("h-old"),
+            "test",
         )
         .await,
     );
     let mut other_profile = challenge("h-other", now() + 3600);
     other_profile.profile = "servers".into();
-    s.insert_challenge(&other_profile).await.unwrap();
+    s.insert_challenge(&other_profile, "test").await.unwrap();
     spent(
         s.record_issued(
             &tx("t9", "k9"),
             &cert("09", "t9", "CN=x", year),
             Some("h-other"),
+            "test",
         )
         .await,
     );
-    s.insert_challenge(&challenge("h-pending", now() + 3600))
+    s.insert_challenge(&challenge("h-pending", now() + 3600), "test")
         .await
         .unwrap();
-    s.insert_pending(&tx("t10", "k10"), Some("h-pending"))
+    s.insert_pending(&tx("t10", "k10"), Some("h-pending"), "test")
         .await
         .unwrap();
-    spent(s.insert_pending(&tx("t11", "k11"), Some("h-pending")).await);
+    spent(
+        s.insert_pending(&tx("t11", "k11"), Some("h-pending"), "test")
+            .await,
+    );
     assert!(s.challenge("missing").await.unwrap().is_none());
 
     // Listing with filters.
@@ -253,6 +303,7 @@ async fn suite(s: Arc<dyn Store>) {
         &tx("t12", "k12"),
         &cert("0c", "t12", "CN=soon", now() + 5 * 86400),
         None,
+        "test",
     )
     .await
     .unwrap();
@@ -303,7 +354,7 @@ async fn suite(s: Arc<dyn Store>) {
     assert_eq!(limited.len(), 2);
 
     // Concurrency: one challenge, ten requests, one certificate.
-    s.insert_challenge(&challenge("h-race", now() + 3600))
+    s.insert_challenge(&challenge("h-race", now() + 3600), "test")
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -314,6 +365,7 @@ async fn suite(s: Arc<dyn Store>) {
                 &tx(&format!("race-{i}"), &format!("rk{i}")),
                 &cert(&format!("a{i}"), &format!("race-{i}"), "CN=race", year),
                 Some("h-race"),
+                "test",
             )
             .await
         }));
@@ -334,6 +386,7 @@ async fn suite(s: Arc<dyn Store>) {
                 &tx("same", "ks"),
                 &cert(&format!("b{i}"), "same", "CN=s", year),
                 None,
+                "test",
             )
             .await
         }));
@@ -345,6 +398,59 @@ async fn suite(s: Arc<dyn Store>) {
         }
     }
     assert_eq!(ok, 1, "one transaction issued {ok} certificates");
+
+    // The audit log: every change above left a record, chained, in order, under the head.
+    s.audit(
+        "test",
+        "refused",
+        "t-x",
+        &serde_json::json!({"reason": "wrong challenge"}),
+    )
+    .await
+    .unwrap();
+    let records = s.audit_records(0, 0).await.unwrap();
+    let head = s.audit_head().await.unwrap();
+    assert!(records.len() >= 15, "{}", records.len());
+    assert_eq!(head.0, records.len() as i64);
+    verify_audit(&records, (head.0, &head.1)).unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    for a in [
+        "issued",
+        "pending",
+        "approved",
+        "rejected",
+        "challenge_created",
+        "token_created",
+        "token_revoked",
+        "refused",
+    ] {
+        assert!(actions.contains(&a), "no `{a}` record in {actions:?}");
+    }
+    // Failed writes left no record: exactly one issued record per certificate.
+    let issued = records
+        .iter()
+        .filter(|r| r.action == "issued" || r.action == "approved")
+        .count();
+    assert_eq!(
+        issued,
+        s.certificates(&CertFilter::default()).await.unwrap().len()
+    );
+    assert_eq!(
+        s.audit_records(records.len() as i64 - 2, 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Tampering is found: an edited record, a deleted tail, a broken link.
+    let mut edited = records.clone();
+    edited[3].details = r#"{"tampered":true}"#.into();
+    assert_eq!(verify_audit(&edited, (head.0, &head.1)).unwrap_err().0, 4);
+    let cut = &records[..records.len() - 1];
+    assert!(verify_audit(cut, (head.0, &head.1)).is_err());
+    let mut gap = records.clone();
+    gap.remove(5);
+    assert_eq!(verify_audit(&gap, (head.0, &head.1)).unwrap_err().0, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +196,88 @@ pub struct TokenRecord {
     pub last_used_at: Option<i64>,
 }
 
+/// One record of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// Who: `ra` for SCEP decisions, `token:<id>` for API callers, `cli` for the command line.
+    pub actor: String,
+    /// What: issued, pending, rejected, approved, revoked, token_created, …
+    pub action: String,
+    /// What it is about (a serial, a transaction, a token id).
+    pub subject: String,
+    /// Details, JSON.
+    pub details: String,
+    /// The previous record's hash ("" for the first).
+    pub prev_hash: String,
+    /// SHA-256 over this record and `prev_hash`.
+    pub hash: String,
+}
+
+/// The hash of an audit record: SHA-256 (hex) over the JSON array
+/// `[prev_hash, seq, at, actor, action, subject, details]`.
+pub fn audit_hash(
+    prev_hash: &str,
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &str,
+) -> String {
+    use sha2::Digest;
+    let canonical = serde_json::json!([prev_hash, seq, at, actor, action, subject, details]);
+    hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Check an audit log read in order against its stored head. `Err((seq, why))` names the
+/// first record that is wrong (or the head).
+pub fn verify_audit(records: &[AuditRecord], head: (i64, &str)) -> Result<(), (i64, String)> {
+    let mut prev = String::new();
+    for (i, r) in records.iter().enumerate() {
+        let expected_seq = i as i64 + 1;
+        if r.seq != expected_seq {
+            return Err((expected_seq, format!("record {expected_seq} is missing")));
+        }
+        if r.prev_hash != prev {
+            return Err((
+                r.seq,
+                "its prev_hash is not the previous record's hash".into(),
+            ));
+        }
+        let h = audit_hash(
+            &r.prev_hash,
+            r.seq,
+            r.at,
+            &r.actor,
+            &r.action,
+            &r.subject,
+            &r.details,
+        );
+        if h != r.hash {
+            return Err((r.seq, "its content does not match its hash (edited)".into()));
+        }
+        prev = r.hash.clone();
+    }
+    let last = records
+        .last()
+        .map(|r| (r.seq, r.hash.as_str()))
+        .unwrap_or((0, ""));
+    if last != head {
+        return Err((
+            head.0,
+            format!(
+                "the log ends at record {} but the stored head says {} (records deleted or head edited)",
+                last.0, head.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Filters for [`Store::certificates`].
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
@@ -240,6 +322,7 @@ pub trait Store: Send + Sync {
         &self,
         tx: &TransactionRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError>;
     /// Record an issued certificate and mark its transaction issued, atomically, consuming
     /// `challenge` when given. The transaction is created or moved from PENDING; conflict when
@@ -250,9 +333,10 @@ pub trait Store: Send + Sync {
         tx: &TransactionRecord,
         cert: &CertificateRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError>;
     /// Mark a PENDING transaction rejected.
-    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError>;
+    async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError>;
     /// The certificate with this serial (hex), if any.
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates matching `filter`, newest first.
@@ -261,7 +345,7 @@ pub trait Store: Send + Sync {
     /// PENDING transactions, oldest first.
     async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
     /// Store a new one-time challenge (its hash).
-    async fn insert_challenge(&self, c: &ChallengeRecord) -> Result<(), StoreError>;
+    async fn insert_challenge(&self, c: &ChallengeRecord, actor: &str) -> Result<(), StoreError>;
     /// The challenge with this hash, if any (used or not).
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
     /// A cheap round trip, for readiness checks.
@@ -277,13 +361,31 @@ pub trait Store: Send + Sync {
     /// The next CRL number: one more than any before, across all nodes.
     async fn next_crl_number(&self) -> Result<i64, StoreError>;
     /// Store a new API token (its hash).
-    async fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError>;
+    async fn insert_token(&self, t: &TokenRecord, actor: &str) -> Result<(), StoreError>;
     /// The active token (not revoked, not expired) with this hash; marks it used.
     async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Every token, newest first (hashes included; callers must not show them).
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revoke a token by id; false when there is no such active token.
-    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError>;
+    async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError>;
+    /// Append a record to the audit log for a decision that changes no other data (a refused
+    /// request, a failed login). Every write method above appends its own record in the same
+    /// database transaction as its change.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// Audit records after `after_seq`, oldest first, at most `limit` (0: all).
+    async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The stored head of the audit log: the last sequence number and hash.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
     /// Publish a CRL as the current one, unless a CRL with a higher number was published
     /// meanwhile (by another node): the published number never goes backwards. True when
     /// published.

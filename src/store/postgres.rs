@@ -12,13 +12,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TokenRecord, TransactionRecord,
+    now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
+    Store, StoreError, TokenRecord, TransactionRecord,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001_initial.sql")),
     (2, include_str!("migrations/postgres_0002_tokens.sql")),
+    (3, include_str!("migrations/postgres_0003_audit.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
@@ -128,6 +129,40 @@ const TX_COLUMNS: &str =
     "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
 const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_after, profile, \
      status, revoked_at, revocation_reason, transaction_id, device_id";
+
+/// Append an audit record inside `t`, after locking the head.
+async fn append_audit(
+    t: &deadpool_postgres::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let head = t
+        .query_one(
+            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    let (seq, prev): (i64, String) = (head.get(0), head.get(1));
+    let (seq, at, details) = (seq + 1, now(), details.to_string());
+    let hash = super::audit_hash(&prev, seq, at, actor, action, subject, &details);
+    t.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[&seq, &at, &actor, &action, &subject, &details, &prev, &hash],
+    )
+    .await
+    .map_err(err)?;
+    t.execute(
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[&seq, &hash],
+    )
+    .await
+    .map_err(err)?;
+    Ok(())
+}
 
 async fn consume(
     t: &deadpool_postgres::Transaction<'_>,
@@ -273,6 +308,7 @@ impl Store for PostgresStore {
         &self,
         tx: &TransactionRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
@@ -294,6 +330,14 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(err)?;
+        append_audit(
+            &t,
+            actor,
+            "pending",
+            &tx.transaction_id,
+            &serde_json::json!({"profile": tx.profile, "one_time_challenge": challenge.is_some()}),
+        )
+        .await?;
         t.commit().await.map_err(err)
     }
 
@@ -302,6 +346,7 @@ impl Store for PostgresStore {
         tx: &TransactionRecord,
         cert: &CertificateRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
@@ -382,12 +427,29 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         }
+        append_audit(
+            &t,
+            actor,
+            if existing.is_some() {
+                "approved"
+            } else {
+                "issued"
+            },
+            &cert.serial,
+            &serde_json::json!({
+                "transaction_id": tx.transaction_id, "profile": cert.profile,
+                "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
+                "one_time_challenge": challenge.is_some(),
+            }),
+        )
+        .await?;
         t.commit().await.map_err(err)
     }
 
-    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        let n = c
+    async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let n = t
             .execute(
                 "UPDATE transactions SET state = 'rejected', reason = $1, csr = NULL, \
                  updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
@@ -395,13 +457,20 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
+        if n != 1 {
+            return Err(StoreError::Conflict(format!(
                 "transaction {id} is not pending"
-            )))
+            )));
         }
+        append_audit(
+            &t,
+            actor,
+            "rejected",
+            id,
+            &serde_json::json!({"reason": reason}),
+        )
+        .await?;
+        t.commit().await.map_err(err)
     }
 
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -472,16 +541,25 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(tx_from_row).collect())
     }
 
-    async fn insert_challenge(&self, ch: &ChallengeRecord) -> Result<(), StoreError> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
+    async fn insert_challenge(&self, ch: &ChallengeRecord, actor: &str) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute(
             "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
             &[&ch.hash, &ch.profile, &ch.bindings, &ch.expires_at, &now()],
         )
         .await
-        .map(|_| ())
-        .map_err(err)
+        .map_err(err)?;
+        append_audit(
+            &t,
+            actor,
+            "challenge_created",
+            &ch.profile,
+            &serde_json::json!({"bindings": ch.bindings, "expires_at": ch.expires_at}),
+        )
+        .await?;
+        t.commit().await.map_err(err)
     }
 
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError> {
@@ -589,9 +667,10 @@ impl Store for PostgresStore {
         Ok(next)
     }
 
-    async fn insert_token(&self, tok: &TokenRecord) -> Result<(), StoreError> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
+    async fn insert_token(&self, tok: &TokenRecord, actor: &str) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute(
             "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
@@ -604,8 +683,16 @@ impl Store for PostgresStore {
             ],
         )
         .await
-        .map(|_| ())
-        .map_err(err)
+        .map_err(err)?;
+        append_audit(
+            &t,
+            actor,
+            "token_created",
+            &tok.id,
+            &serde_json::json!({"name": tok.name, "role": tok.role, "expires_at": tok.expires_at}),
+        )
+        .await?;
+        t.commit().await.map_err(err)
     }
 
     async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -637,15 +724,72 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(token_from_row).collect())
     }
 
-    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+    async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let n = t
+            .execute(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                &[&now(), &id],
+            )
+            .await
+            .map_err(err)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        append_audit(&t, actor, "token_revoked", id, &serde_json::json!({})).await?;
+        t.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        append_audit(&t, actor, action, subject, details).await?;
+        t.commit().await.map_err(err)
+    }
+
+    async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            &[&now(), &id],
-        )
-        .await
-        .map(|n| n == 1)
-        .map_err(err)
+        let mut sql = "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+                       FROM audit_log WHERE seq > $1 ORDER BY seq"
+            .to_string();
+        if limit > 0 {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let rows = c.query(&sql, &[&after_seq]).await.map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRecord {
+                seq: r.get(0),
+                at: r.get(1),
+                actor: r.get(2),
+                action: r.get(3),
+                subject: r.get(4),
+                details: r.get(5),
+                prev_hash: r.get(6),
+                hash: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let r = c
+            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await
+            .map_err(err)?;
+        Ok((r.get(0), r.get(1)))
     }
 
     async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    now, state_from, CertFilter, CertStatus, CertificateRecord, ChallengeRecord, Store, StoreError,
-    TokenRecord, TransactionRecord,
+    now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
+    Store, StoreError, TokenRecord, TransactionRecord,
 };
 
 /// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
@@ -22,6 +22,7 @@ pub(crate) fn like_escape(s: &str) -> String {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_initial.sql")),
     (2, include_str!("migrations/sqlite_0002_tokens.sql")),
+    (3, include_str!("migrations/sqlite_0003_audit.sql")),
 ];
 
 /// SQLite engine.
@@ -117,6 +118,35 @@ fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
     })
 }
 
+/// Append an audit record inside `t`, after the head (locked by the IMMEDIATE transaction).
+fn append_audit(
+    t: &rusqlite::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let (seq, prev): (i64, String) = t
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(err)?;
+    let (seq, at, details) = (seq + 1, now(), details.to_string());
+    let hash = super::audit_hash(&prev, seq, at, actor, action, subject, &details);
+    t.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![seq, at, actor, action, subject, details, prev, hash],
+    )
+    .map_err(err)?;
+    t.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+        params![seq, hash],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
 /// Consume a one-time challenge inside `tx`: exactly one unused, unexpired row.
 fn consume(
     tx: &rusqlite::Transaction<'_>,
@@ -208,8 +238,10 @@ impl Store for SqliteStore {
         &self,
         tx: &TransactionRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError> {
-        let (tx_rec, challenge) = (tx.clone(), challenge.map(str::to_owned));
+        let (tx_rec, challenge, actor) =
+            (tx.clone(), challenge.map(str::to_owned), actor.to_owned());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             if let Some(h) = &challenge {
@@ -229,6 +261,13 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(err)?;
+            append_audit(
+                &t,
+                &actor,
+                "pending",
+                &tx_rec.transaction_id,
+                &serde_json::json!({"profile": tx_rec.profile, "one_time_challenge": challenge.is_some()}),
+            )?;
             t.commit().map_err(err)
         })
         .await
@@ -239,8 +278,14 @@ impl Store for SqliteStore {
         tx: &TransactionRecord,
         cert: &CertificateRecord,
         challenge: Option<&str>,
+        actor: &str,
     ) -> Result<(), StoreError> {
-        let (tx_rec, cert, challenge) = (tx.clone(), cert.clone(), challenge.map(str::to_owned));
+        let (tx_rec, cert, challenge, actor) = (
+            tx.clone(),
+            cert.clone(),
+            challenge.map(str::to_owned),
+            actor.to_owned(),
+        );
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             let existing: Option<(String, String)> = t
@@ -316,28 +361,50 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             }
+            append_audit(
+                &t,
+                &actor,
+                if existing.is_some() {
+                    "approved"
+                } else {
+                    "issued"
+                },
+                &cert.serial,
+                &serde_json::json!({
+                    "transaction_id": tx_rec.transaction_id, "profile": cert.profile,
+                    "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
+                    "one_time_challenge": challenge.is_some(),
+                }),
+            )?;
             t.commit().map_err(err)
         })
         .await
     }
 
-    async fn reject(&self, id: &str, reason: &str) -> Result<(), StoreError> {
-        let (id, reason) = (id.to_owned(), reason.to_owned());
+    async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {
+        let (id, reason, actor) = (id.to_owned(), reason.to_owned(), actor.to_owned());
         self.with(move |c| {
-            let n = c
+            let t = c.transaction().map_err(err)?;
+            let n = t
                 .execute(
                     "UPDATE transactions SET state = 'rejected', reason = ?1, csr = NULL, \
                      updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
                     params![reason, now(), id],
                 )
                 .map_err(err)?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict(format!(
+            if n != 1 {
+                return Err(StoreError::Conflict(format!(
                     "transaction {id} is not pending"
-                )))
+                )));
             }
+            append_audit(
+                &t,
+                &actor,
+                "rejected",
+                &id,
+                &serde_json::json!({"reason": reason}),
+            )?;
+            t.commit().map_err(err)
         })
         .await
     }
@@ -410,16 +477,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_challenge(&self, ch: &ChallengeRecord) -> Result<(), StoreError> {
-        let ch = ch.clone();
+    async fn insert_challenge(&self, ch: &ChallengeRecord, actor: &str) -> Result<(), StoreError> {
+        let (ch, actor) = (ch.clone(), actor.to_owned());
         self.with(move |c| {
-            c.execute(
+            let t = c.transaction().map_err(err)?;
+            t.execute(
                 "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![ch.hash, ch.profile, ch.bindings, ch.expires_at, now()],
             )
-            .map(|_| ())
-            .map_err(err)
+            .map_err(err)?;
+            append_audit(
+                &t,
+                &actor,
+                "challenge_created",
+                &ch.profile,
+                &serde_json::json!({"bindings": ch.bindings, "expires_at": ch.expires_at}),
+            )?;
+            t.commit().map_err(err)
         })
         .await
     }
@@ -501,23 +576,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(&self, tok: &TokenRecord) -> Result<(), StoreError> {
-        let tok = tok.clone();
+    async fn insert_token(&self, tok: &TokenRecord, actor: &str) -> Result<(), StoreError> {
+        let (tok, actor) = (tok.clone(), actor.to_owned());
         self.with(move |c| {
-            c.execute(
+            let t = c.transaction().map_err(err)?;
+            t.execute(
                 "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    tok.id,
-                    tok.name,
-                    tok.role,
-                    tok.hash,
-                    tok.created_at,
-                    tok.expires_at
-                ],
+                params![tok.id, tok.name, tok.role, tok.hash, tok.created_at, tok.expires_at],
             )
-            .map(|_| ())
-            .map_err(err)
+            .map_err(err)?;
+            append_audit(
+                &t,
+                &actor,
+                "token_created",
+                &tok.id,
+                &serde_json::json!({"name": tok.name, "role": tok.role, "expires_at": tok.expires_at}),
+            )?;
+            t.commit().map_err(err)
         })
         .await
     }
@@ -562,14 +638,84 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+    async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError> {
+        let (id, actor) = (id.to_owned(), actor.to_owned());
         self.with(move |c| {
-            c.execute(
-                "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-                params![now(), id],
-            )
-            .map(|n| n == 1)
+            let t = c.transaction().map_err(err)?;
+            let n = t
+                .execute(
+                    "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    params![now(), id],
+                )
+                .map_err(err)?;
+            if n != 1 {
+                return Ok(false);
+            }
+            append_audit(&t, &actor, "token_revoked", &id, &serde_json::json!({}))?;
+            t.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (actor, action, subject, details) = (
+            actor.to_owned(),
+            action.to_owned(),
+            subject.to_owned(),
+            details.clone(),
+        );
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            append_audit(&t, &actor, &action, &subject, &details)?;
+            t.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.with(move |c| {
+            let mut sql = "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+                           FROM audit_log WHERE seq > ?1 ORDER BY seq"
+                .to_string();
+            if limit > 0 {
+                sql.push_str(&format!(" LIMIT {limit}"));
+            }
+            let mut stmt = c.prepare(&sql).map_err(err)?;
+            let rows = stmt
+                .query_map([after_seq], |r| {
+                    Ok(AuditRecord {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        subject: r.get(4)?,
+                        details: r.get(5)?,
+                        prev_hash: r.get(6)?,
+                        hash: r.get(7)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(err)
         })
         .await
