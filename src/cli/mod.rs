@@ -650,6 +650,13 @@ fn serve(config: Config) -> Result<()> {
         let store = sigil::store::open(&config, true).await.context("store")?;
         let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
         ra.record_certificates().await.context("store")?;
+        // Compare without the per-node parts (address, data directory, log settings).
+        let mut shared = config.clone();
+        shared.server = Default::default();
+        shared.log = Default::default();
+        ra.record_configuration(&shared.to_toml())
+            .await
+            .context("store")?;
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));

@@ -293,6 +293,37 @@ impl Ra {
         store.set_state("ca_chain_pem", chain.as_bytes()).await
     }
 
+    /// Record a configuration change in the audit log: when the effective configuration
+    /// (`config_text`, which holds no secrets) differs from the one this CA last started with.
+    pub async fn record_configuration(
+        &self,
+        config_text: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        use sha2::Digest;
+        let store = &self.inner.store;
+        let digest = hex::encode(sha2::Sha256::digest(config_text.as_bytes()));
+        let previous = store.state("config_sha256").await?;
+        if previous.as_deref() == Some(digest.as_bytes()) {
+            return Ok(false);
+        }
+        store
+            .audit(
+                "sigil serve",
+                "configuration_changed",
+                &digest,
+                &serde_json::json!({
+                    "previous_sha256": previous.map(|p| String::from_utf8_lossy(&p).into_owned()),
+                    "profiles": self.profile_names(),
+                }),
+            )
+            .await?;
+        store.set_state("config_sha256", digest.as_bytes()).await?;
+        store
+            .set_state("config_toml", config_text.as_bytes())
+            .await?;
+        Ok(true)
+    }
+
     /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
     /// node may call it.
     pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
