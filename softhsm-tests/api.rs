@@ -615,3 +615,120 @@ fn the_audit_log_records_decisions_and_exposes_tampering() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn revocation_reaches_the_crl() {
+    let s = ScepServer::start();
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let (d, _, r) = enroll_with(&s, "default", "lost-device", CHALLENGE);
+    assert_eq!(r.status, PkiStatus::Success);
+    let cert = X509::from_der(&r.certs[0]).unwrap();
+    let serial = hex::encode(cert.serial_number().to_bn().unwrap().to_vec());
+    let (_, _, r2) = enroll_with(&s, "default", "stolen-device", CHALLENGE);
+    let serial2 = hex::encode(
+        X509::from_der(&r2.certs[0])
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_vec(),
+    );
+    let path = format!("/api/v1/certificates/{serial}/revoke");
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &path,
+            Some(&officer),
+            Some(json!({"reason": "sometimes"}))
+        )
+        .status(),
+        400
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &path,
+            Some(&officer),
+            Some(json!({"reason": "keyCompromise"}))
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &path,
+            Some(&officer),
+            Some(json!({"reason": "keyCompromise"}))
+        )
+        .status(),
+        404
+    );
+    let one: Value = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{serial}"),
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(one["status"], "revoked");
+    // And by the command line, for the second one.
+    let out = s
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", s.token.path().join("sigil.toml"))
+        .args(["cert", "revoke", &serial2, "--reason", "superseded"])
+        .output()
+        .unwrap();
+    crate::common::ok(&out);
+    // GetCRL over SCEP: both serials, signed by the CA, with their reasons.
+    let ca = X509::from_der(&s.ca).unwrap();
+    let q = sigil::scep::client::issuer_and_serial(&ca.subject_name().to_der().unwrap(), &[1]);
+    let msg = d
+        .request(
+            MessageType::GetCrl,
+            "crl-after-revoke",
+            &Nonce::random().unwrap(),
+            &q,
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let reply = d.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(reply.status, PkiStatus::Success);
+    let crl = openssl::x509::X509Crl::from_der(&reply.crls[0]).unwrap();
+    assert!(crl.verify(&ca.public_key().unwrap()).unwrap());
+    let text = String::from_utf8(
+        Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&reply.crls[0])?;
+                c.wait_with_output()
+            })
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.to_uppercase().contains(&serial.to_uppercase()),
+        "{text}"
+    );
+    assert!(
+        text.to_uppercase().contains(&serial2.to_uppercase()),
+        "{text}"
+    );
+    assert!(
+        text.contains("Key Compromise") && text.contains("Superseded"),
+        "{text}"
+    );
+}

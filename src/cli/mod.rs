@@ -151,6 +151,15 @@ enum CertCommand {
         /// Serial number in hex (as `cert list` prints it).
         serial: String,
     },
+    /// Revoke a certificate and publish a new CRL (signed on the token).
+    Revoke {
+        /// Serial number in hex.
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
     /// Write one certificate as PEM (or DER with --der) to stdout or a file.
     Export {
         /// Serial number in hex.
@@ -412,6 +421,27 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                     );
                 }
                 eprintln!("{} certificate(s)", certs.len());
+                Ok(())
+            })
+        }
+        CertCommand::Revoke { serial, reason } => {
+            let code = sigil::pki::parse_revocation_reason(&reason).with_context(|| {
+                format!(
+                    "--reason `{reason}`: use one of {}",
+                    sigil::pki::REVOCATION_REASONS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            let hsm = open_hsm(config)?;
+            with_store(config, false, |store| async move {
+                let ra = sigil::ra::Ra::load(&hsm, config, store)?;
+                if !ra.revoke(&serial, code, "cli").await? {
+                    anyhow::bail!("no valid certificate with serial {serial}");
+                }
+                println!("revoked {serial} ({reason}); a new CRL is published");
                 Ok(())
             })
         }

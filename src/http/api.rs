@@ -42,6 +42,11 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
         "/api/v1/certificates/{serial}",
         &[Role::Admin, Role::Officer, Role::Auditor],
     ),
+    (
+        "POST",
+        "/api/v1/certificates/{serial}/revoke",
+        &[Role::Officer],
+    ),
     ("GET", "/api/v1/approvals", &[Role::Officer, Role::Admin]),
     ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
     ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
@@ -558,6 +563,56 @@ async fn get_certificate(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revocation {
+    reason: String,
+}
+
+async fn revoke_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/certificates/{serial}/revoke");
+    let r: Revocation = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let Some(reason) = crate::pki::parse_revocation_reason(&r.reason) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_reason",
+            format!(
+                "reason is one of: {}",
+                crate::pki::REVOCATION_REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra
+        .revoke(&serial, reason, &format!("token:{}", caller.token_id))
+        .await
+    {
+        Ok(true) => HttpResponse::Ok().json(
+            json!({"serial": serial.to_ascii_lowercase(), "status": "revoked", "reason": reason}),
+        ),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no valid certificate with this serial",
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
 async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/approvals");
     let Some(ra) = state.ra.as_ref() else {
@@ -726,6 +781,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/challenges", web::post().to(create_challenge))
             .route("/certificates", web::get().to(list_certificates))
             .route("/certificates/{serial}", web::get().to(get_certificate))
+            .route(
+                "/certificates/{serial}/revoke",
+                web::post().to(revoke_certificate),
+            )
             .route("/approvals", web::get().to(list_approvals))
             .route("/approvals/{id}/approve", web::post().to(approve))
             .route("/approvals/{id}/reject", web::post().to(reject))

@@ -150,11 +150,11 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
 }
 
 /// A full CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
-/// (serial bytes, revocation time).
+/// (serial bytes, revocation time, RFC 5280 reason code).
 pub fn build_crl(
     issuer: &rcgen::Issuer<'_, TokenKey>,
     ca_der: &[u8],
-    revoked: &[(Vec<u8>, OffsetDateTime)],
+    revoked: &[(Vec<u8>, OffsetDateTime, i32)],
     crl_number: u64,
     hours: i64,
 ) -> Result<Vec<u8>, PkiError> {
@@ -176,10 +176,10 @@ pub fn build_crl(
         issuing_distribution_point: None,
         revoked_certs: revoked
             .iter()
-            .map(|(serial, at)| rcgen::RevokedCertParams {
+            .map(|(serial, at, reason)| rcgen::RevokedCertParams {
                 serial_number: SerialNumber::from_slice(serial),
                 revocation_time: *at,
-                reason_code: None,
+                reason_code: revocation_reason(*reason),
                 invalidity_date: None,
             })
             .collect(),
@@ -187,4 +187,47 @@ pub fn build_crl(
     };
     let crl = params.signed_by(issuer).map_err(build_err("CRL"))?;
     Ok(crl.der().to_vec())
+}
+
+/// RFC 5280 reason names, as the CLI and API accept them.
+pub const REVOCATION_REASONS: &[(&str, i32)] = &[
+    ("unspecified", 0),
+    ("keyCompromise", 1),
+    ("cACompromise", 2),
+    ("affiliationChanged", 3),
+    ("superseded", 4),
+    ("cessationOfOperation", 5),
+    ("certificateHold", 6),
+    ("privilegeWithdrawn", 9),
+    ("aACompromise", 10),
+];
+
+/// A reason name (case-insensitive) or number to its RFC 5280 code.
+pub fn parse_revocation_reason(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return REVOCATION_REASONS
+            .iter()
+            .find(|(_, c)| *c == n)
+            .map(|(_, c)| *c);
+    }
+    REVOCATION_REASONS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(s))
+        .map(|(_, c)| *c)
+}
+
+fn revocation_reason(code: i32) -> Option<rcgen::RevocationReason> {
+    use rcgen::RevocationReason as R;
+    Some(match code {
+        1 => R::KeyCompromise,
+        2 => R::CaCompromise,
+        3 => R::AffiliationChanged,
+        4 => R::Superseded,
+        5 => R::CessationOfOperation,
+        6 => R::CertificateHold,
+        9 => R::PrivilegeWithdrawn,
+        10 => R::AaCompromise,
+        // unspecified: RFC 5280 says leave the extension out.
+        _ => return None,
+    })
 }

@@ -245,6 +245,30 @@ impl Ra {
         }
     }
 
+    /// Revoke a certificate (RFC 5280 `reason` code) and publish a new CRL at once. False
+    /// when there is no valid certificate with this serial.
+    pub async fn revoke(
+        &self,
+        serial: &str,
+        reason: i32,
+        actor: &str,
+    ) -> Result<bool, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+        if !self
+            .inner
+            .store
+            .revoke_certificate(&serial, reason, actor)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(false);
+        }
+        tracing::info!(%serial, reason, actor, "revoked");
+        self.refresh_crl().await?;
+        Ok(true)
+    }
+
     /// An officer rejects a PENDING enrollment; the device gets FAILURE with `reason`.
     pub async fn reject(
         &self,
@@ -351,7 +375,13 @@ impl Ra {
             .into_iter()
             .filter_map(|c| {
                 let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
-                Some((hex::decode(&c.serial).ok()?, at))
+                let serial = hex::decode(if c.serial.len() % 2 == 1 {
+                    format!("0{}", c.serial)
+                } else {
+                    c.serial.clone()
+                })
+                .ok()?;
+                Some((serial, at, c.revocation_reason.unwrap_or(0)))
             })
             .collect::<Vec<_>>();
         let number = store.next_crl_number().await.map_err(unavailable)?;

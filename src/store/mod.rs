@@ -344,6 +344,14 @@ pub trait Store: Send + Sync {
         -> Result<Vec<CertificateRecord>, StoreError>;
     /// PENDING transactions, oldest first.
     async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
+    /// Revoke a valid certificate with an RFC 5280 reason code; false when there is no valid
+    /// certificate with this serial. Audited in the same transaction.
+    async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i32,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
     /// Store a new one-time challenge (its hash).
     async fn insert_challenge(&self, c: &ChallengeRecord, actor: &str) -> Result<(), StoreError>;
     /// The challenge with this hash, if any (used or not).

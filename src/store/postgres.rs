@@ -695,6 +695,37 @@ impl Store for PostgresStore {
         t.commit().await.map_err(err)
     }
 
+    async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i32,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let n = t
+            .execute(
+                "UPDATE certificates SET status = 'revoked', revoked_at = $1, \
+                 revocation_reason = $2 WHERE serial = $3 AND status = 'valid'",
+                &[&now(), &reason, &serial],
+            )
+            .await
+            .map_err(err)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        append_audit(
+            &t,
+            actor,
+            "revoked",
+            serial,
+            &serde_json::json!({"reason": reason}),
+        )
+        .await?;
+        t.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
     async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let at = now();

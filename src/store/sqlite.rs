@@ -598,6 +598,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i32,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let (serial, actor) = (serial.to_owned(), actor.to_owned());
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let n = t
+                .execute(
+                    "UPDATE certificates SET status = 'revoked', revoked_at = ?1, \
+                     revocation_reason = ?2 WHERE serial = ?3 AND status = 'valid'",
+                    params![now(), reason, serial],
+                )
+                .map_err(err)?;
+            if n != 1 {
+                return Ok(false);
+            }
+            append_audit(
+                &t,
+                &actor,
+                "revoked",
+                &serial,
+                &serde_json::json!({"reason": reason}),
+            )?;
+            t.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let hash = hash.to_owned();
         self.with(move |c| {
