@@ -76,6 +76,8 @@ legacy = true
 TOML
 fi
 
+# It holds the admin token: readable by its owner only.
+umask 077
 cat >"$var/quickstart.env.tmp" <<ENV
 # Source this file to reach the quickstart token: . "$var/quickstart.env"
 export SOFTHSM2_CONF="$var/hsm/softhsm2.conf"

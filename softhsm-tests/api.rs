@@ -254,8 +254,35 @@ fn mdm_tokens_rotate_and_challenges_work_once() {
     let (_, _, r) = enroll_with(&s, "default", "dev-2", &bound);
     assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
     assert!(r.fail_text.unwrap().contains("bound to CN `dev-1`"));
+    // Bindings are exact: dev-1 with an extra SAN is refused too.
+    let d = new_device("dev-1");
+    let csr = d
+        .csr("dev-1", Some(&bound), &["dns:admin.corp.example"])
+        .unwrap();
+    let msg = d
+        .request(
+            MessageType::PkcsReq,
+            "bound-extra-san",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let r = d.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
     let (_, _, r) = enroll_with(&s, "default", "dev-1", &bound);
     assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    // Bindings that can never match are refused when the challenge is made.
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/challenges",
+        Some(&mdm_b),
+        Some(json!({"sans": ["dev-1"]})),
+    );
+    assert_eq!(r.status(), 400);
 }
 
 #[test]

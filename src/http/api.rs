@@ -78,22 +78,41 @@ pub struct AuthLimiter {
 
 impl AuthLimiter {
     fn blocked(&self, ip: IpAddr) -> bool {
+        let ip = source_key(ip);
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&ip).is_some_and(|(start, n)| {
             start.elapsed() < AUTH_WINDOW && *n >= AUTH_FAILURES_PER_WINDOW
         })
     }
 
-    fn fail(&self, ip: IpAddr) {
+    /// Count a failure; true when it is the first of its source in the current window.
+    fn fail(&self, ip: IpAddr) -> bool {
+        let ip = source_key(ip);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
+        if map.len() >= 100_000 {
             map.retain(|_, (start, _)| start.elapsed() < AUTH_WINDOW);
+            if map.len() >= 100_000 {
+                // Still full of fresh sources: start over rather than grow without bound.
+                map.clear();
+            }
         }
         let e = map.entry(ip).or_insert((Instant::now(), 0));
         if e.0.elapsed() >= AUTH_WINDOW {
             *e = (Instant::now(), 0);
         }
         e.1 += 1;
+        e.1 == 1
+    }
+}
+
+/// Sources are counted per IPv4 address and per IPv6 /64 (one host can hold a whole /64).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
     }
 }
 
@@ -111,13 +130,6 @@ async fn authorize(
     pattern: &str,
 ) -> Result<Caller, HttpResponse> {
     let ip = source(req);
-    if state.limiter.blocked(ip) {
-        return Err(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "too many failed authentications from this address; wait a minute",
-        ));
-    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -159,20 +171,32 @@ async fn caller_for(
             )
         })?;
     let Some(caller) = caller else {
-        state.limiter.fail(ip);
+        // A valid token always gets through; only failures count, and a source over the
+        // limit gets 429 for its failures.
+        let first_in_window = state.limiter.fail(ip);
         tracing::warn!(source = %ip, path = %req.path(), "authentication failed");
-        // Recorded without the token; the per-source limit bounds how many.
-        if let Err(e) = ra
-            .store()
-            .audit(
-                &format!("source:{ip}"),
-                "login_failed",
-                req.path(),
-                &json!({"method": req.method().as_str()}),
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "could not record a failed login");
+        if state.limiter.blocked(ip) {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this address; wait a minute",
+            ));
+        }
+        // Recorded without the token, once per source per window, so unauthenticated
+        // traffic cannot flood the audit chain.
+        if first_in_window {
+            if let Err(e) = ra
+                .store()
+                .audit(
+                    &format!("source:{}", source_key(ip)),
+                    "login_failed",
+                    req.path(),
+                    &json!({"method": req.method().as_str()}),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a failed login");
+            }
         }
         return Err(error(
             StatusCode::UNAUTHORIZED,
@@ -244,6 +268,13 @@ async fn create_token(
             "role must be admin, officer, auditor or mdm",
         );
     };
+    if body.expires_in_days == Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_expiry",
+            "expires_in_days is at least 1",
+        );
+    }
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return error(
             StatusCode::BAD_REQUEST,
@@ -259,13 +290,15 @@ async fn create_token(
     match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl, &actor).await {
         Ok((secret, rec)) => {
             tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
-            HttpResponse::Created().json(json!({
-                "token": secret,
-                "id": rec.id,
-                "name": rec.name,
-                "role": rec.role,
-                "expires_at": rec.expires_at,
-            }))
+            HttpResponse::Created()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({
+                    "token": secret,
+                    "id": rec.id,
+                    "name": rec.name,
+                    "role": rec.role,
+                    "expires_at": rec.expires_at,
+                }))
         }
         Err(e) => unavailable(e),
     }
@@ -344,12 +377,23 @@ async fn issue_challenge(
             ))
         }
     };
-    let ttl = i64::from(c.ttl_minutes.unwrap_or(60).clamp(1, 7 * 24 * 60)) * 60;
+    let minutes = c.ttl_minutes.unwrap_or(60);
+    if !(1..=7 * 24 * 60).contains(&minutes) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_ttl",
+            "ttl_minutes is 1 to 10080",
+        ));
+    }
+    let ttl = i64::from(minutes) * 60;
     let bindings = Bindings {
         cn: c.cn,
         sans: c.sans,
         device_id: c.device_id,
     };
+    if let Err(why) = crate::ra::challenge::validate(&bindings) {
+        return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
+    }
     let actor = format!("token:{}", caller.token_id);
     match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor).await
     {
@@ -391,7 +435,9 @@ async fn create_challenge(
         }
     };
     match issue_challenge(&state, &caller, c).await {
-        Ok(v) => HttpResponse::Created().json(v),
+        Ok(v) => HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(v),
         Err(resp) => resp,
     }
 }
@@ -401,9 +447,6 @@ async fn create_challenge(
 /// `/certsrv/mscep_admin/json` answers the same as JSON (webhook-style MDMs).
 async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let ip = source(&req);
-    if state.limiter.blocked(ip) {
-        return HttpResponse::TooManyRequests().body("too many failed authentications\n");
-    }
     let password = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -435,7 +478,9 @@ async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Err(resp) => return resp,
     };
     if req.path().ends_with("/json") {
-        return HttpResponse::Ok().json(value);
+        return HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(value);
     }
     let challenge = value["challenge"].as_str().unwrap_or_default();
     let html = format!(
@@ -451,6 +496,7 @@ async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-16")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(bytes)
 }
 
@@ -526,7 +572,7 @@ async fn list_certificates(
         status,
         expiring_within_secs: expiring,
         subject_contains: q.subject.clone(),
-        limit: q.limit.unwrap_or(1000).min(10_000),
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");

@@ -34,24 +34,94 @@ fn san_text(s: &San) -> String {
     }
 }
 
-/// Does the CSR meet the bindings (JSON as stored)?
+/// Does the CSR meet the bindings (JSON as stored)? Bindings are exact, not minimums: a CN
+/// binding needs exactly that one CN; once anything is bound, the CSR's SANs must be exactly
+/// the bound ones (none when only a CN is bound); SANs bound without a CN allow no CN or one
+/// of the bound names.
 pub fn bindings_met(json: &str, csr: &Csr) -> Result<(), String> {
     let b: Bindings = serde_json::from_str(json)
         .map_err(|_| "the one-time challenge has unreadable bindings".to_string())?;
-    if let Some(cn) = &b.cn {
-        if csr.common_name() != Some(cn.as_str()) {
-            return Err(format!(
-                "the one-time challenge is bound to CN `{cn}`, the CSR asks for {:?}",
-                csr.common_name().unwrap_or("none")
-            ));
+    if b.cn.is_none() && b.sans.is_empty() {
+        return Ok(());
+    }
+    let cns: Vec<&str> = csr
+        .subject
+        .iter()
+        .filter(|a| a.oid == [2, 5, 4, 3])
+        .map(|a| a.value.as_str())
+        .collect();
+    match &b.cn {
+        Some(cn) => {
+            if cns.as_slice() != [cn.as_str()] {
+                return Err(format!(
+                    "the one-time challenge is bound to CN `{cn}`, the CSR asks for {cns:?}"
+                ));
+            }
+        }
+        None => {
+            let bound_names: Vec<String> = b
+                .sans
+                .iter()
+                .filter_map(|s| s.split_once(':').map(|(_, v)| v.to_ascii_lowercase()))
+                .collect();
+            if cns.len() > 1
+                || cns
+                    .iter()
+                    .any(|c| !bound_names.contains(&c.to_ascii_lowercase()))
+            {
+                return Err(format!(
+                    "the one-time challenge binds SANs only; the CSR's CN {cns:?} is not one of them"
+                ));
+            }
         }
     }
-    let have: Vec<String> = csr.sans.iter().map(san_text).collect();
-    for want in &b.sans {
-        if !have.iter().any(|h| h.eq_ignore_ascii_case(want)) {
-            return Err(format!(
-                "the one-time challenge is bound to SAN `{want}`, which the CSR lacks"
-            ));
+    let mut have: Vec<String> = csr.sans.iter().map(|s| normalise(&san_text(s))).collect();
+    let mut want: Vec<String> = b.sans.iter().map(|s| normalise(s)).collect();
+    have.sort();
+    have.dedup();
+    want.sort();
+    want.dedup();
+    if have != want {
+        return Err(format!(
+            "the one-time challenge is bound to SANs {want:?}; the CSR asks for {have:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Compare SANs the way their types compare: DNS names and email domains without case, the
+/// rest exactly.
+fn normalise(s: &str) -> String {
+    match s.split_once(':') {
+        Some(("dns", v)) => format!("dns:{}", v.to_ascii_lowercase()),
+        Some(("email", v)) => match v.rsplit_once('@') {
+            Some((local, domain)) => format!("email:{local}@{}", domain.to_ascii_lowercase()),
+            None => format!("email:{v}"),
+        },
+        Some((kind, v)) => format!("{}:{v}", kind.to_ascii_lowercase()),
+        None => s.to_owned(),
+    }
+}
+
+/// Check bindings when a challenge is made: known SAN kinds, sane sizes.
+pub fn validate(b: &Bindings) -> Result<(), String> {
+    if b.sans.len() > 20 {
+        return Err("at most 20 SANs may be bound".into());
+    }
+    for s in &b.sans {
+        match s.split_once(':') {
+            Some(("dns" | "email" | "uri" | "upn" | "ip", v))
+                if !v.is_empty() && v.len() <= 512 => {}
+            _ => {
+                return Err(format!(
+                    "SAN binding `{s}` must be dns:…, email:…, uri:…, upn:… or ip:…"
+                ))
+            }
+        }
+    }
+    for v in [&b.cn, &b.device_id].into_iter().flatten() {
+        if v.is_empty() || v.len() > 256 {
+            return Err("cn and device_id must be 1 to 256 characters".into());
         }
     }
     Ok(())
@@ -87,6 +157,7 @@ pub async fn create(
     ttl_secs: i64,
     actor: &str,
 ) -> Result<(String, i64), StoreError> {
+    validate(bindings).map_err(StoreError::Invalid)?;
     let challenge = generate()?;
     let expires_at = now() + ttl_secs.max(1);
     store

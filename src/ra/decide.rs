@@ -31,6 +31,13 @@ fn signer_sha256(msg: &PkiMessage) -> String {
         .unwrap_or_default()
 }
 
+fn info_of(o: &Outcome) -> Option<FailInfo> {
+    match o {
+        Outcome::Failure { info, .. } => Some(*info),
+        _ => None,
+    }
+}
+
 fn unreadable() -> Outcome {
     fail(FailInfo::BadMessageCheck, crate::scep::UNREADABLE)
 }
@@ -91,7 +98,13 @@ impl Ra {
                 }
             }
             crate::telemetry::scep_outcome(msg.message_type, &outcome);
-            if let Outcome::Failure { info, text } = &outcome {
+            // Only decisions about a real (decrypted, parsed) request go into the audit chain;
+            // earlier refusals cost an attacker nothing and stay in the server log.
+            let decided = matches!(
+                info_of(&outcome),
+                Some(crate::scep::FailInfo::BadRequest | crate::scep::FailInfo::BadCertId)
+            );
+            if let (true, Outcome::Failure { info, text }) = (decided, &outcome) {
                 // A refusal changes no data; it is recorded on its own. If the store is down
                 // the answer is still right, so this is best effort.
                 let details = serde_json::json!({

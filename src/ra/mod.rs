@@ -265,7 +265,11 @@ impl Ra {
             return Ok(false);
         }
         tracing::info!(%serial, reason, actor, "revoked");
-        self.refresh_crl().await?;
+        // The revocation is committed; a CRL that cannot be made now is made by the next
+        // GetCRL or background round.
+        if let Err(e) = self.refresh_crl().await {
+            tracing::warn!(error = %e, "revoked, but the new CRL could not be published yet");
+        }
         Ok(true)
     }
 
