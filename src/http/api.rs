@@ -538,12 +538,20 @@ fn span(text: &str) -> Option<i64> {
     n.checked_mul(mult)
 }
 
-async fn list_certificates(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    q: web::Query<CertQuery>,
-) -> HttpResponse {
+/// Parse the query string after authentication (an extractor would answer anonymous callers
+/// first).
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))
+}
+
+async fn list_certificates(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/certificates");
+    let q: CertQuery = match query(&req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let status = match q.status.as_deref() {
         None => None,
         Some("valid") => Some(CertStatus::Valid),
@@ -769,12 +777,12 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    q: web::Query<AuditQuery>,
-) -> HttpResponse {
+async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/audit");
+    let q: AuditQuery = match query(&req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
