@@ -350,31 +350,14 @@ where
     })
 }
 
-/// `30d`, `12h`, `45m` or a number of days, in seconds.
+/// `30d`, `12h`, `45m`, `30s` or a number of days, in seconds.
 fn parse_span(text: &str) -> Result<i64> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("`{text}`: use 30d, 12h, 45m or a number of days"))?;
-    let mult = match unit {
-        "" | "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => anyhow::bail!("`{text}`: use 30d, 12h, 45m, 30s or a number of days"),
-    };
-    Ok(n * mult)
+    sigil::config::parse_span(text)
+        .with_context(|| format!("`{text}`: use 30d, 12h, 45m, 30s or a number of days"))
 }
 
 fn time_text(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
+    sigil::config::rfc3339(unix)
 }
 
 fn cert(config: &Config, c: CertCommand) -> Result<()> {

@@ -285,6 +285,33 @@ impl HsmSection {
     }
 }
 
+/// A span of time written as `30d`, `12h`, `45m`, `30s`, or a bare number of days, in
+/// seconds.
+pub fn parse_span(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: i64 = t[..split].parse().ok()?;
+    let mult = match &t[split..] {
+        "" | "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Unix seconds as RFC 3339 text.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 fn invalid(origin: &str, message: &str) -> ConfigError {
     ConfigError::Invalid {
         origin: origin.into(),

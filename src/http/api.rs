@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use crate::config::rfc3339;
 use crate::ra::access::{self, Caller, Role};
 use crate::ra::challenge::Bindings;
 use crate::ra::ApprovalError;
@@ -409,16 +410,6 @@ async fn issue_challenge(
     }
 }
 
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
 async fn create_challenge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -524,20 +515,6 @@ fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
     v
 }
 
-/// `30d`, `12h`, `45m` or a number of days, in seconds.
-fn span(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: i64 = t[..split].parse().ok()?;
-    let mult = match &t[split..] {
-        "" | "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 /// Parse the query string after authentication (an extractor would answer anonymous callers
 /// first).
 fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
@@ -564,7 +541,7 @@ async fn list_certificates(req: HttpRequest, state: web::Data<AppState>) -> Http
             )
         }
     };
-    let expiring = match q.expiring_within.as_deref().map(span) {
+    let expiring = match q.expiring_within.as_deref().map(crate::config::parse_span) {
         None => None,
         Some(Some(s)) => Some(s),
         Some(None) => {
