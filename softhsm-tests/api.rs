@@ -596,8 +596,13 @@ fn the_audit_log_records_decisions_and_exposes_tampering() {
             .output()
             .unwrap()
     };
+    // The background round signs the head with the RA key.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     let ok_out = crate::common::ok(&cli(&["audit", "verify"]));
-    assert!(ok_out.contains("audit log intact"), "{ok_out}");
+    assert!(
+        ok_out.contains("audit log intact") && ok_out.contains("signed by the RA key"),
+        "{ok_out}"
+    );
     let export = crate::common::ok(&cli(&["audit", "export"]));
     assert_eq!(export.lines().count(), actions.len());
     // Edit one record directly in the database: verify fails and names it.

@@ -96,6 +96,7 @@ extended_key_usage = ["serverAuth"]
             .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
             .env("SIGIL_SERVER_WORKERS", "2")
             .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
+            .env("SIGIL_SERVER_BACKGROUND_INTERVAL_SECS", "1")
             .env("SIGIL_LOG_LEVEL", "info")
             .arg("serve")
             .stdout(Stdio::null())

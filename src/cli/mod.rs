@@ -271,20 +271,7 @@ fn run(cli: Cli) -> Result<()> {
         }),
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
-        Command::Audit(AuditCommand::Verify) => with_store(&config, false, |store| async move {
-            let records = store.audit_records(0, 0).await?;
-            let (seq, hash) = store.audit_head().await?;
-            match sigil::store::verify_audit(&records, (seq, &hash)) {
-                Ok(()) => {
-                    println!(
-                        "audit log intact: {} records, head {seq} {hash}",
-                        records.len()
-                    );
-                    Ok(())
-                }
-                Err((at, why)) => anyhow::bail!("audit log broken at record {at}: {why}"),
-            }
-        }),
+        Command::Audit(AuditCommand::Verify) => audit_verify(&config),
         Command::Audit(AuditCommand::Export { out }) => {
             with_store(&config, false, |store| async move {
                 let mut text = String::new();
@@ -472,6 +459,59 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             Ok(())
         }),
     }
+}
+
+/// `sigil audit verify`: the chain, the stored head, and the head the RA key signed (checked
+/// with the RA certificate from the token, not from the database being checked).
+fn audit_verify(config: &Config) -> Result<()> {
+    let hsm = open_hsm(config)?;
+    let ra_label = config.hsm.ra_key_uri()?.label()?.to_owned();
+    let ra_cert = hsm
+        .certificate_blocking(&ra_label)?
+        .with_context(|| format!("no RA certificate `{ra_label}` on the token"))?;
+    hsm.close();
+    with_store(config, false, |store| async move {
+        let records = store.audit_records(0, 0).await?;
+        let (seq, hash) = store.audit_head().await?;
+        if let Err((at, why)) = sigil::store::verify_audit(&records, (seq, &hash)) {
+            anyhow::bail!("audit log broken at record {at}: {why}");
+        }
+        let Some(signed) = store.state("audit_head_signed").await? else {
+            println!(
+                "audit log intact: {} records, head {seq} {hash} (no signed head yet)",
+                records.len()
+            );
+            return Ok(());
+        };
+        let signed: serde_json::Value =
+            serde_json::from_slice(&signed).context("the signed audit head does not read")?;
+        let s_seq = signed["seq"].as_i64().context("signed head: seq")?;
+        let s_hash = signed["hash"].as_str().context("signed head: hash")?;
+        let sig = signed["signature"]
+            .as_str()
+            .and_then(|b| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            })
+            .context("signed head: signature")?;
+        let key = openssl::x509::X509::from_der(&ra_cert)?.public_key()?;
+        let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
+        v.update(sigil::ra::audit_head_message(s_seq, s_hash).as_bytes())?;
+        if !v.verify(&sig).unwrap_or(false) {
+            anyhow::bail!("audit log broken: the signed head does not verify with the RA key");
+        }
+        match records.iter().find(|r| r.seq == s_seq) {
+            Some(r) if r.hash == s_hash => {}
+            _ => anyhow::bail!(
+                "audit log broken at record {s_seq}: the log was rewritten after the RA key signed its head"
+            ),
+        }
+        println!(
+            "audit log intact: {} records, head {seq} {hash}; signed by the RA key up to record {s_seq}",
+            records.len()
+        );
+        Ok(())
+    })
 }
 
 fn token(config: &Config, t: TokenCommand) -> Result<()> {

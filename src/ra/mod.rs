@@ -103,6 +103,11 @@ pub struct Ra {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The text the RA key signs for an audit head.
+pub fn audit_head_message(seq: i64, hash: &str) -> String {
+    format!("sigil-audit-head:{seq}:{hash}")
+}
+
 /// How long a CRL is valid.
 const CRL_HOURS: i64 = 24;
 
@@ -321,6 +326,50 @@ impl Ra {
         store.set_state("ca_chain_pem", chain.as_bytes()).await
     }
 
+    /// Sign the audit log's head (sequence number and hash) with the RA key on the token and
+    /// store the signature. Whoever can write the database can rewrite the chain and its
+    /// stored head, but not this signature: `sigil audit verify` checks that the signed record
+    /// is still in the chain, unchanged. Returns the signed sequence number.
+    pub async fn sign_audit_head(&self) -> Result<i64, RequestError> {
+        use base64::Engine;
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let store = &self.inner.store;
+        let (seq, hash) = store.audit_head().await.map_err(unavailable)?;
+        if let Some(old) = store
+            .state("audit_head_signed")
+            .await
+            .map_err(unavailable)?
+        {
+            let old: serde_json::Value = serde_json::from_slice(&old).unwrap_or_default();
+            if old["seq"].as_i64() == Some(seq) {
+                return Ok(seq);
+            }
+        }
+        let message = audit_head_message(seq, &hash);
+        let key = self.inner.key.clone();
+        let signature = tokio::task::spawn_blocking(move || {
+            key.hsm.sign_blocking(
+                &key.sign,
+                crate::hsm::SignAlg::RsaPkcs1Sha256,
+                message.as_bytes(),
+            )
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        let signed = serde_json::json!({
+            "seq": seq,
+            "hash": hash,
+            "signature": base64::engine::general_purpose::STANDARD.encode(signature),
+            "algorithm": "RSASSA-PKCS1-v1_5 SHA-256 by the RA key",
+        });
+        store
+            .set_state("audit_head_signed", signed.to_string().as_bytes())
+            .await
+            .map_err(unavailable)?;
+        Ok(seq)
+    }
+
     /// Record a configuration change in the audit log: when the effective configuration
     /// (`config_text`, which holds no secrets) differs from the one this CA last started with.
     pub async fn record_configuration(
@@ -433,6 +482,15 @@ impl Ra {
                         if let Err(e) = self.refresh_crl().await {
                             tracing::warn!(error = %e, "background: CRL refresh failed");
                         }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            match self.inner.store.lead("audit").await {
+                Ok(true) => {
+                    if let Err(e) = self.sign_audit_head().await {
+                        tracing::warn!(error = %e, "background: could not sign the audit head");
                     }
                 }
                 Ok(false) => {}
