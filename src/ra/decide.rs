@@ -31,6 +31,14 @@ fn signer_sha256(msg: &PkiMessage) -> String {
         .unwrap_or_default()
 }
 
+/// Why a challenge did not count.
+enum Refusal {
+    /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
+    Spent(String),
+    /// Anything else: missing, wrong, expired, bindings not met.
+    Other(String),
+}
+
 fn info_of(o: &Outcome) -> Option<FailInfo> {
     match o {
         Outcome::Failure { info, .. } => Some(*info),
@@ -89,7 +97,10 @@ impl Ra {
             profile = %profile.name
         );
         async move {
-            let outcome = self.decide(profile, &msg).await?;
+            // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
+            let envelope = msg.envelope();
+            let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
+            let outcome = self.decide(profile, &msg, envelope).await?;
             match &outcome {
                 Outcome::Success { .. } => tracing::info!("SUCCESS"),
                 Outcome::Pending => tracing::info!("PENDING"),
@@ -122,7 +133,7 @@ impl Ra {
                     tracing::warn!(error = %e, "could not record the refusal in the audit log");
                 }
             }
-            self.answer(profile, &msg, outcome).await
+            self.answer(profile, &msg, outcome, cipher).await
         }
         .instrument(span)
         .await
@@ -134,11 +145,9 @@ impl Ra {
         profile: &Profile,
         msg: &PkiMessage,
         outcome: Outcome,
+        request_cipher: Option<ContentCipher>,
     ) -> Result<Vec<u8>, RequestError> {
-        let cipher = msg
-            .envelope()
-            .ok()
-            .and_then(|e| e.cipher.ok())
+        let cipher = request_cipher
             .filter(|c| *c != ContentCipher::DesCbc || profile.policy.legacy)
             .unwrap_or(ContentCipher::Aes128Cbc);
         let digest = match msg.digest {
@@ -178,7 +187,12 @@ impl Ra {
         })
     }
 
-    async fn decide(&self, profile: &Profile, msg: &PkiMessage) -> Result<Outcome, RequestError> {
+    async fn decide(
+        &self,
+        profile: &Profile,
+        msg: &PkiMessage,
+        envelope: Result<crate::scep::Envelope, ScepError>,
+    ) -> Result<Outcome, RequestError> {
         if let Err(e) = msg.verify_signature() {
             return from_scep(&e);
         }
@@ -209,7 +223,7 @@ impl Ra {
                 "CertRep is the server's message, not a request",
             ));
         }
-        let envelope = match msg.envelope() {
+        let envelope = match envelope {
             Ok(e) => e,
             Err(e) => return from_scep(&e),
         };
@@ -280,7 +294,7 @@ impl Ra {
     /// Signed by a certificate this CA issued and that is valid now?
     fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
         let cert = X509::from_der(signer).ok()?;
-        let ca = X509::from_der(&self.inner.ca_cert).ok()?;
+        let ca = &self.inner.ca_x509;
         let key = ca.public_key().ok()?;
         (cert.issuer_name_hash() == ca.subject_name_hash() && cert.verify(&key).unwrap_or(false))
             .then_some(cert)
@@ -329,7 +343,9 @@ impl Ra {
         }
 
         // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
-        let renewal = match self.issued_by_us(&msg.signer_cert) {
+        let ours = self.issued_by_us(&msg.signer_cert);
+        let signed_by_us = ours.is_some();
+        let renewal = match ours {
             Some(old) => self.renewal_problem(profile, &old, &csr).await?,
             None => Some("it is not signed with a certificate issued by this CA".to_string()),
         };
@@ -351,17 +367,16 @@ impl Ra {
                     Ok(hash) => one_time = hash,
                     // A resend racing its original: the original may have spent the challenge
                     // a moment ago; answer what was recorded.
-                    Err(reason) if reason.contains("already used") => {
+                    Err(Refusal::Spent(reason)) => {
                         return self.spent(profile, &tx).await.map(|o| match o {
                             Outcome::Failure { info, .. } => fail(info, reason),
                             other => other,
                         });
                     }
-                    Err(reason) => {
-                        let ours = self.issued_by_us(&msg.signer_cert).is_some();
+                    Err(Refusal::Other(reason)) => {
                         return Ok(fail(
                             FailInfo::BadRequest,
-                            if ours {
+                            if signed_by_us {
                                 format!("{reason}; not a renewal either: {why}")
                             } else {
                                 reason
@@ -595,12 +610,14 @@ impl Ra {
         &self,
         profile: &Profile,
         csr: &crate::pki::Csr,
-    ) -> Result<Result<Option<String>, String>, RequestError> {
+    ) -> Result<Result<Option<String>, Refusal>, RequestError> {
         let Some(given) = csr.challenge.as_deref() else {
             if profile.policy.allow_without_challenge {
                 return Ok(Ok(None));
             }
-            return Ok(Err("the CSR carries no challenge password".into()));
+            return Ok(Err(Refusal::Other(
+                "the CSR carries no challenge password".into(),
+            )));
         };
         let got = sha2::Sha256::digest(given.as_bytes());
         let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
@@ -609,22 +626,28 @@ impl Ra {
         }
         let hash = hex::encode(got);
         let Some(c) = self.inner.store.challenge(&hash).await.map_err(store_err)? else {
-            return Ok(Err("the challenge password is wrong".into()));
+            return Ok(Err(Refusal::Other(
+                "the challenge password is wrong".into(),
+            )));
         };
         if c.profile != profile.name {
-            return Ok(Err(format!(
+            return Ok(Err(Refusal::Other(format!(
                 "the one-time challenge is for profile `{}`",
                 c.profile
-            )));
+            ))));
         }
         if c.used_at.is_some() {
-            return Ok(Err("the one-time challenge was already used".into()));
+            return Ok(Err(Refusal::Spent(
+                "the one-time challenge was already used".into(),
+            )));
         }
         if c.expires_at <= crate::store::now() {
-            return Ok(Err("the one-time challenge has expired".into()));
+            return Ok(Err(Refusal::Other(
+                "the one-time challenge has expired".into(),
+            )));
         }
         if let Err(why) = crate::ra::challenge::bindings_met(&c.bindings, csr) {
-            return Ok(Err(why));
+            return Ok(Err(Refusal::Other(why)));
         }
         Ok(Ok(Some(hash)))
     }
@@ -665,9 +688,7 @@ impl Ra {
             }
         };
         let serial = serial_hex(&want.serial);
-        let ours = x509_parser::parse_x509_certificate(&self.inner.ca_cert)
-            .map(|(_, c)| c.subject().as_raw() == want.issuer.as_slice())
-            .unwrap_or(false);
+        let ours = self.inner.ca_subject == want.issuer;
         let found = if ours {
             self.inner
                 .store

@@ -85,6 +85,10 @@ pub enum LoadError {
 pub(crate) struct Inner {
     pub(crate) ca_cert: Vec<u8>,
     pub(crate) ca_not_after: time::OffsetDateTime,
+    /// The CA certificate parsed once, for checking renewal signers.
+    pub(crate) ca_x509: openssl::x509::X509,
+    /// DER of the CA's subject name (GetCert matches issuers against it).
+    pub(crate) ca_subject: Vec<u8>,
     /// The CA certificate followed by its parents (from chain.pem).
     pub(crate) ca_chain: Vec<Vec<u8>>,
     pub(crate) issuer: Issuer<'static, TokenKey>,
@@ -171,8 +175,15 @@ impl Ra {
                 },
             );
         }
-        let ca_not_after = x509_parser::parse_x509_certificate(&ca_cert)
-            .map(|(_, c)| c.validity().not_after.to_datetime())
+        let (ca_not_after, ca_subject) = x509_parser::parse_x509_certificate(&ca_cert)
+            .map(|(_, c)| {
+                (
+                    c.validity().not_after.to_datetime(),
+                    c.subject().as_raw().to_vec(),
+                )
+            })
+            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+        let ca_x509 = openssl::x509::X509::from_der(&ca_cert)
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let ca_chain = read_chain(&config.server.data_dir, &ca_cert)?;
         for c in &ca_chain {
@@ -184,6 +195,8 @@ impl Ra {
         Ok(Ra {
             inner: Arc::new(Inner {
                 ca_not_after,
+                ca_x509,
+                ca_subject,
                 ca_chain,
                 ca_cert,
                 issuer,

@@ -38,14 +38,16 @@ pub struct PkiMessage {
     signature_alg: Oid,
 }
 
+fn parse_p7(bytes: &[u8]) -> Result<openssl::pkcs7::Pkcs7, ScepError> {
+    openssl::pkcs7::Pkcs7::from_der(bytes)
+        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))
+}
+
 /// The certificate OpenSSL finds for the (single) signerInfo, as DER.
-fn openssl_signer(bytes: &[u8]) -> Result<Vec<u8>, ScepError> {
-    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-    let p7 = Pkcs7::from_der(bytes)
-        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))?;
+fn openssl_signer(p7: &openssl::pkcs7::Pkcs7Ref) -> Result<Vec<u8>, ScepError> {
     let none = openssl::stack::Stack::new().map_err(|e| ScepError::Crypto(e.to_string()))?;
     let signers = p7
-        .signers(&none, Pkcs7Flags::empty())
+        .signers(&none, openssl::pkcs7::Pkcs7Flags::empty())
         .map_err(|_| malformed("the signer's certificate is not in the message"))?;
     if signers.len() != 1 {
         return Err(malformed("a pkiMessage has exactly one signer"));
@@ -59,10 +61,8 @@ fn openssl_signer(bytes: &[u8]) -> Result<Vec<u8>, ScepError> {
 /// The eContent of a SignedData, read by OpenSSL (which reads BER, constructed OCTET STRINGs
 /// included). With `verify`, OpenSSL also checks the signer's signature and the messageDigest
 /// attribute, using the signer certificate in the message and no chain.
-fn openssl_content(bytes: &[u8], verify: bool) -> Result<Vec<u8>, ScepError> {
-    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-    let p7 = Pkcs7::from_der(bytes)
-        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))?;
+fn openssl_content(p7: &openssl::pkcs7::Pkcs7Ref, verify: bool) -> Result<Vec<u8>, ScepError> {
+    use openssl::pkcs7::Pkcs7Flags;
     let store = openssl::x509::store::X509StoreBuilder::new()
         .map_err(|e| ScepError::Crypto(e.to_string()))?
         .build();
@@ -177,7 +177,8 @@ impl PkiMessage {
         let signer = signer_parts(&first)?;
         // The signer certificate is the one OpenSSL will verify the signature with (it matches
         // issuer names canonically), so what is verified and what is acted on cannot differ.
-        let signer_cert = openssl_signer(bytes)?;
+        let p7 = parse_p7(bytes)?;
+        let signer_cert = openssl_signer(&p7)?;
         if !certs.contains(&signer_cert) {
             return Err(malformed("the signer's certificate is not in the message"));
         }
@@ -209,7 +210,7 @@ impl PkiMessage {
             ScepError::UnsupportedAlgorithm(format!("digest {}", signer.digest_alg))
         })?;
         let content = if econtent_present {
-            openssl_content(bytes, false)?
+            openssl_content(&p7, false)?
         } else {
             Vec::new()
         };
@@ -264,12 +265,10 @@ impl PkiMessage {
                 "the signature algorithm does not fit the signer's key".into(),
             ));
         }
-        let verified = openssl_content(&self.raw, true)?;
-        if openssl_signer(&self.raw)? != self.signer_cert {
-            return Err(ScepError::BadSignature(
-                "the signer certificate changed".into(),
-            ));
-        }
+        // One more parse of the same bytes: OpenSSL verifies with the signer it found at
+        // parse time (same bytes, same signer), so what is verified is what is acted on.
+        let p7 = parse_p7(&self.raw)?;
+        let verified = openssl_content(&p7, true)?;
         if verified != self.content {
             return Err(ScepError::BadSignature("the signed content changed".into()));
         }
