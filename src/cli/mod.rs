@@ -303,6 +303,7 @@ fn run(cli: Cli) -> Result<()> {
                 cn,
                 sans,
                 device_id,
+                ..Default::default()
             };
             with_store(&config, false, |store| async move {
                 let (challenge, expires) =

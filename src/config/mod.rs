@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod profile;
+mod registration;
 
 pub use profile::ProfileConfig;
+pub use registration::{
+    fill, CredentialConfig, DirectoryConfig, SecretSource, DIRECTORY_KINDS, PLACEHOLDERS,
+};
 
 use crate::hsm::{HsmConfig, KeyUri, PinSource};
 use crate::telemetry::LogFormat;
@@ -67,6 +71,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
+    /// `[directories.NAME]`: MDM directories asked for a user's devices.
+    pub directories: std::collections::BTreeMap<String, DirectoryConfig>,
+    /// `[credentials.NAME]`: credential profiles of the registration flow.
+    pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
 }
 
 /// `[database]`.
@@ -130,6 +138,8 @@ impl Default for Config {
             scep: ScepConfig::default(),
             database: DatabaseConfig::default(),
             profiles: default_profiles(),
+            directories: Default::default(),
+            credentials: Default::default(),
         }
     }
 }
@@ -148,6 +158,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds between background rounds (CRL renewal; one node at a time).
     pub background_interval_secs: u64,
+    /// The URL devices reach this server at (`https://scep.agency.gov`), put into SCEP
+    /// payloads; empty: taken from the request's `Host`.
+    pub public_url: String,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +171,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             workers: 0,
             background_interval_secs: 300,
+            public_url: String::new(),
         }
     }
 }
@@ -481,6 +495,34 @@ impl Config {
                 ));
             }
             p.cert_profile(name)?;
+        }
+        let named = |kind: &str, name: &str| -> Result<(), ConfigError> {
+            if name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                Ok(())
+            } else {
+                Err(invalid(
+                    kind,
+                    &format!("name `{name}` must be letters, digits, - or _"),
+                ))
+            }
+        };
+        for (name, d) in &self.directories {
+            named("directories", name)?;
+            d.check(name)?;
+        }
+        for (name, c) in &self.credentials {
+            named("credentials", name)?;
+            c.check(name, &self.profiles, &self.directories)?;
+        }
+        let u = &self.server.public_url;
+        if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(invalid(
+                "server",
+                "server.public_url must start with http:// or https://",
+            ));
         }
         Ok(())
     }

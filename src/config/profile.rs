@@ -37,6 +37,9 @@ pub struct ProfileConfig {
     pub allow_without_challenge: bool,
     /// Enrollments wait for an officer's approval (PENDING, then CertPoll).
     pub approval: bool,
+    /// How long an enrollment waits for an officer before it expires (its CertPoll then
+    /// gets FAILURE): `7d`, `12h`, `30s`.
+    pub approval_expires: String,
     /// Days before expiry from which a renewal is accepted.
     pub renewal_days: u32,
     /// Accept requests signed with SHA-1. Most deployed clients (macOS, Windows, micromdm's
@@ -72,6 +75,7 @@ impl Default for ProfileConfig {
             challenge_sha256: String::new(),
             allow_without_challenge: false,
             approval: false,
+            approval_expires: "7d".into(),
             renewal_days: 30,
             accept_sha1_requests: true,
             legacy: false,
@@ -120,6 +124,12 @@ impl ProfileConfig {
         }
         if self.validity_days == 0 || self.validity_days > 36_500 {
             return Err(bad("validity_days must be between 1 and 36500".into()));
+        }
+        if !matches!(super::parse_span(&self.approval_expires), Some(s) if s > 0) {
+            return Err(bad(format!(
+                "approval_expires `{}` is not a span like 7d, 12h, 30m",
+                self.approval_expires
+            )));
         }
         if self.renewal_days > 3_650 {
             return Err(bad("renewal_days must be at most 3650".into()));

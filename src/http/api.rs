@@ -391,6 +391,7 @@ async fn issue_challenge(
         cn: c.cn,
         sans: c.sans,
         device_id: c.device_id,
+        ..Bindings::default()
     };
     if let Err(why) = crate::ra::challenge::validate(&bindings) {
         return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));

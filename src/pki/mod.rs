@@ -14,6 +14,6 @@ pub use ca::{
 };
 pub use csr::{certificate_identity, parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
 pub use name::parse_dn;
-pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile};
+pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile, Identity};
 pub use rcgen::KeyUsagePurpose;
 pub use signer::TokenKey;

@@ -105,9 +105,45 @@ fn ia5(s: &str, what: &str) -> Result<rcgen::string::Ia5String, String> {
         .map_err(|_| format!("{what} `{s}` is not ASCII"))
 }
 
+/// An identity decided before the device asked (a registration built it from the MDM's device
+/// facts): the certificate gets this subject and these SANs, whatever the CSR says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Subject as text (`CN=a@agency.gov,O=Agency`).
+    pub subject: String,
+    /// SANs as `email:…`, `upn:…`, `uri:…`, `dns:…`, `ip:…`.
+    pub sans: Vec<String>,
+}
+
+impl Identity {
+    /// The SANs, parsed.
+    pub fn parsed_sans(&self) -> Result<Vec<San>, String> {
+        self.sans
+            .iter()
+            .map(|s| match s.split_once(':') {
+                Some(("dns", v)) => Ok(San::Dns(v.into())),
+                Some(("email", v)) => Ok(San::Email(v.into())),
+                Some(("uri", v)) => Ok(San::Uri(v.into())),
+                Some(("upn", v)) => Ok(San::Upn(v.into())),
+                Some(("ip", v)) => v
+                    .parse()
+                    .map(San::Ip)
+                    .map_err(|_| format!("`{v}` is not an IP address")),
+                _ => Err(format!("SAN `{s}` has no known kind")),
+            })
+            .collect()
+    }
+}
+
 impl CertProfile {
     /// Check a CSR against the profile; the error says which rule failed.
     pub fn check(&self, csr: &Csr) -> Result<(), String> {
+        self.check_as(csr, None)
+    }
+
+    /// Check a CSR that will be issued as `identity` (when given): the key rules apply to the
+    /// CSR, the SAN rules to the identity, and the CSR's own subject does not matter.
+    pub fn check_as(&self, csr: &Csr, identity: Option<&Identity>) -> Result<(), String> {
         match csr.key {
             RequestedKey::Rsa(bits) => {
                 if !self.key_types.iter().any(|k| k == "rsa") {
@@ -134,7 +170,14 @@ impl CertProfile {
                 return Err("the key type is not RSA, P-256 or P-384".into());
             }
         }
-        for san in &csr.sans {
+        let sans = match identity {
+            Some(i) => {
+                super::parse_dn(&i.subject)?;
+                i.parsed_sans()?
+            }
+            None => csr.sans.clone(),
+        };
+        for san in &sans {
             if !self.allowed_sans.iter().any(|k| k == san.kind()) {
                 return Err(format!(
                     "subject alternative name {san:?} ({} SANs are not allowed by profile `{}`)",
@@ -142,6 +185,9 @@ impl CertProfile {
                     self.name
                 ));
             }
+        }
+        if identity.is_some() {
+            return Ok(());
         }
         if self.subject_template.is_none() && csr.subject.is_empty() && csr.sans.is_empty() {
             return Err("the CSR has neither a subject nor a subject alternative name".into());
@@ -177,9 +223,9 @@ impl CertProfile {
         }
     }
 
-    fn sans(&self, csr: &Csr) -> Result<Vec<SanType>, String> {
+    fn sans(&self, sans: &[San]) -> Result<Vec<SanType>, String> {
         let mut out = Vec::new();
-        for san in &csr.sans {
+        for san in sans {
             out.push(match san {
                 San::Dns(s) => SanType::DnsName(ia5(s, "DNS name")?),
                 San::Email(s) => SanType::Rfc822Name(ia5(s, "email")?),
@@ -253,17 +299,30 @@ impl CertProfile {
 
     /// Issue the certificate for a checked CSR (blocking: the CA key signs on the token).
     /// The certificate never outlives `ca_not_after`.
+    ///
+    /// With an `identity`, the certificate carries its subject and SANs instead of the CSR's.
     pub fn issue(
         &self,
         csr: &Csr,
+        identity: Option<&Identity>,
         issuer: &Issuer<'_, TokenKey>,
         ca_not_after: OffsetDateTime,
     ) -> Result<Vec<u8>, PkiError> {
         let policy = |reason: String| PkiError::Policy(reason);
-        self.check(csr).map_err(policy)?;
+        self.check_as(csr, identity).map_err(policy)?;
         let mut p = CertificateParams::default();
-        p.distinguished_name = self.subject(csr).map_err(policy)?;
-        p.subject_alt_names = self.sans(csr).map_err(policy)?;
+        match identity {
+            Some(i) => {
+                p.distinguished_name = super::parse_dn(&i.subject).map_err(policy)?;
+                p.subject_alt_names = self
+                    .sans(&i.parsed_sans().map_err(policy)?)
+                    .map_err(policy)?;
+            }
+            None => {
+                p.distinguished_name = self.subject(csr).map_err(policy)?;
+                p.subject_alt_names = self.sans(&csr.sans).map_err(policy)?;
+            }
+        }
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = self.key_usages.clone();
         p.extended_key_usages = self.extended_key_usages.clone();

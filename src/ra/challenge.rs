@@ -18,9 +18,32 @@ pub struct Bindings {
     /// SANs the CSR must carry, as `dns:…`, `email:…`, `uri:…`, `upn:…`, `ip:…`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sans: Vec<String>,
-    /// The device the challenge was issued for (recorded, not in the CSR).
+    /// The device the challenge was issued for (recorded on the certificate, not in the CSR).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// A full subject decided beforehand (a registration built it from the MDM's facts): the
+    /// certificate gets this subject and exactly `sans`, whatever the CSR asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The registration the challenge was minted for; its enrollment counts as approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
+}
+
+impl Bindings {
+    /// Read stored bindings (JSON).
+    pub fn from_json(json: &str) -> Result<Bindings, String> {
+        serde_json::from_str(json)
+            .map_err(|_| "the one-time challenge has unreadable bindings".to_string())
+    }
+
+    /// The identity the certificate must carry, when one was decided beforehand.
+    pub fn identity(&self) -> Option<crate::pki::Identity> {
+        self.subject.as_ref().map(|s| crate::pki::Identity {
+            subject: s.clone(),
+            sans: self.sans.clone(),
+        })
+    }
 }
 
 fn san_text(s: &San) -> String {
@@ -38,10 +61,10 @@ fn san_text(s: &San) -> String {
 /// binding needs exactly that one CN; once anything is bound, the CSR's SANs must be exactly
 /// the bound ones (none when only a CN is bound); SANs bound without a CN allow no CN or one
 /// of the bound names.
-pub fn bindings_met(json: &str, csr: &Csr) -> Result<(), String> {
-    let b: Bindings = serde_json::from_str(json)
-        .map_err(|_| "the one-time challenge has unreadable bindings".to_string())?;
-    if b.cn.is_none() && b.sans.is_empty() {
+///
+/// Bindings with a decided `subject` are met by any CSR: the certificate gets that identity.
+pub fn bindings_met(b: &Bindings, csr: &Csr) -> Result<(), String> {
+    if b.subject.is_some() || (b.cn.is_none() && b.sans.is_empty()) {
         return Ok(());
     }
     let cns: Vec<&str> = csr
@@ -119,10 +142,16 @@ pub fn validate(b: &Bindings) -> Result<(), String> {
             }
         }
     }
-    for v in [&b.cn, &b.device_id].into_iter().flatten() {
+    for v in [&b.cn, &b.device_id, &b.registration].into_iter().flatten() {
         if v.is_empty() || v.len() > 256 {
-            return Err("cn and device_id must be 1 to 256 characters".into());
+            return Err("cn, device_id and registration must be 1 to 256 characters".into());
         }
+    }
+    if let Some(s) = &b.subject {
+        if s.len() > 1024 {
+            return Err("subject must be at most 1024 characters".into());
+        }
+        crate::pki::parse_dn(s).map_err(|e| format!("subject: {e}"))?;
     }
     Ok(())
 }
@@ -148,6 +177,26 @@ pub fn generate() -> Result<String, StoreError> {
     Ok(out)
 }
 
+/// A fresh challenge's record for `profile`, valid `ttl_secs`, with the challenge itself
+/// (to show once).
+pub fn mint(
+    profile: &str,
+    bindings: &Bindings,
+    ttl_secs: i64,
+) -> Result<(String, ChallengeRecord), StoreError> {
+    validate(bindings).map_err(StoreError::Invalid)?;
+    let challenge = generate()?;
+    let record = ChallengeRecord {
+        hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
+        profile: profile.into(),
+        bindings: serde_json::to_string(bindings)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+        expires_at: now() + ttl_secs.max(1),
+        used_at: None,
+    };
+    Ok((challenge, record))
+}
+
 /// Create and store a one-time challenge for `profile`, valid `ttl_secs`; returns the
 /// challenge (shown once) and its expiry.
 pub async fn create(
@@ -157,22 +206,9 @@ pub async fn create(
     ttl_secs: i64,
     actor: &str,
 ) -> Result<(String, i64), StoreError> {
-    validate(bindings).map_err(StoreError::Invalid)?;
-    let challenge = generate()?;
-    let expires_at = now() + ttl_secs.max(1);
-    store
-        .insert_challenge(
-            &ChallengeRecord {
-                hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
-                profile: profile.into(),
-                bindings: serde_json::to_string(bindings)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                expires_at,
-                used_at: None,
-            },
-            actor,
-        )
-        .await?;
+    let (challenge, record) = mint(profile, bindings, ttl_secs)?;
+    let expires_at = record.expires_at;
+    store.insert_challenge(&record, actor).await?;
     Ok((challenge, expires_at))
 }
 

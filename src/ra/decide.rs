@@ -31,6 +31,13 @@ fn signer_sha256(msg: &PkiMessage) -> String {
         .unwrap_or_default()
 }
 
+/// A one-time challenge that counted: consumed with the record; its bindings may fix the
+/// certificate's identity and name the device (and the registration that pre-approved it).
+pub(crate) struct OneTime {
+    pub(crate) hash: String,
+    pub(crate) bindings: crate::ra::challenge::Bindings,
+}
+
 /// Why a challenge did not count.
 enum Refusal {
     /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
@@ -351,7 +358,7 @@ impl Ra {
         };
         let renewing = renewal.is_none();
         // The one-time challenge to consume with the record, if that is what was used.
-        let mut one_time: Option<String> = None;
+        let mut one_time: Option<OneTime> = None;
         match (&renewal, msg.message_type) {
             (Some(why), MessageType::RenewalReq) => {
                 return Ok(fail(
@@ -386,11 +393,17 @@ impl Ra {
                 }
             }
         }
-        if let Err(reason) = profile.cert.check(&csr) {
+        let identity = one_time.as_ref().and_then(|o| o.bindings.identity());
+        if let Err(reason) = profile.cert.check_as(&csr, identity.as_ref()) {
             return Ok(fail(FailInfo::BadRequest, reason));
         }
-        if profile.policy.approval && !renewing {
-            match store.insert_pending(&tx, one_time.as_deref(), "ra").await {
+        // A registration's challenge was minted after an officer approved: no second wait.
+        let pre_approved = one_time
+            .as_ref()
+            .is_some_and(|o| o.bindings.registration.is_some());
+        if profile.policy.approval && !renewing && !pre_approved {
+            let hash = one_time.as_ref().map(|o| o.hash.as_str());
+            match store.insert_pending(&tx, hash, "ra").await {
                 Ok(()) => return Ok(Outcome::Pending),
                 Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
                 Err(StoreError::Conflict(_)) => {
@@ -426,14 +439,23 @@ impl Ra {
         profile: &Profile,
         tx: TransactionRecord,
         csr: crate::pki::Csr,
-        one_time: Option<String>,
+        one_time: Option<OneTime>,
         actor: &str,
     ) -> Result<Outcome, RequestError> {
+        let identity = one_time.as_ref().and_then(|o| o.bindings.identity());
+        let device_id = one_time.as_ref().and_then(|o| o.bindings.device_id.clone());
+        let one_time = one_time.map(|o| o.hash);
         for _ in 0..2 {
             let ra = self.clone();
-            let (cert_profile, csr2) = (profile.cert.clone(), csr.clone());
+            let (cert_profile, csr2, identity) =
+                (profile.cert.clone(), csr.clone(), identity.clone());
             let der = match blocking(move || {
-                cert_profile.issue(&csr2, &ra.inner.issuer, ra.inner.ca_not_after)
+                cert_profile.issue(
+                    &csr2,
+                    identity.as_ref(),
+                    &ra.inner.issuer,
+                    ra.inner.ca_not_after,
+                )
             })
             .await?
             {
@@ -441,8 +463,9 @@ impl Ra {
                 Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
                 Err(e) => return Err(RequestError::Unavailable(e.to_string())),
             };
-            let record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
+            let mut record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            record.device_id = device_id.clone();
             match self
                 .inner
                 .store
@@ -610,7 +633,7 @@ impl Ra {
         &self,
         profile: &Profile,
         csr: &crate::pki::Csr,
-    ) -> Result<Result<Option<String>, Refusal>, RequestError> {
+    ) -> Result<Result<Option<OneTime>, Refusal>, RequestError> {
         let Some(given) = csr.challenge.as_deref() else {
             if profile.policy.allow_without_challenge {
                 return Ok(Ok(None));
@@ -646,10 +669,14 @@ impl Ra {
                 "the one-time challenge has expired".into(),
             )));
         }
-        if let Err(why) = crate::ra::challenge::bindings_met(&c.bindings, csr) {
+        let bindings = match crate::ra::challenge::Bindings::from_json(&c.bindings) {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(Refusal::Other(why))),
+        };
+        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
             return Ok(Err(Refusal::Other(why)));
         }
-        Ok(Ok(Some(hash)))
+        Ok(Ok(Some(OneTime { hash, bindings })))
     }
 
     async fn poll(&self, msg: &PkiMessage, plain: &[u8]) -> Result<Outcome, RequestError> {

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod challenge;
 mod decide;
+pub mod directory;
 mod key;
 
 use std::collections::HashMap;

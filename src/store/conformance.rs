@@ -453,12 +453,196 @@ async fn suite(s: Arc<dyn Store>) {
     assert_eq!(verify_audit(&gap, (head.0, &head.1)).unwrap_err().0, 6);
 }
 
+fn registration(id: &str, email: &str, expires_at: i64) -> RegistrationRecord {
+    RegistrationRecord {
+        id: id.into(),
+        email: email.into(),
+        credential: "piv".into(),
+        state: RegistrationState::Open,
+        devices: "[]".into(),
+        directory_error: None,
+        device_id: None,
+        device: None,
+        subject: None,
+        sans: Vec::new(),
+        created_by: "token:a".into(),
+        requested_by: None,
+        decided_by: None,
+        comment: None,
+        challenge_hash: None,
+        serial: None,
+        created_at: now(),
+        updated_at: now(),
+        expires_at,
+    }
+}
+
+/// Registrations: compare-and-set steps, challenge replacement, the link made by issuance,
+/// expiry of registrations and of PENDING enrollments, each step audited.
+async fn registrations(s: Arc<dyn Store>) {
+    let r = registration("reg_1", "alice@agency.gov", now() + 3600);
+    s.insert_registration(&r, "token:a").await.unwrap();
+    conflict(s.insert_registration(&r, "token:a").await);
+    assert_eq!(s.registration("reg_1").await.unwrap().unwrap(), r);
+    assert!(s.registration("reg_none").await.unwrap().is_none());
+    // File the request, then approve: each step only from the state it expects.
+    let mut filed = r.clone();
+    filed.state = RegistrationState::Requested;
+    filed.device_id = Some("dev-1".into());
+    filed.subject = Some("CN=alice@agency.gov".into());
+    filed.sans = vec!["email:alice@agency.gov".into()];
+    filed.requested_by = Some("token:a".into());
+    let j = serde_json::json!({});
+    assert!(s
+        .update_registration(&filed, RegistrationState::Open, "requested", "token:a", &j)
+        .await
+        .unwrap());
+    assert!(!s
+        .update_registration(&filed, RegistrationState::Open, "requested", "token:a", &j)
+        .await
+        .unwrap());
+    let mut approved = filed.clone();
+    approved.state = RegistrationState::Approved;
+    approved.decided_by = Some("token:b".into());
+    // No challenge for a registration that is not approved yet.
+    assert!(!s
+        .registration_challenge("reg_1", &challenge("regch1", now() + 600), "token:m")
+        .await
+        .unwrap());
+    assert!(s
+        .update_registration(
+            &approved,
+            RegistrationState::Requested,
+            "approved",
+            "token:b",
+            &j
+        )
+        .await
+        .unwrap());
+    let mut c1 = challenge("regch1", now() + 600);
+    c1.profile = "default".into();
+    assert!(s
+        .registration_challenge("reg_1", &c1, "token:m")
+        .await
+        .unwrap());
+    // A second collection replaces the first challenge.
+    let c2 = challenge("regch2", now() + 600);
+    assert!(s
+        .registration_challenge("reg_1", &c2, "token:m")
+        .await
+        .unwrap());
+    assert!(s
+        .challenge("regch1")
+        .await
+        .unwrap()
+        .unwrap()
+        .used_at
+        .is_some());
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.challenge_hash.as_deref(), Some("regch2"));
+    assert_eq!(got.sans, vec!["email:alice@agency.gov".to_string()]);
+    // The replaced challenge no longer issues; the current one links the certificate.
+    spent(
+        s.record_issued(
+            &tx("reg-t1", "kr"),
+            &cert("ab01", "reg-t1", "CN=alice", now() + 86400),
+            Some("regch1"),
+            "ra",
+        )
+        .await,
+    );
+    let mut c = cert("ab02", "reg-t2", "CN=alice", now() + 86400);
+    c.device_id = Some("dev-1".into());
+    s.record_issued(&tx("reg-t2", "kr"), &c, Some("regch2"), "ra")
+        .await
+        .unwrap();
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.state, RegistrationState::Issued);
+    assert_eq!(got.serial.as_deref(), Some("ab02"));
+    assert_eq!(
+        s.certificate("ab02")
+            .await
+            .unwrap()
+            .unwrap()
+            .device_id
+            .as_deref(),
+        Some("dev-1")
+    );
+    // Listing by person.
+    s.insert_registration(
+        &registration("reg_2", "bob@agency.gov", now() - 1),
+        "token:a",
+    )
+    .await
+    .unwrap();
+    let mut late = registration("reg_3", "bob@agency.gov", now() + 3600);
+    late.state = RegistrationState::Approved;
+    late.challenge_hash = None;
+    s.insert_registration(&late, "token:a").await.unwrap();
+    assert_eq!(
+        s.registrations(Some("bob@agency.gov"), 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(s.registrations(None, 0).await.unwrap().len() >= 3);
+    // Expiry: the overdue registration and old PENDING enrollments of the named profile.
+    let mut p = tx("exp-old", "ke");
+    p.profile = "waiting".into();
+    s.insert_pending(&p, None, "ra").await.unwrap();
+    let (regs, txs) = s
+        .expire(now(), &[("waiting".to_string(), now() + 1)])
+        .await
+        .unwrap();
+    assert_eq!((regs, txs), (1, 1));
+    assert_eq!(
+        s.registration("reg_2").await.unwrap().unwrap().state,
+        RegistrationState::Expired
+    );
+    assert_eq!(
+        s.registration("reg_3").await.unwrap().unwrap().state,
+        RegistrationState::Approved
+    );
+    assert_eq!(
+        s.transaction("exp-old").await.unwrap().unwrap().state,
+        TransactionState::Rejected {
+            reason: EXPIRED_REASON.into()
+        }
+    );
+    assert_eq!(s.expire(now(), &[]).await.unwrap(), (0, 0));
+    let actions: Vec<String> = s
+        .audit_records(0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.subject.starts_with("reg_") || a.subject == "exp-old")
+        .map(|a| a.action)
+        .collect();
+    for want in [
+        "registration_created",
+        "requested",
+        "approved",
+        "scep_payload_collected",
+        "registration_issued",
+        "expired",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} not in {actions:?}"
+        );
+    }
+    let head = s.audit_head().await.unwrap();
+    verify_audit(&s.audit_records(0, 0).await.unwrap(), (head.0, &head.1)).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_engine() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigil.db");
-    let s = SqliteStore::open(&path).await.unwrap();
-    suite(Arc::new(s)).await;
+    let s = Arc::new(SqliteStore::open(&path).await.unwrap());
+    suite(s.clone()).await;
+    registrations(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -491,6 +675,7 @@ async fn postgres_engine() {
     let url = postgres_url().await;
     let s = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
     suite(s.clone()).await;
+    registrations(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();
     assert!(!other.lead("task").await.unwrap());

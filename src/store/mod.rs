@@ -11,7 +11,10 @@
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
 mod postgres;
+mod postgres_registrations;
+mod registration;
 mod sqlite;
+mod sqlite_registrations;
 
 #[cfg(test)]
 mod conformance;
@@ -21,10 +24,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use postgres::PostgresStore;
+pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,6 +402,49 @@ pub trait Store: Send + Sync {
     /// meanwhile (by another node): the published number never goes backwards. True when
     /// published.
     async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError>;
+    /// Store a new registration (audited as `registration_created`).
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// The registration with this ID, if any.
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError>;
+    /// Registrations, newest first: all, or one person's (by email); at most `limit`.
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError>;
+    /// Write the mutable fields of `r` if the stored state is still `from` (compare and set),
+    /// with an audit record `action` by `actor` in the same database transaction. False when
+    /// the registration moved on meanwhile (nothing written).
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+    /// For an approved registration: store a new one-time challenge, void the previous one,
+    /// and remember the new one's hash, atomically (audited as `scep_payload_collected`).
+    /// False when the registration is not approved.
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
+    /// Expire what waited too long: live registrations past their `expires_at` (their unused
+    /// challenge is voided), and PENDING enrollments of each `(profile, created_before)` (they
+    /// become rejected with [`EXPIRED_REASON`]). Each is audited as `expired`. Returns how many
+    /// registrations and how many enrollments expired.
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError>;
 }
 
 fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {

@@ -11,15 +11,20 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::postgres_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
-    Store, StoreError, TokenRecord, TransactionRecord,
+    RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord, TransactionRecord,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001_initial.sql")),
     (2, include_str!("migrations/postgres_0002_tokens.sql")),
     (3, include_str!("migrations/postgres_0003_audit.sql")),
+    (
+        4,
+        include_str!("migrations/postgres_0004_registrations.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
@@ -44,7 +49,7 @@ fn task_key(task: &str) -> i64 {
     i64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-fn err(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(c)
             if *c == SqlState::UNIQUE_VIOLATION
@@ -58,7 +63,7 @@ fn err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
 
@@ -131,7 +136,7 @@ const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_
      status, revoked_at, revocation_reason, transaction_id, device_id";
 
 /// Append an audit record inside `t`, after locking the head.
-async fn append_audit(
+pub(super) async fn append_audit(
     t: &deadpool_postgres::Transaction<'_>,
     actor: &str,
     action: &str,
@@ -443,6 +448,9 @@ impl Store for PostgresStore {
             }),
         )
         .await?;
+        if let Some(h) = challenge {
+            reg::link(&t, h, &cert.serial, actor).await?;
+        }
         t.commit().await.map_err(err)
     }
 
@@ -858,6 +866,54 @@ impl Store for PostgresStore {
         }
         t.commit().await.map_err(err)?;
         Ok(true)
+    }
+
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        reg::insert(&self.pool, r, actor).await
+    }
+
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+        reg::get(&self.pool, id).await
+    }
+
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        reg::list(&self.pool, email, limit).await
+    }
+
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        reg::update(&self.pool, r, from, action, actor, details).await
+    }
+
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        reg::challenge(&self.pool, id, challenge, actor).await
+    }
+
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError> {
+        reg::expire(&self.pool, at, pending).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::sqlite_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
-    Store, StoreError, TokenRecord, TransactionRecord,
+    RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord, TransactionRecord,
 };
 
 /// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
@@ -23,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_initial.sql")),
     (2, include_str!("migrations/sqlite_0002_tokens.sql")),
     (3, include_str!("migrations/sqlite_0003_audit.sql")),
+    (4, include_str!("migrations/sqlite_0004_registrations.sql")),
 ];
 
 /// SQLite engine.
@@ -31,7 +33,7 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn err(e: rusqlite::Error) -> StoreError {
+pub(super) fn err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -119,7 +121,7 @@ fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
 }
 
 /// Append an audit record inside `t`, after the head (locked by the IMMEDIATE transaction).
-fn append_audit(
+pub(super) fn append_audit(
     t: &rusqlite::Transaction<'_>,
     actor: &str,
     action: &str,
@@ -376,6 +378,9 @@ impl Store for SqliteStore {
                     "one_time_challenge": challenge.is_some(),
                 }),
             )?;
+            if let Some(h) = &challenge {
+                reg::link(&t, h, &cert.serial, &actor)?;
+            }
             t.commit().map_err(err)
         })
         .await
@@ -783,6 +788,68 @@ impl Store for SqliteStore {
             Ok(true)
         })
         .await
+    }
+
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let (r, actor) = (r.clone(), actor.to_owned());
+        self.with(move |c| reg::insert(c, &r, &actor)).await
+    }
+
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| reg::get(c, &id)).await
+    }
+
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let email = email.map(str::to_owned);
+        self.with(move |c| reg::list(c, email.as_deref(), limit))
+            .await
+    }
+
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let (r, action, actor, details) = (
+            r.clone(),
+            action.to_owned(),
+            actor.to_owned(),
+            details.clone(),
+        );
+        self.with(move |c| reg::update(c, &r, from, &action, &actor, &details))
+            .await
+    }
+
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, ch, actor) = (id.to_owned(), challenge.clone(), actor.to_owned());
+        self.with(move |c| reg::challenge(c, &id, &ch, &actor))
+            .await
+    }
+
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError> {
+        let pending = pending.to_vec();
+        self.with(move |c| reg::expire(c, at, &pending)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

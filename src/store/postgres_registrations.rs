@@ -1,0 +1,325 @@
+//! The registration tables on PostgreSQL: the bodies of the registration methods of
+//! [`super::PostgresStore`], each one database transaction (rows locked with `FOR UPDATE`
+//! where a decision depends on them).
+
+use deadpool_postgres::{Pool, Transaction};
+
+use super::postgres::{append_audit, err, pool_err};
+use super::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
+use super::{ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON};
+
+fn from_row(r: &tokio_postgres::Row) -> RegistrationRecord {
+    RegistrationRecord {
+        id: r.get(0),
+        email: r.get(1),
+        credential: r.get(2),
+        state: RegistrationState::parse(&r.get::<_, String>(3))
+            .unwrap_or(RegistrationState::Expired),
+        devices: r.get(4),
+        directory_error: r.get(5),
+        device_id: r.get(6),
+        device: r.get(7),
+        subject: r.get(8),
+        sans: sans_from_json(&r.get::<_, String>(9)),
+        created_by: r.get(10),
+        requested_by: r.get(11),
+        decided_by: r.get(12),
+        comment: r.get(13),
+        challenge_hash: r.get(14),
+        serial: r.get(15),
+        created_at: r.get(16),
+        updated_at: r.get(17),
+        expires_at: r.get(18),
+    }
+}
+
+pub(super) async fn insert(
+    pool: &Pool,
+    r: &RegistrationRecord,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let mut c = pool.get().await.map_err(pool_err)?;
+    let t = c.transaction().await.map_err(err)?;
+    t.execute(
+        &format!(
+            "INSERT INTO registrations ({REG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ),
+        &[
+            &r.id,
+            &r.email,
+            &r.credential,
+            &r.state.as_str(),
+            &r.devices,
+            &r.directory_error,
+            &r.device_id,
+            &r.device,
+            &r.subject,
+            &sans_to_json(&r.sans),
+            &r.created_by,
+            &r.requested_by,
+            &r.decided_by,
+            &r.comment,
+            &r.challenge_hash,
+            &r.serial,
+            &r.created_at,
+            &r.updated_at,
+            &r.expires_at,
+        ],
+    )
+    .await
+    .map_err(err)?;
+    append_audit(
+        &t,
+        actor,
+        "registration_created",
+        &r.id,
+        &serde_json::json!({"email": r.email, "credential": r.credential,
+            "directory_error": r.directory_error}),
+    )
+    .await?;
+    t.commit().await.map_err(err)
+}
+
+pub(super) async fn get(pool: &Pool, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+    let c = pool.get().await.map_err(pool_err)?;
+    Ok(c.query_opt(
+        &format!("SELECT {REG_COLUMNS} FROM registrations WHERE id = $1"),
+        &[&id],
+    )
+    .await
+    .map_err(err)?
+    .as_ref()
+    .map(from_row))
+}
+
+pub(super) async fn list(
+    pool: &Pool,
+    email: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RegistrationRecord>, StoreError> {
+    let c = pool.get().await.map_err(pool_err)?;
+    let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+    Ok(c.query(
+        &format!(
+            "SELECT {REG_COLUMNS} FROM registrations WHERE ($1::TEXT IS NULL OR email = $1) \
+             ORDER BY created_at DESC, id LIMIT $2"
+        ),
+        &[&email, &limit],
+    )
+    .await
+    .map_err(err)?
+    .iter()
+    .map(from_row)
+    .collect())
+}
+
+pub(super) async fn update(
+    pool: &Pool,
+    r: &RegistrationRecord,
+    from: RegistrationState,
+    action: &str,
+    actor: &str,
+    details: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let mut c = pool.get().await.map_err(pool_err)?;
+    let t = c.transaction().await.map_err(err)?;
+    let n = t
+        .execute(
+            "UPDATE registrations SET state = $1, devices = $2, directory_error = $3, \
+             device_id = $4, device = $5, subject = $6, sans = $7, requested_by = $8, \
+             decided_by = $9, comment = $10, updated_at = $11, expires_at = $12 \
+             WHERE id = $13 AND state = $14",
+            &[
+                &r.state.as_str(),
+                &r.devices,
+                &r.directory_error,
+                &r.device_id,
+                &r.device,
+                &r.subject,
+                &sans_to_json(&r.sans),
+                &r.requested_by,
+                &r.decided_by,
+                &r.comment,
+                &r.updated_at,
+                &r.expires_at,
+                &r.id,
+                &from.as_str(),
+            ],
+        )
+        .await
+        .map_err(err)?;
+    if n != 1 {
+        return Ok(false);
+    }
+    append_audit(&t, actor, action, &r.id, details).await?;
+    t.commit().await.map_err(err)?;
+    Ok(true)
+}
+
+pub(super) async fn challenge(
+    pool: &Pool,
+    id: &str,
+    ch: &ChallengeRecord,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    let mut c = pool.get().await.map_err(pool_err)?;
+    let t = c.transaction().await.map_err(err)?;
+    let Some(row) = t
+        .query_opt(
+            "SELECT challenge_hash FROM registrations WHERE id = $1 AND state = 'approved' \
+             FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(err)?
+    else {
+        return Ok(false);
+    };
+    let old: Option<String> = row.get(0);
+    let at = super::now();
+    if let Some(h) = &old {
+        t.execute(
+            "UPDATE challenges SET used_at = $1, used_by = 'replaced' \
+             WHERE hash = $2 AND used_at IS NULL",
+            &[&at, h],
+        )
+        .await
+        .map_err(err)?;
+    }
+    t.execute(
+        "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&ch.hash, &ch.profile, &ch.bindings, &ch.expires_at, &at],
+    )
+    .await
+    .map_err(err)?;
+    t.execute(
+        "UPDATE registrations SET challenge_hash = $1, updated_at = $2, \
+         expires_at = GREATEST(expires_at, $3) WHERE id = $4",
+        &[&ch.hash, &at, &ch.expires_at, &id],
+    )
+    .await
+    .map_err(err)?;
+    append_audit(
+        &t,
+        actor,
+        "scep_payload_collected",
+        id,
+        &serde_json::json!({"profile": ch.profile, "challenge_expires_at": ch.expires_at,
+            "replaced_previous": old.is_some()}),
+    )
+    .await?;
+    t.commit().await.map_err(err)?;
+    Ok(true)
+}
+
+/// Inside `record_issued`: the registration whose challenge was just consumed becomes issued.
+pub(super) async fn link(
+    t: &Transaction<'_>,
+    challenge_hash: &str,
+    serial: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let Some(row) = t
+        .query_opt(
+            "SELECT id FROM registrations WHERE challenge_hash = $1 AND state = 'approved' \
+             FOR UPDATE",
+            &[&challenge_hash],
+        )
+        .await
+        .map_err(err)?
+    else {
+        return Ok(());
+    };
+    let id: String = row.get(0);
+    t.execute(
+        "UPDATE registrations SET state = 'issued', serial = $1, updated_at = $2 WHERE id = $3",
+        &[&serial, &super::now(), &id],
+    )
+    .await
+    .map_err(err)?;
+    append_audit(
+        t,
+        actor,
+        "registration_issued",
+        &id,
+        &serde_json::json!({"serial": serial}),
+    )
+    .await
+}
+
+pub(super) async fn expire(
+    pool: &Pool,
+    at: i64,
+    pending: &[(String, i64)],
+) -> Result<(usize, usize), StoreError> {
+    let mut c = pool.get().await.map_err(pool_err)?;
+    let t = c.transaction().await.map_err(err)?;
+    let regs = t
+        .query(
+            "SELECT id, challenge_hash, state FROM registrations \
+             WHERE state IN ('open', 'requested', 'approved') AND expires_at <= $1 FOR UPDATE",
+            &[&at],
+        )
+        .await
+        .map_err(err)?;
+    for r in &regs {
+        let (id, hash, state): (String, Option<String>, String) = (r.get(0), r.get(1), r.get(2));
+        t.execute(
+            "UPDATE registrations SET state = 'expired', updated_at = $1 WHERE id = $2",
+            &[&at, &id],
+        )
+        .await
+        .map_err(err)?;
+        if let Some(h) = hash {
+            t.execute(
+                "UPDATE challenges SET used_at = $1, used_by = 'expired' \
+                 WHERE hash = $2 AND used_at IS NULL",
+                &[&at, &h],
+            )
+            .await
+            .map_err(err)?;
+        }
+        append_audit(
+            &t,
+            "sigil",
+            "expired",
+            &id,
+            &serde_json::json!({"registration": true, "was": state}),
+        )
+        .await?;
+    }
+    let mut txs = 0;
+    for (profile, before) in pending {
+        let ids = t
+            .query(
+                "SELECT transaction_id FROM transactions \
+                 WHERE state = 'pending' AND profile = $1 AND created_at <= $2 FOR UPDATE",
+                &[profile, before],
+            )
+            .await
+            .map_err(err)?;
+        for row in ids {
+            let id: String = row.get(0);
+            t.execute(
+                "UPDATE transactions SET state = 'rejected', reason = $1, csr = NULL, \
+                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
+                &[&EXPIRED_REASON, &at, &id],
+            )
+            .await
+            .map_err(err)?;
+            append_audit(
+                &t,
+                "sigil",
+                "expired",
+                &id,
+                &serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
+            )
+            .await?;
+            txs += 1;
+        }
+    }
+    t.commit().await.map_err(err)?;
+    Ok((regs.len(), txs))
+}

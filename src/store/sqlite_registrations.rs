@@ -1,0 +1,305 @@
+//! The registration tables on SQLite: the bodies of the registration methods of
+//! [`super::SqliteStore`], each one database transaction.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
+use super::sqlite::{append_audit, err};
+use super::{ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON};
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegistrationRecord> {
+    let state: String = r.get(3)?;
+    Ok(RegistrationRecord {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        credential: r.get(2)?,
+        state: RegistrationState::parse(&state).unwrap_or(RegistrationState::Expired),
+        devices: r.get(4)?,
+        directory_error: r.get(5)?,
+        device_id: r.get(6)?,
+        device: r.get(7)?,
+        subject: r.get(8)?,
+        sans: sans_from_json(&r.get::<_, String>(9)?),
+        created_by: r.get(10)?,
+        requested_by: r.get(11)?,
+        decided_by: r.get(12)?,
+        comment: r.get(13)?,
+        challenge_hash: r.get(14)?,
+        serial: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        expires_at: r.get(18)?,
+    })
+}
+
+pub(super) fn insert(
+    c: &mut Connection,
+    r: &RegistrationRecord,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let t = c.transaction().map_err(err)?;
+    t.execute(
+        &format!(
+            "INSERT INTO registrations ({REG_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+             ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        params![
+            r.id,
+            r.email,
+            r.credential,
+            r.state.as_str(),
+            r.devices,
+            r.directory_error,
+            r.device_id,
+            r.device,
+            r.subject,
+            sans_to_json(&r.sans),
+            r.created_by,
+            r.requested_by,
+            r.decided_by,
+            r.comment,
+            r.challenge_hash,
+            r.serial,
+            r.created_at,
+            r.updated_at,
+            r.expires_at
+        ],
+    )
+    .map_err(err)?;
+    append_audit(
+        &t,
+        actor,
+        "registration_created",
+        &r.id,
+        &serde_json::json!({"email": r.email, "credential": r.credential,
+            "directory_error": r.directory_error}),
+    )?;
+    t.commit().map_err(err)
+}
+
+pub(super) fn get(c: &mut Connection, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+    c.query_row(
+        &format!("SELECT {REG_COLUMNS} FROM registrations WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+    .map_err(err)
+}
+
+pub(super) fn list(
+    c: &mut Connection,
+    email: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RegistrationRecord>, StoreError> {
+    let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {REG_COLUMNS} FROM registrations WHERE (?1 IS NULL OR email = ?1) \
+             ORDER BY created_at DESC, id LIMIT ?2"
+        ))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![email, limit], from_row)
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+pub(super) fn update(
+    c: &mut Connection,
+    r: &RegistrationRecord,
+    from: RegistrationState,
+    action: &str,
+    actor: &str,
+    details: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let t = c.transaction().map_err(err)?;
+    let n = t
+        .execute(
+            "UPDATE registrations SET state = ?1, devices = ?2, directory_error = ?3, \
+             device_id = ?4, device = ?5, subject = ?6, sans = ?7, requested_by = ?8, \
+             decided_by = ?9, comment = ?10, updated_at = ?11, expires_at = ?12 \
+             WHERE id = ?13 AND state = ?14",
+            params![
+                r.state.as_str(),
+                r.devices,
+                r.directory_error,
+                r.device_id,
+                r.device,
+                r.subject,
+                sans_to_json(&r.sans),
+                r.requested_by,
+                r.decided_by,
+                r.comment,
+                r.updated_at,
+                r.expires_at,
+                r.id,
+                from.as_str()
+            ],
+        )
+        .map_err(err)?;
+    if n != 1 {
+        return Ok(false);
+    }
+    append_audit(&t, actor, action, &r.id, details)?;
+    t.commit().map_err(err)?;
+    Ok(true)
+}
+
+pub(super) fn challenge(
+    c: &mut Connection,
+    id: &str,
+    ch: &ChallengeRecord,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    let t = c.transaction().map_err(err)?;
+    let old: Option<Option<String>> = t
+        .query_row(
+            "SELECT challenge_hash FROM registrations WHERE id = ?1 AND state = 'approved'",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    let Some(old) = old else {
+        return Ok(false);
+    };
+    let at = super::now();
+    if let Some(h) = &old {
+        t.execute(
+            "UPDATE challenges SET used_at = ?1, used_by = 'replaced' \
+             WHERE hash = ?2 AND used_at IS NULL",
+            params![at, h],
+        )
+        .map_err(err)?;
+    }
+    t.execute(
+        "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ch.hash, ch.profile, ch.bindings, ch.expires_at, at],
+    )
+    .map_err(err)?;
+    t.execute(
+        "UPDATE registrations SET challenge_hash = ?1, updated_at = ?2, \
+         expires_at = MAX(expires_at, ?3) WHERE id = ?4",
+        params![ch.hash, at, ch.expires_at, id],
+    )
+    .map_err(err)?;
+    append_audit(
+        &t,
+        actor,
+        "scep_payload_collected",
+        id,
+        &serde_json::json!({"profile": ch.profile, "challenge_expires_at": ch.expires_at,
+            "replaced_previous": old.is_some()}),
+    )?;
+    t.commit().map_err(err)?;
+    Ok(true)
+}
+
+/// Inside `record_issued`: the registration whose challenge was just consumed becomes issued.
+pub(super) fn link(
+    t: &rusqlite::Transaction<'_>,
+    challenge_hash: &str,
+    serial: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let id: Option<String> = t
+        .query_row(
+            "SELECT id FROM registrations WHERE challenge_hash = ?1 AND state = 'approved'",
+            [challenge_hash],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    let Some(id) = id else {
+        return Ok(());
+    };
+    t.execute(
+        "UPDATE registrations SET state = 'issued', serial = ?1, updated_at = ?2 WHERE id = ?3",
+        params![serial, super::now(), id],
+    )
+    .map_err(err)?;
+    append_audit(
+        t,
+        actor,
+        "registration_issued",
+        &id,
+        &serde_json::json!({"serial": serial}),
+    )
+}
+
+pub(super) fn expire(
+    c: &mut Connection,
+    at: i64,
+    pending: &[(String, i64)],
+) -> Result<(usize, usize), StoreError> {
+    let t = c.transaction().map_err(err)?;
+    let regs: Vec<(String, Option<String>, String)> = {
+        let mut stmt = t
+            .prepare(
+                "SELECT id, challenge_hash, state FROM registrations \
+                 WHERE state IN ('open', 'requested', 'approved') AND expires_at <= ?1",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+    };
+    for (id, hash, state) in &regs {
+        t.execute(
+            "UPDATE registrations SET state = 'expired', updated_at = ?1 WHERE id = ?2",
+            params![at, id],
+        )
+        .map_err(err)?;
+        if let Some(h) = hash {
+            t.execute(
+                "UPDATE challenges SET used_at = ?1, used_by = 'expired' \
+                 WHERE hash = ?2 AND used_at IS NULL",
+                params![at, h],
+            )
+            .map_err(err)?;
+        }
+        append_audit(
+            &t,
+            "sigil",
+            "expired",
+            id,
+            &serde_json::json!({"registration": true, "was": state}),
+        )?;
+    }
+    let mut txs = 0;
+    for (profile, before) in pending {
+        let ids: Vec<String> = {
+            let mut stmt = t
+                .prepare(
+                    "SELECT transaction_id FROM transactions \
+                     WHERE state = 'pending' AND profile = ?1 AND created_at <= ?2",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![profile, before], |r| r.get(0))
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+        };
+        for id in ids {
+            t.execute(
+                "UPDATE transactions SET state = 'rejected', reason = ?1, csr = NULL, \
+                 updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
+                params![EXPIRED_REASON, at, id],
+            )
+            .map_err(err)?;
+            append_audit(
+                &t,
+                "sigil",
+                "expired",
+                &id,
+                &serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
+            )?;
+            txs += 1;
+        }
+    }
+    t.commit().map_err(err)?;
+    Ok((regs.len(), txs))
+}
