@@ -39,6 +39,12 @@ fn sha256_hex(s: &str) -> String {
 
 impl ScepServer {
     pub fn start() -> ScepServer {
+        Self::start_with("")
+    }
+
+    /// Start with `extra` appended to the test configuration (more profiles, directories,
+    /// credentials).
+    pub fn start_with(extra: &str) -> ScepServer {
         let token = TokenDir::new();
         let init = ok(&token.run(&[
             "init",
@@ -86,7 +92,7 @@ key_types = ["p256"]
 subject = "CN={{cn}},O=Forced Org"
 extended_key_usage = ["serverAuth"]
 "#
-        );
+        ) + extra;
         let cfg_path = token.path().join("sigil.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let port = free_port();

@@ -78,7 +78,7 @@ enum AuditCommand {
 enum TokenCommand {
     /// Create a token; the secret is printed once.
     Create {
-        /// admin, officer, auditor or mdm.
+        /// admin, officer, auditor, mdm or user (self-service: the name is the person's email).
         #[arg(long)]
         role: String,
         /// A name for people, e.g. intune-prod-2026.
@@ -523,8 +523,9 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
             name,
             expires_in_days,
         } => {
-            let role = Role::parse(&role)
-                .with_context(|| format!("--role `{role}`: use admin, officer, auditor or mdm"))?;
+            let role = Role::parse(&role).with_context(|| {
+                format!("--role `{role}`: use admin, officer, auditor, mdm or user")
+            })?;
             with_store(config, false, |store| async move {
                 let (secret, rec) = create_token(
                     store.as_ref(),

@@ -52,6 +52,47 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
     ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
     ("GET", "/api/v1/audit", &[Role::Auditor, Role::Admin]),
+    ("GET", "/api/v1/credentials", &Role::ALL),
+    (
+        "POST",
+        "/api/v1/registrations",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations",
+        &[Role::User, Role::Officer, Role::Admin, Role::Auditor],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations/{id}",
+        &[Role::User, Role::Officer, Role::Admin, Role::Auditor],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/refresh",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/request",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/approve",
+        &[Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/reject",
+        &[Role::Officer],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations/{id}/scep-payload",
+        &[Role::Mdm, Role::Admin],
+    ),
 ];
 
 fn allowed(method: &str, pattern: &str) -> &'static [Role] {
@@ -124,7 +165,7 @@ fn source(req: &HttpRequest) -> IpAddr {
 }
 
 /// Authenticate the bearer token and check the route's roles.
-async fn authorize(
+pub(super) async fn authorize(
     req: &HttpRequest,
     state: &AppState,
     method: &str,
@@ -224,7 +265,7 @@ async fn caller_for(
     Ok(caller)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!(error = %e, "API request could not be served");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -518,10 +559,16 @@ fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
 
 /// Parse the query string after authentication (an extractor would answer anonymous callers
 /// first).
-fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
+pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
     web::Query::<T>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))
+}
+
+/// Parse a JSON body (read after authentication).
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }
 
 async fn list_certificates(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -650,22 +697,40 @@ async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
-    match ra.store().pending().await {
-        Ok(p) => HttpResponse::Ok().json(
-            p.iter()
-                .map(|t| {
-                    let csr = crate::pki::parse_csr(&t.csr).ok();
-                    json!({
-                        "transaction_id": t.transaction_id,
-                        "profile": t.profile,
-                        "subject_cn": csr.as_ref().and_then(|c| c.common_name().map(str::to_owned)),
-                        "sans": csr.map(|c| c.sans.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()),
-                    })
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => unavailable(e),
-    }
+    let pending = match ra.store().pending().await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let registrations = match ra.store().registrations(None, 0).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    // One queue: enrollments waiting on an approval profile, and filed registrations.
+    let mut queue: Vec<serde_json::Value> = pending
+        .iter()
+        .map(|t| {
+            let csr = crate::pki::parse_csr(&t.csr).ok();
+            json!({
+                "kind": "enrollment",
+                "id": t.transaction_id,
+                "transaction_id": t.transaction_id,
+                "profile": t.profile,
+                "subject_cn": csr.as_ref().and_then(|c| c.common_name().map(str::to_owned)),
+                "sans": csr.map(|c| c.sans.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    queue.extend(
+        registrations
+            .iter()
+            .filter(|r| r.state == crate::store::RegistrationState::Requested)
+            .map(|r| {
+                let mut v = super::registrations::registration_json(r);
+                v["kind"] = json!("registration");
+                v
+            }),
+    );
+    HttpResponse::Ok().json(queue)
 }
 
 #[derive(Deserialize, Default)]
@@ -707,6 +772,12 @@ async fn approve(
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
+    if id.starts_with("reg_") {
+        return match ra.decide_registration(&caller, &id, true, &d.comment).await {
+            Ok(r) => HttpResponse::Ok().json(super::registrations::registration_json(&r)),
+            Err(e) => super::registrations::registration_error(e),
+        };
+    }
     match ra.approve(&id, &format!("token:{}", caller.token_id)).await {
         Ok(serial) => {
             tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
@@ -731,6 +802,15 @@ async fn reject(
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
+    if id.starts_with("reg_") {
+        return match ra
+            .decide_registration(&caller, &id, false, &d.comment)
+            .await
+        {
+            Ok(r) => HttpResponse::Ok().json(super::registrations::registration_json(&r)),
+            Err(e) => super::registrations::registration_error(e),
+        };
+    }
     let reason = if d.comment.trim().is_empty() {
         "rejected by an officer".to_string()
     } else {
@@ -821,6 +901,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/approvals/{id}/approve", web::post().to(approve))
             .route("/approvals/{id}/reject", web::post().to(reject))
             .route("/audit", web::get().to(audit))
+            .configure(super::registrations::routes)
             .default_service(web::to(|| async {
                 error(
                     StatusCode::NOT_FOUND,

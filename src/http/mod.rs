@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
 pub mod api;
+pub mod registrations;
 mod scep;
 
 use crate::config::Config;

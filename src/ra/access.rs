@@ -1,7 +1,9 @@
 //! Who may call the API: roles, and bearer tokens (shown once, stored as SHA-256).
 //!
 //! Roles: `admin` (tokens, profiles, settings), `officer` (approvals, revocation), `auditor`
-//! (reads certificates and audit), `mdm` (integrations: challenges). Several tokens of a role
+//! (reads certificates and audit), `mdm` (integrations: challenges, SCEP payloads), `user`
+//! (self-service: the token's name is the person's email, and it may only start and file that
+//! person's own registrations). Several tokens of a role
 //! may be active at once, so an MDM integration's token can be rotated without downtime:
 //! create the new one, distribute it, revoke the old one.
 
@@ -18,13 +20,21 @@ pub enum Role {
     Officer,
     /// Read-only: certificates and audit.
     Auditor,
-    /// MDM integrations: challenges.
+    /// MDM integrations: challenges, SCEP payloads.
     Mdm,
+    /// Self-service: one person (the token's name is their email) and their registrations.
+    User,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Officer, Role::Auditor, Role::Mdm];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Officer,
+        Role::Auditor,
+        Role::Mdm,
+        Role::User,
+    ];
 
     /// The name in tokens and JSON.
     pub fn as_str(self) -> &'static str {
@@ -33,12 +43,20 @@ impl Role {
             Role::Officer => "officer",
             Role::Auditor => "auditor",
             Role::Mdm => "mdm",
+            Role::User => "user",
         }
     }
 
     /// Parse a role name.
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl Caller {
+    /// How the caller appears in the audit log.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.token_id)
     }
 }
 

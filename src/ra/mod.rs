@@ -12,6 +12,7 @@ pub mod challenge;
 mod decide;
 pub mod directory;
 mod key;
+pub mod registration;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -81,6 +82,9 @@ pub enum LoadError {
     /// Missing or bad certificate.
     #[error("{0}")]
     Certificate(String),
+    /// An MDM directory connector cannot be set up.
+    #[error("{0}")]
+    Directory(String),
 }
 
 pub(crate) struct Inner {
@@ -100,6 +104,9 @@ pub(crate) struct Inner {
     pub(crate) default_profile: String,
     pub(crate) include_root: bool,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) directories: HashMap<String, Arc<dyn directory::MdmDirectory>>,
+    pub(crate) credentials: HashMap<String, crate::config::CredentialConfig>,
+    pub(crate) public_url: String,
 }
 
 /// The registration authority. Cheap to clone.
@@ -193,8 +200,22 @@ impl Ra {
                 LoadError::Certificate(format!("a certificate of the CA chain cannot be sent: {e}"))
             })?;
         }
+        let mut directories = HashMap::new();
+        for (name, d) in &config.directories {
+            directories.insert(
+                name.clone(),
+                directory::connect(name, d).map_err(LoadError::Directory)?,
+            );
+        }
         Ok(Ra {
             inner: Arc::new(Inner {
+                directories,
+                credentials: config
+                    .credentials
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                public_url: config.server.public_url.clone(),
                 ca_not_after,
                 ca_x509,
                 ca_subject,
@@ -477,7 +498,9 @@ impl Ra {
     }
 
     /// Background work for this node, every `interval`: when this node leads the "crl" task,
-    /// renew the CRL once less than half of its life is left. Runs until the process ends.
+    /// renew the CRL once less than half of its life is left; when it leads "expire", expire
+    /// registrations and PENDING enrollments that waited too long; when it leads "audit", sign
+    /// the audit head. Runs until the process ends.
     pub async fn background(self, interval: std::time::Duration) {
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -496,6 +519,15 @@ impl Ra {
                         if let Err(e) = self.refresh_crl().await {
                             tracing::warn!(error = %e, "background: CRL refresh failed");
                         }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            match self.inner.store.lead("expire").await {
+                Ok(true) => {
+                    if let Err(e) = self.expire().await {
+                        tracing::warn!(error = %e, "background: expiry failed");
                     }
                 }
                 Ok(false) => {}

@@ -1,0 +1,267 @@
+//! `/api/v1/registrations`: the derived-credential flow over HTTP (see
+//! [`crate::ra::registration`]). Handlers authenticate, parse and translate; the RA decides.
+
+// Handlers return a ready HttpResponse as their error: boxing it buys nothing here.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{authorize, error, parse_json, query, unavailable};
+use super::AppState;
+use crate::config::rfc3339;
+use crate::ra::access::Caller;
+use crate::ra::registration::RegistrationError;
+use crate::ra::Ra;
+use crate::store::RegistrationRecord;
+
+/// The JSON form of a registration.
+pub fn registration_json(r: &RegistrationRecord) -> serde_json::Value {
+    let devices: serde_json::Value = serde_json::from_str(&r.devices).unwrap_or_else(|_| json!([]));
+    let device: serde_json::Value = r
+        .device
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(serde_json::Value::Null);
+    json!({
+        "id": r.id,
+        "email": r.email,
+        "credential": r.credential,
+        "state": r.state.as_str(),
+        "devices": devices,
+        "directory_error": r.directory_error,
+        "device_id": r.device_id,
+        "device": device,
+        "subject": r.subject,
+        "sans": r.sans,
+        "created_by": r.created_by,
+        "requested_by": r.requested_by,
+        "decided_by": r.decided_by,
+        "comment": r.comment,
+        "serial": r.serial,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "expires_at": rfc3339(r.expires_at),
+    })
+}
+
+/// A registration error as an HTTP answer.
+pub fn registration_error(e: RegistrationError) -> HttpResponse {
+    match e {
+        RegistrationError::NotFound => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        RegistrationError::Forbidden(_) => error(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+        RegistrationError::WrongState(_) => {
+            error(StatusCode::CONFLICT, "wrong_state", e.to_string())
+        }
+        RegistrationError::Invalid(_) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+        }
+        RegistrationError::Unavailable(_) => unavailable(e),
+    }
+}
+
+async fn ready(
+    req: &HttpRequest,
+    state: &AppState,
+    method: &str,
+    pattern: &str,
+) -> Result<(Caller, Ra), HttpResponse> {
+    let caller = authorize(req, state, method, pattern).await?;
+    let ra = state.ra.clone().ok_or_else(|| unavailable("no RA"))?;
+    Ok((caller, ra))
+}
+
+macro_rules! enter {
+    ($req:expr, $state:expr, $method:expr, $pattern:expr) => {
+        match ready(&$req, &$state, $method, $pattern).await {
+            Ok(x) => x,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+fn answer(r: Result<RegistrationRecord, RegistrationError>, status: StatusCode) -> HttpResponse {
+    match r {
+        Ok(r) => HttpResponse::build(status).json(registration_json(&r)),
+        Err(e) => registration_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRegistration {
+    email: String,
+    credential: String,
+}
+
+async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations");
+    let n: NewRegistration = match parse_json(&body) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    answer(
+        ra.register(&caller, &n.email, &n.credential).await,
+        StatusCode::CREATED,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    email: Option<String>,
+    state: Option<String>,
+}
+
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations");
+    let q: ListQuery = match query(&req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Some(s) = &q.state {
+        if crate::store::RegistrationState::parse(s).is_none() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "state is open, requested, approved, rejected, issued or expired",
+            );
+        }
+    }
+    match ra.registrations(&caller, q.email.as_deref()).await {
+        Ok(list) => HttpResponse::Ok().json(
+            list.iter()
+                .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
+                .map(registration_json)
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => registration_error(e),
+    }
+}
+
+async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}");
+    answer(ra.registration(&caller, &id).await, StatusCode::OK)
+}
+
+async fn refresh(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations/{id}/refresh");
+    answer(ra.refresh_devices(&caller, &id).await, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceChoice {
+    device_id: String,
+}
+
+async fn request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations/{id}/request");
+    let d: DeviceChoice = match parse_json(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    answer(ra.request(&caller, &id, &d.device_id).await, StatusCode::OK)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Decision {
+    comment: String,
+}
+
+async fn decide(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+    approve: bool,
+) -> HttpResponse {
+    let pattern = if approve {
+        "/api/v1/registrations/{id}/approve"
+    } else {
+        "/api/v1/registrations/{id}/reject"
+    };
+    let (caller, ra) = enter!(req, state, "POST", pattern);
+    let d: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        match parse_json(&body) {
+            Ok(d) => d,
+            Err(r) => return r,
+        }
+    };
+    answer(
+        ra.decide_registration(&caller, &id, approve, &d.comment)
+            .await,
+        StatusCode::OK,
+    )
+}
+
+async fn approve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    decide(req, state, id, body, true).await
+}
+
+async fn reject(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    decide(req, state, id, body, false).await
+}
+
+async fn scep_payload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}/scep-payload");
+    let base = {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    };
+    match ra.scep_payload(&caller, &id, &base).await {
+        Ok(p) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(p),
+        Err(e) => registration_error(e),
+    }
+}
+
+async fn credentials(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (_, ra) = enter!(req, state, "GET", "/api/v1/credentials");
+    HttpResponse::Ok().json(ra.credential_list())
+}
+
+/// Register the routes (inside the `/api/v1` scope).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/credentials", web::get().to(credentials))
+        .route("/registrations", web::post().to(create))
+        .route("/registrations", web::get().to(list))
+        .route("/registrations/{id}", web::get().to(get))
+        .route("/registrations/{id}/refresh", web::post().to(refresh))
+        .route("/registrations/{id}/request", web::post().to(request))
+        .route("/registrations/{id}/approve", web::post().to(approve))
+        .route("/registrations/{id}/reject", web::post().to(reject))
+        .route(
+            "/registrations/{id}/scep-payload",
+            web::get().to(scep_payload),
+        );
+}

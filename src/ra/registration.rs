@@ -1,0 +1,614 @@
+//! Registrations of derived credentials: a person's device gets a certificate only after an
+//! officer has seen the device facts from the MDM and approved.
+//!
+//! The flow, one state each ([`RegistrationState`]):
+//! 1. `open`: a user (self-service, their own email only) or an officer starts a registration
+//!    for an email and a credential profile; Sigil asks the credential's MDM directory for the
+//!    person's devices and keeps them, assessed and flagged (never hidden). When the MDM is down
+//!    the registration stays open with the reason, and the device list can be fetched again.
+//! 2. `requested`: a device is chosen; the certificate's subject and SANs are built now from the
+//!    directory facts (`[credentials.NAME] subject`, `sans`), not from what the device will ask.
+//! 3. `approved` or `rejected`: an officer decides, with a comment. Two people: the person who
+//!    filed the request, and the person the credential is for, cannot approve it.
+//! 4. The MDM collects the SCEP payload (URL, a one-time challenge bound to the device and
+//!    identity, subject, SANs, key size, CA chain). Each collection mints a fresh challenge and
+//!    voids the previous one, so no challenge is ever stored in clear.
+//! 5. `issued`: the device enrolls with that challenge; the certificate carries the
+//!    registration's identity and device, and the registration is linked to it in the same
+//!    database transaction. A registration that waits longer than `request_ttl` for its next
+//!    step (or whose challenge expires unused) becomes `expired`.
+//!
+//! Every step is in the audit log with who did it.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::access::{Caller, Role};
+use super::challenge::{mint, Bindings};
+use super::directory::{assess, Compliance, Device};
+use super::Ra;
+use crate::config::{fill, CredentialConfig};
+use crate::store::{now, RegistrationRecord, RegistrationState, StoreError};
+
+/// Why a registration step did not happen.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RegistrationError {
+    /// No such registration (or not the caller's to see).
+    #[error("no such registration")]
+    NotFound,
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The registration is not in the state this step needs.
+    #[error("{0}")]
+    WrongState(String),
+    /// The input is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Store down.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn unavailable(e: StoreError) -> RegistrationError {
+    RegistrationError::Unavailable(e.to_string())
+}
+
+/// What the MDM needs to push a SCEP profile to the device.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScepPayload {
+    /// The registration.
+    pub registration: String,
+    /// The device it is for.
+    pub device_id: String,
+    /// SCEP URL of the credential's profile.
+    pub url: String,
+    /// The one-time challenge (shown once; a new collection replaces it).
+    pub challenge: String,
+    /// When the challenge expires (RFC 3339).
+    pub challenge_expires_at: String,
+    /// The subject to request (the certificate gets it whatever the device sends).
+    pub subject: String,
+    /// The SANs to request, as `email:…`, `upn:…`, `uri:…`, `dns:…`.
+    pub subject_alternative_names: Vec<String>,
+    /// Key type the device must generate.
+    pub key_type: String,
+    /// Key size the device must generate.
+    pub key_size: u32,
+    /// Key usage for the device's SCEP profile.
+    pub key_usage: Vec<String>,
+    /// The CA chain (PEM), issuing CA first.
+    pub ca_chain_pem: Vec<String>,
+    /// SHA-256 of the issuing CA certificate (hex), as Intune and Jamf ask for.
+    pub ca_fingerprint_sha256: String,
+}
+
+/// Escape a value for a subject template (`,` and `\` are special in `parse_dn`).
+fn dn_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(',', "\\,")
+}
+
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && e.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'))
+        && e.matches('@').count() == 1
+}
+
+impl Ra {
+    fn credential(&self, name: &str) -> Result<&CredentialConfig, RegistrationError> {
+        self.inner.credentials.get(name).ok_or_else(|| {
+            let mut known: Vec<&String> = self.inner.credentials.keys().collect();
+            known.sort();
+            RegistrationError::Invalid(format!(
+                "no credential profile `{name}`; there are: {}",
+                known
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The credential profiles, for users and officers choosing one.
+    pub fn credential_list(&self) -> Vec<serde_json::Value> {
+        let mut names: Vec<&String> = self.inner.credentials.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let c = &self.inner.credentials[n];
+                json!({"name": n, "description": c.description, "profile": c.profile,
+                       "directory": c.directory, "key_type": c.key_type,
+                       "key_size": c.key_size, "require_compliant": c.require_compliant})
+            })
+            .collect()
+    }
+
+    /// Ask the credential's directory for the person's devices: the assessed list as JSON,
+    /// or the reason it could not be fetched.
+    async fn fetch_devices(
+        &self,
+        cred: &CredentialConfig,
+        email: &str,
+    ) -> (String, Option<String>) {
+        let Some(dir) = self.inner.directories.get(&cred.directory) else {
+            return (
+                "[]".into(),
+                Some(format!("directory `{}` is not configured", cred.directory)),
+            );
+        };
+        match dir.devices(email).await {
+            Ok(devices) => {
+                let assessed = assess(devices, email, now());
+                tracing::info!(directory = %cred.directory, devices = assessed.len(), "device list fetched");
+                (
+                    serde_json::to_string(&assessed).unwrap_or_else(|_| "[]".into()),
+                    None,
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "device list could not be fetched");
+                ("[]".into(), Some(e.to_string()))
+            }
+        }
+    }
+
+    /// May `caller` see or act on `r` as its person? Users only their own.
+    fn own(caller: &Caller, r: &RegistrationRecord) -> Result<(), RegistrationError> {
+        if caller.role == Role::User && !caller.name.eq_ignore_ascii_case(&r.email) {
+            return Err(RegistrationError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Start a registration for `email` and credential profile `credential`, with the
+    /// person's devices from the MDM (or the reason they could not be fetched).
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        email: &str,
+        credential: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        let email = email.trim().to_ascii_lowercase();
+        if !valid_email(&email) {
+            return Err(RegistrationError::Invalid(format!(
+                "`{email}` is not an email address"
+            )));
+        }
+        if caller.role == Role::User && !caller.name.eq_ignore_ascii_case(&email) {
+            return Err(RegistrationError::Forbidden(
+                "a user token may only register its own email (the token's name)".into(),
+            ));
+        }
+        let cred = self.credential(credential)?.clone();
+        let (devices, directory_error) = self.fetch_devices(&cred, &email).await;
+        let at = now();
+        let mut id = [0u8; 8];
+        openssl::rand::rand_bytes(&mut id)
+            .map_err(|e| RegistrationError::Unavailable(format!("random: {e}")))?;
+        let r = RegistrationRecord {
+            id: format!("reg_{}", hex::encode(id)),
+            email,
+            credential: credential.into(),
+            state: RegistrationState::Open,
+            devices,
+            directory_error,
+            device_id: None,
+            device: None,
+            subject: None,
+            sans: Vec::new(),
+            created_by: caller.actor(),
+            requested_by: None,
+            decided_by: None,
+            comment: None,
+            challenge_hash: None,
+            serial: None,
+            created_at: at,
+            updated_at: at,
+            expires_at: at + cred.request_ttl_secs(),
+        };
+        self.inner
+            .store
+            .insert_registration(&r, &caller.actor())
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(registration = %r.id, email = %r.email, "registration started");
+        Ok(r)
+    }
+
+    /// The registration, if the caller may see it.
+    pub async fn registration(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        let r = self
+            .inner
+            .store
+            .registration(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RegistrationError::NotFound)?;
+        Self::own(caller, &r)?;
+        Ok(r)
+    }
+
+    /// Registrations the caller may see (a user: their own), newest first.
+    pub async fn registrations(
+        &self,
+        caller: &Caller,
+        email: Option<&str>,
+    ) -> Result<Vec<RegistrationRecord>, RegistrationError> {
+        let email = match caller.role {
+            Role::User => Some(caller.name.to_ascii_lowercase()),
+            _ => email.map(|e| e.trim().to_ascii_lowercase()),
+        };
+        self.inner
+            .store
+            .registrations(email.as_deref(), 1000)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn step(
+        &self,
+        next: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        caller: &Caller,
+        details: serde_json::Value,
+    ) -> Result<(), RegistrationError> {
+        let mut details = details;
+        details["by"] = json!(caller.name);
+        details["role"] = json!(caller.role.as_str());
+        if self
+            .inner
+            .store
+            .update_registration(next, from, action, &caller.actor(), &details)
+            .await
+            .map_err(unavailable)?
+        {
+            tracing::info!(registration = %next.id, action, by = %caller.name, "registration step");
+            Ok(())
+        } else {
+            Err(RegistrationError::WrongState(
+                "the registration changed meanwhile; read it again".into(),
+            ))
+        }
+    }
+
+    fn expect(r: &RegistrationRecord, state: RegistrationState) -> Result<(), RegistrationError> {
+        if r.state == state {
+            Ok(())
+        } else {
+            Err(RegistrationError::WrongState(format!(
+                "the registration is {}, not {state}",
+                r.state
+            )))
+        }
+    }
+
+    /// Ask the MDM again for an open registration's devices.
+    pub async fn refresh_devices(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        let r = self.registration(caller, id).await?;
+        Self::expect(&r, RegistrationState::Open)?;
+        let cred = self.credential(&r.credential)?.clone();
+        let (devices, directory_error) = self.fetch_devices(&cred, &r.email).await;
+        let mut next = r.clone();
+        next.devices = devices;
+        next.directory_error = directory_error.clone();
+        next.updated_at = now();
+        self.step(
+            &next,
+            RegistrationState::Open,
+            "devices_refreshed",
+            caller,
+            json!({"directory_error": directory_error}),
+        )
+        .await?;
+        Ok(next)
+    }
+
+    /// File the request for one of the registration's devices: the certificate's identity is
+    /// built from that device's facts now.
+    pub async fn request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        device_id: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        let r = self.registration(caller, id).await?;
+        Self::expect(&r, RegistrationState::Open)?;
+        let cred = self.credential(&r.credential)?.clone();
+        let devices: Vec<Device> = serde_json::from_str(&r.devices).unwrap_or_default();
+        let Some(device) = devices
+            .into_iter()
+            .find(|d| !d.id.is_empty() && d.id == device_id)
+        else {
+            return Err(RegistrationError::Invalid(format!(
+                "device `{device_id}` is not one of this registration's devices"
+            )));
+        };
+        if cred.require_compliant && device.compliance != Compliance::Compliant {
+            return Err(RegistrationError::Invalid(format!(
+                "credential profile `{}` needs a device the MDM reports compliant; this one is {:?}",
+                r.credential, device.compliance
+            )));
+        }
+        let user = r.email.split('@').next().unwrap_or("").to_string();
+        let fact = |name: &str| match name {
+            "email" => Some(r.email.clone()),
+            "user" => Some(user.clone()),
+            other => device.fact(other),
+        };
+        let subject = fill(&cred.subject, &|n| fact(n).map(|v| dn_escape(&v)))
+            .map_err(|e| RegistrationError::Invalid(format!("subject: {e}")))?;
+        let sans = cred
+            .sans
+            .iter()
+            .map(|s| fill(s, &fact))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RegistrationError::Invalid(format!("SANs: {e}")))?;
+        let identity = crate::pki::Identity {
+            subject: subject.clone(),
+            sans: sans.clone(),
+        };
+        crate::pki::parse_dn(&subject)
+            .map_err(|e| RegistrationError::Invalid(format!("subject `{subject}`: {e}")))?;
+        identity
+            .parsed_sans()
+            .map_err(|e| RegistrationError::Invalid(format!("SANs: {e}")))?;
+        if let Some(bad) = sans
+            .iter()
+            .find(|s| !s.starts_with("upn:") && !s.is_ascii())
+        {
+            return Err(RegistrationError::Invalid(format!(
+                "SAN `{bad}` is not ASCII"
+            )));
+        }
+        let at = now();
+        let mut next = r.clone();
+        next.state = RegistrationState::Requested;
+        next.device_id = Some(device.id.clone());
+        next.device = serde_json::to_string(&device).ok();
+        next.subject = Some(subject.clone());
+        next.sans = sans.clone();
+        next.requested_by = Some(caller.actor());
+        next.updated_at = at;
+        next.expires_at = at + cred.request_ttl_secs();
+        self.step(
+            &next,
+            RegistrationState::Open,
+            "requested",
+            caller,
+            json!({"device_id": device.id, "subject": subject, "sans": sans,
+                   "flags": device.flags, "compliance": device.compliance}),
+        )
+        .await?;
+        Ok(next)
+    }
+
+    /// The name of the person behind an actor (`token:ID`), when the token is known.
+    async fn person_of(&self, actor: &str) -> Result<Option<String>, RegistrationError> {
+        let Some(id) = actor.strip_prefix("token:") else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .tokens()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.name))
+    }
+
+    /// An officer approves or rejects a requested registration, with a comment. The person who
+    /// filed the request and the person the credential is for may not approve it.
+    pub async fn decide_registration(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        if caller.role != Role::Officer {
+            return Err(RegistrationError::Forbidden(
+                "only an officer decides registrations".into(),
+            ));
+        }
+        let r = self.registration(caller, id).await?;
+        Self::expect(&r, RegistrationState::Requested)?;
+        if approve {
+            let filer = r.requested_by.clone().unwrap_or_default();
+            let filer_name = self.person_of(&filer).await?;
+            let same_token = filer == caller.actor();
+            let same_person = filer_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&caller.name));
+            let refusal = if same_token || same_person {
+                Some("two people: the officer who filed this request cannot approve it")
+            } else if caller.name.eq_ignore_ascii_case(&r.email) {
+                Some("two people: nobody approves their own credential")
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                // A refused approval is a decision too: recorded with who tried.
+                let details = json!({"reason": why, "by": caller.name});
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .audit(&caller.actor(), "approval_refused", &r.id, &details)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the refused approval");
+                }
+                tracing::warn!(registration = %r.id, by = %caller.name, why, "approval refused");
+                return Err(RegistrationError::Forbidden(why.into()));
+            }
+        }
+        let cred = self.credential(&r.credential)?.clone();
+        let at = now();
+        let mut next = r.clone();
+        next.state = if approve {
+            RegistrationState::Approved
+        } else {
+            RegistrationState::Rejected
+        };
+        next.decided_by = Some(caller.actor());
+        next.comment = Some(comment.trim().to_string()).filter(|c| !c.is_empty());
+        next.updated_at = at;
+        // Approved: the device has request_ttl to enroll.
+        next.expires_at = at + cred.request_ttl_secs();
+        self.step(
+            &next,
+            RegistrationState::Requested,
+            if approve {
+                "registration_approved"
+            } else {
+                "registration_rejected"
+            },
+            caller,
+            json!({"comment": next.comment, "device_id": r.device_id}),
+        )
+        .await?;
+        Ok(next)
+    }
+
+    /// The SCEP settings for an approved registration's device, with a fresh one-time
+    /// challenge bound to its device and identity (the previous one is voided).
+    pub async fn scep_payload(
+        &self,
+        caller: &Caller,
+        id: &str,
+        base_url: &str,
+    ) -> Result<ScepPayload, RegistrationError> {
+        let r = self.registration(caller, id).await?;
+        Self::expect(&r, RegistrationState::Approved)?;
+        let cred = self.credential(&r.credential)?.clone();
+        let (Some(subject), Some(device_id)) = (r.subject.clone(), r.device_id.clone()) else {
+            return Err(RegistrationError::WrongState(
+                "the registration has no device identity".into(),
+            ));
+        };
+        let bindings = Bindings {
+            cn: None,
+            sans: r.sans.clone(),
+            device_id: Some(device_id.clone()),
+            subject: Some(subject.clone()),
+            registration: Some(r.id.clone()),
+        };
+        let (challenge, record) = mint(&cred.profile, &bindings, cred.challenge_ttl_secs())
+            .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        let expires = record.expires_at;
+        if !self
+            .inner
+            .store
+            .registration_challenge(&r.id, &record, &caller.actor())
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(RegistrationError::WrongState(
+                "the registration changed meanwhile; read it again".into(),
+            ));
+        }
+        let base = if self.inner.public_url.is_empty() {
+            base_url.trim_end_matches('/').to_string()
+        } else {
+            self.inner.public_url.trim_end_matches('/').to_string()
+        };
+        let profile = self
+            .profile(Some(&cred.profile))
+            .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        let pem = |der: &[u8]| {
+            openssl::x509::X509::from_der(der)
+                .and_then(|c| c.to_pem())
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default()
+        };
+        use sha2::Digest;
+        Ok(ScepPayload {
+            registration: r.id.clone(),
+            device_id,
+            url: format!("{base}/scep/{}", cred.profile),
+            challenge,
+            challenge_expires_at: crate::config::rfc3339(expires),
+            subject,
+            subject_alternative_names: r.sans.clone(),
+            key_type: cred.key_type.clone(),
+            key_size: cred.key_size,
+            key_usage: profile.policy.key_usage.clone(),
+            ca_chain_pem: self.inner.ca_chain.iter().map(|c| pem(c)).collect(),
+            ca_fingerprint_sha256: hex::encode(sha2::Sha256::digest(&self.inner.ca_cert)),
+        })
+    }
+
+    /// Expire registrations and PENDING enrollments that waited too long (see
+    /// [`crate::store::Store::expire`]); each approval profile's `approval_expires` applies.
+    pub async fn expire(&self) -> Result<(usize, usize), StoreError> {
+        let at = now();
+        let pending: Vec<(String, i64)> = self
+            .inner
+            .profiles
+            .values()
+            .filter(|p| p.policy.approval)
+            .map(|p| {
+                let ttl =
+                    crate::config::parse_span(&p.policy.approval_expires).unwrap_or(7 * 86_400);
+                (p.name.clone(), at - ttl)
+            })
+            .collect();
+        let (regs, txs) = self.inner.store.expire(at, &pending).await?;
+        if regs + txs > 0 {
+            tracing::info!(registrations = regs, enrollments = txs, "expired");
+        }
+        Ok((regs, txs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked() {
+        for ok in ["alice@agency.gov", "a.b+c@x.example.org"] {
+            assert!(valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "alice",
+            "@agency.gov",
+            "alice@",
+            "alice@gov",
+            "a@b@c.gov",
+            "alice smith@agency.gov",
+            "alice@agency.gov,x",
+            "alice@.gov",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subject_values_are_escaped() {
+        assert_eq!(dn_escape(r"Smith, John\x"), r"Smith\, John\\x");
+        let dn = format!("CN={},O=Agency", dn_escape("Smith, John"));
+        assert!(crate::pki::parse_dn(&dn).is_ok());
+    }
+}
