@@ -455,6 +455,78 @@ pub fn fill(template: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<St
 mod tests {
     use super::*;
 
+    fn load(text: &str) -> Result<crate::config::Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(&path, text).unwrap();
+        crate::config::Config::load_with_env(Some(&path), Vec::new())
+    }
+
+    const GOOD: &str = r#"
+[profiles.default]
+[profiles.derived]
+[directories.intune]
+kind = "intune"
+tenant_id = "t"
+client_id = "c"
+client_secret_env = "GRAPH_SECRET"
+[credentials.piv]
+profile = "derived"
+directory = "intune"
+subject = "CN={user},O=Agency"
+sans = ["email:{email}", "uri:urn:uuid:{udid}"]
+"#;
+
+    #[test]
+    fn directories_and_credentials_are_checked_together() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.credentials["piv"].request_ttl_secs(), 7 * 86_400);
+        for (from, to, want) in [
+            (
+                "profile = \"derived\"",
+                "profile = \"nope\"",
+                "profile `nope`",
+            ),
+            (
+                "directory = \"intune\"",
+                "directory = \"jamf\"",
+                "directory `jamf`",
+            ),
+            ("{user}", "{colour}", "not a placeholder"),
+            ("email:{email}", "mail:{email}", "must start with"),
+            (
+                "kind = \"intune\"",
+                "kind = \"airwatch\"",
+                "kind `airwatch`",
+            ),
+            ("client_id = \"c\"", "client_id = \"\"", "needs client_id"),
+            (
+                "client_secret_env = \"GRAPH_SECRET\"",
+                "client_secret_env = \"GRAPH_SECRET\"\nclient_secret_file = \"/x\"",
+                "only one of client_secret_file",
+            ),
+            (
+                "[credentials.piv]",
+                "[credentials.piv]\nrequest_ttl = \"soon\"",
+                "request_ttl",
+            ),
+            (
+                "[credentials.piv]",
+                "[credentials.piv]\nkey_size = 1024",
+                "key_size",
+            ),
+            (
+                "[credentials.piv]",
+                "[credentials.piv]\ncolour = 1",
+                "colour",
+            ),
+        ] {
+            let text = GOOD.replacen(from, to, 1);
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+    }
+
     #[test]
     fn placeholders_fill_and_refuse_unknown_or_missing() {
         let v = |n: &str| match n {
