@@ -9,6 +9,7 @@ mod ceremony;
 mod directory;
 mod fake_mdm;
 mod hsm_ops;
+mod lifecycle;
 mod multinode;
 mod quickstart;
 mod registration;

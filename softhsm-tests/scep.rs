@@ -100,6 +100,10 @@ extended_key_usage = ["serverAuth"]
             .sigil()
             .env("SIGIL_CONFIG", &cfg_path)
             .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "SIGIL_SERVER_PUBLIC_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
             .env("SIGIL_SERVER_WORKERS", "2")
             .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
             .env("SIGIL_SERVER_BACKGROUND_INTERVAL_SECS", "1")

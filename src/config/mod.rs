@@ -32,7 +32,7 @@ const NOT_SETTINGS: &[&str] = &[
 ];
 
 /// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
-const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database"];
+const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database", "ocsp"];
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,8 @@ pub struct Config {
     pub scep: ScepConfig,
     /// `[database]`: where decisions are kept.
     pub database: DatabaseConfig,
+    /// `[ocsp]`: the OCSP responder.
+    pub ocsp: OcspConfig,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
     /// `[directories.NAME]`: MDM directories asked for a user's devices.
@@ -97,6 +99,23 @@ impl Default for DatabaseConfig {
             url: String::new(),
             pool_size: 16,
             ca_file: String::new(),
+        }
+    }
+}
+
+/// `[ocsp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspConfig {
+    /// Minutes an OCSP answer is valid (its nextUpdate); answers without a nonce are reused
+    /// for half of that, and re-signed after.
+    pub validity_minutes: u64,
+}
+
+impl Default for OcspConfig {
+    fn default() -> Self {
+        OcspConfig {
+            validity_minutes: 60,
         }
     }
 }
@@ -137,6 +156,7 @@ impl Default for Config {
             log: LogConfig::default(),
             scep: ScepConfig::default(),
             database: DatabaseConfig::default(),
+            ocsp: OcspConfig::default(),
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
@@ -516,6 +536,12 @@ impl Config {
         for (name, c) in &self.credentials {
             named("credentials", name)?;
             c.check(name, &self.profiles, &self.directories)?;
+        }
+        if self.ocsp.validity_minutes == 0 || self.ocsp.validity_minutes > 7 * 24 * 60 {
+            return Err(invalid(
+                "ocsp",
+                "ocsp.validity_minutes must be between 1 and 10080 (a week)",
+            ));
         }
         let u = &self.server.public_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
 pub mod api;
+mod pki;
 pub mod registrations;
 mod scep;
 
@@ -103,6 +104,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .configure(scep::routes)
+        .configure(pki::routes)
         .configure(api::routes);
 }
 

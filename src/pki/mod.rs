@@ -5,6 +5,7 @@
 mod ca;
 mod csr;
 mod name;
+pub mod ocsp;
 mod profile;
 mod signer;
 

@@ -71,6 +71,42 @@ impl TokenKey {
     pub fn hsm(&self) -> &Hsm {
         &self.hsm
     }
+
+    /// The AlgorithmIdentifier (DER) of this key's signatures, for structures Sigil assembles
+    /// itself (OCSP responses).
+    pub fn algorithm_identifier_der(&self) -> Vec<u8> {
+        // SEQUENCE { OID, NULL } for RSA PKCS#1 v1.5; SEQUENCE { OID } for ECDSA.
+        let (oid, null): (&[u8], bool) = match self.alg {
+            SignAlg::RsaPkcs1Sha384 => (
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c],
+                true,
+            ),
+            SignAlg::RsaPkcs1Sha512 => (
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d],
+                true,
+            ),
+            SignAlg::EcdsaSha256 => (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02], false),
+            SignAlg::EcdsaSha384 => (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03], false),
+            // TokenKey is only ever made with the algorithms rcgen_alg accepts.
+            _ => (
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b],
+                true,
+            ),
+        };
+        let mut body = vec![0x06, oid.len() as u8];
+        body.extend_from_slice(oid);
+        if null {
+            body.extend_from_slice(&[0x05, 0x00]);
+        }
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend(body);
+        out
+    }
+
+    /// Sign `msg` on the token (blocking).
+    pub fn sign_blocking(&self, msg: &[u8]) -> Result<Vec<u8>, HsmError> {
+        self.hsm.sign_blocking(&self.uri, self.alg, msg)
+    }
 }
 
 fn rcgen_alg(spec: KeySpec, alg: SignAlg) -> Option<&'static SignatureAlgorithm> {

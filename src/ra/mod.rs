@@ -12,6 +12,7 @@ pub mod challenge;
 mod decide;
 pub mod directory;
 mod key;
+mod ocsp;
 pub mod registration;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::pki::{CertProfile, TokenKey};
 use crate::store::Store;
 
 pub use key::TokenRaKey;
+pub use ocsp::OcspOutcome;
 
 /// A profile: certificate rules plus RA policy.
 #[derive(Debug, Clone)]
@@ -107,6 +109,9 @@ pub(crate) struct Inner {
     pub(crate) directories: HashMap<String, Arc<dyn directory::MdmDirectory>>,
     pub(crate) credentials: HashMap<String, crate::config::CredentialConfig>,
     pub(crate) public_url: String,
+    pub(crate) ca_key: TokenKey,
+    pub(crate) ocsp: ocsp::OcspResponder,
+    pub(crate) ca_name: String,
 }
 
 /// The registration authority. Cheap to clone.
@@ -162,7 +167,7 @@ impl Ra {
         let ca_uri = config.hsm.ca_key_uri()?;
         let ca_cert = cert_of(&ca_uri, "CA")?;
         let ca_key = TokenKey::open(hsm, &ca_uri)?;
-        let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key)
+        let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key.clone())
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let sign = config.hsm.ra_key_uri()?;
         let decrypt = config.hsm.ra_decrypt_key_uri()?;
@@ -172,22 +177,36 @@ impl Ra {
         } else {
             cert_of(&decrypt, "RA decryption")?
         };
+        let ca_name = ca_uri.label()?.to_string();
+        let public = config.server.public_url.trim_end_matches('/');
         let mut profiles = HashMap::new();
         for (name, p) in &config.profiles {
+            let mut cert = p.cert_profile(name)?;
+            // With a public URL, certificates point at this server's CRL and OCSP unless the
+            // profile names others.
+            if !public.is_empty() {
+                if cert.crl_url.is_empty() {
+                    cert.crl_url = format!("{public}/crl/{ca_name}.crl");
+                }
+                if cert.ocsp_url.is_empty() {
+                    cert.ocsp_url = format!("{public}/ocsp");
+                }
+            }
             profiles.insert(
                 name.clone(),
                 Profile {
                     name: name.clone(),
-                    cert: p.cert_profile(name)?,
+                    cert,
                     policy: p.clone(),
                 },
             );
         }
-        let (ca_not_after, ca_subject) = x509_parser::parse_x509_certificate(&ca_cert)
+        let (ca_not_after, ca_subject, ca_key_bits) = x509_parser::parse_x509_certificate(&ca_cert)
             .map(|(_, c)| {
                 (
                     c.validity().not_after.to_datetime(),
                     c.subject().as_raw().to_vec(),
+                    c.public_key().subject_public_key.data.to_vec(),
                 )
             })
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
@@ -216,6 +235,12 @@ impl Ra {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 public_url: config.server.public_url.clone(),
+                ocsp: ocsp::OcspResponder::new(
+                    crate::pki::ocsp::IssuerHashes::new(&ca_subject, &ca_key_bits),
+                    (config.ocsp.validity_minutes * 60) as i64,
+                ),
+                ca_key,
+                ca_name,
                 ca_not_after,
                 ca_x509,
                 ca_subject,
@@ -543,6 +568,11 @@ impl Ra {
                 Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
             }
         }
+    }
+
+    /// The CA's name in URLs (`/crl/{name}.crl`): its key label on the token.
+    pub fn ca_name(&self) -> &str {
+        &self.inner.ca_name
     }
 
     /// The store.

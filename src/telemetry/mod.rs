@@ -71,3 +71,22 @@ pub fn scep_outcome(message_type: crate::scep::MessageType, outcome: &crate::sce
     c.with_label_values(&[&message_type.to_string(), status, &info])
         .inc();
 }
+
+/// Count an OCSP answer by outcome (`signed`, `cached`, `malformed`, `try_later`).
+pub fn ocsp_outcome(outcome: &str) {
+    use std::sync::OnceLock;
+    static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+    let c = C.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "sigil_ocsp_answers_total",
+                "OCSP answers by outcome (signed fresh, reused from the cache, refused)",
+            ),
+            &["outcome"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let _ = registry().register(Box::new(c.clone()));
+        c
+    });
+    c.with_label_values(&[outcome]).inc();
+}

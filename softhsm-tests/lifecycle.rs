@@ -1,0 +1,367 @@
+//! The certificate lifecycle seen by relying parties: the CRL at the URL put into issued
+//! certificates and the OCSP responder at their AIA URL, checked with the `openssl` command
+//! line (`openssl crl -verify`, `openssl verify -crl_check`, `openssl ocsp`) before and after
+//! a revocation; OCSP by GET, nonces, the cache, malformed requests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
+use serde_json::json;
+use sigil::scep::PkiStatus;
+
+use crate::api::{call, enroll_with, new_token};
+use crate::scep::{ScepServer, CHALLENGE};
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn write_pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, X509::from_der(der).unwrap().to_pem().unwrap()).unwrap();
+    p
+}
+
+fn ext_text(cert: &[u8]) -> String {
+    String::from_utf8(X509::from_der(cert).unwrap().to_text().unwrap()).unwrap()
+}
+
+/// `openssl ocsp` against the server for one certificate: its status line.
+fn ocsp_status(s: &ScepServer, ca: &Path, cert: &Path) -> String {
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        ca.to_str().unwrap(),
+        "-cert",
+        cert.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", s.base),
+        "-CAfile",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(ok, "openssl ocsp failed: {out}\n{}", s.log());
+    assert!(out.contains("Response verify OK"), "{out}");
+    out
+}
+
+#[test]
+fn crl_and_ocsp_agree_with_the_store_before_and_after_a_revocation() {
+    let s = ScepServer::start();
+    let dir = s.token.path().join("relying-party");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let ca = write_pem(&dir, "ca.pem", &s.ca);
+    let (_, _, ra) = enroll_with(&s, "default", "laptop-a", CHALLENGE);
+    assert_eq!(ra.status, PkiStatus::Success);
+    let (_, _, rb) = enroll_with(&s, "default", "laptop-b", CHALLENGE);
+    let a = write_pem(&dir, "a.pem", &ra.certs[0]);
+    let b = write_pem(&dir, "b.pem", &rb.certs[0]);
+    let serial_a = hex::encode(
+        X509::from_der(&ra.certs[0])
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_vec(),
+    );
+
+    // The certificates point at this server's CRL and OCSP responder.
+    let crl_url = format!("{}/crl/sigil-ca.crl", s.base);
+    let text = ext_text(&ra.certs[0]);
+    assert!(text.contains(&format!("URI:{crl_url}")), "{text}");
+    assert!(
+        text.contains(&format!("OCSP - URI:{}/ocsp", s.base)),
+        "{text}"
+    );
+
+    let fetch_crl = |name: &str| {
+        let r = s.http.get(&crl_url).send().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/pkix-crl");
+        let p = dir.join(name);
+        std::fs::write(&p, r.bytes().unwrap()).unwrap();
+        let (ok, out) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            p.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-noout",
+            "-text",
+            "-verify",
+        ]);
+        assert!(ok && out.contains("verify OK"), "{out}");
+        let pem = dir.join(format!("{name}.pem"));
+        let (ok, out2) = openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            p.to_str().unwrap(),
+            "-out",
+            pem.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out2}");
+        (out, pem)
+    };
+    let verify = |cert: &Path, crl: &Path| {
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-CRLfile",
+            crl.to_str().unwrap(),
+            cert.to_str().unwrap(),
+        ])
+    };
+
+    // Before: the CRL lists nothing, both verify, OCSP says good; a serial never issued is
+    // unknown.
+    let (text, crl) = fetch_crl("before.crl");
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    assert!(text.contains("X509v3 CRL Number"), "{text}");
+    assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+    assert!(verify(&a, &crl).0 && verify(&b, &crl).0);
+    assert!(ocsp_status(&s, &ca, &a).contains(": good"));
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        ca.to_str().unwrap(),
+        "-serial",
+        "0x5eed5eed5eed",
+        "-url",
+        &format!("{}/ocsp", s.base),
+        "-CAfile",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains(": unknown"), "{out}");
+    // Another CA's certificate: unknown as well.
+    let other = dir.join("other-ca.pem");
+    let (ok, _) = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        dir.join("other.key").to_str().unwrap(),
+        "-subj",
+        "/CN=Other CA",
+        "-days",
+        "2",
+        "-out",
+        other.to_str().unwrap(),
+    ]);
+    assert!(ok);
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        other.to_str().unwrap(),
+        "-serial",
+        &format!("0x{serial_a}"),
+        "-url",
+        &format!("{}/ocsp", s.base),
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-noverify",
+    ]);
+    assert!(ok && out.contains(": unknown"), "{out}");
+
+    // Revoke A.
+    let r = call(
+        &s,
+        "POST",
+        &format!("/api/v1/certificates/{serial_a}/revoke"),
+        Some(&officer),
+        Some(json!({"reason": "keyCompromise"})),
+    );
+    assert_eq!(r.status(), 200);
+
+    // After: the CRL lists A with its reason, verify refuses A and accepts B, OCSP agrees.
+    let (text, crl) = fetch_crl("after.crl");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains(&serial_a.to_ascii_lowercase()),
+        "{text}"
+    );
+    assert!(text.contains("Key Compromise"), "{text}");
+    let (ok, out) = verify(&a, &crl);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    assert!(verify(&b, &crl).0);
+    let out = ocsp_status(&s, &ca, &a);
+    assert!(out.contains(": revoked"), "{out}");
+    assert!(out.contains("keyCompromise"), "{out}");
+    assert!(ocsp_status(&s, &ca, &b).contains(": good"));
+    // An unknown CRL name is 404 with the right one named.
+    let r = s
+        .http
+        .get(format!("{}/crl/other.crl", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("/crl/sigil-ca.crl"));
+}
+
+#[test]
+fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
+    let s = ScepServer::start();
+    let dir = s.token.path().join("ocsp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let ca = write_pem(&dir, "ca.pem", &s.ca);
+    let (_, _, r) = enroll_with(&s, "default", "phone", CHALLENGE);
+    let cert_pem = write_pem(&dir, "phone.pem", &r.certs[0]);
+    let cert = X509::from_der(&r.certs[0]).unwrap();
+    let ca_x = X509::from_der(&s.ca).unwrap();
+    // Requests made by openssl: with and without a nonce.
+    let req = |name: &str, nonce: bool| {
+        let p = dir.join(name);
+        let mut args = vec![
+            "ocsp",
+            "-issuer",
+            ca.to_str().unwrap(),
+            "-cert",
+            cert_pem.to_str().unwrap(),
+            "-reqout",
+            p.to_str().unwrap(),
+        ];
+        if !nonce {
+            args.push("-no_nonce");
+        }
+        let (ok, out) = openssl(&args);
+        assert!(ok, "{out}");
+        std::fs::read(p).unwrap()
+    };
+    let with_nonce = req("nonce.der", true);
+    let plain = req("plain.der", false);
+    let post = |body: &[u8]| {
+        let r = s
+            .http
+            .post(format!("{}/ocsp", s.base))
+            .header("content-type", "application/ocsp-request")
+            .body(body.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+        r.bytes().unwrap().to_vec()
+    };
+    let status_of = |der: &[u8]| {
+        let resp = OcspResponse::from_der(der).unwrap();
+        assert_eq!(resp.status(), OcspResponseStatus::SUCCESSFUL);
+        let basic = resp.basic().unwrap();
+        let mut store = X509StoreBuilder::new().unwrap();
+        store.add_cert(ca_x.clone()).unwrap();
+        let store = store.build();
+        let mut certs = Stack::new().unwrap();
+        certs.push(ca_x.clone()).unwrap();
+        basic.verify(&certs, &store, OcspFlag::empty()).unwrap();
+        let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), &cert, &ca_x).unwrap();
+        let st = basic.find_status(&id).unwrap();
+        st.check_validity(300, None).unwrap();
+        st.status
+    };
+    // GET: base64 in the path, as RFC 6960 appendix A has it (here percent-escaped).
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
+    let escaped = b64
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let r = s
+        .http
+        .get(format!("{}/ocsp/{escaped}", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&r.bytes().unwrap()), OcspCertStatus::GOOD);
+    // Without a nonce the signed answer is reused; with one, each answer is new.
+    let one = post(&plain);
+    let two = post(&plain);
+    assert_eq!(one, two, "the same signed answer, from the cache");
+    let n1 = post(&with_nonce);
+    assert_eq!(status_of(&n1), OcspCertStatus::GOOD);
+    assert_ne!(
+        n1, one,
+        "a request with a nonce gets its own answer, not the cached one"
+    );
+    // The nonce comes back (openssl checks it).
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-issuer",
+        ca.to_str().unwrap(),
+        "-cert",
+        cert_pem.to_str().unwrap(),
+        "-url",
+        &format!("{}/ocsp", s.base),
+        "-CAfile",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(ok && !out.contains("WARNING: no nonce"), "{out}");
+    // A revocation is answered at once, cache or not.
+    let serial = hex::encode(cert.serial_number().to_bn().unwrap().to_vec());
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &format!("/api/v1/certificates/{serial}/revoke"),
+            Some(&officer),
+            Some(json!({"reason": "superseded"})),
+        )
+        .status(),
+        200
+    );
+    assert_eq!(status_of(&post(&plain)), OcspCertStatus::REVOKED);
+    // Nonsense: malformedRequest, as an OCSP response, never a 500.
+    for bad in [
+        &b""[..],
+        &b"hello"[..],
+        &plain[..plain.len() - 4],
+        &vec![0x30u8; 20_000][..],
+    ] {
+        let r = OcspResponse::from_der(&post(bad)).unwrap();
+        assert_eq!(r.status(), OcspResponseStatus::MALFORMED_REQUEST);
+    }
+    let r = s
+        .http
+        .get(format!("{}/ocsp/not-base64!!", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        OcspResponse::from_der(&r.bytes().unwrap())
+            .unwrap()
+            .status(),
+        OcspResponseStatus::MALFORMED_REQUEST
+    );
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("sigil_ocsp_answers_total{outcome=\"cached\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sigil_ocsp_answers_total{outcome=\"malformed\"}"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,82 @@
+//! Relying-party endpoints: the CRL at `/crl/{ca}.crl` (the URL to put in issued
+//! certificates' CRL distribution point) and the OCSP responder at `/ocsp` (POST with a DER
+//! body, or GET with the base64 request in the path, RFC 6960 appendix A).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::AppState;
+use crate::ra::{OcspOutcome, Ra, RequestError};
+
+/// Register the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/crl/{file}", web::get().to(crl))
+        .route("/ocsp", web::post().to(ocsp_post))
+        .route("/ocsp/{request:.*}", web::get().to(ocsp_get));
+}
+
+fn no_ra() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "5"))
+        .body("no RA\n")
+}
+
+async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
+    let Some(ra) = state.ra.as_ref() else {
+        return no_ra();
+    };
+    if *file != format!("{}.crl", ra.ca_name()) {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "no such CRL; this CA's is /crl/{}.crl\n",
+                ra.ca_name()
+            ));
+    }
+    match ra.crl().await {
+        Ok(der) => HttpResponse::Ok()
+            .content_type("application/pkix-crl")
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .body(der),
+        Err(RequestError::Unavailable(why)) => {
+            tracing::warn!(%why, "CRL unavailable");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .body(format!("temporarily unavailable: {why}\n"))
+        }
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
+}
+
+async fn answer(ra: &Ra, body: &[u8]) -> HttpResponse {
+    let (der, outcome) = ra.ocsp(body).await;
+    crate::telemetry::ocsp_outcome(match outcome {
+        OcspOutcome::Signed => "signed",
+        OcspOutcome::Cached => "cached",
+        OcspOutcome::Malformed => "malformed",
+        OcspOutcome::TryLater => "try_later",
+    });
+    // OCSP errors are OCSP responses too (RFC 6960 §2.3): always 200.
+    HttpResponse::Ok()
+        .content_type("application/ocsp-response")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(der)
+}
+
+async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let Some(ra) = state.ra.as_ref() else {
+        return no_ra();
+    };
+    answer(ra, &body).await
+}
+
+async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some(ra) = state.ra.as_ref() else {
+        return no_ra();
+    };
+    // The raw path: base64 may hold `/` and `+`, percent-escaped or not.
+    let raw = req.uri().path().trim_start_matches("/ocsp/");
+    let decoded = super::scep::query_param(&format!("r={raw}"), "r").unwrap_or_default();
+    let body = super::scep::lenient_base64(&decoded).unwrap_or_default();
+    answer(ra, &body).await
+}
