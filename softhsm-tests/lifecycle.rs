@@ -365,3 +365,76 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         "{metrics}"
     );
 }
+
+/// 1,000 issuances on a profile with `validity_jitter = 0.2` and 100 days: every notAfter lies
+/// in the last 20 days of the validity, and they spread evenly over it (each of ten equal
+/// slices holds about a tenth; a uniform draw puts each within ±4 standard deviations).
+#[test]
+fn validity_jitter_spreads_not_after_over_the_configured_range() {
+    use sigil::hsm::{KeySpec, KeyUsage};
+    let hsm = crate::common::shared_hsm();
+    let label = "jitter-ca";
+    let _ = hsm.destroy_blocking(label);
+    hsm.generate_blocking(
+        KeySpec::Rsa(2048),
+        label,
+        KeyUsage {
+            sign: true,
+            decrypt: false,
+        },
+    )
+    .unwrap();
+    let uri = sigil::hsm::KeyUri::labelled(hsm.token(), label);
+    let key = sigil::pki::TokenKey::open(hsm, &uri).unwrap();
+    let dn = sigil::pki::parse_dn("CN=Jitter CA").unwrap();
+    let ca = sigil::pki::self_signed_ca(&key, &sigil::pki::ca_params(dn, 3650).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_der(&ca.clone().into(), key).unwrap();
+    let ca_not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+    let profile = sigil::config::ProfileConfig {
+        validity_days: 100,
+        validity_jitter: 0.2,
+        allow_without_challenge: true,
+        ..Default::default()
+    }
+    .cert_profile("fleet")
+    .unwrap();
+    let device = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut req = openssl::x509::X509ReqBuilder::new().unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "fleet-device").unwrap();
+    req.set_subject_name(&name.build()).unwrap();
+    req.set_pubkey(&device).unwrap();
+    req.sign(&device, openssl::hash::MessageDigest::sha256()).unwrap();
+    let csr = sigil::pki::parse_csr(&req.build().to_der().unwrap()).unwrap();
+
+    let start = time::OffsetDateTime::now_utc().unix_timestamp();
+    let n = 1000;
+    let mut ends = Vec::with_capacity(n);
+    for _ in 0..n {
+        let der = profile.issue(&csr, None, &issuer, ca_not_after).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        ends.push(c.validity().not_after.timestamp());
+    }
+    let end = time::OffsetDateTime::now_utc().unix_timestamp();
+    let full = 100 * 86_400;
+    let range = 20 * 86_400;
+    let (lo, hi) = (start + full - range, end + full);
+    assert!(ends.iter().all(|t| (lo..=hi).contains(t)), "outside [{lo}, {hi}]");
+    let min = *ends.iter().min().unwrap();
+    let max = *ends.iter().max().unwrap();
+    assert!(max - min > range * 9 / 10, "spread {} s of {range}", max - min);
+    let mut slices = [0u32; 10];
+    for t in &ends {
+        let i = (((t - (start + full - range)) * 10) / range).clamp(0, 9) as usize;
+        slices[i] += 1;
+    }
+    // Binomial(1000, 0.1): mean 100, standard deviation 9.5.
+    assert!(
+        slices.iter().all(|c| (62..=138).contains(c)),
+        "uneven: {slices:?}"
+    );
+    let mut distinct = ends.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > 990, "{} distinct of {n}", distinct.len());
+}

@@ -19,6 +19,9 @@ pub struct ProfileConfig {
     pub extended_key_usage: Vec<String>,
     /// Certificate validity in days.
     pub validity_days: u32,
+    /// Spread notAfter over this fraction of the validity (0 to 0.5): with 0.1 and 365 days,
+    /// certificates end between 328.5 and 365 days after issuance, uniformly.
+    pub validity_jitter: f64,
     /// Smallest RSA key accepted.
     pub min_rsa_bits: u32,
     /// Key types accepted: rsa, p256, p384.
@@ -66,6 +69,7 @@ impl Default for ProfileConfig {
                 .to_vec(),
             extended_key_usage: vec!["clientAuth".into()],
             validity_days: 365,
+            validity_jitter: 0.0,
             min_rsa_bits: 2048,
             key_types: ["rsa", "p256", "p384"].map(String::from).to_vec(),
             policy_oids: Vec::new(),
@@ -131,6 +135,9 @@ impl ProfileConfig {
                 self.approval_expires
             )));
         }
+        if !(0.0..=0.5).contains(&self.validity_jitter) {
+            return Err(bad("validity_jitter must be between 0 and 0.5".into()));
+        }
         if self.renewal_days > 3_650 {
             return Err(bad("renewal_days must be at most 3650".into()));
         }
@@ -152,6 +159,7 @@ impl ProfileConfig {
             key_usages,
             extended_key_usages,
             validity_days: self.validity_days,
+            validity_jitter: self.validity_jitter,
             min_rsa_bits: self.min_rsa_bits,
             key_types: self.key_types.clone(),
             policy_oids,

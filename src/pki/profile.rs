@@ -29,6 +29,9 @@ pub struct CertProfile {
     pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
     /// Validity in days.
     pub validity_days: u32,
+    /// Spread notAfter over this fraction of the validity, earlier (0: every certificate gets
+    /// the full validity). A fleet enrolled in one day then does not expire in one night.
+    pub validity_jitter: f64,
     /// Smallest RSA modulus accepted.
     pub min_rsa_bits: u32,
     /// Key types accepted: rsa, p256, p384.
@@ -297,6 +300,25 @@ impl CertProfile {
         Ok(exts)
     }
 
+    /// How much earlier than the full validity this certificate ends: uniform in
+    /// `[0, validity_jitter × validity)`, to the second.
+    fn jitter(&self) -> Result<Duration, PkiError> {
+        if self.validity_jitter <= 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        let span = (f64::from(self.validity_days) * 86_400.0 * self.validity_jitter.min(0.5)) as u64;
+        if span == 0 {
+            return Ok(Duration::ZERO);
+        }
+        let mut b = [0u8; 8];
+        openssl::rand::rand_bytes(&mut b).map_err(|e| PkiError::Build {
+            what: "validity jitter",
+            reason: e.to_string(),
+        })?;
+        // The modulo bias over a 64-bit draw is below 2^-30 for any span of days.
+        Ok(Duration::seconds((u64::from_le_bytes(b) % span) as i64))
+    }
+
     /// Issue the certificate for a checked CSR (blocking: the CA key signs on the token).
     /// The certificate never outlives `ca_not_after`.
     ///
@@ -330,7 +352,7 @@ impl CertProfile {
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(5);
         p.not_after = std::cmp::min(
-            now + Duration::days(self.validity_days.into()),
+            now + Duration::days(self.validity_days.into()) - self.jitter()?,
             ca_not_after,
         );
         p.serial_number = Some(random_serial()?);
