@@ -404,7 +404,8 @@ fn validity_jitter_spreads_not_after_over_the_configured_range() {
     name.append_entry_by_text("CN", "fleet-device").unwrap();
     req.set_subject_name(&name.build()).unwrap();
     req.set_pubkey(&device).unwrap();
-    req.sign(&device, openssl::hash::MessageDigest::sha256()).unwrap();
+    req.sign(&device, openssl::hash::MessageDigest::sha256())
+        .unwrap();
     let csr = sigil::pki::parse_csr(&req.build().to_der().unwrap()).unwrap();
 
     let start = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -419,10 +420,17 @@ fn validity_jitter_spreads_not_after_over_the_configured_range() {
     let full = 100 * 86_400;
     let range = 20 * 86_400;
     let (lo, hi) = (start + full - range, end + full);
-    assert!(ends.iter().all(|t| (lo..=hi).contains(t)), "outside [{lo}, {hi}]");
+    assert!(
+        ends.iter().all(|t| (lo..=hi).contains(t)),
+        "outside [{lo}, {hi}]"
+    );
     let min = *ends.iter().min().unwrap();
     let max = *ends.iter().max().unwrap();
-    assert!(max - min > range * 9 / 10, "spread {} s of {range}", max - min);
+    assert!(
+        max - min > range * 9 / 10,
+        "spread {} s of {range}",
+        max - min
+    );
     let mut slices = [0u32; 10];
     for t in &ends {
         let i = (((t - (start + full - range)) * 10) / range).clamp(0, 9) as usize;
@@ -437,4 +445,159 @@ fn validity_jitter_spreads_not_after_over_the_configured_range() {
     distinct.sort();
     distinct.dedup();
     assert!(distinct.len() > 990, "{} distinct of {n}", distinct.len());
+}
+
+fn scepclient(s: &ScepServer, dir: &Path, profile: &str, challenge: &str) -> (bool, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
+    let out = Command::new("scepclient")
+        .current_dir(dir)
+        .args(["-server-url", &format!("{}/scep/{profile}", s.base)])
+        .args([
+            "-challenge",
+            challenge,
+            "-cn",
+            "renewing-mac",
+            "-ca-fingerprint",
+            &ra_fp,
+        ])
+        .args(["-private-key", "device.key", "-certificate", "device.pem"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn serial_of(path: &Path) -> String {
+    let c = X509::from_pem(&std::fs::read(path).unwrap()).unwrap();
+    hex::encode(c.serial_number().to_bn().unwrap().to_vec())
+}
+
+/// scepclient renews the way macOS does: a PKCSReq signed with its current certificate and
+/// key. Inside the window it gets a new certificate and the old one is revoked as superseded;
+/// too early, the server refuses and says when the window opens.
+#[test]
+fn scepclient_renews_inside_the_window_and_is_refused_before_it() {
+    crate::common::ensure_tool("scepclient", "scep");
+    let h = hex::encode(openssl::sha::sha256(CHALLENGE.as_bytes()));
+    // scepclient 2.1 signs with SHA-1 and encrypts with DES: legacy profiles.
+    let s = ScepServer::start_with(&format!(
+        r#"
+[profiles.renew-now]
+challenge_sha256 = "{h}"
+legacy = true
+validity_days = 365
+renewal_days = 400
+revoke_superseded = true
+
+[profiles.renew-later]
+legacy = true
+validity_days = 365
+renewal_days = 30
+"#
+    ));
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let (mdm, _) = new_token(&s, "mdm", "mdm");
+
+    let dir = s.token.path().join("renew-now");
+    let (ok, err) = scepclient(&s, &dir, "renew-now", CHALLENGE);
+    assert!(ok, "{err}\n{}", s.log());
+    let first = serial_of(&dir.join("device.pem"));
+    // Again, from the same directory: scepclient signs with device.pem and device.key.
+    let (ok, err) = scepclient(&s, &dir, "renew-now", CHALLENGE);
+    assert!(ok, "{err}\n{}", s.log());
+    let second = serial_of(&dir.join("device.pem"));
+    assert_ne!(first, second, "a new certificate");
+    assert!(s.log().contains("renewal of a certificate from this CA"));
+    let old: serde_json::Value = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{first}"),
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(old["status"], "revoked", "{old}");
+    let new: serde_json::Value = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{second}"),
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(new["status"], "valid");
+    let crl = s
+        .http
+        .get(format!("{}/crl/sigil-ca.crl", s.base))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let crl = openssl::x509::X509Crl::from_der(&crl).unwrap();
+    let revoked: Vec<String> = crl
+        .get_revoked()
+        .map(|r| {
+            r.iter()
+                .map(|x| hex::encode(x.serial_number().to_bn().unwrap().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(revoked.contains(&first), "{revoked:?}");
+
+    // Too early: a one-time challenge enrolled the device; the second run (renewal, the spent
+    // challenge still in its CSR) is refused with the date the window opens.
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/challenges",
+        Some(&mdm),
+        Some(json!({"profile": "renew-later"})),
+    );
+    assert_eq!(r.status(), 201);
+    let once: serde_json::Value = r.json().unwrap();
+    let dir = s.token.path().join("renew-later");
+    let (ok, err) = scepclient(&s, &dir, "renew-later", once["challenge"].as_str().unwrap());
+    assert!(ok, "{err}\n{}", s.log());
+    let kept = serial_of(&dir.join("device.pem"));
+    let (ok, _) = scepclient(&s, &dir, "renew-later", once["challenge"].as_str().unwrap());
+    assert!(!ok, "renewal before the window must fail");
+    assert!(
+        s.log()
+            .contains("too early to renew: the renewal window opens on"),
+        "{}",
+        s.log()
+    );
+    let (_, audit) = (
+        (),
+        call(&s, "GET", "/api/v1/audit?limit=10000", Some(&s.admin), None)
+            .json::<serde_json::Value>()
+            .unwrap(),
+    );
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "refused"
+                && a["details"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("too early to renew")),
+        "{audit}"
+    );
+    let still: serde_json::Value = call(
+        &s,
+        "GET",
+        &format!("/api/v1/certificates/{kept}"),
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(still["status"], "valid");
 }

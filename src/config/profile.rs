@@ -45,6 +45,11 @@ pub struct ProfileConfig {
     pub approval_expires: String,
     /// Days before expiry from which a renewal is accepted.
     pub renewal_days: u32,
+    /// A renewal may keep the old key (false: it must bring a new one).
+    pub renewal_same_key: bool,
+    /// Once a renewal's certificate is issued, revoke the certificate it replaces (reason
+    /// superseded).
+    pub revoke_superseded: bool,
     /// Accept requests signed with SHA-1. Most deployed clients (macOS, Windows, micromdm's
     /// scepclient, jscep) sign with SHA-1 whatever GetCACaps says; Sigil itself never signs
     /// with SHA-1 unless `legacy` is on.
@@ -81,6 +86,8 @@ impl Default for ProfileConfig {
             approval: false,
             approval_expires: "7d".into(),
             renewal_days: 30,
+            renewal_same_key: true,
+            revoke_superseded: false,
             accept_sha1_requests: true,
             legacy: false,
             certrep_include_ca: true,

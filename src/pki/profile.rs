@@ -306,7 +306,8 @@ impl CertProfile {
         if self.validity_jitter <= 0.0 {
             return Ok(Duration::ZERO);
         }
-        let span = (f64::from(self.validity_days) * 86_400.0 * self.validity_jitter.min(0.5)) as u64;
+        let span =
+            (f64::from(self.validity_days) * 86_400.0 * self.validity_jitter.min(0.5)) as u64;
         if span == 0 {
             return Ok(Duration::ZERO);
         }

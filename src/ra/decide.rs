@@ -70,6 +70,17 @@ fn store_err(e: StoreError) -> RequestError {
     RequestError::Unavailable(e.to_string())
 }
 
+/// The key a request is recorded under. A request signed by one of this CA's certificates (a
+/// renewal) is recorded apart from the enrollment that made that certificate: clients derive
+/// the transactionID from the key, so a renewal with the same key repeats the transactionID,
+/// and it must not be mistaken for a resend of the first enrollment.
+fn record_id(transaction_id: &str, signer_serial: Option<&str>) -> String {
+    match signer_serial {
+        Some(s) => format!("{transaction_id}~renew~{s}"),
+        None => transaction_id.to_string(),
+    }
+}
+
 /// Serial bytes → lower-case hex without leading zeros.
 pub(crate) fn serial_hex(bytes: &[u8]) -> String {
     let lead = bytes.iter().take_while(|b| **b == 0).count();
@@ -322,8 +333,16 @@ impl Ra {
                 return Ok(unreadable());
             }
         };
+        // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
+        let ours = self.issued_by_us(&msg.signer_cert);
+        let old_serial = ours.as_ref().and_then(|c| {
+            c.serial_number()
+                .to_bn()
+                .ok()
+                .map(|b| serial_hex(&b.to_vec()))
+        });
         let tx = TransactionRecord {
-            transaction_id: msg.transaction_id.0.clone(),
+            transaction_id: record_id(&msg.transaction_id.0, old_serial.as_deref()),
             profile: profile.name.clone(),
             key_sha256: hex::encode(sha2::Sha256::digest(&csr.spki)),
             signer_sha256: signer_sha256(msg),
@@ -349,8 +368,6 @@ impl Ra {
             return self.recorded(&old, profile).await;
         }
 
-        // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
-        let ours = self.issued_by_us(&msg.signer_cert);
         let signed_by_us = ours.is_some();
         let renewal = match ours {
             Some(old) => self.renewal_problem(profile, &old, &csr).await?,
@@ -429,7 +446,26 @@ impl Ra {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        self.issue(profile, tx, csr, one_time, "ra").await
+        let outcome = self.issue(profile, tx, csr, one_time, "ra").await?;
+        if let (true, true, Some(old), Outcome::Success { .. }) = (
+            renewing,
+            profile.policy.revoke_superseded,
+            old_serial,
+            &outcome,
+        ) {
+            // The new certificate is recorded: the one it replaces is superseded. If this
+            // fails, the old one stays valid until it expires; the renewal stands.
+            match self.revoke(&old, 4, "ra").await {
+                Ok(true) => {
+                    tracing::info!(serial = %old, "renewed: the old certificate is revoked as superseded")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(serial = %old, error = %e, "renewed, but the old certificate could not be revoked")
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// Issue, record, answer. A concurrent resend of the same transaction gets the recorded
@@ -598,6 +634,19 @@ impl Ra {
                     .into(),
             ));
         }
+        if !profile.policy.renewal_same_key {
+            let same = X509::from_der(&rec.der)
+                .ok()
+                .and_then(|c| c.public_key().ok())
+                .and_then(|k| k.public_key_to_der().ok())
+                .is_some_and(|spki| spki == csr.spki);
+            if same {
+                return Ok(Some(format!(
+                    "profile `{}` needs a new key on renewal; the CSR reuses the old one",
+                    profile.name
+                )));
+            }
+        }
         let now = OffsetDateTime::now_utc();
         let Some((not_before, not_after)) =
             x509_parser::parse_x509_certificate(&rec.der)
@@ -686,13 +735,23 @@ impl Ra {
         }
         // Only the requester may poll: the poll must be signed by the key that signed the
         // request. A stranger learns nothing, not even that the transaction exists.
-        let tx = self
-            .inner
-            .store
-            .transaction(&msg.transaction_id.0)
-            .await
-            .map_err(store_err)?
-            .filter(|tx| tx.signer_sha256 == signer_sha256(msg));
+        let signer_serial = self.issued_by_us(&msg.signer_cert).and_then(|c| {
+            c.serial_number()
+                .to_bn()
+                .ok()
+                .map(|b| serial_hex(&b.to_vec()))
+        });
+        let mut tx = None;
+        for id in [
+            record_id(&msg.transaction_id.0, signer_serial.as_deref()),
+            msg.transaction_id.0.clone(),
+        ] {
+            tx = self.inner.store.transaction(&id).await.map_err(store_err)?;
+            if tx.is_some() {
+                break;
+            }
+        }
+        let tx = tx.filter(|tx| tx.signer_sha256 == signer_sha256(msg));
         let Some(tx) = tx else {
             return Ok(fail(
                 FailInfo::BadCertId,
