@@ -601,3 +601,95 @@ renewal_days = 30
     .unwrap();
     assert_eq!(still["status"], "valid");
 }
+
+/// Certificates entering their last days are counted per profile in /metrics and announced
+/// once each to the webhook, with the device to re-push.
+#[test]
+fn expiring_certificates_are_counted_and_announced_once() {
+    use crate::fake_mdm::{FakeMdm, Resp};
+    let hook = FakeMdm::start(|req, _| {
+        if req.path == "/hooks/sigil" && req.bearer() == Some("hook-secret") {
+            Resp::json(202, json!({"accepted": true}))
+        } else {
+            Resp::json(401, json!({"error": "who are you"}))
+        }
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("hook");
+    std::fs::write(&secret, "hook-secret\n").unwrap();
+    let h = hex::encode(openssl::sha::sha256(CHALLENGE.as_bytes()));
+    let s = ScepServer::start_with(&format!(
+        r#"
+[profiles.short]
+challenge_sha256 = "{h}"
+validity_days = 10
+
+[notify]
+webhook_url = "{}/hooks/sigil"
+secret_file = "{}"
+within_days = 30
+"#,
+        hook.url,
+        secret.display()
+    ));
+    let mut serials = Vec::new();
+    for cn in ["kiosk-1", "kiosk-2"] {
+        let (_, _, r) = enroll_with(&s, "short", cn, CHALLENGE);
+        assert_eq!(r.status, PkiStatus::Success);
+        serials.push(hex::encode(
+            X509::from_der(&r.certs[0])
+                .unwrap()
+                .serial_number()
+                .to_bn()
+                .unwrap()
+                .to_vec(),
+        ));
+    }
+    let (_, _, r) = enroll_with(&s, "default", "laptop", CHALLENGE);
+    assert_eq!(r.status, PkiStatus::Success);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hook.seen("/hooks/sigil").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no webhook call:\n{}",
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Two more background rounds: nothing is announced twice.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let calls = hook.seen("/hooks/sigil");
+    assert_eq!(calls.len(), 2);
+    let mut announced: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+            assert_eq!(v["event"], "certificate.expiring");
+            assert_eq!(v["profile"], "short");
+            assert_eq!(v["scep_url"], format!("{}/scep/short", s.base));
+            v["serial"].as_str().unwrap().to_string()
+        })
+        .collect();
+    announced.sort();
+    serials.sort();
+    assert_eq!(announced, serials);
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("sigil_certificates_expiring{profile=\"short\",within=\"30d\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sigil_certificates_expiring{profile=\"short\",within=\"7d\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sigil_certificates_expiring{profile=\"default\",within=\"30d\"} 0"),
+        "{metrics}"
+    );
+}

@@ -32,7 +32,7 @@ const NOT_SETTINGS: &[&str] = &[
 ];
 
 /// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
-const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database", "ocsp"];
+const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database", "ocsp", "notify"];
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[ocsp]`: the OCSP responder.
     pub ocsp: OcspConfig,
+    /// `[notify]`: the expiry webhook.
+    pub notify: NotifyConfig,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
     /// `[directories.NAME]`: MDM directories asked for a user's devices.
@@ -120,6 +122,51 @@ impl Default for OcspConfig {
     }
 }
 
+/// `[notify]`: tell the MDM which devices need their SCEP profile pushed again (Apple devices
+/// do not renew by themselves).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// URL that gets one POST (JSON) per certificate entering its last `within_days`; empty:
+    /// no webhook.
+    pub webhook_url: String,
+    /// File holding a bearer token for the webhook.
+    pub secret_file: String,
+    /// Environment variable holding a bearer token for the webhook.
+    pub secret_env: String,
+    /// Announce certificates this many days before they end.
+    pub within_days: u32,
+    /// Seconds one POST may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook_url: String::new(),
+            secret_file: String::new(),
+            secret_env: String::new(),
+            within_days: 30,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The webhook's bearer token source.
+    pub fn secret(&self) -> Result<SecretSource, ConfigError> {
+        match (self.secret_file.is_empty(), self.secret_env.is_empty()) {
+            (true, true) => Ok(SecretSource::None),
+            (false, true) => Ok(SecretSource::File(self.secret_file.clone())),
+            (true, false) => Ok(SecretSource::Env(self.secret_env.clone())),
+            (false, false) => Err(invalid(
+                "notify",
+                "set only one of notify.secret_file and notify.secret_env",
+            )),
+        }
+    }
+}
+
 /// `[scep]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +204,7 @@ impl Default for Config {
             scep: ScepConfig::default(),
             database: DatabaseConfig::default(),
             ocsp: OcspConfig::default(),
+            notify: NotifyConfig::default(),
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
@@ -543,6 +591,20 @@ impl Config {
                 "ocsp.validity_minutes must be between 1 and 10080 (a week)",
             ));
         }
+        let w = &self.notify.webhook_url;
+        if !(w.is_empty() || w.starts_with("http://") || w.starts_with("https://")) {
+            return Err(invalid(
+                "notify",
+                "notify.webhook_url must start with http:// or https://",
+            ));
+        }
+        if self.notify.within_days == 0 || self.notify.within_days > 3650 {
+            return Err(invalid("notify", "notify.within_days must be 1 to 3650"));
+        }
+        if self.notify.timeout_secs == 0 || self.notify.timeout_secs > 300 {
+            return Err(invalid("notify", "notify.timeout_secs must be 1 to 300"));
+        }
+        self.notify.secret()?;
         let u = &self.server.public_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
             return Err(invalid(

@@ -11,6 +11,7 @@ pub mod access;
 pub mod challenge;
 mod decide;
 pub mod directory;
+mod expiry;
 mod key;
 mod ocsp;
 pub mod registration;
@@ -84,9 +85,9 @@ pub enum LoadError {
     /// Missing or bad certificate.
     #[error("{0}")]
     Certificate(String),
-    /// An MDM directory connector cannot be set up.
+    /// An outside integration (an MDM directory, the expiry webhook) cannot be set up.
     #[error("{0}")]
-    Directory(String),
+    Integration(String),
 }
 
 pub(crate) struct Inner {
@@ -112,6 +113,7 @@ pub(crate) struct Inner {
     pub(crate) ca_key: TokenKey,
     pub(crate) ocsp: ocsp::OcspResponder,
     pub(crate) ca_name: String,
+    pub(crate) webhook: Option<expiry::Webhook>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -223,7 +225,7 @@ impl Ra {
         for (name, d) in &config.directories {
             directories.insert(
                 name.clone(),
-                directory::connect(name, d).map_err(LoadError::Directory)?,
+                directory::connect(name, d).map_err(LoadError::Integration)?,
             );
         }
         Ok(Ra {
@@ -241,6 +243,7 @@ impl Ra {
                 ),
                 ca_key,
                 ca_name,
+                webhook: expiry::Webhook::new(&config.notify).map_err(LoadError::Integration)?,
                 ca_not_after,
                 ca_x509,
                 ca_subject,
@@ -553,6 +556,18 @@ impl Ra {
                 Ok(true) => {
                     if let Err(e) = self.expire().await {
                         tracing::warn!(error = %e, "background: expiry failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            if let Err(e) = self.expiry_gauges().await {
+                tracing::warn!(error = %e, "background: expiry counts failed");
+            }
+            match self.inner.store.lead("notify").await {
+                Ok(true) => {
+                    if let Err(e) = self.announce_expiring().await {
+                        tracing::warn!(error = %e, "background: expiry webhook");
                     }
                 }
                 Ok(false) => {}

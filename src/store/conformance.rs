@@ -636,13 +636,59 @@ async fn registrations(s: Arc<dyn Store>) {
     verify_audit(&s.audit_records(0, 0).await.unwrap(), (head.0, &head.1)).unwrap();
 }
 
+/// Expiry: counts per profile and the webhook's not-yet-announced list, on both engines.
+async fn expiry(s: Arc<dyn Store>) {
+    let at = now();
+    for (serial, profile, days) in [
+        ("e1", "fleet", 3),
+        ("e2", "fleet", 20),
+        ("e3", "other", 5),
+        ("e4", "fleet", 90),
+    ] {
+        let mut c = cert(serial, &format!("t-{serial}"), "CN=x", at + days * 86_400);
+        c.profile = profile.into();
+        s.record_issued(&tx(&format!("t-{serial}"), serial), &c, None, "ra")
+            .await
+            .unwrap();
+    }
+    assert!(s.revoke_certificate("e3", 1, "o").await.unwrap());
+    let week = s.expiring_counts(at, 7 * 86_400).await.unwrap();
+    assert!(week.contains(&("fleet".to_string(), 1)), "{week:?}");
+    assert!(
+        !week.iter().any(|(p, _)| p == "other"),
+        "revoked ones do not count"
+    );
+    let month = s.expiring_counts(at, 30 * 86_400).await.unwrap();
+    assert!(month.contains(&("fleet".to_string(), 2)), "{month:?}");
+    let due = s.expiring_unannounced(at, 30 * 86_400, 10).await.unwrap();
+    let serials: Vec<&str> = due
+        .iter()
+        .map(|c| c.serial.as_str())
+        .filter(|s| s.starts_with('e'))
+        .collect();
+    assert_eq!(serials, ["e1", "e2"], "soonest first");
+    s.expiry_announced("e1", "sigil").await.unwrap();
+    s.expiry_announced("e1", "sigil").await.unwrap();
+    let due = s.expiring_unannounced(at, 30 * 86_400, 10).await.unwrap();
+    assert!(!due.iter().any(|c| c.serial == "e1"));
+    let announced = s
+        .audit_records(0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "expiry_announced" && a.subject == "e1")
+        .count();
+    assert_eq!(announced, 1, "announced once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_engine() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigil.db");
     let s = Arc::new(SqliteStore::open(&path).await.unwrap());
     suite(s.clone()).await;
-    registrations(s).await;
+    registrations(s.clone()).await;
+    expiry(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -676,6 +722,7 @@ async fn postgres_engine() {
     let s = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
     suite(s.clone()).await;
     registrations(s.clone()).await;
+    expiry(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();
     assert!(!other.lead("task").await.unwrap());
@@ -713,4 +760,12 @@ async fn postgres_engine() {
         .unwrap();
     let e = PostgresStore::connect(&url, 2).await.err().unwrap();
     assert!(e.to_string().contains("newer than this sigil"), "{e}");
+}
+
+#[test]
+fn both_engines_migrate_to_the_schema_version() {
+    for m in [super::sqlite::MIGRATIONS, super::postgres::MIGRATIONS] {
+        let versions: Vec<i64> = m.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    }
 }

@@ -11,9 +11,11 @@
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
 mod postgres;
+mod postgres_expiry;
 mod postgres_registrations;
 mod registration;
 mod sqlite;
+mod sqlite_expiry;
 mod sqlite_registrations;
 
 #[cfg(test)]
@@ -28,7 +30,7 @@ pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,6 +447,22 @@ pub trait Store: Send + Sync {
         at: i64,
         pending: &[(String, i64)],
     ) -> Result<(usize, usize), StoreError>;
+    /// Valid certificates that end within `within_secs` of `at`, counted per profile.
+    async fn expiring_counts(
+        &self,
+        at: i64,
+        within_secs: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Valid certificates ending within `within_secs` of `at` that the expiry webhook has not
+    /// announced, soonest first, at most `limit`.
+    async fn expiring_unannounced(
+        &self,
+        at: i64,
+        within_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Mark a certificate's expiry as announced (audited as `expiry_announced`, once).
+    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError>;
 }
 
 fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {

@@ -11,13 +11,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use super::postgres_expiry as expiry;
 use super::postgres_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
     RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord, TransactionRecord,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001_initial.sql")),
     (2, include_str!("migrations/postgres_0002_tokens.sql")),
     (3, include_str!("migrations/postgres_0003_audit.sql")),
@@ -25,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("migrations/postgres_0004_registrations.sql"),
     ),
+    (5, include_str!("migrations/postgres_0005_expiry.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
@@ -59,7 +61,11 @@ pub(super) fn err(e: tokio_postgres::Error) -> StoreError {
         {
             StoreError::Conflict(e.to_string())
         }
-        _ => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        _ => match e.as_db_error() {
+            // "db error" alone says nothing: add the server's message.
+            Some(db) => StoreError::Unavailable(format!("PostgreSQL: {}", db.message())),
+            None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        },
     }
 }
 
@@ -96,7 +102,7 @@ fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
     }
 }
 
-fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
+pub(super) fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
     CertificateRecord {
         serial: r.get(0),
         der: r.get(1),
@@ -132,7 +138,8 @@ fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
 
 const TX_COLUMNS: &str =
     "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
-const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+pub(super) const CERT_COLUMNS: &str =
+    "serial, der, subject, sans, issuer, not_before, not_after, profile, \
      status, revoked_at, revocation_reason, transaction_id, device_id";
 
 /// Append an audit record inside `t`, after locking the head.
@@ -914,6 +921,27 @@ impl Store for PostgresStore {
         pending: &[(String, i64)],
     ) -> Result<(usize, usize), StoreError> {
         reg::expire(&self.pool, at, pending).await
+    }
+
+    async fn expiring_counts(
+        &self,
+        at: i64,
+        within_secs: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        expiry::counts(&self.pool, at, within_secs).await
+    }
+
+    async fn expiring_unannounced(
+        &self,
+        at: i64,
+        within_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        expiry::unannounced(&self.pool, at, within_secs, limit).await
+    }
+
+    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
+        expiry::announced(&self.pool, serial, actor).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::sqlite_expiry as expiry;
 use super::sqlite_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
@@ -20,11 +21,12 @@ pub(crate) fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_initial.sql")),
     (2, include_str!("migrations/sqlite_0002_tokens.sql")),
     (3, include_str!("migrations/sqlite_0003_audit.sql")),
     (4, include_str!("migrations/sqlite_0004_registrations.sql")),
+    (5, include_str!("migrations/sqlite_0005_expiry.sql")),
 ];
 
 /// SQLite engine.
@@ -99,10 +101,11 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 
 const TX_COLUMNS: &str =
     "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
-const CERT_COLUMNS: &str = "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+pub(super) const CERT_COLUMNS: &str =
+    "serial, der, subject, sans, issuer, not_before, not_after, profile, \
      status, revoked_at, revocation_reason, transaction_id, device_id";
 
-fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
+pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
     Ok(CertificateRecord {
         serial: r.get(0)?,
         der: r.get(1)?,
@@ -850,6 +853,30 @@ impl Store for SqliteStore {
     ) -> Result<(usize, usize), StoreError> {
         let pending = pending.to_vec();
         self.with(move |c| reg::expire(c, at, &pending)).await
+    }
+
+    async fn expiring_counts(
+        &self,
+        at: i64,
+        within_secs: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(move |c| expiry::counts(c, at, within_secs)).await
+    }
+
+    async fn expiring_unannounced(
+        &self,
+        at: i64,
+        within_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.with(move |c| expiry::unannounced(c, at, within_secs, limit))
+            .await
+    }
+
+    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
+        let (serial, actor) = (serial.to_owned(), actor.to_owned());
+        self.with(move |c| expiry::announced(c, &serial, &actor))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,142 @@
+//! Expiry: Prometheus gauges of certificates ending within 7 and 30 days per profile, and the
+//! optional webhook that tells the MDM which devices need their SCEP profile pushed again
+//! (Apple devices do not renew by themselves). Each certificate is announced once, when it
+//! enters the last `notify.within_days`; a webhook that fails is tried again next round.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Ra;
+use crate::config::{NotifyConfig, SecretSource};
+use crate::store::now;
+
+/// How the expiry webhook is reached.
+pub(crate) struct Webhook {
+    url: String,
+    secret: SecretSource,
+    within_secs: i64,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub(crate) fn new(c: &NotifyConfig) -> Result<Option<Webhook>, String> {
+        if c.webhook_url.is_empty() {
+            return Ok(None);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(c.timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("notify: HTTP client: {e}"))?;
+        Ok(Some(Webhook {
+            url: c.webhook_url.clone(),
+            secret: c.secret().map_err(|e| e.to_string())?,
+            within_secs: i64::from(c.within_days) * 86_400,
+            client,
+        }))
+    }
+}
+
+fn gauge() -> &'static prometheus::IntGaugeVec {
+    static G: OnceLock<prometheus::IntGaugeVec> = OnceLock::new();
+    G.get_or_init(|| {
+        let g = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "sigil_certificates_expiring",
+                "Valid certificates ending within 7 or 30 days, per profile",
+            ),
+            &["profile", "within"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let _ = crate::telemetry::registry().register(Box::new(g.clone()));
+        g
+    })
+}
+
+/// Most certificates announced in one round.
+const PER_ROUND: usize = 200;
+
+impl Ra {
+    /// Refresh the expiry gauges (every node: each serves its own /metrics).
+    pub async fn expiry_gauges(&self) -> Result<(), crate::store::StoreError> {
+        let at = now();
+        for (label, days) in [("7d", 7), ("30d", 30)] {
+            let counts = self.inner.store.expiring_counts(at, days * 86_400).await?;
+            for p in self.inner.profiles.keys() {
+                let n = counts
+                    .iter()
+                    .find(|(name, _)| name == p)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                gauge().with_label_values(&[p, label]).set(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Announce certificates entering their last days to the webhook (one node: the
+    /// "notify" leader). Returns how many were announced.
+    pub async fn announce_expiring(&self) -> Result<usize, String> {
+        let Some(hook) = &self.inner.webhook else {
+            return Ok(0);
+        };
+        let due = self
+            .inner
+            .store
+            .expiring_unannounced(now(), hook.within_secs, PER_ROUND)
+            .await
+            .map_err(|e| e.to_string())?;
+        let secret = hook.secret.read()?;
+        let mut sent = 0;
+        for c in due {
+            let body = json!({
+                "event": "certificate.expiring",
+                "serial": c.serial,
+                "subject": c.subject,
+                "sans": c.sans,
+                "profile": c.profile,
+                "device_id": c.device_id,
+                "not_after": crate::config::rfc3339(c.not_after),
+                "scep_url": (!self.inner.public_url.is_empty()).then(|| format!(
+                    "{}/scep/{}",
+                    self.inner.public_url.trim_end_matches('/'),
+                    c.profile
+                )),
+            });
+            let mut req = hook.client.post(&hook.url).json(&body);
+            if let Some(s) = &secret {
+                req = req.bearer_auth(s);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {
+                    self.inner
+                        .store
+                        .expiry_announced(&c.serial, "sigil")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    sent += 1;
+                }
+                Ok(r) => {
+                    return Err(format!(
+                        "the expiry webhook answered HTTP {}; retrying next round",
+                        r.status().as_u16()
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the expiry webhook is unreachable ({e}); retrying next round"
+                    ))
+                }
+            }
+        }
+        if sent > 0 {
+            tracing::info!(
+                announced = sent,
+                "expiring certificates announced to the webhook"
+            );
+        }
+        Ok(sent)
+    }
+}
