@@ -13,5 +13,6 @@ mod lifecycle;
 mod multinode;
 mod quickstart;
 mod registration;
+mod rollover;
 mod scep;
 mod serve;

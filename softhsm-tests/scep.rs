@@ -24,6 +24,8 @@ pub struct ScepServer {
     /// The first admin API token, printed by `sigil init`.
     pub admin: String,
     pub http: reqwest::blocking::Client,
+    cfg_path: std::path::PathBuf,
+    port: u16,
 }
 
 impl Drop for ScepServer {
@@ -31,6 +33,32 @@ impl Drop for ScepServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16) -> Child {
+    token
+        .sigil()
+        .env("SIGIL_CONFIG", cfg_path)
+        .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "SIGIL_SERVER_PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("SIGIL_SERVER_WORKERS", "2")
+        .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
+        .env("SIGIL_SERVER_BACKGROUND_INTERVAL_SECS", "1")
+        .env("SIGIL_LOG_LEVEL", "info")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(token.path().join("serve.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .expect("spawn sigil serve")
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -96,25 +124,7 @@ extended_key_usage = ["serverAuth"]
         let cfg_path = token.path().join("sigil.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let port = free_port();
-        let child = token
-            .sigil()
-            .env("SIGIL_CONFIG", &cfg_path)
-            .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "SIGIL_SERVER_PUBLIC_URL",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .env("SIGIL_SERVER_WORKERS", "2")
-            .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
-            .env("SIGIL_SERVER_BACKGROUND_INTERVAL_SECS", "1")
-            .env("SIGIL_LOG_LEVEL", "info")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(token.path().join("serve.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("spawn sigil serve");
+        let child = spawn_serve(&token, &cfg_path, port);
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -127,19 +137,62 @@ extended_key_usage = ["serverAuth"]
             ca: Vec::new(),
             admin,
             http,
+            cfg_path,
+            port,
         };
+        s.wait_up();
+        s.read_ca_certs();
+        s
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if s.http.get(format!("{}/healthz", s.base)).send().is_ok() {
+            if self
+                .http
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .is_ok()
+            {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "sigil serve did not start: {}",
-                s.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stop `sigil serve` (the token and the data stay).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start `sigil serve` again on the same port, token and data, and read GetCACert anew.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn_serve(&self.token, &self.cfg_path, self.port);
+        self.wait_up();
+        self.read_ca_certs();
+    }
+
+    /// Run a `sigil` command with the server's configuration.
+    pub fn sigil(&self, args: &[&str]) -> std::process::Output {
+        self.token
+            .sigil()
+            .env("SIGIL_CONFIG", &self.cfg_path)
+            .args(args)
+            .output()
+            .expect("run sigil")
+    }
+
+    fn read_ca_certs(&mut self) {
+        let s = self;
+        s.ca.clear();
+        s.ra.clear();
         let cacert = s.get("/scep?operation=GetCACert");
         assert_eq!(cacert.0, 200);
         assert_eq!(cacert.1, "application/x-x509-ca-ra-cert");
@@ -153,7 +206,6 @@ extended_key_usage = ["serverAuth"]
             }
         }
         assert!(!s.ra.is_empty() && !s.ca.is_empty());
-        s
     }
 
     pub fn log(&self) -> String {

@@ -15,6 +15,10 @@ use crate::config::HsmSection;
 use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, KeyUsage};
 use crate::pki::{self, KeyUsagePurpose, PkiError, TokenKey};
 
+mod rollover;
+
+pub use rollover::{rollover, Rollover, RolloverOptions};
+
 /// Errors of the ceremony.
 #[derive(Debug, thiserror::Error)]
 pub enum CeremonyError {

@@ -12,6 +12,8 @@ use sigil::config::Config;
 use sigil::hsm::{Hsm, KeySpec};
 use sigil::telemetry::{self, LogFormat};
 
+mod rollover;
+
 /// Sigil: a SCEP certificate authority whose keys never leave the HSM.
 ///
 /// Configuration comes from a TOML file (--config or SIGIL_CONFIG) and SIGIL_<SECTION>_<KEY>
@@ -226,6 +228,26 @@ enum CaCommand {
     },
     /// Show the CA and RA certificates stored on the token.
     Show,
+    /// Prepare the next CA generation: a new CA key and certificate on the token, link
+    /// certificates both ways, and RA certificates from the new CA. GetNextCACert offers it
+    /// until `sigil ca activate`.
+    Rollover {
+        /// Key type of the new CA: rsa3072, rsa4096, p256 or p384.
+        #[arg(long, default_value = "rsa3072")]
+        ca_key: String,
+        /// Validity of the new CA certificate, in days.
+        #[arg(long, default_value_t = 3650)]
+        ca_days: u32,
+        /// Subject of the new CA; default: the current one with " G<n>" after the CN.
+        #[arg(long)]
+        ca_subject: Option<String>,
+        /// Validity of the new RA certificates, in days.
+        #[arg(long, default_value_t = 730)]
+        ra_days: u32,
+    },
+    /// Switch issuance to the CA prepared by `sigil ca rollover`; the old one is retired
+    /// (restart every `sigil serve` afterwards).
+    Activate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,6 +284,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init(&config, args),
         Command::Ca(CaCommand::Import { cert, chain, ra }) => import(&config, cert, chain, ra),
         Command::Ca(CaCommand::Show) => show(&config),
+        Command::Ca(CaCommand::Rollover {
+            ca_key,
+            ca_days,
+            ca_subject,
+            ra_days,
+        }) => rollover::rollover(&config, &ca_key, ca_days, ca_subject, ra_days),
+        Command::Ca(CaCommand::Activate) => rollover::activate(&config),
         Command::Db(DbCommand::Migrate) => with_store(&config, true, |_| async {
             println!(
                 "database schema is at version {}",
@@ -408,7 +437,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             })?;
             let hsm = open_hsm(config)?;
             with_store(config, false, |store| async move {
-                let ra = sigil::ra::Ra::load(&hsm, config, store)?;
+                let ra = sigil::ra::Ra::open(&hsm, config, store).await?;
                 if !ra.revoke(&serial, code, "cli").await? {
                     anyhow::bail!("no valid certificate with serial {serial}");
                 }
@@ -699,11 +728,10 @@ fn serve(config: Config) -> Result<()> {
             hsm.token()
         );
     }
-    let ca_key = sigil::pki::TokenKey::open(&hsm, &ca_uri)?;
     let listen = config.server.listen.clone();
     actix_web::rt::System::new().block_on(async move {
         let store = sigil::store::open(&config, true).await.context("store")?;
-        let ra = sigil::ra::Ra::load(&hsm, &config, store)?;
+        let ra = sigil::ra::Ra::open(&hsm, &config, store).await?;
         ra.record_certificates().await.context("store")?;
         // Compare without the per-node parts (address, data directory, log settings).
         let mut shared = config.clone();
@@ -715,7 +743,8 @@ fn serve(config: Config) -> Result<()> {
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));
-        let state = sigil::http::AppState::new(hsm, ca_uri, ca_key.sign_alg()).with_ra(ra);
+        let (ca_uri, ca_alg) = ra.ca_key();
+        let state = sigil::http::AppState::new(hsm, ca_uri, ca_alg).with_ra(ra);
         sigil::http::serve(&config, state).await.with_context(|| {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
         })

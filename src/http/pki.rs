@@ -21,19 +21,38 @@ fn no_ra() -> HttpResponse {
         .body("no RA\n")
 }
 
+fn not_found(ra: &Ra) -> HttpResponse {
+    let mut names = vec![ra.ca_name().to_string()];
+    names.extend(ra.retired_ca_names());
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!(
+            "no such CRL; this server has {}\n",
+            names
+                .iter()
+                .map(|n| format!("/crl/{n}.crl"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+}
+
 async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
     let Some(ra) = state.ra.as_ref() else {
         return no_ra();
     };
-    if *file != format!("{}.crl", ra.ca_name()) {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!(
-                "no such CRL; this CA's is /crl/{}.crl\n",
-                ra.ca_name()
-            ));
-    }
-    match ra.crl().await {
+    let Some(label) = file.strip_suffix(".crl") else {
+        return not_found(ra);
+    };
+    let crl = if label == ra.ca_name() {
+        ra.crl().await
+    } else {
+        match ra.retired_crl(label).await {
+            Ok(Some(der)) => Ok(der),
+            Ok(None) => return not_found(ra),
+            Err(e) => Err(e),
+        }
+    };
+    match crl {
         Ok(der) => HttpResponse::Ok()
             .content_type("application/pkix-crl")
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

@@ -133,14 +133,20 @@ async fn handle(
     match operation.as_str() {
         "GetCACaps" => HttpResponse::Ok()
             .content_type("text/plain")
-            .body(ra.ca_caps(profile)),
+            .body(ra.ca_caps(profile).await),
         "GetCACert" => match ra.ca_certs() {
             Ok((ct, bytes)) => HttpResponse::Ok().content_type(ct).body(bytes),
             Err(e) => error_response(e),
         },
-        "GetNextCACert" => HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body("no next CA certificate: no CA rollover is in progress\n"),
+        "GetNextCACert" => match ra.next_ca_certs().await {
+            Ok(Some(bytes)) => HttpResponse::Ok()
+                .content_type("application/x-x509-next-ca-cert")
+                .body(bytes),
+            Ok(None) => HttpResponse::NotFound()
+                .content_type("text/plain; charset=utf-8")
+                .body("no next CA certificate: no CA rollover is in progress\n"),
+            Err(e) => error_response(e),
+        },
         "PKIOperation" => {
             let message = if req.method() == actix_web::http::Method::POST {
                 if body.is_empty() {

@@ -118,6 +118,58 @@ pub fn issue_ra_certificate(
     Ok(cert.der().to_vec())
 }
 
+/// A link (cross) certificate for CA rollover: `subject_key` (a CA key) certified as a CA
+/// under `subject`, signed by the CA of `issuer_der` with `issuer_key`. Its validity ends with
+/// the issuer's. Relying parties that trust only one generation reach the other through it.
+pub fn link_certificate(
+    issuer_key: &TokenKey,
+    issuer_der: &[u8],
+    subject_key: &TokenKey,
+    subject: DistinguishedName,
+) -> Result<Vec<u8>, PkiError> {
+    let (_, issuer_cert) = x509_parser::parse_x509_certificate(issuer_der)
+        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let not_after = issuer_cert.validity().not_after.to_datetime();
+    let now = OffsetDateTime::now_utc();
+    let days = ((not_after - now).whole_days()).clamp(1, 36_500) as u32;
+    let mut p = ca_params(subject, days)?;
+    p.not_after = std::cmp::min(p.not_after, not_after);
+    p.use_authority_key_identifier_extension = true;
+    let issuer = Issuer::from_ca_cert_der(&issuer_der.to_vec().into(), issuer_key)
+        .map_err(build_err("link certificate"))?;
+    let cert = p
+        .signed_by(subject_key, &issuer)
+        .map_err(build_err("link certificate"))?;
+    Ok(cert.der().to_vec())
+}
+
+/// A certificate's subject as text `parse_dn` reads back (`CN=…,O=…`), for the attributes
+/// Sigil knows; others are left out.
+pub fn subject_text(der: &[u8]) -> Option<String> {
+    let (subject, _) = super::certificate_identity(der)?;
+    let mut parts = Vec::new();
+    for a in subject {
+        let key = match a.oid.as_slice() {
+            [2, 5, 4, 3] => "CN",
+            [2, 5, 4, 10] => "O",
+            [2, 5, 4, 11] => "OU",
+            [2, 5, 4, 6] => "C",
+            [2, 5, 4, 7] => "L",
+            [2, 5, 4, 8] => "ST",
+            [2, 5, 4, 5] => "serialNumber",
+            [0, 9, 2342, 19200300, 100, 1, 25] => "DC",
+            [0, 9, 2342, 19200300, 100, 1, 1] => "UID",
+            [1, 2, 840, 113549, 1, 9, 1] => "E",
+            _ => continue,
+        };
+        parts.push(format!(
+            "{key}={}",
+            a.value.replace('\\', "\\\\").replace(',', "\\,")
+        ));
+    }
+    Some(parts.join(","))
+}
+
 /// Subject common name of a certificate, for messages.
 pub fn common_name(der: &[u8]) -> Option<String> {
     let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;

@@ -310,12 +310,14 @@ impl Ra {
     }
 
     /// Signed by a certificate this CA issued and that is valid now?
+    /// (The active CA, or a retired generation: their devices renew into the active one.)
     fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
         let cert = X509::from_der(signer).ok()?;
         let ca = &self.inner.ca_x509;
         let key = ca.public_key().ok()?;
-        (cert.issuer_name_hash() == ca.subject_name_hash() && cert.verify(&key).unwrap_or(false))
-            .then_some(cert)
+        let active =
+            cert.issuer_name_hash() == ca.subject_name_hash() && cert.verify(&key).unwrap_or(false);
+        (active || self.inner.retired.iter().any(|g| g.issued(&cert))).then_some(cert)
     }
 
     async fn enroll(
@@ -774,7 +776,12 @@ impl Ra {
             }
         };
         let serial = serial_hex(&want.serial);
-        let ours = self.inner.ca_subject == want.issuer;
+        let ours = self.inner.ca_subject == want.issuer
+            || self
+                .inner
+                .retired
+                .iter()
+                .any(|g| g.subject_der == want.issuer);
         let found = if ours {
             self.inner
                 .store

@@ -8,10 +8,12 @@
 //! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
 
 pub mod access;
+mod ca;
 pub mod challenge;
 mod decide;
 pub mod directory;
 mod expiry;
+pub mod generations;
 mod key;
 mod ocsp;
 pub mod registration;
@@ -85,6 +87,9 @@ pub enum LoadError {
     /// Missing or bad certificate.
     #[error("{0}")]
     Certificate(String),
+    /// The store could not be read.
+    #[error("store: {0}")]
+    Store(String),
     /// An outside integration (an MDM directory, the expiry webhook) cannot be set up.
     #[error("{0}")]
     Integration(String),
@@ -114,6 +119,10 @@ pub(crate) struct Inner {
     pub(crate) ocsp: ocsp::OcspResponder,
     pub(crate) ca_name: String,
     pub(crate) webhook: Option<expiry::Webhook>,
+    /// The active CA's subject as the store writes certificates' issuer.
+    pub(crate) ca_issuer_text: String,
+    /// Earlier CA generations: their CRLs, OCSP answers and renewals.
+    pub(crate) retired: Vec<ca::CaGeneration>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -128,10 +137,10 @@ pub fn audit_head_message(seq: i64, hash: &str) -> String {
 }
 
 /// How long a CRL is valid.
-const CRL_HOURS: i64 = 24;
+pub(crate) const CRL_HOURS: i64 = 24;
 
 /// Is this CRL valid for at least `margin_secs` more?
-fn crl_fresh(der: &[u8], margin_secs: i64) -> bool {
+pub(crate) fn crl_fresh(der: &[u8], margin_secs: i64) -> bool {
     x509_parser::parse_x509_crl(der)
         .ok()
         .and_then(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
@@ -141,6 +150,12 @@ fn crl_fresh(der: &[u8], margin_secs: i64) -> bool {
 fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
     let path = data_dir.join("chain.pem");
     let mut chain = vec![ca.to_vec()];
+    // A self-signed CA (a root, or a rolled-over generation) has no parents.
+    if let Ok(x) = openssl::x509::X509::from_der(ca) {
+        if x.issuer_name_hash() == x.subject_name_hash() {
+            return Ok(chain);
+        }
+    }
     if let Ok(pem) = std::fs::read(&path) {
         let certs = crate::ceremony::read_certificates(&pem)
             .map_err(|e| LoadError::Certificate(format!("{}: {e}", path.display())))?;
@@ -154,9 +169,49 @@ fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
 }
 
 impl Ra {
-    /// Load the CA and RA certificates from the token and the profiles from the configuration.
-    /// Blocking (token reads).
+    /// Load the RA: which CA generation is active (from the store), the CA and RA
+    /// certificates (from the token, or the store for a rolled-over generation's RA), the
+    /// retired CAs, and the profiles from the configuration. Token reads block.
+    pub async fn open(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Ra, LoadError> {
+        let st = |e: crate::store::StoreError| LoadError::Store(e.to_string());
+        let gens = generations::Generations::read(store.as_ref())
+            .await
+            .map_err(st)?;
+        let mut ra_certs = (None, None);
+        if let Some(active) = &gens.active {
+            ra_certs = (
+                store
+                    .state(&generations::cert_key("ra_sign", active))
+                    .await
+                    .map_err(st)?,
+                store
+                    .state(&generations::cert_key("ra_decrypt", active))
+                    .await
+                    .map_err(st)?,
+            );
+        }
+        Self::load_with(hsm, config, store, &gens, ra_certs)
+    }
+
+    /// As [`Ra::open`] for the configured CA only (no rollover record): for tools and tests
+    /// that have no store state to read.
     pub fn load(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Ra, LoadError> {
+        Self::load_with(
+            hsm,
+            config,
+            store,
+            &generations::Generations::default(),
+            (None, None),
+        )
+    }
+
+    fn load_with(
+        hsm: &Hsm,
+        config: &Config,
+        store: Arc<dyn Store>,
+        gens: &generations::Generations,
+        ra_certs: (Option<Vec<u8>>, Option<Vec<u8>>),
+    ) -> Result<Ra, LoadError> {
         let cert_of = |uri: &crate::hsm::KeyUri, role: &str| -> Result<Vec<u8>, LoadError> {
             let label = uri.label()?;
             hsm.certificate_blocking(label)?.ok_or_else(|| {
@@ -166,19 +221,34 @@ impl Ra {
                 ))
             })
         };
-        let ca_uri = config.hsm.ca_key_uri()?;
+        let ca_uri = match &gens.active {
+            Some(label) => crate::hsm::KeyUri::labelled(&config.hsm.token, label),
+            None => config.hsm.ca_key_uri()?,
+        };
         let ca_cert = cert_of(&ca_uri, "CA")?;
         let ca_key = TokenKey::open(hsm, &ca_uri)?;
         let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key.clone())
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let sign = config.hsm.ra_key_uri()?;
         let decrypt = config.hsm.ra_decrypt_key_uri()?;
-        let ra_sign_cert = cert_of(&sign, "RA")?;
+        // A rolled-over generation's RA certificates (same keys, issued by the new CA) are in
+        // the store.
+        let ra_sign_cert = match ra_certs.0 {
+            Some(c) => c,
+            None => cert_of(&sign, "RA")?,
+        };
         let ra_decrypt_cert = if decrypt == sign {
             ra_sign_cert.clone()
         } else {
-            cert_of(&decrypt, "RA decryption")?
+            match ra_certs.1 {
+                Some(c) => c,
+                None => cert_of(&decrypt, "RA decryption")?,
+            }
         };
+        let mut retired = Vec::new();
+        for label in &gens.retired {
+            retired.push(ca::CaGeneration::load(hsm, label)?);
+        }
         let ca_name = ca_uri.label()?.to_string();
         let public = config.server.public_url.trim_end_matches('/');
         let mut profiles = HashMap::new();
@@ -203,15 +273,17 @@ impl Ra {
                 },
             );
         }
-        let (ca_not_after, ca_subject, ca_key_bits) = x509_parser::parse_x509_certificate(&ca_cert)
-            .map(|(_, c)| {
-                (
-                    c.validity().not_after.to_datetime(),
-                    c.subject().as_raw().to_vec(),
-                    c.public_key().subject_public_key.data.to_vec(),
-                )
-            })
-            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+        let (ca_not_after, ca_subject, ca_key_bits, ca_issuer_text) =
+            x509_parser::parse_x509_certificate(&ca_cert)
+                .map(|(_, c)| {
+                    (
+                        c.validity().not_after.to_datetime(),
+                        c.subject().as_raw().to_vec(),
+                        c.public_key().subject_public_key.data.to_vec(),
+                        c.subject().to_string(),
+                    )
+                })
+                .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let ca_x509 = openssl::x509::X509::from_der(&ca_cert)
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let ca_chain = read_chain(&config.server.data_dir, &ca_cert)?;
@@ -244,6 +316,8 @@ impl Ra {
                 ca_key,
                 ca_name,
                 webhook: expiry::Webhook::new(&config.notify).map_err(LoadError::Integration)?,
+                ca_issuer_text,
+                retired,
                 ca_not_after,
                 ca_x509,
                 ca_subject,
@@ -469,11 +543,18 @@ impl Ra {
     pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         if let Some(der) = self.inner.store.state("crl").await.map_err(unavailable)? {
-            if crl_fresh(&der, 0) {
+            if crl_fresh(&der, 0) && self.crl_is_ours(&der) {
                 return Ok(der);
             }
         }
         self.refresh_crl().await
+    }
+
+    /// Was this CRL issued by the active CA (not by a generation before a rollover)?
+    fn crl_is_ours(&self, der: &[u8]) -> bool {
+        x509_parser::parse_x509_crl(der)
+            .map(|(_, c)| c.issuer().as_raw() == self.inner.ca_subject.as_slice())
+            .unwrap_or(false)
     }
 
     /// Make, sign and publish a new CRL listing every revoked certificate. The number comes
@@ -481,25 +562,9 @@ impl Ra {
     pub async fn refresh_crl(&self) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
-        let revoked = store
-            .certificates(&crate::store::CertFilter {
-                status: Some(crate::store::CertStatus::Revoked),
-                ..Default::default()
-            })
+        let revoked = ca::revoked_by(store.as_ref(), &self.inner.ca_issuer_text)
             .await
-            .map_err(unavailable)?
-            .into_iter()
-            .filter_map(|c| {
-                let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
-                let serial = hex::decode(if c.serial.len() % 2 == 1 {
-                    format!("0{}", c.serial)
-                } else {
-                    c.serial.clone()
-                })
-                .ok()?;
-                Some((serial, at, c.revocation_reason.unwrap_or(0)))
-            })
-            .collect::<Vec<_>>();
+            .map_err(unavailable)?;
         let number = store.next_crl_number().await.map_err(unavailable)?;
         let ra = self.clone();
         let der = tokio::task::spawn_blocking(move || {
@@ -536,7 +601,9 @@ impl Ra {
             match self.inner.store.lead("crl").await {
                 Ok(true) => {
                     let stale = match self.inner.store.state("crl").await {
-                        Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
+                        Ok(Some(der)) => {
+                            !crl_fresh(&der, CRL_HOURS * 3600 / 2) || !self.crl_is_ours(&der)
+                        }
                         Ok(None) => true,
                         Err(e) => {
                             tracing::warn!(error = %e, "background: store unavailable");
@@ -585,6 +652,14 @@ impl Ra {
         }
     }
 
+    /// The active CA key (for readiness checks): its URI and signature algorithm.
+    pub fn ca_key(&self) -> (crate::hsm::KeyUri, crate::hsm::SignAlg) {
+        (
+            self.inner.ca_key.uri().clone(),
+            self.inner.ca_key.sign_alg(),
+        )
+    }
+
     /// The CA's name in URLs (`/crl/{name}.crl`): its key label on the token.
     pub fn ca_name(&self) -> &str {
         &self.inner.ca_name
@@ -601,7 +676,7 @@ impl Ra {
     }
 
     /// GetCACaps for a profile: one keyword a line.
-    pub fn ca_caps(&self, profile: &Profile) -> String {
+    pub async fn ca_caps(&self, profile: &Profile) -> String {
         let mut caps = vec![
             "POSTPKIOperation",
             "Renewal",
@@ -612,6 +687,13 @@ impl Ra {
         ];
         if profile.policy.legacy {
             caps.extend(["SHA-1", "DES3"]);
+        }
+        match self.next_ca().await {
+            Ok(Some(_)) => caps.push("GetNextCACert"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "GetCACaps: cannot tell whether a rollover is in progress")
+            }
         }
         let mut text = caps.join("\n");
         text.push('\n');

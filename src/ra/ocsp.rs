@@ -71,18 +71,33 @@ impl Ra {
             }
         };
         let responder = &self.inner.ocsp;
+        let retired = &self.inner.retired;
+        // Which generation each certificate belongs to: None the active CA, Some(i) a retired
+        // one; the answer is signed by the generation of the first one that is ours.
+        let generation = |id: &crate::pki::ocsp::CertId| -> Option<Option<usize>> {
+            if responder.issuer.matches(id) {
+                Some(None)
+            } else {
+                retired.iter().position(|g| g.hashes.matches(id)).map(Some)
+            }
+        };
+        let signer_gen = query.cert_ids.iter().find_map(generation).unwrap_or(None);
+        let issuer_text = match signer_gen {
+            None => self.inner.ca_issuer_text.as_str(),
+            Some(i) => retired[i].issuer_text.as_str(),
+        };
         let mut statuses = Vec::with_capacity(query.cert_ids.len());
         for id in &query.cert_ids {
-            let status = if responder.issuer.matches(id) {
+            let status = if generation(id) == Some(signer_gen) {
                 match self.inner.store.certificate(&serial_hex(id)).await {
-                    Ok(Some(c)) => match c.status {
+                    Ok(Some(c)) if c.issuer == issuer_text => match c.status {
                         CertStatus::Valid => Status::Good,
                         CertStatus::Revoked => Status::Revoked {
                             at: c.revoked_at.unwrap_or(0),
                             reason: c.revocation_reason,
                         },
                     },
-                    Ok(None) => Status::Unknown,
+                    Ok(_) => Status::Unknown,
                     Err(e) => {
                         tracing::warn!(error = %e, "OCSP: store unavailable");
                         return (
@@ -122,8 +137,12 @@ impl Ra {
             .cloned()
             .zip(statuses.iter().copied())
             .collect();
+        let key_id = match signer_gen {
+            None => responder.issuer.key_id(),
+            Some(i) => retired[i].hashes.key_id(),
+        };
         let tbs = match response_data(
-            responder.issuer.key_id(),
+            key_id,
             at,
             at + responder.validity_secs,
             &answers,
@@ -138,7 +157,10 @@ impl Ra {
                 );
             }
         };
-        let signer = self.inner.ca_key.clone();
+        let signer = match signer_gen {
+            None => self.inner.ca_key.clone(),
+            Some(i) => retired[i].key.clone(),
+        };
         let signed = tokio::task::spawn_blocking(move || {
             let sig = signer.sign_blocking(&tbs)?;
             Ok::<_, crate::hsm::HsmError>((tbs, sig, signer.algorithm_identifier_der()))

@@ -21,7 +21,7 @@ mod types;
 pub use asn1::{ContentCipher, DigestAlg};
 pub use content::{IssuerAndSerial, IssuerAndSubject};
 pub use envelope::{seal, Envelope, KeyTransportRecipient, Recipient, UNREADABLE};
-pub use reply::{degenerate, CertRep, Outcome};
+pub use reply::{degenerate, next_ca_response, CertRep, Outcome};
 pub use request::PkiMessage;
 pub use types::{FailInfo, MessageType, Nonce, PkiStatus, TransactionId};
 

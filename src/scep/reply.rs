@@ -176,6 +176,24 @@ impl CertRep<'_> {
     }
 }
 
+/// The GetNextCACert answer (RFC 8894 §4.7): a SignedData, signed by the current RA key,
+/// whose content is a certs-only SignedData holding the next CA's certificates.
+pub fn next_ca_response(
+    next_certs: &[Vec<u8>],
+    ra_cert: &[u8],
+    key: &dyn RaKey,
+) -> Result<Vec<u8>, ScepError> {
+    let inner = degenerate(next_certs, &[])?;
+    signed_message(
+        inner,
+        Vec::new(),
+        DigestAlg::Sha256,
+        oid::RSA_ENCRYPTION,
+        &[ra_cert.to_vec()],
+        &|data| key.sign(DigestAlg::Sha256, data),
+    )
+}
+
 /// Signs the DER signed attributes.
 pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
 

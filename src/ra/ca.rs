@@ -1,0 +1,201 @@
+//! The CA generations the RA serves (see [`super::generations`]): the active one issues;
+//! retired ones keep their CRL at `/crl/<label>.crl`, their OCSP answers and their devices'
+//! renewals; the next one is offered by GetNextCACert with its RA certificate and the link
+//! certificate signed by the active CA.
+
+use std::sync::Mutex;
+
+use openssl::x509::X509;
+use rcgen::Issuer;
+
+use super::generations::{cert_key, Generations};
+use super::{LoadError, Ra, RequestError};
+use crate::hsm::{Hsm, KeyUri};
+use crate::pki::ocsp::IssuerHashes;
+use crate::pki::TokenKey;
+use crate::store::{CertFilter, CertStatus, StoreError};
+
+/// One CA generation: its certificate and key on the token.
+pub(crate) struct CaGeneration {
+    /// Key label (the name in `/crl/<label>.crl`).
+    pub(crate) label: String,
+    /// Certificate (DER).
+    pub(crate) cert: Vec<u8>,
+    pub(crate) x509: X509,
+    /// Subject (DER), as GetCert's IssuerAndSerialNumber names it.
+    pub(crate) subject_der: Vec<u8>,
+    /// Subject as the store writes certificates' issuer.
+    pub(crate) issuer_text: String,
+    pub(crate) key: TokenKey,
+    pub(crate) issuer: Issuer<'static, TokenKey>,
+    pub(crate) hashes: IssuerHashes,
+    /// The last CRL made for it, when this node made one.
+    pub(crate) crl: Mutex<Option<Vec<u8>>>,
+}
+
+impl CaGeneration {
+    /// Read a generation from the token (blocking).
+    pub(crate) fn load(hsm: &Hsm, label: &str) -> Result<CaGeneration, LoadError> {
+        let cert = hsm.certificate_blocking(label)?.ok_or_else(|| {
+            LoadError::Certificate(format!(
+                "no CA certificate `{label}` on token `{}`",
+                hsm.token()
+            ))
+        })?;
+        let key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), label))?;
+        Self::from_parts(label, cert, key)
+    }
+
+    pub(crate) fn from_parts(
+        label: &str,
+        cert: Vec<u8>,
+        key: TokenKey,
+    ) -> Result<CaGeneration, LoadError> {
+        let bad = |e: String| LoadError::Certificate(format!("CA certificate `{label}`: {e}"));
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&cert).map_err(|e| bad(e.to_string()))?;
+        let subject_der = parsed.subject().as_raw().to_vec();
+        let issuer_text = parsed.subject().to_string();
+        let hashes = IssuerHashes::new(&subject_der, &parsed.public_key().subject_public_key.data);
+        let x509 = X509::from_der(&cert).map_err(|e| bad(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_der(&cert.clone().into(), key.clone())
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(CaGeneration {
+            label: label.to_string(),
+            cert,
+            x509,
+            subject_der,
+            issuer_text,
+            key,
+            issuer,
+            hashes,
+            crl: Mutex::new(None),
+        })
+    }
+
+    /// Did this CA issue `cert` (name and signature)?
+    pub(crate) fn issued(&self, cert: &X509) -> bool {
+        let Ok(key) = self.x509.public_key() else {
+            return false;
+        };
+        cert.issuer_name_hash() == self.x509.subject_name_hash()
+            && cert.verify(&key).unwrap_or(false)
+    }
+}
+
+/// Revoked certificates of one issuer, as the CRL builder wants them.
+pub(crate) async fn revoked_by(
+    store: &dyn crate::store::Store,
+    issuer_text: &str,
+) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, StoreError> {
+    Ok(store
+        .certificates(&CertFilter {
+            status: Some(CertStatus::Revoked),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|c| c.issuer == issuer_text)
+        .filter_map(|c| {
+            let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
+            let serial = hex::decode(if c.serial.len() % 2 == 1 {
+                format!("0{}", c.serial)
+            } else {
+                c.serial.clone()
+            })
+            .ok()?;
+            Some((serial, at, c.revocation_reason.unwrap_or(0)))
+        })
+        .collect())
+}
+
+impl Ra {
+    /// The CRL of a retired CA generation, by label: made on this node when it has none that
+    /// is fresh for another half of its life. `None`: no such retired CA.
+    pub async fn retired_crl(&self, label: &str) -> Result<Option<Vec<u8>>, RequestError> {
+        let Some(index) = self.inner.retired.iter().position(|g| g.label == label) else {
+            return Ok(None);
+        };
+        let g = &self.inner.retired[index];
+        if let Some(der) = g.crl.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if super::crl_fresh(&der, super::CRL_HOURS * 3600 / 2) {
+                return Ok(Some(der));
+            }
+        }
+        let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
+        let revoked = revoked_by(self.inner.store.as_ref(), &g.issuer_text)
+            .await
+            .map_err(unavailable)?;
+        let number = self
+            .inner
+            .store
+            .next_crl_number()
+            .await
+            .map_err(unavailable)?;
+        let ra = self.clone();
+        let der = tokio::task::spawn_blocking(move || {
+            let g = &ra.inner.retired[index];
+            crate::pki::build_crl(
+                &g.issuer,
+                &g.cert,
+                &revoked,
+                number.max(1) as u64,
+                super::CRL_HOURS,
+            )
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(der.clone());
+        tracing::info!(ca = %g.label, crl_number = number, "CRL of a retired CA refreshed");
+        Ok(Some(der))
+    }
+
+    /// The labels of the retired CA generations.
+    pub fn retired_ca_names(&self) -> Vec<String> {
+        self.inner.retired.iter().map(|g| g.label.clone()).collect()
+    }
+
+    /// The prepared next CA, if a rollover is in progress: its label.
+    pub async fn next_ca(&self) -> Result<Option<String>, RequestError> {
+        Generations::read(self.inner.store.as_ref())
+            .await
+            .map(|g| g.next)
+            .map_err(|e| RequestError::Unavailable(e.to_string()))
+    }
+
+    /// GetNextCACert: the next CA certificate, its RA certificate(s) and the link certificate
+    /// (the next CA's key certified by the active CA), as a SignedData signed by the current
+    /// RA key; `None` when no rollover is in progress.
+    pub async fn next_ca_certs(&self) -> Result<Option<Vec<u8>>, RequestError> {
+        let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
+        let Some(label) = self.next_ca().await? else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let mut certs = Vec::new();
+        for kind in ["ca", "ra_sign", "ra_decrypt", "link"] {
+            if let Some(der) = store
+                .state(&cert_key(kind, &label))
+                .await
+                .map_err(unavailable)?
+            {
+                certs.push(der);
+            }
+        }
+        if certs.is_empty() {
+            return Err(RequestError::Unavailable(format!(
+                "the next CA `{label}` has no certificates recorded"
+            )));
+        }
+        let ra = self.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            crate::scep::next_ca_response(&certs, &ra.inner.ra_sign_cert, &ra.inner.key)
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        built
+            .map(Some)
+            .map_err(|e| RequestError::Unavailable(e.to_string()))
+    }
+}
