@@ -147,6 +147,22 @@ fn every_route_checks_every_role() {
             "{p} missing from openapi.json"
         );
     }
+    // ...and every documented operation has its roles in the matrix (a route missing there
+    // would refuse everyone).
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if path == "/openapi.json" {
+            continue;
+        }
+        for method in ops.as_object().unwrap().keys() {
+            let full = format!("/api/v1{path}");
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == full),
+                "{method} {full} is documented but has no roles in ROUTES"
+            );
+        }
+    }
 }
 
 #[test]

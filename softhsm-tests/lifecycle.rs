@@ -693,3 +693,122 @@ within_days = 30
         "{metrics}"
     );
 }
+
+/// Revoking a device revokes every valid certificate issued to it (device IDs come from
+/// one-time challenges bound to a device, or from registrations), with one new CRL.
+#[test]
+fn revoking_a_device_revokes_all_its_certificates() {
+    let s = ScepServer::start();
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let (mdm, _) = new_token(&s, "mdm", "mdm");
+    let mut serials = Vec::new();
+    for cn in ["ipad-7-wifi", "ipad-7-vpn"] {
+        let r = call(
+            &s,
+            "POST",
+            "/api/v1/challenges",
+            Some(&mdm),
+            Some(json!({"cn": cn, "device_id": "ipad-7"})),
+        );
+        assert_eq!(r.status(), 201);
+        let c: serde_json::Value = r.json().unwrap();
+        let (_, _, reply) = enroll_with(&s, "default", cn, c["challenge"].as_str().unwrap());
+        assert_eq!(reply.status, PkiStatus::Success);
+        serials.push(hex::encode(
+            X509::from_der(&reply.certs[0])
+                .unwrap()
+                .serial_number()
+                .to_bn()
+                .unwrap()
+                .to_vec(),
+        ));
+    }
+    let (_, _, other) = enroll_with(&s, "default", "someone-else", CHALLENGE);
+    assert_eq!(other.status, PkiStatus::Success);
+    let listed: serde_json::Value = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?device=ipad-7",
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(listed[0]["device_id"] == "ipad-7");
+    // Bad reason, wrong role, then the revocation.
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/devices/ipad-7/revoke",
+            Some(&officer),
+            Some(json!({"reason": "lost"}))
+        )
+        .status(),
+        400
+    );
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/devices/ipad-7/revoke",
+            Some(&mdm),
+            Some(json!({"reason": "keyCompromise"}))
+        )
+        .status(),
+        403
+    );
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/devices/ipad-7/revoke",
+        Some(&officer),
+        Some(json!({"reason": "keyCompromise"})),
+    );
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    let mut revoked: Vec<String> = v["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    revoked.sort();
+    serials.sort();
+    assert_eq!(revoked, serials);
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/devices/ipad-7/revoke",
+            Some(&officer),
+            Some(json!({"reason": "keyCompromise"}))
+        )
+        .status(),
+        404,
+        "nothing valid is left"
+    );
+    let crl = s
+        .http
+        .get(format!("{}/crl/sigil-ca.crl", s.base))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let crl = openssl::x509::X509Crl::from_der(&crl).unwrap();
+    let listed: Vec<String> = crl
+        .get_revoked()
+        .unwrap()
+        .iter()
+        .map(|x| hex::encode(x.serial_number().to_bn().unwrap().to_vec()))
+        .collect();
+    for s in &serials {
+        assert!(listed.contains(s));
+    }
+    assert_eq!(
+        listed.len(),
+        2,
+        "the other device's certificate is untouched"
+    );
+}

@@ -322,6 +322,29 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     let (out, _) = scepclient("second", payload["challenge"].as_str().unwrap());
     assert!(!out.status.success());
 
+    // Revoking the registration revokes its credential; OCSP agrees at once.
+    assert_eq!(
+        post(
+            &s,
+            &format!("/api/v1/registrations/{id}/revoke"),
+            &alice,
+            json!({"reason": "keyCompromise"})
+        )
+        .0,
+        403
+    );
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id}/revoke"),
+        &oscar,
+        json!({"reason": "affiliationChanged"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["revoked"], json!([serial.clone()]));
+    let (_, c) = get(&s, &format!("/api/v1/certificates/{serial}"), &olivia);
+    assert_eq!(c["status"], "revoked");
+    assert_eq!(c["device_id"], iphone);
+
     // Alice sees only her own registrations; Olivia sees them all.
     let (_, mine) = get(&s, "/api/v1/registrations", &alice);
     assert!(mine.as_array().unwrap().iter().all(|r| r["email"] == ALICE));
@@ -360,6 +383,8 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
         ("scep_payload_collected", token_of("intune-connector")),
         ("issued", "ra".to_string()),
         ("registration_issued", "ra".to_string()),
+        ("registration_revoked", token_of("oscar@agency.gov")),
+        ("revoked", token_of("oscar@agency.gov")),
     ] {
         assert!(
             steps.contains(&(action.to_string(), actor.clone())),

@@ -144,6 +144,9 @@ enum CertCommand {
         /// Only subjects containing this text.
         #[arg(long)]
         subject: Option<String>,
+        /// Only certificates issued to this device (its MDM ID).
+        #[arg(long)]
+        device: Option<String>,
         /// At most this many (0: all).
         #[arg(long, default_value_t = 0)]
         limit: usize,
@@ -385,6 +388,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             status,
             expiring,
             subject,
+            device,
             limit,
         } => {
             let filter = CertFilter {
@@ -398,6 +402,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 }),
                 expiring_within_secs: expiring.as_deref().map(parse_span).transpose()?,
                 subject_contains: subject,
+                device_id: device,
                 limit,
             };
             with_store(config, false, |store| async move {

@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
         "/api/v1/certificates/{serial}/revoke",
         &[Role::Officer],
     ),
+    ("POST", "/api/v1/devices/{id}/revoke", &[Role::Officer]),
     ("GET", "/api/v1/approvals", &[Role::Officer, Role::Admin]),
     ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
     ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
@@ -86,6 +87,11 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     (
         "POST",
         "/api/v1/registrations/{id}/reject",
+        &[Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/revoke",
         &[Role::Officer],
     ),
     (
@@ -540,6 +546,7 @@ struct CertQuery {
     status: Option<String>,
     expiring_within: Option<String>,
     subject: Option<String>,
+    device: Option<String>,
     limit: Option<usize>,
 }
 
@@ -550,6 +557,9 @@ fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
         "profile": c.profile,
         "status": if c.status == CertStatus::Valid { "valid" } else { "revoked" },
         "transaction_id": c.transaction_id,
+        "device_id": c.device_id,
+        "revoked_at": c.revoked_at.map(rfc3339),
+        "revocation_reason": c.revocation_reason,
     });
     if with_pem {
         v["pem"] = json!(crate::pki::to_pem(&c.der));
@@ -605,6 +615,7 @@ async fn list_certificates(req: HttpRequest, state: web::Data<AppState>) -> Http
         status,
         expiring_within_secs: expiring,
         subject_contains: q.subject.clone(),
+        device_id: q.device.clone(),
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
     let Some(ra) = state.ra.as_ref() else {
@@ -648,19 +659,12 @@ struct Revocation {
     reason: String,
 }
 
-async fn revoke_certificate(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    serial: web::Path<String>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let caller = guard!(req, state, "POST", "/api/v1/certificates/{serial}/revoke");
-    let r: Revocation = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
-    };
-    let Some(reason) = crate::pki::parse_revocation_reason(&r.reason) else {
-        return error(
+/// The RFC 5280 reason code of a `{"reason": …}` body.
+pub(super) fn revocation_reason(body: &[u8]) -> Result<i32, HttpResponse> {
+    let r: Revocation = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    crate::pki::parse_revocation_reason(&r.reason).ok_or_else(|| {
+        error(
             StatusCode::BAD_REQUEST,
             "bad_reason",
             format!(
@@ -671,7 +675,46 @@ async fn revoke_certificate(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        );
+        )
+    })
+}
+
+async fn revoke_device(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    device: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/devices/{id}/revoke");
+    let reason = match revocation_reason(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.revoke_device(&device, reason, &caller.actor()).await {
+        Ok(serials) if serials.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no valid certificate was issued to this device",
+        ),
+        Ok(serials) => HttpResponse::Ok()
+            .json(json!({"device_id": *device, "revoked": serials, "reason": reason})),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn revoke_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/certificates/{serial}/revoke");
+    let reason = match revocation_reason(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
@@ -897,6 +940,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/certificates/{serial}/revoke",
                 web::post().to(revoke_certificate),
             )
+            .route("/devices/{id}/revoke", web::post().to(revoke_device))
             .route("/approvals", web::get().to(list_approvals))
             .route("/approvals/{id}/approve", web::post().to(approve))
             .route("/approvals/{id}/reject", web::post().to(reject))

@@ -245,6 +245,24 @@ async fn scep_payload(
     }
 }
 
+async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations/{id}/revoke");
+    let reason = match super::api::revocation_reason(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match ra.revoke_registration(&caller, &id, reason).await {
+        Ok(serials) => HttpResponse::Ok()
+            .json(json!({"registration": *id, "revoked": serials, "reason": reason})),
+        Err(e) => registration_error(e),
+    }
+}
+
 async fn credentials(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (_, ra) = enter!(req, state, "GET", "/api/v1/credentials");
     HttpResponse::Ok().json(ra.credential_list())
@@ -260,6 +278,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/registrations/{id}/request", web::post().to(request))
         .route("/registrations/{id}/approve", web::post().to(approve))
         .route("/registrations/{id}/reject", web::post().to(reject))
+        .route("/registrations/{id}/revoke", web::post().to(revoke))
         .route(
             "/registrations/{id}/scep-payload",
             web::get().to(scep_payload),

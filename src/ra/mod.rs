@@ -415,6 +415,59 @@ impl Ra {
         Ok(true)
     }
 
+    /// Revoke every valid certificate issued to a device (a lost or retired device), then
+    /// publish one new CRL. Returns the serials revoked.
+    pub async fn revoke_device(
+        &self,
+        device_id: &str,
+        reason: i32,
+        actor: &str,
+    ) -> Result<Vec<String>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let certs = self
+            .inner
+            .store
+            .certificates(&crate::store::CertFilter {
+                device_id: Some(device_id.to_string()),
+                status: Some(crate::store::CertStatus::Valid),
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        self.revoke_serials(certs.into_iter().map(|c| c.serial).collect(), reason, actor)
+            .await
+    }
+
+    /// Revoke these serials (those still valid) and publish one new CRL; returns those
+    /// revoked now.
+    pub(crate) async fn revoke_serials(
+        &self,
+        serials: Vec<String>,
+        reason: i32,
+        actor: &str,
+    ) -> Result<Vec<String>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let mut done = Vec::new();
+        for serial in serials {
+            if self
+                .inner
+                .store
+                .revoke_certificate(&serial, reason, actor)
+                .await
+                .map_err(unavailable)?
+            {
+                tracing::info!(%serial, reason, actor, "revoked");
+                done.push(serial);
+            }
+        }
+        if !done.is_empty() {
+            if let Err(e) = self.refresh_crl().await {
+                tracing::warn!(error = %e, "revoked, but the new CRL could not be published yet");
+            }
+        }
+        Ok(done)
+    }
+
     /// An officer rejects a PENDING enrollment; the device gets FAILURE with `reason`.
     pub async fn reject(
         &self,

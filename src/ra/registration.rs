@@ -558,6 +558,54 @@ impl Ra {
         })
     }
 
+    /// Revoke an issued registration's credential: its certificate and every other valid
+    /// certificate of its device. Returns the serials revoked.
+    pub async fn revoke_registration(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: i32,
+    ) -> Result<Vec<String>, RegistrationError> {
+        if caller.role != Role::Officer {
+            return Err(RegistrationError::Forbidden(
+                "only an officer revokes credentials".into(),
+            ));
+        }
+        let r = self.registration(caller, id).await?;
+        Self::expect(&r, RegistrationState::Issued)?;
+        let mut serials: Vec<String> = r.serial.iter().cloned().collect();
+        if let Some(device) = &r.device_id {
+            let more = self
+                .inner
+                .store
+                .certificates(&crate::store::CertFilter {
+                    device_id: Some(device.clone()),
+                    status: Some(crate::store::CertStatus::Valid),
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?;
+            serials.extend(more.into_iter().map(|c| c.serial));
+        }
+        serials.sort();
+        serials.dedup();
+        let done = self
+            .revoke_serials(serials, reason, &caller.actor())
+            .await
+            .map_err(|e| RegistrationError::Unavailable(e.to_string()))?;
+        self.inner
+            .store
+            .audit(
+                &caller.actor(),
+                "registration_revoked",
+                &r.id,
+                &json!({"reason": reason, "serials": done, "by": caller.name}),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(done)
+    }
+
     /// Expire registrations and PENDING enrollments that waited too long (see
     /// [`crate::store::Store::expire`]); each approval profile's `approval_expires` applies.
     pub async fn expire(&self) -> Result<(usize, usize), StoreError> {

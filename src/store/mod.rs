@@ -295,6 +295,8 @@ pub struct CertFilter {
     pub expiring_within_secs: Option<i64>,
     /// Only subjects containing this text.
     pub subject_contains: Option<String>,
+    /// Only certificates issued to this device.
+    pub device_id: Option<String>,
     /// At most this many (newest first); 0: no limit.
     pub limit: usize,
 }

@@ -529,6 +529,10 @@ impl Store for PostgresStore {
                 args.len()
             ));
         }
+        if let Some(d) = &filter.device_id {
+            args.push(Box::new(d.clone()));
+            sql.push_str(&format!(" AND device_id = ${}", args.len()));
+        }
         sql.push_str(" ORDER BY created_at DESC, serial");
         if filter.limit > 0 {
             sql.push_str(&format!(" LIMIT {}", filter.limit));

@@ -458,6 +458,10 @@ impl Store for SqliteStore {
                 args.push(format!("%{s}%").into());
                 sql.push_str(&format!(" AND subject LIKE ?{}", args.len()));
             }
+            if let Some(d) = &f.device_id {
+                args.push(d.clone().into());
+                sql.push_str(&format!(" AND device_id = ?{}", args.len()));
+            }
             sql.push_str(" ORDER BY created_at DESC, serial");
             if f.limit > 0 {
                 sql.push_str(&format!(" LIMIT {}", f.limit));
