@@ -214,6 +214,32 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
         pem(&dir, "next-ra.pem", next_ra).to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
+    // A real client: PyScep asks for GetCACaps, GetCACert and GetNextCACert, checks the
+    // answer's signature with the RA certificate it just got, and returns the new CA.
+    let out = Command::new("bash")
+        .arg(crate::common::root().join("softhsm-tests/pyscep.sh"))
+        .arg(format!("{}/scep", s.base))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyScep failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(py["rollover_supported"], true, "{py}");
+    let got: Vec<Vec<u8>> = py["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| hex::decode(c["der"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(
+        got.contains(&next_ca),
+        "PyScep did not get the next CA: {py}"
+    );
+    assert!(got.contains(next_ra), "{py}");
+
     // Until activation, issuance stays with the old CA.
     let (_, _, c) = enroll_with(&s, "default", "still-old", CHALLENGE);
     assert_eq!(

@@ -176,20 +176,23 @@ impl CertRep<'_> {
     }
 }
 
-/// The GetNextCACert answer (RFC 8894 §4.7): a SignedData, signed by the current RA key,
-/// whose content is a certs-only SignedData holding the next CA's certificates.
+/// The GetNextCACert answer (RFC 8894 §4.7): a SignedData signed by the current RA key. The
+/// next CA's certificates are in its certificate set (where jscep, PyScep and EJBCA's clients
+/// read them, next to the signer's) and, as a certs-only SignedData, in its content.
 pub fn next_ca_response(
     next_certs: &[Vec<u8>],
     ra_cert: &[u8],
     key: &dyn RaKey,
 ) -> Result<Vec<u8>, ScepError> {
     let inner = degenerate(next_certs, &[])?;
+    let mut certs = vec![ra_cert.to_vec()];
+    certs.extend(next_certs.iter().cloned());
     signed_message(
         inner,
         Vec::new(),
         DigestAlg::Sha256,
         oid::RSA_ENCRYPTION,
-        &[ra_cert.to_vec()],
+        &certs,
         &|data| key.sign(DigestAlg::Sha256, data),
     )
 }
