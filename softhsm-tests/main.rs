@@ -8,6 +8,7 @@ mod bad_config;
 mod ceremony;
 mod directory;
 mod fake_mdm;
+mod gateway;
 mod hsm_ops;
 mod lifecycle;
 mod multinode;

@@ -17,7 +17,7 @@ use crate::common::{free_port, ok, TokenDir};
 
 const CHALLENGE: &str = "multi-node-secret";
 
-fn pg_lock() -> MutexGuard<'static, ()> {
+pub(crate) fn pg_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -30,7 +30,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A schema of its own in the run's test database.
-fn pg_schema_url() -> String {
+pub(crate) fn pg_schema_url() -> String {
     let base = std::env::var("SIGIL_TEST_DATABASE_URL").expect(
         "SIGIL_TEST_DATABASE_URL is not set: run softhsm-tests/run.sh (it starts PostgreSQL 15)",
     );

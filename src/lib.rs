@@ -8,6 +8,7 @@
 
 pub mod ceremony;
 pub mod config;
+pub mod gateway;
 pub mod hsm;
 pub mod http;
 pub mod pki;

@@ -16,8 +16,10 @@ use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, KeyUsage};
 use crate::pki::{self, KeyUsagePurpose, PkiError, TokenKey};
 
 mod rollover;
+mod transport;
 
 pub use rollover::{rollover, Rollover, RolloverOptions};
+pub use transport::{transport_certificates, TransportFiles};
 
 /// Errors of the ceremony.
 #[derive(Debug, thiserror::Error)]

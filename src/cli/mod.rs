@@ -39,6 +39,25 @@ struct Cli {
 enum Command {
     /// Run the server (SCEP, health, readiness and metrics) until SIGTERM.
     Serve,
+    /// Run the SCEP gateway (`[gateway]` section): the public front that forwards SCEP, CRL
+    /// and OCSP to `sigil serve` nodes over mutual TLS and holds no key, PIN or database URL.
+    Gateway,
+    /// Issue the gateway's TLS client certificate and the core's TLS server certificate from
+    /// the CA on the token, with their keys, into a directory.
+    GatewayCert {
+        /// Where to write core.pem, core.key, gateway.pem, gateway.key and ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// A name gateways use to reach the core: DNS name or IP address (repeatable).
+        #[arg(long = "core-name", required = true)]
+        core_names: Vec<String>,
+        /// The gateway certificate's common name (list it in `server.gateway_names`).
+        #[arg(long, default_value = "sigil-gateway")]
+        gateway_name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
     /// Key ceremony: create the CA and RA keys in the token and their certificates.
     Init(InitArgs),
     /// CA certificate operations.
@@ -272,6 +291,21 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Gateway = cli.command {
+        // The gateway reads only its own section: its host has no HSM or database settings.
+        let g = sigil::gateway::GatewayConfig::load(cli.config.as_deref(), std::env::vars())?;
+        telemetry::init_logging(
+            if cli.log_format.as_deref() == Some("json") {
+                LogFormat::Json
+            } else {
+                LogFormat::Human
+            },
+            cli.log_level.as_deref().unwrap_or("info"),
+        );
+        return actix_web::rt::System::new()
+            .block_on(sigil::gateway::run(g))
+            .context("gateway");
+    }
     let config = Config::load(cli.config.as_deref())?;
     let format = match cli.log_format.as_deref() {
         Some("json") => LogFormat::Json,
@@ -284,6 +318,13 @@ fn run(cli: Cli) -> Result<()> {
     );
     match cli.command {
         Command::Serve => serve(config),
+        Command::Gateway => Ok(()),
+        Command::GatewayCert {
+            out,
+            core_names,
+            gateway_name,
+            days,
+        } => rollover::gateway_cert(&config, &out, &core_names, &gateway_name, days),
         Command::Init(args) => init(&config, args),
         Command::Ca(CaCommand::Import { cert, chain, ra }) => import(&config, cert, chain, ra),
         Command::Ca(CaCommand::Show) => show(&config),
@@ -749,7 +790,9 @@ fn serve(config: Config) -> Result<()> {
             config.server.background_interval_secs.max(1),
         )));
         let (ca_uri, ca_alg) = ra.ca_key();
-        let state = sigil::http::AppState::new(hsm, ca_uri, ca_alg).with_ra(ra);
+        let state = sigil::http::AppState::new(hsm, ca_uri, ca_alg)
+            .with_ra(ra)
+            .with_gateways(config.server.gateway_names.clone());
         sigil::http::serve(&config, state).await.with_context(|| {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
         })

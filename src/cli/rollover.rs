@@ -1,6 +1,7 @@
 //! `sigil ca rollover` and `sigil ca activate`: prepare the next CA generation on the token and
 //! offer it through GetNextCACert, then switch issuance to it. The old generation stays
 //! retired: its CRL and OCSP answers are still served and its certificates still renew.
+//! Also `sigil gateway-cert`, which issues from whichever CA is active.
 
 use anyhow::{Context, Result};
 use sigil::ceremony::{self, RolloverOptions};
@@ -140,4 +141,54 @@ pub fn activate(config: &Config) -> Result<()> {
         println!("Restart every `sigil serve` to issue from {next}.");
         Ok(())
     })
+}
+
+/// `sigil gateway-cert`.
+pub fn gateway_cert(
+    config: &Config,
+    out: &std::path::Path,
+    core_names: &[String],
+    gateway_name: &str,
+    days: u32,
+) -> Result<()> {
+    let hsm = open_hsm(config)?;
+    let base = config.hsm.ca_key_uri()?.label()?.to_owned();
+    let token = hsm.clone();
+    let (out, names, gw) = (out.to_owned(), core_names.to_vec(), gateway_name.to_owned());
+    with_store(config, false, move |store| async move {
+        let active = Generations::read(store.as_ref())
+            .await?
+            .active_or(&base)
+            .to_owned();
+        let files = tokio::task::spawn_blocking(move || {
+            ceremony::transport_certificates(&token, &active, &out, &names, &gw, days)
+        })
+        .await??;
+        println!(
+            "core (sigil serve):  {} {}",
+            files.core.0.display(),
+            files.core.1.display()
+        );
+        println!(
+            "gateway:             {} {}",
+            files.gateway.0.display(),
+            files.gateway.1.display()
+        );
+        println!("CA both trust:       {}", files.ca.display());
+        println!();
+        println!(
+            "[server]   tls_cert = \"{}\"  tls_key = \"{}\"  gateway_names = [\"{gateway_name}\"]",
+            files.core.0.display(),
+            files.core.1.display()
+        );
+        println!(
+            "[gateway]  client_cert = \"{}\"  client_key = \"{}\"  upstream_ca = \"{}\"",
+            files.gateway.0.display(),
+            files.gateway.1.display(),
+            files.ca.display()
+        );
+        Ok(())
+    })?;
+    hsm.close();
+    Ok(())
 }

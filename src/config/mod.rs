@@ -79,6 +79,10 @@ pub struct Config {
     pub directories: std::collections::BTreeMap<String, DirectoryConfig>,
     /// `[credentials.NAME]`: credential profiles of the registration flow.
     pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
+    /// `[gateway]`: read and checked by `sigil gateway` only (see `crate::gateway::config`),
+    /// so one file may serve both processes in a small installation.
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    pub gateway: toml::Table,
 }
 
 /// `[database]`.
@@ -208,6 +212,7 @@ impl Default for Config {
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
+            gateway: Default::default(),
         }
     }
 }
@@ -229,6 +234,18 @@ pub struct ServerConfig {
     /// The URL devices reach this server at (`https://scep.agency.gov`), put into SCEP
     /// payloads; empty: taken from the request's `Host`.
     pub public_url: String,
+    /// TLS: the server certificate chain (PEM); empty: plain HTTP.
+    pub tls_cert: String,
+    /// TLS: the server key (PEM file, mode 600).
+    pub tls_key: String,
+    /// TLS: CA certificate(s) (PEM) that client certificates must chain to; empty: the CA in
+    /// `<data_dir>/ca.pem`. Clients without a certificate are still accepted (the API uses
+    /// tokens); a certificate that does not verify fails the handshake.
+    pub client_ca: String,
+    /// Common names of gateway client certificates allowed to forward SCEP. When set, SCEP is
+    /// answered only to TLS clients presenting one of them (`sigil gateway`); CRL, OCSP and the
+    /// API stay open as before.
+    pub gateway_names: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -240,6 +257,10 @@ impl Default for ServerConfig {
             workers: 0,
             background_interval_secs: 300,
             public_url: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            client_ca: String::new(),
+            gateway_names: Vec::new(),
         }
     }
 }
@@ -443,7 +464,10 @@ impl Config {
             let Some(rest) = name.strip_prefix("SIGIL_") else {
                 continue;
             };
-            if NOT_SETTINGS.contains(&name.as_str()) || name.starts_with("SIGIL_TEST_") {
+            if NOT_SETTINGS.contains(&name.as_str())
+                || name.starts_with("SIGIL_TEST_")
+                || name.starts_with("SIGIL_GATEWAY_")
+            {
                 continue;
             }
             let Some((section, key)) = SECTIONS.iter().find_map(|s| {
@@ -589,6 +613,18 @@ impl Config {
             return Err(invalid(
                 "ocsp",
                 "ocsp.validity_minutes must be between 1 and 10080 (a week)",
+            ));
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(invalid(
+                "server",
+                "set both server.tls_cert and server.tls_key, or neither",
+            ));
+        }
+        if !self.server.gateway_names.is_empty() && self.server.tls_cert.is_empty() {
+            return Err(invalid(
+                "server",
+                "server.gateway_names needs TLS (server.tls_cert, server.tls_key): gateways are told apart by their client certificates",
             ));
         }
         let w = &self.notify.webhook_url;

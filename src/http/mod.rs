@@ -31,6 +31,15 @@ pub struct AppState {
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     ra: Option<Ra>,
     limiter: api::AuthLimiter,
+    /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
+    gateway_names: Vec<String>,
+}
+
+/// The verified TLS client certificate of a connection, when it presented one.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate {
+    /// Subject common name.
+    pub common_name: String,
 }
 
 impl AppState {
@@ -43,7 +52,14 @@ impl AppState {
             ready: Mutex::new(None),
             ra: None,
             limiter: api::AuthLimiter::default(),
+            gateway_names: Vec::new(),
         }
+    }
+
+    /// Answer SCEP only to TLS clients whose certificate has one of these common names.
+    pub fn with_gateways(mut self, names: Vec<String>) -> Self {
+        self.gateway_names = names;
+        self
     }
 
     /// Serve SCEP with this RA.
@@ -108,6 +124,65 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(api::routes);
 }
 
+/// Requests received, for operators and for tests that check a gateway kept traffic away.
+fn count_request() {
+    use std::sync::OnceLock;
+    static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+    C.get_or_init(|| {
+        let c = prometheus::IntCounter::new(
+            "sigil_http_requests_total",
+            "HTTP requests received by this node",
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let _ = crate::telemetry::registry().register(Box::new(c.clone()));
+        c
+    })
+    .inc();
+}
+
+/// The TLS acceptor of `[server] tls_*`: the server chain and key, and client certificates
+/// requested (not required) and verified against `client_ca`.
+fn tls_acceptor(config: &Config) -> std::io::Result<openssl::ssl::SslAcceptorBuilder> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+    let io = |what: &str, e: openssl::error::ErrorStack| {
+        std::io::Error::other(format!("TLS {what}: {e}"))
+    };
+    let s = &config.server;
+    let mut b =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| io("setup", e))?;
+    b.set_certificate_chain_file(&s.tls_cert)
+        .map_err(|e| io(&format!("certificate `{}`", s.tls_cert), e))?;
+    b.set_private_key_file(&s.tls_key, SslFiletype::PEM)
+        .map_err(|e| io(&format!("key `{}`", s.tls_key), e))?;
+    b.check_private_key()
+        .map_err(|e| io("key and certificate", e))?;
+    let ca = if s.client_ca.is_empty() {
+        s.data_dir.join("ca.pem")
+    } else {
+        std::path::PathBuf::from(&s.client_ca)
+    };
+    b.set_ca_file(&ca)
+        .map_err(|e| io(&format!("client CA `{}`", ca.display()), e))?;
+    b.set_verify(SslVerifyMode::PEER);
+    Ok(b)
+}
+
+/// Remember the verified client certificate of a TLS connection for the handlers.
+fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = conn.downcast_ref::<Tls>() {
+        if let Some(cert) = tls.ssl().peer_certificate() {
+            let cn = cert
+                .subject_name()
+                .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                .next()
+                .and_then(|e| String::from_utf8(e.data().as_slice().to_vec()).ok())
+                .unwrap_or_default();
+            ext.insert(PeerCertificate { common_name: cn });
+        }
+    }
+}
+
 /// Serve until SIGTERM / SIGINT.
 pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
     let state = web::Data::new(state);
@@ -121,14 +196,27 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
                 actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                     .log_target("sigil::http"),
             )
+            .wrap_fn(|req, srv| {
+                count_request();
+                actix_web::dev::Service::call(srv, req)
+            })
             .configure(routes)
     })
-    .shutdown_timeout(config.server.shutdown_timeout_secs)
-    .bind(&config.server.listen)?;
+    .on_connect(on_connect)
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    server = if config.server.tls_cert.is_empty() {
+        server.bind(&config.server.listen)?
+    } else {
+        server.bind_openssl(&config.server.listen, tls_acceptor(config)?)?
+    };
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);
     }
-    tracing::info!(listen = %config.server.listen, "sigil serve is listening");
+    tracing::info!(
+        listen = %config.server.listen,
+        tls = !config.server.tls_cert.is_empty(),
+        "sigil serve is listening"
+    );
     let result = server.run().await;
     tracing::info!("shut down; closing token sessions");
     state.hsm.close();

@@ -5,6 +5,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
+use tracing::Instrument;
 
 use super::AppState;
 use crate::ra::RequestError;
@@ -111,7 +112,56 @@ async fn scep_profile(
     handle(req, Some(path.into_inner()), body, state).await
 }
 
+/// A request ID from the gateway (`X-Request-Id`), when it looks like one.
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
 async fn handle(
+    req: HttpRequest,
+    profile: Option<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    // SCEP only through a gateway, when so configured.
+    if !state.gateway_names.is_empty() {
+        let peer = req
+            .conn_data::<super::PeerCertificate>()
+            .map(|p| p.common_name.clone());
+        if !peer
+            .as_ref()
+            .is_some_and(|cn| state.gateway_names.contains(cn))
+        {
+            tracing::warn!(peer = ?peer, source = ?req.peer_addr(), "SCEP refused: not from a gateway");
+            return HttpResponse::Forbidden()
+                .content_type("text/plain; charset=utf-8")
+                .body("SCEP is answered here only through the gateway\n");
+        }
+    }
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id(&req),
+        forwarded_for = %req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    handle_scep(req, profile, body, state)
+        .instrument(span)
+        .await
+}
+
+async fn handle_scep(
     req: HttpRequest,
     profile: Option<String>,
     body: web::Bytes,

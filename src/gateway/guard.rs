@@ -1,0 +1,351 @@
+//! What the gateway refuses before anything reaches a core: routes and methods outside the
+//! public set, operations outside SCEP's, query strings and bodies over the limits, base64 that
+//! does not decode, messages that are not DER, and sources over their rate. Pure functions and
+//! a token bucket, so each rule is tested on its own.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use base64::Engine;
+
+/// The public routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/scep`, `/scep/{profile}`, `/cgi-bin/pkiclient.exe`, `/certsrv/mscep/mscep.dll`.
+    Scep,
+    /// `/crl/{name}.crl`.
+    Crl,
+    /// `/ocsp` (POST) and `/ocsp/{base64}` (GET).
+    Ocsp,
+    /// `/healthz`: the gateway's own.
+    Health,
+}
+
+/// Why a request is refused: an HTTP status and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// Why (sent to the client and logged).
+    pub reason: String,
+}
+
+fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Which public route a path and method are, or why not.
+pub fn route(method: &str, path: &str) -> Result<Route, Refusal> {
+    let get_post = matches!(method, "GET" | "POST");
+    let scep = matches!(
+        path,
+        "/scep" | "/cgi-bin/pkiclient.exe" | "/certsrv/mscep/mscep.dll"
+    ) || path
+        .strip_prefix("/scep/")
+        .is_some_and(|p| name_ok(p) && !p.contains('.'));
+    if scep {
+        return if get_post {
+            Ok(Route::Scep)
+        } else {
+            Err(refuse(
+                405,
+                format!("{method} is not a SCEP method (GET or POST)"),
+            ))
+        };
+    }
+    if let Some(file) = path.strip_prefix("/crl/") {
+        if !file.strip_suffix(".crl").is_some_and(name_ok) {
+            return Err(refuse(404, "no such CRL"));
+        }
+        return if method == "GET" {
+            Ok(Route::Crl)
+        } else {
+            Err(refuse(405, "CRLs are fetched with GET"))
+        };
+    }
+    if path == "/ocsp" {
+        return if method == "POST" {
+            Ok(Route::Ocsp)
+        } else {
+            Err(refuse(405, "OCSP at /ocsp is POST; GET is /ocsp/<base64>"))
+        };
+    }
+    if path.starts_with("/ocsp/") {
+        return if method == "GET" {
+            Ok(Route::Ocsp)
+        } else {
+            Err(refuse(405, "OCSP by GET only at /ocsp/<base64>"))
+        };
+    }
+    if path == "/healthz" && method == "GET" {
+        return Ok(Route::Health);
+    }
+    Err(refuse(
+        404,
+        "not a public route (SCEP, /crl/<ca>.crl, /ocsp)",
+    ))
+}
+
+/// The raw value of a query parameter, percent escapes decoded, `+` kept.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.eq_ignore_ascii_case(name) {
+            let mut out = Vec::with_capacity(v.len());
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() {
+                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            return Some(String::from_utf8_lossy(&out).into_owned());
+        }
+    }
+    None
+}
+
+/// Base64 as SCEP clients send it: whitespace ignored, URL-safe letters, padding optional.
+pub fn lenient_base64(text: &str) -> Option<Vec<u8>> {
+    let mut s: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while s.ends_with('=') {
+        s.pop();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.as_bytes())
+        .ok()
+}
+
+/// Is this one complete DER SEQUENCE (its length field matches the bytes)?
+pub fn is_der_sequence(b: &[u8]) -> bool {
+    if b.len() < 2 || b[0] != 0x30 {
+        return false;
+    }
+    let (len, head) = match b[1] {
+        n if n < 0x80 => (n as usize, 2),
+        0x81..=0x84 => {
+            let k = (b[1] & 0x7f) as usize;
+            if b.len() < 2 + k {
+                return false;
+            }
+            let mut l = 0usize;
+            for x in &b[2..2 + k] {
+                l = (l << 8) | *x as usize;
+            }
+            (l, 2 + k)
+        }
+        // Indefinite length (BER): accepted, the core reads it.
+        0x80 => return b.len() >= 4,
+        _ => return false,
+    };
+    head + len == b.len()
+}
+
+/// Check a SCEP request: the operation, and for PKIOperation the message (query or body).
+pub fn scep(method: &str, query: &str, body: &[u8]) -> Result<(), Refusal> {
+    let Some(op) = query_param(query, "operation") else {
+        return Err(refuse(400, "missing operation="));
+    };
+    match op.as_str() {
+        "GetCACaps" | "GetCACert" | "GetNextCACert" => {
+            if method != "GET" {
+                return Err(refuse(405, format!("{op} is a GET")));
+            }
+            Ok(())
+        }
+        "PKIOperation" => {
+            let message = if method == "POST" {
+                if body.is_empty() {
+                    return Err(refuse(400, "PKIOperation by POST needs a body"));
+                }
+                if body[0] == 0x30 {
+                    body.to_vec()
+                } else {
+                    std::str::from_utf8(body)
+                        .ok()
+                        .and_then(lenient_base64)
+                        .ok_or_else(|| refuse(400, "the body is neither DER nor base64"))?
+                }
+            } else {
+                let text = query_param(query, "message")
+                    .ok_or_else(|| refuse(400, "PKIOperation by GET needs message="))?;
+                lenient_base64(&text).ok_or_else(|| refuse(400, "message= is not base64"))?
+            };
+            if !is_der_sequence(&message) {
+                return Err(refuse(400, "the pkiMessage is not a DER SEQUENCE"));
+            }
+            Ok(())
+        }
+        other => Err(refuse(
+            400,
+            format!("`{other}` is not a SCEP operation (GetCACaps, GetCACert, GetNextCACert, PKIOperation)"),
+        )),
+    }
+}
+
+/// Check an OCSP request: a DER body (POST) or base64 in the path (GET).
+pub fn ocsp(method: &str, path: &str, body: &[u8]) -> Result<(), Refusal> {
+    let der = if method == "POST" {
+        body.to_vec()
+    } else {
+        let raw = path.trim_start_matches("/ocsp/");
+        let text = query_param(&format!("r={raw}"), "r").unwrap_or_default();
+        lenient_base64(&text).ok_or_else(|| refuse(400, "the OCSP request is not base64"))?
+    };
+    if der.len() > 16 * 1024 || !is_der_sequence(&der) {
+        return Err(refuse(
+            400,
+            "not an OCSP request (a DER SEQUENCE up to 16 KiB)",
+        ));
+    }
+    Ok(())
+}
+
+/// Sources tracked at most; beyond, idle ones are forgotten first.
+const MAX_SOURCES: usize = 100_000;
+
+/// A token bucket per source address (IPv6 by /64).
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `rate` tokens a second, at most `burst` saved.
+    pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        RateLimiter {
+            rate,
+            burst: f64::from(burst),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take a token for `ip`; `Err(seconds)` until one is there.
+    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+        let key = match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+            v4 => v4,
+        };
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_SOURCES && !map.contains_key(&key) {
+            let full = self.burst;
+            let rate = self.rate;
+            map.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < full);
+            if map.len() >= MAX_SOURCES {
+                map.clear();
+            }
+        }
+        let e = map.entry(key).or_insert((self.burst, now));
+        e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() * self.rate).min(self.burst);
+        e.1 = now;
+        if e.0 >= 1.0 {
+            e.0 -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - e.0) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_routes_and_methods_pass() {
+        assert_eq!(route("GET", "/scep"), Ok(Route::Scep));
+        assert_eq!(route("POST", "/scep/devices"), Ok(Route::Scep));
+        assert_eq!(route("GET", "/certsrv/mscep/mscep.dll"), Ok(Route::Scep));
+        assert_eq!(route("GET", "/cgi-bin/pkiclient.exe"), Ok(Route::Scep));
+        assert_eq!(route("GET", "/crl/sigil-ca.crl"), Ok(Route::Crl));
+        assert_eq!(route("POST", "/ocsp"), Ok(Route::Ocsp));
+        assert_eq!(route("GET", "/ocsp/MEUwQzBB"), Ok(Route::Ocsp));
+        assert_eq!(route("PUT", "/scep").unwrap_err().status, 405);
+        assert_eq!(route("DELETE", "/crl/x.crl").unwrap_err().status, 405);
+        for p in [
+            "/api/v1/tokens",
+            "/metrics",
+            "/certsrv/mscep_admin/",
+            "/crl/../etc/passwd",
+            "/scep/../api",
+            "/readyz",
+        ] {
+            assert_eq!(route("GET", p).unwrap_err().status, 404, "{p}");
+        }
+    }
+
+    #[test]
+    fn scep_operations_and_messages_are_checked() {
+        let der = [0x30, 0x03, 0x02, 0x01, 0x00];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        assert!(scep("GET", "operation=GetCACaps", b"").is_ok());
+        assert!(scep("POST", "operation=PKIOperation", &der).is_ok());
+        assert!(scep("POST", "operation=PKIOperation", b64.as_bytes()).is_ok());
+        assert!(scep("GET", &format!("operation=PKIOperation&message={b64}"), b"").is_ok());
+        for (m, q, body, status) in [
+            ("GET", "", &b""[..], 400),
+            ("GET", "operation=DeleteCA", b"", 400),
+            ("POST", "operation=GetCACert", b"", 405),
+            ("POST", "operation=PKIOperation", b"", 400),
+            ("POST", "operation=PKIOperation", b"%%% not base64 %%%", 400),
+            ("GET", "operation=PKIOperation&message=!!!", b"", 400),
+            ("GET", "operation=PKIOperation", b"", 400),
+            (
+                "POST",
+                "operation=PKIOperation",
+                &[0x30, 0x09, 0x01][..],
+                400,
+            ),
+        ] {
+            assert_eq!(scep(m, q, body).unwrap_err().status, status, "{m} {q}");
+        }
+    }
+
+    #[test]
+    fn buckets_refill_at_the_rate() {
+        let l = RateLimiter::new(1000.0, 2);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.take(ip).is_ok() && l.take(ip).is_ok());
+        assert!(l.take(ip).is_err());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(l.take(ip).is_ok(), "refilled");
+        let slow = RateLimiter::new(0.1, 1);
+        assert!(slow.take(ip).is_ok());
+        assert_eq!(slow.take(ip), Err(10));
+        assert!(
+            slow.take("192.0.2.2".parse().unwrap()).is_ok(),
+            "per source"
+        );
+    }
+}
