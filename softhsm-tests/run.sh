@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus python3-venv
 
 # PostgreSQL 15 and a throwaway database for this run (dropped at the end).
 # shellcheck source=softhsm-tests/postgres.sh
@@ -22,6 +22,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== the gateway build (no default features) links neither the hsm nor the store module"
+cargo clippy --no-default-features --bins --lib --quiet -- -D warnings
+deps="$(cargo tree --no-default-features -e normal --prefix none | sed 's/ .*//' | sort -u)"
+for d in cryptoki rusqlite tokio-postgres deadpool-postgres postgres-openssl rcgen; do
+  if grep -qx "$d" <<<"$deps"; then
+    echo "the gateway build links $d" >&2
+    exit 1
+  fi
+done
 echo "== cargo test"
 # Last, so the run ends with cargo's own summary.
 cargo test --no-fail-fast

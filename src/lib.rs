@@ -6,13 +6,21 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "core")]
 pub mod ceremony;
+#[cfg(feature = "core")]
 pub mod config;
 pub mod gateway;
+#[cfg(feature = "core")]
 pub mod hsm;
+#[cfg(feature = "core")]
 pub mod http;
+#[cfg(feature = "core")]
 pub mod pki;
+#[cfg(feature = "core")]
 pub mod ra;
+#[cfg(feature = "core")]
 pub mod scep;
+#[cfg(feature = "core")]
 pub mod store;
 pub mod telemetry;

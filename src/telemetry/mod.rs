@@ -48,6 +48,7 @@ pub fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// Count a SCEP answer by message type and status.
+#[cfg(feature = "core")]
 pub fn scep_outcome(message_type: crate::scep::MessageType, outcome: &crate::scep::Outcome) {
     use std::sync::OnceLock;
     static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
