@@ -772,4 +772,12 @@ mod example_tests {
         }
         assert!(n >= 6, "expected the six HSM examples, found {n}");
     }
+
+    /// The two-zone core example is a valid configuration.
+    #[test]
+    fn two_zone_core_example_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/two-zone/core.toml");
+        let c = Config::load_with_env(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.server.gateway_names.len(), 2);
+    }
 }

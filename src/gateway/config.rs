@@ -244,4 +244,11 @@ mod tests {
         assert!(e.to_string().contains("https://"), "{e}");
         assert!(GatewayConfig::load(None, env(&[])).is_err(), "no upstream");
     }
+
+    #[test]
+    fn the_two_zone_example_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/two-zone/gateway.toml");
+        let c = GatewayConfig::load(Some(&p), Vec::new()).unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+    }
 }
