@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "core")]
+pub mod bench;
+#[cfg(feature = "core")]
 pub mod ceremony;
 #[cfg(feature = "core")]
 pub mod config;

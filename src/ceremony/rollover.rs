@@ -129,9 +129,9 @@ pub fn rollover(
     let subject = pki::parse_dn(&subject_text)
         .map_err(|e| CeremonyError::Invalid(format!("--ca-subject: {e}")))?;
     if let KeySpec::Rsa(bits) = opts.ca_key {
-        if bits < 3072 {
+        if bits < 2048 {
             return Err(CeremonyError::Invalid(
-                "the CA key must be RSA 3072/4096 or ECDSA P-256/P-384".into(),
+                "the CA key must be RSA 2048/3072/4096 or ECDSA P-256/P-384".into(),
             ));
         }
     }

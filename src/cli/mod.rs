@@ -42,6 +42,9 @@ enum Command {
     /// Run the SCEP gateway (`[gateway]` section): the public front that forwards SCEP, CRL
     /// and OCSP to `sigil serve` nodes over mutual TLS and holds no key, PIN or database URL.
     Gateway,
+    /// Load generator: drive a SCEP URL (Sigil's or any other server's) and check every
+    /// answer; or, with `hsm`, measure the token's own floor.
+    Bench(BenchArgs),
     /// Issue the gateway's TLS client certificate and the core's TLS server certificate from
     /// the CA on the token, with their keys, into a directory.
     GatewayCert {
@@ -215,7 +218,7 @@ struct RaArgs {
 
 #[derive(Args, Debug)]
 struct InitArgs {
-    /// CA key type: rsa3072, rsa4096, p256 or p384. RSA is the default because some SCEP
+    /// CA key type: rsa2048, rsa3072, rsa4096, p256 or p384. RSA is the default because some SCEP
     /// clients (micromdm's scepclient among them) cannot encrypt to an EC certificate in
     /// GetCACert.
     #[arg(long, default_value = "rsa3072")]
@@ -232,6 +235,47 @@ struct InitArgs {
     csr: Option<PathBuf>,
     #[command(flatten)]
     ra: RaArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchCommand>,
+    /// SCEP URL to drive (`http://127.0.0.1:8080/scep`).
+    #[arg(long)]
+    url: Option<String>,
+    /// Challenge password the CSRs carry.
+    #[arg(long, default_value = "")]
+    challenge: String,
+    /// Parallel requests.
+    #[arg(long, short = 'c', default_value_t = 4)]
+    concurrency: usize,
+    /// Requests to send (built before the clock starts).
+    #[arg(long, short = 'n', default_value_t = 500)]
+    requests: usize,
+    /// Run this long instead of a fixed count (`30s`, `2m`).
+    #[arg(long)]
+    duration: Option<String>,
+    /// RSA key size of the simulated devices.
+    #[arg(long, default_value_t = 2048)]
+    key_bits: u32,
+    /// Distinct device keys (made before the clock starts).
+    #[arg(long, default_value_t = 32)]
+    keys: usize,
+    /// The server's PID: report its CPU time per enrollment and its peak memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The token's floor: RA decrypt, CA sign and RA sign per second, with 1 and 2 threads.
+    Hsm {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,7 +298,7 @@ enum CaCommand {
     /// certificates both ways, and RA certificates from the new CA. GetNextCACert offers it
     /// until `sigil ca activate`.
     Rollover {
-        /// Key type of the new CA: rsa3072, rsa4096, p256 or p384.
+        /// Key type of the new CA: rsa2048, rsa3072, rsa4096, p256 or p384.
         #[arg(long, default_value = "rsa3072")]
         ca_key: String,
         /// Validity of the new CA certificate, in days.
@@ -319,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => serve(config),
         Command::Gateway => Ok(()),
+        Command::Bench(args) => bench(&config, args),
         Command::GatewayCert {
             out,
             core_names,
@@ -673,7 +718,7 @@ fn init_options(ra: &RaArgs) -> InitOptions {
 fn init(config: &Config, args: InitArgs) -> Result<()> {
     let ca_key = KeySpec::parse(&args.ca_key).with_context(|| {
         format!(
-            "--ca-key `{}`: use rsa3072, rsa4096, p256 or p384",
+            "--ca-key `{}`: use rsa2048, rsa3072, rsa4096, p256 or p384",
             args.ca_key
         )
     })?;
@@ -797,4 +842,52 @@ fn serve(config: Config) -> Result<()> {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
         })
     })
+}
+
+fn bench(config: &Config, args: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Hsm { seconds }) = args.what {
+        let hsm = open_hsm(config)?;
+        let ca = config.hsm.ca_key_uri()?;
+        let ca_alg = sigil::pki::TokenKey::open(&hsm, &ca)?.sign_alg();
+        let report = sigil::bench::hsm::run(
+            &hsm,
+            &ca,
+            ca_alg,
+            &config.hsm.ra_key_uri()?,
+            &config.hsm.ra_decrypt_key_uri()?,
+            std::time::Duration::from_secs_f64(seconds.clamp(0.1, 60.0)),
+        )?;
+        println!("{}", serde_json::to_string(&report)?);
+        hsm.close();
+        return Ok(());
+    }
+    let url = args
+        .url
+        .context("--url is required (the SCEP URL to drive), or `sigil bench hsm`")?;
+    let duration = args
+        .duration
+        .as_deref()
+        .map(parse_span)
+        .transpose()?
+        .map(|s| std::time::Duration::from_secs(s.max(1) as u64));
+    let opts = sigil::bench::LoadOptions {
+        url,
+        challenge: args.challenge,
+        concurrency: args.concurrency.max(1),
+        requests: args.requests,
+        duration,
+        key_bits: args.key_bits,
+        key_pool: args.keys.max(1),
+        server_pid: args.server_pid,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    let report = rt
+        .block_on(sigil::bench::run(&opts))
+        .map_err(|e| anyhow::anyhow!("bench: {e}"))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }

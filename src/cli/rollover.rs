@@ -19,8 +19,9 @@ pub fn rollover(
     ca_subject: Option<String>,
     ra_days: u32,
 ) -> Result<()> {
-    let spec = KeySpec::parse(ca_key)
-        .with_context(|| format!("--ca-key `{ca_key}`: use rsa3072, rsa4096, p256 or p384"))?;
+    let spec = KeySpec::parse(ca_key).with_context(|| {
+        format!("--ca-key `{ca_key}`: use rsa2048, rsa3072, rsa4096, p256 or p384")
+    })?;
     let hsm = open_hsm(config)?;
     let base = config.hsm.ca_key_uri()?.label()?.to_owned();
     let token = hsm.clone();

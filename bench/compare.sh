@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Sigil and micromdm's scepserver under the same SCEP load, side by side, on loopback only:
+#   bench/compare.sh              # N=500 enrollments per run, concurrency 1 4 16 64
+#   N=1000 CONCURRENCY="16" bench/compare.sh
+# Starts Sigil on SoftHSM with SQLite, Sigil on SoftHSM with PostgreSQL, and
+# `scepserver` (Debian package scep) with an RSA-2048 CA; RSA-2048 keys everywhere. Each
+# concurrency level runs the targets interleaved (A B C, A B C, ...) with `sigil bench`, which
+# checks every answer. Prints one JSON line per run, then a table with the ratios
+# Sigil/micromdm, and `sigil bench hsm` (the token's floor). Sends traffic only to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N="${N:-500}"
+CONCURRENCY="${CONCURRENCY:-1 4 16 64}"
+CHALLENGE="bench-challenge"
+
+bash deploy/ensure-packages.sh softhsm2 opensc scep openssl libssl-dev pkg-config python3 >&2
+echo "== building sigil (release)" >&2
+cargo build --release --quiet --bin sigil
+sigil="$PWD/target/release/sigil"
+
+work="$PWD/target/compare"
+rm -rf "$work"
+mkdir -p "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
+  if declare -F pg_test_drop >/dev/null; then pg_test_drop; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
+
+# --- Sigil: one token, two stores (SQLite, PostgreSQL) ---------------------------------------
+bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
+export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
+hash="$(printf '%s' "$CHALLENGE" | sha256sum | cut -d' ' -f1)"
+cat > "$work/sigil.toml" <<TOML
+[hsm]
+token = "sigil"
+pin_file = "$work/hsm/user.pin"
+
+[profiles.default]
+challenge_sha256 = "$hash"
+key_types = ["rsa"]
+TOML
+export SIGIL_CONFIG="$work/sigil.toml"
+SIGIL_SERVER_DATA_DIR="$work/data-sqlite" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
+cp -r "$work/data-sqlite" "$work/data-pg"
+
+start_sigil() { # name data_dir [database_url]
+  local port; port="$(free_port)"
+  SIGIL_SERVER_DATA_DIR="$2" SIGIL_DATABASE_URL="${3:-}" SIGIL_SERVER_LISTEN="127.0.0.1:$port" \
+    SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/$1.log" &
+  wait_up "http://127.0.0.1:$port/healthz"
+  echo "$port $!"
+}
+read -r sqlite_port sqlite_pid < <(start_sigil sigil-sqlite "$work/data-sqlite")
+pids+=("$sqlite_pid")
+
+# shellcheck source=softhsm-tests/postgres.sh
+. softhsm-tests/postgres.sh >&2
+SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SERVER_DATA_DIR="$work/data-pg" "$sigil" db migrate >/dev/null
+read -r pg_port pg_pid < <(start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
+pids+=("$pg_pid")
+
+# --- micromdm scepserver, RSA-2048 CA ----------------------------------------------------------
+(cd "$work" && scepserver ca -init -depot "$work/depot" -keySize 2048 >/dev/null 2>&1)
+mm_port="$(free_port)"
+scepserver -depot "$work/depot" -port "$mm_port" -challenge "$CHALLENGE" 2>"$work/micromdm.log" &
+mm_pid=$!
+pids+=("$mm_pid")
+wait_up "http://127.0.0.1:$mm_port/scep?operation=GetCACaps"
+
+# --- the runs -----------------------------------------------------------------------------------
+results="$work/results.jsonl"
+: > "$results"
+for c in $CONCURRENCY; do
+  for target in "sigil-sqlite $sqlite_port $sqlite_pid" "micromdm $mm_port $mm_pid" "sigil-postgres $pg_port $pg_pid"; do
+    read -r name port pid <<<"$target"
+    line="$("$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
+      -c "$c" -n "$N" --server-pid "$pid")"
+    echo "{\"target\":\"$name\",\"result\":$line}" | tee -a "$results"
+  done
+done
+hsm_line="$("$sigil" --log-level error bench hsm --seconds 2)"
+echo "{\"target\":\"hsm-floor\",\"result\":$hsm_line}" | tee -a "$results"
+
+python3 - "$results" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+hsm = next(r["result"] for r in runs if r["target"] == "hsm-floor")
+rows = {}
+for r in runs:
+    if r["target"] == "hsm-floor":
+        continue
+    rows.setdefault(r["result"]["concurrency"], {})[r["target"]] = r["result"]
+print()
+print("| concurrency | target | ok/sent | failed | dup serials | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | peak RSS MB |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for c in sorted(rows):
+    for t in ("sigil-sqlite", "sigil-postgres", "micromdm"):
+        r = rows[c].get(t)
+        if not r:
+            continue
+        failed = sum(r["failed"].values())
+        cpu = r["server_cpu_ms_per_enrollment"]
+        rss = r["server_peak_rss_mb"]
+        print(f"| {c} | {t} | {r['ok']}/{r['requests']} | {failed} | {r['duplicate_serials']} | "
+              f"{r['enrollments_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+              f"{cpu:.2f} | {rss:.0f} |" if cpu is not None and rss is not None else
+              f"| {c} | {t} | {r['ok']}/{r['requests']} | {failed} | {r['duplicate_serials']} | "
+              f"{r['enrollments_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | - | - |")
+print()
+print("| concurrency | Sigil/micromdm enroll/s (SQLite) | PostgreSQL/SQLite | Sigil CPU / HSM floor | p99/p50 (SQLite) |")
+print("| ---: | ---: | ---: | ---: | ---: |")
+for c in sorted(rows):
+    s, m, p = rows[c].get("sigil-sqlite"), rows[c].get("micromdm"), rows[c].get("sigil-postgres")
+    ratio = s["enrollments_per_s"] / m["enrollments_per_s"] if s and m and m["enrollments_per_s"] else float("nan")
+    pg = p["enrollments_per_s"] / s["enrollments_per_s"] if s and p and s["enrollments_per_s"] else float("nan")
+    cpu = (s["server_cpu_ms_per_enrollment"] or float("nan")) / hsm["floor_ms_per_enrollment"] if s else float("nan")
+    tail = s["p99_ms"] / s["p50_ms"] if s and s["p50_ms"] else float("nan")
+    print(f"| {c} | {ratio:.2f} | {pg:.2f} | {cpu:.2f} | {tail:.2f} |")
+print()
+print(f"HSM floor (one thread): {hsm['floor_ms_per_enrollment']:.2f} ms per enrollment "
+      f"(RA decrypt {hsm['ra_decrypt_per_s']['threads_1']:.0f}/s, CA sign {hsm['ca_sign_per_s']['threads_1']:.0f}/s, "
+      f"RA sign {hsm['ra_sign_per_s']['threads_1']:.0f}/s); two threads allow "
+      f"{hsm['ceiling_enrollments_per_s_2_threads']:.0f} enrollments/s")
+PY
