@@ -69,6 +69,7 @@ impl Site {
 [server]
 tls_cert = "{tls}/core.pem"
 tls_key = "{tls}/core.key"
+client_ca = "{tls}/ca.pem"
 gateway_names = ["sigil-gateway"]
 
 [database]
@@ -292,7 +293,7 @@ fn scepclient_enrolls_through_the_gateway_and_the_core_admits_only_it() {
         gw.log(),
         core.log()
     );
-    crate::common::openssl_verify(&site.tls.join("ca.pem"), &dir.join("device.pem"));
+    crate::common::openssl_verify(&site.token.data().join("ca.pem"), &dir.join("device.pem"));
     // The core logged the gateway's request ID with the transaction.
     let id = gw
         .log()
@@ -343,6 +344,46 @@ fn scepclient_enrolls_through_the_gateway_and_the_core_admits_only_it() {
             .status(),
         200
     );
+    // A device certificate from the issuing CA, named like the gateway, does not pass for
+    // it: the core trusts only the transport CA for client certificates.
+    let imp = site.token.path().join("impostor");
+    std::fs::create_dir_all(&imp).unwrap();
+    let out = Command::new("scepclient")
+        .current_dir(&imp)
+        .args(["-server-url", &format!("{gw_url}/scep/legacy")])
+        .args(["-challenge", CHALLENGE, "-cn", "sigil-gateway"])
+        .args(["-ca-fingerprint", &hex::encode(openssl::sha::sha256(&ra))])
+        .args(["-private-key", "device.key", "-certificate", "device.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pk8 = imp.join("device.pk8");
+    let conv = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(imp.join("device.key"))
+        .arg("-out")
+        .arg(&pk8)
+        .output()
+        .unwrap();
+    assert!(conv.status.success());
+    let impostor = site.direct(Some((&imp.join("device.pem"), &pk8)));
+    match impostor
+        .get(format!(
+            "https://127.0.0.1:{core_port}/scep?operation=GetCACaps"
+        ))
+        .send()
+    {
+        Err(_) => {}
+        Ok(r) => assert_eq!(
+            r.status(),
+            403,
+            "a device certificate passed for the gateway"
+        ),
+    }
     // A gateway whose certificate is not from this CA (same name) is refused by the core's
     // TLS: the gateway answers 503 quickly, and nothing reaches the core's handlers.
     let (sc, sk) = stranger_identity(site.token.path());

@@ -343,7 +343,7 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     assert_eq!(v["revoked"], json!([serial.clone()]));
     let (_, c) = get(&s, &format!("/api/v1/certificates/{serial}"), &olivia);
     assert_eq!(c["status"], "revoked");
-    assert_eq!(c["device_id"], iphone);
+    assert_eq!(c["device_id"], format!("intune:{iphone}"));
 
     // Alice sees only her own registrations; Olivia sees them all.
     let (_, mine) = get(&s, "/api/v1/registrations", &alice);

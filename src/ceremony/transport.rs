@@ -1,9 +1,14 @@
-//! `sigil gateway-cert`: the two certificates of the gateway ↔ core link, issued by the CA on
-//! the token in one command: the core's TLS server certificate (names the gateways dial) and
-//! the gateway's TLS client certificate (its name is what `server.gateway_names` admits).
+//! `sigil gateway-cert`: the two certificates of the gateway ↔ core link in one command: the
+//! core's TLS server certificate (names the gateways dial) and the gateway's TLS client
+//! certificate (its name is what `server.gateway_names` admits).
 //!
-//! These are transport keys, not CA or RA keys: each lives as a PEM file (mode 600) on the
-//! host that uses it, the gateway's in its own zone.
+//! They come from a transport CA of their own (`<ca key>-transport`, a P-256 key made on the
+//! token the first time), not from the CA that issues device certificates: otherwise any
+//! enrolled device whose certificate carried the gateway's name could pass for the gateway, or
+//! for a core. A CA rollover does not touch it.
+//!
+//! The leaf keys are transport keys, not CA or RA keys: each lives as a PEM file (mode 600)
+//! on the host that uses it, the gateway's in its own zone.
 
 use std::path::{Path, PathBuf};
 
@@ -73,12 +78,40 @@ fn leaf(
     Ok(p)
 }
 
+/// The transport CA `label` on the token: made (P-256 key, self-signed, 10 years) the first
+/// time. Returns its certificate.
+fn transport_ca(hsm: &Hsm, label: &str, name: &str) -> Result<Vec<u8>, CeremonyError> {
+    if let Some(der) = hsm.certificate_blocking(label)? {
+        return Ok(der);
+    }
+    let uri = KeyUri::labelled(hsm.token(), label);
+    if !hsm.key_exists(&uri)? {
+        hsm.generate_blocking(
+            crate::hsm::KeySpec::EcP256,
+            label,
+            crate::hsm::KeyUsage {
+                sign: true,
+                decrypt: false,
+            },
+        )?;
+    }
+    let key = TokenKey::open(hsm, &uri)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("{name} transport CA"));
+    let mut params = pki::ca_params(dn, 3650)?;
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let der = pki::self_signed_ca(&key, &params)?;
+    hsm.store_certificate_blocking(label, &der)?;
+    Ok(der)
+}
+
 /// Issue the core's server certificate (for `core_names`: DNS names or IP addresses) and the
-/// gateway's client certificate (`gateway_name`) from the CA `ca_label`, and write them with
-/// their keys and the CA certificate into `dir`. Blocking.
+/// gateway's client certificate (`gateway_name`) from the transport CA `<base>-transport`
+/// (made on the token when missing), and write them with their keys and the transport CA
+/// certificate into `dir`. Blocking.
 pub fn transport_certificates(
     hsm: &Hsm,
-    ca_label: &str,
+    base: &str,
     dir: &Path,
     core_names: &[String],
     gateway_name: &str,
@@ -89,10 +122,13 @@ pub fn transport_certificates(
             "name the core at least once (--core-name host.example or an IP address)".into(),
         ));
     }
-    let ca_der = hsm.certificate_blocking(ca_label)?.ok_or_else(|| {
-        CeremonyError::Invalid(format!("no CA certificate `{ca_label}` on the token"))
-    })?;
-    let key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), ca_label))?;
+    let ca_label = format!("{base}-transport");
+    let issuing_name = hsm
+        .certificate_blocking(base)?
+        .and_then(|d| pki::common_name(&d))
+        .unwrap_or_else(|| "Sigil".into());
+    let ca_der = transport_ca(hsm, &ca_label, &issuing_name)?;
+    let key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), &ca_label))?;
     let (_, ca) = x509_parser::parse_x509_certificate(&ca_der)
         .map_err(|e| CeremonyError::Invalid(format!("CA certificate: {e}")))?;
     let ca_not_after = ca.validity().not_after.to_datetime();

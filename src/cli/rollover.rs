@@ -154,42 +154,34 @@ pub fn gateway_cert(
 ) -> Result<()> {
     let hsm = open_hsm(config)?;
     let base = config.hsm.ca_key_uri()?.label()?.to_owned();
-    let token = hsm.clone();
-    let (out, names, gw) = (out.to_owned(), core_names.to_vec(), gateway_name.to_owned());
-    with_store(config, false, move |store| async move {
-        let active = Generations::read(store.as_ref())
-            .await?
-            .active_or(&base)
-            .to_owned();
-        let files = tokio::task::spawn_blocking(move || {
-            ceremony::transport_certificates(&token, &active, &out, &names, &gw, days)
-        })
-        .await??;
-        println!(
-            "core (sigil serve):  {} {}",
-            files.core.0.display(),
-            files.core.1.display()
-        );
-        println!(
-            "gateway:             {} {}",
-            files.gateway.0.display(),
-            files.gateway.1.display()
-        );
-        println!("CA both trust:       {}", files.ca.display());
-        println!();
-        println!(
-            "[server]   tls_cert = \"{}\"  tls_key = \"{}\"  gateway_names = [\"{gateway_name}\"]",
-            files.core.0.display(),
-            files.core.1.display()
-        );
-        println!(
-            "[gateway]  client_cert = \"{}\"  client_key = \"{}\"  upstream_ca = \"{}\"",
-            files.gateway.0.display(),
-            files.gateway.1.display(),
-            files.ca.display()
-        );
-        Ok(())
-    })?;
+    let files = ceremony::transport_certificates(&hsm, &base, out, core_names, gateway_name, days)?;
+    println!(
+        "transport CA (on the token as `{base}-transport`): {}",
+        files.ca.display()
+    );
+    println!(
+        "core (sigil serve):  {} {}",
+        files.core.0.display(),
+        files.core.1.display()
+    );
+    println!(
+        "gateway:             {} {}",
+        files.gateway.0.display(),
+        files.gateway.1.display()
+    );
+    println!();
+    println!(
+        "[server]   tls_cert = \"{}\"  tls_key = \"{}\"  client_ca = \"{}\"  gateway_names = [\"{gateway_name}\"]",
+        files.core.0.display(),
+        files.core.1.display(),
+        files.ca.display()
+    );
+    println!(
+        "[gateway]  client_cert = \"{}\"  client_key = \"{}\"  upstream_ca = \"{}\"",
+        files.gateway.0.display(),
+        files.gateway.1.display(),
+        files.ca.display()
+    );
     hsm.close();
     Ok(())
 }

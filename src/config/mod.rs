@@ -238,9 +238,10 @@ pub struct ServerConfig {
     pub tls_cert: String,
     /// TLS: the server key (PEM file, mode 600).
     pub tls_key: String,
-    /// TLS: CA certificate(s) (PEM) that client certificates must chain to; empty: the CA in
-    /// `<data_dir>/ca.pem`. Clients without a certificate are still accepted (the API uses
-    /// tokens); a certificate that does not verify fails the handshake.
+    /// TLS: CA certificate(s) (PEM) that client certificates must chain to: the transport CA
+    /// from `sigil gateway-cert` (required with `gateway_names`); empty: `<data_dir>/ca.pem`.
+    /// Clients without a certificate are still accepted (the API uses tokens); a certificate
+    /// that does not verify fails the handshake.
     pub client_ca: String,
     /// Common names of gateway client certificates allowed to forward SCEP. When set, SCEP is
     /// answered only to TLS clients presenting one of them (`sigil gateway`); CRL, OCSP and the
@@ -621,10 +622,12 @@ impl Config {
                 "set both server.tls_cert and server.tls_key, or neither",
             ));
         }
-        if !self.server.gateway_names.is_empty() && self.server.tls_cert.is_empty() {
+        if !self.server.gateway_names.is_empty()
+            && (self.server.tls_cert.is_empty() || self.server.client_ca.is_empty())
+        {
             return Err(invalid(
                 "server",
-                "server.gateway_names needs TLS (server.tls_cert, server.tls_key): gateways are told apart by their client certificates",
+                "server.gateway_names needs TLS (server.tls_cert, server.tls_key) and server.client_ca (the transport CA from `sigil gateway-cert`, not the CA that issues devices): gateways are told apart by their client certificates",
             ));
         }
         let w = &self.notify.webhook_url;

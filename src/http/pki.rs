@@ -74,6 +74,7 @@ async fn answer(ra: &Ra, body: &[u8]) -> HttpResponse {
         OcspOutcome::Cached => "cached",
         OcspOutcome::Malformed => "malformed",
         OcspOutcome::TryLater => "try_later",
+        OcspOutcome::Unauthorized => "unauthorized",
     });
     // OCSP errors are OCSP responses too (RFC 6960 §2.3): always 200.
     HttpResponse::Ok()

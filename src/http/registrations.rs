@@ -233,9 +233,20 @@ async fn scep_payload(
     id: web::Path<String>,
 ) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}/scep-payload");
+    // Without server.public_url, the Host header of this request (never X-Forwarded-*,
+    // which a caller could set to steer devices elsewhere).
     let base = {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = req
+            .headers()
+            .get(actix_web::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("{scheme}://{host}")
     };
     match ra.scep_payload(&caller, &id, &base).await {
         Ok(p) => HttpResponse::Ok()

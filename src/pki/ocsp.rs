@@ -176,9 +176,9 @@ pub fn parse_request(der: &[u8]) -> Result<OcspQuery, OcspError> {
     if req.tbs_request.request_list.is_empty() {
         return Err(OcspError::Malformed("no certificate asked about".into()));
     }
-    if req.tbs_request.request_list.len() > 100 {
+    if req.tbs_request.request_list.len() > 20 {
         return Err(OcspError::Malformed(
-            "more than 100 certificates in one request".into(),
+            "more than 20 certificates in one request".into(),
         ));
     }
     let nonce = req

@@ -29,8 +29,8 @@ pub(crate) struct CaGeneration {
     pub(crate) key: TokenKey,
     pub(crate) issuer: Issuer<'static, TokenKey>,
     pub(crate) hashes: IssuerHashes,
-    /// The last CRL made for it, when this node made one.
-    pub(crate) crl: Mutex<Option<Vec<u8>>>,
+    /// The last CRL made for it by this node, and when.
+    pub(crate) crl: Mutex<Option<(Vec<u8>, std::time::Instant)>>,
 }
 
 impl CaGeneration {
@@ -83,6 +83,9 @@ impl CaGeneration {
     }
 }
 
+/// How long a node reuses a retired CA's CRL it made.
+const RETIRED_CRL_REUSE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Revoked certificates of one issuer, as the CRL builder wants them.
 pub(crate) async fn revoked_by(
     store: &dyn crate::store::Store,
@@ -117,8 +120,10 @@ impl Ra {
             return Ok(None);
         };
         let g = &self.inner.retired[index];
-        if let Some(der) = g.crl.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            if super::crl_fresh(&der, super::CRL_HOURS * 3600 / 2) {
+        // Reused for a few minutes only: a revocation on another node reaches this CRL within
+        // that time (revocations on this node clear it at once).
+        if let Some((der, made)) = g.crl.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if made.elapsed() < RETIRED_CRL_REUSE && super::crl_fresh(&der, 3600) {
                 return Ok(Some(der));
             }
         }
@@ -146,7 +151,8 @@ impl Ra {
         .await
         .map_err(|e| RequestError::Unavailable(e.to_string()))?
         .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(der.clone());
+        *g.crl.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((der.clone(), std::time::Instant::now()));
         tracing::info!(ca = %g.label, crl_number = number, "CRL of a retired CA refreshed");
         Ok(Some(der))
     }

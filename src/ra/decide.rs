@@ -448,7 +448,20 @@ impl Ra {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        let outcome = self.issue(profile, tx, csr, one_time, "ra").await?;
+        // A renewal keeps the device the renewed certificate was issued to.
+        let renewed_device = match (&old_serial, renewing) {
+            (Some(serial), true) => self
+                .inner
+                .store
+                .certificate(serial)
+                .await
+                .map_err(store_err)?
+                .and_then(|c| c.device_id),
+            _ => None,
+        };
+        let outcome = self
+            .issue(profile, tx, csr, one_time, renewed_device, "ra")
+            .await?;
         if let (true, true, Some(old), Outcome::Success { .. }) = (
             renewing,
             profile.policy.revoke_superseded,
@@ -478,10 +491,14 @@ impl Ra {
         tx: TransactionRecord,
         csr: crate::pki::Csr,
         one_time: Option<OneTime>,
+        device: Option<String>,
         actor: &str,
     ) -> Result<Outcome, RequestError> {
         let identity = one_time.as_ref().and_then(|o| o.bindings.identity());
-        let device_id = one_time.as_ref().and_then(|o| o.bindings.device_id.clone());
+        let device_id = one_time
+            .as_ref()
+            .and_then(|o| o.bindings.device_id.clone())
+            .or(device);
         let one_time = one_time.map(|o| o.hash);
         for _ in 0..2 {
             let ra = self.clone();

@@ -371,7 +371,7 @@ impl Ra {
             .profile(Some(&tx.profile))
             .map_err(|e| ApprovalError::Refused(e.to_string()))?
             .clone();
-        match self.issue(&profile, tx, csr, None, actor).await {
+        match self.issue(&profile, tx, csr, None, None, actor).await {
             Ok(crate::scep::Outcome::Success { certs, .. }) => {
                 let serial = certs
                     .first()
@@ -407,6 +407,9 @@ impl Ra {
             return Ok(false);
         }
         tracing::info!(%serial, reason, actor, "revoked");
+        for g in &self.inner.retired {
+            *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         // The revocation is committed; a CRL that cannot be made now is made by the next
         // GetCRL or background round.
         if let Err(e) = self.refresh_crl().await {
@@ -461,6 +464,9 @@ impl Ra {
             }
         }
         if !done.is_empty() {
+            for g in &self.inner.retired {
+                *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
             if let Err(e) = self.refresh_crl().await {
                 tracing::warn!(error = %e, "revoked, but the new CRL could not be published yet");
             }

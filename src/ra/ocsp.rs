@@ -54,6 +54,8 @@ pub enum OcspOutcome {
     Malformed,
     /// The store or the token failed.
     TryLater,
+    /// None of the certificates asked about is this CA's.
+    Unauthorized,
 }
 
 impl Ra {
@@ -81,7 +83,13 @@ impl Ra {
                 retired.iter().position(|g| g.hashes.matches(id)).map(Some)
             }
         };
-        let signer_gen = query.cert_ids.iter().find_map(generation).unwrap_or(None);
+        // Nothing about this CA's certificates: no signature is spent (RFC 5019 §2.2.3).
+        let Some(signer_gen) = query.cert_ids.iter().find_map(generation) else {
+            return (
+                error_response(ResponseStatus::Unauthorized),
+                OcspOutcome::Unauthorized,
+            );
+        };
         let issuer_text = match signer_gen {
             None => self.inner.ca_issuer_text.as_str(),
             Some(i) => retired[i].issuer_text.as_str(),

@@ -97,8 +97,14 @@ fn valid_email(e: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && e.chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'))
+        // No characters that mean something in MDM query languages (RSQL, OData).
+        && e.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(
+                    c,
+                    '<' | '>' | '"' | '\'' | ',' | ';' | '\\' | '*' | '(' | ')' | '=' | '!' | '~'
+                )
+        })
         && e.matches('@').count() == 1
 }
 
@@ -509,7 +515,9 @@ impl Ra {
         let bindings = Bindings {
             cn: None,
             sans: r.sans.clone(),
-            device_id: Some(device_id.clone()),
+            // Device IDs are the MDM's: qualified by the directory, so two MDMs' numbering
+            // cannot meet on one certificate record.
+            device_id: Some(format!("{}:{device_id}", cred.directory)),
             subject: Some(subject.clone()),
             registration: Some(r.id.clone()),
         };
@@ -575,11 +583,15 @@ impl Ra {
         Self::expect(&r, RegistrationState::Issued)?;
         let mut serials: Vec<String> = r.serial.iter().cloned().collect();
         if let Some(device) = &r.device_id {
+            let directory = self
+                .credential(&r.credential)
+                .map(|c| c.directory.clone())
+                .unwrap_or_default();
             let more = self
                 .inner
                 .store
                 .certificates(&crate::store::CertFilter {
-                    device_id: Some(device.clone()),
+                    device_id: Some(format!("{directory}:{device}")),
                     status: Some(crate::store::CertStatus::Valid),
                     ..Default::default()
                 })
@@ -648,6 +660,8 @@ mod tests {
             "alice smith@agency.gov",
             "alice@agency.gov,x",
             "alice@.gov",
+            "*@agency.gov",
+            "a'b@agency.gov",
         ] {
             assert!(!valid_email(bad), "{bad}");
         }

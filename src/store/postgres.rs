@@ -387,6 +387,16 @@ impl Store for PostgresStore {
             _ => {}
         }
         if let Some(h) = challenge {
+            // Registration row before challenge row, the order every other writer of both
+            // takes, so two nodes cannot deadlock on them.
+            t.query_opt(
+                "SELECT id FROM registrations WHERE challenge_hash = $1 FOR UPDATE",
+                &[&h],
+            )
+            .await
+            .map_err(err)?;
+        }
+        if let Some(h) = challenge {
             consume(&t, h, &tx.profile, &tx.transaction_id).await?;
         }
         let at = now();
