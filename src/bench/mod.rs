@@ -71,6 +71,8 @@ pub struct LoadReport {
     pub duplicate_serials: usize,
     /// The server's CPU time (user + system) per checked enrollment, when its PID was given.
     pub server_cpu_ms_per_enrollment: Option<f64>,
+    /// The server's CPU time per request answered (checked or not), when its PID was given.
+    pub server_cpu_ms_per_request: Option<f64>,
     /// The server's peak resident memory (VmHWM), when its PID was given.
     pub server_peak_rss_mb: Option<f64>,
 }
@@ -431,6 +433,12 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
         }
         _ => None,
     };
+    let cpu_ms_request = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if !checked.is_empty() => {
+            Some((b.saturating_sub(a)) as f64 * 1000.0 / ticks / checked.len() as f64)
+        }
+        _ => None,
+    };
     Ok(LoadReport {
         url,
         concurrency: opts.concurrency,
@@ -444,6 +452,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
         p99_ms: percentile(&latencies, 0.99),
         duplicate_serials: duplicates,
         server_cpu_ms_per_enrollment: cpu_ms,
+        server_cpu_ms_per_request: cpu_ms_request,
         server_peak_rss_mb: opts.server_pid.and_then(peak_rss_mb),
     })
 }
