@@ -197,13 +197,12 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
         },
         _ => RequestedKey::Other,
     };
-    let spki = key
-        .public_key_to_der()
-        .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let (_, parsed) =
         x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
             .map_err(|e| CsrError::Malformed(e.to_string()))?;
     let info = &parsed.certification_request_info;
+    // The SubjectPublicKeyInfo as sent (OpenSSL 3 re-encoding it is slow, and it is the same).
+    let spki = info.subject_pki.raw.to_vec();
     let subject = name_attributes(&info.subject);
     let mut sans = Vec::new();
     if let Some(exts) = parsed.requested_extensions() {

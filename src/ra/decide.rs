@@ -22,13 +22,7 @@ fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
 
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
 fn signer_sha256(msg: &PkiMessage) -> String {
-    msg.signer_public_key()
-        .and_then(|k| {
-            k.public_key_to_der()
-                .map_err(|e| ScepError::Crypto(e.to_string()))
-        })
-        .map(|der| hex::encode(sha2::Sha256::digest(der)))
-        .unwrap_or_default()
+    crate::scep::spki_sha256(&msg.signer_cert).unwrap_or_default()
 }
 
 /// A one-time challenge that counted: consumed with the record; its bindings may fix the
@@ -312,6 +306,16 @@ impl Ra {
     /// Signed by a certificate this CA issued and that is valid now?
     /// (The active CA, or a retired generation: their devices renew into the active one.)
     fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
+        // Most requests are first enrollments with a self-signed certificate: compare the
+        // issuer name before OpenSSL parses anything.
+        let issuer = x509_parser::parse_x509_certificate(signer)
+            .ok()
+            .map(|(_, c)| c.issuer().as_raw().to_vec())?;
+        let ours = issuer == self.inner.ca_subject
+            || self.inner.retired.iter().any(|g| g.subject_der == issuer);
+        if !ours {
+            return None;
+        }
         let cert = X509::from_der(signer).ok()?;
         let ca = &self.inner.ca_x509;
         let key = ca.public_key().ok()?;
@@ -654,11 +658,9 @@ impl Ra {
             ));
         }
         if !profile.policy.renewal_same_key {
-            let same = X509::from_der(&rec.der)
+            let same = x509_parser::parse_x509_certificate(&rec.der)
                 .ok()
-                .and_then(|c| c.public_key().ok())
-                .and_then(|k| k.public_key_to_der().ok())
-                .is_some_and(|spki| spki == csr.spki);
+                .is_some_and(|(_, c)| c.public_key().raw == csr.spki.as_slice());
             if same {
                 return Ok(Some(format!(
                     "profile `{}` needs a new key on renewal; the CSR reuses the old one",

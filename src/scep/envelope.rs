@@ -5,7 +5,6 @@
 use cms::content_info::{CmsVersion, ContentInfo};
 use der::asn1::Any;
 use der::{Decode, Encode, Sequence, Tagged};
-use openssl::x509::X509;
 use spki::AlgorithmIdentifierOwned;
 
 use super::asn1::{self, oid, ContentCipher, DigestAlg};
@@ -289,9 +288,9 @@ pub fn seal(
     recipient_cert: &[u8],
     cipher: ContentCipher,
 ) -> Result<Vec<u8>, ScepError> {
-    let cert = X509::from_der(recipient_cert)
-        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
-    let rsa = cert.public_key().and_then(|k| k.rsa()).map_err(|_| {
+    let rsa = super::request::certificate_public_key(recipient_cert)
+        .and_then(|k| k.rsa().map_err(|e| ScepError::Crypto(e.to_string())))
+        .map_err(|_| {
         ScepError::UnsupportedAlgorithm(
             "the requester's certificate has no RSA key to encrypt the reply to".into(),
         )

@@ -38,6 +38,34 @@ pub struct PkiMessage {
     signature_alg: Oid,
 }
 
+/// A certificate's public key for OpenSSL. RSA keys are read straight from the
+/// SubjectPublicKeyInfo (PKCS#1): OpenSSL 3's generic decoders (`X509::from_der`, `d2i_PUBKEY`)
+/// cost more than everything else Sigil does with a request besides the token's work. Other
+/// key types go through the certificate.
+pub fn certificate_public_key(cert_der: &[u8]) -> Result<PKey<Public>, ScepError> {
+    const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+    if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) {
+        let spki = c.public_key();
+        if spki.algorithm.algorithm.to_id_string() == RSA_ENCRYPTION {
+            if let Ok(k) = openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data)
+                .and_then(PKey::from_rsa)
+            {
+                return Ok(k);
+            }
+        }
+    }
+    X509::from_der(cert_der)
+        .and_then(|c| c.public_key())
+        .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))
+}
+
+/// SHA-256 (hex) of a certificate's SubjectPublicKeyInfo, read without OpenSSL.
+pub fn spki_sha256(cert_der: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(c.public_key().raw)))
+}
+
 fn parse_p7(bytes: &[u8]) -> Result<openssl::pkcs7::Pkcs7, ScepError> {
     openssl::pkcs7::Pkcs7::from_der(bytes)
         .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))
@@ -239,9 +267,7 @@ impl PkiMessage {
 
     /// The signer certificate's public key.
     pub fn signer_public_key(&self) -> Result<PKey<Public>, ScepError> {
-        X509::from_der(&self.signer_cert)
-            .and_then(|c| c.public_key())
-            .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))
+        certificate_public_key(&self.signer_cert)
     }
 
     /// Check the requester's signature and the messageDigest attribute.
