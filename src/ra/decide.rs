@@ -2,18 +2,17 @@
 
 use openssl::x509::X509;
 use sha2::Digest;
-use time::OffsetDateTime;
 use tracing::Instrument;
 
+use super::rules::{OneTime, Refusal};
 use super::{Profile, Ra, RequestError};
 use crate::pki::{parse_csr, PkiError};
 use crate::scep::{
-    CertRep, ContentCipher, DigestAlg, FailInfo, IssuerAndSerial, IssuerAndSubject, MessageType,
-    Outcome, PkiMessage, ScepError,
+    CertRep, ContentCipher, DigestAlg, FailInfo, MessageType, Outcome, PkiMessage, ScepError,
 };
 use crate::store::{CertificateRecord, StoreError, TransactionRecord, TransactionState};
 
-fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
+pub(super) fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
     Outcome::Failure {
         info,
         text: text.into(),
@@ -21,37 +20,22 @@ fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
 }
 
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
-fn signer_sha256(msg: &PkiMessage) -> String {
+pub(super) fn signer_sha256(msg: &PkiMessage) -> String {
     crate::scep::spki_sha256(&msg.signer_cert).unwrap_or_default()
 }
 
-/// A one-time challenge that counted: consumed with the record; its bindings may fix the
-/// certificate's identity and name the device (and the registration that pre-approved it).
-pub(crate) struct OneTime {
-    pub(crate) hash: String,
-    pub(crate) bindings: crate::ra::challenge::Bindings,
-}
-
-/// Why a challenge did not count.
-enum Refusal {
-    /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
-    Spent(String),
-    /// Anything else: missing, wrong, expired, bindings not met.
-    Other(String),
-}
-
-fn info_of(o: &Outcome) -> Option<FailInfo> {
+pub(super) fn info_of(o: &Outcome) -> Option<FailInfo> {
     match o {
         Outcome::Failure { info, .. } => Some(*info),
         _ => None,
     }
 }
 
-fn unreadable() -> Outcome {
+pub(super) fn unreadable() -> Outcome {
     fail(FailInfo::BadMessageCheck, crate::scep::UNREADABLE)
 }
 
-fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
+pub(super) fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
     match e {
         ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
         // Decryption failures carry no detail to the client (see scep::UNREADABLE).
@@ -60,7 +44,7 @@ fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
     }
 }
 
-fn store_err(e: StoreError) -> RequestError {
+pub(super) fn store_err(e: StoreError) -> RequestError {
     RequestError::Unavailable(e.to_string())
 }
 
@@ -68,7 +52,7 @@ fn store_err(e: StoreError) -> RequestError {
 /// renewal) is recorded apart from the enrollment that made that certificate: clients derive
 /// the transactionID from the key, so a renewal with the same key repeats the transactionID,
 /// and it must not be mistaken for a resend of the first enrollment.
-fn record_id(transaction_id: &str, signer_serial: Option<&str>) -> String {
+pub(super) fn record_id(transaction_id: &str, signer_serial: Option<&str>) -> String {
     match signer_serial {
         Some(s) => format!("{transaction_id}~renew~{s}"),
         None => transaction_id.to_string(),
@@ -269,7 +253,7 @@ impl Ra {
     }
 
     /// The answer already decided for a transaction.
-    async fn recorded(
+    pub(super) async fn recorded(
         &self,
         tx: &TransactionRecord,
         profile: &Profile,
@@ -305,7 +289,7 @@ impl Ra {
 
     /// Signed by a certificate this CA issued and that is valid now?
     /// (The active CA, or a retired generation: their devices renew into the active one.)
-    fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
+    pub(super) fn issued_by_us(&self, signer: &[u8]) -> Option<X509> {
         // Most requests are first enrollments with a self-signed certificate: compare the
         // issuer name before OpenSSL parses anything.
         let issuer = x509_parser::parse_x509_certificate(signer)
@@ -585,252 +569,5 @@ impl Ra {
                 "the one-time challenge was already used",
             )),
         }
-    }
-
-    /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
-    /// `profile`, or `None` when it is: `old` is recorded, from this profile, valid now and in
-    /// its renewal window, and the CSR keeps its subject and SANs (a certificate from one
-    /// profile is no ticket into another, nor to another identity).
-    async fn renewal_problem(
-        &self,
-        profile: &Profile,
-        old: &X509,
-        csr: &crate::pki::Csr,
-    ) -> Result<Option<String>, RequestError> {
-        let serial = match old.serial_number().to_bn().map(|b| b.to_vec()) {
-            Ok(b) => serial_hex(&b),
-            Err(_) => return Ok(Some("its serial does not read".into())),
-        };
-        let Some(rec) = self
-            .inner
-            .store
-            .certificate(&serial)
-            .await
-            .map_err(store_err)?
-        else {
-            return Ok(Some(format!(
-                "the signing certificate (serial {serial}) is not in this CA's records"
-            )));
-        };
-        if rec.profile != profile.name {
-            return Ok(Some(format!(
-                "the signing certificate was issued under profile `{}`, not `{}`",
-                rec.profile, profile.name
-            )));
-        }
-        let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
-            return Ok(Some("the recorded certificate does not read".into()));
-        };
-        let same_subject = match &profile.cert.subject_template {
-            // The subject is forced; only the common name comes from the CSR.
-            Some(_) => {
-                let cn = |attrs: &[crate::pki::NameAttribute]| {
-                    attrs
-                        .iter()
-                        .find(|a| a.oid == [2, 5, 4, 3])
-                        .map(|a| a.value.clone())
-                };
-                cn(&old_subject) == csr.common_name().map(str::to_owned)
-            }
-            None => {
-                let key = |attrs: &[crate::pki::NameAttribute]| {
-                    attrs
-                        .iter()
-                        .map(|a| (a.oid.clone(), a.value.clone()))
-                        .collect::<Vec<_>>()
-                };
-                key(&old_subject) == key(&csr.subject)
-            }
-        };
-        if !same_subject {
-            return Ok(Some(
-                "a renewal must keep the subject of the certificate being renewed".into(),
-            ));
-        }
-        let mut a: Vec<String> = old_sans.iter().map(|s| format!("{s:?}")).collect();
-        let mut b: Vec<String> = csr.sans.iter().map(|s| format!("{s:?}")).collect();
-        a.sort();
-        b.sort();
-        if a != b {
-            return Ok(Some(
-                "a renewal must keep the subject alternative names of the certificate being renewed"
-                    .into(),
-            ));
-        }
-        if !profile.policy.renewal_same_key {
-            let same = x509_parser::parse_x509_certificate(&rec.der)
-                .ok()
-                .is_some_and(|(_, c)| c.public_key().raw == csr.spki.as_slice());
-            if same {
-                return Ok(Some(format!(
-                    "profile `{}` needs a new key on renewal; the CSR reuses the old one",
-                    profile.name
-                )));
-            }
-        }
-        let now = OffsetDateTime::now_utc();
-        let Some((not_before, not_after)) =
-            x509_parser::parse_x509_certificate(&rec.der)
-                .ok()
-                .map(|(_, c)| {
-                    (
-                        c.validity().not_before.to_datetime(),
-                        c.validity().not_after.to_datetime(),
-                    )
-                })
-        else {
-            return Ok(Some("the recorded certificate does not read".into()));
-        };
-        if now < not_before || now > not_after {
-            return Ok(Some("the signing certificate is not valid now".into()));
-        }
-        let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
-        if now < opens {
-            let when = opens
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| opens.to_string());
-            return Ok(Some(format!(
-                "too early to renew: the renewal window opens on {when}"
-            )));
-        }
-        Ok(None)
-    }
-
-    /// Check the CSR's challenge: the profile's static one (compared in constant time), or a
-    /// one-time challenge from the store whose bindings the CSR meets. `Ok(Some(hash))` means a
-    /// one-time challenge to consume with the record; `Err` says why not.
-    async fn challenge_check(
-        &self,
-        profile: &Profile,
-        csr: &crate::pki::Csr,
-    ) -> Result<Result<Option<OneTime>, Refusal>, RequestError> {
-        let Some(given) = csr.challenge.as_deref() else {
-            if profile.policy.allow_without_challenge {
-                return Ok(Ok(None));
-            }
-            return Ok(Err(Refusal::Other(
-                "the CSR carries no challenge password".into(),
-            )));
-        };
-        let got = sha2::Sha256::digest(given.as_bytes());
-        let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
-        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
-            return Ok(Ok(None));
-        }
-        let hash = hex::encode(got);
-        let Some(c) = self.inner.store.challenge(&hash).await.map_err(store_err)? else {
-            return Ok(Err(Refusal::Other(
-                "the challenge password is wrong".into(),
-            )));
-        };
-        if c.profile != profile.name {
-            return Ok(Err(Refusal::Other(format!(
-                "the one-time challenge is for profile `{}`",
-                c.profile
-            ))));
-        }
-        if c.used_at.is_some() {
-            return Ok(Err(Refusal::Spent(
-                "the one-time challenge was already used".into(),
-            )));
-        }
-        if c.expires_at <= crate::store::now() {
-            return Ok(Err(Refusal::Other(
-                "the one-time challenge has expired".into(),
-            )));
-        }
-        let bindings = match crate::ra::challenge::Bindings::from_json(&c.bindings) {
-            Ok(b) => b,
-            Err(why) => return Ok(Err(Refusal::Other(why))),
-        };
-        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
-            return Ok(Err(Refusal::Other(why)));
-        }
-        Ok(Ok(Some(OneTime { hash, bindings })))
-    }
-
-    async fn poll(&self, msg: &PkiMessage, plain: &[u8]) -> Result<Outcome, RequestError> {
-        if let Err(e) = IssuerAndSubject::parse(plain) {
-            tracing::warn!(error = %e, "decrypted content is not IssuerAndSubject");
-            return Ok(unreadable());
-        }
-        // Only the requester may poll: the poll must be signed by the key that signed the
-        // request. A stranger learns nothing, not even that the transaction exists.
-        let signer_serial = self.issued_by_us(&msg.signer_cert).and_then(|c| {
-            c.serial_number()
-                .to_bn()
-                .ok()
-                .map(|b| serial_hex(&b.to_vec()))
-        });
-        let mut tx = None;
-        for id in [
-            record_id(&msg.transaction_id.0, signer_serial.as_deref()),
-            msg.transaction_id.0.clone(),
-        ] {
-            tx = self.inner.store.transaction(&id).await.map_err(store_err)?;
-            if tx.is_some() {
-                break;
-            }
-        }
-        let tx = tx.filter(|tx| tx.signer_sha256 == signer_sha256(msg));
-        let Some(tx) = tx else {
-            return Ok(fail(
-                FailInfo::BadCertId,
-                format!(
-                    "no transaction {} is known for this requester",
-                    msg.transaction_id
-                ),
-            ));
-        };
-        let profile = self.profile(Some(&tx.profile)).cloned()?;
-        self.recorded(&tx, &profile).await
-    }
-
-    async fn get_cert(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
-        let want = match IssuerAndSerial::parse(plain) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
-                return Ok(unreadable());
-            }
-        };
-        let serial = serial_hex(&want.serial);
-        let ours = self.inner.ca_subject == want.issuer
-            || self
-                .inner
-                .retired
-                .iter()
-                .any(|g| g.subject_der == want.issuer);
-        let found = if ours {
-            self.inner
-                .store
-                .certificate(&serial)
-                .await
-                .map_err(store_err)?
-        } else {
-            None
-        };
-        Ok(match found {
-            Some(c) => Outcome::Success {
-                certs: vec![c.der],
-                crls: Vec::new(),
-            },
-            None => fail(
-                FailInfo::BadCertId,
-                format!("no certificate with serial {serial} from this CA"),
-            ),
-        })
-    }
-
-    async fn get_crl(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
-        if let Err(e) = IssuerAndSerial::parse(plain) {
-            tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
-            return Ok(unreadable());
-        }
-        let der = self.crl().await?;
-        Ok(Outcome::Success {
-            certs: Vec::new(),
-            crls: vec![der],
-        })
     }
 }

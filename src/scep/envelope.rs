@@ -291,10 +291,10 @@ pub fn seal(
     let rsa = super::request::certificate_public_key(recipient_cert)
         .and_then(|k| k.rsa().map_err(|e| ScepError::Crypto(e.to_string())))
         .map_err(|_| {
-        ScepError::UnsupportedAlgorithm(
-            "the requester's certificate has no RSA key to encrypt the reply to".into(),
-        )
-    })?;
+            ScepError::UnsupportedAlgorithm(
+                "the requester's certificate has no RSA key to encrypt the reply to".into(),
+            )
+        })?;
     let mut cek = vec![0u8; cipher.key_len()];
     let mut iv = vec![0u8; cipher.iv_len()];
     openssl::rand::rand_bytes(&mut cek).map_err(|e| ScepError::Crypto(e.to_string()))?;

@@ -47,8 +47,9 @@ pub fn certificate_public_key(cert_der: &[u8]) -> Result<PKey<Public>, ScepError
     if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) {
         let spki = c.public_key();
         if spki.algorithm.algorithm.to_id_string() == RSA_ENCRYPTION {
-            if let Ok(k) = openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data)
-                .and_then(PKey::from_rsa)
+            if let Ok(k) =
+                openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data)
+                    .and_then(PKey::from_rsa)
             {
                 return Ok(k);
             }

@@ -1,0 +1,189 @@
+//! The rules a request is held to before anything is issued: whether a request signed by one
+//! of this CA's certificates is a valid renewal under a profile, and whether the CSR's
+//! challenge counts (the profile's static one, or a one-time challenge whose bindings it meets).
+
+use openssl::x509::X509;
+use sha2::Digest;
+use time::OffsetDateTime;
+
+use super::decide::{serial_hex, store_err};
+use super::{Profile, Ra, RequestError};
+
+/// A one-time challenge that counted: consumed with the record; its bindings may fix the
+/// certificate's identity and name the device (and the registration that pre-approved it).
+pub(crate) struct OneTime {
+    pub(crate) hash: String,
+    pub(crate) bindings: crate::ra::challenge::Bindings,
+}
+
+/// Why a challenge did not count.
+pub(crate) enum Refusal {
+    /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
+    Spent(String),
+    /// Anything else: missing, wrong, expired, bindings not met.
+    Other(String),
+}
+
+impl Ra {
+    /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
+    /// `profile`, or `None` when it is: `old` is recorded, from this profile, valid now and in
+    /// its renewal window, and the CSR keeps its subject and SANs (a certificate from one
+    /// profile is no ticket into another, nor to another identity).
+    pub(super) async fn renewal_problem(
+        &self,
+        profile: &Profile,
+        old: &X509,
+        csr: &crate::pki::Csr,
+    ) -> Result<Option<String>, RequestError> {
+        let serial = match old.serial_number().to_bn().map(|b| b.to_vec()) {
+            Ok(b) => serial_hex(&b),
+            Err(_) => return Ok(Some("its serial does not read".into())),
+        };
+        let Some(rec) = self
+            .inner
+            .store
+            .certificate(&serial)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(Some(format!(
+                "the signing certificate (serial {serial}) is not in this CA's records"
+            )));
+        };
+        if rec.profile != profile.name {
+            return Ok(Some(format!(
+                "the signing certificate was issued under profile `{}`, not `{}`",
+                rec.profile, profile.name
+            )));
+        }
+        let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
+            return Ok(Some("the recorded certificate does not read".into()));
+        };
+        let same_subject = match &profile.cert.subject_template {
+            // The subject is forced; only the common name comes from the CSR.
+            Some(_) => {
+                let cn = |attrs: &[crate::pki::NameAttribute]| {
+                    attrs
+                        .iter()
+                        .find(|a| a.oid == [2, 5, 4, 3])
+                        .map(|a| a.value.clone())
+                };
+                cn(&old_subject) == csr.common_name().map(str::to_owned)
+            }
+            None => {
+                let key = |attrs: &[crate::pki::NameAttribute]| {
+                    attrs
+                        .iter()
+                        .map(|a| (a.oid.clone(), a.value.clone()))
+                        .collect::<Vec<_>>()
+                };
+                key(&old_subject) == key(&csr.subject)
+            }
+        };
+        if !same_subject {
+            return Ok(Some(
+                "a renewal must keep the subject of the certificate being renewed".into(),
+            ));
+        }
+        let mut a: Vec<String> = old_sans.iter().map(|s| format!("{s:?}")).collect();
+        let mut b: Vec<String> = csr.sans.iter().map(|s| format!("{s:?}")).collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            return Ok(Some(
+                "a renewal must keep the subject alternative names of the certificate being renewed"
+                    .into(),
+            ));
+        }
+        if !profile.policy.renewal_same_key {
+            let same = x509_parser::parse_x509_certificate(&rec.der)
+                .ok()
+                .is_some_and(|(_, c)| c.public_key().raw == csr.spki.as_slice());
+            if same {
+                return Ok(Some(format!(
+                    "profile `{}` needs a new key on renewal; the CSR reuses the old one",
+                    profile.name
+                )));
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let Some((not_before, not_after)) =
+            x509_parser::parse_x509_certificate(&rec.der)
+                .ok()
+                .map(|(_, c)| {
+                    (
+                        c.validity().not_before.to_datetime(),
+                        c.validity().not_after.to_datetime(),
+                    )
+                })
+        else {
+            return Ok(Some("the recorded certificate does not read".into()));
+        };
+        if now < not_before || now > not_after {
+            return Ok(Some("the signing certificate is not valid now".into()));
+        }
+        let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
+        if now < opens {
+            let when = opens
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| opens.to_string());
+            return Ok(Some(format!(
+                "too early to renew: the renewal window opens on {when}"
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Check the CSR's challenge: the profile's static one (compared in constant time), or a
+    /// one-time challenge from the store whose bindings the CSR meets. `Ok(Some(hash))` means a
+    /// one-time challenge to consume with the record; `Err` says why not.
+    pub(super) async fn challenge_check(
+        &self,
+        profile: &Profile,
+        csr: &crate::pki::Csr,
+    ) -> Result<Result<Option<OneTime>, Refusal>, RequestError> {
+        let Some(given) = csr.challenge.as_deref() else {
+            if profile.policy.allow_without_challenge {
+                return Ok(Ok(None));
+            }
+            return Ok(Err(Refusal::Other(
+                "the CSR carries no challenge password".into(),
+            )));
+        };
+        let got = sha2::Sha256::digest(given.as_bytes());
+        let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
+        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
+            return Ok(Ok(None));
+        }
+        let hash = hex::encode(got);
+        let Some(c) = self.inner.store.challenge(&hash).await.map_err(store_err)? else {
+            return Ok(Err(Refusal::Other(
+                "the challenge password is wrong".into(),
+            )));
+        };
+        if c.profile != profile.name {
+            return Ok(Err(Refusal::Other(format!(
+                "the one-time challenge is for profile `{}`",
+                c.profile
+            ))));
+        }
+        if c.used_at.is_some() {
+            return Ok(Err(Refusal::Spent(
+                "the one-time challenge was already used".into(),
+            )));
+        }
+        if c.expires_at <= crate::store::now() {
+            return Ok(Err(Refusal::Other(
+                "the one-time challenge has expired".into(),
+            )));
+        }
+        let bindings = match crate::ra::challenge::Bindings::from_json(&c.bindings) {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(Refusal::Other(why))),
+        };
+        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
+            return Ok(Err(Refusal::Other(why)));
+        }
+        Ok(Ok(Some(OneTime { hash, bindings })))
+    }
+}

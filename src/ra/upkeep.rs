@@ -1,0 +1,210 @@
+//! The RA's upkeep: the records every node and tool reads (CA and RA certificates, the
+//! configuration's digest), the CRL (current, renewed, published with fencing), the signed
+//! audit head, and the background round that runs them on the node leading each task.
+
+use super::{audit_head_message, ca, crl_fresh, Ra, RequestError, CRL_HOURS};
+
+impl Ra {
+    /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every
+    /// node and every tool reads the same ones.
+    pub async fn record_certificates(&self) -> Result<(), crate::store::StoreError> {
+        let i = &self.inner;
+        let store = &i.store;
+        store.set_state("ca_certificate", &i.ca_cert).await?;
+        store.set_state("ra_certificate", &i.ra_sign_cert).await?;
+        store
+            .set_state("ra_decrypt_certificate", &i.ra_decrypt_cert)
+            .await?;
+        let chain: String = i.ca_chain.iter().map(|c| crate::pki::to_pem(c)).collect();
+        store.set_state("ca_chain_pem", chain.as_bytes()).await
+    }
+
+    /// Sign the audit log's head (sequence number and hash) with the RA key on the token and
+    /// store the signature. Whoever can write the database can rewrite the chain and its
+    /// stored head, but not this signature: `sigil audit verify` checks that the signed record
+    /// is still in the chain, unchanged. Returns the signed sequence number.
+    pub async fn sign_audit_head(&self) -> Result<i64, RequestError> {
+        use base64::Engine;
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let store = &self.inner.store;
+        let (seq, hash) = store.audit_head().await.map_err(unavailable)?;
+        if let Some(old) = store
+            .state("audit_head_signed")
+            .await
+            .map_err(unavailable)?
+        {
+            let old: serde_json::Value = serde_json::from_slice(&old).unwrap_or_default();
+            if old["seq"].as_i64() == Some(seq) {
+                return Ok(seq);
+            }
+        }
+        let message = audit_head_message(seq, &hash);
+        let key = self.inner.key.clone();
+        let signature = tokio::task::spawn_blocking(move || {
+            key.hsm.sign_blocking(
+                &key.sign,
+                crate::hsm::SignAlg::RsaPkcs1Sha256,
+                message.as_bytes(),
+            )
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        let signed = serde_json::json!({
+            "seq": seq,
+            "hash": hash,
+            "signature": base64::engine::general_purpose::STANDARD.encode(signature),
+            "algorithm": "RSASSA-PKCS1-v1_5 SHA-256 by the RA key",
+        });
+        store
+            .set_state("audit_head_signed", signed.to_string().as_bytes())
+            .await
+            .map_err(unavailable)?;
+        Ok(seq)
+    }
+
+    /// Record a configuration change in the audit log: when the effective configuration
+    /// (`config_text`, which holds no secrets) differs from the one this CA last started with.
+    pub async fn record_configuration(
+        &self,
+        config_text: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        use sha2::Digest;
+        let store = &self.inner.store;
+        let digest = hex::encode(sha2::Sha256::digest(config_text.as_bytes()));
+        let previous = store.state("config_sha256").await?;
+        if previous.as_deref() == Some(digest.as_bytes()) {
+            return Ok(false);
+        }
+        store
+            .audit(
+                "sigil serve",
+                "configuration_changed",
+                &digest,
+                &serde_json::json!({
+                    "previous_sha256": previous.map(|p| String::from_utf8_lossy(&p).into_owned()),
+                    "profiles": self.profile_names(),
+                }),
+            )
+            .await?;
+        store.set_state("config_sha256", digest.as_bytes()).await?;
+        store
+            .set_state("config_toml", config_text.as_bytes())
+            .await?;
+        Ok(true)
+    }
+
+    /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
+    /// node may call it.
+    pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        if let Some(der) = self.inner.store.state("crl").await.map_err(unavailable)? {
+            if crl_fresh(&der, 0) && self.crl_is_ours(&der) {
+                return Ok(der);
+            }
+        }
+        self.refresh_crl().await
+    }
+
+    /// Was this CRL issued by the active CA (not by a generation before a rollover)?
+    fn crl_is_ours(&self, der: &[u8]) -> bool {
+        x509_parser::parse_x509_crl(der)
+            .map(|(_, c)| c.issuer().as_raw() == self.inner.ca_subject.as_slice())
+            .unwrap_or(false)
+    }
+
+    /// Make, sign and publish a new CRL listing every revoked certificate. The number comes
+    /// from the store and publication is fenced, so the published CRL never goes back.
+    pub async fn refresh_crl(&self) -> Result<Vec<u8>, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let store = &self.inner.store;
+        let revoked = ca::revoked_by(store.as_ref(), &self.inner.ca_issuer_text)
+            .await
+            .map_err(unavailable)?;
+        let number = store.next_crl_number().await.map_err(unavailable)?;
+        let ra = self.clone();
+        let der = tokio::task::spawn_blocking(move || {
+            crate::pki::build_crl(
+                &ra.inner.issuer,
+                &ra.inner.ca_cert,
+                &revoked,
+                number.max(1) as u64,
+                CRL_HOURS,
+            )
+        })
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?
+        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        if store.publish_crl(number, &der).await.map_err(unavailable)? {
+            tracing::info!(crl_number = number, "CRL refreshed");
+            return Ok(der);
+        }
+        // Another node published a newer CRL meanwhile: that one is current.
+        match store.state("crl").await.map_err(unavailable)? {
+            Some(newer) => Ok(newer),
+            None => Ok(der),
+        }
+    }
+
+    /// Background work for this node, every `interval`: when this node leads the "crl" task,
+    /// renew the CRL once less than half of its life is left; when it leads "expire", expire
+    /// registrations and PENDING enrollments that waited too long; when it leads "audit", sign
+    /// the audit head. Runs until the process ends.
+    pub async fn background(self, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            match self.inner.store.lead("crl").await {
+                Ok(true) => {
+                    let stale = match self.inner.store.state("crl").await {
+                        Ok(Some(der)) => {
+                            !crl_fresh(&der, CRL_HOURS * 3600 / 2) || !self.crl_is_ours(&der)
+                        }
+                        Ok(None) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "background: store unavailable");
+                            continue;
+                        }
+                    };
+                    if stale {
+                        if let Err(e) = self.refresh_crl().await {
+                            tracing::warn!(error = %e, "background: CRL refresh failed");
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            match self.inner.store.lead("expire").await {
+                Ok(true) => {
+                    if let Err(e) = self.expire().await {
+                        tracing::warn!(error = %e, "background: expiry failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            if let Err(e) = self.expiry_gauges().await {
+                tracing::warn!(error = %e, "background: expiry counts failed");
+            }
+            match self.inner.store.lead("notify").await {
+                Ok(true) => {
+                    if let Err(e) = self.announce_expiring().await {
+                        tracing::warn!(error = %e, "background: expiry webhook");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+            match self.inner.store.lead("audit").await {
+                Ok(true) => {
+                    if let Err(e) = self.sign_audit_head().await {
+                        tracing::warn!(error = %e, "background: could not sign the audit head");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+        }
+    }
+}
