@@ -1,0 +1,150 @@
+//! `/api/v1/approvals`: one queue of PENDING enrollments and filed registrations, and the
+//! officers' decisions on them.
+
+// Handlers return a ready HttpResponse as their error.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{authorize, error, unavailable};
+use crate::http::AppState;
+use crate::ra::ApprovalError;
+
+pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/approvals");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let pending = match ra.store().pending().await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let registrations = match ra.store().registrations(None, 0).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    // One queue: enrollments waiting on an approval profile, and filed registrations.
+    let mut queue: Vec<serde_json::Value> = pending
+        .iter()
+        .map(|t| {
+            let csr = crate::pki::parse_csr(&t.csr).ok();
+            json!({
+                "kind": "enrollment",
+                "id": t.transaction_id,
+                "transaction_id": t.transaction_id,
+                "profile": t.profile,
+                "subject_cn": csr.as_ref().and_then(|c| c.common_name().map(str::to_owned)),
+                "sans": csr.map(|c| c.sans.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    queue.extend(
+        registrations
+            .iter()
+            .filter(|r| r.state == crate::store::RegistrationState::Requested)
+            .map(|r| {
+                let mut v = crate::http::registrations::registration_json(r);
+                v["kind"] = json!("registration");
+                v
+            }),
+    );
+    HttpResponse::Ok().json(queue)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Decision {
+    comment: String,
+}
+
+fn approval_error(e: ApprovalError) -> HttpResponse {
+    match e {
+        ApprovalError::NotFound => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ApprovalError::NotPending => error(StatusCode::CONFLICT, "not_pending", e.to_string()),
+        ApprovalError::Refused(_) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
+        }
+        ApprovalError::Unavailable(_) => unavailable(e),
+    }
+}
+
+fn decision(body: &web::Bytes) -> Result<Decision, HttpResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+pub(super) async fn approve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/approve");
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    if id.starts_with("reg_") {
+        return match ra.decide_registration(&caller, &id, true, &d.comment).await {
+            Ok(r) => HttpResponse::Ok().json(crate::http::registrations::registration_json(&r)),
+            Err(e) => crate::http::registrations::registration_error(e),
+        };
+    }
+    match ra.approve(&id, &format!("token:{}", caller.token_id)).await {
+        Ok(serial) => {
+            tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
+            HttpResponse::Ok()
+                .json(json!({"transaction_id": *id, "state": "issued", "serial": serial}))
+        }
+        Err(e) => approval_error(e),
+    }
+}
+
+pub(super) async fn reject(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/reject");
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    if id.starts_with("reg_") {
+        return match ra
+            .decide_registration(&caller, &id, false, &d.comment)
+            .await
+        {
+            Ok(r) => HttpResponse::Ok().json(crate::http::registrations::registration_json(&r)),
+            Err(e) => crate::http::registrations::registration_error(e),
+        };
+    }
+    let reason = if d.comment.trim().is_empty() {
+        "rejected by an officer".to_string()
+    } else {
+        format!("rejected by an officer: {}", d.comment.trim())
+    };
+    match ra
+        .reject(&id, &reason, &format!("token:{}", caller.token_id))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
+            HttpResponse::Ok().json(json!({"transaction_id": *id, "state": "rejected"}))
+        }
+        Err(e) => approval_error(e),
+    }
+}

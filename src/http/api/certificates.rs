@@ -1,0 +1,201 @@
+//! `/api/v1/certificates` and `/api/v1/devices/{id}/revoke`: issued certificates, read and
+//! revoked.
+
+// Handlers return a ready HttpResponse as their error.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::query;
+use super::{authorize, error, unavailable};
+use crate::config::rfc3339;
+use crate::http::AppState;
+use crate::store::{CertFilter, CertStatus, CertificateRecord};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertQuery {
+    profile: Option<String>,
+    status: Option<String>,
+    expiring_within: Option<String>,
+    subject: Option<String>,
+    device: Option<String>,
+    limit: Option<usize>,
+}
+
+fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
+    let mut v = json!({
+        "serial": c.serial, "subject": c.subject, "sans": c.sans, "issuer": c.issuer,
+        "not_before": rfc3339(c.not_before), "not_after": rfc3339(c.not_after),
+        "profile": c.profile,
+        "status": if c.status == CertStatus::Valid { "valid" } else { "revoked" },
+        "transaction_id": c.transaction_id,
+        "device_id": c.device_id,
+        "revoked_at": c.revoked_at.map(rfc3339),
+        "revocation_reason": c.revocation_reason,
+    });
+    if with_pem {
+        v["pem"] = json!(crate::pki::to_pem(&c.der));
+    }
+    v
+}
+
+pub(super) async fn list_certificates(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/certificates");
+    let q: CertQuery = match query(&req) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("valid") => Some(CertStatus::Valid),
+        Some("revoked") => Some(CertStatus::Revoked),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_status",
+                "status is valid or revoked",
+            )
+        }
+    };
+    let expiring = match q.expiring_within.as_deref().map(crate::config::parse_span) {
+        None => None,
+        Some(Some(s)) => Some(s),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_span",
+                "expiring_within is like 30d, 12h or 45m",
+            )
+        }
+    };
+    let filter = CertFilter {
+        profile: q.profile.clone(),
+        status,
+        expiring_within_secs: expiring,
+        subject_contains: q.subject.clone(),
+        device_id: q.device.clone(),
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().certificates(&filter).await {
+        Ok(certs) => HttpResponse::Ok().json(
+            certs
+                .iter()
+                .map(|c| cert_json(c, false))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn get_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/certificates/{serial}");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let serial = serial.trim().to_ascii_lowercase();
+    match ra.store().certificate(&serial).await {
+        Ok(Some(c)) => HttpResponse::Ok().json(cert_json(&c, true)),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no certificate with this serial",
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revocation {
+    reason: String,
+}
+
+/// The RFC 5280 reason code of a `{"reason": …}` body.
+pub(crate) fn revocation_reason(body: &[u8]) -> Result<i32, HttpResponse> {
+    let r: Revocation = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    crate::pki::parse_revocation_reason(&r.reason).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_reason",
+            format!(
+                "reason is one of: {}",
+                crate::pki::REVOCATION_REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+pub(super) async fn revoke_device(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    device: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/devices/{id}/revoke");
+    let reason = match revocation_reason(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.revoke_device(&device, reason, &caller.actor()).await {
+        Ok(serials) if serials.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no valid certificate was issued to this device",
+        ),
+        Ok(serials) => HttpResponse::Ok()
+            .json(json!({"device_id": *device, "revoked": serials, "reason": reason})),
+        Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn revoke_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/certificates/{serial}/revoke");
+    let reason = match revocation_reason(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra
+        .revoke(&serial, reason, &format!("token:{}", caller.token_id))
+        .await
+    {
+        Ok(true) => HttpResponse::Ok().json(
+            json!({"serial": serial.to_ascii_lowercase(), "status": "revoked", "reason": reason}),
+        ),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no valid certificate with this serial",
+        ),
+        Err(e) => unavailable(e),
+    }
+}

@@ -1,0 +1,162 @@
+//! `/api/v1/challenges` and the NDES-compatible `/certsrv/mscep_admin` page: one-time
+//! challenges for MDM integrations.
+
+// Handlers return a ready HttpResponse as their error.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{authorize, error, unavailable};
+use super::{caller_for, source};
+use crate::config::rfc3339;
+use crate::http::AppState;
+use crate::ra::access::Caller;
+use crate::ra::access::Role;
+use crate::ra::challenge::Bindings;
+use actix_web::http::header;
+use base64::Engine;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct NewChallenge {
+    profile: Option<String>,
+    cn: Option<String>,
+    sans: Vec<String>,
+    device_id: Option<String>,
+    ttl_minutes: Option<u32>,
+}
+
+async fn issue_challenge(
+    state: &AppState,
+    caller: &Caller,
+    c: NewChallenge,
+) -> Result<serde_json::Value, HttpResponse> {
+    let Some(ra) = state.ra.as_ref() else {
+        return Err(unavailable("no RA"));
+    };
+    let profile = match ra.profile(c.profile.as_deref()) {
+        Ok(p) => p.name.clone(),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "unknown_profile",
+                format!("{e}; profiles: {}", ra.profile_names().join(", ")),
+            ))
+        }
+    };
+    let minutes = c.ttl_minutes.unwrap_or(60);
+    if !(1..=7 * 24 * 60).contains(&minutes) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_ttl",
+            "ttl_minutes is 1 to 10080",
+        ));
+    }
+    let ttl = i64::from(minutes) * 60;
+    let bindings = Bindings {
+        cn: c.cn,
+        sans: c.sans,
+        device_id: c.device_id,
+        ..Bindings::default()
+    };
+    if let Err(why) = crate::ra::challenge::validate(&bindings) {
+        return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
+    }
+    let actor = format!("token:{}", caller.token_id);
+    match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor).await
+    {
+        Ok((challenge, expires_at)) => {
+            tracing::info!(by = %caller.token_id, %profile, "one-time challenge issued");
+            Ok(json!({
+                "challenge": challenge,
+                "expires_at": rfc3339(expires_at),
+                "profile": profile,
+            }))
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+pub(super) async fn create_challenge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/challenges");
+    // An empty body means the default profile.
+    let c: NewChallenge = if body.iter().all(u8::is_ascii_whitespace) {
+        NewChallenge::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        }
+    };
+    match issue_challenge(&state, &caller, c).await {
+        Ok(v) => HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(v),
+        Err(resp) => resp,
+    }
+}
+
+/// `GET /certsrv/mscep_admin/`: the NDES page Workspace ONE, MobileIron and Fleet read, with
+/// HTTP Basic authentication (any user name; an `mdm` token as the password). UTF-16LE HTML.
+/// `/certsrv/mscep_admin/json` answers the same as JSON (webhook-style MDMs).
+pub(super) async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let ip = source(&req);
+    let password = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()));
+    let Some(password) = password else {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))
+            .body("HTTP Basic authentication with an mdm token as the password\n");
+    };
+    let caller = match caller_for(&req, &state, &password, ip, &[Role::Mdm]).await {
+        Ok(c) => c,
+        Err(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))
+                .body("the token is unknown, revoked or expired\n");
+        }
+        Err(resp) => return resp,
+    };
+    let value = match issue_challenge(&state, &caller, NewChallenge::default()).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if req.path().ends_with("/json") {
+        return HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(value);
+    }
+    let challenge = value["challenge"].as_str().unwrap_or_default();
+    let html = format!(
+        "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-16\">\r\n\
+         <Title>Network Device Enrollment Service</Title></Head>\r\n<Body BgColor=#FFFFFF>\r\n\
+         <P> The enrollment challenge password is: <B> {challenge} </B>\r\n\
+         <P> This password can be used only once and will expire within 60 minutes.\r\n\
+         <P> Each enrollment requires a new challenge password.\r\n</Body></HTML>\r\n"
+    );
+    let mut bytes = vec![0xff, 0xfe];
+    for u in html.encode_utf16() {
+        bytes.extend_from_slice(&u.to_le_bytes());
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-16")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(bytes)
+}

@@ -1,0 +1,392 @@
+//! The REST API under `/api/v1` (JSON in and out) and the NDES-compatible challenge page.
+//!
+//! Every call but the OpenAPI document needs a bearer token, and each route names the roles
+//! it allows ([`ROUTES`], which the role-matrix test walks). Errors are
+//! `{"error": code, "message": text}` with the matching status. Failed authentications are
+//! logged without the token and limited per source address. Handlers translate HTTP to calls
+//! into `ra`; they decide nothing themselves.
+
+// Handlers return a ready HttpResponse as their error: boxing it buys nothing here.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::AppState;
+use crate::ra::access::{self, Caller, Role};
+
+/// Method, path pattern, allowed roles: the API's access matrix.
+pub const ROUTES: &[(&str, &str, &[Role])] = &[
+    ("POST", "/api/v1/tokens", &[Role::Admin]),
+    ("GET", "/api/v1/tokens", &[Role::Admin]),
+    ("DELETE", "/api/v1/tokens/{id}", &[Role::Admin]),
+    ("POST", "/api/v1/challenges", &[Role::Mdm, Role::Admin]),
+    (
+        "GET",
+        "/api/v1/certificates",
+        &[Role::Admin, Role::Officer, Role::Auditor],
+    ),
+    (
+        "GET",
+        "/api/v1/certificates/{serial}",
+        &[Role::Admin, Role::Officer, Role::Auditor],
+    ),
+    (
+        "POST",
+        "/api/v1/certificates/{serial}/revoke",
+        &[Role::Officer],
+    ),
+    ("POST", "/api/v1/devices/{id}/revoke", &[Role::Officer]),
+    ("GET", "/api/v1/approvals", &[Role::Officer, Role::Admin]),
+    ("POST", "/api/v1/approvals/{id}/approve", &[Role::Officer]),
+    ("POST", "/api/v1/approvals/{id}/reject", &[Role::Officer]),
+    ("GET", "/api/v1/audit", &[Role::Auditor, Role::Admin]),
+    ("GET", "/api/v1/credentials", &Role::ALL),
+    (
+        "POST",
+        "/api/v1/registrations",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations",
+        &[Role::User, Role::Officer, Role::Admin, Role::Auditor],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations/{id}",
+        &[Role::User, Role::Officer, Role::Admin, Role::Auditor],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/refresh",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/request",
+        &[Role::User, Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/approve",
+        &[Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/reject",
+        &[Role::Officer],
+    ),
+    (
+        "POST",
+        "/api/v1/registrations/{id}/revoke",
+        &[Role::Officer],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations/{id}/scep-payload",
+        &[Role::Mdm, Role::Admin],
+    ),
+];
+
+fn allowed(method: &str, pattern: &str) -> &'static [Role] {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == pattern)
+        .map(|(_, _, r)| *r)
+        .unwrap_or(&[])
+}
+
+/// A JSON error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
+}
+
+/// Failed authentications per source: at most this many per window.
+const AUTH_FAILURES_PER_WINDOW: u32 = 20;
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+/// Per-source counter of failed authentications.
+#[derive(Default)]
+pub struct AuthLimiter {
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AuthLimiter {
+    fn blocked(&self, ip: IpAddr) -> bool {
+        let ip = source_key(ip);
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|(start, n)| {
+            start.elapsed() < AUTH_WINDOW && *n >= AUTH_FAILURES_PER_WINDOW
+        })
+    }
+
+    /// Count a failure; true when it is the first of its source in the current window.
+    fn fail(&self, ip: IpAddr) -> bool {
+        let ip = source_key(ip);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 100_000 {
+            map.retain(|_, (start, _)| start.elapsed() < AUTH_WINDOW);
+            if map.len() >= 100_000 {
+                // Still full of fresh sources: start over rather than grow without bound.
+                map.clear();
+            }
+        }
+        let e = map.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= AUTH_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+        e.1 == 1
+    }
+}
+
+/// Sources are counted per IPv4 address and per IPv6 /64 (one host can hold a whole /64).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
+    }
+}
+
+pub(super) fn source(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Authenticate the bearer token and check the route's roles.
+pub(super) async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+    method: &str,
+    pattern: &str,
+) -> Result<Caller, HttpResponse> {
+    let ip = source(req);
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(secret) = bearer else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send `Authorization: Bearer <token>`",
+        ));
+    };
+    caller_for(req, state, secret, ip, allowed(method, pattern)).await
+}
+
+pub(super) async fn caller_for(
+    req: &HttpRequest,
+    state: &AppState,
+    secret: &str,
+    ip: IpAddr,
+    roles: &[Role],
+) -> Result<Caller, HttpResponse> {
+    let Some(ra) = state.ra.as_ref() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no store",
+        ));
+    };
+    let caller = access::authenticate(ra.store().as_ref(), secret)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "token check failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unavailable; retry later",
+            )
+        })?;
+    let Some(caller) = caller else {
+        // A valid token always gets through; only failures count, and a source over the
+        // limit gets 429 for its failures.
+        let first_in_window = state.limiter.fail(ip);
+        tracing::warn!(source = %ip, path = %req.path(), "authentication failed");
+        if state.limiter.blocked(ip) {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this address; wait a minute",
+            ));
+        }
+        // Recorded without the token, once per source per window, so unauthenticated
+        // traffic cannot flood the audit chain.
+        if first_in_window {
+            if let Err(e) = ra
+                .store()
+                .audit(
+                    &format!("source:{}", source_key(ip)),
+                    "login_failed",
+                    req.path(),
+                    &json!({"method": req.method().as_str()}),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a failed login");
+            }
+        }
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the token is unknown, revoked or expired",
+        ));
+    };
+    if !roles.contains(&caller.role) {
+        tracing::warn!(token = %caller.token_id, role = caller.role.as_str(), path = %req.path(), "forbidden");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "role `{}` may not do this; allowed: {}",
+                caller.role.as_str(),
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(caller)
+}
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "API request could not be served");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the store is unavailable; retry later",
+    )
+}
+
+macro_rules! guard {
+    ($req:expr, $state:expr, $method:expr, $pattern:expr) => {
+        match authorize(&$req, &$state, $method, $pattern).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        }
+    };
+}
+
+mod approvals;
+mod audit;
+mod certificates;
+mod challenges;
+mod tokens;
+
+pub(crate) use certificates::revocation_reason;
+
+/// Parse the query string after authentication (an extractor would answer anonymous callers
+/// first).
+pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))
+}
+
+/// Parse a JSON body (read after authentication).
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("../../../docs/openapi.json"))
+}
+
+/// Register the API routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let json = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            let status = match &e {
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let message = e.to_string();
+            actix_web::error::InternalError::from_response(e, error(status, "bad_json", message))
+                .into()
+        });
+    let query = web::QueryConfig::default().error_handler(|e, _| {
+        let message = e.to_string();
+        actix_web::error::InternalError::from_response(
+            e,
+            error(StatusCode::BAD_REQUEST, "bad_query", message),
+        )
+        .into()
+    });
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(json)
+            .app_data(query)
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/tokens", web::post().to(tokens::create_token))
+            .route("/tokens", web::get().to(tokens::list_tokens))
+            .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
+            .route("/challenges", web::post().to(challenges::create_challenge))
+            .route(
+                "/certificates",
+                web::get().to(certificates::list_certificates),
+            )
+            .route(
+                "/certificates/{serial}",
+                web::get().to(certificates::get_certificate),
+            )
+            .route(
+                "/certificates/{serial}/revoke",
+                web::post().to(certificates::revoke_certificate),
+            )
+            .route(
+                "/devices/{id}/revoke",
+                web::post().to(certificates::revoke_device),
+            )
+            .route("/approvals", web::get().to(approvals::list_approvals))
+            .route(
+                "/approvals/{id}/approve",
+                web::post().to(approvals::approve),
+            )
+            .route("/approvals/{id}/reject", web::post().to(approvals::reject))
+            .route("/audit", web::get().to(audit::audit))
+            .configure(super::registrations::routes)
+            .default_service(web::to(|| async {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such API route (see /api/v1/openapi.json)",
+                )
+            })),
+    )
+    .route(
+        "/certsrv/mscep_admin/",
+        web::get().to(challenges::mscep_admin),
+    )
+    .route(
+        "/certsrv/mscep_admin",
+        web::get().to(challenges::mscep_admin),
+    )
+    .route(
+        "/certsrv/mscep_admin/json",
+        web::get().to(challenges::mscep_admin),
+    );
+}

@@ -1,0 +1,121 @@
+//! `/api/v1/tokens`: API tokens (admin).
+
+// Handlers return a ready HttpResponse as their error.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{authorize, error, unavailable};
+use crate::http::AppState;
+use crate::ra::access::{self, Role};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    role: String,
+    name: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+pub(super) async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    // Authenticate before reading the body: an anonymous caller learns nothing about it.
+    let caller = guard!(req, state, "POST", "/api/v1/tokens");
+    let body: NewToken = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let Some(role) = Role::parse(&body.role) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_role",
+            "role must be admin, officer, auditor or mdm",
+        );
+    };
+    if body.expires_in_days == Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_expiry",
+            "expires_in_days is at least 1",
+        );
+    }
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "name must be 1 to 100 characters",
+        );
+    }
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
+    let actor = format!("token:{}", caller.token_id);
+    match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl, &actor).await {
+        Ok((secret, rec)) => {
+            tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
+            HttpResponse::Created()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({
+                    "token": secret,
+                    "id": rec.id,
+                    "name": rec.name,
+                    "role": rec.role,
+                    "expires_at": rec.expires_at,
+                }))
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/tokens");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra.store().tokens().await {
+        Ok(tokens) => HttpResponse::Ok().json(
+            tokens
+                .iter()
+                .map(|t| {
+                    json!({
+                        "id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at,
+                        "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+                        "last_used_at": t.last_used_at,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "DELETE", "/api/v1/tokens/{id}");
+    let Some(ra) = state.ra.as_ref() else {
+        return unavailable("no RA");
+    };
+    match ra
+        .store()
+        .revoke_token(&id, &format!("token:{}", caller.token_id))
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+            HttpResponse::NoContent().finish()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such active token"),
+        Err(e) => unavailable(e),
+    }
+}
