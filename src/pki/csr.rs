@@ -182,9 +182,32 @@ pub fn certificate_identity(der: &[u8]) -> Option<(Vec<NameAttribute>, Vec<San>)
 /// Parse a CSR and check its self-signature.
 pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     let req = X509Req::from_der(der_bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
-    let key = req
-        .public_key()
-        .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let info = &parsed.certification_request_info;
+    // The key is read once, from the SubjectPublicKeyInfo as sent, and that same key verifies
+    // the self-signature and goes into the certificate: no second reading can differ from it.
+    // RSA keys skip OpenSSL 3's slow generic decoder.
+    let spki = info.subject_pki.raw.to_vec();
+    let key = match info.subject_pki.algorithm.algorithm.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => openssl::rsa::Rsa::public_key_from_der_pkcs1(
+            &info.subject_pki.subject_public_key.data,
+        )
+        .and_then(openssl::pkey::PKey::from_rsa)
+        .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?,
+        _ => {
+            let k = req
+                .public_key()
+                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+            if k.public_key_to_der().ok().as_deref() != Some(spki.as_slice()) {
+                return Err(CsrError::Malformed(
+                    "the public key is not in its DER encoding".into(),
+                ));
+            }
+            k
+        }
+    };
     if !req.verify(&key).unwrap_or(false) {
         return Err(CsrError::BadSignature);
     }
@@ -197,12 +220,6 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
         },
         _ => RequestedKey::Other,
     };
-    let (_, parsed) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
-            .map_err(|e| CsrError::Malformed(e.to_string()))?;
-    let info = &parsed.certification_request_info;
-    // The SubjectPublicKeyInfo as sent (OpenSSL 3 re-encoding it is slow, and it is the same).
-    let spki = info.subject_pki.raw.to_vec();
     let subject = name_attributes(&info.subject);
     let mut sans = Vec::new();
     if let Some(exts) = parsed.requested_extensions() {
