@@ -515,3 +515,101 @@ fn an_undecided_enrollment_expires_and_its_poll_fails() {
             && a["subject"] == tid.as_str()
             && a["actor"] == "sigil"));
 }
+
+/// An officer withdraws an approved registration: its collected challenge stops working at
+/// once, and the registration ends rejected with the comment.
+#[test]
+fn a_withdrawn_registration_leaves_no_working_challenge() {
+    let mdm = fake_mdm::intune(
+        vec![fake_mdm::intune_device(
+            "ipad-9",
+            ALICE,
+            "iPad",
+            "iOS",
+            "compliant",
+            "SER9",
+            "UDID9",
+        )],
+        10,
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("graph-secret");
+    std::fs::write(&secret_file, CLIENT_SECRET).unwrap();
+    let s = server(&mdm.url, &secret_file);
+    let (olivia, _) = new_token(&s, "officer", "olivia@agency.gov");
+    let (oscar, _) = new_token(&s, "officer", "oscar@agency.gov");
+    let (intune, _) = new_token(&s, "mdm", "intune-connector");
+    let (_, reg) = post(
+        &s,
+        "/api/v1/registrations",
+        &olivia,
+        json!({"email": ALICE, "credential": "piv-derived"}),
+    );
+    let id = reg["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(
+            &s,
+            &format!("/api/v1/registrations/{id}/request"),
+            &olivia,
+            json!({"device_id": "ipad-9"})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        post(
+            &s,
+            &format!("/api/v1/registrations/{id}/approve"),
+            &oscar,
+            json!({})
+        )
+        .0,
+        200
+    );
+    let (_, payload) = get(
+        &s,
+        &format!("/api/v1/registrations/{id}/scep-payload"),
+        &intune,
+    );
+    let challenge = payload["challenge"].as_str().unwrap().to_string();
+    // The MDM may not withdraw; an officer may.
+    assert_eq!(
+        post(
+            &s,
+            &format!("/api/v1/registrations/{id}/withdraw"),
+            &intune,
+            json!({})
+        )
+        .0,
+        403
+    );
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id}/withdraw"),
+        &oscar,
+        json!({"comment": "device reported lost before enrollment"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["state"], "rejected");
+    assert!(v["comment"].as_str().unwrap().contains("reported lost"));
+    assert_eq!(
+        post(
+            &s,
+            &format!("/api/v1/registrations/{id}/withdraw"),
+            &oscar,
+            json!({})
+        )
+        .0,
+        409,
+        "only live registrations are withdrawn"
+    );
+    // The challenge the MDM already holds no longer enrolls.
+    let (_, _, r) = enroll_with(&s, "derived", "iPad", &challenge);
+    assert_eq!(r.status, PkiStatus::Failure, "{:?}", r.fail_text);
+    let (_, audit) = get(&s, "/api/v1/audit?limit=10000", &s.admin);
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["action"] == "registration_withdrawn" && a["subject"] == id.as_str()));
+}

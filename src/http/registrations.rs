@@ -274,6 +274,27 @@ async fn revoke(
     }
 }
 
+async fn withdraw(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations/{id}/withdraw");
+    let d: Decision = if body.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        match parse_json(&body) {
+            Ok(d) => d,
+            Err(r) => return r,
+        }
+    };
+    answer(
+        ra.cancel_registration(&caller, &id, &d.comment).await,
+        StatusCode::OK,
+    )
+}
+
 async fn credentials(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (_, ra) = enter!(req, state, "GET", "/api/v1/credentials");
     HttpResponse::Ok().json(ra.credential_list())
@@ -290,6 +311,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/registrations/{id}/approve", web::post().to(approve))
         .route("/registrations/{id}/reject", web::post().to(reject))
         .route("/registrations/{id}/revoke", web::post().to(revoke))
+        .route("/registrations/{id}/withdraw", web::post().to(withdraw))
         .route(
             "/registrations/{id}/scep-payload",
             web::get().to(scep_payload),

@@ -191,11 +191,11 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     // RSA keys skip OpenSSL 3's slow generic decoder.
     let spki = info.subject_pki.raw.to_vec();
     let key = match info.subject_pki.algorithm.algorithm.to_id_string().as_str() {
-        "1.2.840.113549.1.1.1" => openssl::rsa::Rsa::public_key_from_der_pkcs1(
-            &info.subject_pki.subject_public_key.data,
-        )
-        .and_then(openssl::pkey::PKey::from_rsa)
-        .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?,
+        "1.2.840.113549.1.1.1" => {
+            openssl::rsa::Rsa::public_key_from_der_pkcs1(&info.subject_pki.subject_public_key.data)
+                .and_then(openssl::pkey::PKey::from_rsa)
+                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?
+        }
         _ => {
             let k = req
                 .public_key()

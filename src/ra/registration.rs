@@ -566,6 +566,48 @@ impl Ra {
         })
     }
 
+    /// An officer withdraws a registration that is not issued yet (open, requested or
+    /// approved): it ends `rejected` with the comment, and an approved one's one-time
+    /// challenge stops working at once.
+    pub async fn cancel_registration(
+        &self,
+        caller: &Caller,
+        id: &str,
+        comment: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        if caller.role != Role::Officer {
+            return Err(RegistrationError::Forbidden(
+                "only an officer withdraws registrations".into(),
+            ));
+        }
+        let r = self.registration(caller, id).await?;
+        if !r.state.is_live() {
+            return Err(RegistrationError::WrongState(format!(
+                "the registration is {}; only open, requested or approved ones can be withdrawn",
+                r.state
+            )));
+        }
+        let mut next = r.clone();
+        next.state = RegistrationState::Rejected;
+        next.decided_by = Some(caller.actor());
+        let comment = comment.trim();
+        next.comment = Some(if comment.is_empty() {
+            "withdrawn by an officer".to_string()
+        } else {
+            format!("withdrawn: {comment}")
+        });
+        next.updated_at = now();
+        self.step(
+            &next,
+            r.state,
+            "registration_withdrawn",
+            caller,
+            json!({"comment": next.comment, "was": r.state.as_str()}),
+        )
+        .await?;
+        Ok(next)
+    }
+
     /// Revoke an issued registration's credential: its certificate and every other valid
     /// certificate of its device. Returns the serials revoked.
     pub async fn revoke_registration(

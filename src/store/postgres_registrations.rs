@@ -152,6 +152,16 @@ pub(super) async fn update(
     if n != 1 {
         return Ok(false);
     }
+    // A registration that is no longer approved leaves no usable challenge behind.
+    if let (Some(h), false) = (&r.challenge_hash, r.state == RegistrationState::Approved) {
+        t.execute(
+            "UPDATE challenges SET used_at = $1, used_by = 'withdrawn' \
+             WHERE hash = $2 AND used_at IS NULL",
+            &[&r.updated_at, h],
+        )
+        .await
+        .map_err(err)?;
+    }
     append_audit(&t, actor, action, &r.id, details).await?;
     t.commit().await.map_err(err)?;
     Ok(true)

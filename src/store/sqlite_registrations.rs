@@ -141,6 +141,15 @@ pub(super) fn update(
     if n != 1 {
         return Ok(false);
     }
+    // A registration that is no longer approved leaves no usable challenge behind.
+    if let (Some(h), false) = (&r.challenge_hash, r.state == RegistrationState::Approved) {
+        t.execute(
+            "UPDATE challenges SET used_at = ?1, used_by = 'withdrawn' \
+             WHERE hash = ?2 AND used_at IS NULL",
+            params![r.updated_at, h],
+        )
+        .map_err(err)?;
+    }
     append_audit(&t, actor, action, &r.id, details)?;
     t.commit().map_err(err)?;
     Ok(true)

@@ -89,6 +89,11 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
         &[Role::Officer],
     ),
     (
+        "POST",
+        "/api/v1/registrations/{id}/withdraw",
+        &[Role::Officer],
+    ),
+    (
         "GET",
         "/api/v1/registrations/{id}/scep-payload",
         &[Role::Mdm, Role::Admin],
