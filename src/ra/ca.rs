@@ -3,8 +3,6 @@
 //! renewals; the next one is offered by GetNextCACert with its RA certificate and the link
 //! certificate signed by the active CA.
 
-use std::sync::Mutex;
-
 use openssl::x509::X509;
 use rcgen::Issuer;
 
@@ -29,8 +27,6 @@ pub(crate) struct CaGeneration {
     pub(crate) key: TokenKey,
     pub(crate) issuer: Issuer<'static, TokenKey>,
     pub(crate) hashes: IssuerHashes,
-    /// The last CRL made for it by this node, and when.
-    pub(crate) crl: Mutex<Option<(Vec<u8>, std::time::Instant)>>,
 }
 
 impl CaGeneration {
@@ -69,7 +65,6 @@ impl CaGeneration {
             key,
             issuer,
             hashes,
-            crl: Mutex::new(None),
         })
     }
 
@@ -82,9 +77,6 @@ impl CaGeneration {
             && cert.verify(&key).unwrap_or(false)
     }
 }
-
-/// How long a node reuses a retired CA's CRL it made.
-const RETIRED_CRL_REUSE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Revoked certificates of one issuer, as the CRL builder wants them.
 pub(crate) async fn revoked_by(
@@ -116,45 +108,10 @@ impl Ra {
     /// The CRL of a retired CA generation, by label: made on this node when it has none that
     /// is fresh for another half of its life. `None`: no such retired CA.
     pub async fn retired_crl(&self, label: &str) -> Result<Option<Vec<u8>>, RequestError> {
-        let Some(index) = self.inner.retired.iter().position(|g| g.label == label) else {
-            return Ok(None);
-        };
-        let g = &self.inner.retired[index];
-        // Reused for a few minutes only: a revocation on another node reaches this CRL within
-        // that time (revocations on this node clear it at once).
-        if let Some((der, made)) = g.crl.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            if made.elapsed() < RETIRED_CRL_REUSE && super::crl_fresh(&der, 3600) {
-                return Ok(Some(der));
-            }
+        match self.inner.retired.iter().position(|g| g.label == label) {
+            Some(i) => self.crl_of(Some(i)).await.map(Some),
+            None => Ok(None),
         }
-        let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
-        let revoked = revoked_by(self.inner.store.as_ref(), &g.issuer_text)
-            .await
-            .map_err(unavailable)?;
-        let number = self
-            .inner
-            .store
-            .next_crl_number()
-            .await
-            .map_err(unavailable)?;
-        let ra = self.clone();
-        let der = tokio::task::spawn_blocking(move || {
-            let g = &ra.inner.retired[index];
-            crate::pki::build_crl(
-                &g.issuer,
-                &g.cert,
-                &revoked,
-                number.max(1) as u64,
-                super::CRL_HOURS,
-            )
-        })
-        .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        *g.crl.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((der.clone(), std::time::Instant::now()));
-        tracing::info!(ca = %g.label, crl_number = number, "CRL of a retired CA refreshed");
-        Ok(Some(der))
     }
 
     /// The labels of the retired CA generations.

@@ -64,14 +64,8 @@ impl Ra {
             return Ok(false);
         }
         tracing::info!(%serial, reason, actor, "revoked");
-        for g in &self.inner.retired {
-            *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        // The revocation is committed; a CRL that cannot be made now is made by the next
-        // GetCRL or background round.
-        if let Err(e) = self.refresh_crl().await {
-            tracing::warn!(error = %e, "revoked, but the new CRL could not be published yet");
-        }
+        // The revocation is committed; new CRLs follow.
+        self.refresh_all_crls().await;
         Ok(true)
     }
 
@@ -121,12 +115,7 @@ impl Ra {
             }
         }
         if !done.is_empty() {
-            for g in &self.inner.retired {
-                *g.crl.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            }
-            if let Err(e) = self.refresh_crl().await {
-                tracing::warn!(error = %e, "revoked, but the new CRL could not be published yet");
-            }
+            self.refresh_all_crls().await;
         }
         Ok(done)
     }

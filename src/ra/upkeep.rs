@@ -94,55 +94,93 @@ impl Ra {
         Ok(true)
     }
 
-    /// The current CRL (DER): the one in the store while it is fresh, else a new one. Any
-    /// node may call it.
+    /// The current CRL of the active CA (DER): the one in the store while it is fresh, else a
+    /// new one. Any node may call it.
     pub async fn crl(&self) -> Result<Vec<u8>, RequestError> {
+        self.crl_of(None).await
+    }
+
+    /// The current CRL of a generation (`None`: the active CA; `Some(i)`: the i-th retired
+    /// one), from the store while fresh.
+    pub(crate) async fn crl_of(&self, generation: Option<usize>) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
-        if let Some(der) = self.inner.store.state("crl").await.map_err(unavailable)? {
-            if crl_fresh(&der, 0) && self.crl_is_ours(&der) {
+        let key = format!("crl:{}", self.generation_label(generation));
+        if let Some(der) = self.inner.store.state(&key).await.map_err(unavailable)? {
+            if crl_fresh(&der, 0) {
                 return Ok(der);
             }
         }
-        self.refresh_crl().await
+        self.refresh_crl_of(generation).await
     }
 
-    /// Was this CRL issued by the active CA (not by a generation before a rollover)?
-    fn crl_is_ours(&self, der: &[u8]) -> bool {
-        x509_parser::parse_x509_crl(der)
-            .map(|(_, c)| c.issuer().as_raw() == self.inner.ca_subject.as_slice())
-            .unwrap_or(false)
+    fn generation_label(&self, generation: Option<usize>) -> &str {
+        match generation.and_then(|i| self.inner.retired.get(i)) {
+            Some(g) => &g.label,
+            None => &self.inner.ca_name,
+        }
     }
 
-    /// Make, sign and publish a new CRL listing every revoked certificate. The number comes
-    /// from the store and publication is fenced, so the published CRL never goes back.
+    /// Make, sign and publish a new CRL of the active CA.
     pub async fn refresh_crl(&self) -> Result<Vec<u8>, RequestError> {
+        self.refresh_crl_of(None).await
+    }
+
+    /// Make, sign and publish a new CRL of a generation, listing every certificate it issued
+    /// that is revoked. The number comes from the store and publication is fenced per CA, so a
+    /// CA's published CRL never goes back, whichever node made it.
+    pub(crate) async fn refresh_crl_of(
+        &self,
+        generation: Option<usize>,
+    ) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
-        let revoked = ca::revoked_by(store.as_ref(), &self.inner.ca_issuer_text)
+        let issuer_text = match generation.and_then(|i| self.inner.retired.get(i)) {
+            Some(g) => g.issuer_text.clone(),
+            None => self.inner.ca_issuer_text.clone(),
+        };
+        let revoked = ca::revoked_by(store.as_ref(), &issuer_text)
             .await
             .map_err(unavailable)?;
         let number = store.next_crl_number().await.map_err(unavailable)?;
         let ra = self.clone();
         let der = tokio::task::spawn_blocking(move || {
-            crate::pki::build_crl(
-                &ra.inner.issuer,
-                &ra.inner.ca_cert,
-                &revoked,
-                number.max(1) as u64,
-                CRL_HOURS,
-            )
+            let (issuer, cert) = match generation.and_then(|i| ra.inner.retired.get(i)) {
+                Some(g) => (&g.issuer, &g.cert),
+                None => (&ra.inner.issuer, &ra.inner.ca_cert),
+            };
+            crate::pki::build_crl(issuer, cert, &revoked, number.max(1) as u64, CRL_HOURS)
         })
         .await
         .map_err(|e| RequestError::Unavailable(e.to_string()))?
         .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        if store.publish_crl(number, &der).await.map_err(unavailable)? {
-            tracing::info!(crl_number = number, "CRL refreshed");
+        let label = self.generation_label(generation).to_string();
+        if store
+            .publish_crl(&label, number, &der)
+            .await
+            .map_err(unavailable)?
+        {
+            tracing::info!(ca = %label, crl_number = number, "CRL refreshed");
             return Ok(der);
         }
         // Another node published a newer CRL meanwhile: that one is current.
-        match store.state("crl").await.map_err(unavailable)? {
+        match store
+            .state(&format!("crl:{label}"))
+            .await
+            .map_err(unavailable)?
+        {
             Some(newer) => Ok(newer),
             None => Ok(der),
+        }
+    }
+
+    /// After revocations: new CRLs for the active CA and every retired one (a revoked
+    /// certificate may be from either). A CRL that cannot be made now is made by the next
+    /// request or background round.
+    pub(crate) async fn refresh_all_crls(&self) {
+        for generation in std::iter::once(None).chain((0..self.inner.retired.len()).map(Some)) {
+            if let Err(e) = self.refresh_crl_of(generation).await {
+                tracing::warn!(error = %e, "revoked, but a new CRL could not be published yet");
+            }
         }
     }
 
@@ -156,19 +194,22 @@ impl Ra {
             tick.tick().await;
             match self.inner.store.lead("crl").await {
                 Ok(true) => {
-                    let stale = match self.inner.store.state("crl").await {
-                        Ok(Some(der)) => {
-                            !crl_fresh(&der, CRL_HOURS * 3600 / 2) || !self.crl_is_ours(&der)
-                        }
-                        Ok(None) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "background: store unavailable");
-                            continue;
-                        }
-                    };
-                    if stale {
-                        if let Err(e) = self.refresh_crl().await {
-                            tracing::warn!(error = %e, "background: CRL refresh failed");
+                    for generation in
+                        std::iter::once(None).chain((0..self.inner.retired.len()).map(Some))
+                    {
+                        let key = format!("crl:{}", self.generation_label(generation));
+                        let stale = match self.inner.store.state(&key).await {
+                            Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
+                            Ok(None) => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "background: store unavailable");
+                                break;
+                            }
+                        };
+                        if stale {
+                            if let Err(e) = self.refresh_crl_of(generation).await {
+                                tracing::warn!(error = %e, "background: CRL refresh failed");
+                            }
                         }
                     }
                 }

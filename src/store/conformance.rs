@@ -112,16 +112,25 @@ async fn suite(s: Arc<dyn Store>) {
     assert!(s.lead("task").await.unwrap());
     assert!(s.lead("task").await.unwrap(), "a leader stays the leader");
     // Publication is fenced: an older CRL never replaces a newer one.
-    assert!(s.publish_crl(5, b"crl five").await.unwrap());
-    assert!(!s.publish_crl(4, b"crl four").await.unwrap());
-    assert!(!s.publish_crl(5, b"crl five again").await.unwrap());
+    assert!(s.publish_crl("test-ca", 5, b"crl five").await.unwrap());
+    assert!(!s.publish_crl("test-ca", 4, b"crl four").await.unwrap());
+    assert!(!s
+        .publish_crl("test-ca", 5, b"crl five again")
+        .await
+        .unwrap());
     assert_eq!(
-        s.state("crl").await.unwrap().as_deref(),
+        s.state("crl:test-ca").await.unwrap().as_deref(),
         Some(&b"crl five"[..])
     );
-    assert!(s.publish_crl(6, b"crl six").await.unwrap());
+    assert!(s.publish_crl("test-ca", 6, b"crl six").await.unwrap());
     assert_eq!(
-        s.state("crl").await.unwrap().as_deref(),
+        s.state("crl:test-ca").await.unwrap().as_deref(),
+        Some(&b"crl six"[..])
+    );
+    // Each CA's CRL is fenced on its own: another CA's lower number still publishes.
+    assert!(s.publish_crl("other-ca", 3, b"other three").await.unwrap());
+    assert_eq!(
+        s.state("crl:test-ca").await.unwrap().as_deref(),
         Some(&b"crl six"[..])
     );
 

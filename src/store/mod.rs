@@ -402,10 +402,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The stored head of the audit log: the last sequence number and hash.
     async fn audit_head(&self) -> Result<(i64, String), StoreError>;
-    /// Publish a CRL as the current one, unless a CRL with a higher number was published
-    /// meanwhile (by another node): the published number never goes backwards. True when
-    /// published.
-    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError>;
+    /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
+    /// higher number was published for it meanwhile (by another node): the published number
+    /// never goes backwards. True when published.
+    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError>;
     /// Store a new registration (audited as `registration_created`).
     async fn insert_registration(
         &self,

@@ -852,30 +852,30 @@ impl Store for PostgresStore {
         Ok((r.get(0), r.get(1)))
     }
 
-    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+        let (crl_key, number_key) = (format!("crl:{ca}"), format!("crl_published_number:{ca}"));
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         t.execute(
-            "INSERT INTO ca_state (name, value) VALUES ('crl_published_number', '0') \
-             ON CONFLICT DO NOTHING",
-            &[],
+            "INSERT INTO ca_state (name, value) VALUES ($1, '0') ON CONFLICT DO NOTHING",
+            &[&number_key],
         )
         .await
         .map_err(err)?;
         let published: Vec<u8> = t
             .query_one(
-                "SELECT value FROM ca_state WHERE name = 'crl_published_number' FOR UPDATE",
-                &[],
+                "SELECT value FROM ca_state WHERE name = $1 FOR UPDATE",
+                &[&number_key],
             )
             .await
             .map_err(err)?
             .get(0);
-        if super::parse_number(Some(published), "crl_published_number")? >= number {
+        if super::parse_number(Some(published), &number_key)? >= number {
             return Ok(false);
         }
         for (name, value) in [
-            ("crl_published_number", number.to_string().into_bytes()),
-            ("crl", der.to_vec()),
+            (number_key.as_str(), number.to_string().into_bytes()),
+            (crl_key.as_str(), der.to_vec()),
         ] {
             t.execute(
                 "INSERT INTO ca_state (name, value) VALUES ($1, $2) \

@@ -765,24 +765,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn publish_crl(&self, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+        let (crl_key, number_key) = (format!("crl:{ca}"), format!("crl_published_number:{ca}"));
         let der = der.to_vec();
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             let published: Option<Vec<u8>> = t
                 .query_row(
-                    "SELECT value FROM ca_state WHERE name = 'crl_published_number'",
-                    [],
+                    "SELECT value FROM ca_state WHERE name = ?1",
+                    [&number_key],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(err)?;
-            if super::parse_number(published, "crl_published_number")? >= number {
+            if super::parse_number(published, &number_key)? >= number {
                 return Ok(false);
             }
             for (name, value) in [
-                ("crl_published_number", number.to_string().into_bytes()),
-                ("crl", der.clone()),
+                (number_key.as_str(), number.to_string().into_bytes()),
+                (crl_key.as_str(), der.clone()),
             ] {
                 t.execute(
                     "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
