@@ -812,3 +812,69 @@ fn revoking_a_device_revokes_all_its_certificates() {
         "the other device's certificate is untouched"
     );
 }
+
+/// A renewal keeps the device its certificate was issued to, so revoking the device later
+/// also revokes the renewed certificate.
+#[test]
+fn renewals_keep_their_device() {
+    use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce};
+    let s = ScepServer::start();
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let (mdm, _) = new_token(&s, "mdm", "mdm");
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/challenges",
+        Some(&mdm),
+        Some(json!({"profile": "renewable", "cn": "tablet-3", "device_id": "tablet-3"})),
+    );
+    assert_eq!(r.status(), 201);
+    let c: serde_json::Value = r.json().unwrap();
+    let (mut d, _, first) = enroll_with(
+        &s,
+        "renewable",
+        "tablet-3",
+        c["challenge"].as_str().unwrap(),
+    );
+    assert_eq!(first.status, PkiStatus::Success);
+    d.sign_with(first.certs[0].clone());
+    let csr = d.csr("tablet-3", None, &[]).unwrap();
+    let msg = d
+        .request(
+            MessageType::RenewalReq,
+            "tablet-3-renewal",
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let renewed = d.read(&s.pki("renewable", msg, false)).unwrap();
+    assert_eq!(
+        renewed.status,
+        PkiStatus::Success,
+        "{:?}",
+        renewed.fail_text
+    );
+    let listed: serde_json::Value = call(
+        &s,
+        "GET",
+        "/api/v1/certificates?device=tablet-3",
+        Some(&officer),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let r = call(
+        &s,
+        "POST",
+        "/api/v1/devices/tablet-3/revoke",
+        Some(&officer),
+        Some(json!({"reason": "cessationOfOperation"})),
+    );
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["revoked"].as_array().unwrap().len(), 2, "{v}");
+}
