@@ -12,10 +12,12 @@
 
 mod postgres;
 mod postgres_expiry;
+mod postgres_records;
 mod postgres_registrations;
 mod registration;
 mod sqlite;
 mod sqlite_expiry;
+mod sqlite_records;
 mod sqlite_registrations;
 
 #[cfg(test)]
