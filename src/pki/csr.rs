@@ -192,8 +192,19 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     let spki = info.subject_pki.raw.to_vec();
     let key = match info.subject_pki.algorithm.algorithm.to_id_string().as_str() {
         "1.2.840.113549.1.1.1" => {
-            openssl::rsa::Rsa::public_key_from_der_pkcs1(&info.subject_pki.subject_public_key.data)
-                .and_then(openssl::pkey::PKey::from_rsa)
+            let bits = &info.subject_pki.subject_public_key;
+            let rsa = openssl::rsa::Rsa::public_key_from_der_pkcs1(&bits.data)
+                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+            // Exactly one RSAPublicKey, in DER, and nothing after it: what is certified is
+            // what was read.
+            if bits.unused_bits != 0
+                || rsa.public_key_to_der_pkcs1().ok().as_deref() != Some(&bits.data[..])
+            {
+                return Err(CsrError::Malformed(
+                    "the RSA public key is not in its DER encoding".into(),
+                ));
+            }
+            openssl::pkey::PKey::from_rsa(rsa)
                 .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?
         }
         _ => {

@@ -192,6 +192,13 @@ impl Ra {
         if let Err(e) = msg.verify_signature() {
             return from_scep(&e);
         }
+        // The signer's key identifies the requester (CertPoll): it must read.
+        if crate::scep::spki_sha256(&msg.signer_cert).is_none() {
+            return Ok(fail(
+                FailInfo::BadMessageCheck,
+                "the signer certificate does not read",
+            ));
+        }
         if msg.digest == DigestAlg::Sha1
             && !(profile.policy.accept_sha1_requests || profile.policy.legacy)
         {

@@ -138,10 +138,12 @@ impl Ra {
             Some(g) => g.issuer_text.clone(),
             None => self.inner.ca_issuer_text.clone(),
         };
+        // The number first: a CRL numbered after another always read the revocations
+        // committed before that one's list was read.
+        let number = store.next_crl_number().await.map_err(unavailable)?;
         let revoked = ca::revoked_by(store.as_ref(), &issuer_text)
             .await
             .map_err(unavailable)?;
-        let number = store.next_crl_number().await.map_err(unavailable)?;
         let ra = self.clone();
         let der = tokio::task::spawn_blocking(move || {
             let (issuer, cert) = match generation.and_then(|i| ra.inner.retired.get(i)) {

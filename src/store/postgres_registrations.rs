@@ -153,11 +153,13 @@ pub(super) async fn update(
         return Ok(false);
     }
     // A registration that is no longer approved leaves no usable challenge behind.
-    if let (Some(h), false) = (&r.challenge_hash, r.state == RegistrationState::Approved) {
+    // (The hash the row holds now: a payload collected since `r` was read minted a new one.)
+    if r.state != RegistrationState::Approved {
         t.execute(
             "UPDATE challenges SET used_at = $1, used_by = 'withdrawn' \
-             WHERE hash = $2 AND used_at IS NULL",
-            &[&r.updated_at, h],
+             WHERE hash = (SELECT challenge_hash FROM registrations WHERE id = $2) \
+             AND used_at IS NULL",
+            &[&r.updated_at, &r.id],
         )
         .await
         .map_err(err)?;
@@ -233,8 +235,7 @@ pub(super) async fn link(
 ) -> Result<(), StoreError> {
     let Some(row) = t
         .query_opt(
-            "SELECT id FROM registrations WHERE challenge_hash = $1 AND state = 'approved' \
-             FOR UPDATE",
+            "SELECT id, state FROM registrations WHERE challenge_hash = $1 FOR UPDATE",
             &[&challenge_hash],
         )
         .await
@@ -242,7 +243,11 @@ pub(super) async fn link(
     else {
         return Ok(());
     };
-    let id: String = row.get(0);
+    let (id, state): (String, String) = (row.get(0), row.get(1));
+    // A registration's challenge issues only while the registration is approved.
+    if state != "approved" {
+        return Err(StoreError::ChallengeSpent);
+    }
     t.execute(
         "UPDATE registrations SET state = 'issued', serial = $1, updated_at = $2 WHERE id = $3",
         &[&serial, &super::now(), &id],

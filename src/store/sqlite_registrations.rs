@@ -142,11 +142,13 @@ pub(super) fn update(
         return Ok(false);
     }
     // A registration that is no longer approved leaves no usable challenge behind.
-    if let (Some(h), false) = (&r.challenge_hash, r.state == RegistrationState::Approved) {
+    // (The hash the row holds now: a payload collected since `r` was read minted a new one.)
+    if r.state != RegistrationState::Approved {
         t.execute(
             "UPDATE challenges SET used_at = ?1, used_by = 'withdrawn' \
-             WHERE hash = ?2 AND used_at IS NULL",
-            params![r.updated_at, h],
+             WHERE hash = (SELECT challenge_hash FROM registrations WHERE id = ?2) \
+             AND used_at IS NULL",
+            params![r.updated_at, r.id],
         )
         .map_err(err)?;
     }
@@ -213,17 +215,21 @@ pub(super) fn link(
     serial: &str,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let id: Option<String> = t
+    let found: Option<(String, String)> = t
         .query_row(
-            "SELECT id FROM registrations WHERE challenge_hash = ?1 AND state = 'approved'",
+            "SELECT id, state FROM registrations WHERE challenge_hash = ?1",
             [challenge_hash],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(err)?;
-    let Some(id) = id else {
+    let Some((id, state)) = found else {
         return Ok(());
     };
+    // A registration's challenge issues only while the registration is approved.
+    if state != "approved" {
+        return Err(StoreError::ChallengeSpent);
+    }
     t.execute(
         "UPDATE registrations SET state = 'issued', serial = ?1, updated_at = ?2 WHERE id = ?3",
         params![serial, super::now(), id],
