@@ -304,6 +304,38 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
     let new_crl = crl_of(&s, &dir, "sigil-ca-g2", &next_pem);
     assert!(new_crl.contains("No Revoked Certificates"), "{new_crl}");
 
+    // SCEP GetCRL about an old-CA certificate answers with the old CA's CRL.
+    let old_subject = X509::from_der(&old_ca)
+        .unwrap()
+        .subject_name()
+        .to_der()
+        .unwrap();
+    let a_serial = X509::from_der(&a.certs[0])
+        .unwrap()
+        .serial_number()
+        .to_bn()
+        .unwrap()
+        .to_vec();
+    let msg = b_dev
+        .request(
+            MessageType::GetCrl,
+            "rollover-getcrl",
+            &Nonce::random().unwrap(),
+            &sigil::scep::client::issuer_and_serial(&old_subject, &a_serial),
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let r = b_dev.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    let crl = openssl::x509::X509Crl::from_der(&r.crls[0]).unwrap();
+    assert_eq!(
+        crl.issuer_name().to_der().unwrap(),
+        old_subject,
+        "the old CA's CRL"
+    );
+
     // A device of the old CA renews into the new one.
     let b_cert = b.certs[0].clone();
     b_dev.sign_with(b_cert);

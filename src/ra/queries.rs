@@ -84,11 +84,21 @@ impl Ra {
     }
 
     pub(super) async fn get_crl(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
-        if let Err(e) = IssuerAndSerial::parse(plain) {
-            tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
-            return Ok(unreadable());
-        }
-        let der = self.crl().await?;
+        let want = match IssuerAndSerial::parse(plain) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
+                return Ok(unreadable());
+            }
+        };
+        // The CRL of the CA that issued the certificate asked about: a retired generation's
+        // certificates are on its own CRL.
+        let generation = self
+            .inner
+            .retired
+            .iter()
+            .position(|g| g.subject_der == want.issuer);
+        let der = self.crl_of(generation).await?;
         Ok(Outcome::Success {
             certs: Vec::new(),
             crls: vec![der],
