@@ -3,7 +3,7 @@
 //! line (`openssl crl -verify`, `openssl verify -crl_check`, `openssl ocsp`) before and after
 //! a revocation; OCSP by GET, nonces, the cache, malformed requests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
@@ -14,25 +14,8 @@ use serde_json::json;
 use sigil::scep::PkiStatus;
 
 use crate::api::{call, enroll_with, new_token};
+use crate::common::{openssl, write_pem};
 use crate::scep::{ScepServer, CHALLENGE};
-
-fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn write_pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, X509::from_der(der).unwrap().to_pem().unwrap()).unwrap();
-    p
-}
 
 fn ext_text(cert: &[u8]) -> String {
     String::from_utf8(X509::from_der(cert).unwrap().to_text().unwrap()).unwrap()

@@ -3,7 +3,7 @@
 //! certificate); `sigil ca activate` switches issuance after a restart; certificates of the old
 //! CA still verify, still get OCSP answers and CRLs, and renew into the new CA.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use openssl::x509::X509;
@@ -12,25 +12,8 @@ use sigil::scep::client::read_degenerate;
 use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce, PkiStatus};
 
 use crate::api::{call, enroll_with, new_token};
+use crate::common::{openssl, write_pem};
 use crate::scep::{new_device, ScepServer, CHALLENGE};
-
-fn openssl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, X509::from_der(der).unwrap().to_pem().unwrap()).unwrap();
-    p
-}
 
 fn subject(der: &[u8]) -> String {
     let x = X509::from_der(der).unwrap();
@@ -110,11 +93,11 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
     std::fs::create_dir_all(&dir).unwrap();
     let (officer, _) = new_token(&s, "officer", "officer");
     let old_ca = s.ca.clone();
-    let old_pem = pem(&dir, "old-ca.pem", &old_ca);
+    let old_pem = write_pem(&dir, "old-ca.pem", &old_ca);
     // Two devices of the first CA: one will be revoked, one will renew.
     let (_, _, a) = enroll_with(&s, "default", "old-laptop", CHALLENGE);
     assert_eq!(a.status, PkiStatus::Success);
-    let a_pem = pem(&dir, "a.pem", &a.certs[0]);
+    let a_pem = write_pem(&dir, "a.pem", &a.certs[0]);
     let (mut b_dev, _, b) = enroll_with(&s, "renewable", "old-phone", CHALLENGE);
     assert_eq!(b.status, PkiStatus::Success);
 
@@ -179,7 +162,7 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
         "{}",
         subject(&next_ca)
     );
-    let next_pem = pem(&dir, "next-ca.pem", &next_ca);
+    let next_pem = write_pem(&dir, "next-ca.pem", &next_ca);
     let link = certs
         .iter()
         .find(|c| {
@@ -188,7 +171,7 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
                 && x.subject_name_hash() == X509::from_der(&next_ca).unwrap().subject_name_hash()
         })
         .expect("the link certificate (old signs new)");
-    let link_pem = pem(&dir, "link.pem", link);
+    let link_pem = write_pem(&dir, "link.pem", link);
     let (ok, out) = openssl(&[
         "verify",
         "-CAfile",
@@ -211,7 +194,7 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
         "verify",
         "-CAfile",
         next_pem.to_str().unwrap(),
-        pem(&dir, "next-ra.pem", next_ra).to_str().unwrap(),
+        write_pem(&dir, "next-ra.pem", next_ra).to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
     // A real client: PyScep asks for GetCACaps, GetCACert and GetNextCACert, checks the
@@ -261,7 +244,7 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
     assert_eq!(s.get("/scep?operation=GetNextCACert").0, 404);
     let (_, _, d) = enroll_with(&s, "default", "new-laptop", CHALLENGE);
     assert_eq!(d.status, PkiStatus::Success, "{:?}", d.fail_text);
-    let d_pem = pem(&dir, "d.pem", &d.certs[0]);
+    let d_pem = write_pem(&dir, "d.pem", &d.certs[0]);
     let (ok, out) = openssl(&[
         "verify",
         "-CAfile",

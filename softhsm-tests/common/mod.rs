@@ -165,3 +165,27 @@ pub fn ensure_tool(tool: &str, package: &str) {
         "`{tool}` is missing: run softhsm-tests/run.sh (it installs the `{package}` package)"
     );
 }
+
+/// Run the `openssl` command line: success, and stdout followed by stderr.
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Write a DER certificate as `dir/name` in PEM; returns the path.
+pub fn write_pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    let x = openssl::x509::X509::from_der(der).expect("a certificate");
+    std::fs::write(&p, x.to_pem().expect("PEM")).expect("write PEM");
+    p
+}

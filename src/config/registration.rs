@@ -21,7 +21,7 @@ pub struct DirectoryConfig {
     /// `intune`, `jamf`, `workspace_one` or `generic`.
     pub kind: String,
     /// API base URL (Intune: `https://graph.microsoft.com`; Jamf: `https://x.jamfcloud.com`;
-    /// Workspace ONE: `https://asXXX.awmdm.com`). Not used by `generic`.
+    /// Workspace ONE: `https://as1506.awmdm.com`). Not used by `generic`.
     pub base_url: String,
     /// OAuth2 token endpoint. Intune: defaults to
     /// `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`; Jamf: defaults to

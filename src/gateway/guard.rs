@@ -123,13 +123,14 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Base64 as SCEP clients send it: whitespace ignored, URL-safe letters, padding optional.
+/// Base64 as SCEP clients send it: line breaks ignored, a space taken for the `+` a query
+/// decoder turned into one, URL-safe letters accepted, padding optional.
 pub fn lenient_base64(text: &str) -> Option<Vec<u8>> {
     let mut s: String = text
         .chars()
-        .filter(|c| !c.is_whitespace())
+        .filter(|c| !matches!(c, '\r' | '\n' | '\t'))
         .map(|c| match c {
-            '-' => '+',
+            '-' | ' ' => '+',
             '_' => '/',
             c => c,
         })

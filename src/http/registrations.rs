@@ -177,8 +177,18 @@ async fn request(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-struct Decision {
-    comment: String,
+pub(crate) struct Decision {
+    /// The officer's comment.
+    pub(crate) comment: String,
+}
+
+/// An optional `{"comment": …}` body (empty: no comment).
+pub(crate) fn decision(body: &[u8]) -> Result<Decision, HttpResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Decision::default())
+    } else {
+        parse_json(body)
+    }
 }
 
 async fn decide(
@@ -194,13 +204,9 @@ async fn decide(
         "/api/v1/registrations/{id}/reject"
     };
     let (caller, ra) = enter!(req, state, "POST", pattern);
-    let d: Decision = if body.iter().all(u8::is_ascii_whitespace) {
-        Decision::default()
-    } else {
-        match parse_json(&body) {
-            Ok(d) => d,
-            Err(r) => return r,
-        }
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     answer(
         ra.decide_registration(&caller, &id, approve, &d.comment)
@@ -281,13 +287,9 @@ async fn withdraw(
     body: web::Bytes,
 ) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations/{id}/withdraw");
-    let d: Decision = if body.iter().all(u8::is_ascii_whitespace) {
-        Decision::default()
-    } else {
-        match parse_json(&body) {
-            Ok(d) => d,
-            Err(r) => return r,
-        }
+    let d = match decision(&body) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     answer(
         ra.cancel_registration(&caller, &id, &d.comment).await,

@@ -4,7 +4,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine;
 use tracing::Instrument;
 
 use super::AppState;
@@ -24,51 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/scep/{profile}", web::post().to(scep_profile));
 }
 
-/// The raw value of `name` in a query string: percent escapes decoded, but `+` kept as `+`
-/// (macOS and Cisco send base64 without escaping it).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k.eq_ignore_ascii_case(name) {
-            let mut out = Vec::with_capacity(v.len());
-            let b = v.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'%' && i + 2 < b.len() {
-                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                        out.push(x);
-                        i += 3;
-                        continue;
-                    }
-                }
-                out.push(b[i]);
-                i += 1;
-            }
-            return Some(String::from_utf8_lossy(&out).into_owned());
-        }
-    }
-    None
-}
-
-/// Decode base64 leniently: whitespace ignored, URL-safe letters accepted, padding optional.
-pub fn lenient_base64(text: &str) -> Option<Vec<u8>> {
-    let mut s: String = text
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            ' ' => '+',
-            c => c,
-        })
-        .collect();
-    while s.ends_with('=') {
-        s.pop();
-    }
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(s.as_bytes())
-        .ok()
-}
+// The query and base64 readers are shared with the gateway (compiled in both builds).
+pub use crate::gateway::guard::{lenient_base64, query_param};
 
 fn bad_request(reason: impl Into<String>) -> HttpResponse {
     let reason = reason.into();

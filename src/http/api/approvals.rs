@@ -6,7 +6,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{authorize, error, unavailable};
@@ -54,11 +53,7 @@ pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>)
     HttpResponse::Ok().json(queue)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct Decision {
-    comment: String,
-}
+use crate::http::registrations::decision;
 
 fn approval_error(e: ApprovalError) -> HttpResponse {
     match e {
@@ -69,14 +64,6 @@ fn approval_error(e: ApprovalError) -> HttpResponse {
         }
         ApprovalError::Unavailable(_) => unavailable(e),
     }
-}
-
-fn decision(body: &web::Bytes) -> Result<Decision, HttpResponse> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Decision::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }
 
 pub(super) async fn approve(
