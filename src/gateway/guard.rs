@@ -107,9 +107,10 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
             let b = v.as_bytes();
             let mut i = 0;
             while i < b.len() {
+                // Work on bytes: slicing the `str` could split a multibyte character.
                 if b[i] == b'%' && i + 2 < b.len() {
-                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                        out.push(x);
+                    if let (Some(h), Some(l)) = (hex_digit(b[i + 1]), hex_digit(b[i + 2])) {
+                        out.push(h << 4 | l);
                         i += 3;
                         continue;
                     }
@@ -121,6 +122,11 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The value of one ASCII hex digit.
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Base64 as SCEP clients send it: line breaks ignored, a space taken for the `+` a query
@@ -282,6 +288,28 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_escapes_never_split_a_character() {
+        // A `%` before a multibyte character is kept as is, not sliced through.
+        assert_eq!(
+            query_param("message=%a\u{e9}b", "message").as_deref(),
+            Some("%a\u{e9}b")
+        );
+        assert_eq!(
+            query_param("message=%\u{e9}", "message").as_deref(),
+            Some("%\u{e9}")
+        );
+        // Only two hex digits make an escape: a sign is not a digit.
+        assert_eq!(
+            query_param("message=%+1", "message").as_deref(),
+            Some("%+1")
+        );
+        assert_eq!(
+            query_param("message=a%2Bb%2", "message").as_deref(),
+            Some("a+b%2")
+        );
+    }
 
     #[test]
     fn only_public_routes_and_methods_pass() {
