@@ -23,7 +23,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== the gateway build (no default features) links neither the hsm nor the store module"
-cargo clippy --no-default-features --bins --lib --quiet -- -D warnings
+cargo clippy --no-default-features --all-targets --quiet -- -D warnings
 deps="$(cargo tree --no-default-features -e normal --prefix none | sed 's/ .*//' | sort -u)"
 for d in cryptoki rusqlite tokio-postgres deadpool-postgres postgres-openssl rcgen; do
   if grep -qx "$d" <<<"$deps"; then
