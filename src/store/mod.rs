@@ -12,6 +12,7 @@
 
 mod postgres;
 mod postgres_expiry;
+mod postgres_issue;
 mod postgres_records;
 mod postgres_registrations;
 mod registration;

@@ -42,6 +42,8 @@ pub struct PostgresStore {
     pub(super) leases: std::sync::Arc<
         tokio::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Client>>,
     >,
+    /// Issuances, written in groups by one writer task (see `postgres_issue`).
+    issues: std::sync::Arc<super::postgres_issue::IssueQueue>,
 }
 
 /// The advisory lock key of a background task.
@@ -150,33 +152,21 @@ pub(super) async fn append_audit(
     subject: &str,
     details: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let head = t
-        .query_one(
-            "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-            &[],
-        )
-        .await
-        .map_err(err)?;
-    let (seq, prev): (i64, String) = (head.get(0), head.get(1));
-    let (seq, at, details) = (seq + 1, now(), details.to_string());
-    let hash = super::audit_hash(&prev, seq, at, actor, action, subject, &details);
-    t.execute(
-        "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&seq, &at, &actor, &action, &subject, &details, &prev, &hash],
+    super::postgres_issue::append_audits(
+        t,
+        &[super::postgres_issue::AuditEntry {
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            details: details.clone(),
+        }],
     )
     .await
-    .map_err(err)?;
-    t.execute(
-        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-        &[&seq, &hash],
-    )
-    .await
-    .map_err(err)?;
-    Ok(())
 }
 
-async fn consume(
+/// Spend a one-time challenge inside `t`; `ChallengeSpent` when it is used, expired or for
+/// another profile.
+pub(super) async fn consume(
     t: &deadpool_postgres::Transaction<'_>,
     hash: &str,
     profile: &str,
@@ -245,7 +235,7 @@ impl PostgresStore {
             cfg.clone(),
             tls.clone(),
             ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(mgr)
@@ -263,6 +253,7 @@ impl PostgresStore {
             config: cfg,
             tls,
             leases: Default::default(),
+            issues: Default::default(),
         };
         store.migrate(migrate).await.map_err(|e| match e {
             StoreError::Unavailable(m) => StoreError::Unavailable(format!("{m} ({described})")),
@@ -306,13 +297,14 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        let row = c
-            .query_opt(
-                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = $1"),
-                &[&id],
-            )
+        // Every enrollment asks (resend detection): prepared once per connection.
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = $1"
+            ))
             .await
             .map_err(err)?;
+        let row = c.query_opt(&stmt, &[&id]).await.map_err(err)?;
         Ok(row.as_ref().map(tx_from_row))
     }
 
@@ -360,115 +352,9 @@ impl Store for PostgresStore {
         challenge: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let t = c.transaction().await.map_err(err)?;
-        // Lock the transaction row, if it exists, for the rest of this database transaction.
-        let existing = t
-            .query_opt(
-                "SELECT key_sha256, state FROM transactions WHERE transaction_id = $1 FOR UPDATE",
-                &[&tx.transaction_id],
-            )
+        self.issues
+            .record(&self.pool, tx, cert, challenge, actor)
             .await
-            .map_err(err)?
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
-        match &existing {
-            Some((key, _)) if *key != tx.key_sha256 => {
-                return Err(StoreError::Conflict(format!(
-                    "transaction {} belongs to another key",
-                    tx.transaction_id
-                )))
-            }
-            Some((_, state)) if state != "pending" => {
-                return Err(StoreError::Conflict(format!(
-                    "transaction {} is already final",
-                    tx.transaction_id
-                )))
-            }
-            _ => {}
-        }
-        if let Some(h) = challenge {
-            // Registration row before challenge row, the order every other writer of both
-            // takes, so two nodes cannot deadlock on them.
-            t.query_opt(
-                "SELECT id FROM registrations WHERE challenge_hash = $1 FOR UPDATE",
-                &[&h],
-            )
-            .await
-            .map_err(err)?;
-        }
-        if let Some(h) = challenge {
-            consume(&t, h, &tx.profile, &tx.transaction_id).await?;
-        }
-        let at = now();
-        t.execute(
-            &format!(
-                "INSERT INTO certificates ({CERT_COLUMNS}, created_at) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-            ),
-            &[
-                &cert.serial,
-                &cert.der,
-                &cert.subject,
-                &cert.sans,
-                &cert.issuer,
-                &cert.not_before,
-                &cert.not_after,
-                &cert.profile,
-                &cert.status.as_str(),
-                &cert.revoked_at,
-                &cert.revocation_reason,
-                &cert.transaction_id,
-                &cert.device_id,
-                &at,
-            ],
-        )
-        .await
-        .map_err(err)?;
-        if existing.is_some() {
-            t.execute(
-                "UPDATE transactions SET state = 'issued', serial = $1, csr = NULL, \
-                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
-                &[&cert.serial, &at, &tx.transaction_id],
-            )
-            .await
-            .map_err(err)?;
-        } else {
-            t.execute(
-                "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
-                 state, serial, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'issued', $5, $6, $6)",
-                &[
-                    &tx.transaction_id,
-                    &tx.profile,
-                    &tx.key_sha256,
-                    &tx.signer_sha256,
-                    &cert.serial,
-                    &at,
-                ],
-            )
-            .await
-            .map_err(err)?;
-        }
-        append_audit(
-            &t,
-            actor,
-            if existing.is_some() {
-                "approved"
-            } else {
-                "issued"
-            },
-            &cert.serial,
-            &serde_json::json!({
-                "transaction_id": tx.transaction_id, "profile": cert.profile,
-                "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
-                "one_time_challenge": challenge.is_some(),
-            }),
-        )
-        .await?;
-        if let Some(h) = challenge {
-            reg::link(&t, h, &cert.serial, actor).await?;
-        }
-        t.commit().await.map_err(err)
     }
 
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 use deadpool_postgres::{Pool, Transaction};
 
 use super::postgres::{append_audit, err, pool_err};
+use super::postgres_issue::AuditEntry;
 use super::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
 use super::{ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON};
 
@@ -227,12 +228,15 @@ pub(super) async fn challenge(
 }
 
 /// Inside `record_issued`: the registration whose challenge was just consumed becomes issued.
-pub(super) async fn link(
+/// The registration rows of an issuance made with a registration's challenge: the
+/// registration becomes issued with `serial`. Returns its audit record, for the caller to
+/// chain (see `postgres_issue`).
+pub(super) async fn link_rows(
     t: &Transaction<'_>,
     challenge_hash: &str,
     serial: &str,
     actor: &str,
-) -> Result<(), StoreError> {
+) -> Result<Option<AuditEntry>, StoreError> {
     let Some(row) = t
         .query_opt(
             "SELECT id, state FROM registrations WHERE challenge_hash = $1 FOR UPDATE",
@@ -241,7 +245,7 @@ pub(super) async fn link(
         .await
         .map_err(err)?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let (id, state): (String, String) = (row.get(0), row.get(1));
     // A registration's challenge issues only while the registration is approved.
@@ -254,14 +258,12 @@ pub(super) async fn link(
     )
     .await
     .map_err(err)?;
-    append_audit(
-        t,
-        actor,
-        "registration_issued",
-        &id,
-        &serde_json::json!({"serial": serial}),
-    )
-    .await
+    Ok(Some(AuditEntry {
+        actor: actor.into(),
+        action: "registration_issued".into(),
+        subject: id,
+        details: serde_json::json!({"serial": serial}),
+    }))
 }
 
 pub(super) async fn expire(
