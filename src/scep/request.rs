@@ -8,7 +8,7 @@
 use cms::content_info::ContentInfo;
 use der::asn1::Any;
 use der::asn1::ObjectIdentifier as Oid;
-use der::{Encode, Tagged};
+use der::{Decode, Encode, Tagged};
 use openssl::pkey::{Id, PKey, Public};
 use openssl::x509::X509;
 
@@ -36,6 +36,20 @@ pub struct PkiMessage {
     attrs: Vec<x509_cert::attr::Attribute>,
     raw: Vec<u8>,
     signature_alg: Oid,
+    /// Set when the message was read without OpenSSL (see [`Direct`]).
+    direct: Option<Direct>,
+}
+
+/// What checking the signature needs, when the message could be read without OpenSSL: DER
+/// signed attributes, a signer found by the exact bytes of its issuer and serial, a primitive
+/// eContent. Anything else (BER, a subjectKeyIdentifier, two candidate signers) goes through
+/// OpenSSL's PKCS#7 reader, which costs more than the rest of the request's non-token work.
+#[derive(Debug, Clone)]
+struct Direct {
+    /// The signed attributes as signed: DER, tagged SET OF.
+    signed_attrs: Vec<u8>,
+    /// The signature value.
+    signature: Vec<u8>,
 }
 
 /// A certificate's public key for OpenSSL. RSA keys are read straight from the
@@ -112,6 +126,23 @@ fn openssl_content(p7: &openssl::pkcs7::Pkcs7Ref, verify: bool) -> Result<Vec<u8
     Ok(out)
 }
 
+/// The one certificate whose issuer Name and serial are byte for byte the signer's
+/// issuerAndSerialNumber. None when the signer is named otherwise, or when no certificate or
+/// more than one has that serial (then OpenSSL's canonical matching decides).
+fn direct_signer(certs: &[Vec<u8>], issuer_serial: Option<&(Vec<u8>, Vec<u8>)>) -> Option<Vec<u8>> {
+    let (issuer, serial) = issuer_serial?;
+    let mut same_serial = certs.iter().filter(|c| {
+        x509_parser::parse_x509_certificate(c)
+            .is_ok_and(|(_, x)| x.tbs_certificate.raw_serial() == serial.as_slice())
+    });
+    let found = same_serial.next()?;
+    if same_serial.next().is_some() {
+        return None;
+    }
+    let (_, x) = x509_parser::parse_x509_certificate(found).ok()?;
+    (x.issuer().as_raw() == issuer.as_slice()).then(|| found.clone())
+}
+
 fn malformed(what: &str) -> ScepError {
     ScepError::Malformed(what.into())
 }
@@ -122,6 +153,13 @@ struct SignerParts {
     digest_alg: Oid,
     attrs: Vec<x509_cert::attr::Attribute>,
     signature_alg: Oid,
+    /// issuerAndSerialNumber as (issuer Name DER, serial INTEGER contents), when the signer
+    /// is named that way.
+    issuer_serial: Option<(Vec<u8>, Vec<u8>)>,
+    /// The signed attributes re-tagged as SET OF, when they were sent in DER.
+    signed_der: Option<Vec<u8>>,
+    /// The signature, when it is a primitive OCTET STRING.
+    signature: Option<Vec<u8>>,
 }
 
 fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
@@ -142,13 +180,32 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
         .find(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
         .ok_or_else(|| malformed("signerInfo has no signed attributes"))?;
     let mut attrs = Vec::new();
+    let mut reencoded = Vec::new();
     for a in asn1::children(signed.value())? {
         let der = a.to_der().map_err(ScepError::encode)?;
-        attrs.push(asn1::from_ber::<x509_cert::attr::Attribute>(
-            &der,
-            "signed attribute",
-        )?);
+        let attr = asn1::from_ber::<x509_cert::attr::Attribute>(&der, "signed attribute")?;
+        reencoded.extend(attr.to_der().map_err(ScepError::encode)?);
+        attrs.push(attr);
     }
+    // What is signed is the DER of the attributes in the order sent, tagged SET OF (RFC 5652
+    // §5.4). When the bytes received are already exactly that, they can be checked as they
+    // are.
+    let signed_der = (reencoded == signed.value())
+        .then(|| {
+            Any::new(der::Tag::Set, reencoded)
+                .and_then(|a| a.to_der())
+                .ok()
+        })
+        .flatten();
+    let issuer_serial = (f[1].tag() == der::Tag::Sequence)
+        .then(|| asn1::children(f[1].value()).ok())
+        .flatten()
+        .and_then(|p| match p.as_slice() {
+            [issuer, serial] if serial.tag() == der::Tag::Integer => {
+                Some((issuer.to_der().ok()?, serial.value().to_vec()))
+            }
+            _ => None,
+        });
     let sig_alg_pos = f
         .iter()
         .position(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
@@ -158,10 +215,17 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
         f.get(sig_alg_pos)
             .ok_or_else(|| malformed("no signatureAlgorithm"))?,
     )?;
+    let signature = f
+        .get(sig_alg_pos + 1)
+        .filter(|a| a.tag() == der::Tag::OctetString)
+        .map(|a| a.value().to_vec());
     Ok(SignerParts {
         digest_alg,
         attrs,
         signature_alg,
+        issuer_serial,
+        signed_der,
+        signature,
     })
 }
 
@@ -169,6 +233,12 @@ impl PkiMessage {
     /// Parse a pkiMessage (DER or BER). Fails when it is not a SignedData with one signer, the
     /// signer's certificate, and the SCEP attributes messageType and transactionID.
     pub fn parse(bytes: &[u8]) -> Result<PkiMessage, ScepError> {
+        Self::parse_with(bytes, true)
+    }
+
+    /// As [`PkiMessage::parse`]; `direct` allows reading without OpenSSL when the message
+    /// permits (tests compare both ways).
+    fn parse_with(bytes: &[u8], direct: bool) -> Result<PkiMessage, ScepError> {
         if bytes.is_empty() {
             return Err(ScepError::Malformed("empty message".into()));
         }
@@ -184,7 +254,8 @@ impl PkiMessage {
         if sd.len() < 4 {
             return Err(malformed("SignedData is too short"));
         }
-        let econtent_present = asn1::children(sd[2].value())?.len() > 1;
+        let encap = asn1::children(sd[2].value())?;
+        let econtent_present = encap.len() > 1;
         let certs: Vec<Vec<u8>> = match sd
             .iter()
             .find(|a| a.tag().is_context_specific() && a.tag().number().value() == 0)
@@ -204,13 +275,52 @@ impl PkiMessage {
             return Err(malformed("a pkiMessage has exactly one signerInfo"));
         }
         let signer = signer_parts(&first)?;
-        // The signer certificate is the one OpenSSL will verify the signature with (it matches
-        // issuer names canonically), so what is verified and what is acted on cannot differ.
-        let p7 = parse_p7(bytes)?;
-        let signer_cert = openssl_signer(&p7)?;
-        if !certs.contains(&signer_cert) {
-            return Err(malformed("the signer's certificate is not in the message"));
-        }
+        // The eContent, when it is one primitive OCTET STRING ([0] EXPLICIT).
+        let plain_content = if econtent_present {
+            // Strict DER: a constructed (chunked) OCTET STRING does not read here.
+            der::asn1::OctetString::from_der(encap[1].value())
+                .ok()
+                .map(|o| o.as_bytes().to_vec())
+        } else {
+            Some(Vec::new())
+        };
+        let direct_signer = if direct {
+            direct_signer(&certs, signer.issuer_serial.as_ref())
+        } else {
+            None
+        };
+        let read = match (
+            direct_signer,
+            plain_content,
+            signer.signed_der.clone(),
+            signer.signature.clone(),
+        ) {
+            (Some(cert), Some(content), Some(signed_attrs), Some(signature)) => (
+                cert,
+                content,
+                Some(Direct {
+                    signed_attrs,
+                    signature,
+                }),
+            ),
+            _ => {
+                // The signer certificate is the one OpenSSL will verify the signature with
+                // (it matches issuer names canonically), so what is verified and what is
+                // acted on cannot differ.
+                let p7 = parse_p7(bytes)?;
+                let cert = openssl_signer(&p7)?;
+                if !certs.contains(&cert) {
+                    return Err(malformed("the signer's certificate is not in the message"));
+                }
+                let content = if econtent_present {
+                    openssl_content(&p7, false)?
+                } else {
+                    Vec::new()
+                };
+                (cert, content, None)
+            }
+        };
+        let (signer_cert, content, direct) = read;
         let attr_list = signer.attrs;
         let text = |o: Oid, name: &str| -> Result<String, ScepError> {
             let v = find_attr(&attr_list, o)
@@ -238,11 +348,6 @@ impl PkiMessage {
         let digest = DigestAlg::from_oid(&signer.digest_alg).ok_or_else(|| {
             ScepError::UnsupportedAlgorithm(format!("digest {}", signer.digest_alg))
         })?;
-        let content = if econtent_present {
-            openssl_content(&p7, false)?
-        } else {
-            Vec::new()
-        };
         Ok(PkiMessage {
             message_type,
             transaction_id,
@@ -253,7 +358,20 @@ impl PkiMessage {
             attrs: attr_list.clone(),
             raw: bytes.to_vec(),
             signature_alg: signer.signature_alg,
+            direct,
         })
+    }
+
+    /// Parse through OpenSSL's PKCS#7 reader only (to compare with direct reading).
+    #[cfg(test)]
+    pub(crate) fn parse_openssl_only(bytes: &[u8]) -> Result<PkiMessage, ScepError> {
+        Self::parse_with(bytes, false)
+    }
+
+    /// Was the message read without OpenSSL's PKCS#7 reader?
+    #[cfg(test)]
+    pub(crate) fn read_directly(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// A signed attribute's value as text (any string type), if present.
@@ -292,12 +410,41 @@ impl PkiMessage {
                 "the signature algorithm does not fit the signer's key".into(),
             ));
         }
+        if let Some(d) = &self.direct {
+            return self.verify_direct(d, &key);
+        }
         // One more parse of the same bytes: OpenSSL verifies with the signer it found at
         // parse time (same bytes, same signer), so what is verified is what is acted on.
         let p7 = parse_p7(&self.raw)?;
         let verified = openssl_content(&p7, true)?;
         if verified != self.content {
             return Err(ScepError::BadSignature("the signed content changed".into()));
+        }
+        Ok(())
+    }
+
+    /// RFC 5652 §5.4 on a message read directly: the messageDigest attribute is the digest
+    /// of the content, and the signature over the signed attributes verifies with the
+    /// signer's key, using the signerInfo's digest algorithm as OpenSSL does.
+    fn verify_direct(&self, d: &Direct, key: &PKey<Public>) -> Result<(), ScepError> {
+        let stated = find_attr(&self.attrs, oid::MESSAGE_DIGEST)
+            .map(|v| v.value())
+            .ok_or_else(|| malformed("messageDigest attribute missing"))?;
+        if stated != self.digest.digest(&self.content)?.as_slice() {
+            return Err(ScepError::BadSignature(
+                "the messageDigest attribute does not match the content".into(),
+            ));
+        }
+        let verified = openssl::sign::Verifier::new(self.digest.md(), key)
+            .and_then(|mut v| {
+                v.update(&d.signed_attrs)?;
+                v.verify(&d.signature)
+            })
+            .unwrap_or(false);
+        if !verified {
+            return Err(ScepError::BadSignature(
+                "the requester's signature does not verify".into(),
+            ));
         }
         Ok(())
     }

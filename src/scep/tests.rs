@@ -121,6 +121,54 @@ fn recorded_requests_parse_and_their_signatures_verify() {
     }
 }
 
+/// Every recorded message, read directly and through OpenSSL's PKCS#7 reader: the same
+/// signer, attributes and content, and the same verdict on the signature, also after a bit of
+/// the signature or of the content is flipped.
+#[test]
+fn direct_reading_agrees_with_openssl_on_every_recorded_message() {
+    let mut files: Vec<&str> = REQUESTS.iter().map(|r| r.0).collect();
+    files.extend([
+        "certmonger/pkcsreq_sha256_32octet_signer_serial.der",
+        "certmonger/pkcsreq_sha1_21octet_signer_serial.der",
+        "certmonger/pkcsreq_rekey_signed_by_issued_cert.der",
+        "micromdm-scep/CertRep.der",
+    ]);
+    let mut direct = 0;
+    for file in files {
+        let bytes = vector(file);
+        let a = PkiMessage::parse(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let b = PkiMessage::parse_openssl_only(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        direct += usize::from(a.read_directly());
+        assert!(!b.read_directly());
+        assert_eq!(a.signer_cert, b.signer_cert, "{file}");
+        assert_eq!(a.content, b.content, "{file}");
+        assert_eq!(a.transaction_id, b.transaction_id, "{file}");
+        assert_eq!(a.sender_nonce, b.sender_nonce, "{file}");
+        assert_eq!(a.digest, b.digest, "{file}");
+        assert_eq!(
+            a.verify_signature().is_ok(),
+            b.verify_signature().is_ok(),
+            "{file}"
+        );
+        // Flip one bit at a time near the end (signature) and in the middle (content).
+        for at in [bytes.len() - 5, bytes.len() / 2] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            let (a, b) = (
+                PkiMessage::parse(&bad),
+                PkiMessage::parse_openssl_only(&bad),
+            );
+            let verdict = |m: Result<PkiMessage, ScepError>| m.and_then(|m| m.verify_signature());
+            assert_eq!(
+                verdict(a).is_ok(),
+                verdict(b).is_ok(),
+                "{file}, bit flipped at {at}"
+            );
+        }
+    }
+    assert!(direct >= 6, "only {direct} messages were read directly");
+}
+
 #[test]
 fn certmonger_signers_with_long_serials_parse_and_verify() {
     for file in [
