@@ -18,6 +18,7 @@ mod postgres_registrations;
 mod registration;
 mod sqlite;
 mod sqlite_expiry;
+mod sqlite_issue;
 mod sqlite_records;
 mod sqlite_registrations;
 

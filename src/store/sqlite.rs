@@ -33,6 +33,8 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) conn: Arc<Mutex<Connection>>,
+    /// Issuances waiting to share a commit (see `sqlite_issue`).
+    issues: Arc<super::sqlite_issue::IssueQueue>,
 }
 
 pub(super) fn err(e: rusqlite::Error) -> StoreError {
@@ -125,36 +127,37 @@ pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Certifica
 
 /// Append an audit record inside `t`, after the head (locked by the IMMEDIATE transaction).
 pub(super) fn append_audit(
-    t: &rusqlite::Transaction<'_>,
+    t: &Connection,
     actor: &str,
     action: &str,
     subject: &str,
     details: &serde_json::Value,
 ) -> Result<(), StoreError> {
     let (seq, prev): (i64, String) = t
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(err)?;
     let (seq, at, details) = (seq + 1, now(), details.to_string());
     let hash = super::audit_hash(&prev, seq, at, actor, action, subject, &details);
-    t.execute(
+    t.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, action, subject, details, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![seq, at, actor, action, subject, details, prev, hash],
     )
+    .and_then(|mut s| {
+        s.execute(params![
+            seq, at, actor, action, subject, details, prev, hash
+        ])
+    })
     .map_err(err)?;
-    t.execute(
-        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
-        params![seq, hash],
-    )
-    .map_err(err)?;
+    t.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")
+        .and_then(|mut s| s.execute(params![seq, hash]))
+        .map_err(err)?;
     Ok(())
 }
 
 /// Consume a one-time challenge inside `tx`: exactly one unused, unexpired row.
-fn consume(
-    tx: &rusqlite::Transaction<'_>,
+pub(super) fn consume(
+    tx: &Connection,
     hash: &str,
     profile: &str,
     by: &str,
@@ -203,6 +206,7 @@ impl SqliteStore {
             migrate(&mut conn, migrate_schema)?;
             Ok(SqliteStore {
                 conn: Arc::new(Mutex::new(conn)),
+                issues: Default::default(),
             })
         })
         .await
@@ -228,12 +232,10 @@ impl Store for SqliteStore {
     async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = ?1"),
-                [id],
-                tx_from_row,
-            )
-            .optional()
+            c.prepare_cached(&format!(
+                "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id], tx_from_row).optional())
             .map_err(err)
         })
         .await
@@ -285,108 +287,16 @@ impl Store for SqliteStore {
         challenge: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let (tx_rec, cert, challenge, actor) = (
-            tx.clone(),
-            cert.clone(),
-            challenge.map(str::to_owned),
-            actor.to_owned(),
-        );
-        self.with(move |c| {
-            let t = c.transaction().map_err(err)?;
-            let existing: Option<(String, String)> = t
-                .query_row(
-                    "SELECT key_sha256, state FROM transactions WHERE transaction_id = ?1",
-                    [&tx_rec.transaction_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(err)?;
-            match &existing {
-                Some((key, _)) if *key != tx_rec.key_sha256 => {
-                    return Err(StoreError::Conflict(format!(
-                        "transaction {} belongs to another key",
-                        tx_rec.transaction_id
-                    )))
-                }
-                Some((_, state)) if state != "pending" => {
-                    return Err(StoreError::Conflict(format!(
-                        "transaction {} is already final",
-                        tx_rec.transaction_id
-                    )))
-                }
-                _ => {}
-            }
-            if let Some(h) = &challenge {
-                consume(&t, h, &tx_rec.profile, &tx_rec.transaction_id)?;
-            }
-            let at = now();
-            t.execute(
-                &format!(
-                    "INSERT INTO certificates ({CERT_COLUMNS}, created_at) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ),
-                params![
-                    cert.serial,
-                    cert.der,
-                    cert.subject,
-                    cert.sans,
-                    cert.issuer,
-                    cert.not_before,
-                    cert.not_after,
-                    cert.profile,
-                    cert.status.as_str(),
-                    cert.revoked_at,
-                    cert.revocation_reason,
-                    cert.transaction_id,
-                    cert.device_id,
-                    at
-                ],
-            )
-            .map_err(err)?;
-            if existing.is_some() {
-                t.execute(
-                    "UPDATE transactions SET state = 'issued', serial = ?1, csr = NULL, \
-                     updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
-                    params![cert.serial, at, tx_rec.transaction_id],
-                )
-                .map_err(err)?;
-            } else {
-                t.execute(
-                    "INSERT INTO transactions (transaction_id, profile, key_sha256, \
-                     signer_sha256, state, serial, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'issued', ?5, ?6, ?6)",
-                    params![
-                        tx_rec.transaction_id,
-                        tx_rec.profile,
-                        tx_rec.key_sha256,
-                        tx_rec.signer_sha256,
-                        cert.serial,
-                        at
-                    ],
-                )
-                .map_err(err)?;
-            }
-            append_audit(
-                &t,
-                &actor,
-                if existing.is_some() {
-                    "approved"
-                } else {
-                    "issued"
-                },
-                &cert.serial,
-                &serde_json::json!({
-                    "transaction_id": tx_rec.transaction_id, "profile": cert.profile,
-                    "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
-                    "one_time_challenge": challenge.is_some(),
-                }),
-            )?;
-            if let Some(h) = &challenge {
-                reg::link(&t, h, &cert.serial, &actor)?;
-            }
-            t.commit().map_err(err)
-        })
-        .await
+        let job = super::sqlite_issue::Job {
+            tx: tx.clone(),
+            cert: cert.clone(),
+            challenge: challenge.map(str::to_owned),
+            actor: actor.to_owned(),
+        };
+        let (conn, issues) = (self.conn.clone(), self.issues.clone());
+        tokio::task::spawn_blocking(move || issues.record(&conn, job))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
 
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {

@@ -210,7 +210,7 @@ pub(super) fn challenge(
 
 /// Inside `record_issued`: the registration whose challenge was just consumed becomes issued.
 pub(super) fn link(
-    t: &rusqlite::Transaction<'_>,
+    t: &rusqlite::Connection,
     challenge_hash: &str,
     serial: &str,
     actor: &str,
