@@ -828,7 +828,9 @@ async fn postgres_url() -> String {
     let base = std::env::var("SIGIL_TEST_DATABASE_URL").expect(
         "SIGIL_TEST_DATABASE_URL is not set: run softhsm-tests/run.sh (it starts PostgreSQL 15)",
     );
-    let schema = format!("conf_{}_{}", std::process::id(), now() % 100_000);
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let schema = format!("conf_{}_{}_{n}", std::process::id(), now() % 100_000);
     let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -886,6 +888,41 @@ async fn postgres_engine() {
         .unwrap();
     let e = PostgresStore::connect(&url, 2).await.err().unwrap();
     assert!(e.to_string().contains("newer than this sigil"), "{e}");
+}
+
+/// The PostgreSQL issuance writer lives on the runtime of its first caller. When that runtime
+/// is gone (a CLI command's, a restarted worker's), the next issuance starts a new writer.
+#[test]
+fn postgres_issuance_writer_outlives_its_runtime() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let url = first.block_on(postgres_url());
+    let s = first.block_on(PostgresStore::connect(&url, 2)).unwrap();
+    first
+        .block_on(s.record_issued(
+            &tx("rt1", "k1"),
+            &cert("0a01", "rt1", "CN=a", now() + 60),
+            None,
+            "t",
+        ))
+        .unwrap();
+    drop(first);
+    let second = runtime();
+    second
+        .block_on(s.record_issued(
+            &tx("rt2", "k2"),
+            &cert("0a02", "rt2", "CN=b", now() + 60),
+            None,
+            "t",
+        ))
+        .unwrap();
+    let found = second.block_on(s.certificate("0a02")).unwrap();
+    assert_eq!(found.map(|c| c.transaction_id).as_deref(), Some("rt2"));
 }
 
 #[test]
