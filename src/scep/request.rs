@@ -136,16 +136,21 @@ fn openssl_content(p7: &openssl::pkcs7::Pkcs7Ref, verify: bool) -> Result<Vec<u8
 /// more than one has that serial (then OpenSSL's canonical matching decides).
 fn direct_signer(certs: &[Vec<u8>], issuer_serial: Option<&(Vec<u8>, Vec<u8>)>) -> Option<Vec<u8>> {
     let (issuer, serial) = issuer_serial?;
-    let mut same_serial = certs.iter().filter(|c| {
-        x509_parser::parse_x509_certificate(c)
-            .is_ok_and(|(_, x)| x.tbs_certificate.raw_serial() == serial.as_slice())
-    });
-    let found = same_serial.next()?;
-    if same_serial.next().is_some() {
-        return None;
+    let mut found = None;
+    for c in certs {
+        // A certificate that does not read here might be the one OpenSSL picks.
+        let (_, x) = x509_parser::parse_x509_certificate(c).ok()?;
+        if x.tbs_certificate.raw_serial() == serial.as_slice() {
+            if found.is_some() {
+                return None;
+            }
+            found = Some((c, x.issuer().as_raw() == issuer.as_slice()));
+        }
     }
-    let (_, x) = x509_parser::parse_x509_certificate(found).ok()?;
-    (x.issuer().as_raw() == issuer.as_slice()).then(|| found.clone())
+    match found {
+        Some((c, true)) => Some(c.clone()),
+        _ => None,
+    }
 }
 
 fn malformed(what: &str) -> ScepError {
@@ -195,7 +200,7 @@ fn signer_parts(si: &Any) -> Result<SignerParts, ScepError> {
     // What is signed is the DER of the attributes in the order sent, tagged SET OF (RFC 5652
     // §5.4). When the bytes received are already exactly that, they can be checked as they
     // are.
-    let signed_der = (reencoded == signed.value())
+    let signed_der = (signed.tag().is_constructed() && reencoded == signed.value())
         .then(|| {
             Any::new(der::Tag::Set, reencoded)
                 .and_then(|a| a.to_der())
@@ -283,12 +288,39 @@ impl PkiMessage {
         // The eContent, when it is one primitive OCTET STRING ([0] EXPLICIT); strict DER, so a
         // constructed (chunked) one does not read here. Without eContent (a detached
         // signature) OpenSSL decides.
-        let plain_content = encap.get(1).and_then(|e| {
-            der::asn1::OctetString::from_der(e.value())
+        let plain_content = match encap.as_slice() {
+            [_, e]
+                if e.tag().is_context_specific()
+                    && e.tag().is_constructed()
+                    && e.tag().number().value() == 0 =>
+            {
+                der::asn1::OctetString::from_der(e.value())
+                    .ok()
+                    .map(|o| o.as_bytes().to_vec())
+            }
+            _ => None,
+        };
+        // OpenSSL digests the content with each algorithm of digestAlgorithms and fails a
+        // signer whose algorithm is not among them.
+        let listed = asn1::children(sd[1].value())
+            .map(|algs| {
+                algs.iter().any(|a| {
+                    asn1::children(a.value())
+                        .ok()
+                        .and_then(|p| p.first().and_then(|o| o.decode_as::<Oid>().ok()))
+                        == Some(signer.digest_alg)
+                })
+            })
+            .unwrap_or(false);
+        // The direct reader takes only what decodes as CMS in strict DER, tags and lengths
+        // included; anything looser is OpenSSL's to judge.
+        let strict = direct
+            && ContentInfo::from_der(bytes)
                 .ok()
-                .map(|o| o.as_bytes().to_vec())
-        });
-        let direct_signer = if direct {
+                .filter(|ci| ci.content_type == oid::SIGNED_DATA)
+                .and_then(|ci| ci.content.decode_as::<cms::signed_data::SignedData>().ok())
+                .is_some();
+        let direct_signer = if strict && listed {
             direct_signer(&certs, signer.issuer_serial.as_ref())
         } else {
             None
@@ -432,8 +464,13 @@ impl PkiMessage {
     /// signer's key, using the signerInfo's digest algorithm as OpenSSL does.
     fn verify_direct(&self, d: &Direct, key: &PKey<Public>) -> Result<(), ScepError> {
         let stated = find_attr(&self.attrs, oid::MESSAGE_DIGEST)
+            .filter(|v| v.tag() == der::Tag::OctetString)
             .map(|v| v.value())
-            .ok_or_else(|| malformed("messageDigest attribute missing"))?;
+            .ok_or_else(|| {
+                ScepError::BadSignature(
+                    "the messageDigest attribute is missing or not an OCTET STRING".into(),
+                )
+            })?;
         if stated != self.digest.digest(&self.content)?.as_slice() {
             return Err(ScepError::BadSignature(
                 "the messageDigest attribute does not match the content".into(),

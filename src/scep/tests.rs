@@ -573,3 +573,71 @@ mod fuzz {
         }
     }
 }
+
+/// Every single-byte change to a request, read both ways: the direct reader accepts exactly
+/// what OpenSSL's accepts (signature and content checked), whatever byte was hit (an
+/// attribute, digestAlgorithms, a tag or a length). One difference is allowed: inside the
+/// requester's self-signed certificate, outside its key, x509-parser reads some names OpenSSL
+/// refuses (another string tag). Nothing there is relied on: the key is what verifies, and a
+/// renewal's certificate is checked by OpenSSL against the CA.
+#[test]
+fn any_changed_byte_gets_the_same_verdict_from_both_readers() {
+    let (client, ra) = (party("device", 1024), party("ra", 1024));
+    let good = request(
+        &client,
+        &ra,
+        ContentCipher::Aes128Cbc,
+        DigestAlg::Sha256,
+        b"a CSR would be here",
+    );
+    let cert_at = good
+        .windows(client.cert.len())
+        .position(|w| w == client.cert)
+        .unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&client.cert).unwrap();
+    let key = parsed.public_key().raw;
+    let key_at = cert_at
+        + client
+            .cert
+            .windows(key.len())
+            .position(|w| w == key)
+            .unwrap();
+    let lenient = |at: usize| {
+        (cert_at..cert_at + client.cert.len()).contains(&at)
+            && !(key_at..key_at + key.len()).contains(&at)
+    };
+    let verdict = |m: Result<PkiMessage, ScepError>| {
+        m.and_then(|m| m.verify_signature().map(|()| (m.signer_cert, m.content)))
+            .ok()
+    };
+    assert!(PkiMessage::parse(&good).unwrap().read_directly());
+    let mut refused = 0;
+    for at in 0..good.len() {
+        for flip in [0x01u8, 0x80] {
+            let mut bad = good.clone();
+            bad[at] ^= flip;
+            let (a, b) = (
+                verdict(PkiMessage::parse(&bad)),
+                verdict(PkiMessage::parse_openssl_only(&bad)),
+            );
+            refused += usize::from(a.is_none());
+            if lenient(at) && a.is_some() {
+                assert!(b.is_none() || a == b, "byte {at} ^ {flip:#04x}");
+                continue;
+            }
+            assert_eq!(
+                a.is_some(),
+                b.is_some(),
+                "byte {at} ^ {flip:#04x}: direct {}, OpenSSL {}",
+                a.is_some(),
+                b.is_some()
+            );
+            assert_eq!(a, b, "byte {at} ^ {flip:#04x}");
+        }
+    }
+    // Outside the certificate, every change is refused by both.
+    assert!(
+        refused >= 2 * (good.len() - client.cert.len()),
+        "{refused} refused"
+    );
+}

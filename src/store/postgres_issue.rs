@@ -22,8 +22,8 @@
 //! so one cannot fail the others. Rows are always locked before the audit head, the order
 //! every other writer uses.
 //!
-//! One writer measured faster than several: its groups are larger. It runs on the runtime
-//! of the first caller and is started again by the next caller if that runtime has stopped.
+//! One writer measured faster than several: its groups are larger. It has a thread of its
+//! own, is started by the first issuance, and again by the next one if it has stopped.
 
 use std::sync::Mutex;
 
@@ -150,9 +150,9 @@ impl IssueQueue {
                 None => Some(job),
             };
             if let Some(job) = job {
-                // No writer yet, or its runtime has stopped: start one here.
+                // No writer yet, or it has stopped: start one.
                 let (s, r) = mpsc::unbounded_channel();
-                tokio::spawn(writer(pool.clone(), r));
+                spawn_writer(pool.clone(), r)?;
                 s.send(job).map_err(|_| {
                     StoreError::Unavailable("the issuance writer did not start".into())
                 })?;
@@ -163,6 +163,21 @@ impl IssueQueue {
             .await
             .map_err(|_| StoreError::Unavailable("the issuance writer stopped".into()))?
     }
+}
+
+/// The writer gets a thread and a runtime of its own: a caller's runtime may stop, or stop
+/// being driven (a CLI command's after its `block_on`), while the store lives on. It ends
+/// when the store and its clones are gone (the queue closes).
+fn spawn_writer(pool: Pool, queue: mpsc::UnboundedReceiver<Job>) -> Result<(), StoreError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("issuance writer: {e}")))?;
+    std::thread::Builder::new()
+        .name("sigil-pg-writer".into())
+        .spawn(move || runtime.block_on(writer(pool, queue)))
+        .map_err(|e| StoreError::Unavailable(format!("issuance writer: {e}")))?;
+    Ok(())
 }
 
 async fn writer(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
@@ -178,12 +193,18 @@ async fn writer(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
             Ok(r) => r,
             Err(e) if group.len() == 1 => vec![Err(e)],
             Err(e) => {
-                // Two groups can deadlock on resends of the same transactions, and PostgreSQL
-                // then aborts one; or the database went away. Either way nothing of the group
-                // was written: write each issuance alone, so one cannot fail the others.
+                // A serial that exists, a deadlock with another node's group, or the database
+                // went away. Nothing of the group was written: write each issuance alone, so
+                // one cannot fail the others; but once one fails for want of a database, the
+                // rest get that answer at once rather than a timeout each.
                 tracing::warn!(error = %e, issuances = group.len(), "an issuance group failed; writing its issuances one by one");
-                let mut alone = Vec::with_capacity(group.len());
+                let mut alone: Vec<Result<(), StoreError>> = Vec::with_capacity(group.len());
                 for job in &group {
+                    if let Some(Err(down @ StoreError::Unavailable(_))) = alone.last() {
+                        let down = down.clone();
+                        alone.push(Err(down));
+                        continue;
+                    }
                     alone.push(match write_group(&pool, std::slice::from_ref(job)).await {
                         Ok(mut r) => r.pop().unwrap_or_else(|| {
                             Err(StoreError::Unavailable("no result for an issuance".into()))
@@ -209,6 +230,11 @@ async fn write_group(
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut c = pool.get().await.map_err(pool_err)?;
     let t = c.transaction().await.map_err(err)?;
+    // One writer serves the node: a row lock held elsewhere (another node, an open session)
+    // must not stall it for long.
+    t.batch_execute("SET LOCAL lock_timeout = '5s'")
+        .await
+        .map_err(err)?;
     let alone = group.len() == 1;
     let mut results = Vec::with_capacity(group.len());
     let mut audits = Vec::new();
@@ -220,9 +246,11 @@ async fn write_group(
     // New enrollments without a challenge go in one statement (each transaction ID once).
     let mut written: Vec<Option<Vec<AuditEntry>>> = group.iter().map(|_| None).collect();
     let mut ids = std::collections::HashSet::new();
-    let bulk: Vec<usize> = (0..group.len())
+    let mut bulk: Vec<usize> = (0..group.len())
         .filter(|&i| group[i].challenge.is_none() && ids.insert(&group[i].tx.transaction_id))
         .collect();
+    // In ID order, so two nodes writing the same IDs lock them in the same order.
+    bulk.sort_by(|&a, &b| group[a].tx.transaction_id.cmp(&group[b].tx.transaction_id));
     if bulk.len() > 1 {
         let jobs: Vec<&Job> = bulk.iter().map(|&i| &group[i]).collect();
         let serials: std::collections::HashSet<String> =

@@ -273,6 +273,8 @@ pub(super) async fn expire(
 ) -> Result<(usize, usize), StoreError> {
     let mut c = pool.get().await.map_err(pool_err)?;
     let t = c.transaction().await.map_err(err)?;
+    // Rows first, the audit head last (in one append), the order every writer takes.
+    let mut audits = Vec::new();
     let regs = t
         .query(
             "SELECT id, challenge_hash, state FROM registrations \
@@ -298,14 +300,12 @@ pub(super) async fn expire(
             .await
             .map_err(err)?;
         }
-        append_audit(
-            &t,
-            "sigil",
-            "expired",
-            &id,
-            &serde_json::json!({"registration": true, "was": state}),
-        )
-        .await?;
+        audits.push(AuditEntry {
+            actor: "sigil".into(),
+            action: "expired".into(),
+            subject: id,
+            details: serde_json::json!({"registration": true, "was": state}),
+        });
     }
     let mut txs = 0;
     for (profile, before) in pending {
@@ -326,17 +326,16 @@ pub(super) async fn expire(
             )
             .await
             .map_err(err)?;
-            append_audit(
-                &t,
-                "sigil",
-                "expired",
-                &id,
-                &serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
-            )
-            .await?;
+            audits.push(AuditEntry {
+                actor: "sigil".into(),
+                action: "expired".into(),
+                subject: id,
+                details: serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
+            });
             txs += 1;
         }
     }
+    super::postgres_issue::append_audits(&t, &audits).await?;
     t.commit().await.map_err(err)?;
     Ok((regs.len(), txs))
 }

@@ -65,14 +65,27 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
         let mut t = c.transaction().map_err(err)?;
         let mut results = Vec::with_capacity(n);
         for (job, _) in &group {
-            let sp = t.savepoint().map_err(err)?;
+            let mut sp = t.savepoint().map_err(err)?;
             match issuance_rows(&sp, job) {
                 Ok(()) => {
                     sp.commit().map_err(err)?;
                     results.push(Ok(()));
                 }
-                // Dropping the savepoint rolls it back.
-                Err(e) => results.push(Err(e)),
+                Err(e) => {
+                    // Explicitly, so a failed rollback fails the group instead of leaving
+                    // half an issuance to be committed with it.
+                    sp.rollback().map_err(err)?;
+                    sp.finish().map_err(err)?;
+                    results.push(Err(e));
+                }
+            }
+            // SQLite rolls the whole transaction back by itself on some errors (disk full,
+            // I/O): then nothing of the group is written, and every later statement would
+            // run in a transaction of its own.
+            if t.is_autocommit() {
+                return Err(StoreError::Unavailable(
+                    "SQLite rolled the issuance group back".into(),
+                ));
             }
         }
         if results.iter().any(Result::is_ok) {
