@@ -221,6 +221,14 @@ impl PostgresStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(Duration::from_secs(10));
+        // A statement waits at most 5 s for a row lock held elsewhere (another node, an open
+        // session): then it fails, the request gets 503, and the node's one issuance writer
+        // moves on. Options in the URL come after this one, so they win.
+        let options = match cfg.get_options() {
+            Some(o) => format!("-c lock_timeout=5s {o}"),
+            None => "-c lock_timeout=5s".to_string(),
+        };
+        cfg.options(&options);
         let described = describe(&cfg);
         let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
@@ -231,29 +239,36 @@ impl PostgresStore {
             })?;
         }
         let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
-        let mgr = Manager::from_config(
-            cfg.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts {
-                wait: Some(Duration::from_secs(5)),
-                create: Some(Duration::from_secs(5)),
-                recycle: Some(Duration::from_secs(5)),
-            })
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
+        let pool_of = |size: usize| {
+            let mgr = Manager::from_config(
+                cfg.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(mgr)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .timeouts(Timeouts {
+                    wait: Some(Duration::from_secs(5)),
+                    create: Some(Duration::from_secs(5)),
+                    recycle: Some(Duration::from_secs(5)),
+                })
+                .build()
+                .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
+        };
+        let pool = pool_of(pool_size.max(1))?;
+        // The issuance writer's own connections, driven by its own thread: a connection is
+        // served by the runtime that opened it, so sharing the request pool would send every
+        // round trip of the writer through a request worker's thread.
+        let writer_pool = pool_of(1)?;
         let store = PostgresStore {
             pool,
             config: cfg,
             tls,
             leases: Default::default(),
-            issues: Default::default(),
+            issues: std::sync::Arc::new(super::postgres_issue::IssueQueue::new(writer_pool)),
         };
         store.migrate(migrate).await.map_err(|e| match e {
             StoreError::Unavailable(m) => StoreError::Unavailable(format!("{m} ({described})")),
@@ -265,6 +280,10 @@ impl PostgresStore {
     async fn migrate(&self, apply: bool) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
+        // Another node may be migrating: wait for it as long as it takes.
+        t.batch_execute("SET LOCAL lock_timeout = 0")
+            .await
+            .map_err(err)?;
         t.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(err)?;
@@ -352,9 +371,7 @@ impl Store for PostgresStore {
         challenge: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        self.issues
-            .record(&self.pool, tx, cert, challenge, actor)
-            .await
+        self.issues.record(tx, cert, challenge, actor).await
     }
 
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {

@@ -22,7 +22,8 @@
 //! so one cannot fail the others. Rows are always locked before the audit head, the order
 //! every other writer uses.
 //!
-//! One writer measured faster than several: its groups are larger. It has a thread of its
+//! One writer measured faster than several: its groups are larger. A row lock held elsewhere
+//! stalls it for at most the connection's `lock_timeout` (5 s, see `PostgresStore`). It has a thread of its
 //! own, is started by the first issuance, and again by the next one if it has stopped.
 
 use std::sync::Mutex;
@@ -120,16 +121,24 @@ struct Job {
 }
 
 /// The queue to a store's issuance writer.
-#[derive(Default)]
 pub(super) struct IssueQueue {
     sender: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// The writer's connections (see `PostgresStore::connect_tls`).
+    pool: Pool,
 }
 
 impl IssueQueue {
+    /// A queue whose writer will write through `pool`.
+    pub(super) fn new(pool: Pool) -> IssueQueue {
+        IssueQueue {
+            sender: Mutex::new(None),
+            pool,
+        }
+    }
+
     /// Record an issuance (see `Store::record_issued`); returns when its group is committed.
     pub(super) async fn record(
         &self,
-        pool: &Pool,
         tx: &TransactionRecord,
         cert: &CertificateRecord,
         challenge: Option<&str>,
@@ -152,7 +161,7 @@ impl IssueQueue {
             if let Some(job) = job {
                 // No writer yet, or it has stopped: start one.
                 let (s, r) = mpsc::unbounded_channel();
-                spawn_writer(pool.clone(), r)?;
+                spawn_writer(self.pool.clone(), r)?;
                 s.send(job).map_err(|_| {
                     StoreError::Unavailable("the issuance writer did not start".into())
                 })?;
@@ -230,11 +239,6 @@ async fn write_group(
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let mut c = pool.get().await.map_err(pool_err)?;
     let t = c.transaction().await.map_err(err)?;
-    // One writer serves the node: a row lock held elsewhere (another node, an open session)
-    // must not stall it for long.
-    t.batch_execute("SET LOCAL lock_timeout = '5s'")
-        .await
-        .map_err(err)?;
     let alone = group.len() == 1;
     let mut results = Vec::with_capacity(group.len());
     let mut audits = Vec::new();
