@@ -85,3 +85,5 @@ impl ScepError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_readers;

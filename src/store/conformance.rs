@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 
-fn tx(id: &str, key: &str) -> TransactionRecord {
+pub(super) fn tx(id: &str, key: &str) -> TransactionRecord {
     TransactionRecord {
         transaction_id: id.into(),
         profile: "default".into(),
@@ -17,7 +17,7 @@ fn tx(id: &str, key: &str) -> TransactionRecord {
     }
 }
 
-fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> CertificateRecord {
+pub(super) fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> CertificateRecord {
     CertificateRecord {
         serial: serial.into(),
         der: vec![0x30, 0x00],
@@ -35,7 +35,7 @@ fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> CertificateRe
     }
 }
 
-fn challenge(hash: &str, expires_at: i64) -> ChallengeRecord {
+pub(super) fn challenge(hash: &str, expires_at: i64) -> ChallengeRecord {
     ChallengeRecord {
         hash: hash.into(),
         profile: "default".into(),
@@ -690,121 +690,6 @@ async fn expiry(s: Arc<dyn Store>) {
     assert_eq!(announced, 1, "announced once");
 }
 
-/// Many issuances at once, some of them doomed (a serial taken twice, a challenge spent
-/// five times, a transaction claimed by three keys). PostgreSQL writes them in shared groups:
-/// each must still get its own answer, and the losers must leave nothing behind.
-async fn concurrent_issuances(s: Arc<dyn Store>) {
-    s.insert_challenge(&challenge("race", now() + 3600), "test")
-        .await
-        .unwrap();
-    let before = s.audit_head().await.unwrap().0;
-    let far = now() + 86_400;
-    // (label, transaction, key, serial, challenge)
-    let mut jobs: Vec<(String, String, String, String, Option<&'static str>)> = Vec::new();
-    for i in 0..30 {
-        jobs.push((
-            format!("good{i}"),
-            format!("cg{i}"),
-            format!("kg{i}"),
-            format!("c0a{i:02}"),
-            None,
-        ));
-    }
-    for i in 0..4 {
-        for side in ["a", "b"] {
-            jobs.push((
-                format!("dup{i}"),
-                format!("cd{side}{i}"),
-                format!("kd{side}{i}"),
-                format!("c0d{i}"),
-                None,
-            ));
-        }
-    }
-    for i in 0..5 {
-        jobs.push((
-            "challenge".into(),
-            format!("cc{i}"),
-            format!("kc{i}"),
-            format!("c0c{i}"),
-            Some("race"),
-        ));
-    }
-    for i in 0..3 {
-        jobs.push((
-            "taken".into(),
-            "ct".into(),
-            format!("kt{i}"),
-            format!("c0t{i}"),
-            None,
-        ));
-    }
-    let mut tasks = Vec::new();
-    for (label, tid, key, serial, ch) in jobs {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = s
-                .record_issued(
-                    &tx(&tid, &key),
-                    &cert(&serial, &tid, "CN=race", far),
-                    ch,
-                    "ra",
-                )
-                .await;
-            (label, tid, serial, r)
-        }));
-    }
-    let mut won: std::collections::HashMap<String, usize> = Default::default();
-    let mut winners = Vec::new();
-    for t in tasks {
-        let (label, tid, serial, r) = t.await.unwrap();
-        match (&r, label.as_str()) {
-            (Ok(()), _) => {
-                *won.entry(label.clone()).or_default() += 1;
-                winners.push((tid, serial));
-            }
-            (Err(StoreError::ChallengeSpent), "challenge") => {}
-            (Err(StoreError::Conflict(_)), "taken") => {}
-            (Err(StoreError::Conflict(_)), l) if l.starts_with("dup") => {}
-            (other, l) => panic!("{l}: unexpected {other:?}"),
-        }
-    }
-    for i in 0..30 {
-        assert_eq!(won.get(&format!("good{i}")), Some(&1), "good{i}");
-    }
-    for i in 0..4 {
-        assert_eq!(won.get(&format!("dup{i}")), Some(&1), "one of dup{i} wins");
-    }
-    assert_eq!(won.get("challenge"), Some(&1), "the challenge issues once");
-    assert_eq!(won.get("taken"), Some(&1), "the transaction issues once");
-    // Every winner is stored as sent; nothing of the losers is.
-    for (tid, serial) in &winners {
-        let c = s.certificate(serial).await.unwrap().unwrap();
-        assert_eq!(&c.transaction_id, tid);
-        let t = s.transaction(tid).await.unwrap().unwrap();
-        assert_eq!(
-            t.state,
-            TransactionState::Issued {
-                serial: serial.clone()
-            }
-        );
-    }
-    for i in 0..5 {
-        let tid = format!("cc{i}");
-        if !winners.iter().any(|(t, _)| *t == tid) {
-            assert!(
-                s.transaction(&tid).await.unwrap().is_none(),
-                "{tid} left a row"
-            );
-            assert!(s.certificate(&format!("c0c{i}")).await.unwrap().is_none());
-        }
-    }
-    // One audit record per winner, chained without a gap.
-    let head = s.audit_head().await.unwrap();
-    assert_eq!(head.0 - before, winners.len() as i64);
-    verify_audit(&s.audit_records(0, 0).await.unwrap(), (head.0, &head.1)).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_engine() {
     let dir = tempfile::tempdir().unwrap();
@@ -813,7 +698,7 @@ async fn sqlite_engine() {
     suite(s.clone()).await;
     registrations(s.clone()).await;
     expiry(s.clone()).await;
-    concurrent_issuances(s).await;
+    super::conformance_concurrency::concurrent_issuances(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -824,7 +709,7 @@ async fn sqlite_engine() {
 }
 
 /// A schema of its own in the test database, so runs and tests do not meet.
-async fn postgres_url() -> String {
+pub(super) async fn postgres_url() -> String {
     let base = std::env::var("SIGIL_TEST_DATABASE_URL").expect(
         "SIGIL_TEST_DATABASE_URL is not set: run softhsm-tests/run.sh (it starts PostgreSQL 15)",
     );
@@ -850,7 +735,7 @@ async fn postgres_engine() {
     suite(s.clone()).await;
     registrations(s.clone()).await;
     expiry(s.clone()).await;
-    concurrent_issuances(s.clone()).await;
+    super::conformance_concurrency::concurrent_issuances(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();
     assert!(!other.lead("task").await.unwrap());
@@ -888,41 +773,6 @@ async fn postgres_engine() {
         .unwrap();
     let e = PostgresStore::connect(&url, 2).await.err().unwrap();
     assert!(e.to_string().contains("newer than this sigil"), "{e}");
-}
-
-/// The PostgreSQL issuance writer lives on the runtime of its first caller. When that runtime
-/// is gone (a CLI command's, a restarted worker's), the next issuance starts a new writer.
-#[test]
-fn postgres_issuance_writer_outlives_its_runtime() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
-    let first = runtime();
-    let url = first.block_on(postgres_url());
-    let s = first.block_on(PostgresStore::connect(&url, 2)).unwrap();
-    first
-        .block_on(s.record_issued(
-            &tx("rt1", "k1"),
-            &cert("0a01", "rt1", "CN=a", now() + 60),
-            None,
-            "t",
-        ))
-        .unwrap();
-    drop(first);
-    let second = runtime();
-    second
-        .block_on(s.record_issued(
-            &tx("rt2", "k2"),
-            &cert("0a02", "rt2", "CN=b", now() + 60),
-            None,
-            "t",
-        ))
-        .unwrap();
-    let found = second.block_on(s.certificate("0a02")).unwrap();
-    assert_eq!(found.map(|c| c.transaction_id).as_deref(), Some("rt2"));
 }
 
 #[test]

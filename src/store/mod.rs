@@ -24,6 +24,8 @@ mod sqlite_registrations;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_concurrency;
 
 use std::sync::Arc;
 
