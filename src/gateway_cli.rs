@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sigil::telemetry::{self, LogFormat};
 
 /// Sigil's SCEP gateway (a build without the core: it can only run the gateway).
 #[derive(Parser, Debug)]
@@ -33,26 +32,14 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Gateway = cli.command;
-    let config = match sigil::gateway::GatewayConfig::load(cli.config.as_deref(), std::env::vars())
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init_logging(
-        if cli.log_format.as_deref() == Some("json") {
-            LogFormat::Json
-        } else {
-            LogFormat::Human
-        },
-        cli.log_level.as_deref().unwrap_or("info"),
-    );
-    match actix_web::rt::System::new().block_on(sigil::gateway::run(config)) {
+    match sigil::gateway::run_command(
+        cli.config.as_deref(),
+        cli.log_format.as_deref(),
+        cli.log_level.as_deref(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: gateway: {e}");
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }

@@ -336,19 +336,11 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     if let Command::Gateway = cli.command {
-        // The gateway reads only its own section: its host has no HSM or database settings.
-        let g = sigil::gateway::GatewayConfig::load(cli.config.as_deref(), std::env::vars())?;
-        telemetry::init_logging(
-            if cli.log_format.as_deref() == Some("json") {
-                LogFormat::Json
-            } else {
-                LogFormat::Human
-            },
-            cli.log_level.as_deref().unwrap_or("info"),
-        );
-        return actix_web::rt::System::new()
-            .block_on(sigil::gateway::run(g))
-            .context("gateway");
+        return Ok(sigil::gateway::run_command(
+            cli.config.as_deref(),
+            cli.log_format.as_deref(),
+            cli.log_level.as_deref(),
+        )?);
     }
     let config = Config::load(cli.config.as_deref())?;
     let format = match cli.log_format.as_deref() {

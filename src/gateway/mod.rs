@@ -183,6 +183,39 @@ async fn handle(
     }
 }
 
+/// Why `sigil gateway` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayExit {
+    /// The `[gateway]` configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] config::GatewayConfigError),
+    /// The server could not start or failed.
+    #[error("gateway: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// `sigil gateway`, as both binaries run it: read `[gateway]` from `config` (and
+/// `SIGIL_GATEWAY_*`), start logging (`log_format` "json" or human; `log_level`, default
+/// info), and serve until SIGTERM / SIGINT on a runtime of its own.
+pub fn run_command(
+    config: Option<&std::path::Path>,
+    log_format: Option<&str>,
+    log_level: Option<&str>,
+) -> Result<(), GatewayExit> {
+    // The gateway reads only its own section: its host has no HSM or database settings.
+    let config = GatewayConfig::load(config, std::env::vars())?;
+    crate::telemetry::init_logging(
+        if log_format == Some("json") {
+            crate::telemetry::LogFormat::Json
+        } else {
+            crate::telemetry::LogFormat::Human
+        },
+        log_level.unwrap_or("info"),
+    );
+    actix_web::rt::System::new().block_on(run(config))?;
+    Ok(())
+}
+
 /// Run the gateway until SIGTERM / SIGINT.
 pub async fn run(config: GatewayConfig) -> std::io::Result<()> {
     let upstreams = Upstreams::new(&config).map_err(std::io::Error::other)?;

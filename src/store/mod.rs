@@ -229,6 +229,45 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// One issuance to record: the arguments of [`Store::record_issued`], owned, for the engines'
+/// issuance writers (which write several in one database transaction).
+pub(super) struct Issuance {
+    pub(super) tx: TransactionRecord,
+    pub(super) cert: CertificateRecord,
+    pub(super) challenge: Option<String>,
+    pub(super) actor: String,
+}
+
+impl Issuance {
+    pub(super) fn new(
+        tx: &TransactionRecord,
+        cert: &CertificateRecord,
+        challenge: Option<&str>,
+        actor: &str,
+    ) -> Issuance {
+        Issuance {
+            tx: tx.clone(),
+            cert: cert.clone(),
+            challenge: challenge.map(str::to_owned),
+            actor: actor.to_owned(),
+        }
+    }
+
+    /// The audit record's action ("issued", or "approved" when it moved a PENDING
+    /// transaction) and details.
+    pub(super) fn audit(&self, approved: bool) -> (&'static str, serde_json::Value) {
+        let (tx, cert) = (&self.tx, &self.cert);
+        (
+            if approved { "approved" } else { "issued" },
+            serde_json::json!({
+                "transaction_id": tx.transaction_id, "profile": cert.profile,
+                "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
+                "one_time_challenge": self.challenge.is_some(),
+            }),
+        )
+    }
+}
+
 /// The hash of an audit record: SHA-256 (hex) over the JSON array
 /// `[prev_hash, seq, at, actor, action, subject, details]`.
 pub fn audit_hash(

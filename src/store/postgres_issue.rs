@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::postgres::{err, pool_err};
 use super::postgres_registrations as reg;
-use super::{now, CertificateRecord, StoreError, TransactionRecord};
+use super::{now, CertificateRecord, Issuance, StoreError, TransactionRecord};
 use tokio_postgres::types::ToSql;
 
 /// The most issuances one database transaction takes (those with a challenge have a
@@ -111,13 +111,17 @@ pub(super) async fn append_audits(
     Ok(())
 }
 
-/// One issuance to record.
+/// One issuance to record, and where its result goes.
 struct Job {
-    tx: TransactionRecord,
-    cert: CertificateRecord,
-    challenge: Option<String>,
-    actor: String,
+    issuance: Issuance,
     reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl std::ops::Deref for Job {
+    type Target = Issuance;
+    fn deref(&self) -> &Issuance {
+        &self.issuance
+    }
 }
 
 /// The queue to a store's issuance writer.
@@ -146,10 +150,7 @@ impl IssueQueue {
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            tx: tx.clone(),
-            cert: cert.clone(),
-            challenge: challenge.map(str::to_owned),
-            actor: actor.to_owned(),
+            issuance: Issuance::new(tx, cert, challenge, actor),
             reply,
         };
         {
@@ -421,16 +422,12 @@ async fn issuance_rows(
 
 /// The audit record of an issuance.
 fn issued_audit(job: &Job, approved: bool) -> AuditEntry {
-    let (tx, cert) = (&job.tx, &job.cert);
+    let (action, details) = job.audit(approved);
     AuditEntry {
         actor: job.actor.clone(),
-        action: if approved { "approved" } else { "issued" }.into(),
-        subject: cert.serial.clone(),
-        details: serde_json::json!({
-            "transaction_id": tx.transaction_id, "profile": cert.profile,
-            "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
-            "one_time_challenge": job.challenge.is_some(),
-        }),
+        action: action.into(),
+        subject: job.cert.serial.clone(),
+        details,
     }
 }
 

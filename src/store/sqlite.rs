@@ -287,12 +287,7 @@ impl Store for SqliteStore {
         challenge: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let job = super::sqlite_issue::Job {
-            tx: tx.clone(),
-            cert: cert.clone(),
-            challenge: challenge.map(str::to_owned),
-            actor: actor.to_owned(),
-        };
+        let job = super::Issuance::new(tx, cert, challenge, actor);
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
         tokio::task::spawn_blocking(move || issues.record(&conn, job))
             .await

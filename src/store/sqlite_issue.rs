@@ -18,15 +18,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sqlite::{append_audit, consume, err, CERT_COLUMNS};
 use super::sqlite_registrations as reg;
-use super::{now, CertificateRecord, StoreError, TransactionRecord};
+use super::{now, StoreError};
 
 /// One issuance to record.
-pub(super) struct Job {
-    pub(super) tx: TransactionRecord,
-    pub(super) cert: CertificateRecord,
-    pub(super) challenge: Option<String>,
-    pub(super) actor: String,
-}
+pub(super) type Job = super::Issuance;
 
 type Queued = (Job, mpsc::SyncSender<Result<(), StoreError>>);
 
@@ -181,21 +176,8 @@ fn issuance_rows(t: &Connection, job: &Job) -> Result<(), StoreError> {
         })
         .map_err(err)?;
     }
-    append_audit(
-        t,
-        &job.actor,
-        if existing.is_some() {
-            "approved"
-        } else {
-            "issued"
-        },
-        &cert.serial,
-        &serde_json::json!({
-            "transaction_id": tx.transaction_id, "profile": cert.profile,
-            "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
-            "one_time_challenge": challenge.is_some(),
-        }),
-    )?;
+    let (action, details) = job.audit(existing.is_some());
+    append_audit(t, &job.actor, action, &cert.serial, &details)?;
     if let Some(h) = challenge {
         reg::link(t, h, &cert.serial, &job.actor)?;
     }

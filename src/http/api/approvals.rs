@@ -72,28 +72,7 @@ pub(super) async fn approve(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/approve");
-    let d = match decision(&body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
-    if id.starts_with("reg_") {
-        return match ra.decide_registration(&caller, &id, true, &d.comment).await {
-            Ok(r) => HttpResponse::Ok().json(crate::http::registrations::registration_json(&r)),
-            Err(e) => crate::http::registrations::registration_error(e),
-        };
-    }
-    match ra.approve(&id, &format!("token:{}", caller.token_id)).await {
-        Ok(serial) => {
-            tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
-            HttpResponse::Ok()
-                .json(json!({"transaction_id": *id, "state": "issued", "serial": serial}))
-        }
-        Err(e) => approval_error(e),
-    }
+    decide(req, state, id, body, true).await
 }
 
 pub(super) async fn reject(
@@ -102,7 +81,23 @@ pub(super) async fn reject(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let caller = guard!(req, state, "POST", "/api/v1/approvals/{id}/reject");
+    decide(req, state, id, body, false).await
+}
+
+/// Approve or reject an enrollment (a transaction ID) or a registration (`reg_…`).
+async fn decide(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+    approve: bool,
+) -> HttpResponse {
+    let pattern = if approve {
+        "/api/v1/approvals/{id}/approve"
+    } else {
+        "/api/v1/approvals/{id}/reject"
+    };
+    let caller = guard!(req, state, "POST", pattern);
     let d = match decision(&body) {
         Ok(d) => d,
         Err(r) => return r,
@@ -112,11 +107,22 @@ pub(super) async fn reject(
     };
     if id.starts_with("reg_") {
         return match ra
-            .decide_registration(&caller, &id, false, &d.comment)
+            .decide_registration(&caller, &id, approve, &d.comment)
             .await
         {
             Ok(r) => HttpResponse::Ok().json(crate::http::registrations::registration_json(&r)),
             Err(e) => crate::http::registrations::registration_error(e),
+        };
+    }
+    let actor = format!("token:{}", caller.token_id);
+    if approve {
+        return match ra.approve(&id, &actor).await {
+            Ok(serial) => {
+                tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
+                HttpResponse::Ok()
+                    .json(json!({"transaction_id": *id, "state": "issued", "serial": serial}))
+            }
+            Err(e) => approval_error(e),
         };
     }
     let reason = if d.comment.trim().is_empty() {
@@ -124,10 +130,7 @@ pub(super) async fn reject(
     } else {
         format!("rejected by an officer: {}", d.comment.trim())
     };
-    match ra
-        .reject(&id, &reason, &format!("token:{}", caller.token_id))
-        .await
-    {
+    match ra.reject(&id, &reason, &actor).await {
         Ok(()) => {
             tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
             HttpResponse::Ok().json(json!({"transaction_id": *id, "state": "rejected"}))
