@@ -82,7 +82,11 @@ macro_rules! enter {
     };
 }
 
-fn answer(r: Result<RegistrationRecord, RegistrationError>, status: StatusCode) -> HttpResponse {
+/// A registration, or why not, as the API answers it.
+pub(crate) fn answer(
+    r: Result<RegistrationRecord, RegistrationError>,
+    status: StatusCode,
+) -> HttpResponse {
     match r {
         Ok(r) => HttpResponse::build(status).json(registration_json(&r)),
         Err(e) => registration_error(e),

@@ -106,13 +106,11 @@ async fn decide(
         return unavailable("no RA");
     };
     if id.starts_with("reg_") {
-        return match ra
-            .decide_registration(&caller, &id, approve, &d.comment)
-            .await
-        {
-            Ok(r) => HttpResponse::Ok().json(crate::http::registrations::registration_json(&r)),
-            Err(e) => crate::http::registrations::registration_error(e),
-        };
+        return crate::http::registrations::answer(
+            ra.decide_registration(&caller, &id, approve, &d.comment)
+                .await,
+            StatusCode::OK,
+        );
     }
     let actor = format!("token:{}", caller.token_id);
     if approve {
