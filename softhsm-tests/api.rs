@@ -43,14 +43,20 @@ pub(crate) fn call(
     r.send().unwrap()
 }
 
+/// A token of `role` made by the admin; an mdm token is scoped to every profile and directory
+/// open to integrations.
 pub(crate) fn new_token(s: &ScepServer, role: &str, name: &str) -> (String, String) {
-    let r = call(
-        s,
-        "POST",
-        "/api/v1/tokens",
-        Some(&s.admin),
-        Some(json!({"role": role, "name": name})),
-    );
+    let body = if role == "mdm" {
+        json!({"role": role, "name": name, "profiles": ["*"], "directories": ["*"]})
+    } else {
+        json!({"role": role, "name": name})
+    };
+    new_token_with(s, body)
+}
+
+/// A token made by the admin from a request body.
+pub(crate) fn new_token_with(s: &ScepServer, body: Value) -> (String, String) {
+    let r = call(s, "POST", "/api/v1/tokens", Some(&s.admin), Some(body));
     assert_eq!(r.status(), 201);
     let v: Value = r.json().unwrap();
     (
@@ -560,7 +566,13 @@ fn the_audit_log_records_decisions_and_exposes_tampering() {
     let otp = challenge(&s, &mdm, json!({}));
     let (_, _, r) = enroll_with(&s, "default", "audited", &otp);
     assert_eq!(r.status, PkiStatus::Success);
-    let (_, _, r) = enroll_with(&s, "default", "refused", "wrong challenge");
+    // A requester that proved nothing is refused in the server log only: an anonymous flood
+    // cannot fill the audit chain.
+    let (_, _, r) = enroll_with(&s, "default", "anonymous-refusal", "wrong challenge");
+    assert_eq!(r.status, PkiStatus::Failure);
+    // One with a valid challenge whose binding it breaks is refused in the audit log.
+    let bound = challenge(&s, &mdm, json!({"cn": "bound-name"}));
+    let (_, _, r) = enroll_with(&s, "default", "other-name", &bound);
     assert_eq!(r.status, PkiStatus::Failure);
     assert_eq!(
         call(&s, "GET", "/api/v1/tokens", Some("sigil_bogus"), None).status(),
@@ -589,6 +601,14 @@ fn the_audit_log_records_decisions_and_exposes_tampering() {
     ] {
         assert!(actions.contains(&a), "no {a} in {actions:?}");
     }
+    assert!(
+        log.to_string().contains("bound to CN"),
+        "the authenticated refusal says why"
+    );
+    assert!(
+        !log.to_string().contains("challenge password is wrong"),
+        "an unauthenticated refusal is not in the audit chain"
+    );
     assert!(
         !log.to_string().contains("sigil_bogus"),
         "a failed token is not recorded"

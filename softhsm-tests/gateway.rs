@@ -52,13 +52,19 @@ struct Site {
 impl Site {
     fn new(database_url: Option<&str>) -> Site {
         let token = TokenDir::new();
-        ok(&token.run(&[
-            "init",
-            "--ca-key",
-            "rsa3072",
-            "--ca-subject",
-            "CN=Gateway Test CA",
-        ]));
+        // The ceremony makes the store: the shared database when there is one.
+        ok(&token
+            .sigil()
+            .env("SIGIL_DATABASE_URL", database_url.unwrap_or(""))
+            .args([
+                "init",
+                "--ca-key",
+                "rsa3072",
+                "--ca-subject",
+                "CN=Gateway Test CA",
+            ])
+            .output()
+            .unwrap());
         let tls = token.path().join("tls");
         let h = hex::encode(openssl::sha::sha256(CHALLENGE.as_bytes()));
         let config = token.path().join("sigil.toml");

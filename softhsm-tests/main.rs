@@ -17,3 +17,4 @@ mod registration;
 mod rollover;
 mod scep;
 mod serve;
+mod store_binding;

@@ -499,7 +499,8 @@ fn challenges_replays_and_profiles() {
         again_cert.serial_number().to_bn().unwrap(),
         first_cert.serial_number().to_bn().unwrap()
     );
-    // The same transactionID with another key is refused.
+    // A transactionID is not global: another device using the same one (clients pick short
+    // ones like "16") enrolls on its own record...
     let other = new_device("other");
     let csr = other.csr("other", Some(CHALLENGE), &[]).unwrap();
     let msg = other
@@ -514,6 +515,26 @@ fn challenges_replays_and_profiles() {
         )
         .unwrap();
     let r = other.read(&s.pki("default", msg, false)).unwrap();
+    assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+    assert!(X509::from_der(&r.certs[0])
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_eq(&other.key));
+    // ...while the same requester reusing its transactionID for another key is refused.
+    let msg = e
+        .device
+        .request(
+            MessageType::PkcsReq,
+            &e.tid,
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("default", msg, false)).unwrap();
     assert_eq!(r.fail_info, Some(FailInfo::BadRequest));
     assert!(r.fail_text.unwrap().contains("another key"));
 
@@ -704,8 +725,43 @@ fn renewal_pending_poll_getcert_getcrl() {
         .fail_text
         .unwrap()
         .contains("issued under profile `default`"));
-    let other_subject = new_key.csr("someone-else", None, &[]).unwrap();
+    // A certificate renews once: the first one (renewed above) renews nothing more.
+    let again = new_device("renew-me").csr("renew-me", None, &[]).unwrap();
     let msg = e
+        .device
+        .request(
+            MessageType::RenewalReq,
+            "renewal-again",
+            &Nonce::random().unwrap(),
+            &again,
+            &s.ra,
+            aes,
+            sha,
+        )
+        .unwrap();
+    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    assert!(
+        r.fail_text
+            .as_deref()
+            .unwrap_or("")
+            .contains("already renewed"),
+        "{:?}",
+        r.fail_text
+    );
+    // The subject and SANs stay: checked with another certificate of the profile.
+    let (mut e3, r3) = enroll(
+        &s,
+        "renewable",
+        "renew-me",
+        Some(CHALLENGE),
+        aes,
+        sha,
+        false,
+    );
+    let third = assert_issued_for(&s, &e3, &r3);
+    e3.device.sign_with(third.to_der().unwrap());
+    let other_subject = new_key.csr("someone-else", None, &[]).unwrap();
+    let msg = e3
         .device
         .request(
             MessageType::RenewalReq,
@@ -717,12 +773,12 @@ fn renewal_pending_poll_getcert_getcrl() {
             sha,
         )
         .unwrap();
-    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    let r = e3.device.read(&s.pki("renewable", msg, false)).unwrap();
     assert!(r.fail_text.unwrap().contains("keep the subject"));
     let more_sans = new_key
         .csr("renew-me", None, &["dns:extra.example"])
         .unwrap();
-    let msg = e
+    let msg = e3
         .device
         .request(
             MessageType::RenewalReq,
@@ -734,7 +790,7 @@ fn renewal_pending_poll_getcert_getcrl() {
             sha,
         )
         .unwrap();
-    let r = e.device.read(&s.pki("renewable", msg, false)).unwrap();
+    let r = e3.device.read(&s.pki("renewable", msg, false)).unwrap();
     assert!(r.fail_text.unwrap().contains("subject alternative names"));
     // RenewalReq signed by a stranger's self-signed certificate.
     let stranger = new_device("stranger");

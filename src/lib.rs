@@ -11,6 +11,8 @@ pub mod bench;
 #[cfg(feature = "core")]
 pub mod ceremony;
 #[cfg(feature = "core")]
+pub mod clock;
+#[cfg(feature = "core")]
 pub mod config;
 pub mod gateway;
 #[cfg(feature = "core")]

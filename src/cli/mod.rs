@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use sigil::ceremony::{self, InitOptions};
 use sigil::config::Config;
 use sigil::hsm::{Hsm, KeySpec};
+use sigil::store::OpenMode;
 use sigil::telemetry::{self, LogFormat};
 
 mod rollover;
@@ -111,6 +112,14 @@ enum TokenCommand {
         /// Expire after this many days.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// mdm tokens: a profile it may mint one-time challenges for (repeatable; `*`: every
+        /// profile open to integrations).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+        /// mdm tokens: a directory whose registrations' SCEP payloads it may collect
+        /// (repeatable; `*`: all).
+        #[arg(long = "directory")]
+        directories: Vec<String>,
     },
     /// List tokens (never their secrets).
     List,
@@ -147,7 +156,17 @@ enum ChallengeCommand {
 #[derive(Subcommand, Debug)]
 enum DbCommand {
     /// Apply the schema migrations (also done at every start) and print the schema version.
-    Migrate,
+    Migrate {
+        /// Create the store if there is none, and bind it to the token's CA (`sigil init`
+        /// does this for a new CA; use this for a CA made without a store, or a new
+        /// PostgreSQL database of an existing CA).
+        #[arg(long)]
+        create: bool,
+        /// With --create: the token's store is lost for good; bind this new one instead
+        /// (recorded in its audit log). Its revocations and CRL numbers are gone with it.
+        #[arg(long, requires = "create")]
+        replace_store: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -372,18 +391,36 @@ fn run(cli: Cli) -> Result<()> {
             ra_days,
         }) => rollover::rollover(&config, &ca_key, ca_days, ca_subject, ra_days),
         Command::Ca(CaCommand::Activate) => rollover::activate(&config),
-        Command::Db(DbCommand::Migrate) => with_store(&config, true, |_| async {
+        Command::Db(DbCommand::Migrate {
+            create: false,
+            replace_store: _,
+        }) => with_store(&config, OpenMode::Migrate, |_| async {
             println!(
                 "database schema is at version {}",
                 sigil::store::SCHEMA_VERSION
             );
             Ok(())
         }),
+        Command::Db(DbCommand::Migrate {
+            create: true,
+            replace_store,
+        }) => {
+            let hsm = open_hsm(&config)?;
+            let ca = configured_ca(&config, &hsm)?;
+            with_store(&config, OpenMode::Create, |store| async move {
+                sigil::ra::binding::bind(&hsm, store.as_ref(), &ca, "cli", replace_store).await?;
+                println!(
+                    "database schema is at version {}; the store is bound to the token's CA",
+                    sigil::store::SCHEMA_VERSION
+                );
+                Ok(())
+            })
+        }
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
         Command::Audit(AuditCommand::Verify) => audit_verify(&config),
         Command::Audit(AuditCommand::Export { out }) => {
-            with_store(&config, false, |store| async move {
+            with_store(&config, OpenMode::Existing, |store| async move {
                 let mut text = String::new();
                 for r in store.audit_records(0, 0).await? {
                     text.push_str(&serde_json::to_string(&r)?);
@@ -415,12 +452,18 @@ fn run(cli: Cli) -> Result<()> {
                 device_id,
                 ..Default::default()
             };
-            with_store(&config, false, |store| async move {
-                let (challenge, expires) =
+            sigil::ra::challenge::may_mint(&profile, config.registration_only(&profile), None)
+                .map_err(anyhow::Error::msg)?;
+            with_store(&config, OpenMode::Existing, |store| async move {
+                let m =
                     sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl, "cli")
                         .await?;
-                println!("{challenge}");
-                eprintln!("profile {profile}, expires {}", time_text(expires));
+                println!("{}", m.challenge);
+                eprintln!(
+                    "challenge {} for profile {profile}, expires {}",
+                    m.id,
+                    time_text(m.expires_at)
+                );
                 Ok(())
             })
         }
@@ -431,9 +474,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Run `f` with the configured store on a small runtime; only `db migrate` (`migrate`)
-/// changes the schema.
-fn with_store<F, Fut>(config: &Config, migrate: bool, f: F) -> Result<()>
+/// Run `f` with the configured store on a small runtime; only `db migrate` and `init`
+/// change the schema or create a store (`mode`).
+fn with_store<F, Fut>(config: &Config, mode: OpenMode, f: F) -> Result<()>
 where
     F: FnOnce(std::sync::Arc<dyn sigil::store::Store>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -443,8 +486,19 @@ where
         .build()
         .context("runtime")?;
     rt.block_on(async {
-        let store = sigil::store::open(config, migrate).await.context("store")?;
+        let store = sigil::store::open(config, mode).await.context("store")?;
         f(store).await
+    })
+}
+
+/// The certificate of the configured CA key, from the token (the CA a store is bound to).
+fn configured_ca(config: &Config, hsm: &Hsm) -> Result<Vec<u8>> {
+    let label = config.hsm.ca_key_uri()?.label()?.to_owned();
+    hsm.certificate_blocking(&label)?.with_context(|| {
+        format!(
+            "no CA certificate `{label}` on token `{}`: run `sigil init` first",
+            hsm.token()
+        )
     })
 }
 
@@ -483,7 +537,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 device_id: device,
                 limit,
             };
-            with_store(config, false, |store| async move {
+            with_store(config, OpenMode::Existing, |store| async move {
                 let certs = store.certificates(&filter).await?;
                 println!(
                     "{:<34} {:<8} {:<21} {:<12} SUBJECT",
@@ -519,7 +573,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 )
             })?;
             let hsm = open_hsm(config)?;
-            with_store(config, false, |store| async move {
+            with_store(config, OpenMode::Existing, |store| async move {
                 let ra = sigil::ra::Ra::open(&hsm, config, store).await?;
                 if !ra.revoke(&serial, code, "cli").await? {
                     anyhow::bail!("no valid certificate with serial {serial}");
@@ -528,49 +582,53 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 Ok(())
             })
         }
-        CertCommand::Show { serial } => with_store(config, false, |store| async move {
-            let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
-            let c = store
-                .certificate(&serial)
-                .await?
-                .with_context(|| format!("no certificate with serial {serial}"))?;
-            println!("serial:      {}", c.serial);
-            println!("subject:     {}", c.subject);
-            println!("SANs:        {}", c.sans);
-            println!("issuer:      {}", c.issuer);
-            println!("not before:  {}", time_text(c.not_before));
-            println!("not after:   {}", time_text(c.not_after));
-            println!("profile:     {}", c.profile);
-            println!(
-                "status:      {}",
-                if c.status == CertStatus::Valid {
-                    "valid"
+        CertCommand::Show { serial } => {
+            with_store(config, OpenMode::Existing, |store| async move {
+                let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+                let c = store
+                    .certificate(&serial)
+                    .await?
+                    .with_context(|| format!("no certificate with serial {serial}"))?;
+                println!("serial:      {}", c.serial);
+                println!("subject:     {}", c.subject);
+                println!("SANs:        {}", c.sans);
+                println!("issuer:      {}", c.issuer);
+                println!("not before:  {}", time_text(c.not_before));
+                println!("not after:   {}", time_text(c.not_after));
+                println!("profile:     {}", c.profile);
+                println!(
+                    "status:      {}",
+                    if c.status == CertStatus::Valid {
+                        "valid"
+                    } else {
+                        "revoked"
+                    }
+                );
+                println!("transaction: {}", c.transaction_id);
+                println!("SHA-256:     {}", sigil::pki::sha256_fingerprint(&c.der));
+                Ok(())
+            })
+        }
+        CertCommand::Export { serial, out, der } => {
+            with_store(config, OpenMode::Existing, |store| async move {
+                let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
+                let c = store
+                    .certificate(&serial)
+                    .await?
+                    .with_context(|| format!("no certificate with serial {serial}"))?;
+                let bytes = if der {
+                    c.der
                 } else {
-                    "revoked"
+                    sigil::pki::to_pem(&c.der).into_bytes()
+                };
+                match out {
+                    Some(path) => std::fs::write(&path, bytes)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
                 }
-            );
-            println!("transaction: {}", c.transaction_id);
-            println!("SHA-256:     {}", sigil::pki::sha256_fingerprint(&c.der));
-            Ok(())
-        }),
-        CertCommand::Export { serial, out, der } => with_store(config, false, |store| async move {
-            let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
-            let c = store
-                .certificate(&serial)
-                .await?
-                .with_context(|| format!("no certificate with serial {serial}"))?;
-            let bytes = if der {
-                c.der
-            } else {
-                sigil::pki::to_pem(&c.der).into_bytes()
-            };
-            match out {
-                Some(path) => std::fs::write(&path, bytes)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
-            }
-            Ok(())
-        }),
+                Ok(())
+            })
+        }
     }
 }
 
@@ -583,7 +641,7 @@ fn audit_verify(config: &Config) -> Result<()> {
         .certificate_blocking(&ra_label)?
         .with_context(|| format!("no RA certificate `{ra_label}` on the token"))?;
     hsm.close();
-    with_store(config, false, |store| async move {
+    with_store(config, OpenMode::Existing, |store| async move {
         let records = store.audit_records(0, 0).await?;
         let (seq, hash) = store.audit_head().await?;
         if let Err((at, why)) = sigil::store::verify_audit(&records, (seq, &hash)) {
@@ -634,16 +692,26 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
             role,
             name,
             expires_in_days,
+            profiles,
+            directories,
         } => {
             let role = Role::parse(&role).with_context(|| {
                 format!("--role `{role}`: use admin, officer, auditor, mdm or user")
             })?;
-            with_store(config, false, |store| async move {
+            let scope = sigil::store::TokenScope {
+                profiles,
+                directories,
+            };
+            let (known_profiles, known_directories) = config.scope_names();
+            sigil::ra::access::check_scope(role, &scope, &known_profiles, &known_directories)
+                .map_err(anyhow::Error::msg)?;
+            with_store(config, OpenMode::Existing, |store| async move {
                 let (secret, rec) = create_token(
                     store.as_ref(),
                     role,
                     &name,
                     expires_in_days.map(|d| i64::from(d) * 86_400),
+                    scope,
                     "cli",
                 )
                 .await?;
@@ -652,7 +720,7 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
                 Ok(())
             })
         }
-        TokenCommand::List => with_store(config, false, |store| async move {
+        TokenCommand::List => with_store(config, OpenMode::Existing, |store| async move {
             println!(
                 "{:<18} {:<8} {:<25} {:<10} NAME",
                 "ID", "ROLE", "LAST USED", "STATE"
@@ -678,7 +746,7 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
             }
             Ok(())
         }),
-        TokenCommand::Revoke { id } => with_store(config, false, |store| async move {
+        TokenCommand::Revoke { id } => with_store(config, OpenMode::Existing, |store| async move {
             if store.revoke_token(&id, "cli").await? {
                 println!("revoked {id}");
                 Ok(())
@@ -721,23 +789,89 @@ fn init(config: &Config, args: InitArgs) -> Result<()> {
         csr: args.csr,
         ..init_options(&args.ra)
     };
+    if opts.csr.is_none() {
+        new_store_place(config, opts.force)?;
+    }
     let hsm = open_hsm(config)?;
     let report = ceremony::init(&hsm, &config.hsm, &config.server.data_dir, &opts)?;
     print!("{report}");
-    hsm.close();
-    // The first admin token, so the API can be used at once.
-    with_store(config, true, |store| async move {
+    if opts.csr.is_some() {
+        // The CA certificate comes with `sigil ca import`; the store is made then.
+        hsm.close();
+        return Ok(());
+    }
+    make_store(config, hsm)
+}
+
+/// After the CA certificate is on the token (`init`, `ca import`): make the store, bind it to
+/// this CA, and print the first admin token (the break-glass token, `initial-admin`), so the
+/// API can be used at once.
+fn make_store(config: &Config, hsm: Hsm) -> Result<()> {
+    let ca = configured_ca(config, &hsm)?;
+    let result = with_store(config, OpenMode::Create, |store| async move {
+        sigil::ra::binding::bind(&hsm, store.as_ref(), &ca, "sigil init", true).await?;
         let (secret, rec) = sigil::ra::access::create_token(
             store.as_ref(),
             sigil::ra::access::Role::Admin,
             "initial-admin",
             None,
+            sigil::store::TokenScope::default(),
             "sigil init",
         )
         .await?;
         println!("Admin API token ({}; shown once): {secret}", rec.id);
+        hsm.close();
         Ok(())
-    })
+    });
+    result.context(
+        "the keys are made, but the store is not: fix the cause, then run `sigil db migrate --create`",
+    )
+}
+
+/// `sigil init` makes a new CA, with a new store: where the store goes must be empty, before
+/// any key is made. With `force` (a new CA replacing the token's), an embedded store there is
+/// moved aside (`sigil.db.replaced-<time>`), keeping the old CA's records and audit log.
+fn new_store_place(config: &Config, force: bool) -> Result<()> {
+    if !config.database.url.is_empty() {
+        let found = with_store(config, OpenMode::Existing, |_| async { Ok(()) });
+        if found.is_ok() {
+            anyhow::bail!(
+                "database.url points at a database that holds a Sigil store already: a new CA needs an empty database (or drop its tables first)"
+            );
+        }
+        return Ok(());
+    }
+    let path = config.server.data_dir.join("sigil.db");
+    if !path.exists() {
+        return Ok(());
+    }
+    if !force {
+        anyhow::bail!(
+            "a store already exists at {}: `sigil init` makes a new CA, which needs a new store; point server.data_dir elsewhere, or add --force to replace the token's CA (the old store is kept aside)",
+            path.display()
+        );
+    }
+    let stamp = sigil::clock::now();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = config.server.data_dir.join(format!("sigil.db{suffix}"));
+        if from.exists() {
+            let to = config
+                .server
+                .data_dir
+                .join(format!("sigil.db.replaced-{stamp}{suffix}"));
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("cannot move {} aside", from.display()))?;
+        }
+    }
+    eprintln!(
+        "the previous CA's store is kept as {}",
+        config
+            .server
+            .data_dir
+            .join(format!("sigil.db.replaced-{stamp}"))
+            .display()
+    );
+    Ok(())
 }
 
 fn import(config: &Config, cert: PathBuf, chain: PathBuf, ra: RaArgs) -> Result<()> {
@@ -750,6 +884,7 @@ fn import(config: &Config, cert: PathBuf, chain: PathBuf, ra: RaArgs) -> Result<
         .next()
         .context("--cert holds no certificate")?;
     let chain_der = ceremony::read_certificates(&chain_bytes)?;
+    new_store_place(config, ra.force)?;
     let hsm = open_hsm(config)?;
     let report = ceremony::import_ca(
         &hsm,
@@ -760,8 +895,7 @@ fn import(config: &Config, cert: PathBuf, chain: PathBuf, ra: RaArgs) -> Result<
         &init_options(&ra),
     )?;
     print!("{report}");
-    hsm.close();
-    Ok(())
+    make_store(config, hsm)
 }
 
 fn show(config: &Config) -> Result<()> {
@@ -811,9 +945,15 @@ fn serve(config: Config) -> Result<()> {
             hsm.token()
         );
     }
+    let ca = configured_ca(&config, &hsm)?;
     let listen = config.server.listen.clone();
     actix_web::rt::System::new().block_on(async move {
-        let store = sigil::store::open(&config, true).await.context("store")?;
+        let store = sigil::store::open(&config, OpenMode::Migrate)
+            .await
+            .context("store")?;
+        sigil::ra::binding::check(&hsm, store.as_ref(), &ca)
+            .await
+            .context("store")?;
         let ra = sigil::ra::Ra::open(&hsm, &config, store).await?;
         ra.record_certificates().await.context("store")?;
         // Compare without the per-node parts (address, data directory, log settings).

@@ -10,6 +10,7 @@ use sigil::hsm::KeySpec;
 use sigil::ra::generations::{cert_key, Generations};
 
 use super::{open_hsm, with_store};
+use sigil::store::OpenMode;
 
 /// `sigil ca rollover`.
 pub fn rollover(
@@ -25,7 +26,7 @@ pub fn rollover(
     let hsm = open_hsm(config)?;
     let base = config.hsm.ca_key_uri()?.label()?.to_owned();
     let token = hsm.clone();
-    with_store(config, false, |store| async move {
+    with_store(config, OpenMode::Existing, |store| async move {
         let hsm = token;
         let mut gens = Generations::read(store.as_ref()).await?;
         if let Some(next) = &gens.next {
@@ -64,6 +65,7 @@ pub fn rollover(
         }
         gens.next = Some(made.label.clone());
         gens.write(store.as_ref()).await?;
+        sigil::ra::binding::add_ca(store.as_ref(), &made.ca).await?;
         let fingerprint = sigil::pki::sha256_fingerprint(&made.ca);
         store
             .audit(
@@ -102,7 +104,7 @@ pub fn rollover(
 pub fn activate(config: &Config) -> Result<()> {
     let base = config.hsm.ca_key_uri()?.label()?.to_owned();
     let data_dir = config.server.data_dir.clone();
-    with_store(config, false, |store| async move {
+    with_store(config, OpenMode::Existing, |store| async move {
         let mut gens = Generations::read(store.as_ref()).await?;
         let Some(next) = gens.next.take() else {
             anyhow::bail!("no rollover is prepared: run `sigil ca rollover` first");

@@ -181,6 +181,10 @@ pub struct ScepConfig {
     pub max_message_bytes: usize,
     /// GetCACert includes the root CA certificate when the CA is an intermediate.
     pub include_root: bool,
+    /// Seconds a request holds its transaction while its certificate is signed. A node that
+    /// dies mid-way leaves the reservation behind; after this, the device's resend or poll
+    /// finishes it on any node. Longer than the slowest signature, short enough to wait out.
+    pub reservation_secs: u64,
 }
 
 impl Default for ScepConfig {
@@ -189,6 +193,7 @@ impl Default for ScepConfig {
             default_profile: "default".into(),
             max_message_bytes: 256 * 1024,
             include_root: true,
+            reservation_secs: crate::store::RESERVATION_SECS as u64,
         }
     }
 }
@@ -405,16 +410,7 @@ pub fn parse_span(text: &str) -> Option<i64> {
     n.checked_mul(mult)
 }
 
-/// Unix seconds as RFC 3339 text.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+pub use crate::clock::rfc3339;
 
 fn invalid(origin: &str, message: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -565,6 +561,24 @@ impl Config {
         Ok(config)
     }
 
+    /// Does a `[credentials.*]` entry name this profile? Then it issues only through
+    /// registrations.
+    pub fn registration_only(&self, profile: &str) -> bool {
+        self.credentials.values().any(|c| c.profile == profile)
+    }
+
+    /// The profiles (with whether each issues only through registrations) and directories,
+    /// for checking an integration token's scope.
+    pub fn scope_names(&self) -> (Vec<(String, bool)>, Vec<String>) {
+        (
+            self.profiles
+                .keys()
+                .map(|p| (p.clone(), self.registration_only(p)))
+                .collect(),
+            self.directories.keys().cloned().collect(),
+        )
+    }
+
     /// Cross-checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.profiles.contains_key(&self.scep.default_profile) {
@@ -609,6 +623,26 @@ impl Config {
         for (name, c) in &self.credentials {
             named("credentials", name)?;
             c.check(name, &self.profiles, &self.directories)?;
+            // The credential's profile issues only after an officer's approval: no static
+            // challenge and no open door may bypass the registration.
+            if let Some(p) = self.profiles.get(&c.profile) {
+                if !p.challenge_sha256.is_empty() || p.allow_without_challenge {
+                    return Err(invalid(
+                        &format!("profiles.{}", c.profile),
+                        &format!(
+                            "profile `{}` is the profile of credential `{name}`, so it issues only through registrations: remove its {} (devices get one-time challenges from approved registrations)",
+                            c.profile,
+                            if p.allow_without_challenge { "allow_without_challenge" } else { "static challenge (challenge_sha256)" }
+                        ),
+                    ));
+                }
+            }
+        }
+        if !(1..=3600).contains(&self.scep.reservation_secs) {
+            return Err(invalid(
+                "scep",
+                "scep.reservation_secs must be between 1 and 3600",
+            ));
         }
         if self.ocsp.validity_minutes == 0 || self.ocsp.validity_minutes > 7 * 24 * 60 {
             return Err(invalid(

@@ -25,7 +25,6 @@
 
 mod error;
 mod keys;
-mod metrics;
 mod pin;
 mod pool;
 mod uri;
@@ -42,7 +41,6 @@ use cryptoki::slot::Slot;
 
 pub use error::HsmError;
 pub use keys::{ecdsa_raw_to_der, DecryptAlg, KeySpec, KeyUsage, PublicKey, SignAlg};
-pub use metrics::HsmMetrics;
 pub use pin::PinSource;
 pub use uri::{KeyUri, ObjectType};
 
@@ -183,6 +181,17 @@ fn logged_in(s: &Session) -> bool {
         .unwrap_or(false)
 }
 
+/// The `sigil` data objects labelled `label`.
+fn find_data(s: &Session, label: &str) -> Result<Vec<ObjectHandle>, OpError> {
+    s.find_objects(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Application(b"sigil".to_vec()),
+    ])
+    .map_err(ck("find data"))
+}
+
 fn ck(what: &'static str) -> impl FnOnce(cryptoki::error::Error) -> OpError {
     move |e| OpError::Ck(what, e)
 }
@@ -193,14 +202,7 @@ impl Hsm {
         let ctx = load_module(&config.module)?;
         let slot = find_slot(&ctx, &config.token)?;
         let pin = config.pin.read()?;
-        let pool = SessionPool::new(
-            ctx,
-            slot,
-            config.token.clone(),
-            pin,
-            config.pool_size,
-            HsmMetrics::global(),
-        )?;
+        let pool = SessionPool::new(ctx, slot, config.token.clone(), pin, config.pool_size)?;
         tracing::info!(token = %config.token, module = %config.module.display(), pool = config.pool_size, "logged in to token");
         Ok(Hsm {
             inner: Arc::new(Inner {
@@ -549,6 +551,43 @@ impl Hsm {
             let attrs = s
                 .get_attributes(h, &[AttributeType::Value])
                 .map_err(ck("read certificate"))?;
+            Ok(attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            }))
+        })
+    }
+
+    /// Store a small value on the token as a private `CKO_DATA` object of application
+    /// `sigil` labelled `label`, replacing one of that label (blocking). Not a secret store:
+    /// for facts the token must carry with it, such as the store it belongs to.
+    pub fn store_data_blocking(&self, label: &str, value: &[u8]) -> Result<(), HsmError> {
+        self.run("store data", |s| {
+            for h in find_data(s, label)? {
+                s.destroy_object(h).map_err(ck("destroy data"))?;
+            }
+            s.create_object(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Application(b"sigil".to_vec()),
+                Attribute::Value(value.to_vec()),
+            ])
+            .map_err(ck("create data"))?;
+            Ok(())
+        })
+    }
+
+    /// The value of the `sigil` data object labelled `label`, if any (blocking).
+    pub fn data_blocking(&self, label: &str) -> Result<Option<Vec<u8>>, HsmError> {
+        self.run("read data", |s| {
+            let Some(h) = find_data(s, label)?.first().copied() else {
+                return Ok(None);
+            };
+            let attrs = s
+                .get_attributes(h, &[AttributeType::Value])
+                .map_err(ck("read data"))?;
             Ok(attrs.into_iter().find_map(|a| match a {
                 Attribute::Value(v) => Some(v),
                 _ => None,

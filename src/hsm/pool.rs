@@ -23,7 +23,6 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use super::error::{is_rv, login_error, recovery_for, Recovery};
-use super::metrics::HsmMetrics;
 use super::HsmError;
 
 /// How long an operation waits for a free session before giving up.
@@ -59,7 +58,13 @@ pub(crate) struct SessionPool {
     anchor: Mutex<Option<Session>>,
     recovering: Mutex<()>,
     generation: AtomicU64,
-    metrics: &'static HsmMetrics,
+}
+
+/// Update the pool's metrics, when there are metrics.
+fn with_metrics(f: impl FnOnce(&crate::telemetry::Metrics)) {
+    if let Some(m) = crate::telemetry::metrics() {
+        f(m);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,7 +118,6 @@ impl SessionPool {
         token: String,
         pin: AuthPin,
         size: usize,
-        metrics: &'static HsmMetrics,
     ) -> Result<Self, HsmError> {
         let pool = SessionPool {
             pkcs11,
@@ -130,10 +134,9 @@ impl SessionPool {
             anchor: Mutex::new(None),
             recovering: Mutex::new(()),
             generation: AtomicU64::new(0),
-            metrics,
         };
         pool.login_anchor()?;
-        metrics.pool_size.set(pool.size as i64);
+        with_metrics(|m| m.hsm_pool_size.set(pool.size as i64));
         Ok(pool)
     }
 
@@ -167,7 +170,7 @@ impl SessionPool {
             let current = self.current();
             while let Some((generation, s)) = st.idle.pop() {
                 if generation == current {
-                    self.metrics.pool_idle.set(st.idle.len() as i64);
+                    with_metrics(|m| m.hsm_pool_idle.set(st.idle.len() as i64));
                     return Ok(Lease {
                         pool: self,
                         generation,
@@ -178,10 +181,10 @@ impl SessionPool {
                 drop(s);
                 st.open = st.open.saturating_sub(1);
             }
-            self.metrics.pool_idle.set(0);
+            with_metrics(|m| m.hsm_pool_idle.set(0));
             if st.open < self.size {
                 st.open += 1;
-                self.metrics.pool_open.set(st.open as i64);
+                with_metrics(|m| m.hsm_pool_open.set(st.open as i64));
                 drop(st);
                 return match self.pkcs11.open_rw_session_no_drop(self.slot) {
                     Ok(s) => Ok(Lease {
@@ -200,14 +203,14 @@ impl SessionPool {
                 return Err(HsmError::Busy(CHECKOUT_TIMEOUT.as_secs()));
             }
             st.waiters += 1;
-            self.metrics.pool_waiters.set(st.waiters as i64);
+            with_metrics(|m| m.hsm_pool_waiters.set(st.waiters as i64));
             st = self
                 .available
                 .wait_timeout(st, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
             st.waiters -= 1;
-            self.metrics.pool_waiters.set(st.waiters as i64);
+            with_metrics(|m| m.hsm_pool_waiters.set(st.waiters as i64));
         }
     }
 
@@ -219,7 +222,7 @@ impl SessionPool {
         }
         let mut st = lock(&self.state);
         st.idle.push((generation, session));
-        self.metrics.pool_idle.set(st.idle.len() as i64);
+        with_metrics(|m| m.hsm_pool_idle.set(st.idle.len() as i64));
         drop(st);
         self.available.notify_one();
     }
@@ -228,7 +231,7 @@ impl SessionPool {
     fn release_slot(&self) {
         let mut st = lock(&self.state);
         st.open = st.open.saturating_sub(1);
-        self.metrics.pool_open.set(st.open as i64);
+        with_metrics(|m| m.hsm_pool_open.set(st.open as i64));
         drop(st);
         self.available.notify_one();
     }
@@ -240,7 +243,7 @@ impl SessionPool {
         if self.current() != seen {
             return Ok(());
         }
-        self.metrics.recoveries.inc();
+        with_metrics(|m| m.hsm_recoveries.inc());
         tracing::warn!(token = %self.token, "PKCS#11 sessions lost; logging in again");
         self.login_anchor()?;
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -261,7 +264,7 @@ impl SessionPool {
     ) -> Result<T, HsmError> {
         let started = Instant::now();
         let result = self.run_inner(&mut f, &on_relookup);
-        self.metrics.observe(op, started.elapsed(), result.is_ok());
+        with_metrics(|m| m.hsm_observe(op, started.elapsed(), result.is_ok()));
         result
     }
 

@@ -124,22 +124,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(api::routes);
 }
 
-/// Requests received, for operators and for tests that check a gateway kept traffic away.
-fn count_request() {
-    use std::sync::OnceLock;
-    static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
-    C.get_or_init(|| {
-        let c = prometheus::IntCounter::new(
-            "sigil_http_requests_total",
-            "HTTP requests received by this node",
-        )
-        .unwrap_or_else(|e| panic!("metric definition: {e}"));
-        let _ = crate::telemetry::registry().register(Box::new(c.clone()));
-        c
-    })
-    .inc();
-}
-
 /// The TLS acceptor of `[server] tls_*`: the server chain and key, and client certificates
 /// requested (not required) and verified against `client_ca`.
 fn tls_acceptor(config: &Config) -> std::io::Result<openssl::ssl::SslAcceptorBuilder> {
@@ -197,7 +181,7 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
                     .log_target("sigil::http"),
             )
             .wrap_fn(|req, srv| {
-                count_request();
+                crate::telemetry::http_request();
                 actix_web::dev::Service::call(srv, req)
             })
             .configure(routes)

@@ -28,6 +28,48 @@ pub enum San {
     Other(String),
 }
 
+impl std::fmt::Display for San {
+    /// As bindings and identities write SANs: `dns:…`, `email:…`, `uri:…`, `ip:…`, `upn:…`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(v) => write!(f, "dns:{v}"),
+            San::Email(v) => write!(f, "email:{v}"),
+            San::Uri(v) => write!(f, "uri:{v}"),
+            San::Ip(v) => write!(f, "ip:{v}"),
+            San::Upn(v) => write!(f, "upn:{v}"),
+            San::Other(v) => write!(f, "other:{v}"),
+        }
+    }
+}
+
+/// Name attributes as one line of text, in order (`CN=dev,O=Agency,1.2.3=x`).
+pub fn name_text(attrs: &[NameAttribute]) -> String {
+    attrs
+        .iter()
+        .map(|a| {
+            let key = match a.oid.as_slice() {
+                [2, 5, 4, 3] => "CN".to_string(),
+                [2, 5, 4, 6] => "C".to_string(),
+                [2, 5, 4, 7] => "L".to_string(),
+                [2, 5, 4, 8] => "ST".to_string(),
+                [2, 5, 4, 10] => "O".to_string(),
+                [2, 5, 4, 11] => "OU".to_string(),
+                [2, 5, 4, 5] => "serialNumber".to_string(),
+                [1, 2, 840, 113549, 1, 9, 1] => "emailAddress".to_string(),
+                [0, 9, 2342, 19200300, 100, 1, 1] => "UID".to_string(),
+                [0, 9, 2342, 19200300, 100, 1, 25] => "DC".to_string(),
+                other => other
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join("."),
+            };
+            format!("{key}={}", super::escape_dn_value(&a.value))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl San {
     /// The profile keyword of this SAN type.
     pub fn kind(&self) -> &'static str {

@@ -14,8 +14,10 @@ pub use ca::{
     parse_revocation_reason, random_serial, self_signed_ca, sha256_fingerprint, subject_text,
     to_pem, PkiError, REVOCATION_REASONS,
 };
-pub use csr::{certificate_identity, parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San};
-pub use name::parse_dn;
+pub use csr::{
+    certificate_identity, name_text, parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San,
+};
+pub use name::{escape_dn_value, parse_dn};
 pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile, Identity};
 pub use rcgen::KeyUsagePurpose;
 pub use signer::TokenKey;

@@ -6,6 +6,11 @@
 
 use rcgen::{DistinguishedName, DnType};
 
+/// Escape a value for [`parse_dn`] (`,` and `\` are special there).
+pub fn escape_dn_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(',', "\\,")
+}
+
 /// Parse `CN=…,O=…` into an rcgen name. Known attributes: CN, O, OU, C, L, ST, DC, E,
 /// serialNumber, UID.
 pub fn parse_dn(text: &str) -> Result<DistinguishedName, String> {

@@ -139,6 +139,16 @@ impl Identity {
 }
 
 impl CertProfile {
+    /// The subject a certificate with common name `cn` gets: the subject template with `cn`
+    /// for `{cn}`, or just the CN.
+    pub fn subject_for_cn(&self, cn: &str) -> String {
+        let cn = super::escape_dn_value(cn);
+        match &self.subject_template {
+            Some(t) => t.replace("{cn}", &cn),
+            None => format!("CN={cn}"),
+        }
+    }
+
     /// Check a CSR against the profile; the error says which rule failed.
     pub fn check(&self, csr: &Csr) -> Result<(), String> {
         self.check_as(csr, None)

@@ -1,11 +1,15 @@
 //! One-time challenges (the NDES dynamic-challenge model): generated here, stored only as a
-//! SHA-256 hash with a profile, an expiry and optional bindings, and consumed in the same
-//! database transaction that records the certificate.
+//! SHA-256 hash with a public id, the actor that minted it, a profile, an expiry and optional
+//! bindings, and consumed in the same database transaction that records the certificate.
+//!
+//! Bindings bind the whole name: once a challenge binds a CN or SANs, the certificate carries
+//! exactly the bound name (the CN, through the profile's subject template if it has one) and
+//! the bound SANs, whatever else the CSR asks for.
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::pki::{Csr, San};
+use crate::pki::Csr;
 use crate::store::{now, ChallengeRecord, Store, StoreError};
 
 /// What a one-time challenge is bound to; every field set must match the CSR.
@@ -28,6 +32,9 @@ pub struct Bindings {
     /// The registration the challenge was minted for; its enrollment counts as approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration: Option<String>,
+    /// The credential profile of that registration: its key type and size are enforced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 impl Bindings {
@@ -37,23 +44,28 @@ impl Bindings {
             .map_err(|_| "the one-time challenge has unreadable bindings".to_string())
     }
 
-    /// The identity the certificate must carry, when one was decided beforehand.
-    pub fn identity(&self) -> Option<crate::pki::Identity> {
-        self.subject.as_ref().map(|s| crate::pki::Identity {
-            subject: s.clone(),
+    /// The identity the certificate must carry, when the bindings fix one: a decided subject,
+    /// or the bound CN (through `cert`'s subject template), or, with SANs bound alone, the
+    /// CSR's CN (checked by [`bindings_met`] to be one of them) and nothing else; the SANs are
+    /// exactly the bound ones.
+    pub fn identity(
+        &self,
+        cert: &crate::pki::CertProfile,
+        csr: &Csr,
+    ) -> Option<crate::pki::Identity> {
+        let subject = match (&self.subject, &self.cn) {
+            (Some(s), _) => s.clone(),
+            (None, Some(cn)) => cert.subject_for_cn(cn),
+            (None, None) if !self.sans.is_empty() => match csr.common_name() {
+                Some(cn) => cert.subject_for_cn(cn),
+                None => String::new(),
+            },
+            (None, None) => return None,
+        };
+        Some(crate::pki::Identity {
+            subject,
             sans: self.sans.clone(),
         })
-    }
-}
-
-fn san_text(s: &San) -> String {
-    match s {
-        San::Dns(v) => format!("dns:{v}"),
-        San::Email(v) => format!("email:{v}"),
-        San::Uri(v) => format!("uri:{v}"),
-        San::Ip(v) => format!("ip:{v}"),
-        San::Upn(v) => format!("upn:{v}"),
-        San::Other(v) => format!("other:{v}"),
     }
 }
 
@@ -98,7 +110,7 @@ pub fn bindings_met(b: &Bindings, csr: &Csr) -> Result<(), String> {
             }
         }
     }
-    let mut have: Vec<String> = csr.sans.iter().map(|s| normalise(&san_text(s))).collect();
+    let mut have: Vec<String> = csr.sans.iter().map(|s| normalise(&s.to_string())).collect();
     let mut want: Vec<String> = b.sans.iter().map(|s| normalise(s)).collect();
     have.sort();
     have.dedup();
@@ -142,9 +154,14 @@ pub fn validate(b: &Bindings) -> Result<(), String> {
             }
         }
     }
-    for v in [&b.cn, &b.device_id, &b.registration].into_iter().flatten() {
+    for v in [&b.cn, &b.device_id, &b.registration, &b.credential]
+        .into_iter()
+        .flatten()
+    {
         if v.is_empty() || v.len() > 256 {
-            return Err("cn, device_id and registration must be 1 to 256 characters".into());
+            return Err(
+                "cn, device_id, registration and credential must be 1 to 256 characters".into(),
+            );
         }
     }
     if let Some(s) = &b.subject {
@@ -177,17 +194,23 @@ pub fn generate() -> Result<String, StoreError> {
     Ok(out)
 }
 
-/// A fresh challenge's record for `profile`, valid `ttl_secs`, with the challenge itself
-/// (to show once).
+/// A fresh challenge's record for `profile`, valid `ttl_secs`, minted by `actor`, with the
+/// challenge itself (to show once).
 pub fn mint(
     profile: &str,
     bindings: &Bindings,
     ttl_secs: i64,
+    actor: &str,
 ) -> Result<(String, ChallengeRecord), StoreError> {
     validate(bindings).map_err(StoreError::Invalid)?;
     let challenge = generate()?;
+    let mut id = [0u8; 8];
+    openssl::rand::rand_bytes(&mut id)
+        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
     let record = ChallengeRecord {
+        id: format!("chl_{}", hex::encode(id)),
         hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),
+        created_by: actor.into(),
         profile: profile.into(),
         bindings: serde_json::to_string(bindings)
             .map_err(|e| StoreError::Invalid(e.to_string()))?,
@@ -197,19 +220,64 @@ pub fn mint(
     Ok((challenge, record))
 }
 
-/// Create and store a one-time challenge for `profile`, valid `ttl_secs`; returns the
-/// challenge (shown once) and its expiry.
+/// May a one-time challenge be minted for `profile` outside a registration? Not when the
+/// profile issues only through registrations (a credential names it), nor by an integration
+/// token whose scope does not name it (`scope`: the token's, `None` for the command line and
+/// admins). The error names the rule.
+pub fn may_mint(
+    profile: &str,
+    registration_only: bool,
+    scope: Option<&crate::store::TokenScope>,
+) -> Result<(), String> {
+    if registration_only {
+        return Err(format!(
+            "profile `{profile}` issues only through registrations (a credential names it): its challenges come from approved registrations' SCEP payloads, not from here"
+        ));
+    }
+    if let Some(scope) = scope {
+        if !scope.allows_profile(profile) {
+            return Err(format!(
+                "this token may not mint challenges for profile `{profile}` (its scope: {})",
+                if scope.profiles.is_empty() {
+                    "no profiles".to_string()
+                } else {
+                    scope.profiles.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A challenge just minted: the secret (shown once) and its public record's fields.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The challenge itself.
+    pub challenge: String,
+    /// Its public id (`chl_…`).
+    pub id: String,
+    /// The profile it is for.
+    pub profile: String,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Store a challenge minted by [`mint`] (audited as `challenge_created` by `actor`).
 pub async fn create(
     store: &dyn Store,
     profile: &str,
     bindings: &Bindings,
     ttl_secs: i64,
     actor: &str,
-) -> Result<(String, i64), StoreError> {
-    let (challenge, record) = mint(profile, bindings, ttl_secs)?;
-    let expires_at = record.expires_at;
+) -> Result<Minted, StoreError> {
+    let (challenge, record) = mint(profile, bindings, ttl_secs, actor)?;
     store.insert_challenge(&record, actor).await?;
-    Ok((challenge, expires_at))
+    Ok(Minted {
+        challenge,
+        id: record.id,
+        profile: record.profile,
+        expires_at: record.expires_at,
+    })
 }
 
 #[cfg(test)]

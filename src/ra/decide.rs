@@ -1,16 +1,52 @@
-//! One PKIOperation, from bytes to CertRep: verify, decrypt, decide, issue, record, answer.
+//! One PKIOperation, from bytes to CertRep: verify, decrypt, decide, reserve, issue, record,
+//! answer.
+//!
+//! A transaction is found by its key (transactionID, the requester's key and the serial it
+//! renews; see `TransactionRecord::key`) and reserved in the store before the CA key signs,
+//! so two copies of one request racing each other are signed once: the second waits for the
+//! first's answer. Refusals of requesters that proved nothing (no valid challenge, no
+//! certificate of ours) stay in the server log; those of authenticated requesters go into the
+//! audit chain. Answers are kept a short while by the bytes of the request, so a replayed
+//! message costs no decryption, signature or write.
 
 use openssl::x509::X509;
 use sha2::Digest;
 use tracing::Instrument;
 
-use super::rules::{OneTime, Refusal};
+use super::challenge::Bindings;
+use super::rules::Refusal;
 use super::{Profile, Ra, RequestError};
 use crate::pki::{parse_csr, PkiError};
 use crate::scep::{
     CertRep, ContentCipher, DigestAlg, FailInfo, MessageType, Outcome, PkiMessage, ScepError,
 };
 use crate::store::{CertificateRecord, StoreError, TransactionRecord, TransactionState};
+
+/// What makes an issuance possible beyond the CSR: the one-time challenge to spend with the
+/// record (its hash), the bindings that fix the name and device, and the device a renewal
+/// inherits.
+#[derive(Default)]
+pub(crate) struct Grant {
+    pub(crate) spend: Option<String>,
+    pub(crate) bindings: Option<Bindings>,
+    pub(crate) device: Option<String>,
+}
+
+/// A decision with whether the requester proved anything (a valid challenge, or a signature
+/// by a certificate of this CA): only then does a refusal enter the audit chain.
+pub(super) struct Decided {
+    pub(super) outcome: Outcome,
+    pub(super) authenticated: bool,
+}
+
+impl From<Outcome> for Decided {
+    fn from(outcome: Outcome) -> Decided {
+        Decided {
+            outcome,
+            authenticated: false,
+        }
+    }
+}
 
 pub(super) fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
     Outcome::Failure {
@@ -22,13 +58,6 @@ pub(super) fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
 pub(super) fn signer_sha256(msg: &PkiMessage) -> String {
     crate::scep::spki_sha256(&msg.signer_cert).unwrap_or_default()
-}
-
-pub(super) fn info_of(o: &Outcome) -> Option<FailInfo> {
-    match o {
-        Outcome::Failure { info, .. } => Some(*info),
-        _ => None,
-    }
 }
 
 pub(super) fn unreadable() -> Outcome {
@@ -48,16 +77,18 @@ pub(super) fn store_err(e: StoreError) -> RequestError {
     RequestError::Unavailable(e.to_string())
 }
 
-/// The key a request is recorded under. A request signed by one of this CA's certificates (a
-/// renewal) is recorded apart from the enrollment that made that certificate: clients derive
-/// the transactionID from the key, so a renewal with the same key repeats the transactionID,
-/// and it must not be mistaken for a resend of the first enrollment.
-pub(super) fn record_id(transaction_id: &str, signer_serial: Option<&str>) -> String {
-    match signer_serial {
-        Some(s) => format!("{transaction_id}~renew~{s}"),
-        None => transaction_id.to_string(),
-    }
+/// The key a request is recorded under (see `TransactionRecord::key`): its transactionID,
+/// the key that signed it, and the serial of the certificate of this CA that signed it, if
+/// one did. A renewal is so recorded apart from the enrollment that made that certificate
+/// (clients derive the transactionID from the key, so a renewal with the same key repeats
+/// it), and two devices using the same short transactionID do not meet.
+pub(super) fn record_key(msg: &PkiMessage, signer_serial: Option<&str>) -> String {
+    TransactionRecord::key(&msg.transaction_id.0, &signer_sha256(msg), signer_serial)
 }
+
+/// How long a request waits for a copy of itself that is being signed, before answering
+/// PENDING (the device then polls).
+const RACE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Serial bytes → lower-case hex without leading zeros.
 pub(crate) fn serial_hex(bytes: &[u8]) -> String {
@@ -85,6 +116,12 @@ impl Ra {
         profile: &Profile,
         body: &[u8],
     ) -> Result<Vec<u8>, RequestError> {
+        // A replay of bytes answered a moment ago gets the same answer, at no cost.
+        let replay_key = super::replay::ReplayCache::key(&profile.name, body);
+        if let Some(reply) = self.inner.replays.get(&replay_key) {
+            crate::telemetry::scep_replay();
+            return Ok(reply);
+        }
         let msg = PkiMessage::parse(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
         let span = tracing::info_span!(
             "scep",
@@ -96,22 +133,27 @@ impl Ra {
             // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
             let envelope = msg.envelope();
             let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
-            let outcome = self.decide(profile, &msg, envelope).await?;
+            let Decided {
+                outcome,
+                authenticated,
+            } = self.decide(profile, &msg, envelope).await?;
             match &outcome {
                 Outcome::Success { .. } => tracing::info!("SUCCESS"),
                 Outcome::Pending => tracing::info!("PENDING"),
                 Outcome::Failure { info, text } => {
-                    tracing::warn!(fail_info = %info, reason = %text, "FAILURE")
+                    tracing::warn!(fail_info = %info, reason = %text, authenticated, "FAILURE")
                 }
             }
-            crate::telemetry::scep_outcome(msg.message_type, &outcome);
-            // Only decisions about a real (decrypted, parsed) request go into the audit chain;
-            // earlier refusals cost an attacker nothing and stay in the server log.
-            let decided = matches!(
-                info_of(&outcome),
-                Some(crate::scep::FailInfo::BadRequest | crate::scep::FailInfo::BadCertId)
-            );
-            if let (true, Outcome::Failure { info, text }) = (decided, &outcome) {
+            let (status, info) = match &outcome {
+                Outcome::Success { .. } => ("success", String::new()),
+                Outcome::Pending => ("pending", String::new()),
+                Outcome::Failure { info, .. } => ("failure", info.to_string()),
+            };
+            crate::telemetry::scep_outcome(&msg.message_type.to_string(), status, &info);
+            // Only refusals of requesters that proved something (a valid challenge, a
+            // certificate of ours) go into the audit chain; the others cost an attacker
+            // nothing and stay in the server log above.
+            if let (true, Outcome::Failure { info, text }) = (authenticated, &outcome) {
                 // A refusal changes no data; it is recorded on its own. If the store is down
                 // the answer is still right, so this is best effort.
                 let details = serde_json::json!({
@@ -129,7 +171,10 @@ impl Ra {
                     tracing::warn!(error = %e, "could not record the refusal in the audit log");
                 }
             }
-            self.answer(profile, &msg, outcome, cipher).await
+            let ttl = super::replay::ReplayCache::ttl(msg.message_type, &outcome);
+            let reply = self.answer(profile, &msg, outcome, cipher).await?;
+            self.inner.replays.put(replay_key, &reply, ttl);
+            Ok(reply)
         }
         .instrument(span)
         .await
@@ -188,56 +233,57 @@ impl Ra {
         profile: &Profile,
         msg: &PkiMessage,
         envelope: Result<crate::scep::Envelope, ScepError>,
-    ) -> Result<Outcome, RequestError> {
+    ) -> Result<Decided, RequestError> {
+        let refuse = |o: Result<Outcome, RequestError>| o.map(Decided::from);
         if let Err(e) = msg.verify_signature() {
-            return from_scep(&e);
+            return refuse(from_scep(&e));
         }
         // The signer's key identifies the requester (CertPoll): it must read.
         if crate::scep::spki_sha256(&msg.signer_cert).is_none() {
-            return Ok(fail(
+            return refuse(Ok(fail(
                 FailInfo::BadMessageCheck,
                 "the signer certificate does not read",
-            ));
+            )));
         }
         if msg.digest == DigestAlg::Sha1
             && !(profile.policy.accept_sha1_requests || profile.policy.legacy)
         {
-            return Ok(fail(
+            return refuse(Ok(fail(
                 FailInfo::BadAlg,
                 format!(
                     "SHA-1 is refused by profile `{}` (it allows SHA-256 and up)",
                     profile.name
                 ),
-            ));
+            )));
         }
         let rsa_signer = msg
             .signer_public_key()
             .map(|k| k.id() == openssl::pkey::Id::RSA)
             .unwrap_or(false);
         if !rsa_signer {
-            return Ok(fail(
+            return refuse(Ok(fail(
                 FailInfo::BadAlg,
                 "the signer certificate must hold an RSA key: the reply is encrypted to it",
-            ));
+            )));
         }
         if msg.message_type == MessageType::CertRep {
-            return Ok(fail(
+            return refuse(Ok(fail(
                 FailInfo::BadRequest,
                 "CertRep is the server's message, not a request",
-            ));
+            )));
         }
         let envelope = match envelope {
             Ok(e) => e,
-            Err(e) => return from_scep(&e),
+            Err(e) => return refuse(from_scep(&e)),
         };
         if envelope
             .recipient_for(&self.inner.ra_decrypt_cert)
             .is_none()
         {
-            return Ok(fail(
+            return refuse(Ok(fail(
                 FailInfo::BadMessageCheck,
                 "the message is encrypted to another certificate, not this RA's (fetch GetCACert again)",
-            ));
+            )));
         }
         let ra = self.clone();
         let legacy = profile.policy.legacy;
@@ -246,27 +292,57 @@ impl Ra {
                 .await?;
         let plain = match plain {
             Ok(p) => p,
-            Err(e) => return from_scep(&e),
+            Err(e) => return refuse(from_scep(&e)),
         };
         match msg.message_type {
             MessageType::PkcsReq | MessageType::UpdateReq | MessageType::RenewalReq => {
                 self.enroll(profile, msg, plain).await
             }
-            MessageType::CertPoll => self.poll(msg, &plain).await,
-            MessageType::GetCert => self.get_cert(&plain).await,
-            MessageType::GetCrl => self.get_crl(&plain).await,
-            MessageType::CertRep => Ok(fail(FailInfo::BadRequest, "unexpected CertRep")),
+            MessageType::CertPoll => refuse(self.poll(msg, &plain).await),
+            MessageType::GetCert => refuse(self.get_cert(&plain).await),
+            MessageType::GetCrl => refuse(self.get_crl(&plain).await),
+            MessageType::CertRep => refuse(Ok(fail(FailInfo::BadRequest, "unexpected CertRep"))),
         }
     }
 
-    /// The answer already decided for a transaction.
+    /// The answer already decided for a transaction. A reservation (a copy of this request
+    /// being signed right now) is waited for a moment; if it is still running, PENDING (the
+    /// device polls).
     pub(super) async fn recorded(
         &self,
         tx: &TransactionRecord,
         profile: &Profile,
     ) -> Result<Outcome, RequestError> {
+        let mut tx = tx.clone();
+        let deadline = tokio::time::Instant::now() + RACE_WAIT;
+        while let TransactionState::Issuing { until } = tx.state {
+            if until <= crate::store::now() {
+                // Its node died mid-way: finish it here.
+                return Box::pin(self.finish_lapsed(tx, profile)).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Outcome::Pending);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            match self
+                .inner
+                .store
+                .transaction(&tx.id)
+                .await
+                .map_err(store_err)?
+            {
+                Some(t) => tx = t,
+                // Released: the copy being signed failed; its own answer said why.
+                None => {
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        "a copy of this request was refused; send a new request",
+                    ))
+                }
+            }
+        }
         Ok(match &tx.state {
-            TransactionState::Pending => Outcome::Pending,
+            TransactionState::Issuing { .. } | TransactionState::Pending => Outcome::Pending,
             TransactionState::Rejected { reason } => fail(FailInfo::BadRequest, reason.clone()),
             TransactionState::Issued { serial } => {
                 match self
@@ -320,131 +396,147 @@ impl Ra {
         profile: &Profile,
         msg: &PkiMessage,
         plain: Vec<u8>,
-    ) -> Result<Outcome, RequestError> {
+    ) -> Result<Decided, RequestError> {
         // A CSR that does not parse or verify gets the same answer as a failed decryption:
         // telling them apart would be a padding oracle on the envelope.
         let csr = match parse_csr(&plain) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "decrypted content is not a valid CSR");
-                return Ok(unreadable());
+                return Ok(unreadable().into());
             }
         };
         // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
         let ours = self.issued_by_us(&msg.signer_cert);
-        let old_serial = ours.as_ref().and_then(|c| {
+        let signer_serial = ours.as_ref().and_then(|c| {
             c.serial_number()
                 .to_bn()
                 .ok()
                 .map(|b| serial_hex(&b.to_vec()))
         });
-        let tx = TransactionRecord {
-            transaction_id: record_id(&msg.transaction_id.0, old_serial.as_deref()),
+        let mut tx = TransactionRecord {
+            id: record_key(msg, signer_serial.as_deref()),
+            transaction_id: msg.transaction_id.0.clone(),
+            renews: None,
             profile: profile.name.clone(),
             key_sha256: hex::encode(sha2::Sha256::digest(&csr.spki)),
             signer_sha256: signer_sha256(msg),
             state: TransactionState::Pending,
             csr: csr.der.clone(),
+            challenge_id: None,
         };
         let store = &self.inner.store;
-        if let Some(old) = store
-            .transaction(&tx.transaction_id)
-            .await
-            .map_err(store_err)?
-        {
+        // Signed by a certificate of ours: the requester holds one of our keys.
+        let signed_by_us = ours.is_some();
+        if let Some(old) = store.transaction(&tx.id).await.map_err(store_err)? {
             if old.key_sha256 != tx.key_sha256 {
-                return Ok(fail(
-                    FailInfo::BadRequest,
-                    format!(
-                        "transactionID {} is already used by another key",
-                        tx.transaction_id
+                return Ok(Decided {
+                    outcome: fail(
+                        FailInfo::BadRequest,
+                        format!(
+                            "transactionID {} is already used by this requester for another key",
+                            tx.transaction_id
+                        ),
                     ),
-                ));
+                    authenticated: signed_by_us,
+                });
             }
             tracing::info!("resent request: answering the recorded outcome");
-            return self.recorded(&old, profile).await;
+            return Ok(self.recorded(&old, profile).await?.into());
         }
 
-        let signed_by_us = ours.is_some();
         let renewal = match ours {
             Some(old) => self.renewal_problem(profile, &old, &csr).await?,
             None => Some("it is not signed with a certificate issued by this CA".to_string()),
         };
         let renewing = renewal.is_none();
+        let mut authenticated = signed_by_us;
+        let refused = |text: String, authenticated: bool| Decided {
+            outcome: fail(FailInfo::BadRequest, text),
+            authenticated,
+        };
         // The one-time challenge to consume with the record, if that is what was used.
-        let mut one_time: Option<OneTime> = None;
+        let mut one_time = None;
         match (&renewal, msg.message_type) {
             (Some(why), MessageType::RenewalReq) => {
-                return Ok(fail(
-                    FailInfo::BadRequest,
-                    format!("renewal refused: {why}"),
-                ));
+                return Ok(refused(format!("renewal refused: {why}"), authenticated));
             }
             (None, _) => tracing::info!("renewal of a certificate from this CA"),
             (Some(why), _) => {
                 // A new enrollment: the challenge decides. When the signer was one of ours,
                 // say why it did not count as a renewal.
                 match self.challenge_check(profile, &csr).await? {
-                    Ok(hash) => one_time = hash,
+                    Ok(hash) => {
+                        one_time = hash;
+                        authenticated = true;
+                    }
                     // A resend racing its original: the original may have spent the challenge
                     // a moment ago; answer what was recorded.
                     Err(Refusal::Spent(reason)) => {
-                        return self.spent(profile, &tx).await.map(|o| match o {
+                        let o = self.spent(profile, &tx).await?;
+                        return Ok(match o {
                             Outcome::Failure { info, .. } => fail(info, reason),
                             other => other,
-                        });
+                        }
+                        .into());
                     }
+                    Err(Refusal::Bound(reason)) => return Ok(refused(reason, true)),
                     Err(Refusal::Other(reason)) => {
-                        return Ok(fail(
-                            FailInfo::BadRequest,
+                        return Ok(refused(
                             if signed_by_us {
                                 format!("{reason}; not a renewal either: {why}")
                             } else {
                                 reason
                             },
+                            authenticated,
                         ));
                     }
                 }
             }
         }
-        let identity = one_time.as_ref().and_then(|o| o.bindings.identity());
-        if let Err(reason) = profile.cert.check_as(&csr, identity.as_ref()) {
-            return Ok(fail(FailInfo::BadRequest, reason));
+        if renewing {
+            tx.renews = signer_serial.clone();
         }
-        // A registration's challenge was minted after an officer approved: no second wait.
-        let pre_approved = one_time
+        let bindings = one_time.as_ref().map(|o| o.bindings.clone());
+        let identity = bindings
             .as_ref()
-            .is_some_and(|o| o.bindings.registration.is_some());
+            .and_then(|b| b.identity(&profile.cert, &csr));
+        if let Err(reason) = profile.cert.check_as(&csr, identity.as_ref()) {
+            return Ok(refused(reason, authenticated));
+        }
+        tx.challenge_id = one_time.as_ref().map(|o| o.id.clone());
+        // A registration's challenge was minted after an officer approved: no second wait.
+        let pre_approved = bindings.as_ref().is_some_and(|b| b.registration.is_some());
         if profile.policy.approval && !renewing && !pre_approved {
             let hash = one_time.as_ref().map(|o| o.hash.as_str());
-            match store.insert_pending(&tx, hash, "ra").await {
-                Ok(()) => return Ok(Outcome::Pending),
-                Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
+            let outcome = match store.insert_pending(&tx, hash, "ra").await {
+                Ok(()) => Outcome::Pending,
+                Err(StoreError::ChallengeSpent) => self.spent(profile, &tx).await?,
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
-                    return match store
-                        .transaction(&tx.transaction_id)
-                        .await
-                        .map_err(store_err)?
-                    {
+                    match store.transaction(&tx.id).await.map_err(store_err)? {
                         Some(old) if old.key_sha256 == tx.key_sha256 => {
-                            self.recorded(&old, profile).await
+                            self.recorded(&old, profile).await?
                         }
-                        Some(_) => Ok(fail(
+                        Some(_) => fail(
                             FailInfo::BadRequest,
                             "transactionID is already used by another key",
-                        )),
-                        None => Ok(fail(
+                        ),
+                        None => fail(
                             FailInfo::BadRequest,
                             "the one-time challenge was already used",
-                        )),
-                    };
+                        ),
+                    }
                 }
                 Err(e) => return Err(store_err(e)),
-            }
+            };
+            return Ok(Decided {
+                outcome,
+                authenticated,
+            });
         }
         // A renewal keeps the device the renewed certificate was issued to.
-        let renewed_device = match (&old_serial, renewing) {
+        let renewed_device = match (&tx.renews, renewing) {
             (Some(serial), true) => self
                 .inner
                 .store
@@ -454,17 +546,21 @@ impl Ra {
                 .and_then(|c| c.device_id),
             _ => None,
         };
-        let outcome = self
-            .issue(profile, tx, csr, one_time, renewed_device, "ra")
-            .await?;
-        if let (true, true, Some(old), Outcome::Success { .. }) = (
-            renewing,
-            profile.policy.revoke_superseded,
-            old_serial,
-            &outcome,
-        ) {
+        let grant = Grant {
+            spend: one_time.map(|o| o.hash),
+            bindings,
+            device: renewed_device,
+        };
+        let old_serial = tx.renews.clone();
+        // Issued from a reservation (not from a PENDING record).
+        tx.state = TransactionState::Issuing { until: 0 };
+        let outcome = self.issue(profile, tx, csr, grant, "ra").await?;
+        if let (true, Some(old), Outcome::Success { .. }) =
+            (profile.policy.revoke_superseded, old_serial, &outcome)
+        {
             // The new certificate is recorded: the one it replaces is superseded. If this
-            // fails, the old one stays valid until it expires; the renewal stands.
+            // fails, the old one stays valid until it expires (it cannot renew again); the
+            // renewal stands.
             match self.revoke(&old, 4, "ra").await {
                 Ok(true) => {
                     tracing::info!(serial = %old, "renewed: the old certificate is revoked as superseded")
@@ -475,26 +571,109 @@ impl Ra {
                 }
             }
         }
-        Ok(outcome)
+        Ok(Decided {
+            outcome,
+            authenticated,
+        })
     }
 
-    /// Issue, record, answer. A concurrent resend of the same transaction gets the recorded
-    /// answer; a serial collision is retried once with a new serial.
+    /// Reserve, issue, record, answer. The transaction is reserved in the store first (or,
+    /// for an approval, its PENDING record is claimed), so the CA key signs it once: a copy
+    /// of the request arriving meanwhile waits for this one's answer. A serial collision is
+    /// signed again with a new serial. The reservation is given up if nothing is issued.
     pub(crate) async fn issue(
         &self,
         profile: &Profile,
         tx: TransactionRecord,
         csr: crate::pki::Csr,
-        one_time: Option<OneTime>,
-        device: Option<String>,
+        grant: Grant,
         actor: &str,
     ) -> Result<Outcome, RequestError> {
-        let identity = one_time.as_ref().and_then(|o| o.bindings.identity());
-        let device_id = one_time
+        let store = &self.inner.store;
+        match store
+            .reserve(&tx, grant.spend.as_deref(), self.inner.reservation_secs)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(existing)) => {
+                if existing.key_sha256 != tx.key_sha256 {
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        "transactionID is already used by another key",
+                    ));
+                }
+                tracing::info!("a copy of this request is being answered; answering its outcome");
+                return self.recorded(&existing, profile).await;
+            }
+            Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
+            Err(e) => return Err(store_err(e)),
+        }
+        let outcome = self
+            .sign_and_record(profile, &tx, &csr, &grant, actor)
+            .await;
+        if !matches!(outcome, Ok(Outcome::Success { .. })) {
+            // Nothing was recorded: free the transaction and its challenge for a new try.
+            // (If the store is down, the reservation lapses by itself.)
+            if let Err(e) = store.release(&tx.id).await {
+                tracing::warn!(error = %e, "could not give up the reservation; it will lapse");
+            }
+        }
+        outcome
+    }
+
+    /// A reservation whose node died before recording (it lapsed): issue it now from what
+    /// it holds (the CSR, the challenge it claimed, the certificate it renews), as the
+    /// original request would have been. The device's resend or poll gets the answer.
+    async fn finish_lapsed(
+        &self,
+        tx: TransactionRecord,
+        profile: &Profile,
+    ) -> Result<Outcome, RequestError> {
+        let store = &self.inner.store;
+        let Ok(csr) = parse_csr(&tx.csr) else {
+            let _ = store.release(&tx.id).await;
+            return Ok(fail(
+                FailInfo::BadRequest,
+                "the request was interrupted and cannot be finished; send a new request",
+            ));
+        };
+        let mut grant = Grant::default();
+        if let Some(id) = &tx.challenge_id {
+            if let Some(ch) = store.challenge_by_id(id).await.map_err(store_err)? {
+                if ch.used_at.is_none() {
+                    grant.spend = Some(ch.hash.clone());
+                }
+                grant.bindings = Bindings::from_json(&ch.bindings).ok();
+            }
+        }
+        if let Some(old) = &tx.renews {
+            grant.device = store
+                .certificate(old)
+                .await
+                .map_err(store_err)?
+                .and_then(|c| c.device_id);
+        }
+        tracing::warn!(transaction = %tx.id, "finishing a reservation its node left behind");
+        self.issue(profile, tx, csr, grant, "ra").await
+    }
+
+    async fn sign_and_record(
+        &self,
+        profile: &Profile,
+        tx: &TransactionRecord,
+        csr: &crate::pki::Csr,
+        grant: &Grant,
+        actor: &str,
+    ) -> Result<Outcome, RequestError> {
+        let identity = grant
+            .bindings
             .as_ref()
-            .and_then(|o| o.bindings.device_id.clone())
-            .or(device);
-        let one_time = one_time.map(|o| o.hash);
+            .and_then(|b| b.identity(&profile.cert, csr));
+        let device_id = grant
+            .bindings
+            .as_ref()
+            .and_then(|b| b.device_id.clone())
+            .or_else(|| grant.device.clone());
         for _ in 0..2 {
             let ra = self.clone();
             let (cert_profile, csr2, identity) =
@@ -519,34 +698,38 @@ impl Ra {
             match self
                 .inner
                 .store
-                .record_issued(&tx, &record, one_time.as_deref(), actor)
+                .record_issued(tx, &record, grant.spend.as_deref(), actor)
                 .await
             {
                 Ok(()) => {
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
                     return Ok(self.success(profile, der));
                 }
-                Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
+                // Claimed by this reservation, yet not spendable: its registration was
+                // withdrawn or expired meanwhile.
+                Err(StoreError::ChallengeSpent) => {
+                    return Ok(fail(
+                        FailInfo::BadRequest,
+                        "the one-time challenge was withdrawn or has expired",
+                    ))
+                }
+                Err(StoreError::Stale(why)) => return Ok(fail(FailInfo::BadRequest, why)),
                 Err(StoreError::Conflict(why)) => {
                     if let Some(old) = self
                         .inner
                         .store
-                        .transaction(&tx.transaction_id)
+                        .transaction(&tx.id)
                         .await
                         .map_err(store_err)?
                     {
-                        if old.key_sha256 == tx.key_sha256 && old.state != TransactionState::Pending
-                        {
+                        if matches!(
+                            old.state,
+                            TransactionState::Issued { .. } | TransactionState::Rejected { .. }
+                        ) {
                             return self.recorded(&old, profile).await;
                         }
-                        if old.key_sha256 != tx.key_sha256 {
-                            return Ok(fail(
-                                FailInfo::BadRequest,
-                                "transactionID is already used by another key",
-                            ));
-                        }
                     }
-                    tracing::warn!(%why, "store conflict; issuing again with a new serial");
+                    tracing::warn!(%why, "store conflict; signing again with a new serial");
                 }
                 Err(e) => return Err(store_err(e)),
             }
@@ -566,7 +749,7 @@ impl Ra {
         match self
             .inner
             .store
-            .transaction(&tx.transaction_id)
+            .transaction(&tx.id)
             .await
             .map_err(store_err)?
         {

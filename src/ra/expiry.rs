@@ -3,7 +3,6 @@
 //! (Apple devices do not renew by themselves). Each certificate is announced once, when it
 //! enters the last `notify.within_days`; a webhook that fails is tried again next round.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::json;
@@ -39,22 +38,6 @@ impl Webhook {
     }
 }
 
-fn gauge() -> &'static prometheus::IntGaugeVec {
-    static G: OnceLock<prometheus::IntGaugeVec> = OnceLock::new();
-    G.get_or_init(|| {
-        let g = prometheus::IntGaugeVec::new(
-            prometheus::Opts::new(
-                "sigil_certificates_expiring",
-                "Valid certificates ending within 7 or 30 days, per profile",
-            ),
-            &["profile", "within"],
-        )
-        .unwrap_or_else(|e| panic!("metric definition: {e}"));
-        let _ = crate::telemetry::registry().register(Box::new(g.clone()));
-        g
-    })
-}
-
 /// Most certificates announced in one round.
 const PER_ROUND: usize = 200;
 
@@ -70,7 +53,11 @@ impl Ra {
                     .find(|(name, _)| name == p)
                     .map(|(_, n)| *n)
                     .unwrap_or(0);
-                gauge().with_label_values(&[p, label]).set(n);
+                if let Some(m) = crate::telemetry::metrics() {
+                    m.certificates_expiring
+                        .with_label_values(&[p, label])
+                        .set(n);
+                }
             }
         }
         Ok(())

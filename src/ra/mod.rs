@@ -8,6 +8,7 @@
 //! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
 
 pub mod access;
+pub mod binding;
 mod ca;
 pub mod challenge;
 mod decide;
@@ -19,6 +20,7 @@ mod ocsp;
 mod officer;
 mod queries;
 pub mod registration;
+mod replay;
 mod rules;
 mod upkeep;
 
@@ -46,6 +48,10 @@ pub struct Profile {
     pub cert: CertProfile,
     /// Policy settings as configured.
     pub policy: ProfileConfig,
+    /// A `[credentials.*]` entry names it: it issues only with a registration's challenge
+    /// (after an officer's approval), never with a static challenge or one minted by an
+    /// integration.
+    pub registration_only: bool,
 }
 
 /// Why a request got no CertRep.
@@ -68,6 +74,9 @@ pub enum ApprovalError {
     /// No such transaction.
     #[error("no such transaction")]
     NotFound,
+    /// This caller may not decide it (the two-person rule); the text says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// It is not waiting for approval.
     #[error("the transaction is not pending")]
     NotPending,
@@ -127,6 +136,10 @@ pub(crate) struct Inner {
     pub(crate) ca_issuer_text: String,
     /// Earlier CA generations: their CRLs, OCSP answers and renewals.
     pub(crate) retired: Vec<ca::CaGeneration>,
+    /// Answers to recent pkiMessages, by their bytes.
+    pub(crate) replays: replay::ReplayCache,
+    /// How long a reservation holds a transaction (`scep.reservation_secs`).
+    pub(crate) reservation_secs: i64,
 }
 
 /// The registration authority. Cheap to clone.
@@ -274,6 +287,7 @@ impl Ra {
                     name: name.clone(),
                     cert,
                     policy: p.clone(),
+                    registration_only: config.registration_only(name),
                 },
             );
         }
@@ -339,6 +353,8 @@ impl Ra {
                 default_profile: config.scep.default_profile.clone(),
                 include_root: config.scep.include_root,
                 store,
+                replays: Default::default(),
+                reservation_secs: config.scep.reservation_secs.clamp(1, 3600) as i64,
             }),
         })
     }
@@ -350,6 +366,21 @@ impl Ra {
             .profiles
             .get(name)
             .ok_or_else(|| RequestError::UnknownProfile(name.to_owned()))
+    }
+
+    /// The profiles (with whether each issues only through registrations) and the
+    /// directories, for checking an integration token's scope.
+    pub fn scope_names(&self) -> (Vec<(String, bool)>, Vec<String>) {
+        let mut profiles: Vec<(String, bool)> = self
+            .inner
+            .profiles
+            .values()
+            .map(|p| (p.name.clone(), p.registration_only))
+            .collect();
+        profiles.sort();
+        let mut dirs: Vec<String> = self.inner.directories.keys().cloned().collect();
+        dirs.sort();
+        (profiles, dirs)
     }
 
     /// The profiles, by name.

@@ -2,25 +2,123 @@
 //! enrollment, and revoking certificates (one, or every one of a device), each followed by a
 //! new CRL.
 
+use super::access::Caller;
 use super::{ApprovalError, Ra, RequestError};
 
 impl Ra {
-    /// An officer approves a PENDING enrollment: the certificate is issued from the stored
-    /// CSR under the transaction's profile and recorded; the device gets it at its next
-    /// CertPoll. Returns the serial.
-    pub async fn approve(
+    /// The PENDING enrollment an officer names: by its record key (what the approval queue
+    /// lists) or by its transactionID when exactly one PENDING enrollment has it (the API
+    /// accepts both; transactionIDs may hold `/`, `+`, `=`).
+    pub async fn pending_enrollment(
         &self,
-        transaction_id: &str,
-        actor: &str,
-    ) -> Result<String, ApprovalError> {
+        id: &str,
+    ) -> Result<crate::store::TransactionRecord, ApprovalError> {
+        let unavailable = |e: crate::store::StoreError| ApprovalError::Unavailable(e.to_string());
         let store = &self.inner.store;
-        let tx = store
-            .transaction(transaction_id)
+        if let Some(tx) = store.transaction(id).await.map_err(unavailable)? {
+            return Ok(tx);
+        }
+        let named = store.transactions_named(id).await.map_err(unavailable)?;
+        if named.is_empty() {
+            return Err(ApprovalError::NotFound);
+        }
+        let mut matching: Vec<_> = named
+            .into_iter()
+            .filter(|t| t.state == crate::store::TransactionState::Pending)
+            .collect();
+        match matching.len() {
+            0 => Err(ApprovalError::NotPending),
+            1 => Ok(matching.remove(0)),
+            _ => Err(ApprovalError::Refused(format!(
+                "{} PENDING enrollments have transactionID {id}: name one by its id from the approval queue",
+                matching.len()
+            ))),
+        }
+    }
+
+    /// Is `actor` (`token:<id>`) the same person as `caller`: the same token, or a token whose
+    /// name is the caller's (compared without case)?
+    pub(crate) async fn same_person(
+        &self,
+        actor: &str,
+        caller: &Caller,
+    ) -> Result<bool, crate::store::StoreError> {
+        if actor == caller.actor() {
+            return Ok(true);
+        }
+        Ok(self
+            .person_of(actor)
+            .await?
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case(caller.name.trim())))
+    }
+
+    /// The name of the person behind an actor (`token:ID`), when the token is known.
+    pub(crate) async fn person_of(
+        &self,
+        actor: &str,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let Some(id) = actor.strip_prefix("token:") else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.name))
+    }
+
+    /// Record an approval refused by the two-person rule (a decision too: who tried).
+    pub(crate) async fn refuse_approval(&self, caller: &Caller, subject: &str, why: &str) {
+        let details = serde_json::json!({"reason": why, "by": caller.name});
+        if let Err(e) = self
+            .inner
+            .store
+            .audit(&caller.actor(), "approval_refused", subject, &details)
             .await
-            .map_err(|e| ApprovalError::Unavailable(e.to_string()))?
-            .ok_or(ApprovalError::NotFound)?;
+        {
+            tracing::warn!(error = %e, "could not record the refused approval");
+        }
+        tracing::warn!(subject, by = %caller.name, why, "approval refused");
+    }
+
+    /// An officer approves a PENDING enrollment: the certificate is issued from the stored
+    /// CSR under the transaction's profile, with the name and device its challenge bound, and
+    /// recorded; the device gets it at its next CertPoll. Whoever minted that challenge may
+    /// not approve it (two people). Returns the serial.
+    pub async fn approve(&self, id: &str, caller: &Caller) -> Result<String, ApprovalError> {
+        let unavailable = |e: crate::store::StoreError| ApprovalError::Unavailable(e.to_string());
+        let tx = self.pending_enrollment(id).await?;
         if tx.state != crate::store::TransactionState::Pending {
             return Err(ApprovalError::NotPending);
+        }
+        let mut bindings = None;
+        if let Some(cid) = &tx.challenge_id {
+            let ch = self
+                .inner
+                .store
+                .challenge_by_id(cid)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    ApprovalError::Refused(format!("the challenge {cid} of this request is gone"))
+                })?;
+            if self
+                .same_person(&ch.created_by, caller)
+                .await
+                .map_err(unavailable)?
+            {
+                let why =
+                    "two people: whoever minted the challenge of this request cannot approve it";
+                self.refuse_approval(caller, &tx.id, why).await;
+                return Err(ApprovalError::Forbidden(why.into()));
+            }
+            bindings = Some(
+                super::challenge::Bindings::from_json(&ch.bindings)
+                    .map_err(ApprovalError::Refused)?,
+            );
         }
         let csr = crate::pki::parse_csr(&tx.csr)
             .map_err(|e| ApprovalError::Refused(format!("the stored CSR: {e}")))?;
@@ -28,14 +126,20 @@ impl Ra {
             .profile(Some(&tx.profile))
             .map_err(|e| ApprovalError::Refused(e.to_string()))?
             .clone();
-        match self.issue(&profile, tx, csr, None, None, actor).await {
+        let record = tx.id.clone();
+        let grant = super::decide::Grant {
+            spend: None,
+            bindings,
+            device: None,
+        };
+        match self.issue(&profile, tx, csr, grant, &caller.actor()).await {
             Ok(crate::scep::Outcome::Success { certs, .. }) => {
                 let serial = certs
                     .first()
                     .and_then(|c| crate::store::CertificateRecord::from_der(c, "", "").ok())
                     .map(|r| r.serial)
                     .unwrap_or_default();
-                tracing::info!(transaction_id, %serial, "approved and issued");
+                tracing::info!(transaction = %record, %serial, by = %caller.name, "approved and issued");
                 Ok(serial)
             }
             Ok(crate::scep::Outcome::Failure { text, .. }) => Err(ApprovalError::Refused(text)),
@@ -120,30 +224,120 @@ impl Ra {
         Ok(done)
     }
 
-    /// An officer rejects a PENDING enrollment; the device gets FAILURE with `reason`.
-    pub async fn reject(
-        &self,
-        transaction_id: &str,
-        reason: &str,
-        actor: &str,
-    ) -> Result<(), ApprovalError> {
-        let store = &self.inner.store;
-        match store.reject(transaction_id, reason, actor).await {
+    /// An officer rejects a PENDING enrollment (named as for [`Ra::approve`]); the device
+    /// gets FAILURE with `reason`.
+    pub async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), ApprovalError> {
+        let tx = self.pending_enrollment(id).await?;
+        match self.inner.store.reject(&tx.id, reason, actor).await {
             Ok(()) => {
-                tracing::info!(transaction_id, reason, "rejected");
+                tracing::info!(transaction = %tx.id, reason, "rejected");
                 Ok(())
             }
-            Err(crate::store::StoreError::Conflict(_)) => {
-                match store
-                    .transaction(transaction_id)
-                    .await
-                    .map_err(|e| ApprovalError::Unavailable(e.to_string()))?
-                {
-                    None => Err(ApprovalError::NotFound),
-                    Some(_) => Err(ApprovalError::NotPending),
-                }
-            }
+            Err(crate::store::StoreError::Conflict(_)) => Err(ApprovalError::NotPending),
             Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
         }
+    }
+}
+
+/// A PENDING enrollment as an officer sees it before deciding: the whole name the certificate
+/// will carry (not just the CN), what the device asked for, and who made the request
+/// possible.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingEnrollment {
+    /// `enrollment`.
+    pub kind: &'static str,
+    /// The record's id (URL-safe; approve and reject by it).
+    pub id: String,
+    /// The SCEP transactionID as the device sent it.
+    pub transaction_id: String,
+    /// The profile.
+    pub profile: String,
+    /// The subject the certificate will carry.
+    pub subject: String,
+    /// The SANs the certificate will carry.
+    pub sans: Vec<String>,
+    /// The subject as the CSR asked for it (it may differ when a challenge binds the name).
+    pub requested_subject: String,
+    /// The SANs as the CSR asked for them.
+    pub requested_sans: Vec<String>,
+    /// The key: `rsa 2048`, `p256`, …
+    pub key: String,
+    /// The device a challenge bound, if any.
+    pub device_id: Option<String>,
+    /// The one-time challenge that made the request possible, if one did.
+    pub challenge_id: Option<String>,
+    /// Who minted it (`token:<id>`, `cli`), and the token's name when known.
+    pub challenge_minted_by: Option<String>,
+    /// The name of the token that minted it.
+    pub challenge_minted_by_name: Option<String>,
+}
+
+impl Ra {
+    /// A PENDING enrollment as the approval queue shows it.
+    pub async fn pending_view(
+        &self,
+        t: &crate::store::TransactionRecord,
+    ) -> Result<PendingEnrollment, crate::store::StoreError> {
+        let csr = crate::pki::parse_csr(&t.csr).ok();
+        let challenge = match &t.challenge_id {
+            Some(id) => self.inner.store.challenge_by_id(id).await?,
+            None => None,
+        };
+        let bindings = challenge
+            .as_ref()
+            .and_then(|c| super::challenge::Bindings::from_json(&c.bindings).ok());
+        let minted_by = challenge.as_ref().map(|c| c.created_by.clone());
+        let minted_by_name = match &minted_by {
+            Some(a) => self.person_of(a).await?,
+            None => None,
+        };
+        let (requested_subject, requested_sans, key) = match &csr {
+            Some(c) => (
+                crate::pki::name_text(&c.subject),
+                c.sans.iter().map(|s| s.to_string()).collect(),
+                match c.key {
+                    crate::pki::RequestedKey::Rsa(bits) => format!("rsa {bits}"),
+                    crate::pki::RequestedKey::P256 => "p256".into(),
+                    crate::pki::RequestedKey::P384 => "p384".into(),
+                    crate::pki::RequestedKey::Other => "other".into(),
+                },
+            ),
+            None => (
+                "(the stored request does not read)".into(),
+                Vec::new(),
+                String::new(),
+            ),
+        };
+        let profile = self.profile(Some(&t.profile)).ok();
+        let identity = match (&bindings, &csr, profile) {
+            (Some(b), Some(c), Some(p)) => b.identity(&p.cert, c),
+            _ => None,
+        };
+        let (subject, sans) = match (identity, &csr, profile) {
+            (Some(i), _, _) => (i.subject, i.sans),
+            (None, Some(c), Some(p)) => (
+                match &p.cert.subject_template {
+                    Some(_) => p.cert.subject_for_cn(c.common_name().unwrap_or("")),
+                    None => requested_subject.clone(),
+                },
+                requested_sans.clone(),
+            ),
+            _ => (requested_subject.clone(), requested_sans.clone()),
+        };
+        Ok(PendingEnrollment {
+            kind: "enrollment",
+            id: t.id.clone(),
+            transaction_id: t.transaction_id.clone(),
+            profile: t.profile.clone(),
+            subject,
+            sans,
+            requested_subject,
+            requested_sans,
+            key,
+            device_id: bindings.and_then(|b| b.device_id),
+            challenge_id: t.challenge_id.clone(),
+            challenge_minted_by: minted_by,
+            challenge_minted_by_name: minted_by_name,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! The read-only SCEP operations: CertPoll (the recorded outcome of the requester's own
 //! transaction), GetCert and GetCRL.
 
-use super::decide::{fail, record_id, serial_hex, signer_sha256, store_err, unreadable};
+use super::decide::{fail, record_key, serial_hex, store_err, unreadable};
 use super::{Ra, RequestError};
 use crate::scep::{FailInfo, IssuerAndSerial, IssuerAndSubject, Outcome, PkiMessage};
 
@@ -23,17 +23,13 @@ impl Ra {
                 .ok()
                 .map(|b| serial_hex(&b.to_vec()))
         });
-        let mut tx = None;
-        for id in [
-            record_id(&msg.transaction_id.0, signer_serial.as_deref()),
-            msg.transaction_id.0.clone(),
-        ] {
-            tx = self.inner.store.transaction(&id).await.map_err(store_err)?;
-            if tx.is_some() {
-                break;
-            }
-        }
-        let tx = tx.filter(|tx| tx.signer_sha256 == signer_sha256(msg));
+        // The record's key includes the signer's key: a stranger's poll finds nothing.
+        let tx = self
+            .inner
+            .store
+            .transaction(&record_key(msg, signer_serial.as_deref()))
+            .await
+            .map_err(store_err)?;
         let Some(tx) = tx else {
             return Ok(fail(
                 FailInfo::BadCertId,

@@ -407,22 +407,6 @@ impl Ra {
         Ok(next)
     }
 
-    /// The name of the person behind an actor (`token:ID`), when the token is known.
-    async fn person_of(&self, actor: &str) -> Result<Option<String>, RegistrationError> {
-        let Some(id) = actor.strip_prefix("token:") else {
-            return Ok(None);
-        };
-        Ok(self
-            .inner
-            .store
-            .tokens()
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .find(|t| t.id == id)
-            .map(|t| t.name))
-    }
-
     /// An officer approves or rejects a requested registration, with a comment. The person who
     /// filed the request and the person the credential is for may not approve it.
     pub async fn decide_registration(
@@ -441,30 +425,20 @@ impl Ra {
         Self::expect(&r, RegistrationState::Requested)?;
         if approve {
             let filer = r.requested_by.clone().unwrap_or_default();
-            let filer_name = self.person_of(&filer).await?;
-            let same_token = filer == caller.actor();
-            let same_person = filer_name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(&caller.name));
-            let refusal = if same_token || same_person {
-                Some("two people: the officer who filed this request cannot approve it")
-            } else if caller.name.eq_ignore_ascii_case(&r.email) {
+            let refusal = if self
+                .same_person(&filer, caller)
+                .await
+                .map_err(unavailable)?
+            {
+                Some("two people: whoever filed this request cannot approve it")
+            } else if caller.name.trim().eq_ignore_ascii_case(&r.email) {
                 Some("two people: nobody approves their own credential")
             } else {
                 None
             };
             if let Some(why) = refusal {
                 // A refused approval is a decision too: recorded with who tried.
-                let details = json!({"reason": why, "by": caller.name});
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .audit(&caller.actor(), "approval_refused", &r.id, &details)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record the refused approval");
-                }
-                tracing::warn!(registration = %r.id, by = %caller.name, why, "approval refused");
+                self.refuse_approval(caller, &r.id, why).await;
                 return Err(RegistrationError::Forbidden(why.into()));
             }
         }
@@ -507,6 +481,19 @@ impl Ra {
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Approved)?;
         let cred = self.credential(&r.credential)?.clone();
+        // An integration collects only the payloads of the directories it serves (collecting
+        // one also voids the device's current challenge).
+        if caller.role == Role::Mdm && !caller.scope.allows_directory(&cred.directory) {
+            return Err(RegistrationError::Forbidden(format!(
+                "this token may not collect payloads of directory `{}` (its scope: {})",
+                cred.directory,
+                if caller.scope.directories.is_empty() {
+                    "no directories".to_string()
+                } else {
+                    caller.scope.directories.join(", ")
+                }
+            )));
+        }
         let (Some(subject), Some(device_id)) = (r.subject.clone(), r.device_id.clone()) else {
             return Err(RegistrationError::WrongState(
                 "the registration has no device identity".into(),
@@ -520,9 +507,15 @@ impl Ra {
             device_id: Some(format!("{}:{device_id}", cred.directory)),
             subject: Some(subject.clone()),
             registration: Some(r.id.clone()),
+            credential: Some(r.credential.clone()),
         };
-        let (challenge, record) = mint(&cred.profile, &bindings, cred.challenge_ttl_secs())
-            .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        let (challenge, record) = mint(
+            &cred.profile,
+            &bindings,
+            cred.challenge_ttl_secs(),
+            &caller.actor(),
+        )
+        .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
         let expires = record.expires_at;
         if !self
             .inner

@@ -13,6 +13,8 @@ use super::{Profile, Ra, RequestError};
 /// certificate's identity and name the device (and the registration that pre-approved it).
 pub(crate) struct OneTime {
     pub(crate) hash: String,
+    /// Its public id, recorded on the transaction and in the audit trail.
+    pub(crate) id: String,
     pub(crate) bindings: crate::ra::challenge::Bindings,
 }
 
@@ -20,15 +22,20 @@ pub(crate) struct OneTime {
 pub(crate) enum Refusal {
     /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
     Spent(String),
-    /// Anything else: missing, wrong, expired, bindings not met.
+    /// The challenge is right, but the request breaks what it was minted for (its bindings,
+    /// its credential's key, a registration-only profile): the requester is known, so this
+    /// refusal is audited.
+    Bound(String),
+    /// Anything else: missing, wrong, expired.
     Other(String),
 }
 
 impl Ra {
     /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
-    /// `profile`, or `None` when it is: `old` is recorded, from this profile, valid now and in
-    /// its renewal window, and the CSR keeps its subject and SANs (a certificate from one
-    /// profile is no ticket into another, nor to another identity).
+    /// `profile`, or `None` when it is: `old` is recorded, from this profile, not revoked (nor
+    /// on hold), not renewed already, valid now and in its renewal window, and the CSR keeps
+    /// its subject and SANs (a certificate from one profile is no ticket into another, nor to
+    /// another identity). A stolen device key whose certificate was revoked renews nothing.
     pub(super) async fn renewal_problem(
         &self,
         profile: &Profile,
@@ -50,6 +57,21 @@ impl Ra {
                 "the signing certificate (serial {serial}) is not in this CA's records"
             )));
         };
+        if rec.status == crate::store::CertStatus::Revoked {
+            let why = match rec.revocation_reason {
+                Some(6) => "is on hold (certificateHold)",
+                Some(4) => "was superseded",
+                _ => "is revoked",
+            };
+            return Ok(Some(format!(
+                "the signing certificate (serial {serial}) {why}"
+            )));
+        }
+        if let Some(next) = &rec.renewed_by {
+            return Ok(Some(format!(
+                "the signing certificate (serial {serial}) was already renewed (by {next}); a certificate renews once"
+            )));
+        }
         if rec.profile != profile.name {
             return Ok(Some(format!(
                 "the signing certificate was issued under profile `{}`, not `{}`",
@@ -152,7 +174,8 @@ impl Ra {
         };
         let got = sha2::Sha256::digest(given.as_bytes());
         let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
-        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
+        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) && !profile.registration_only
+        {
             return Ok(Ok(None));
         }
         let hash = hex::encode(got);
@@ -181,9 +204,63 @@ impl Ra {
             Ok(b) => b,
             Err(why) => return Ok(Err(Refusal::Other(why))),
         };
-        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
-            return Ok(Err(Refusal::Other(why)));
+        if profile.registration_only && bindings.registration.is_none() {
+            return Ok(Err(Refusal::Bound(format!(
+                "profile `{}` issues only through a registration's challenge (an officer's approval); this challenge was not minted by one",
+                profile.name
+            ))));
         }
-        Ok(Ok(Some(OneTime { hash, bindings })))
+        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
+            return Ok(Err(Refusal::Bound(why)));
+        }
+        if let Some(name) = &bindings.credential {
+            if let Err(why) = self.credential_key_rule(name, csr) {
+                return Ok(Err(Refusal::Bound(why)));
+            }
+        }
+        Ok(Ok(Some(OneTime {
+            hash,
+            id: c.id,
+            bindings,
+        })))
+    }
+
+    /// The credential's key type and size, enforced at enrollment (not only written into the
+    /// payload the MDM pushes): the same type, and at least the size.
+    pub(super) fn credential_key_rule(
+        &self,
+        credential: &str,
+        csr: &crate::pki::Csr,
+    ) -> Result<(), String> {
+        use crate::pki::RequestedKey;
+        let Some(cred) = self.inner.credentials.get(credential) else {
+            return Err(format!(
+                "the challenge is for credential profile `{credential}`, which is no longer configured"
+            ));
+        };
+        let (kind, bits) = match csr.key {
+            RequestedKey::Rsa(bits) => ("rsa", bits),
+            RequestedKey::P256 => ("p256", 256),
+            RequestedKey::P384 => ("p384", 384),
+            RequestedKey::Other => ("other", 0),
+        };
+        let want = cred.key_type.to_ascii_lowercase();
+        let type_ok = match want.as_str() {
+            "ec" | "ecc" | "ecdsa" => kind == "p256" || kind == "p384",
+            w => w == kind,
+        };
+        if !type_ok {
+            return Err(format!(
+                "credential profile `{credential}` needs a {} key; the CSR has {kind}",
+                cred.key_type
+            ));
+        }
+        if bits < cred.key_size {
+            return Err(format!(
+                "credential profile `{credential}` needs a key of at least {} bits; the CSR's has {bits}",
+                cred.key_size
+            ));
+        }
+        Ok(())
     }
 }

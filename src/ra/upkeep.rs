@@ -113,6 +113,36 @@ impl Ra {
         self.refresh_crl_of(generation).await
     }
 
+    /// The issuer text of a generation's certificates.
+    fn generation_issuer(&self, generation: Option<usize>) -> &str {
+        match generation.and_then(|i| self.inner.retired.get(i)) {
+            Some(g) => &g.issuer_text,
+            None => &self.inner.ca_issuer_text,
+        }
+    }
+
+    /// Each CA generation's CRL state: its name, and the published CRL's out-of-date mark
+    /// (revocations it lacks, and since when).
+    pub async fn crl_status(
+        &self,
+    ) -> Result<Vec<(String, crate::store::CrlMark)>, crate::store::StoreError> {
+        let mut out = Vec::new();
+        for generation in self.generations() {
+            let mark = self
+                .inner
+                .store
+                .crl_mark(self.generation_issuer(generation))
+                .await?;
+            out.push((self.generation_label(generation).to_string(), mark));
+        }
+        Ok(out)
+    }
+
+    /// The active CA (`None`) and every retired one (`Some(i)`).
+    fn generations(&self) -> impl Iterator<Item = Option<usize>> {
+        std::iter::once(None).chain((0..self.inner.retired.len()).map(Some))
+    }
+
     fn generation_label(&self, generation: Option<usize>) -> &str {
         match generation.and_then(|i| self.inner.retired.get(i)) {
             Some(g) => &g.label,
@@ -134,11 +164,11 @@ impl Ra {
     ) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
-        let issuer_text = match generation.and_then(|i| self.inner.retired.get(i)) {
-            Some(g) => g.issuer_text.clone(),
-            None => self.inner.ca_issuer_text.clone(),
-        };
-        // The number first: a CRL numbered after another always read the revocations
+        let issuer_text = self.generation_issuer(generation).to_string();
+        // The out-of-date mark first: if a revocation commits after the list is read, the
+        // mark has moved on and stays after this CRL is published.
+        let mark = store.crl_mark(&issuer_text).await.map_err(unavailable)?;
+        // The number next: a CRL numbered after another always read the revocations
         // committed before that one's list was read.
         let number = store.next_crl_number().await.map_err(unavailable)?;
         let revoked = ca::revoked_by(store.as_ref(), &issuer_text)
@@ -157,7 +187,7 @@ impl Ra {
         .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let label = self.generation_label(generation).to_string();
         if store
-            .publish_crl(&label, number, &der)
+            .publish_crl(&label, number, &der, &mark)
             .await
             .map_err(unavailable)?
         {
@@ -176,78 +206,130 @@ impl Ra {
     }
 
     /// After revocations: new CRLs for the active CA and every retired one (a revoked
-    /// certificate may be from either). A CRL that cannot be made now is made by the next
-    /// request or background round.
+    /// certificate may be from either). A CRL that cannot be made now is marked out of date in
+    /// the store and made by the next CRL round.
     pub(crate) async fn refresh_all_crls(&self) {
-        for generation in std::iter::once(None).chain((0..self.inner.retired.len()).map(Some)) {
+        for generation in self.generations() {
             if let Err(e) = self.refresh_crl_of(generation).await {
-                tracing::warn!(error = %e, "revoked, but a new CRL could not be published yet");
+                tracing::warn!(error = %e, "revoked, but a new CRL could not be published yet; retrying every few seconds");
             }
         }
     }
 
-    /// Background work for this node, every `interval`: when this node leads the "crl" task,
-    /// renew the CRL once less than half of its life is left; when it leads "expire", expire
-    /// registrations and PENDING enrollments that waited too long; when it leads "audit", sign
-    /// the audit head. Runs until the process ends.
-    pub async fn background(self, interval: std::time::Duration) {
-        let mut tick = tokio::time::interval(interval);
-        loop {
-            tick.tick().await;
-            match self.inner.store.lead("crl").await {
-                Ok(true) => {
-                    for generation in
-                        std::iter::once(None).chain((0..self.inner.retired.len()).map(Some))
-                    {
-                        let key = format!("crl:{}", self.generation_label(generation));
-                        let stale = match self.inner.store.state(&key).await {
-                            Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
-                            Ok(None) => true,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "background: store unavailable");
-                                break;
-                            }
-                        };
-                        if stale {
-                            if let Err(e) = self.refresh_crl_of(generation).await {
-                                tracing::warn!(error = %e, "background: CRL refresh failed");
-                            }
-                        }
+    /// One CRL round (the node leading the "crl" task): a CA whose published CRL lacks a
+    /// revocation, or has less than half its life left, gets a new one. Also sets this node's
+    /// `sigil_crl_stale_seconds` gauges.
+    pub async fn crl_round(&self, lead: bool) {
+        let at = crate::store::now();
+        for generation in self.generations() {
+            let label = self.generation_label(generation).to_string();
+            let mark = match self
+                .inner
+                .store
+                .crl_mark(self.generation_issuer(generation))
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CRL round: store unavailable");
+                    return;
+                }
+            };
+            if let Some(m) = crate::telemetry::metrics() {
+                let stale = if mark.revisions > 0 {
+                    at - mark.since
+                } else {
+                    0
+                };
+                m.crl_stale_seconds.with_label_values(&[&label]).set(stale);
+            }
+            if !lead {
+                continue;
+            }
+            let stale = mark.revisions > 0
+                || match self.inner.store.state(&format!("crl:{label}")).await {
+                    Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
+                    Ok(None) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "CRL round: store unavailable");
+                        return;
+                    }
+                };
+            if stale {
+                match self.refresh_crl_of(generation).await {
+                    Ok(_) if mark.revisions > 0 => {
+                        tracing::info!(ca = %label, revocations = mark.revisions, "the CRL was out of date; published a new one")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(ca = %label, error = %e, "CRL refresh failed; retrying next round")
                     }
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
-            }
-            match self.inner.store.lead("expire").await {
-                Ok(true) => {
-                    if let Err(e) = self.expire().await {
-                        tracing::warn!(error = %e, "background: expiry failed");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
-            }
-            if let Err(e) = self.expiry_gauges().await {
-                tracing::warn!(error = %e, "background: expiry counts failed");
-            }
-            match self.inner.store.lead("notify").await {
-                Ok(true) => {
-                    if let Err(e) = self.announce_expiring().await {
-                        tracing::warn!(error = %e, "background: expiry webhook");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
-            }
-            match self.inner.store.lead("audit").await {
-                Ok(true) => {
-                    if let Err(e) = self.sign_audit_head().await {
-                        tracing::warn!(error = %e, "background: could not sign the audit head");
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
             }
         }
     }
+
+    /// Background work for this node. Every few seconds: the CRL round (see
+    /// [`Ra::crl_round`]), so a revocation whose CRL could not be made at once is published
+    /// as soon as the token allows. Every `interval`: when this node leads "expire", expire
+    /// registrations and PENDING enrollments that waited too long; the expiry gauges and
+    /// webhook; when it leads "audit", sign the audit head. Runs until the process ends.
+    pub async fn background(self, interval: std::time::Duration) {
+        let crl_every = interval.min(CRL_CHECK);
+        let mut tick = tokio::time::interval(crl_every);
+        let mut last_rest: Option<tokio::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            let lead = match self.inner.store.lead("crl").await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "background: cannot reach the store");
+                    false
+                }
+            };
+            self.crl_round(lead).await;
+            if last_rest.is_some_and(|t| t.elapsed() < interval) {
+                continue;
+            }
+            last_rest = Some(tokio::time::Instant::now());
+            self.rest_round().await;
+        }
+    }
+
+    async fn rest_round(&self) {
+        match self.inner.store.lead("expire").await {
+            Ok(true) => {
+                if let Err(e) = self.expire().await {
+                    tracing::warn!(error = %e, "background: expiry failed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+        }
+        if let Err(e) = self.expiry_gauges().await {
+            tracing::warn!(error = %e, "background: expiry counts failed");
+        }
+        match self.inner.store.lead("notify").await {
+            Ok(true) => {
+                if let Err(e) = self.announce_expiring().await {
+                    tracing::warn!(error = %e, "background: expiry webhook");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+        }
+        match self.inner.store.lead("audit").await {
+            Ok(true) => {
+                if let Err(e) = self.sign_audit_head().await {
+                    tracing::warn!(error = %e, "background: could not sign the audit head");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+        }
+    }
 }
+
+/// How often the CRL round looks for out-of-date CRLs (at most; a shorter background
+/// interval is used as it is).
+const CRL_CHECK: std::time::Duration = std::time::Duration::from_secs(5);

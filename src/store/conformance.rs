@@ -6,15 +6,46 @@ use std::sync::Arc;
 
 use super::*;
 
+/// A PENDING transaction record (the store treats the record key as opaque: here the
+/// transactionID itself).
 pub(super) fn tx(id: &str, key: &str) -> TransactionRecord {
     TransactionRecord {
+        id: id.into(),
         transaction_id: id.into(),
+        renews: None,
         profile: "default".into(),
         key_sha256: key.into(),
         signer_sha256: format!("signer-{key}"),
         state: TransactionState::Pending,
         csr: vec![1, 2, 3],
+        challenge_id: None,
     }
+}
+
+/// A transaction about to be issued from a reservation.
+pub(super) fn tx_issuing(id: &str, key: &str) -> TransactionRecord {
+    TransactionRecord {
+        state: TransactionState::Issuing { until: 0 },
+        csr: Vec::new(),
+        ..tx(id, key)
+    }
+}
+
+/// Reserve, then record: what an enrollment does. A reservation that finds a record is a
+/// conflict here.
+pub(super) async fn issue(
+    s: &dyn Store,
+    t: &TransactionRecord,
+    c: &CertificateRecord,
+    challenge: Option<&str>,
+) -> Result<(), StoreError> {
+    if let Some(existing) = s.reserve(t, challenge, RESERVATION_SECS).await? {
+        return Err(StoreError::Conflict(format!(
+            "{} exists: {:?}",
+            existing.id, existing.state
+        )));
+    }
+    s.record_issued(t, c, challenge, "test").await
 }
 
 pub(super) fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> CertificateRecord {
@@ -32,12 +63,15 @@ pub(super) fn cert(serial: &str, tid: &str, subject: &str, not_after: i64) -> Ce
         revocation_reason: None,
         transaction_id: tid.into(),
         device_id: None,
+        renewed_by: None,
     }
 }
 
 pub(super) fn challenge(hash: &str, expires_at: i64) -> ChallengeRecord {
     ChallengeRecord {
+        id: format!("chl_{hash}"),
         hash: hash.into(),
+        created_by: "token:minter".into(),
         profile: "default".into(),
         bindings: "{}".into(),
         expires_at,
@@ -49,6 +83,13 @@ fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(
         matches!(r, Err(StoreError::Conflict(_))),
         "expected a conflict, got {r:?}"
+    );
+}
+
+fn stale<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::Stale(_))),
+        "expected a stale write, got {r:?}"
     );
 }
 
@@ -73,6 +114,10 @@ async fn suite(s: Arc<dyn Store>) {
         expires_at,
         revoked_at: None,
         last_used_at: None,
+        scope: TokenScope {
+            profiles: vec!["default".into()],
+            directories: vec!["*".into()],
+        },
     };
     s.insert_token(&token("tok1", "hash1", None), "test")
         .await
@@ -101,6 +146,12 @@ async fn suite(s: Arc<dyn Store>) {
     assert!(listed
         .iter()
         .any(|t| t.id == "tok2" && t.last_used_at.is_some()));
+    assert!(
+        listed
+            .iter()
+            .all(|t| t.scope.profiles == ["default"] && t.scope.allows_directory("any")),
+        "the scope is kept"
+    );
 
     // CA state and the CRL counter.
     assert!(s.state("crl").await.unwrap().is_none());
@@ -112,34 +163,46 @@ async fn suite(s: Arc<dyn Store>) {
     assert!(s.lead("task").await.unwrap());
     assert!(s.lead("task").await.unwrap(), "a leader stays the leader");
     // Publication is fenced: an older CRL never replaces a newer one.
-    assert!(s.publish_crl("test-ca", 5, b"crl five").await.unwrap());
-    assert!(!s.publish_crl("test-ca", 4, b"crl four").await.unwrap());
+    assert!(s
+        .publish_crl("test-ca", 5, b"crl five", &CrlMark::default())
+        .await
+        .unwrap());
     assert!(!s
-        .publish_crl("test-ca", 5, b"crl five again")
+        .publish_crl("test-ca", 4, b"crl four", &CrlMark::default())
+        .await
+        .unwrap());
+    assert!(!s
+        .publish_crl("test-ca", 5, b"crl five again", &CrlMark::default())
         .await
         .unwrap());
     assert_eq!(
         s.state("crl:test-ca").await.unwrap().as_deref(),
         Some(&b"crl five"[..])
     );
-    assert!(s.publish_crl("test-ca", 6, b"crl six").await.unwrap());
+    assert!(s
+        .publish_crl("test-ca", 6, b"crl six", &CrlMark::default())
+        .await
+        .unwrap());
     assert_eq!(
         s.state("crl:test-ca").await.unwrap().as_deref(),
         Some(&b"crl six"[..])
     );
     // Each CA's CRL is fenced on its own: another CA's lower number still publishes.
-    assert!(s.publish_crl("other-ca", 3, b"other three").await.unwrap());
+    assert!(s
+        .publish_crl("other-ca", 3, b"other three", &CrlMark::default())
+        .await
+        .unwrap());
     assert_eq!(
         s.state("crl:test-ca").await.unwrap().as_deref(),
         Some(&b"crl six"[..])
     );
 
-    // Issue: the transaction and the certificate, together.
-    s.record_issued(
-        &tx("t1", "k1"),
+    // Issue: the transaction (reserved first) and the certificate, together.
+    issue(
+        s.as_ref(),
+        &tx_issuing("t1", "k1"),
         &cert("01", "t1", "CN=one", year),
         None,
-        "test",
     )
     .await
     .unwrap();
@@ -155,10 +218,19 @@ async fn suite(s: Arc<dyn Store>) {
         s.certificate("01").await.unwrap().unwrap().subject,
         "CN=one"
     );
+    // A reservation finds the record: resends of a decided transaction are answered from it.
+    let again = s
+        .reserve(&tx_issuing("t1", "k1"), None, RESERVATION_SECS)
+        .await
+        .unwrap();
+    assert!(matches!(
+        again.map(|t| t.state),
+        Some(TransactionState::Issued { .. })
+    ));
     // One outcome per transaction, one key per transaction, one use per serial.
     conflict(
         s.record_issued(
-            &tx("t1", "k1"),
+            &tx_issuing("t1", "k1"),
             &cert("02", "t1", "CN=x", year),
             None,
             "test",
@@ -167,7 +239,7 @@ async fn suite(s: Arc<dyn Store>) {
     );
     conflict(
         s.record_issued(
-            &tx("t1", "k9"),
+            &tx_issuing("t1", "k9"),
             &cert("03", "t1", "CN=x", year),
             None,
             "test",
@@ -175,14 +247,22 @@ async fn suite(s: Arc<dyn Store>) {
         .await,
     );
     conflict(
-        s.record_issued(
-            &tx("t2", "k2"),
+        issue(
+            s.as_ref(),
+            &tx_issuing("t2", "k2"),
             &cert("01", "t2", "CN=x", year),
             None,
-            "test",
         )
         .await,
     );
+    assert!(
+        matches!(
+            s.transaction("t2").await.unwrap().map(|t| t.state),
+            Some(TransactionState::Issuing { .. })
+        ),
+        "the reservation stays until given up"
+    );
+    s.release("t2").await.unwrap();
     assert!(
         s.transaction("t2").await.unwrap().is_none(),
         "no half-written transaction"
@@ -191,6 +271,67 @@ async fn suite(s: Arc<dyn Store>) {
         s.certificate("02").await.unwrap().is_none(),
         "no half-written certificate"
     );
+    // Issuing needs a reservation (or a PENDING record) of the same key.
+    conflict(
+        s.record_issued(
+            &tx_issuing("t-unreserved", "ku"),
+            &cert("0d", "t-unreserved", "CN=x", year),
+            None,
+            "test",
+        )
+        .await,
+    );
+    // A live reservation is another request's: a second one finds it.
+    assert!(s
+        .reserve(&tx_issuing("t-live", "kl"), None, RESERVATION_SECS)
+        .await
+        .unwrap()
+        .is_none());
+    let live = s
+        .reserve(&tx_issuing("t-live", "kl"), None, RESERVATION_SECS)
+        .await
+        .unwrap();
+    assert!(matches!(
+        live.map(|t| t.state),
+        Some(TransactionState::Issuing { until }) if until > now()
+    ));
+    s.release("t-live").await.unwrap();
+    // A reservation whose node died lapses, and a resend of the same key takes it over (with
+    // the challenge it claimed).
+    s.insert_challenge(&challenge("h-lapse", now() + 3600), "test")
+        .await
+        .unwrap();
+    assert!(s
+        .reserve(&tx_issuing("t-lapse", "kx"), Some("h-lapse"), 1)
+        .await
+        .unwrap()
+        .is_none());
+    spent(
+        s.reserve(
+            &tx_issuing("t-other", "ko"),
+            Some("h-lapse"),
+            RESERVATION_SECS,
+        )
+        .await,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        s.reserve(&tx_issuing("t-lapse", "ky"), None, RESERVATION_SECS)
+            .await
+            .unwrap()
+            .is_some(),
+        "another key does not take it over"
+    );
+    assert!(s
+        .reserve(
+            &tx_issuing("t-lapse", "kx"),
+            Some("h-lapse"),
+            RESERVATION_SECS
+        )
+        .await
+        .unwrap()
+        .is_none());
+    s.release("t-lapse").await.unwrap();
 
     // Pending, then issued; pending, then rejected.
     s.insert_pending(&tx("t3", "k3"), None, "test")
@@ -212,6 +353,21 @@ async fn suite(s: Arc<dyn Store>) {
         .map(|t| t.transaction_id)
         .collect();
     assert_eq!(pending, vec!["t3".to_string(), "t4".to_string()]);
+    assert_eq!(s.transactions_named("t3").await.unwrap().len(), 1);
+    assert!(s.transactions_named("none").await.unwrap().is_empty());
+    // An approval claims the PENDING record first, so two officers cannot both sign.
+    assert!(s
+        .reserve(&tx("t3", "k3"), None, RESERVATION_SECS)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        s.reserve(&tx("t3", "k3"), None, RESERVATION_SECS)
+            .await
+            .unwrap()
+            .is_some(),
+        "claimed by the first approval"
+    );
     s.record_issued(
         &tx("t3", "k3"),
         &cert("04", "t3", "CN=three", year),
@@ -240,7 +396,8 @@ async fn suite(s: Arc<dyn Store>) {
     );
     assert!(s.pending().await.unwrap().is_empty());
 
-    // One-time challenges: consumed with the certificate, once, before expiry, for its profile.
+    // One-time challenges: claimed by the reservation, consumed with the certificate, once,
+    // before expiry, for its profile; found by hash and by id, with their minter.
     s.insert_challenge(&challenge("h1", now() + 3600), "test")
         .await
         .unwrap();
@@ -248,21 +405,37 @@ async fn suite(s: Arc<dyn Store>) {
         s.insert_challenge(&challenge("h1", now() + 3600), "test")
             .await,
     );
-    s.record_issued(
-        &tx("t6", "k6"),
+    let by_id = s.challenge_by_id("chl_h1").await.unwrap().unwrap();
+    assert_eq!(
+        (by_id.hash.as_str(), by_id.created_by.as_str()),
+        ("h1", "token:minter")
+    );
+    // A released reservation frees its challenge.
+    assert!(s
+        .reserve(&tx_issuing("t5", "k5"), Some("h1"), RESERVATION_SECS)
+        .await
+        .unwrap()
+        .is_none());
+    spent(
+        s.reserve(&tx_issuing("t5b", "k5b"), Some("h1"), RESERVATION_SECS)
+            .await,
+    );
+    s.release("t5").await.unwrap();
+    issue(
+        s.as_ref(),
+        &tx_issuing("t6", "k6"),
         &cert("06", "t6", "CN=six", year),
         Some("h1"),
-        "test",
     )
     .await
     .unwrap();
     assert!(s.challenge("h1").await.unwrap().unwrap().used_at.is_some());
     spent(
-        s.record_issued(
-            &tx("t7", "k7"),
+        issue(
+            s.as_ref(),
+            &tx_issuing("t7", "k7"),
             &cert("07", "t7", "CN=x", year),
             Some("h1"),
-            "test",
         )
         .await,
     );
@@ -275,11 +448,11 @@ async fn suite(s: Arc<dyn Store>) {
         .await
         .unwrap();
     spent(
-        s.record_issued(
-            &tx("t8", "k8"),
+        issue(
+            s.as_ref(),
+            &tx_issuing("t8", "k8"),
             &cert("08", "t8", "CN=x", year),
             Some("h-old"),
-            "test",
         )
         .await,
     );
@@ -287,11 +460,11 @@ async fn suite(s: Arc<dyn Store>) {
     other_profile.profile = "servers".into();
     s.insert_challenge(&other_profile, "test").await.unwrap();
     spent(
-        s.record_issued(
-            &tx("t9", "k9"),
+        issue(
+            s.as_ref(),
+            &tx_issuing("t9", "k9"),
             &cert("09", "t9", "CN=x", year),
             Some("h-other"),
-            "test",
         )
         .await,
     );
@@ -307,12 +480,46 @@ async fn suite(s: Arc<dyn Store>) {
     );
     assert!(s.challenge("missing").await.unwrap().is_none());
 
+    // A certificate renews once, and only while it is valid.
+    let mut renewal = tx_issuing("t-renew", "kr");
+    renewal.renews = Some("06".into());
+    issue(
+        s.as_ref(),
+        &renewal,
+        &cert("0e", "t-renew", "CN=six", year),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.certificate("06")
+            .await
+            .unwrap()
+            .unwrap()
+            .renewed_by
+            .as_deref(),
+        Some("0e")
+    );
+    let mut twice = tx_issuing("t-renew2", "kr2");
+    twice.renews = Some("06".into());
+    stale(
+        issue(
+            s.as_ref(),
+            &twice,
+            &cert("0f", "t-renew2", "CN=six", year),
+            None,
+        )
+        .await,
+    );
+    assert!(s.certificate("0f").await.unwrap().is_none());
+    s.release("t-renew2").await.unwrap();
+
     // Listing with filters.
-    s.record_issued(
-        &tx("t12", "k12"),
+    issue(
+        s.as_ref(),
+        &tx_issuing("t12", "k12"),
         &cert("0c", "t12", "CN=soon", now() + 5 * 86400),
         None,
-        "test",
     )
     .await
     .unwrap();
@@ -336,7 +543,7 @@ async fn suite(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(named.len(), 1);
     let all = s.certificates(&CertFilter::default()).await.unwrap();
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 5);
     let none = s
         .certificates(&CertFilter {
             profile: Some("servers".into()),
@@ -370,11 +577,11 @@ async fn suite(s: Arc<dyn Store>) {
     for i in 0..10 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.record_issued(
-                &tx(&format!("race-{i}"), &format!("rk{i}")),
+            issue(
+                s.as_ref(),
+                &tx_issuing(&format!("race-{i}"), &format!("rk{i}")),
                 &cert(&format!("a{i}"), &format!("race-{i}"), "CN=race", year),
                 Some("h-race"),
-                "test",
             )
             .await
         }));
@@ -391,11 +598,11 @@ async fn suite(s: Arc<dyn Store>) {
     for i in 0..10 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.record_issued(
-                &tx("same", "ks"),
+            issue(
+                s.as_ref(),
+                &tx_issuing("same", "ks"),
                 &cert(&format!("b{i}"), "same", "CN=s", year),
                 None,
-                "test",
             )
             .await
         }));
@@ -552,17 +759,17 @@ async fn registrations(s: Arc<dyn Store>) {
     assert_eq!(got.sans, vec!["email:alice@agency.gov".to_string()]);
     // The replaced challenge no longer issues; the current one links the certificate.
     spent(
-        s.record_issued(
-            &tx("reg-t1", "kr"),
+        issue(
+            s.as_ref(),
+            &tx_issuing("reg-t1", "kr"),
             &cert("ab01", "reg-t1", "CN=alice", now() + 86400),
             Some("regch1"),
-            "ra",
         )
         .await,
     );
     let mut c = cert("ab02", "reg-t2", "CN=alice", now() + 86400);
     c.device_id = Some("dev-1".into());
-    s.record_issued(&tx("reg-t2", "kr"), &c, Some("regch2"), "ra")
+    issue(s.as_ref(), &tx_issuing("reg-t2", "kr"), &c, Some("regch2"))
         .await
         .unwrap();
     let got = s.registration("reg_1").await.unwrap().unwrap();
@@ -656,11 +863,44 @@ async fn expiry(s: Arc<dyn Store>) {
     ] {
         let mut c = cert(serial, &format!("t-{serial}"), "CN=x", at + days * 86_400);
         c.profile = profile.into();
-        s.record_issued(&tx(&format!("t-{serial}"), serial), &c, None, "ra")
-            .await
-            .unwrap();
+        issue(
+            s.as_ref(),
+            &tx_issuing(&format!("t-{serial}"), serial),
+            &c,
+            None,
+        )
+        .await
+        .unwrap();
     }
+    // A revocation marks its issuer's CRL out of date, in the same transaction; a CRL that
+    // read the mark before the list clears it, unless another revocation came since.
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().revisions, 0);
     assert!(s.revoke_certificate("e3", 1, "o").await.unwrap());
+    let mark = s.crl_mark("CN=Test CA").await.unwrap();
+    assert_eq!(mark.revisions, 1);
+    assert!(mark.since > 0);
+    assert!(s.revoke_certificate("e4", 1, "o").await.unwrap());
+    assert!(s.publish_crl("crl-ca", 1, b"crl", &mark).await.unwrap());
+    assert_eq!(
+        s.crl_mark("CN=Test CA").await.unwrap().revisions,
+        2,
+        "a revocation after the list was read keeps the mark"
+    );
+    let mark = s.crl_mark("CN=Test CA").await.unwrap();
+    assert!(s.publish_crl("crl-ca", 2, b"crl", &mark).await.unwrap());
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().revisions, 0);
+    // Revoked, it renews nothing.
+    let mut revoked_renewal = tx_issuing("t-renew-revoked", "krr");
+    revoked_renewal.renews = Some("e3".into());
+    stale(
+        issue(
+            s.as_ref(),
+            &revoked_renewal,
+            &cert("e5", "t-renew-revoked", "CN=x", at + 86_400),
+            None,
+        )
+        .await,
+    );
     let week = s.expiring_counts(at, 7 * 86_400).await.unwrap();
     assert!(week.contains(&("fleet".to_string(), 1)), "{week:?}");
     assert!(
@@ -669,6 +909,13 @@ async fn expiry(s: Arc<dyn Store>) {
     );
     let month = s.expiring_counts(at, 30 * 86_400).await.unwrap();
     assert!(month.contains(&("fleet".to_string(), 2)), "{month:?}");
+    assert!(
+        s.expiring_counts(at, 100 * 86_400)
+            .await
+            .unwrap()
+            .contains(&("fleet".to_string(), 2)),
+        "e4 is revoked"
+    );
     let due = s.expiring_unannounced(at, 30 * 86_400, 10).await.unwrap();
     let serials: Vec<&str> = due
         .iter()

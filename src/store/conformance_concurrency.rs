@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::conformance::{cert, challenge, postgres_url, tx};
+use super::conformance::{cert, challenge, issue, postgres_url, tx_issuing};
 use super::*;
 
 /// Many issuances at once, some of them doomed (a serial taken twice, a challenge spent
@@ -59,14 +59,13 @@ pub(super) async fn concurrent_issuances(s: Arc<dyn Store>) {
     for (label, tid, key, serial, ch) in jobs {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            let r = s
-                .record_issued(
-                    &tx(&tid, &key),
-                    &cert(&serial, &tid, "CN=race", far),
-                    ch,
-                    "ra",
-                )
-                .await;
+            let r = issue(
+                s.as_ref(),
+                &tx_issuing(&tid, &key),
+                &cert(&serial, &tid, "CN=race", far),
+                ch,
+            )
+            .await;
             (label, tid, serial, r)
         }));
     }
@@ -135,21 +134,21 @@ fn postgres_issuance_writer_outlives_its_runtime() {
     let url = first.block_on(postgres_url());
     let s = first.block_on(PostgresStore::connect(&url, 2)).unwrap();
     first
-        .block_on(s.record_issued(
-            &tx("rt1", "k1"),
+        .block_on(issue(
+            &s,
+            &tx_issuing("rt1", "k1"),
             &cert("0a01", "rt1", "CN=a", now() + 60),
             None,
-            "t",
         ))
         .unwrap();
     drop(first);
     let second = runtime();
     second
-        .block_on(s.record_issued(
-            &tx("rt2", "k2"),
+        .block_on(issue(
+            &s,
+            &tx_issuing("rt2", "k2"),
             &cert("0a02", "rt2", "CN=b", now() + 60),
             None,
-            "t",
         ))
         .unwrap();
     let found = second.block_on(s.certificate("0a02")).unwrap();

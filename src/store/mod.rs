@@ -21,6 +21,7 @@ mod sqlite_expiry;
 mod sqlite_issue;
 mod sqlite_records;
 mod sqlite_registrations;
+mod transaction_keys;
 
 #[cfg(test)]
 mod conformance;
@@ -36,11 +37,22 @@ pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
+
+/// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
+/// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way
+/// leaves one behind; the device's resend or poll finishes it once this has passed.
+pub const RESERVATION_SECS: i64 = 30;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransactionState {
+    /// Reserved: its certificate is being signed (until the Unix time given, after which a
+    /// resend of the same request may take the reservation over).
+    Issuing {
+        /// End of the reservation (Unix seconds).
+        until: i64,
+    },
     /// Waiting for an officer.
     Pending,
     /// Issued: the serial (hex) of the certificate.
@@ -55,11 +67,19 @@ pub enum TransactionState {
     },
 }
 
-/// A SCEP transaction: one transactionID, one requester key, one outcome.
+/// A SCEP transaction: one transactionID of one requester, one requested key, one outcome.
+///
+/// A transactionID is not global: clients pick short ones ("16") and derive others from the
+/// key, so a record is found by [`TransactionRecord::key`] of the transactionID, the key that
+/// signed the request and, for a renewal, the serial renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionRecord {
+    /// The record's key: [`TransactionRecord::key`] of the fields below. URL-safe (hex).
+    pub id: String,
     /// transactionID as sent.
     pub transaction_id: String,
+    /// The serial of the certificate this request renews (it signed the request), if any.
+    pub renews: Option<String>,
     /// Profile name.
     pub profile: String,
     /// SHA-256 (hex) of the requested public key (the CSR's SubjectPublicKeyInfo).
@@ -71,6 +91,26 @@ pub struct TransactionRecord {
     /// The CSR (DER) while the transaction waits for approval; empty once decided (it may
     /// carry the challenge password, which is not kept at rest).
     pub csr: Vec<u8>,
+    /// The one-time challenge (its id) that made the request possible, if one did.
+    pub challenge_id: Option<String>,
+}
+
+impl TransactionRecord {
+    /// The key a transaction is recorded under: SHA-256 over the transactionID, the SHA-256 of
+    /// the key that signed the request, and the serial it renews (empty for a new
+    /// enrollment), 32 hex digits. Two devices may use the same transactionID; nobody can
+    /// claim another requester's record, nor a renewal's record before it happens.
+    pub fn key(transaction_id: &str, signer_sha256: &str, renews: Option<&str>) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(
+            format!(
+                "{transaction_id}\n{signer_sha256}\n{}",
+                renews.unwrap_or("")
+            )
+            .as_bytes(),
+        );
+        hex::encode(&d[..16])
+    }
 }
 
 /// Whether a certificate is still good.
@@ -128,6 +168,9 @@ pub struct CertificateRecord {
     pub transaction_id: String,
     /// The device it was issued to, when known.
     pub device_id: Option<String>,
+    /// The serial of the certificate that renewed this one, once it was renewed (a
+    /// certificate renews once).
+    pub renewed_by: Option<String>,
 }
 
 impl CertificateRecord {
@@ -168,6 +211,7 @@ impl CertificateRecord {
             revocation_reason: None,
             transaction_id: transaction_id.into(),
             device_id: None,
+            renewed_by: None,
         })
     }
 }
@@ -175,8 +219,13 @@ impl CertificateRecord {
 /// A one-time challenge: stored only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeRecord {
+    /// Public identifier (`chl_…`): in the audit records of its creation and of the
+    /// certificate it made possible.
+    pub id: String,
     /// SHA-256 (hex) of the challenge.
     pub hash: String,
+    /// Who minted it (`token:<id>`, `cli`, or the registration step's actor).
+    pub created_by: String,
     /// The profile it is for.
     pub profile: String,
     /// Bindings (JSON: expected subject CN, SANs, device ID).
@@ -206,6 +255,42 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
     /// Last successful use (Unix seconds).
     pub last_used_at: Option<i64>,
+    /// What an `mdm` token may do: the profiles it mints challenges for and the directories
+    /// whose registrations' SCEP payloads it collects (`*`: all). Empty for other roles.
+    pub scope: TokenScope,
+}
+
+/// The scope of an integration token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenScope {
+    /// Profiles it may mint one-time challenges for (`*`: every profile open to
+    /// integrations).
+    pub profiles: Vec<String>,
+    /// Directories whose registrations' SCEP payloads it may collect (`*`: all).
+    pub directories: Vec<String>,
+}
+
+impl TokenScope {
+    /// Stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Read the stored form (an unreadable scope allows nothing).
+    pub fn from_json(s: &str) -> TokenScope {
+        serde_json::from_str(s).unwrap_or_default()
+    }
+
+    /// May mint challenges for `profile`?
+    pub fn allows_profile(&self, profile: &str) -> bool {
+        self.profiles.iter().any(|p| p == "*" || p == profile)
+    }
+
+    /// May collect payloads of registrations from `directory`?
+    pub fn allows_directory(&self, directory: &str) -> bool {
+        self.directories.iter().any(|d| d == "*" || d == directory)
+    }
 }
 
 /// One record of the audit log.
@@ -238,6 +323,16 @@ pub(super) struct Issuance {
     pub(super) actor: String,
 }
 
+/// Where a certificate came from, for its `issued` audit record: the one-time challenge that
+/// made it possible (whose `challenge_created` record names the token that minted it), and
+/// the certificate it renews.
+fn provenance(tx: &TransactionRecord) -> serde_json::Value {
+    serde_json::json!({
+        "transaction_id": tx.transaction_id, "transaction": tx.id,
+        "challenge_id": tx.challenge_id, "renews": tx.renews,
+    })
+}
+
 impl Issuance {
     pub(super) fn new(
         tx: &TransactionRecord,
@@ -257,14 +352,13 @@ impl Issuance {
     /// transaction) and details.
     pub(super) fn audit(&self, approved: bool) -> (&'static str, serde_json::Value) {
         let (tx, cert) = (&self.tx, &self.cert);
-        (
-            if approved { "approved" } else { "issued" },
-            serde_json::json!({
-                "transaction_id": tx.transaction_id, "profile": cert.profile,
-                "subject": cert.subject, "sans": cert.sans, "not_after": cert.not_after,
-                "one_time_challenge": self.challenge.is_some(),
-            }),
-        )
+        let mut details = provenance(tx);
+        details["profile"] = cert.profile.clone().into();
+        details["subject"] = cert.subject.clone().into();
+        details["sans"] = cert.sans.clone().into();
+        details["not_after"] = cert.not_after.into();
+        details["device_id"] = cert.device_id.clone().into();
+        (if approved { "approved" } else { "issued" }, details)
     }
 }
 
@@ -329,6 +423,18 @@ pub fn verify_audit(records: &[AuditRecord], head: (i64, &str)) -> Result<(), (i
     Ok(())
 }
 
+/// A CA's "CRL out of date" mark: how many revocations its published CRL lacks at most, and
+/// since when (the first of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlMark {
+    /// The issuer (certificates' issuer text).
+    pub issuer: String,
+    /// Revocations since the mark was last cleared (0: none, the CRL is current).
+    pub revisions: i64,
+    /// When the first of them was committed (Unix seconds; 0 when none).
+    pub since: i64,
+}
+
 /// Filters for [`Store::certificates`].
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
@@ -356,6 +462,10 @@ pub enum StoreError {
     /// The one-time challenge is used, expired, or for another profile; nothing was written.
     #[error("the one-time challenge was already used or has expired")]
     ChallengeSpent,
+    /// What the write depended on changed meanwhile (the certificate being renewed was
+    /// revoked or renewed by another request); nothing was written.
+    #[error("{0}")]
+    Stale(String),
     /// The database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -367,8 +477,31 @@ pub enum StoreError {
 /// The storage interface.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// The transaction with this ID, if any.
+    /// The transaction with this record key ([`TransactionRecord::key`]), if any.
     async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Every transaction with this transactionID (several requesters may use one), oldest
+    /// first.
+    async fn transactions_named(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError>;
+    /// Reserve a transaction before its certificate is signed, so the CA key signs each
+    /// certificate once: the record is written `issuing` (with its CSR, so a resend or a poll
+    /// can finish it if this node dies) for `lease_secs`, and `challenge` (hash), when given,
+    /// is claimed for it (not yet spent). `Ok(None)`: reserved
+    /// (or an expired reservation of the same key taken over). `Ok(Some(record))`: a record
+    /// under this key exists (another reservation still running, PENDING, final, or another
+    /// key's); nothing was written. `ChallengeSpent` when the challenge is used, expired, for
+    /// another profile or claimed by another live reservation.
+    async fn reserve(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+        lease_secs: i64,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Give up a reservation that will not be issued (the certificate could not be made):
+    /// the record goes and its challenge is free again.
+    async fn release(&self, id: &str) -> Result<(), StoreError>;
     /// Record a new PENDING transaction, consuming `challenge` (hash) in the same database
     /// transaction when given. Conflict when the ID exists or the challenge is used up.
     async fn insert_pending(
@@ -378,9 +511,11 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<(), StoreError>;
     /// Record an issued certificate and mark its transaction issued, atomically, consuming
-    /// `challenge` when given. The transaction is created or moved from PENDING; conflict when
-    /// the ID belongs to another key or is already final, the serial exists, or the challenge
-    /// is used or expired. Nothing is written on conflict.
+    /// `challenge` when given (claimed by the reservation) and, for a renewal
+    /// (`tx.renews`), marking the renewed certificate as renewed by this one. The transaction
+    /// moves from its reservation or from PENDING; conflict when there is neither for this
+    /// key, the serial exists, the challenge is spent or the renewed certificate is no longer
+    /// valid or already renewed. Nothing is written on conflict.
     async fn record_issued(
         &self,
         tx: &TransactionRecord,
@@ -398,7 +533,8 @@ pub trait Store: Send + Sync {
     /// PENDING transactions, oldest first.
     async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
     /// Revoke a valid certificate with an RFC 5280 reason code; false when there is no valid
-    /// certificate with this serial. Audited in the same transaction.
+    /// certificate with this serial. Audited, and its issuer's CRL marked out of date
+    /// ([`Store::crl_mark`]), in the same transaction.
     async fn revoke_certificate(
         &self,
         serial: &str,
@@ -409,6 +545,8 @@ pub trait Store: Send + Sync {
     async fn insert_challenge(&self, c: &ChallengeRecord, actor: &str) -> Result<(), StoreError>;
     /// The challenge with this hash, if any (used or not).
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
+    /// The challenge with this id, if any (used or not).
+    async fn challenge_by_id(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Is this node the one that runs background task `task`? With PostgreSQL the first node
@@ -449,8 +587,19 @@ pub trait Store: Send + Sync {
     async fn audit_head(&self) -> Result<(i64, String), StoreError>;
     /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
     /// higher number was published for it meanwhile (by another node): the published number
-    /// never goes backwards. True when published.
-    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError>;
+    /// never goes backwards. True when published. `covers` is the issuer's mark as read
+    /// before the CRL's revocation list ([`Store::crl_mark`]): the mark is cleared if no
+    /// revocation came since.
+    async fn publish_crl(
+        &self,
+        ca: &str,
+        number: i64,
+        der: &[u8],
+        covers: &CrlMark,
+    ) -> Result<bool, StoreError>;
+    /// The "CRL out of date" mark of the CA whose certificates have issuer `issuer`: set by
+    /// every revocation, cleared by the CRL publication that covers it.
+    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError>;
     /// Store a new registration (audited as `registration_created`).
     async fn insert_registration(
         &self,
@@ -522,28 +671,80 @@ fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+pub use crate::clock::now;
+
+/// RFC 3339 text of a time, for audit details.
+pub(super) fn now_text(unix: i64) -> String {
+    crate::clock::rfc3339(unix)
+}
+
+/// The details of a `challenge_created` record.
+pub(super) fn challenge_details(ch: &ChallengeRecord) -> serde_json::Value {
+    serde_json::json!({
+        "profile": ch.profile,
+        "bindings": serde_json::from_str::<serde_json::Value>(&ch.bindings)
+            .unwrap_or_else(|_| ch.bindings.clone().into()),
+        "expires_at": crate::clock::rfc3339(ch.expires_at),
+    })
+}
+
+/// The details of a `token_created` record.
+pub(super) fn token_details(t: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": t.name, "role": t.role,
+        "expires_at": t.expires_at.map(crate::clock::rfc3339),
+        "scope": t.scope,
+    })
+}
+
+/// The details of a `revoked` record: the reason by name (and its RFC 5280 code).
+pub(super) fn revocation_details(reason: i32) -> serde_json::Value {
+    let name = crate::pki::REVOCATION_REASONS
+        .iter()
+        .find(|(_, c)| *c == reason)
+        .map(|(n, _)| *n)
+        .unwrap_or("unspecified");
+    serde_json::json!({"reason": name, "reason_code": reason})
+}
+
+/// How [`open`] may treat the store it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read and write an existing store whose schema is exactly this program's (tools).
+    Existing,
+    /// An existing store; pending migrations are applied (`serve`, `db migrate`).
+    Migrate,
+    /// Create the store when there is none (`sigil init`, `sigil db migrate --create`), and
+    /// migrate.
+    Create,
 }
 
 /// Open the store the configuration names: PostgreSQL when `database.url` is set, else SQLite
-/// at `<data_dir>/sigil.db`. With `migrate`, pending migrations are applied (`serve`,
-/// `db migrate`); without, a schema that is not exactly this program's is refused, so a tool
+/// at `<data_dir>/sigil.db`. A store is never created implicitly: without
+/// [`OpenMode::Create`], a missing SQLite file or an empty PostgreSQL database is refused with
+/// the fix (a second, empty store would serve the same CA without its revocations). Without
+/// [`OpenMode::Migrate`], a schema that is not exactly this program's is refused, so a tool
 /// never changes a shared database behind the servers' backs.
 pub async fn open(
     config: &crate::config::Config,
-    migrate: bool,
+    mode: OpenMode,
 ) -> Result<Arc<dyn Store>, StoreError> {
     if config.database.url.is_empty() {
+        let migrate = mode != OpenMode::Existing;
         let path = config.server.data_dir.join("sigil.db");
+        if mode != OpenMode::Create && !path.exists() {
+            return Err(StoreError::Invalid(format!(
+                "no store at {}: a store is made only by `sigil init` (with the CA) or `sigil db migrate --create`; if this CA's store is elsewhere, set server.data_dir (SIGIL_SERVER_DATA_DIR) or database.url to it",
+                path.display()
+            )));
+        }
         Ok(Arc::new(SqliteStore::open_with(&path, migrate).await?))
     } else {
         Ok(Arc::new(
             PostgresStore::connect_tls(
                 &config.database.url,
                 config.database.pool_size,
-                migrate,
+                mode,
                 (!config.database.ca_file.is_empty())
                     .then(|| std::path::Path::new(&config.database.ca_file)),
             )
@@ -566,13 +767,21 @@ fn check_version(current: i64, migrate: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn state_from(state: &str, serial: Option<String>, reason: Option<String>) -> TransactionState {
+fn state_from(
+    state: &str,
+    serial: Option<String>,
+    reason: Option<String>,
+    reserved_until: Option<i64>,
+) -> TransactionState {
     match state {
         "issued" => TransactionState::Issued {
             serial: serial.unwrap_or_default(),
         },
         "rejected" => TransactionState::Rejected {
             reason: reason.unwrap_or_default(),
+        },
+        "issuing" => TransactionState::Issuing {
+            until: reserved_until.unwrap_or(0),
         },
         _ => TransactionState::Pending,
     }

@@ -15,7 +15,8 @@ use super::postgres_expiry as expiry;
 use super::postgres_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
-    RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord, TransactionRecord,
+    CrlMark, RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord,
+    TransactionRecord, TransactionState,
 };
 
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
@@ -27,6 +28,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres_0004_registrations.sql"),
     ),
     (5, include_str!("migrations/postgres_0005_expiry.sql")),
+    (6, include_str!("migrations/postgres_0006_trust.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
@@ -66,13 +68,87 @@ pub(super) fn err(e: tokio_postgres::Error) -> StoreError {
         _ => match e.as_db_error() {
             // "db error" alone says nothing: add the server's message.
             Some(db) => StoreError::Unavailable(format!("PostgreSQL: {}", db.message())),
-            None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+            None => StoreError::Unavailable(format!("PostgreSQL: {}", chain(&e))),
         },
     }
 }
 
 pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL: {e}"))
+    // The pool's own text hides the server's: say what the server said.
+    let text = match &e {
+        deadpool_postgres::PoolError::Backend(b) => match b.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => chain(b),
+        },
+        other => other.to_string(),
+    };
+    StoreError::Unavailable(format!("PostgreSQL: {text}"))
+}
+
+/// An error with its causes, `: `-joined (tokio-postgres's own text is often just "error
+/// performing TLS handshake", with the reason one level down).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// What the connection settings say, to explain a failure.
+struct ConnectHint {
+    sslmode: Option<String>,
+    loopback: bool,
+    ca_file: bool,
+}
+
+/// A parameter of a `postgres://` URL's query string.
+fn url_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// A connection failure with its cause named and the setting that fixes it.
+fn connect_hint(message: &str, hint: &ConnectHint, described: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    let fix = if lower.contains("certificate verify failed")
+        || lower.contains("self-signed certificate")
+        || lower.contains("unable to get local issuer")
+    {
+        Some(if hint.ca_file {
+            "the server's TLS certificate does not chain to database.ca_file: set it to the CA that issued the server's certificate".to_string()
+        } else {
+            "the server's TLS certificate is not trusted (Debian's cluster uses a self-signed \"snakeoil\" certificate): set database.ca_file to the CA that issued it, or on loopback add sslmode=disable to database.url".to_string()
+        })
+    } else if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
+        Some("the server's TLS certificate does not name the host in database.url: connect by a name the certificate carries (Debian's snakeoil certificate names the machine's hostname, not localhost or 127.0.0.1), or on loopback add sslmode=disable".to_string())
+    } else if lower.contains("tls handshake") || lower.contains("ssl") {
+        Some(match (&hint.sslmode, hint.loopback) {
+            (None, true) => "database.url has no sslmode, so TLS is tried and verified (libpq's default is prefer, which does not verify): on loopback add ?sslmode=disable, or set database.ca_file to the CA of the server's certificate".to_string(),
+            _ => "set database.ca_file to the CA of the server's certificate, or sslmode=disable in database.url if the link needs no TLS".to_string(),
+        })
+    } else if lower.contains("password authentication failed") {
+        Some("the user name or password in database.url is wrong".to_string())
+    } else if lower.contains("does not exist") && lower.contains("database") {
+        Some("create the database (createdb) or fix its name in database.url".to_string())
+    } else if lower.contains("connection refused") {
+        Some("no PostgreSQL server listens there: start it, or fix the host and port in database.url".to_string())
+    } else {
+        None
+    };
+    match fix {
+        Some(f) => format!("{message} ({described}): {f}"),
+        None => format!("{message} ({described})"),
+    }
 }
 
 /// The database a configuration points at, without the password: `user@host:port/db`.
@@ -93,14 +169,17 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     )
 }
 
-fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
+pub(super) fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
     TransactionRecord {
-        transaction_id: r.get(0),
-        profile: r.get(1),
-        key_sha256: r.get(2),
-        signer_sha256: r.get(3),
-        state: state_from(&r.get::<_, String>(4), r.get(5), r.get(6)),
-        csr: r.get::<_, Option<Vec<u8>>>(7).unwrap_or_default(),
+        id: r.get(0),
+        transaction_id: r.get(1),
+        renews: r.get(2),
+        profile: r.get(3),
+        key_sha256: r.get(4),
+        signer_sha256: r.get(5),
+        state: state_from(&r.get::<_, String>(6), r.get(7), r.get(8), r.get(11)),
+        csr: r.get::<_, Option<Vec<u8>>>(9).unwrap_or_default(),
+        challenge_id: r.get(10),
     }
 }
 
@@ -119,11 +198,12 @@ pub(super) fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
         revocation_reason: r.get(10),
         transaction_id: r.get(11),
         device_id: r.get(12),
+        renewed_by: r.get(13),
     }
 }
 
 pub(super) const TOKEN_COLUMNS: &str =
-    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at";
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope";
 
 pub(super) fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
     TokenRecord {
@@ -135,14 +215,16 @@ pub(super) fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
         expires_at: r.get(5),
         revoked_at: r.get(6),
         last_used_at: r.get(7),
+        scope: super::TokenScope::from_json(&r.get::<_, String>(8)),
     }
 }
 
-const TX_COLUMNS: &str =
-    "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
+pub(super) const TX_COLUMNS: &str = "id, transaction_id, renews, profile, key_sha256, \
+     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until";
+/// The columns [`cert_from_row`] reads.
 pub(super) const CERT_COLUMNS: &str =
     "serial, der, subject, sans, issuer, not_before, not_after, profile, \
-     status, revoked_at, revocation_reason, transaction_id, device_id";
+     status, revoked_at, revocation_reason, transaction_id, device_id, renewed_by";
 
 /// Append an audit record inside `t`, after locking the head.
 pub(super) async fn append_audit(
@@ -164,19 +246,23 @@ pub(super) async fn append_audit(
     .await
 }
 
-/// Spend a one-time challenge inside `t`; `ChallengeSpent` when it is used, expired or for
-/// another profile.
+/// Spend a one-time challenge inside `t` for transaction record `record`: unused, and either
+/// claimed by that record's reservation or unclaimed (or its claim lapsed) and unexpired.
+/// `ChallengeSpent` otherwise.
 pub(super) async fn consume(
     t: &deadpool_postgres::Transaction<'_>,
     hash: &str,
     profile: &str,
+    record: &str,
     by: &str,
 ) -> Result<(), StoreError> {
     let n = t
         .execute(
-            "UPDATE challenges SET used_at = $1, used_by = $2 \
-             WHERE hash = $3 AND profile = $4 AND used_at IS NULL AND expires_at > $1",
-            &[&now(), &by, &hash, &profile],
+            "UPDATE challenges SET used_at = $1, used_by = $2, reserved_by = NULL, \
+             reserved_until = NULL \
+             WHERE hash = $3 AND profile = $4 AND used_at IS NULL AND (reserved_by = $5 \
+             OR (expires_at > $1 AND (reserved_by IS NULL OR reserved_until <= $1)))",
+            &[&now(), &by, &hash, &profile, &record],
         )
         .await
         .map_err(err)?;
@@ -188,26 +274,55 @@ pub(super) async fn consume(
 }
 
 impl PostgresStore {
-    /// Connect (a pool of `pool_size`) and apply migrations.
+    /// A reservation's insert found a record: take it over if it is a lapsed reservation of
+    /// the same key (its node died), else return it.
+    async fn take_over(
+        &self,
+        c: &deadpool_postgres::Client,
+        tx: &TransactionRecord,
+        until: i64,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        let taken = c
+            .execute(
+                "UPDATE transactions SET reserved_until = $1, challenge_id = $2, updated_at = $3 \
+                 WHERE id = $4 AND state = 'issuing' AND reserved_until <= $3 \
+                 AND key_sha256 = $5",
+                &[&until, &tx.challenge_id, &now(), &tx.id, &tx.key_sha256],
+            )
+            .await
+            .map_err(err)?;
+        if taken == 1 {
+            return Ok(None);
+        }
+        let row = c
+            .query_opt(
+                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"),
+                &[&tx.id],
+            )
+            .await
+            .map_err(err)?;
+        match row.as_ref().map(tx_from_row) {
+            Some(old) => Ok(Some(old)),
+            // Released meanwhile: the caller may try again.
+            None => Ok(Some(TransactionRecord {
+                state: TransactionState::Issuing { until: now() },
+                ..tx.clone()
+            })),
+        }
+    }
+
+    /// Connect (a pool of `pool_size`), creating the schema if the database has none, and
+    /// apply migrations.
     pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
-        Self::connect_with(url, pool_size, true).await
+        Self::connect_tls(url, pool_size, super::OpenMode::Create, None).await
     }
 
-    /// Connect; apply migrations only with `migrate` (see [`super::open`]).
-    pub async fn connect_with(
-        url: &str,
-        pool_size: usize,
-        migrate: bool,
-    ) -> Result<PostgresStore, StoreError> {
-        Self::connect_tls(url, pool_size, migrate, None).await
-    }
-
-    /// As [`PostgresStore::connect_with`], trusting the CA certificates in `ca_file` for the
-    /// server's TLS certificate (else the system's trust store).
+    /// Connect as `mode` says (see [`super::open`]), trusting the CA certificates in
+    /// `ca_file` for the server's TLS certificate (else the system's trust store).
     pub async fn connect_tls(
         url: &str,
         pool_size: usize,
-        migrate: bool,
+        mode: super::OpenMode,
         ca_file: Option<&std::path::Path>,
     ) -> Result<PostgresStore, StoreError> {
         let mut cfg = tokio_postgres::Config::from_str(url).map_err(|_| {
@@ -230,6 +345,16 @@ impl PostgresStore {
         };
         cfg.options(&options);
         let described = describe(&cfg);
+        let cfg_hint = ConnectHint {
+            sslmode: url_param(url, "sslmode"),
+            loopback: cfg.get_hosts().iter().all(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => {
+                    name == "localhost" || name.starts_with("127.") || name == "::1"
+                }
+                tokio_postgres::config::Host::Unix(_) => true,
+            }),
+            ca_file: ca_file.is_some(),
+        };
         let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
             .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
         builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
@@ -270,14 +395,17 @@ impl PostgresStore {
             leases: Default::default(),
             issues: std::sync::Arc::new(super::postgres_issue::IssueQueue::new(writer_pool)),
         };
-        store.migrate(migrate).await.map_err(|e| match e {
-            StoreError::Unavailable(m) => StoreError::Unavailable(format!("{m} ({described})")),
+        store.migrate(mode).await.map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(connect_hint(&m, &cfg_hint, &described))
+            }
             other => other,
         })?;
         Ok(store)
     }
 
-    async fn migrate(&self, apply: bool) -> Result<(), StoreError> {
+    async fn migrate(&self, mode: super::OpenMode) -> Result<(), StoreError> {
+        let apply = mode != super::OpenMode::Existing;
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         // Another node may be migrating: wait for it as long as it takes.
@@ -295,10 +423,18 @@ impl PostgresStore {
             .await
             .map_err(err)?
             .get(0);
+        if current == 0 && mode != super::OpenMode::Create {
+            return Err(StoreError::Invalid(
+                "the database has no Sigil schema: a store is made only by `sigil init` (with the CA) or `sigil db migrate --create`; if this CA's store is another database, fix database.url (SIGIL_DATABASE_URL)".into(),
+            ));
+        }
         super::check_version(current, apply)?;
         for (version, sql) in MIGRATIONS {
             if *version > current {
                 t.batch_execute(sql).await.map_err(err)?;
+                if *version == 6 {
+                    super::transaction_keys::postgres(&t).await?;
+                }
                 t.execute(
                     "INSERT INTO schema_version (version) VALUES ($1)",
                     &[version],
@@ -319,12 +455,144 @@ impl Store for PostgresStore {
         // Every enrollment asks (resend detection): prepared once per connection.
         let stmt = c
             .prepare_cached(&format!(
-                "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = $1"
+                "SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"
             ))
             .await
             .map_err(err)?;
         let row = c.query_opt(&stmt, &[&id]).await.map_err(err)?;
         Ok(row.as_ref().map(tx_from_row))
+    }
+
+    async fn transactions_named(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = $1 \
+                     ORDER BY created_at, id"
+                ),
+                &[&transaction_id],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(tx_from_row).collect())
+    }
+
+    async fn reserve(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+        lease_secs: i64,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let at = now();
+        let until = at + lease_secs.max(1);
+        let insert = c
+            .prepare_cached(
+                "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
+                 signer_sha256, state, csr, challenge_id, reserved_until, created_at, \
+                 updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'issuing', $7, $8, $9, $10, $10) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(err)?;
+        let args: [&(dyn ToSql + Sync); 10] = [
+            &tx.id,
+            &tx.transaction_id,
+            &tx.renews,
+            &tx.profile,
+            &tx.key_sha256,
+            &tx.signer_sha256,
+            &tx.csr,
+            &tx.challenge_id,
+            &until,
+            &at,
+        ];
+        if tx.state == TransactionState::Pending {
+            // An approval claims the PENDING record, unless another approval holds it.
+            let claimed = c
+                .execute(
+                    "UPDATE transactions SET reserved_until = $1 WHERE id = $2 \
+                     AND state = 'pending' AND key_sha256 = $3 \
+                     AND (reserved_until IS NULL OR reserved_until <= $4)",
+                    &[&until, &tx.id, &tx.key_sha256, &at],
+                )
+                .await
+                .map_err(err)?;
+            if claimed == 1 {
+                return Ok(None);
+            }
+            let row = c
+                .query_opt(
+                    &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"),
+                    &[&tx.id],
+                )
+                .await
+                .map_err(err)?;
+            return match row.as_ref().map(tx_from_row) {
+                Some(old) => Ok(Some(old)),
+                None => Err(StoreError::Conflict(format!(
+                    "transaction {} is not pending",
+                    tx.transaction_id
+                ))),
+            };
+        }
+        let Some(hash) = challenge else {
+            // No challenge to claim: one statement.
+            if c.execute(&insert, &args).await.map_err(err)? == 1 {
+                return Ok(None);
+            }
+            return self.take_over(&c, tx, until).await;
+        };
+        let t = c.transaction().await.map_err(err)?;
+        if t.execute(&insert, &args).await.map_err(err)? == 0 {
+            drop(t);
+            return self.take_over(&c, tx, until).await;
+        }
+        let claimed = t
+            .execute(
+                "UPDATE challenges SET reserved_by = $1, reserved_until = $2 \
+                 WHERE hash = $3 AND profile = $4 AND used_at IS NULL AND expires_at > $5 \
+                 AND (reserved_by IS NULL OR reserved_by = $1 OR reserved_until <= $5)",
+                &[&tx.id, &until, &hash, &tx.profile, &at],
+            )
+            .await
+            .map_err(err)?;
+        if claimed != 1 {
+            // Dropping the transaction rolls the reservation back.
+            return Err(StoreError::ChallengeSpent);
+        }
+        t.commit().await.map_err(err)?;
+        Ok(None)
+    }
+
+    async fn release(&self, id: &str) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        t.execute(
+            "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+             WHERE reserved_by = $1 AND used_at IS NULL",
+            &[&id],
+        )
+        .await
+        .map_err(err)?;
+        t.execute(
+            "DELETE FROM transactions WHERE id = $1 AND state = 'issuing'",
+            &[&id],
+        )
+        .await
+        .map_err(err)?;
+        t.execute(
+            "UPDATE transactions SET reserved_until = NULL WHERE id = $1 AND state = 'pending'",
+            &[&id],
+        )
+        .await
+        .map_err(err)?;
+        t.commit().await.map_err(err)
     }
 
     async fn insert_pending(
@@ -336,31 +604,30 @@ impl Store for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         if let Some(h) = challenge {
-            consume(&t, h, &tx.profile, &tx.transaction_id).await?;
+            consume(&t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
         }
         let at = now();
         t.execute(
-            "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
-             state, csr, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)",
+            "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
+             signer_sha256, state, csr, challenge_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $9)",
             &[
+                &tx.id,
                 &tx.transaction_id,
+                &tx.renews,
                 &tx.profile,
                 &tx.key_sha256,
                 &tx.signer_sha256,
                 &tx.csr,
+                &tx.challenge_id,
                 &at,
             ],
         )
         .await
         .map_err(err)?;
-        append_audit(
-            &t,
-            actor,
-            "pending",
-            &tx.transaction_id,
-            &serde_json::json!({"profile": tx.profile, "one_time_challenge": challenge.is_some()}),
-        )
-        .await?;
+        let mut details = super::provenance(tx);
+        details["profile"] = tx.profile.clone().into();
+        append_audit(&t, actor, "pending", &tx.transaction_id, &details).await?;
         t.commit().await.map_err(err)
     }
 
@@ -377,25 +644,26 @@ impl Store for PostgresStore {
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
-        let n = t
-            .execute(
+        let row = t
+            .query_opt(
                 "UPDATE transactions SET state = 'rejected', reason = $1, csr = NULL, \
-                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
+                 updated_at = $2 WHERE id = $3 AND state = 'pending' RETURNING transaction_id",
                 &[&reason, &now(), &id],
             )
             .await
             .map_err(err)?;
-        if n != 1 {
+        let Some(row) = row else {
             return Err(StoreError::Conflict(format!(
                 "transaction {id} is not pending"
             )));
-        }
+        };
+        let tid: String = row.get(0);
         append_audit(
             &t,
             actor,
             "rejected",
-            id,
-            &serde_json::json!({"reason": reason}),
+            &tid,
+            &serde_json::json!({"reason": reason, "transaction": id}),
         )
         .await?;
         t.commit().await.map_err(err)
@@ -464,7 +732,7 @@ impl Store for PostgresStore {
             .query(
                 &format!(
                     "SELECT {TX_COLUMNS} FROM transactions WHERE state = 'pending' \
-                     ORDER BY created_at, transaction_id"
+                     ORDER BY created_at, id"
                 ),
                 &[],
             )
@@ -478,7 +746,11 @@ impl Store for PostgresStore {
     }
 
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError> {
-        self.challenge_impl(hash).await
+        self.challenge_impl("hash", hash).await
+    }
+
+    async fn challenge_by_id(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.challenge_impl("id", id).await
     }
 
     async fn lead(&self, task: &str) -> Result<bool, StoreError> {
@@ -544,7 +816,13 @@ impl Store for PostgresStore {
         self.audit_head_impl().await
     }
 
-    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+    async fn publish_crl(
+        &self,
+        ca: &str,
+        number: i64,
+        der: &[u8],
+        covers: &CrlMark,
+    ) -> Result<bool, StoreError> {
         let (crl_key, number_key) = (format!("crl:{ca}"), format!("crl_published_number:{ca}"));
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
@@ -577,8 +855,32 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         }
+        // Revocations that came after the list was read keep the mark.
+        t.execute(
+            "DELETE FROM crl_marks WHERE issuer = $1 AND revisions = $2",
+            &[&covers.issuer, &covers.revisions],
+        )
+        .await
+        .map_err(err)?;
         t.commit().await.map_err(err)?;
         Ok(true)
+    }
+
+    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT revisions, since FROM crl_marks WHERE issuer = $1",
+                &[&issuer],
+            )
+            .await
+            .map_err(err)?;
+        let (revisions, since) = row.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0));
+        Ok(CrlMark {
+            issuer: issuer.to_owned(),
+            revisions,
+            since,
+        })
     }
 
     async fn insert_registration(

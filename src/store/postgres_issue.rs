@@ -8,11 +8,12 @@
 //! So each store sends its issuances to one writer task, which takes whatever has queued up
 //! (at most [`MAX_BATCH`]) and writes it in one database transaction:
 //!
-//! 1. new enrollments without a challenge, all in one statement: a transaction row unless
-//!    the ID exists, and a certificate for each transaction recorded;
-//! 2. the rest one by one: approvals of PENDING transactions, IDs that exist, and
-//!    issuances that spend a challenge, which get a savepoint each. One that fails
-//!    (challenge spent, transaction taken) gets its own error; the others go on;
+//! 1. new enrollments without a challenge or a renewed certificate, all in one statement:
+//!    each reservation of the same key becomes issued, with its certificate;
+//! 2. the rest one by one: approvals of PENDING transactions, reservations that were gone,
+//!    and issuances that spend a challenge or renew a certificate, which get a savepoint each.
+//!    One that fails (challenge spent, certificate renewed meanwhile) gets its own error; the
+//!    others go on;
 //! 3. the audit records of those written, chained in one statement under one lock of the
 //!    head, and one commit.
 //!
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::postgres::{err, pool_err};
 use super::postgres_registrations as reg;
-use super::{now, CertificateRecord, Issuance, StoreError, TransactionRecord};
+use super::{now, CertificateRecord, Issuance, StoreError, TransactionRecord, TransactionState};
 use tokio_postgres::types::ToSql;
 
 /// The most issuances one database transaction takes (those with a challenge have a
@@ -248,14 +249,20 @@ async fn write_group(
     // issuance either fails before writing (the transaction is taken) or with a database
     // error, which fails the whole group (the writer then writes its issuances one by one).
     let mut open_savepoint = false;
-    // New enrollments without a challenge go in one statement (each transaction ID once).
+    // New enrollments without a challenge or renewal go in one statement (each record once).
     let mut written: Vec<Option<Vec<AuditEntry>>> = group.iter().map(|_| None).collect();
     let mut ids = std::collections::HashSet::new();
     let mut bulk: Vec<usize> = (0..group.len())
-        .filter(|&i| group[i].challenge.is_none() && ids.insert(&group[i].tx.transaction_id))
+        .filter(|&i| {
+            let j = &group[i];
+            j.challenge.is_none()
+                && j.tx.renews.is_none()
+                && matches!(j.tx.state, TransactionState::Issuing { .. })
+                && ids.insert(&j.tx.id)
+        })
         .collect();
-    // In ID order, so two nodes writing the same IDs lock them in the same order.
-    bulk.sort_by(|&a, &b| group[a].tx.transaction_id.cmp(&group[b].tx.transaction_id));
+    // In key order, so two nodes writing the same records lock them in the same order.
+    bulk.sort_by(|&a, &b| group[a].tx.id.cmp(&group[b].tx.id));
     if bulk.len() > 1 {
         let jobs: Vec<&Job> = bulk.iter().map(|&i| &group[i]).collect();
         let serials: std::collections::HashSet<String> =
@@ -272,7 +279,7 @@ async fn write_group(
             results.push(Ok(()));
             continue;
         }
-        let guarded = !alone && job.challenge.is_some();
+        let guarded = !alone && (job.challenge.is_some() || job.tx.renews.is_some());
         if guarded || open_savepoint {
             t.batch_execute(match (open_savepoint, guarded) {
                 (true, true) => "RELEASE SAVEPOINT issuance; SAVEPOINT issuance",
@@ -313,7 +320,7 @@ async fn write_group(
 }
 
 /// The certificate row of an issuance, inserted only when the statement's `step` (a CTE
-/// that records the transaction) touched a row. Parameters $1..$14.
+/// that moves the transaction) touched a row. Parameters $1..$14.
 const INSERT_CERT: &str = "INSERT INTO certificates (serial, der, subject, sans, issuer, \
      not_before, not_after, profile, status, revoked_at, revocation_reason, transaction_id, \
      device_id, created_at) \
@@ -322,11 +329,12 @@ const INSERT_CERT: &str = "INSERT INTO certificates (serial, der, subject, sans,
      WHERE EXISTS (SELECT 1 FROM step)";
 
 /// One issuance's rows; returns its audit records, to be chained after the group's rows.
-/// A new enrollment is one statement (transaction and certificate); an approval, which moves
-/// a PENDING transaction, is a second.
+/// The transaction moves from its reservation (or from PENDING, an approval) and its
+/// certificate is written in one statement; a spent challenge, a renewed certificate and a
+/// registration are more.
 ///
-/// `Ok(Err(_))`: refused before anything was written (the transaction is another key's or
-/// final). `Err(_)`: failed on the way; what was written must be rolled back.
+/// `Ok(Err(_))`: refused before anything was written (no such reservation or PENDING record
+/// of this key). `Err(_)`: failed on the way; what was written must be rolled back.
 async fn issuance_rows(
     t: &Transaction<'_>,
     job: &Job,
@@ -342,8 +350,10 @@ async fn issuance_rows(
         )
         .await
         .map_err(err)?;
-        super::postgres::consume(t, h, &tx.profile, &tx.transaction_id).await?;
+        super::postgres::consume(t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
     }
+    let approved = tx.state == TransactionState::Pending;
+    let from = if approved { "pending" } else { "issuing" };
     let status = cert.status.as_str();
     let cert_args: [&(dyn ToSql + Sync); 14] = [
         &cert.serial,
@@ -362,55 +372,44 @@ async fn issuance_rows(
         &at,
     ];
     let mut args = cert_args.to_vec();
-    args.extend_from_slice(&[
-        &tx.transaction_id as &(dyn ToSql + Sync),
-        &tx.profile,
-        &tx.key_sha256,
-        &tx.signer_sha256,
-    ]);
-    let record_new = t
+    args.extend_from_slice(&[&tx.id as &(dyn ToSql + Sync), &tx.key_sha256, &from]);
+    let move_tx = t
         .prepare_cached(&format!(
             "WITH step AS ( \
-                   INSERT INTO transactions (transaction_id, profile, key_sha256, \
-                     signer_sha256, state, serial, created_at, updated_at) \
-                   VALUES ($15, $16, $17, $18, 'issued', $1, $14, $14) \
-                   ON CONFLICT (transaction_id) DO NOTHING RETURNING 1) \
-                 {INSERT_CERT}"
+               UPDATE transactions SET state = 'issued', serial = $1, csr = NULL, \
+                 reserved_until = NULL, updated_at = $14 \
+               WHERE id = $15 AND key_sha256 = $16 AND state = $17 \
+               RETURNING 1) \
+             {INSERT_CERT}"
         ))
         .await
         .map_err(err)?;
-    let recorded_new = t.execute(&record_new, &args).await.map_err(err)? == 1;
-    let approved = !recorded_new;
-    if approved {
-        // The transaction exists: only a PENDING one of the same key may be issued.
-        let mut args = cert_args.to_vec();
-        args.extend_from_slice(&[&tx.transaction_id as &(dyn ToSql + Sync), &tx.key_sha256]);
-        let moved = t
+    if t.execute(&move_tx, &args).await.map_err(err)? != 1 {
+        let why = StoreError::Conflict(format!(
+            "transaction {} is not {from} for this key",
+            tx.transaction_id
+        ));
+        // With a challenge spent above, that must be rolled back.
+        return if challenge.is_some() {
+            Err(why)
+        } else {
+            Ok(Err(why))
+        };
+    }
+    if let Some(old) = &tx.renews {
+        // A certificate renews once, and only while it is valid.
+        let n = t
             .execute(
-                &format!(
-                    "WITH step AS ( \
-                       UPDATE transactions SET state = 'issued', serial = $1, csr = NULL, \
-                         updated_at = $14 \
-                       WHERE transaction_id = $15 AND key_sha256 = $16 AND state = 'pending' \
-                       RETURNING 1) \
-                     {INSERT_CERT}"
-                ),
-                &args,
+                "UPDATE certificates SET renewed_by = $1 \
+                 WHERE serial = $2 AND status = 'valid' AND renewed_by IS NULL",
+                &[&cert.serial, old],
             )
             .await
             .map_err(err)?;
-        if moved != 1 {
-            if challenge.is_some() {
-                // The challenge was spent above: roll back.
-                return Err(StoreError::Conflict(format!(
-                    "transaction {} belongs to another key or is already final",
-                    tx.transaction_id
-                )));
-            }
-            return Ok(Err(StoreError::Conflict(format!(
-                "transaction {} belongs to another key or is already final",
-                tx.transaction_id
-            ))));
+        if n != 1 {
+            return Err(StoreError::Stale(format!(
+                "renewal refused: certificate {old} was revoked or renewed meanwhile"
+            )));
         }
     }
     let mut audits = vec![issued_audit(job, approved)];
@@ -431,10 +430,10 @@ fn issued_audit(job: &Job, approved: bool) -> AuditEntry {
     }
 }
 
-/// New enrollments without a challenge, all in one statement: each transaction is recorded
-/// unless its ID exists, and the certificates of those recorded. Returns the serials
-/// written; the others (their transaction exists) are left to the one-by-one path. A serial
-/// that exists fails the statement, and with it the group.
+/// New enrollments without a challenge or renewal, all in one statement: each reservation
+/// of the same key becomes issued, with its certificate. Returns the serials written; the
+/// others (no such reservation) are left to the one-by-one path, which gives each its error.
+/// A serial that exists fails the statement, and with it the group.
 async fn record_new(t: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<String>, StoreError> {
     let at = now();
     let n = jobs.len();
@@ -453,33 +452,30 @@ async fn record_new(t: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<String>, S
     let cert_tx = col(&|j| j.cert.transaction_id.clone());
     let devices: Vec<Option<&str>> = jobs.iter().map(|j| j.cert.device_id.as_deref()).collect();
     let ats = vec![at; n];
-    let tx_ids = col(&|j| j.tx.transaction_id.clone());
-    let tx_profiles = col(&|j| j.tx.profile.clone());
+    let tx_ids = col(&|j| j.tx.id.clone());
     let keys = col(&|j| j.tx.key_sha256.clone());
-    let signers = col(&|j| j.tx.signer_sha256.clone());
     let stmt = t
         .prepare_cached(
             "WITH job AS ( \
                SELECT * FROM UNNEST($1::TEXT[], $2::BYTEA[], $3::TEXT[], $4::TEXT[], \
                  $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], \
                  $11::INTEGER[], $12::TEXT[], $13::TEXT[], $14::BIGINT[], $15::TEXT[], \
-                 $16::TEXT[], $17::TEXT[], $18::TEXT[]) \
+                 $16::TEXT[]) \
                AS j(serial, der, subject, sans, issuer, not_before, not_after, profile, \
                  status, revoked_at, revocation_reason, cert_tx, device_id, at, \
-                 transaction_id, tx_profile, key_sha256, signer_sha256)), \
-             recorded AS ( \
-               INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
-                 state, serial, created_at, updated_at) \
-               SELECT transaction_id, tx_profile, key_sha256, signer_sha256, 'issued', serial, \
-                 at, at FROM job \
-               ON CONFLICT (transaction_id) DO NOTHING \
-               RETURNING transaction_id) \
+                 id, key_sha256)), \
+             moved AS ( \
+               UPDATE transactions t SET state = 'issued', serial = job.serial, csr = NULL, \
+                 reserved_until = NULL, updated_at = job.at \
+               FROM job \
+               WHERE t.id = job.id AND t.key_sha256 = job.key_sha256 AND t.state = 'issuing' \
+               RETURNING t.id) \
              INSERT INTO certificates (serial, der, subject, sans, issuer, not_before, \
                not_after, profile, status, revoked_at, revocation_reason, transaction_id, \
                device_id, created_at) \
              SELECT serial, der, subject, sans, issuer, not_before, not_after, profile, status, \
                revoked_at, revocation_reason, cert_tx, device_id, at \
-             FROM job JOIN recorded USING (transaction_id) \
+             FROM job JOIN moved USING (id) \
              RETURNING serial",
         )
         .await
@@ -503,9 +499,7 @@ async fn record_new(t: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<String>, S
                 &devices,
                 &ats,
                 &tx_ids,
-                &tx_profiles,
                 &keys,
-                &signers,
             ],
         )
         .await

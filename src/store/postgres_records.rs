@@ -6,6 +6,29 @@ use std::time::Duration;
 use super::postgres::{append_audit, err, pool_err, task_key, token_from_row, TOKEN_COLUMNS};
 use super::*;
 
+/// Write a challenge row inside `t`.
+pub(super) async fn insert_challenge(
+    t: &deadpool_postgres::Transaction<'_>,
+    ch: &ChallengeRecord,
+) -> Result<(), StoreError> {
+    t.execute(
+        "INSERT INTO challenges (id, hash, created_by, profile, bindings, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &ch.id,
+            &ch.hash,
+            &ch.created_by,
+            &ch.profile,
+            &ch.bindings,
+            &ch.expires_at,
+            &now(),
+        ],
+    )
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 impl PostgresStore {
     pub(super) async fn insert_challenge_impl(
         &self,
@@ -14,42 +37,43 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
-        t.execute(
-            "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&ch.hash, &ch.profile, &ch.bindings, &ch.expires_at, &now()],
-        )
-        .await
-        .map_err(err)?;
+        insert_challenge(&t, ch).await?;
         append_audit(
             &t,
             actor,
             "challenge_created",
-            &ch.profile,
-            &serde_json::json!({"bindings": ch.bindings, "expires_at": ch.expires_at}),
+            &ch.id,
+            &super::challenge_details(ch),
         )
         .await?;
         t.commit().await.map_err(err)
     }
 
+    /// The challenge whose `column` (`hash` or `id`) is `value`.
     pub(super) async fn challenge_impl(
         &self,
-        hash: &str,
+        column: &'static str,
+        value: &str,
     ) -> Result<Option<ChallengeRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let row = c
             .query_opt(
-                "SELECT hash, profile, bindings, expires_at, used_at FROM challenges WHERE hash = $1",
-                &[&hash],
+                &format!(
+                    "SELECT id, hash, created_by, profile, bindings, expires_at, used_at \
+                     FROM challenges WHERE {column} = $1"
+                ),
+                &[&value],
             )
             .await
             .map_err(err)?;
         Ok(row.map(|r| ChallengeRecord {
-            hash: r.get(0),
-            profile: r.get(1),
-            bindings: r.get(2),
-            expires_at: r.get(3),
-            used_at: r.get(4),
+            id: r.get(0),
+            hash: r.get(1),
+            created_by: r.get(2),
+            profile: r.get(3),
+            bindings: r.get(4),
+            expires_at: r.get(5),
+            used_at: r.get(6),
         }))
     }
 
@@ -148,8 +172,8 @@ impl PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         t.execute(
-            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &tok.id,
                 &tok.name,
@@ -157,6 +181,7 @@ impl PostgresStore {
                 &tok.hash,
                 &tok.created_at,
                 &tok.expires_at,
+                &tok.scope.to_json(),
             ],
         )
         .await
@@ -166,7 +191,7 @@ impl PostgresStore {
             actor,
             "token_created",
             &tok.id,
-            &serde_json::json!({"name": tok.name, "role": tok.role, "expires_at": tok.expires_at}),
+            &super::token_details(tok),
         )
         .await?;
         t.commit().await.map_err(err)
@@ -191,12 +216,21 @@ impl PostgresStore {
         if n != 1 {
             return Ok(false);
         }
+        // The published CRL of its issuer lacks this revocation until a new one is made.
+        t.execute(
+            "INSERT INTO crl_marks (issuer, revisions, since) \
+             SELECT issuer, 1, $1 FROM certificates WHERE serial = $2 \
+             ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1",
+            &[&now(), &serial],
+        )
+        .await
+        .map_err(err)?;
         append_audit(
             &t,
             actor,
             "revoked",
             serial,
-            &serde_json::json!({"reason": reason}),
+            &super::revocation_details(reason),
         )
         .await?;
         t.commit().await.map_err(err)?;

@@ -200,13 +200,7 @@ pub(super) async fn challenge(
         .await
         .map_err(err)?;
     }
-    t.execute(
-        "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&ch.hash, &ch.profile, &ch.bindings, &ch.expires_at, &at],
-    )
-    .await
-    .map_err(err)?;
+    super::postgres_records::insert_challenge(&t, ch).await?;
     t.execute(
         "UPDATE registrations SET challenge_hash = $1, updated_at = $2, \
          expires_at = GREATEST(expires_at, $3) WHERE id = $4",
@@ -219,7 +213,8 @@ pub(super) async fn challenge(
         actor,
         "scep_payload_collected",
         id,
-        &serde_json::json!({"profile": ch.profile, "challenge_expires_at": ch.expires_at,
+        &serde_json::json!({"profile": ch.profile, "challenge_id": ch.id,
+            "challenge_expires_at": super::now_text(ch.expires_at),
             "replaced_previous": old.is_some()}),
     )
     .await?;
@@ -311,17 +306,17 @@ pub(super) async fn expire(
     for (profile, before) in pending {
         let ids = t
             .query(
-                "SELECT transaction_id FROM transactions \
+                "SELECT id, transaction_id FROM transactions \
                  WHERE state = 'pending' AND profile = $1 AND created_at <= $2 FOR UPDATE",
                 &[profile, before],
             )
             .await
             .map_err(err)?;
         for row in ids {
-            let id: String = row.get(0);
+            let (id, tid): (String, String) = (row.get(0), row.get(1));
             t.execute(
                 "UPDATE transactions SET state = 'rejected', reason = $1, csr = NULL, \
-                 updated_at = $2 WHERE transaction_id = $3 AND state = 'pending'",
+                 updated_at = $2 WHERE id = $3 AND state = 'pending'",
                 &[&EXPIRED_REASON, &at, &id],
             )
             .await
@@ -329,8 +324,9 @@ pub(super) async fn expire(
             audits.push(AuditEntry {
                 actor: "sigil".into(),
                 action: "expired".into(),
-                subject: id,
-                details: serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
+                subject: tid,
+                details: serde_json::json!({"profile": profile, "reason": EXPIRED_REASON,
+                    "transaction": id}),
             });
             txs += 1;
         }

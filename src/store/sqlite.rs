@@ -11,7 +11,8 @@ use super::sqlite_expiry as expiry;
 use super::sqlite_registrations as reg;
 use super::{
     now, state_from, AuditRecord, CertFilter, CertStatus, CertificateRecord, ChallengeRecord,
-    RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord, TransactionRecord,
+    CrlMark, RegistrationRecord, RegistrationState, Store, StoreError, TokenRecord,
+    TransactionRecord, TransactionState,
 };
 
 /// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
@@ -27,6 +28,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/sqlite_0003_audit.sql")),
     (4, include_str!("migrations/sqlite_0004_registrations.sql")),
     (5, include_str!("migrations/sqlite_0005_expiry.sql")),
+    (6, include_str!("migrations/sqlite_0006_trust.sql")),
 ];
 
 /// SQLite engine.
@@ -63,6 +65,9 @@ fn migrate(conn: &mut Connection, apply: bool) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS {
         if *version > current {
             tx.execute_batch(sql).map_err(err)?;
+            if *version == 6 {
+                super::transaction_keys::sqlite(&tx)?;
+            }
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
                 [version],
@@ -74,19 +79,22 @@ fn migrate(conn: &mut Connection, apply: bool) -> Result<(), StoreError> {
     tx.commit().map_err(err)
 }
 
-fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
+pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
     Ok(TransactionRecord {
-        transaction_id: r.get(0)?,
-        profile: r.get(1)?,
-        key_sha256: r.get(2)?,
-        signer_sha256: r.get(3)?,
-        state: state_from(&r.get::<_, String>(4)?, r.get(5)?, r.get(6)?),
-        csr: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+        id: r.get(0)?,
+        transaction_id: r.get(1)?,
+        renews: r.get(2)?,
+        profile: r.get(3)?,
+        key_sha256: r.get(4)?,
+        signer_sha256: r.get(5)?,
+        state: state_from(&r.get::<_, String>(6)?, r.get(7)?, r.get(8)?, r.get(11)?),
+        csr: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
+        challenge_id: r.get(10)?,
     })
 }
 
 pub(super) const TOKEN_COLUMNS: &str =
-    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at";
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope";
 
 pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
@@ -98,14 +106,20 @@ pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRec
         expires_at: r.get(5)?,
         revoked_at: r.get(6)?,
         last_used_at: r.get(7)?,
+        scope: super::TokenScope::from_json(&r.get::<_, String>(8)?),
     })
 }
 
-const TX_COLUMNS: &str =
-    "transaction_id, profile, key_sha256, signer_sha256, state, serial, reason, csr";
-pub(super) const CERT_COLUMNS: &str =
+pub(super) const TX_COLUMNS: &str = "id, transaction_id, renews, profile, key_sha256, \
+     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until";
+/// The columns a new certificate row is written with (and `created_at`).
+pub(super) const CERT_INSERT_COLUMNS: &str =
     "serial, der, subject, sans, issuer, not_before, not_after, profile, \
      status, revoked_at, revocation_reason, transaction_id, device_id";
+/// The columns [`cert_from_row`] reads.
+pub(super) const CERT_COLUMNS: &str =
+    "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+     status, revoked_at, revocation_reason, transaction_id, device_id, renewed_by";
 
 pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
     Ok(CertificateRecord {
@@ -122,6 +136,7 @@ pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Certifica
         revocation_reason: r.get(10)?,
         transaction_id: r.get(11)?,
         device_id: r.get(12)?,
+        renewed_by: r.get(13)?,
     })
 }
 
@@ -155,25 +170,164 @@ pub(super) fn append_audit(
     Ok(())
 }
 
-/// Consume a one-time challenge inside `tx`: exactly one unused, unexpired row.
+/// Consume a one-time challenge inside `tx` for transaction record `record`: exactly one
+/// unused row, either claimed by that record's reservation or unclaimed (or claimed by a
+/// reservation that lapsed) and unexpired.
 pub(super) fn consume(
     tx: &Connection,
     hash: &str,
     profile: &str,
+    record: &str,
     by: &str,
 ) -> Result<(), StoreError> {
+    let at = now();
     let n = tx
-        .execute(
-            "UPDATE challenges SET used_at = ?1, used_by = ?2 \
-             WHERE hash = ?3 AND profile = ?4 AND used_at IS NULL AND expires_at > ?1",
-            params![now(), by, hash, profile],
+        .prepare_cached(
+            "UPDATE challenges SET used_at = ?1, used_by = ?2, reserved_by = NULL, \
+             reserved_until = NULL \
+             WHERE hash = ?3 AND profile = ?4 AND used_at IS NULL AND (reserved_by = ?5 \
+             OR (expires_at > ?1 AND (reserved_by IS NULL OR reserved_until <= ?1)))",
         )
+        .and_then(|mut s| s.execute(params![at, by, hash, profile, record]))
         .map_err(err)?;
     if n == 1 {
         Ok(())
     } else {
         Err(StoreError::ChallengeSpent)
     }
+}
+
+/// Claim a challenge for a reservation: unused, unexpired, and not claimed by another live
+/// reservation.
+fn claim(
+    t: &Connection,
+    hash: &str,
+    profile: &str,
+    record: &str,
+    until: i64,
+) -> Result<(), StoreError> {
+    let at = now();
+    let n = t
+        .prepare_cached(
+            "UPDATE challenges SET reserved_by = ?1, reserved_until = ?2 \
+             WHERE hash = ?3 AND profile = ?4 AND used_at IS NULL AND expires_at > ?5 \
+             AND (reserved_by IS NULL OR reserved_by = ?1 OR reserved_until <= ?5)",
+        )
+        .and_then(|mut s| s.execute(params![record, until, hash, profile, at]))
+        .map_err(err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::ChallengeSpent)
+    }
+}
+
+pub(super) fn reserve_rows(
+    t: &Connection,
+    rec: &TransactionRecord,
+    challenge: Option<&str>,
+    lease_secs: i64,
+) -> Result<Option<TransactionRecord>, StoreError> {
+    let at = now();
+    let until = at + lease_secs.max(1);
+    let existing = t
+        .prepare_cached(&format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = ?1"
+        ))
+        .and_then(|mut s| s.query_row([&rec.id], tx_from_row).optional())
+        .map_err(err)?;
+    let take_over = match &existing {
+        None if rec.state == TransactionState::Pending => {
+            return Err(StoreError::Conflict(format!(
+                "transaction {} is not pending",
+                rec.transaction_id
+            )))
+        }
+        None => false,
+        // An approval claims the PENDING record, unless another approval holds it.
+        Some(old)
+            if old.state == TransactionState::Pending
+                && rec.state == TransactionState::Pending
+                && old.key_sha256 == rec.key_sha256 =>
+        {
+            let n = t
+                .prepare_cached(
+                    "UPDATE transactions SET reserved_until = ?1 WHERE id = ?2 \
+                     AND state = 'pending' AND (reserved_until IS NULL OR reserved_until <= ?3)",
+                )
+                .and_then(|mut s| s.execute(params![until, rec.id, at]))
+                .map_err(err)?;
+            return Ok(if n == 1 { None } else { existing });
+        }
+        Some(old) => match old.state {
+            // A reservation of the same key that lapsed (its node died mid-way): take it.
+            TransactionState::Issuing { until }
+                if until <= at && old.key_sha256 == rec.key_sha256 =>
+            {
+                true
+            }
+            _ => return Ok(existing),
+        },
+    };
+    if let Some(h) = challenge {
+        claim(t, h, &rec.profile, &rec.id, until)?;
+    }
+    if take_over {
+        t.prepare_cached(
+            "UPDATE transactions SET reserved_until = ?1, challenge_id = ?2, updated_at = ?3 \
+             WHERE id = ?4 AND state = 'issuing'",
+        )
+        .and_then(|mut s| s.execute(params![until, rec.challenge_id, at, rec.id]))
+        .map_err(err)?;
+    } else {
+        t.prepare_cached(
+            "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
+             signer_sha256, state, csr, challenge_id, reserved_until, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'issuing', ?7, ?8, ?9, ?10, ?10)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                rec.id,
+                rec.transaction_id,
+                rec.renews,
+                rec.profile,
+                rec.key_sha256,
+                rec.signer_sha256,
+                rec.csr,
+                rec.challenge_id,
+                until,
+                at
+            ])
+        })
+        .map_err(err)?;
+    }
+    Ok(None)
+}
+
+/// Make the database file, if it is not there, readable by its owner only, in a directory
+/// only its owner can enter, whatever the umask (SQLite gives the `-wal` and `-shm` files the
+/// database file's permissions).
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()))
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("restrict", dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("create", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("restrict", path, e))
 }
 
 impl SqliteStore {
@@ -186,11 +340,7 @@ impl SqliteStore {
     pub async fn open_with(path: &Path, migrate_schema: bool) -> Result<SqliteStore, StoreError> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
+            private_file(&path)?;
             let mut conn = Connection::open(&path).map_err(|e| {
                 StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
             })?;
@@ -233,10 +383,76 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.with(move |c| {
             c.prepare_cached(&format!(
-                "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = ?1"
+                "SELECT {TX_COLUMNS} FROM transactions WHERE id = ?1"
             ))
             .and_then(|mut s| s.query_row([id], tx_from_row).optional())
             .map_err(err)
+        })
+        .await
+    }
+
+    async fn transactions_named(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let tid = transaction_id.to_owned();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {TX_COLUMNS} FROM transactions WHERE transaction_id = ?1 \
+                     ORDER BY created_at, id"
+                ))
+                .map_err(err)?;
+            let rows = stmt.query_map([tid], tx_from_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn reserve(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+        lease_secs: i64,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        let job = super::sqlite_issue::Write::Reserve {
+            tx: Box::new(tx.clone()),
+            challenge: challenge.map(str::to_owned),
+            lease_secs,
+        };
+        let (conn, issues) = (self.conn.clone(), self.issues.clone());
+        match tokio::task::spawn_blocking(move || issues.write(&conn, job))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))??
+        {
+            super::sqlite_issue::Written::Reserved(existing) => Ok(existing.map(|b| *b)),
+            super::sqlite_issue::Written::Issued => Err(StoreError::Unavailable(
+                "the writer answered another request".into(),
+            )),
+        }
+    }
+
+    async fn release(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            t.execute(
+                "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+                 WHERE reserved_by = ?1 AND used_at IS NULL",
+                [&id],
+            )
+            .map_err(err)?;
+            t.execute(
+                "DELETE FROM transactions WHERE id = ?1 AND state = 'issuing'",
+                [&id],
+            )
+            .map_err(err)?;
+            t.execute(
+                "UPDATE transactions SET reserved_until = NULL WHERE id = ?1 AND state = 'pending'",
+                [&id],
+            )
+            .map_err(err)?;
+            t.commit().map_err(err)
         })
         .await
     }
@@ -252,29 +468,29 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             if let Some(h) = &challenge {
-                consume(&t, h, &tx_rec.profile, &tx_rec.transaction_id)?;
+                consume(&t, h, &tx_rec.profile, &tx_rec.id, &tx_rec.transaction_id)?;
             }
             let at = now();
             t.execute(
-                "INSERT INTO transactions (transaction_id, profile, key_sha256, signer_sha256, \
-                 state, csr, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6)",
+                "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
+                 signer_sha256, state, csr, challenge_id, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?9)",
                 params![
+                    tx_rec.id,
                     tx_rec.transaction_id,
+                    tx_rec.renews,
                     tx_rec.profile,
                     tx_rec.key_sha256,
                     tx_rec.signer_sha256,
                     tx_rec.csr,
+                    tx_rec.challenge_id,
                     at
                 ],
             )
             .map_err(err)?;
-            append_audit(
-                &t,
-                &actor,
-                "pending",
-                &tx_rec.transaction_id,
-                &serde_json::json!({"profile": tx_rec.profile, "one_time_challenge": challenge.is_some()}),
-            )?;
+            let mut details = super::provenance(&tx_rec);
+            details["profile"] = tx_rec.profile.clone().into();
+            append_audit(&t, &actor, "pending", &tx_rec.transaction_id, &details)?;
             t.commit().map_err(err)
         })
         .await
@@ -287,35 +503,41 @@ impl Store for SqliteStore {
         challenge: Option<&str>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let job = super::Issuance::new(tx, cert, challenge, actor);
+        let job = super::sqlite_issue::Write::Issue(Box::new(super::Issuance::new(
+            tx, cert, challenge, actor,
+        )));
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
-        tokio::task::spawn_blocking(move || issues.record(&conn, job))
+        tokio::task::spawn_blocking(move || issues.write(&conn, job))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map(|_| ())
     }
 
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {
         let (id, reason, actor) = (id.to_owned(), reason.to_owned(), actor.to_owned());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
-            let n = t
-                .execute(
+            let tid: Option<String> = t
+                .query_row(
                     "UPDATE transactions SET state = 'rejected', reason = ?1, csr = NULL, \
-                     updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
+                     updated_at = ?2 WHERE id = ?3 AND state = 'pending' \
+                     RETURNING transaction_id",
                     params![reason, now(), id],
+                    |r| r.get(0),
                 )
+                .optional()
                 .map_err(err)?;
-            if n != 1 {
+            let Some(tid) = tid else {
                 return Err(StoreError::Conflict(format!(
                     "transaction {id} is not pending"
                 )));
-            }
+            };
             append_audit(
                 &t,
                 &actor,
                 "rejected",
-                &id,
-                &serde_json::json!({"reason": reason}),
+                &tid,
+                &serde_json::json!({"reason": reason, "transaction": id}),
             )?;
             t.commit().map_err(err)
         })
@@ -385,7 +607,7 @@ impl Store for SqliteStore {
             let mut stmt = c
                 .prepare(&format!(
                     "SELECT {TX_COLUMNS} FROM transactions WHERE state = 'pending' \
-                     ORDER BY created_at, transaction_id"
+                     ORDER BY created_at, id"
                 ))
                 .map_err(err)?;
             let rows = stmt.query_map([], tx_from_row).map_err(err)?;
@@ -399,7 +621,11 @@ impl Store for SqliteStore {
     }
 
     async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError> {
-        self.challenge_impl(hash).await
+        self.challenge_impl("hash", hash).await
+    }
+
+    async fn challenge_by_id(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError> {
+        self.challenge_impl("id", id).await
     }
 
     async fn lead(&self, _task: &str) -> Result<bool, StoreError> {
@@ -465,9 +691,15 @@ impl Store for SqliteStore {
         self.audit_head_impl().await
     }
 
-    async fn publish_crl(&self, ca: &str, number: i64, der: &[u8]) -> Result<bool, StoreError> {
+    async fn publish_crl(
+        &self,
+        ca: &str,
+        number: i64,
+        der: &[u8],
+        covers: &CrlMark,
+    ) -> Result<bool, StoreError> {
         let (crl_key, number_key) = (format!("crl:{ca}"), format!("crl_published_number:{ca}"));
-        let der = der.to_vec();
+        let (der, covers) = (der.to_vec(), covers.clone());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             let published: Option<Vec<u8>> = t
@@ -492,8 +724,35 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             }
+            // Revocations that came after the list was read keep the mark.
+            t.execute(
+                "DELETE FROM crl_marks WHERE issuer = ?1 AND revisions = ?2",
+                params![covers.issuer, covers.revisions],
+            )
+            .map_err(err)?;
             t.commit().map_err(err)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
+        let issuer = issuer.to_owned();
+        self.with(move |c| {
+            let found: Option<(i64, i64)> = c
+                .query_row(
+                    "SELECT revisions, since FROM crl_marks WHERE issuer = ?1",
+                    [&issuer],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let (revisions, since) = found.unwrap_or((0, 0));
+            Ok(CrlMark {
+                issuer,
+                revisions,
+                since,
+            })
         })
         .await
     }

@@ -1,12 +1,12 @@
-//! Issuance writes on SQLite, sharing commits.
+//! Enrollment writes on SQLite (reservations and issuances), sharing commits.
 //!
 //! With `synchronous = FULL` every commit waits for the disk, and one connection writes at a
-//! time. So an issuance is queued first and then waits for the connection; whoever holds it
-//! takes every queued issuance and writes them in one IMMEDIATE transaction, each in its own
-//! savepoint, with one commit. An issuance that fails (challenge spent, transaction taken,
+//! time. So a write is queued first and then waits for the connection; whoever holds it
+//! takes every queued write and does them in one IMMEDIATE transaction, each in its own
+//! savepoint, with one commit. A write that fails (challenge spent, transaction taken,
 //! serial reused) is rolled back to its savepoint and gets its own error; the others go on.
 //! Each writes exactly the rows and audit record it would write alone. If the commit fails,
-//! every issuance of the group gets the error and nothing of it is written.
+//! every write of the group gets the error and nothing of it is written.
 //!
 //! An issuance queued while another thread writes is either taken by that thread's next
 //! group or by its own thread once it has the connection, so none is left behind.
@@ -16,14 +16,31 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::{append_audit, consume, err, CERT_COLUMNS};
+use super::sqlite::{append_audit, consume, err, CERT_INSERT_COLUMNS};
 use super::sqlite_registrations as reg;
-use super::{now, StoreError};
+use super::{now, StoreError, TransactionRecord};
 
-/// One issuance to record.
-pub(super) type Job = super::Issuance;
+/// One write of an enrollment.
+pub(super) enum Write {
+    /// Reserve a transaction (see `Store::reserve`).
+    Reserve {
+        tx: Box<TransactionRecord>,
+        challenge: Option<String>,
+        lease_secs: i64,
+    },
+    /// Record an issuance (see `Store::record_issued`).
+    Issue(Box<super::Issuance>),
+}
 
-type Queued = (Job, mpsc::SyncSender<Result<(), StoreError>>);
+/// What a write did.
+pub(super) enum Written {
+    /// The reservation's answer: `None` reserved, `Some` the record that exists.
+    Reserved(Option<Box<TransactionRecord>>),
+    /// The issuance is recorded.
+    Issued,
+}
+
+type Queued = (Write, mpsc::SyncSender<Result<Written, StoreError>>);
 
 /// Issuances waiting for the connection.
 #[derive(Default)]
@@ -36,8 +53,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl IssueQueue {
-    /// Record `job` (see `Store::record_issued`); blocks until its group is committed.
-    pub(super) fn record(&self, conn: &Mutex<Connection>, job: Job) -> Result<(), StoreError> {
+    /// Do `job`; blocks until its group is committed.
+    pub(super) fn write(
+        &self,
+        conn: &Mutex<Connection>,
+        job: Write,
+    ) -> Result<Written, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         lock(&self.waiting).push((job, reply));
         {
@@ -56,15 +77,24 @@ impl IssueQueue {
 
 fn write_group(c: &mut Connection, group: Vec<Queued>) {
     let n = group.len();
-    let results = (|| -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let results = (|| -> Result<Vec<Result<Written, StoreError>>, StoreError> {
         let mut t = c.transaction().map_err(err)?;
         let mut results = Vec::with_capacity(n);
         for (job, _) in &group {
             let mut sp = t.savepoint().map_err(err)?;
-            match issuance_rows(&sp, job) {
-                Ok(()) => {
+            let done = match job {
+                Write::Reserve {
+                    tx,
+                    challenge,
+                    lease_secs,
+                } => super::sqlite::reserve_rows(&sp, tx, challenge.as_deref(), *lease_secs)
+                    .map(|r| Written::Reserved(r.map(Box::new))),
+                Write::Issue(issuance) => issuance_rows(&sp, issuance).map(|()| Written::Issued),
+            };
+            match done {
+                Ok(w) => {
                     sp.commit().map_err(err)?;
-                    results.push(Ok(()));
+                    results.push(Ok(w));
                 }
                 Err(e) => {
                     // Explicitly, so a failed rollback fails the group instead of leaving
@@ -89,8 +119,8 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
         Ok(results)
     })()
     .unwrap_or_else(|e| {
-        tracing::warn!(error = %e, issuances = n, "an issuance group was not written");
-        vec![Err(e); n]
+        tracing::warn!(error = %e, writes = n, "an enrollment write group was not written");
+        (0..n).map(|_| Err(e.clone())).collect()
     });
     for ((_, reply), result) in group.into_iter().zip(results) {
         // The caller may have gone (request dropped): the record stands.
@@ -98,38 +128,46 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
     }
 }
 
-/// One issuance: the certificate, its transaction (new, or moved from PENDING), the spent
-/// challenge and registration, and the audit record.
-fn issuance_rows(t: &Connection, job: &Job) -> Result<(), StoreError> {
+/// One issuance: the certificate, its transaction (moved from its reservation or from
+/// PENDING), the spent challenge and registration, the renewed certificate, and the audit
+/// record.
+fn issuance_rows(t: &Connection, job: &super::Issuance) -> Result<(), StoreError> {
     let (tx, cert, challenge) = (&job.tx, &job.cert, job.challenge.as_deref());
     let existing: Option<(String, String)> = t
-        .prepare_cached("SELECT key_sha256, state FROM transactions WHERE transaction_id = ?1")
+        .prepare_cached("SELECT key_sha256, state FROM transactions WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([&tx.transaction_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            s.query_row([&tx.id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
         })
         .map_err(err)?;
-    match &existing {
+    let was_pending = match &existing {
         Some((key, _)) if *key != tx.key_sha256 => {
             return Err(StoreError::Conflict(format!(
                 "transaction {} belongs to another key",
                 tx.transaction_id
             )))
         }
-        Some((_, state)) if state != "pending" => {
+        Some((_, state)) if state == "pending" => true,
+        Some((_, state)) if state == "issuing" => false,
+        Some(_) => {
             return Err(StoreError::Conflict(format!(
                 "transaction {} is already final",
                 tx.transaction_id
             )))
         }
-        _ => {}
-    }
+        None => {
+            return Err(StoreError::Conflict(format!(
+                "transaction {} was not reserved",
+                tx.transaction_id
+            )))
+        }
+    };
     if let Some(h) = challenge {
-        consume(t, h, &tx.profile, &tx.transaction_id)?;
+        consume(t, h, &tx.profile, &tx.id, &tx.transaction_id)?;
     }
     let at = now();
     t.prepare_cached(&format!(
-        "INSERT INTO certificates ({CERT_COLUMNS}, created_at) VALUES \
+        "INSERT INTO certificates ({CERT_INSERT_COLUMNS}, created_at) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
     .and_then(|mut s| {
@@ -151,32 +189,28 @@ fn issuance_rows(t: &Connection, job: &Job) -> Result<(), StoreError> {
         ])
     })
     .map_err(err)?;
-    if existing.is_some() {
-        t.prepare_cached(
-            "UPDATE transactions SET state = 'issued', serial = ?1, csr = NULL, \
-             updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
-        )
-        .and_then(|mut s| s.execute(params![cert.serial, at, tx.transaction_id]))
-        .map_err(err)?;
-    } else {
-        t.prepare_cached(
-            "INSERT INTO transactions (transaction_id, profile, key_sha256, \
-             signer_sha256, state, serial, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 'issued', ?5, ?6, ?6)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                tx.transaction_id,
-                tx.profile,
-                tx.key_sha256,
-                tx.signer_sha256,
-                cert.serial,
-                at
-            ])
-        })
-        .map_err(err)?;
+    t.prepare_cached(
+        "UPDATE transactions SET state = 'issued', serial = ?1, csr = NULL, \
+         reserved_until = NULL, updated_at = ?2 WHERE id = ?3 AND state IN ('pending', 'issuing')",
+    )
+    .and_then(|mut s| s.execute(params![cert.serial, at, tx.id]))
+    .map_err(err)?;
+    if let Some(old) = &tx.renews {
+        // A certificate renews once, and only while it is valid.
+        let n = t
+            .prepare_cached(
+                "UPDATE certificates SET renewed_by = ?1 \
+                 WHERE serial = ?2 AND status = 'valid' AND renewed_by IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![cert.serial, old]))
+            .map_err(err)?;
+        if n != 1 {
+            return Err(StoreError::Stale(format!(
+                "renewal refused: certificate {old} was revoked or renewed meanwhile"
+            )));
+        }
     }
-    let (action, details) = job.audit(existing.is_some());
+    let (action, details) = job.audit(was_pending);
     append_audit(t, &job.actor, action, &cert.serial, &details)?;
     if let Some(h) = challenge {
         reg::link(t, h, &cert.serial, &job.actor)?;

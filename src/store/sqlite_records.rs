@@ -6,6 +6,28 @@ use rusqlite::{params, OptionalExtension};
 use super::sqlite::{append_audit, err, token_from_row, TOKEN_COLUMNS};
 use super::*;
 
+/// Write a challenge row inside `t`.
+pub(super) fn insert_challenge(
+    t: &rusqlite::Connection,
+    ch: &ChallengeRecord,
+) -> Result<(), StoreError> {
+    t.execute(
+        "INSERT INTO challenges (id, hash, created_by, profile, bindings, expires_at, \
+         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            ch.id,
+            ch.hash,
+            ch.created_by,
+            ch.profile,
+            ch.bindings,
+            ch.expires_at,
+            now()
+        ],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
 impl SqliteStore {
     pub(super) async fn insert_challenge_impl(
         &self,
@@ -15,40 +37,42 @@ impl SqliteStore {
         let (ch, actor) = (ch.clone(), actor.to_owned());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
-            t.execute(
-                "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![ch.hash, ch.profile, ch.bindings, ch.expires_at, now()],
-            )
-            .map_err(err)?;
+            insert_challenge(&t, &ch)?;
             append_audit(
                 &t,
                 &actor,
                 "challenge_created",
-                &ch.profile,
-                &serde_json::json!({"bindings": ch.bindings, "expires_at": ch.expires_at}),
+                &ch.id,
+                &super::challenge_details(&ch),
             )?;
             t.commit().map_err(err)
         })
         .await
     }
 
+    /// The challenge whose `column` (`hash` or `id`) is `value`.
     pub(super) async fn challenge_impl(
         &self,
-        hash: &str,
+        column: &'static str,
+        value: &str,
     ) -> Result<Option<ChallengeRecord>, StoreError> {
-        let hash = hash.to_owned();
+        let value = value.to_owned();
         self.with(move |c| {
             c.query_row(
-                "SELECT hash, profile, bindings, expires_at, used_at FROM challenges WHERE hash = ?1",
-                [hash],
+                &format!(
+                    "SELECT id, hash, created_by, profile, bindings, expires_at, used_at \
+                     FROM challenges WHERE {column} = ?1"
+                ),
+                [value],
                 |r| {
                     Ok(ChallengeRecord {
-                        hash: r.get(0)?,
-                        profile: r.get(1)?,
-                        bindings: r.get(2)?,
-                        expires_at: r.get(3)?,
-                        used_at: r.get(4)?,
+                        id: r.get(0)?,
+                        hash: r.get(1)?,
+                        created_by: r.get(2)?,
+                        profile: r.get(3)?,
+                        bindings: r.get(4)?,
+                        expires_at: r.get(5)?,
+                        used_at: r.get(6)?,
                     })
                 },
             )
@@ -122,9 +146,17 @@ impl SqliteStore {
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             t.execute(
-                "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![tok.id, tok.name, tok.role, tok.hash, tok.created_at, tok.expires_at],
+                "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    tok.id,
+                    tok.name,
+                    tok.role,
+                    tok.hash,
+                    tok.created_at,
+                    tok.expires_at,
+                    tok.scope.to_json()
+                ],
             )
             .map_err(err)?;
             append_audit(
@@ -132,7 +164,7 @@ impl SqliteStore {
                 &actor,
                 "token_created",
                 &tok.id,
-                &serde_json::json!({"name": tok.name, "role": tok.role, "expires_at": tok.expires_at}),
+                &super::token_details(&tok),
             )?;
             t.commit().map_err(err)
         })
@@ -158,12 +190,20 @@ impl SqliteStore {
             if n != 1 {
                 return Ok(false);
             }
+            // The published CRL of its issuer lacks this revocation until a new one is made.
+            t.execute(
+                "INSERT INTO crl_marks (issuer, revisions, since) \
+                 SELECT issuer, 1, ?1 FROM certificates WHERE serial = ?2 \
+                 ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1",
+                params![now(), serial],
+            )
+            .map_err(err)?;
             append_audit(
                 &t,
                 &actor,
                 "revoked",
                 &serial,
-                &serde_json::json!({"reason": reason}),
+                &super::revocation_details(reason),
             )?;
             t.commit().map_err(err)?;
             Ok(true)

@@ -184,12 +184,7 @@ pub(super) fn challenge(
         )
         .map_err(err)?;
     }
-    t.execute(
-        "INSERT INTO challenges (hash, profile, bindings, expires_at, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ch.hash, ch.profile, ch.bindings, ch.expires_at, at],
-    )
-    .map_err(err)?;
+    super::sqlite_records::insert_challenge(&t, ch)?;
     t.execute(
         "UPDATE registrations SET challenge_hash = ?1, updated_at = ?2, \
          expires_at = MAX(expires_at, ?3) WHERE id = ?4",
@@ -201,7 +196,8 @@ pub(super) fn challenge(
         actor,
         "scep_payload_collected",
         id,
-        &serde_json::json!({"profile": ch.profile, "challenge_expires_at": ch.expires_at,
+        &serde_json::json!({"profile": ch.profile, "challenge_id": ch.id,
+            "challenge_expires_at": super::now_text(ch.expires_at),
             "replaced_previous": old.is_some()}),
     )?;
     t.commit().map_err(err)?;
@@ -286,22 +282,22 @@ pub(super) fn expire(
     }
     let mut txs = 0;
     for (profile, before) in pending {
-        let ids: Vec<String> = {
+        let ids: Vec<(String, String)> = {
             let mut stmt = t
                 .prepare(
-                    "SELECT transaction_id FROM transactions \
+                    "SELECT id, transaction_id FROM transactions \
                      WHERE state = 'pending' AND profile = ?1 AND created_at <= ?2",
                 )
                 .map_err(err)?;
             let rows = stmt
-                .query_map(params![profile, before], |r| r.get(0))
+                .query_map(params![profile, before], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)?
         };
-        for id in ids {
+        for (id, tid) in ids {
             t.execute(
                 "UPDATE transactions SET state = 'rejected', reason = ?1, csr = NULL, \
-                 updated_at = ?2 WHERE transaction_id = ?3 AND state = 'pending'",
+                 updated_at = ?2 WHERE id = ?3 AND state = 'pending'",
                 params![EXPIRED_REASON, at, id],
             )
             .map_err(err)?;
@@ -309,8 +305,9 @@ pub(super) fn expire(
                 &t,
                 "sigil",
                 "expired",
-                &id,
-                &serde_json::json!({"profile": profile, "reason": EXPIRED_REASON}),
+                &tid,
+                &serde_json::json!({"profile": profile, "reason": EXPIRED_REASON,
+                    "transaction": id}),
             )?;
             txs += 1;
         }

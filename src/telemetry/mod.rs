@@ -4,6 +4,9 @@
 use std::sync::OnceLock;
 
 use prometheus::{Encoder, Registry, TextEncoder};
+
+mod metrics;
+pub use metrics::{metrics, Metrics};
 use tracing_subscriber::EnvFilter;
 
 /// The process-wide metrics registry.
@@ -47,47 +50,32 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
-/// Count a SCEP answer by message type and status.
-#[cfg(feature = "core")]
-pub fn scep_outcome(message_type: crate::scep::MessageType, outcome: &crate::scep::Outcome) {
-    use std::sync::OnceLock;
-    static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "sigil_scep_answers_total",
-                "SCEP PKIOperation answers by message type, status and failInfo",
-            ),
-            &["message_type", "status", "fail_info"],
-        )
-        .unwrap_or_else(|e| panic!("metric definition: {e}"));
-        let _ = registry().register(Box::new(c.clone()));
-        c
-    });
-    let (status, info) = match outcome {
-        crate::scep::Outcome::Success { .. } => ("success", String::new()),
-        crate::scep::Outcome::Pending => ("pending", String::new()),
-        crate::scep::Outcome::Failure { info, .. } => ("failure", info.to_string()),
-    };
-    c.with_label_values(&[&message_type.to_string(), status, &info])
-        .inc();
+/// Count a SCEP answer by message type, status (`success`, `pending`, `failure`) and failInfo.
+pub fn scep_outcome(message_type: &str, status: &str, fail_info: &str) {
+    if let Some(m) = metrics() {
+        m.scep_answers
+            .with_label_values(&[message_type, status, fail_info])
+            .inc();
+    }
+}
+
+/// Count a SCEP request answered from the replay cache.
+pub fn scep_replay() {
+    if let Some(m) = metrics() {
+        m.scep_replays.inc();
+    }
 }
 
 /// Count an OCSP answer by outcome (`signed`, `cached`, `malformed`, `try_later`).
 pub fn ocsp_outcome(outcome: &str) {
-    use std::sync::OnceLock;
-    static C: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
-    let c = C.get_or_init(|| {
-        let c = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "sigil_ocsp_answers_total",
-                "OCSP answers by outcome (signed fresh, reused from the cache, refused)",
-            ),
-            &["outcome"],
-        )
-        .unwrap_or_else(|e| panic!("metric definition: {e}"));
-        let _ = registry().register(Box::new(c.clone()));
-        c
-    });
-    c.with_label_values(&[outcome]).inc();
+    if let Some(m) = metrics() {
+        m.ocsp_answers.with_label_values(&[outcome]).inc();
+    }
+}
+
+/// Count an HTTP request received.
+pub fn http_request() {
+    if let Some(m) = metrics() {
+        m.http_requests.inc();
+    }
 }

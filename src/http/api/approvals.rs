@@ -25,21 +25,15 @@ pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>)
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
-    // One queue: enrollments waiting on an approval profile, and filed registrations.
-    let mut queue: Vec<serde_json::Value> = pending
-        .iter()
-        .map(|t| {
-            let csr = crate::pki::parse_csr(&t.csr).ok();
-            json!({
-                "kind": "enrollment",
-                "id": t.transaction_id,
-                "transaction_id": t.transaction_id,
-                "profile": t.profile,
-                "subject_cn": csr.as_ref().and_then(|c| c.common_name().map(str::to_owned)),
-                "sans": csr.map(|c| c.sans.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()),
-            })
-        })
-        .collect();
+    // One queue: enrollments waiting on an approval profile, and filed registrations. An
+    // enrollment shows the whole name the certificate will carry and who made it possible.
+    let mut queue: Vec<serde_json::Value> = Vec::with_capacity(pending.len());
+    for t in &pending {
+        match ra.pending_view(t).await {
+            Ok(v) => queue.push(json!(v)),
+            Err(e) => return unavailable(e),
+        }
+    }
     queue.extend(
         registrations
             .iter()
@@ -58,6 +52,7 @@ use crate::http::registrations::decision;
 fn approval_error(e: ApprovalError) -> HttpResponse {
     match e {
         ApprovalError::NotFound => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        ApprovalError::Forbidden(_) => error(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
         ApprovalError::NotPending => error(StatusCode::CONFLICT, "not_pending", e.to_string()),
         ApprovalError::Refused(_) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
@@ -114,11 +109,10 @@ async fn decide(
     }
     let actor = format!("token:{}", caller.token_id);
     if approve {
-        return match ra.approve(&id, &actor).await {
+        return match ra.approve(&id, &caller).await {
             Ok(serial) => {
-                tracing::info!(by = %caller.token_id, transaction_id = %id, comment = %d.comment, "approval");
-                HttpResponse::Ok()
-                    .json(json!({"transaction_id": *id, "state": "issued", "serial": serial}))
+                tracing::info!(by = %caller.token_id, transaction = %id, comment = %d.comment, "approval");
+                HttpResponse::Ok().json(json!({"id": *id, "state": "issued", "serial": serial}))
             }
             Err(e) => approval_error(e),
         };
@@ -131,7 +125,7 @@ async fn decide(
     match ra.reject(&id, &reason, &actor).await {
         Ok(()) => {
             tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
-            HttpResponse::Ok().json(json!({"transaction_id": *id, "state": "rejected"}))
+            HttpResponse::Ok().json(json!({"id": *id, "state": "rejected"}))
         }
         Err(e) => approval_error(e),
     }

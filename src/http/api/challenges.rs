@@ -38,7 +38,7 @@ async fn issue_challenge(
         return Err(unavailable("no RA"));
     };
     let profile = match ra.profile(c.profile.as_deref()) {
-        Ok(p) => p.name.clone(),
+        Ok(p) => p,
         Err(e) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
@@ -47,6 +47,14 @@ async fn issue_challenge(
             ))
         }
     };
+    let scope = (caller.role == Role::Mdm).then_some(&caller.scope);
+    if let Err(why) =
+        crate::ra::challenge::may_mint(&profile.name, profile.registration_only, scope)
+    {
+        tracing::warn!(by = %caller.token_id, profile = %profile.name, %why, "challenge refused");
+        return Err(error(StatusCode::FORBIDDEN, "not_allowed", why));
+    }
+    let profile = profile.name.clone();
     let minutes = c.ttl_minutes.unwrap_or(60);
     if !(1..=7 * 24 * 60).contains(&minutes) {
         return Err(error(
@@ -68,12 +76,13 @@ async fn issue_challenge(
     let actor = format!("token:{}", caller.token_id);
     match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor).await
     {
-        Ok((challenge, expires_at)) => {
-            tracing::info!(by = %caller.token_id, %profile, "one-time challenge issued");
+        Ok(m) => {
+            tracing::info!(by = %caller.token_id, %profile, challenge_id = %m.id, "one-time challenge issued");
             Ok(json!({
-                "challenge": challenge,
-                "expires_at": rfc3339(expires_at),
-                "profile": profile,
+                "challenge": m.challenge,
+                "id": m.id,
+                "expires_at": rfc3339(m.expires_at),
+                "profile": m.profile,
             }))
         }
         Err(e) => Err(unavailable(e)),
@@ -134,7 +143,22 @@ pub(super) async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) ->
         }
         Err(resp) => return resp,
     };
-    let value = match issue_challenge(&state, &caller, NewChallenge::default()).await {
+    // NDES clients cannot name a profile: `?profile=` when the URL carries one, else the
+    // token's only profile, else the default profile.
+    let profile =
+        crate::gateway::guard::query_param(req.query_string(), "profile").or_else(|| match caller
+            .scope
+            .profiles
+            .as_slice()
+        {
+            [one] if one != "*" => Some(one.clone()),
+            _ => None,
+        });
+    let asked = NewChallenge {
+        profile,
+        ..NewChallenge::default()
+    };
+    let value = match issue_challenge(&state, &caller, asked).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };

@@ -19,6 +19,12 @@ struct NewToken {
     name: String,
     #[serde(default)]
     expires_in_days: Option<u32>,
+    /// mdm tokens: the profiles it may mint challenges for (`*`: all open to integrations).
+    #[serde(default)]
+    profiles: Vec<String>,
+    /// mdm tokens: the directories whose SCEP payloads it may collect (`*`: all).
+    #[serde(default)]
+    directories: Vec<String>,
 }
 
 pub(super) async fn create_token(
@@ -36,7 +42,7 @@ pub(super) async fn create_token(
         return error(
             StatusCode::BAD_REQUEST,
             "bad_role",
-            "role must be admin, officer, auditor or mdm",
+            "role must be admin, officer, auditor, mdm or user",
         );
     };
     if body.expires_in_days == Some(0) {
@@ -56,9 +62,26 @@ pub(super) async fn create_token(
     let Some(ra) = state.ra.as_ref() else {
         return unavailable("no RA");
     };
+    let scope = crate::store::TokenScope {
+        profiles: body.profiles,
+        directories: body.directories,
+    };
+    let (profiles, directories) = ra.scope_names();
+    if let Err(why) = access::check_scope(role, &scope, &profiles, &directories) {
+        return error(StatusCode::BAD_REQUEST, "bad_scope", why);
+    }
     let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
     let actor = format!("token:{}", caller.token_id);
-    match access::create_token(ra.store().as_ref(), role, body.name.trim(), ttl, &actor).await {
+    match access::create_token(
+        ra.store().as_ref(),
+        role,
+        body.name.trim(),
+        ttl,
+        scope,
+        &actor,
+    )
+    .await
+    {
         Ok((secret, rec)) => {
             tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
             HttpResponse::Created()
@@ -68,7 +91,8 @@ pub(super) async fn create_token(
                     "id": rec.id,
                     "name": rec.name,
                     "role": rec.role,
-                    "expires_at": rec.expires_at,
+                    "expires_at": rec.expires_at.map(crate::config::rfc3339),
+                    "scope": rec.scope,
                 }))
         }
         Err(e) => unavailable(e),
@@ -86,9 +110,12 @@ pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) ->
                 .iter()
                 .map(|t| {
                     json!({
-                        "id": t.id, "name": t.name, "role": t.role, "created_at": t.created_at,
-                        "expires_at": t.expires_at, "revoked_at": t.revoked_at,
-                        "last_used_at": t.last_used_at,
+                        "id": t.id, "name": t.name, "role": t.role,
+                        "created_at": crate::config::rfc3339(t.created_at),
+                        "expires_at": t.expires_at.map(crate::config::rfc3339),
+                        "revoked_at": t.revoked_at.map(crate::config::rfc3339),
+                        "last_used_at": t.last_used_at.map(crate::config::rfc3339),
+                        "scope": t.scope,
                     })
                 })
                 .collect::<Vec<_>>(),
