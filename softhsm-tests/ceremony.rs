@@ -85,12 +85,15 @@ fn init_makes_a_root_and_an_ra_certificate_that_verify() {
             "Private Key Object",
             "label:      sigil-ca",
             "label:      sigil-ra",
+            // The delegated OCSP responder's key and certificate: the CA key signs no OCSP.
+            "label:      sigil-ca-ocsp",
         ] {
             assert!(listing.contains(needle), "{needle} missing in:\n{listing}");
         }
-        // pkcs11-tool sees the private keys as sensitive and never extractable.
+        // pkcs11-tool sees the private keys (CA, RA, OCSP responder) as sensitive and never
+        // extractable.
         let private_blocks: Vec<&str> = listing.split("Private Key Object").skip(1).collect();
-        assert_eq!(private_blocks.len(), 2, "{listing}");
+        assert_eq!(private_blocks.len(), 3, "{listing}");
         for block in private_blocks {
             let access = block.lines().find(|l| l.contains("Access:")).unwrap_or("");
             assert!(

@@ -810,6 +810,16 @@ fn make_store(config: &Config, hsm: Hsm) -> Result<()> {
     let ca = configured_ca(config, &hsm)?;
     let result = with_store(config, OpenMode::Create, |store| async move {
         sigil::ra::binding::bind(&hsm, store.as_ref(), &ca, "sigil init", true).await?;
+        // The RA as `serve` loads it: this makes the delegated OCSP responder (key and
+        // certificate on the token) and records the CA's certificates in the store.
+        let ra = sigil::ra::Ra::open(&hsm, config, store.clone()).await?;
+        ra.record_certificates().await?;
+        let label = sigil::ra::responder::label_for(ra.ca_name());
+        println!("OCSP responder key: {}", hsm.uri(&label));
+        println!(
+            "  certificate: {} (renewed by sigil serve before it expires)",
+            label
+        );
         let (secret, rec) = sigil::ra::access::create_token(
             store.as_ref(),
             sigil::ra::access::Role::Admin,
@@ -955,6 +965,13 @@ fn serve(config: Config) -> Result<()> {
             .await
             .context("store")?;
         let ra = sigil::ra::Ra::open(&hsm, &config, store).await?;
+        let blind = ra.profiles_without_revocation_pointers();
+        if !blind.is_empty() {
+            tracing::warn!(
+                profiles = %blind.join(", "),
+                "certificates of these profiles carry no CRL or OCSP URL, so nobody can learn of their revocation: set server.public_url (SIGIL_SERVER_PUBLIC_URL) to the address devices and relying parties reach, or the profiles' crl_url/ocsp_url"
+            );
+        }
         ra.record_certificates().await.context("store")?;
         // Compare without the per-node parts (address, data directory, log settings).
         let mut shared = config.clone();

@@ -63,6 +63,15 @@ pub fn rollover(
                 store.set_state(&cert_key(kind, &made.label), der).await?;
             }
         }
+        // Its delegated OCSP responder, ready before it is activated.
+        let (h, label, days) = (hsm.clone(), made.label.clone(), config.ocsp.responder_days);
+        let responder = tokio::task::spawn_blocking(move || {
+            sigil::ra::responder::make_for_ca(&h, &label, days)
+        })
+        .await??;
+        store
+            .set_state(&format!("ocsp_responder:{}", made.label), &responder)
+            .await?;
         gens.next = Some(made.label.clone());
         gens.write(store.as_ref()).await?;
         sigil::ra::binding::add_ca(store.as_ref(), &made.ca).await?;
@@ -90,6 +99,10 @@ pub fn rollover(
         );
         println!("  SHA-256: {fingerprint}");
         println!("  files:   {}", made.dir.display());
+        println!(
+            "  OCSP responder: `{}` (key and certificate on the token)",
+            sigil::ra::responder::label_for(&made.label)
+        );
         println!(
             "GetNextCACert now offers it (with its RA certificate and the link certificate signed by `{current}`)."
         );

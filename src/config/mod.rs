@@ -116,12 +116,16 @@ pub struct OcspConfig {
     /// Minutes an OCSP answer is valid (its nextUpdate); answers without a nonce are reused
     /// for half of that, and re-signed after.
     pub validity_minutes: u64,
+    /// Days the delegated responder's certificate is valid; it is renewed when a third is
+    /// left. Short, since relying parties do not check its revocation (id-pkix-ocsp-nocheck).
+    pub responder_days: u32,
 }
 
 impl Default for OcspConfig {
     fn default() -> Self {
         OcspConfig {
             validity_minutes: 60,
+            responder_days: 30,
         }
     }
 }
@@ -236,6 +240,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds between background rounds (CRL renewal; one node at a time).
     pub background_interval_secs: u64,
+    /// Seconds a client has to send a request's head (slow clients are cut off).
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body after its head.
+    pub body_timeout_secs: u64,
     /// The URL devices reach this server at (`https://scep.agency.gov`), put into SCEP
     /// payloads; empty: taken from the request's `Host`.
     pub public_url: String,
@@ -262,6 +270,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             workers: 0,
             background_interval_secs: 300,
+            header_timeout_secs: 5,
+            body_timeout_secs: 10,
             public_url: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -638,10 +648,27 @@ impl Config {
                 }
             }
         }
+        for (name, v) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+        ] {
+            if !(1..=300).contains(&v) {
+                return Err(invalid("server", &format!("{name} must be 1 to 300")));
+            }
+        }
         if !(1..=3600).contains(&self.scep.reservation_secs) {
             return Err(invalid(
                 "scep",
                 "scep.reservation_secs must be between 1 and 3600",
+            ));
+        }
+        if !(3..=366).contains(&self.ocsp.responder_days) {
+            return Err(invalid(
+                "ocsp",
+                "ocsp.responder_days must be between 3 and 366",
             ));
         }
         if self.ocsp.validity_minutes == 0 || self.ocsp.validity_minutes > 7 * 24 * 60 {
@@ -691,16 +718,49 @@ impl Config {
     /// The effective configuration as TOML (no secrets are part of it).
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        if let Some(at) = shown.database.url.rfind('@') {
-            if let Some(colon) = shown.database.url[..at].rfind(':') {
-                if shown.database.url[..colon].contains("://")
-                    && !shown.database.url[..colon].ends_with('/')
-                {
-                    shown.database.url.replace_range(colon + 1..at, "***");
-                }
+        shown.database.url = redact_database_url(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+/// A database URL without its secrets: the password of the authority part
+/// (`postgres://user:***@host/db`) and any `password`/`sslpassword` query parameter.
+pub fn redact_database_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b.to_string(), Some(q)),
+        None => (url.to_string(), None),
+    };
+    let mut base = base;
+    if let Some(scheme_end) = base.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = base[rest_start..]
+            .find('/')
+            .map(|i| rest_start + i)
+            .unwrap_or(base.len());
+        if let Some(at) = base[rest_start..authority_end].rfind('@') {
+            let at = rest_start + at;
+            if let Some(colon) = base[rest_start..at].find(':') {
+                base.replace_range(rest_start + colon + 1..at, "***");
             }
         }
-        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+    match query {
+        None => base,
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("password")
+                            || k.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
+        }
     }
 }
 
@@ -752,6 +812,31 @@ mod tests {
         std::fs::write(&path, "[hsm]\npin = \"1234\"\n").unwrap();
         let e = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
         assert!(e.to_string().contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn database_passwords_never_show() {
+        for (url, shown) in [
+            (
+                "postgres://sigil:s3cret@db:5432/sigil?sslmode=require",
+                "postgres://sigil:***@db:5432/sigil?sslmode=require",
+            ),
+            (
+                "postgres://sigil@db/sigil?password=s3cret&sslmode=disable",
+                "postgres://sigil@db/sigil?password=***&sslmode=disable",
+            ),
+            (
+                "postgresql://u:p@h/d?sslpassword=k",
+                "postgresql://u:***@h/d?sslpassword=***",
+            ),
+            ("", ""),
+            ("postgres://db/sigil", "postgres://db/sigil"),
+        ] {
+            assert_eq!(redact_database_url(url), shown);
+        }
+        let mut c = Config::default();
+        c.database.url = "postgres://u@h/d?password=topsecret".into();
+        assert!(!c.to_toml().contains("topsecret"));
     }
 
     #[test]

@@ -100,9 +100,11 @@ async fn handle(
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         })
+        // Public: how many cores answer, never where they are.
         .json(serde_json::json!({
             "status": if any { "ok" } else { "no core reachable" },
-            "upstreams": ups.iter().map(|(u, ok)| serde_json::json!({"url": u, "healthy": ok})).collect::<Vec<_>>(),
+            "cores": ups.len(),
+            "healthy": ups.iter().filter(|(_, ok)| *ok).count(),
         }));
     }
     let query = req.query_string().to_string();

@@ -101,6 +101,9 @@ pub enum HsmError {
         "no PKCS#11 session became free within {0} s: the token is overloaded or not answering"
     )]
     Busy(u64),
+    /// Too many operations of one class are waiting for their share of the token.
+    #[error("the token is busy with {0} work; retry shortly")]
+    Overloaded(&'static str),
     /// The blocking task running the operation died.
     #[error("HSM worker failed: {0}")]
     Worker(String),

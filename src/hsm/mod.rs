@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod error;
 mod keys;
 mod pin;
@@ -39,6 +40,7 @@ use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, O
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 
+pub use budget::{Permit, WorkClass};
 pub use error::HsmError;
 pub use keys::{ecdsa_raw_to_der, DecryptAlg, KeySpec, KeyUsage, PublicKey, SignAlg};
 pub use pin::PinSource;
@@ -85,6 +87,7 @@ struct Inner {
     pool: SessionPool,
     handles: Mutex<HashMap<(ObjectType, String), ObjectHandle>>,
     keygen: Mutex<()>,
+    budget: budget::Budget,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -203,7 +206,8 @@ impl Hsm {
         let slot = find_slot(&ctx, &config.token)?;
         let pin = config.pin.read()?;
         let pool = SessionPool::new(ctx, slot, config.token.clone(), pin, config.pool_size)?;
-        tracing::info!(token = %config.token, module = %config.module.display(), pool = config.pool_size, "logged in to token");
+        let budget = budget::Budget::new(config.pool_size);
+        tracing::info!(token = %config.token, module = %config.module.display(), pool = config.pool_size, reserved_for_issuance = budget.reserved(), "logged in to token");
         Ok(Hsm {
             inner: Arc::new(Inner {
                 token: config.token.clone(),
@@ -211,8 +215,15 @@ impl Hsm {
                 pool,
                 handles: Mutex::new(HashMap::new()),
                 keygen: Mutex::new(()),
+                budget,
             }),
         })
+    }
+
+    /// Wait for room for one token operation of `class` (see [`WorkClass`]); hold the permit
+    /// while the operation runs. Issuance is admitted at once.
+    pub async fn admit(&self, class: WorkClass) -> Result<Permit, HsmError> {
+        self.inner.budget.admit(class).await
     }
 
     /// The token label.

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
 pub mod api;
+mod limits;
 mod pki;
 pub mod registrations;
 mod scep;
@@ -99,7 +100,40 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.check_ready().await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ready", "token": state.hsm.token()})),
+        Ok(()) => {
+            // Whether each CA's published CRL lacks a committed revocation (it is made again
+            // every few seconds until it does not): said, not fatal, since enrollment and
+            // OCSP are unaffected.
+            let crl = match state.ra.as_ref() {
+                Some(ra) => match ra.crl_status().await {
+                    Ok(marks) => marks
+                        .into_iter()
+                        .map(|(ca, m)| {
+                            json!({
+                                "ca": ca,
+                                "current": m.revisions == 0,
+                                "missing_revocations": m.revisions,
+                                "stale_since": (m.revisions > 0)
+                                    .then(|| crate::config::rfc3339(m.since)),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                    Err(e) => vec![json!({"error": e.to_string()})],
+                },
+                None => Vec::new(),
+            };
+            let stale = crl.iter().any(|c| c["current"] == json!(false));
+            HttpResponse::Ok().json(json!({
+                "status": "ready",
+                "token": state.hsm.token(),
+                "crl": crl,
+                "warnings": if stale {
+                    vec!["a published CRL is older than the newest revocation; a new one is being made"]
+                } else {
+                    Vec::new()
+                },
+            }))
+        }
         Err(reason) => {
             tracing::warn!(%reason, "readiness check failed");
             HttpResponse::ServiceUnavailable()
@@ -172,6 +206,7 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
     let state = web::Data::new(state);
     let app_state = state.clone();
     let max = config.scep.max_message_bytes;
+    let body_timeout = Duration::from_secs(config.server.body_timeout_secs);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
@@ -180,13 +215,15 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
                 actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                     .log_target("sigil::http"),
             )
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |mut req, srv| {
                 crate::telemetry::http_request();
+                limits::time_body(&mut req, body_timeout);
                 actix_web::dev::Service::call(srv, req)
             })
             .configure(routes)
     })
     .on_connect(on_connect)
+    .client_request_timeout(Duration::from_secs(config.server.header_timeout_secs))
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     server = if config.server.tls_cert.is_empty() {
         server.bind(&config.server.listen)?

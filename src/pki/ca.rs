@@ -118,6 +118,45 @@ pub fn issue_ra_certificate(
     Ok(cert.der().to_vec())
 }
 
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties need not check the
+/// responder certificate's own revocation (it is short-lived instead).
+const OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// Issue the delegated OCSP responder's certificate: `responder_key` certified by the CA of
+/// `ca_der` for OCSP signing only (extended key usage id-kp-OCSPSigning, key usage
+/// digitalSignature, id-pkix-ocsp-nocheck), valid `days` (capped at the CA's). The CA key
+/// then signs only certificates and CRLs.
+pub fn issue_ocsp_responder_certificate(
+    issuer: &Issuer<'_, TokenKey>,
+    ca_der: &[u8],
+    responder_key: &TokenKey,
+    subject: DistinguishedName,
+    days: u32,
+) -> Result<Vec<u8>, PkiError> {
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let ca_not_after = ca.validity().not_after.to_datetime();
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::OcspSigning];
+    p.use_authority_key_identifier_extension = true;
+    // NULL, DER.
+    p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        OCSP_NOCHECK,
+        vec![0x05, 0x00],
+    )];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = std::cmp::min(now + Duration::days(days.into()), ca_not_after);
+    p.serial_number = Some(random_serial()?);
+    let cert = p
+        .signed_by(responder_key, issuer)
+        .map_err(build_err("OCSP responder certificate"))?;
+    Ok(cert.der().to_vec())
+}
+
 /// A link (cross) certificate for CA rollover: `subject_key` (a CA key) certified as a CA
 /// under `subject`, signed by the CA of `issuer_der` with `issuer_key`. Its validity ends with
 /// the issuer's. Relying parties that trust only one generation reach the other through it.

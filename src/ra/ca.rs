@@ -24,14 +24,21 @@ pub(crate) struct CaGeneration {
     pub(crate) subject_der: Vec<u8>,
     /// Subject as the store writes certificates' issuer.
     pub(crate) issuer_text: String,
-    pub(crate) key: TokenKey,
     pub(crate) issuer: Issuer<'static, TokenKey>,
     pub(crate) hashes: IssuerHashes,
+    /// Its delegated OCSP responder.
+    pub(crate) responder: super::responder::Responder,
 }
 
 impl CaGeneration {
-    /// Read a generation from the token (blocking).
-    pub(crate) fn load(hsm: &Hsm, label: &str) -> Result<CaGeneration, LoadError> {
+    /// Read a generation from the token (blocking), with its OCSP responder (made or renewed
+    /// if need be; a new responder certificate is returned for the store).
+    pub(crate) fn load(
+        hsm: &Hsm,
+        label: &str,
+        stored_responder: Option<Vec<u8>>,
+        responder_days: u32,
+    ) -> Result<(CaGeneration, Option<Vec<u8>>), LoadError> {
         let cert = hsm.certificate_blocking(label)?.ok_or_else(|| {
             LoadError::Certificate(format!(
                 "no CA certificate `{label}` on token `{}`",
@@ -39,14 +46,17 @@ impl CaGeneration {
             ))
         })?;
         let key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), label))?;
-        Self::from_parts(label, cert, key)
+        Self::from_parts(hsm, label, cert, key, stored_responder, responder_days)
     }
 
     pub(crate) fn from_parts(
+        hsm: &Hsm,
         label: &str,
         cert: Vec<u8>,
         key: TokenKey,
-    ) -> Result<CaGeneration, LoadError> {
+        stored_responder: Option<Vec<u8>>,
+        responder_days: u32,
+    ) -> Result<(CaGeneration, Option<Vec<u8>>), LoadError> {
         let bad = |e: String| LoadError::Certificate(format!("CA certificate `{label}`: {e}"));
         let (_, parsed) =
             x509_parser::parse_x509_certificate(&cert).map_err(|e| bad(e.to_string()))?;
@@ -56,16 +66,29 @@ impl CaGeneration {
         let x509 = X509::from_der(&cert).map_err(|e| bad(e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&cert.clone().into(), key.clone())
             .map_err(|e| bad(e.to_string()))?;
-        Ok(CaGeneration {
-            label: label.to_string(),
-            cert,
-            x509,
-            subject_der,
-            issuer_text,
-            key,
-            issuer,
-            hashes,
-        })
+        let (responder, fresh) = super::responder::ensure(
+            hsm,
+            label,
+            &key,
+            &cert,
+            &issuer,
+            stored_responder,
+            responder_days,
+        )
+        .map_err(|e| LoadError::Certificate(e.to_string()))?;
+        Ok((
+            CaGeneration {
+                label: label.to_string(),
+                cert,
+                x509,
+                subject_der,
+                issuer_text,
+                issuer,
+                hashes,
+                responder,
+            },
+            fresh,
+        ))
     }
 
     /// Did this CA issue `cert` (name and signature)?

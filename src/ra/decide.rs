@@ -130,6 +130,21 @@ impl Ra {
             profile = %profile.name
         );
         async move {
+            // Queries (GetCert, CertPoll, GetCRL) have a bounded share of the token; an
+            // enrollment always finds room.
+            let class = match msg.message_type {
+                MessageType::PkcsReq | MessageType::UpdateReq | MessageType::RenewalReq => {
+                    crate::hsm::WorkClass::Issuance
+                }
+                _ => crate::hsm::WorkClass::Query,
+            };
+            let _permit = self
+                .inner
+                .key
+                .hsm
+                .admit(class)
+                .await
+                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
             // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
             let envelope = msg.envelope();
             let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
@@ -692,6 +707,9 @@ impl Ra {
                 Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
                 Err(e) => return Err(RequestError::Unavailable(e.to_string())),
             };
+            if let Some(m) = crate::telemetry::metrics() {
+                m.certificates_signed.inc();
+            }
             let mut record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
             record.device_id = device_id.clone();

@@ -21,6 +21,7 @@ fn unavailable(e: &HsmError) -> bool {
         e,
         HsmError::SessionLost(_)
             | HsmError::Busy(_)
+            | HsmError::Overloaded(_)
             | HsmError::Worker(_)
             | HsmError::ModuleMissing(_)
             | HsmError::ModuleLoad { .. }

@@ -21,6 +21,7 @@ mod officer;
 mod queries;
 pub mod registration;
 mod replay;
+pub mod responder;
 mod rules;
 mod upkeep;
 
@@ -140,6 +141,10 @@ pub(crate) struct Inner {
     pub(crate) replays: replay::ReplayCache,
     /// How long a reservation holds a transaction (`scep.reservation_secs`).
     pub(crate) reservation_secs: i64,
+    /// The active CA's delegated OCSP responder.
+    pub(crate) responder: responder::Responder,
+    /// Days a responder certificate lives (`ocsp.responder_days`).
+    pub(crate) responder_days: u32,
 }
 
 /// The registration authority. Cheap to clone.
@@ -194,6 +199,21 @@ impl Ra {
         let gens = generations::Generations::read(store.as_ref())
             .await
             .map_err(st)?;
+        // Each generation's current OCSP responder certificate, as the store has it.
+        let mut responders = HashMap::new();
+        let active_label = match &gens.active {
+            Some(l) => l.clone(),
+            None => config.hsm.ca_key_uri()?.label()?.to_string(),
+        };
+        for label in std::iter::once(&active_label).chain(gens.retired.iter()) {
+            if let Some(der) = store
+                .state(&responder::state_key(label))
+                .await
+                .map_err(st)?
+            {
+                responders.insert(label.clone(), der);
+            }
+        }
         let mut ra_certs = (None, None);
         if let Some(active) = &gens.active {
             ra_certs = (
@@ -207,7 +227,7 @@ impl Ra {
                     .map_err(st)?,
             );
         }
-        Self::load_with(hsm, config, store, &gens, ra_certs)
+        Self::load_with(hsm, config, store, &gens, ra_certs, responders)
     }
 
     /// As [`Ra::open`] for the configured CA only (no rollover record): for tools and tests
@@ -219,6 +239,7 @@ impl Ra {
             store,
             &generations::Generations::default(),
             (None, None),
+            HashMap::new(),
         )
     }
 
@@ -228,6 +249,7 @@ impl Ra {
         store: Arc<dyn Store>,
         gens: &generations::Generations,
         ra_certs: (Option<Vec<u8>>, Option<Vec<u8>>),
+        mut responders: HashMap<String, Vec<u8>>,
     ) -> Result<Ra, LoadError> {
         let cert_of = |uri: &crate::hsm::KeyUri, role: &str| -> Result<Vec<u8>, LoadError> {
             let label = uri.label()?;
@@ -262,11 +284,23 @@ impl Ra {
                 None => cert_of(&decrypt, "RA decryption")?,
             }
         };
+        let ca_name = ca_uri.label()?.to_string();
+        let days = config.ocsp.responder_days;
+        let (responder, _) = responder::ensure(
+            hsm,
+            &ca_name,
+            &ca_key,
+            &ca_cert,
+            &issuer,
+            responders.remove(&ca_name),
+            days,
+        )
+        .map_err(|e| LoadError::Certificate(e.to_string()))?;
         let mut retired = Vec::new();
         for label in &gens.retired {
-            retired.push(ca::CaGeneration::load(hsm, label)?);
+            let stored = responders.remove(label);
+            retired.push(ca::CaGeneration::load(hsm, label, stored, days)?.0);
         }
-        let ca_name = ca_uri.label()?.to_string();
         let public = config.server.public_url.trim_end_matches('/');
         let mut profiles = HashMap::new();
         for (name, p) in &config.profiles {
@@ -355,6 +389,8 @@ impl Ra {
                 store,
                 replays: Default::default(),
                 reservation_secs: config.scep.reservation_secs.clamp(1, 3600) as i64,
+                responder,
+                responder_days: days,
             }),
         })
     }
@@ -381,6 +417,21 @@ impl Ra {
         let mut dirs: Vec<String> = self.inner.directories.keys().cloned().collect();
         dirs.sort();
         (profiles, dirs)
+    }
+
+    /// Profiles whose certificates carry neither a CRL nor an OCSP URL (no
+    /// `server.public_url` and none of their own): relying parties cannot learn of a
+    /// revocation.
+    pub fn profiles_without_revocation_pointers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .profiles
+            .values()
+            .filter(|p| p.cert.crl_url.is_empty() && p.cert.ocsp_url.is_empty())
+            .map(|p| p.name.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     /// The profiles, by name.

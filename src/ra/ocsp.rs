@@ -1,6 +1,7 @@
 //! The OCSP responder (RFC 6960): statuses from the store, answers signed on the token by the
-//! CA key. Answers to requests without a nonce are cached and reused while they are younger
-//! than half their validity and the statuses they state are still the store's (so a
+//! CA generation's delegated responder key (see [`super::responder`]), with its certificate
+//! in the answer. Answers to requests without a nonce are cached and reused while they are
+//! younger than half their validity and the statuses they state are still the store's (so a
 //! revocation on any node is answered at once); requests with a nonce are always signed
 //! fresh, with the nonce echoed.
 
@@ -145,10 +146,11 @@ impl Ra {
             .cloned()
             .zip(statuses.iter().copied())
             .collect();
-        let key_id = match signer_gen {
-            None => responder.issuer.key_id(),
-            Some(i) => retired[i].hashes.key_id(),
+        let delegate = match signer_gen {
+            None => &self.inner.responder,
+            Some(i) => &retired[i].responder,
         };
+        let key_id = delegate.key_id();
         let tbs = match response_data(
             key_id,
             at,
@@ -165,9 +167,18 @@ impl Ra {
                 );
             }
         };
-        let signer = match signer_gen {
-            None => self.inner.ca_key.clone(),
-            Some(i) => retired[i].key.clone(),
+        let signer = delegate.key().clone();
+        let responder_cert = delegate.cert();
+        // OCSP work has its own share of the token, so a flood cannot starve enrollment.
+        let _permit = match signer.hsm().admit(crate::hsm::WorkClass::Ocsp).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: the token is busy");
+                return (
+                    error_response(ResponseStatus::TryLater),
+                    OcspOutcome::TryLater,
+                );
+            }
         };
         let signed = tokio::task::spawn_blocking(move || {
             let sig = signer.sign_blocking(&tbs)?;
@@ -175,7 +186,7 @@ impl Ra {
         })
         .await;
         let der = match signed {
-            Ok(Ok((tbs, sig, alg))) => match signed_response(&tbs, &alg, &sig, &[]) {
+            Ok(Ok((tbs, sig, alg))) => match signed_response(&tbs, &alg, &sig, &[responder_cert]) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "OCSP response could not be assembled");

@@ -16,7 +16,104 @@ impl Ra {
             .set_state("ra_decrypt_certificate", &i.ra_decrypt_cert)
             .await?;
         let chain: String = i.ca_chain.iter().map(|c| crate::pki::to_pem(c)).collect();
-        store.set_state("ca_chain_pem", chain.as_bytes()).await
+        store.set_state("ca_chain_pem", chain.as_bytes()).await?;
+        // Each CA's OCSP responder certificate, unless the store has one that lives longer.
+        for generation in self.generations() {
+            let label = self.generation_label(generation).to_string();
+            let ours = self.responder_of(generation).cert();
+            let key = super::responder::state_key(&label);
+            let keep = match store.state(&key).await? {
+                Some(stored) => !self.responder_of(generation).adopt(stored),
+                None => true,
+            };
+            if keep {
+                store.set_state(&key, &ours).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A generation's delegated OCSP responder.
+    pub(crate) fn responder_of(&self, generation: Option<usize>) -> &super::responder::Responder {
+        match generation.and_then(|i| self.inner.retired.get(i)) {
+            Some(g) => &g.responder,
+            None => &self.inner.responder,
+        }
+    }
+
+    /// The OCSP responders' round: every node takes a newer responder certificate from the
+    /// store; the node leading "ocsp" issues a new one when a third of its life is left (the
+    /// CA key signs it), and records it on the token and in the store.
+    pub async fn responder_round(&self, lead: bool) {
+        let days = self.inner.responder_days;
+        for generation in self.generations() {
+            let label = self.generation_label(generation).to_string();
+            let key = super::responder::state_key(&label);
+            let responder = self.responder_of(generation);
+            match self.inner.store.state(&key).await {
+                Ok(Some(der)) => {
+                    if responder.adopt(der) {
+                        tracing::info!(ca = %label, "took the renewed OCSP responder certificate");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "OCSP responder round: store unavailable");
+                    return;
+                }
+            }
+            if !lead || !super::responder::due(&responder.cert(), days) {
+                continue;
+            }
+            let Ok(_permit) = self
+                .inner
+                .key
+                .hsm
+                .admit(crate::hsm::WorkClass::Background)
+                .await
+            else {
+                continue;
+            };
+            let ra = self.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                let (issuer, ca) = match generation.and_then(|i| ra.inner.retired.get(i)) {
+                    Some(g) => (&g.issuer, &g.cert),
+                    None => (&ra.inner.issuer, &ra.inner.ca_cert),
+                };
+                let r = ra.responder_of(generation);
+                let der = super::responder::issue(issuer, ca, r.key(), days)?;
+                let label = super::responder::label_for(ra.generation_label(generation));
+                r.key().hsm().store_certificate_blocking(&label, &der)?;
+                Ok::<_, super::responder::ResponderError>(der)
+            })
+            .await;
+            match made {
+                Ok(Ok(der)) => {
+                    responder.adopt(der.clone());
+                    if let Err(e) = self.inner.store.set_state(&key, &der).await {
+                        tracing::warn!(error = %e, "the renewed OCSP responder certificate is on the token but not in the store yet");
+                    }
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .audit(
+                            "sigil",
+                            "ocsp_responder_renewed",
+                            &label,
+                            &serde_json::json!({"sha256": crate::pki::sha256_fingerprint(&der)}),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record the responder renewal");
+                    }
+                    tracing::info!(ca = %label, "renewed the OCSP responder certificate");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(ca = %label, error = %e, "could not renew the OCSP responder certificate")
+                }
+                Err(e) => tracing::warn!(ca = %label, error = %e, "OCSP responder renewal failed"),
+            }
+        }
     }
 
     /// Sign the audit log's head (sequence number and hash) with the RA key on the token and
@@ -40,6 +137,11 @@ impl Ra {
         }
         let message = audit_head_message(seq, &hash);
         let key = self.inner.key.clone();
+        let _permit = key
+            .hsm
+            .admit(crate::hsm::WorkClass::Background)
+            .await
+            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let signature = tokio::task::spawn_blocking(move || {
             key.hsm.sign_blocking(
                 &key.sign,
@@ -174,6 +276,13 @@ impl Ra {
         let revoked = ca::revoked_by(store.as_ref(), &issuer_text)
             .await
             .map_err(unavailable)?;
+        let _permit = self
+            .inner
+            .key
+            .hsm
+            .admit(crate::hsm::WorkClass::Background)
+            .await
+            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let ra = self.clone();
         let der = tokio::task::spawn_blocking(move || {
             let (issuer, cert) = match generation.and_then(|i| ra.inner.retired.get(i)) {
@@ -292,6 +401,14 @@ impl Ra {
                 continue;
             }
             last_rest = Some(tokio::time::Instant::now());
+            let ocsp_lead = match self.inner.store.lead("ocsp").await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "background: cannot reach the store");
+                    false
+                }
+            };
+            self.responder_round(ocsp_lead).await;
             self.rest_round().await;
         }
     }

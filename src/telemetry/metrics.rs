@@ -20,6 +20,9 @@ pub struct Metrics {
     pub scep_answers: IntCounterVec,
     /// SCEP requests answered from the replay cache.
     pub scep_replays: IntCounter,
+    /// Certificates the CA key signed for requests (each should be recorded: a higher count
+    /// than the store's means signatures were thrown away).
+    pub certificates_signed: IntCounter,
     /// OCSP answers by outcome.
     pub ocsp_answers: IntCounterVec,
     /// Valid certificates ending soon, per profile and window.
@@ -68,6 +71,10 @@ impl Metrics {
             scep_replays: IntCounter::new(
                 "sigil_scep_replays_total",
                 "SCEP requests whose exact bytes were answered a moment ago, answered again from memory",
+            )?,
+            certificates_signed: IntCounter::new(
+                "sigil_certificates_signed_total",
+                "certificates the CA key signed for requests on this node",
             )?,
             ocsp_answers: counter_vec(
                 "sigil_ocsp_answers_total",
@@ -134,6 +141,7 @@ impl Metrics {
             Box::new(self.http_requests.clone()),
             Box::new(self.scep_answers.clone()),
             Box::new(self.scep_replays.clone()),
+            Box::new(self.certificates_signed.clone()),
             Box::new(self.ocsp_answers.clone()),
             Box::new(self.certificates_expiring.clone()),
             Box::new(self.crl_stale_seconds.clone()),

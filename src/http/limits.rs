@@ -1,0 +1,63 @@
+//! Slow clients, as the gateway limits them, for a core exposed without one: the request
+//! head must arrive within `server.header_timeout_secs` (actix's client request timeout) and
+//! the body within `server.body_timeout_secs` of the head; bodies are capped per route (SCEP
+//! `scep.max_message_bytes`, the API 64 KiB). A body that is too slow ends the request with
+//! 408 and a reason.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use futures_util::Stream;
+
+/// A request body that fails once its deadline passes.
+pub(crate) struct TimedPayload {
+    inner: actix_web::dev::Payload,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl TimedPayload {
+    pub(crate) fn new(inner: actix_web::dev::Payload, timeout: Duration) -> TimedPayload {
+        TimedPayload {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+/// The error a too-slow body gets (its text reaches the client).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} s")]
+pub(crate) struct SlowBody(u64);
+
+impl Stream for TimedPayload {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let secs = self.timeout.as_secs();
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                SlowBody(secs),
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+/// Wrap a request's body in the deadline.
+pub(crate) fn time_body(req: &mut actix_web::dev::ServiceRequest, timeout: Duration) {
+    use actix_web::HttpMessage;
+    let payload = req.take_payload();
+    let timed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(TimedPayload::new(payload, timeout));
+    req.set_payload(actix_web::dev::Payload::from(timed));
+}
