@@ -18,3 +18,4 @@ mod rollover;
 mod scep;
 mod serve;
 mod store_binding;
+mod trust_model;

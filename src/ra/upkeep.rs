@@ -344,14 +344,18 @@ impl Ra {
                     return;
                 }
             };
-            if let Some(m) = crate::telemetry::metrics() {
-                let stale = if mark.revisions > 0 {
-                    at - mark.since
-                } else {
-                    0
-                };
-                m.crl_stale_seconds.with_label_values(&[&label]).set(stale);
-            }
+            let gauge = |seconds: i64| {
+                if let Some(m) = crate::telemetry::metrics() {
+                    m.crl_stale_seconds
+                        .with_label_values(&[&label])
+                        .set(seconds);
+                }
+            };
+            gauge(if mark.revisions > 0 {
+                at - mark.since
+            } else {
+                0
+            });
             if !lead {
                 continue;
             }
@@ -367,6 +371,7 @@ impl Ra {
             if stale {
                 match self.refresh_crl_of(generation).await {
                     Ok(_) if mark.revisions > 0 => {
+                        gauge(0);
                         tracing::info!(ca = %label, revocations = mark.revisions, "the CRL was out of date; published a new one")
                     }
                     Ok(_) => {}

@@ -272,8 +272,34 @@ impl Device {
         challenge: Option<&str>,
         sans: &[&str],
     ) -> Result<Vec<u8>, ScepError> {
+        self.csr_named(&[("CN", cn)], challenge, sans)
+    }
+
+    /// As [`Device::csr`] with a subject of several attributes, in order: `CN`, `O`, `OU`,
+    /// `E` (emailAddress), `UID`, `serialNumber`.
+    pub fn csr_named(
+        &self,
+        subject: &[(&str, &str)],
+        challenge: Option<&str>,
+        sans: &[&str],
+    ) -> Result<Vec<u8>, ScepError> {
         let mut p = rcgen::CertificateParams::default();
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        for (k, v) in subject {
+            let ty = match *k {
+                "CN" => rcgen::DnType::CommonName,
+                "O" => rcgen::DnType::OrganizationName,
+                "OU" => rcgen::DnType::OrganizationalUnitName,
+                "E" => rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+                "UID" => rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
+                "serialNumber" => rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+                other => {
+                    return Err(ScepError::Malformed(format!(
+                        "unknown subject attribute {other}"
+                    )))
+                }
+            };
+            p.distinguished_name.push(ty, *v);
+        }
         for s in sans {
             let (kind, v) = s.split_once(':').unwrap_or(("dns", s));
             let ia5 = rcgen::string::Ia5String::try_from(v.to_string()).map_err(dev_err)?;
