@@ -3,32 +3,49 @@
 #   deploy/quickstart.sh            # prepare (once) and run `sigil serve` in the foreground
 #   deploy/quickstart.sh --prepare  # prepare only (install, build, token, ceremony, env file)
 #
-# Installs softhsm2 and opensc with apt when missing, builds Sigil, creates the token under
-# var/hsm (git-ignored), runs `sigil init` the first time, and writes var/quickstart.env so that
-# `source var/quickstart.env` lets `sigil` and `pkcs11-tool` reach the same token. Run again, it
-# reuses the token and keys it made the first time.
+# Settings (environment):
+#   QUICKSTART_LISTEN  address to serve on (default 127.0.0.1:8080); a later run with another
+#                      address moves the server there (configuration, env file, printed URLs)
+#   QUICKSTART_VAR     where the token, configuration and data go (default var/, git-ignored)
+#   QUICKSTART_BUILD   release (default) or debug
+#
+# Installs softhsm2, opensc, the `scep` client and jq with apt when missing, builds Sigil,
+# creates the token under var/hsm, runs `sigil init` the first time, and writes
+# var/quickstart.env so that `. var/quickstart.env` lets `sigil`, `scepclient`, `curl` and
+# `pkcs11-tool` reach the same server and token. Run again, it reuses the token, keys and
+# store it made the first time.
 set -euo pipefail
+# A relative QUICKSTART_VAR is taken from where the script is run.
+if [ -n "${QUICKSTART_VAR:-}" ]; then
+  mkdir -p "$QUICKSTART_VAR"
+  QUICKSTART_VAR=$(cd "$QUICKSTART_VAR" && pwd)
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 prepare_only=false
 [ "${1:-}" = "--prepare" ] && prepare_only=true
-# Where the token, configuration and data go (git-ignored). Tests point it elsewhere.
 var=${QUICKSTART_VAR:-$root/var}
 mkdir -p "$var"
 var=$(cd "$var" && pwd)
-# release (default) or debug (what the test suite builds anyway).
 build=${QUICKSTART_BUILD:-release}
+listen=${QUICKSTART_LISTEN:-127.0.0.1:8080}
+base_url="http://$listen"
 
-bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates
-command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup)" >&2; exit 1; }
+echo "== packages (softhsm2, opensc, scep, jq; apt, only what is missing)"
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep jq
+command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup, Rust $(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml) or newer)" >&2; exit 1; }
 
-echo "== building sigil ($build)"
-if [ "$build" = release ]; then
-  cargo build --release --quiet --bin sigil
-else
-  cargo build --quiet --bin sigil
-fi
 sigil="$root/target/$build/sigil"
+if [ -x "$sigil" ]; then
+  echo "== building sigil ($build; up to date in seconds)"
+else
+  echo "== building sigil ($build): the first build compiles every dependency and takes 5 to 10 minutes on two cores"
+fi
+if [ "$build" = release ]; then
+  cargo build --release --bin sigil
+else
+  cargo build --bin sigil
+fi
 
 echo "== SoftHSM token"
 bash hsm-config/softhsm-token.sh "$var/hsm" sigil
@@ -45,7 +62,9 @@ if [ ! -f "$var/sigil.toml" ]; then
   cat >"$var/sigil.toml" <<TOML
 # Written by deploy/quickstart.sh. Every key can be overridden by SIGIL_<SECTION>_<KEY>.
 [server]
-listen = "${QUICKSTART_LISTEN:-127.0.0.1:8080}"
+listen = "$listen"
+# Where devices and relying parties reach this server: certificates point at its CRL and OCSP.
+public_url = "$base_url"
 data_dir = "$var/data"
 
 [hsm]
@@ -74,17 +93,25 @@ validity_days = 365
 challenge_sha256 = "$challenge_sha256"
 legacy = true
 TOML
+else
+  # A run with another address moves the server: listen and public_url follow.
+  sed -i -e "s|^listen = .*|listen = \"$listen\"|" \
+         -e "s|^public_url = .*|public_url = \"$base_url\"|" "$var/sigil.toml"
+  grep -q '^public_url = ' "$var/sigil.toml" ||
+    sed -i "s|^listen = .*|&\npublic_url = \"$base_url\"|" "$var/sigil.toml"
 fi
 
 # It holds the admin token: readable by its owner only.
 umask 077
 cat >"$var/quickstart.env.tmp" <<ENV
-# Source this file to reach the quickstart token: . "$var/quickstart.env"
+# Source this file to reach the quickstart server and token: . "$var/quickstart.env"
+export PATH="$root/target/$build:\$PATH"
 export SOFTHSM2_CONF="$var/hsm/softhsm2.conf"
 export SIGIL_CONFIG="$var/sigil.toml"
 export SIGIL_HSM_MODULE="/usr/lib/softhsm/libsofthsm2.so"
 export SIGIL_HSM_TOKEN="sigil"
 export SIGIL_HSM_PIN_FILE="$var/hsm/user.pin"
+export SIGIL_DATA_DIR="$var/data"
 ENV
 # shellcheck disable=SC1091
 . "$var/quickstart.env.tmp"
@@ -103,27 +130,28 @@ else
 fi
 "$sigil" ca show 2>/dev/null
 
-ca_sha256=$(openssl x509 -in "$var/data/ca.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d ':' | tr 'A-F' 'a-f')
-ra_sha256=$(openssl x509 -in "$var/data/ra.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d ':' | tr 'A-F' 'a-f')
-scep_url="http://${QUICKSTART_LISTEN:-127.0.0.1:8080}/scep"
+fingerprint() { openssl x509 -in "$1" -outform DER | sha256sum | cut -d' ' -f1; }
+ca_sha256=$(fingerprint "$var/data/ca.pem")
+ra_sha256=$(fingerprint "$var/data/ra.pem")
 cat >>"$var/quickstart.env.tmp" <<ENV
-export SIGIL_SCEP_URL="$scep_url"
+export SIGIL_BASE_URL="$base_url"
+export SIGIL_SCEP_URL="$base_url/scep"
 export SIGIL_CHALLENGE="$challenge"
 export SIGIL_CA_SHA256="$ca_sha256"
+export SIGIL_RA_SHA256="$ra_sha256"
 export SIGIL_ADMIN_TOKEN="$admin_token"
 ENV
 
 mv "$var/quickstart.env.tmp" "$var/quickstart.env"
 
 echo
-echo "SCEP URL:   $scep_url   (old clients: $scep_url/legacy)"
+echo "Base URL:   $base_url"
+echo "SCEP URL:   $base_url/scep   (old clients: $base_url/scep/legacy)"
 echo "Challenge:  $challenge"
 echo "CA SHA-256: $ca_sha256"
-echo "RA SHA-256: $ra_sha256"
-echo "Token:      pkcs11-tool --module \$SIGIL_HSM_MODULE --token-label sigil --login --pin \$(cat \$SIGIL_HSM_PIN_FILE) -O"
-echo "Admin API:  curl -H \"Authorization: Bearer \$SIGIL_ADMIN_TOKEN\" http://${QUICKSTART_LISTEN:-127.0.0.1:8080}/api/v1/tokens"
-echo "Env file:   $var/quickstart.env"
-echo "Try:        scepclient -server-url $scep_url/legacy -challenge $challenge -ca-fingerprint $ra_sha256 -private-key dev.key -certificate dev.pem"
+echo "RA SHA-256: $ra_sha256   (scepclient -ca-fingerprint: the RA's, not the CA's)"
+echo "Env file:   . $var/quickstart.env"
+echo "Try:        scepclient -server-url \$SIGIL_SCEP_URL/legacy -challenge \$SIGIL_CHALLENGE -ca-fingerprint \$SIGIL_RA_SHA256 -private-key dev.key -certificate dev.pem"
 $prepare_only && exit 0
-echo "== sigil serve on ${QUICKSTART_LISTEN:-127.0.0.1:8080} (Ctrl-C to stop)"
+echo "== sigil serve on $listen (Ctrl-C to stop)"
 exec "$sigil" serve

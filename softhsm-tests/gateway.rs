@@ -135,6 +135,17 @@ legacy = true
 
     /// A gateway in front of `ports`, with `client` as its certificate and key.
     fn gateway(&self, ports: &[u16], client: (&Path, &Path), extra: &str) -> (Proc, String) {
+        self.gateway_trusting(&self.tls.join("ca.pem"), ports, client, extra)
+    }
+
+    /// As [`Site::gateway`], trusting `upstream_ca` for the cores' certificates.
+    fn gateway_trusting(
+        &self,
+        upstream_ca: &Path,
+        ports: &[u16],
+        client: (&Path, &Path),
+        extra: &str,
+    ) -> (Proc, String) {
         let port = free_port();
         let dir = self.token.path().join(format!("gw-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -158,7 +169,7 @@ upstream_timeout_secs = 3
 {extra}
 "#,
                 upstreams.join(", "),
-                self.tls.join("ca.pem").display(),
+                upstream_ca.display(),
                 client.0.display(),
                 client.1.display(),
             ),
@@ -319,6 +330,68 @@ fn scepclient_enrolls_through_the_gateway_and_the_core_admits_only_it() {
         "request {id} not in the core's log:\n{}",
         core.log()
     );
+
+    // The gateway's public health answer says how many cores answer, never where they are.
+    let health = http().get(format!("{gw_url}/healthz")).send().unwrap();
+    let health = health.text().unwrap();
+    assert!(health.contains("\"healthy\":1"), "{health}");
+    assert!(
+        !health.contains(&core_port.to_string()) && !health.contains("127.0.0.1"),
+        "the gateway's healthz reveals its upstreams: {health}"
+    );
+    // A gateway certificate from the transport CA whose name the core does not list is told
+    // so (not merely "only through the gateway").
+    let other = site.token.path().join("tls-other");
+    ok(&site
+        .token
+        .sigil()
+        .env("SIGIL_CONFIG", &site.config)
+        .args(["gateway-cert", "--out"])
+        .arg(&other)
+        .args(["--core-name", "127.0.0.1", "--gateway-name", "gw-unlisted"])
+        .output()
+        .unwrap());
+    let unlisted = site
+        .direct(Some((
+            &other.join("gateway.pem"),
+            &other.join("gateway.key"),
+        )))
+        .get(format!(
+            "https://127.0.0.1:{core_port}/scep?operation=GetCACaps"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(unlisted.status(), 403);
+    let text = unlisted.text().unwrap();
+    assert!(
+        text.contains("`gw-unlisted` is not one of server.gateway_names"),
+        "{text}"
+    );
+    // A gateway that trusts the wrong CA for the cores logs the TLS verification failure,
+    // not just "core is down".
+    let (bad_trust, bad_url) = site.gateway_trusting(
+        &site.token.data().join("ca.pem"),
+        &[core_port],
+        (&gw_cert.0, &gw_cert.1),
+        "health_interval_secs = 1",
+    );
+    assert_eq!(
+        http()
+            .get(format!("{bad_url}/scep?operation=GetCACaps"))
+            .send()
+            .unwrap()
+            .status(),
+        503
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bad_trust
+        .log()
+        .contains("TLS verification of the core's certificate failed")
+    {
+        assert!(Instant::now() < deadline, "{}", bad_trust.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(bad_trust);
 
     // Straight to the core, without the gateway's certificate: SCEP is refused; CRL, OCSP
     // and health stay open.

@@ -12,7 +12,7 @@ mod gateway;
 mod hsm_ops;
 mod lifecycle;
 mod multinode;
-mod quickstart;
+mod readme;
 mod registration;
 mod rollover;
 mod scep;

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus python3-venv
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus python3-venv jq
 
 # PostgreSQL 15 and a throwaway database for this run (dropped at the end).
 # shellcheck source=softhsm-tests/postgres.sh

@@ -863,7 +863,7 @@ fn a_postgres_url_without_sslmode_says_why_it_failed_and_how_to_fix_it() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("sslmode=disable") && err.contains("database.ca_file"),
+        err.contains("sslmode=disable") && err.contains("does not name the host"),
         "{err}"
     );
     let password = base
@@ -873,4 +873,18 @@ fn a_postgres_url_without_sslmode_says_why_it_failed_and_how_to_fix_it() {
         .and_then(|userinfo| userinfo.split(':').nth(1))
         .unwrap();
     assert!(!err.contains(password), "the password was shown: {err}");
+    // A wrong password: the server's own words and the setting to fix.
+    let wrong = base.replace(password, "not-the-password");
+    let out = t
+        .sigil()
+        .env("SIGIL_DATABASE_URL", &wrong)
+        .args(["cert", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("password authentication failed")
+            && err.contains("user name or password in database.url is wrong"),
+        "{err}"
+    );
 }

@@ -1,14 +1,8 @@
-//! The `sigil` command line. With the `core` feature (the default) every command; without it,
-//! only `sigil gateway`.
+//! The `sigil` command line (every command; the `core` feature). The gateway host's binary
+//! is `sigil-gateway` (`src/gateway_main.rs`).
 
-#[cfg(feature = "core")]
 mod cli;
-#[cfg(not(feature = "core"))]
-mod gateway_cli;
 
 fn main() -> std::process::ExitCode {
-    #[cfg(feature = "core")]
-    return cli::main();
-    #[cfg(not(feature = "core"))]
-    return gateway_cli::main();
+    cli::main()
 }

@@ -174,6 +174,14 @@ fn write(path: &Path, text: &str) -> Result<(), CeremonyError> {
     std::fs::write(path, text).map_err(|source| CeremonyError::Write {
         path: path.to_owned(),
         source,
+    })?;
+    // Certificates are public: readable by all, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|source| {
+        CeremonyError::Write {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

@@ -49,7 +49,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), CeremonyError> {
         .mode(0o600)
         .open(path)
         .map_err(err)?;
-    f.write_all(text.as_bytes()).map_err(err)
+    f.write_all(text.as_bytes()).map_err(err)?;
+    // An older file of that name may have had other permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)
 }
 
 fn leaf(

@@ -29,7 +29,8 @@ struct Cli {
     /// Log format: human or json (overrides [log] format).
     #[arg(long, global = true, value_parser = ["human", "json"])]
     log_format: Option<String>,
-    /// Log filter, e.g. info or sigil=debug (overrides [log] level; RUST_LOG wins).
+    /// Log filter, e.g. info or sigil=debug (overrides [log] level; RUST_LOG wins). Commands
+    /// other than `serve` and `gateway` log warnings only unless this asks for more.
     #[arg(long, global = true)]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -367,10 +368,14 @@ fn run(cli: Cli) -> Result<()> {
         Some(_) => LogFormat::Human,
         None => config.log.format,
     };
-    telemetry::init_logging(
-        format,
-        cli.log_level.as_deref().unwrap_or(&config.log.level),
-    );
+    // The server logs at the configured level; a tool only warns, unless asked (its output
+    // is its answer).
+    let level = match (&cli.log_level, &cli.command) {
+        (Some(l), _) => l.as_str(),
+        (None, Command::Serve) => config.log.level.as_str(),
+        (None, _) => "warn",
+    };
+    telemetry::init_logging(format, level);
     match cli.command {
         Command::Serve => serve(config),
         Command::Gateway => Ok(()),

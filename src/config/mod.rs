@@ -25,9 +25,12 @@ use crate::telemetry::LogFormat;
 const NOT_SETTINGS: &[&str] = &[
     "SIGIL_CONFIG",
     "SIGIL_ADMIN_TOKEN",
+    "SIGIL_BASE_URL",
     "SIGIL_SCEP_URL",
     "SIGIL_CHALLENGE",
     "SIGIL_CA_SHA256",
+    "SIGIL_RA_SHA256",
+    "SIGIL_DATA_DIR",
     "SIGIL_PIN",
 ];
 
@@ -547,6 +550,15 @@ impl Config {
                             &format!("`{value}` is not true or false"),
                         )
                     })?,
+                // Lists as comma-separated text (as the gateway's settings).
+                Some(toml::Value::Array(_)) => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_string()))
+                        .collect(),
+                ),
                 _ => toml::Value::String(value.clone()),
             };
             let sect = table
@@ -782,6 +794,10 @@ mod tests {
                 ("SIGIL_HSM_PIN_FILE", "/run/pin"),
                 ("SIGIL_SERVER_LISTEN", "0.0.0.0:9000"),
                 ("SIGIL_LOG_FORMAT", "json"),
+                ("SIGIL_SERVER_GATEWAY_NAMES", "gw-1, gw-2"),
+                ("SIGIL_SERVER_TLS_CERT", "/tls/core.pem"),
+                ("SIGIL_SERVER_TLS_KEY", "/tls/core.key"),
+                ("SIGIL_SERVER_CLIENT_CA", "/tls/ca.pem"),
                 ("SIGIL_CONFIG", "ignored"),
                 ("SIGIL_SCEP_URL", "ignored"),
                 ("HOME", "/root"),
@@ -793,6 +809,7 @@ mod tests {
         assert_eq!(c.hsm.pin_file.as_deref(), Some(Path::new("/run/pin")));
         assert_eq!(c.server.listen, "0.0.0.0:9000");
         assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.server.gateway_names, ["gw-1", "gw-2"]);
     }
 
     #[test]

@@ -12,14 +12,19 @@ use serde::{Deserialize, Serialize};
 use super::{invalid, parse_span, ConfigError};
 
 /// The MDM products Sigil has a connector for.
-pub const DIRECTORY_KINDS: &[&str] = &["intune", "jamf", "workspace_one", "generic"];
+pub const DIRECTORY_KINDS: &[&str] = &["intune", "jamf", "workspace_one", "generic", "file"];
 
 /// `[directories.NAME]`: one MDM directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DirectoryConfig {
-    /// `intune`, `jamf`, `workspace_one` or `generic`.
+    /// `intune`, `jamf`, `workspace_one`, `generic` or `file`.
     pub kind: String,
+    /// `file`: an inventory file (JSON array of devices, or CSV with a header row) whose
+    /// columns are the device fields (`id`, `user`, `name`, `model`, `os`, `os_version`,
+    /// `serial_number`, `udid`, `imei`, `compliance`, `managed`, `last_check_in`). Read at
+    /// each lookup, so edits count at once.
+    pub path: String,
     /// API base URL (Intune: `https://graph.microsoft.com`; Jamf: `https://x.jamfcloud.com`;
     /// Workspace ONE: `https://as1506.awmdm.com`). Not used by `generic`.
     pub base_url: String,
@@ -84,6 +89,7 @@ impl Default for DirectoryConfig {
     fn default() -> Self {
         DirectoryConfig {
             kind: String::new(),
+            path: String::new(),
             base_url: String::new(),
             token_url: String::new(),
             scope: String::new(),
@@ -281,6 +287,13 @@ impl DirectoryConfig {
                     if !p.is_empty() && !p.starts_with('/') {
                         return Err(bad("items and next must be JSON pointers (`/a/b`)"));
                     }
+                }
+            }
+            "file" => {
+                if self.path.is_empty() {
+                    return Err(bad(
+                        "file needs path: an inventory file (.json: an array of devices; .csv: a header row of device fields)",
+                    ));
                 }
             }
             other => {

@@ -165,8 +165,9 @@ impl Upstreams {
                 }
                 Err(e) => {
                     u.healthy.store(false, Ordering::Relaxed);
-                    tracing::warn!(upstream = %u.url, error = %e, "core unreachable; trying the next");
-                    last_err = e.to_string();
+                    let why = explain(&e);
+                    tracing::warn!(upstream = %u.url, error = %why, "core unreachable; trying the next");
+                    last_err = why;
                 }
             }
         }
@@ -176,22 +177,55 @@ impl Upstreams {
         }
     }
 
-    /// Check every core's `/healthz` once, and log changes.
+    /// Check every core's `/healthz` once, and log changes with the reason.
     pub async fn check(&self) {
         for u in &self.list {
-            let ok = matches!(
-                self.health.get(format!("{}/healthz", u.url)).send().await,
-                Ok(r) if r.status().is_success()
-            );
+            let (ok, why) = match self.health.get(format!("{}/healthz", u.url)).send().await {
+                Ok(r) if r.status().is_success() => (true, String::new()),
+                Ok(r) => (false, format!("its /healthz answered {}", r.status())),
+                Err(e) => (false, explain(&e)),
+            };
             let was = u.healthy.swap(ok, Ordering::Relaxed);
             if was != ok {
                 if ok {
                     tracing::info!(upstream = %u.url, "core is back");
                 } else {
-                    tracing::warn!(upstream = %u.url, "core is down");
+                    tracing::warn!(upstream = %u.url, reason = %why, "core is unreachable");
                 }
             }
         }
+    }
+}
+
+/// What went wrong reaching a core, with the cause the HTTP client buries under "error
+/// sending request", and the setting to look at for TLS failures.
+fn explain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate verify failed")
+        || lower.contains("self signed")
+        || lower.contains("self-signed")
+        || lower.contains("unable to get local issuer")
+    {
+        format!("TLS verification of the core's certificate failed (gateway.upstream_ca must hold the transport CA that issued it, the ca.pem of `sigil gateway-cert`): {text}")
+    } else if lower.contains("hostname mismatch")
+        || lower.contains("ip address mismatch")
+        || lower.contains("does not match")
+    {
+        format!("the core's certificate does not name the host in gateway.upstreams (issue it with `sigil gateway-cert --core-name` for that name): {text}")
+    } else if lower.contains("handshake") || lower.contains("alert") {
+        format!("the TLS handshake with the core failed (is this gateway's client certificate from the core's server.client_ca?): {text}")
+    } else {
+        text
     }
 }
 

@@ -278,8 +278,8 @@ async fn revoke(
         Err(resp) => return resp,
     };
     match ra.revoke_registration(&caller, &id, reason).await {
-        Ok(serials) => HttpResponse::Ok()
-            .json(json!({"registration": *id, "revoked": serials, "reason": reason})),
+        Ok(serials) => HttpResponse::Ok().json(json!({"registration": *id, "revoked": serials,
+                "reason": crate::pki::revocation_reason_name(reason)})),
         Err(e) => registration_error(e),
     }
 }

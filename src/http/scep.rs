@@ -97,10 +97,18 @@ async fn handle(
             .as_ref()
             .is_some_and(|cn| state.gateway_names.contains(cn))
         {
-            tracing::warn!(peer = ?peer, source = ?req.peer_addr(), "SCEP refused: not from a gateway");
+            let why = match &peer {
+                // A gateway whose certificate name was not listed: say so, to the gateway.
+                Some(cn) => format!(
+                    "the client certificate `{cn}` is not one of server.gateway_names ({}): SCEP is answered here only through a listed gateway\n",
+                    state.gateway_names.join(", ")
+                ),
+                None => "SCEP is answered here only through the gateway\n".to_string(),
+            };
+            tracing::warn!(peer = ?peer, source = ?req.peer_addr(), "SCEP refused: not from a listed gateway");
             return HttpResponse::Forbidden()
                 .content_type("text/plain; charset=utf-8")
-                .body("SCEP is answered here only through the gateway\n");
+                .body(why);
         }
     }
     let span = tracing::info_span!(

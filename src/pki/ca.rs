@@ -293,6 +293,15 @@ pub const REVOCATION_REASONS: &[(&str, i32)] = &[
     ("aACompromise", 10),
 ];
 
+/// The name of an RFC 5280 reason code (`unspecified` for codes Sigil does not use).
+pub fn revocation_reason_name(code: i32) -> &'static str {
+    REVOCATION_REASONS
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(n, _)| *n)
+        .unwrap_or("unspecified")
+}
+
 /// A reason name (case-insensitive) or number to its RFC 5280 code.
 pub fn parse_revocation_reason(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {

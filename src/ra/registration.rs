@@ -646,7 +646,7 @@ impl Ra {
                 &caller.actor(),
                 "registration_revoked",
                 &r.id,
-                &json!({"reason": reason, "serials": done, "by": caller.name}),
+                &json!({"reason": crate::pki::revocation_reason_name(reason), "serials": done, "by": caller.name}),
             )
             .await
             .map_err(unavailable)?;

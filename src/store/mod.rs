@@ -293,12 +293,14 @@ impl TokenScope {
     }
 }
 
-/// One record of the audit log.
+/// One record of the audit log. In JSON `at` is RFC 3339 (whole seconds, so the hash can be
+/// recomputed from it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: i64,
     /// When (Unix seconds).
+    #[serde(serialize_with = "rfc3339_seconds")]
     pub at: i64,
     /// Who: `ra` for SCEP decisions, `token:<id>` for API callers, `cli` for the command line.
     pub actor: String,
@@ -673,6 +675,10 @@ fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
 
 pub use crate::clock::now;
 
+fn rfc3339_seconds<S: serde::Serializer>(at: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*at))
+}
+
 /// RFC 3339 text of a time, for audit details.
 pub(super) fn now_text(unix: i64) -> String {
     crate::clock::rfc3339(unix)
@@ -699,12 +705,7 @@ pub(super) fn token_details(t: &TokenRecord) -> serde_json::Value {
 
 /// The details of a `revoked` record: the reason by name (and its RFC 5280 code).
 pub(super) fn revocation_details(reason: i32) -> serde_json::Value {
-    let name = crate::pki::REVOCATION_REASONS
-        .iter()
-        .find(|(_, c)| *c == reason)
-        .map(|(n, _)| *n)
-        .unwrap_or("unspecified");
-    serde_json::json!({"reason": name, "reason_code": reason})
+    serde_json::json!({"reason": crate::pki::revocation_reason_name(reason), "reason_code": reason})
 }
 
 /// How [`open`] may treat the store it finds.

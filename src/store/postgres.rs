@@ -120,17 +120,17 @@ fn url_param(url: &str, name: &str) -> Option<String> {
 /// A connection failure with its cause named and the setting that fixes it.
 fn connect_hint(message: &str, hint: &ConnectHint, described: &str) -> String {
     let lower = message.to_ascii_lowercase();
-    let fix = if lower.contains("certificate verify failed")
+    let fix = if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
+        Some("the server's TLS certificate does not name the host in database.url (Debian's cluster uses a \"snakeoil\" certificate for `localhost`, so `127.0.0.1` fails and `localhost` passes): connect by a name the certificate carries, or on loopback add sslmode=disable".to_string())
+    } else if lower.contains("certificate verify failed")
         || lower.contains("self-signed certificate")
         || lower.contains("unable to get local issuer")
     {
         Some(if hint.ca_file {
             "the server's TLS certificate does not chain to database.ca_file: set it to the CA that issued the server's certificate".to_string()
         } else {
-            "the server's TLS certificate is not trusted (Debian's cluster uses a self-signed \"snakeoil\" certificate): set database.ca_file to the CA that issued it, or on loopback add sslmode=disable to database.url".to_string()
+            "the server's TLS certificate is not trusted: set database.ca_file to the CA that issued it, or on loopback add sslmode=disable to database.url".to_string()
         })
-    } else if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
-        Some("the server's TLS certificate does not name the host in database.url: connect by a name the certificate carries (Debian's snakeoil certificate names the machine's hostname, not localhost or 127.0.0.1), or on loopback add sslmode=disable".to_string())
     } else if lower.contains("tls handshake") || lower.contains("ssl") {
         Some(match (&hint.sslmode, hint.loopback) {
             (None, true) => "database.url has no sslmode, so TLS is tried and verified (libpq's default is prefer, which does not verify): on loopback add ?sslmode=disable, or set database.ca_file to the CA of the server's certificate".to_string(),

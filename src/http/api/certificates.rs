@@ -35,7 +35,7 @@ fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
         "transaction_id": c.transaction_id,
         "device_id": c.device_id,
         "revoked_at": c.revoked_at.map(rfc3339),
-        "revocation_reason": c.revocation_reason,
+        "revocation_reason": c.revocation_reason.map(crate::pki::revocation_reason_name),
     });
     if with_pem {
         v["pem"] = json!(crate::pki::to_pem(&c.der));
@@ -164,8 +164,8 @@ pub(super) async fn revoke_device(
             "not_found",
             "no valid certificate was issued to this device",
         ),
-        Ok(serials) => HttpResponse::Ok()
-            .json(json!({"device_id": *device, "revoked": serials, "reason": reason})),
+        Ok(serials) => HttpResponse::Ok().json(json!({"device_id": *device, "revoked": serials,
+                "reason": crate::pki::revocation_reason_name(reason)})),
         Err(e) => unavailable(e),
     }
 }
@@ -189,7 +189,8 @@ pub(super) async fn revoke_certificate(
         .await
     {
         Ok(true) => HttpResponse::Ok().json(
-            json!({"serial": serial.to_ascii_lowercase(), "status": "revoked", "reason": reason}),
+            json!({"serial": serial.to_ascii_lowercase(), "status": "revoked",
+                "reason": crate::pki::revocation_reason_name(reason)}),
         ),
         Ok(false) => error(
             StatusCode::NOT_FOUND,

@@ -4,7 +4,8 @@
 //! user (by email) have?". Connectors: Microsoft Intune (Graph `managedDevices`, app-only
 //! OAuth2), Jamf Pro (computers and mobile-device inventory, API client or user bearer token),
 //! Workspace ONE UEM (user search, then device search; basic or OAuth2 with the tenant code),
-//! and a generic HTTP JSON connector whose URL and field mapping are configuration.
+//! a generic HTTP JSON connector whose URL and field mapping are configuration, and an
+//! inventory file (JSON or CSV) for deployments without MDM API access.
 //!
 //! Every connector pages through the vendor's listing, retries timeouts, 429 and 5xx with
 //! exponential backoff (honouring `Retry-After`), and turns anything unexpected into a
@@ -13,6 +14,7 @@
 //! another user's): devices are flagged, never hidden.
 
 mod api;
+mod file;
 mod generic;
 mod intune;
 mod jamf;
@@ -138,6 +140,9 @@ pub trait MdmDirectory: Send + Sync {
 
 /// Build the connector for `[directories.<name>]`.
 pub fn connect(name: &str, config: &DirectoryConfig) -> Result<Arc<dyn MdmDirectory>, String> {
+    if config.kind == "file" {
+        return Ok(Arc::new(file::FileDirectory::new(name, &config.path)));
+    }
     let api = api::Api::new(name, config)?;
     Ok(match config.kind.as_str() {
         "intune" => Arc::new(intune::Intune::new(api, config)),
