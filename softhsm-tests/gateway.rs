@@ -176,7 +176,7 @@ upstream_timeout_secs = 3
         )
         .unwrap();
         let log = dir.join("gateway.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        let child = Command::new(crate::common::sigil_bin())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .args(["--config"])

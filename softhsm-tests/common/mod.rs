@@ -18,6 +18,14 @@ use sigil::hsm::{Hsm, HsmConfig, PinSource};
 /// Debian's SoftHSM module.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
+/// The `sigil` binary under test: this build's, or `SIGIL_TEST_BIN` (to run the suite
+/// against another build, e.g. an older commit's, to show a test fails there).
+pub fn sigil_bin() -> PathBuf {
+    std::env::var_os("SIGIL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sigil")))
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -96,7 +104,7 @@ impl TokenDir {
 
     /// A `sigil` command with the environment pointing at this token.
     pub fn sigil(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sigil"));
+        let mut c = Command::new(sigil_bin());
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SOFTHSM2_CONF", self.path().join("softhsm2.conf"))
