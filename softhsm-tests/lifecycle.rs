@@ -368,7 +368,7 @@ fn validity_jitter_spreads_not_after_over_the_configured_range() {
     )
     .unwrap();
     let uri = sigil::hsm::KeyUri::labelled(hsm.token(), label);
-    let key = sigil::pki::TokenKey::open(hsm, &uri).unwrap();
+    let key = sigil::hsm::TokenKey::open(hsm, &uri).unwrap();
     let dn = sigil::pki::parse_dn("CN=Jitter CA").unwrap();
     let ca = sigil::pki::self_signed_ca(&key, &sigil::pki::ca_params(dn, 3650).unwrap()).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_der(&ca.clone().into(), key).unwrap();

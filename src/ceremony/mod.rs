@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use openssl::x509::X509;
 
 use crate::config::HsmSection;
+use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, KeyUsage};
-use crate::pki::{self, KeyUsagePurpose, PkiError, TokenKey};
+use crate::pki::{self, KeyUsagePurpose, PkiError};
 
 mod rollover;
 mod transport;

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::{ra_roles, write, CeremonyError};
 use crate::config::HsmSection;
+use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeySpec, KeyUri, KeyUsage};
-use crate::pki::{self, KeyUsagePurpose, TokenKey};
+use crate::pki::{self, KeyUsagePurpose};
 
 /// What `sigil ca rollover` should make.
 #[derive(Debug, Clone)]

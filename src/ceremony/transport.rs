@@ -19,8 +19,9 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::CeremonyError;
+use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeyUri};
-use crate::pki::{self, TokenKey};
+use crate::pki::{self};
 
 /// What was written.
 #[derive(Debug, Clone)]

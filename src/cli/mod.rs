@@ -1002,7 +1002,7 @@ fn bench(config: &Config, args: BenchArgs) -> Result<()> {
     if let Some(BenchCommand::Hsm { seconds }) = args.what {
         let hsm = open_hsm(config)?;
         let ca = config.hsm.ca_key_uri()?;
-        let ca_alg = sigil::pki::TokenKey::open(&hsm, &ca)?.sign_alg();
+        let ca_alg = sigil::hsm::TokenKey::open(&hsm, &ca)?.sign_alg();
         let report = sigil::bench::hsm::run(
             &hsm,
             &ca,

@@ -28,6 +28,7 @@ mod error;
 mod keys;
 mod pin;
 mod pool;
+mod signing_key;
 mod uri;
 
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ pub use budget::{Permit, WorkClass};
 pub use error::HsmError;
 pub use keys::{ecdsa_raw_to_der, DecryptAlg, KeySpec, KeyUsage, PublicKey, SignAlg};
 pub use pin::PinSource;
+pub use signing_key::TokenKey;
 pub use uri::{KeyUri, ObjectType};
 
 use error::is_rv;

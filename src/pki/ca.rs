@@ -1,7 +1,8 @@
 //! Certificates of the CA itself: the self-signed root (or its CSR for an existing root) and
 //! the RA certificate SCEP clients encrypt to.
 //!
-//! All signing goes through [`TokenKey`]: rcgen builds the DER, the token signs.
+//! Every signature goes through an rcgen [`rcgen::SigningKey`] the caller gives (Sigil's is
+//! the token's): rcgen builds the DER, the key signs.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, IsCa, Issuer, KeyUsagePurpose,
@@ -9,7 +10,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use super::TokenKey;
+use rcgen::SigningKey;
 
 /// Errors while building certificates.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,10 @@ pub fn ca_params(subject: DistinguishedName, days: u32) -> Result<CertificatePar
 }
 
 /// Self-sign a root CA certificate with the CA key; returns DER.
-pub fn self_signed_ca(key: &TokenKey, params: &CertificateParams) -> Result<Vec<u8>, PkiError> {
+pub fn self_signed_ca(
+    key: &impl SigningKey,
+    params: &CertificateParams,
+) -> Result<Vec<u8>, PkiError> {
     let cert = params
         .self_signed(key)
         .map_err(build_err("CA certificate"))?;
@@ -75,7 +79,7 @@ pub fn self_signed_ca(key: &TokenKey, params: &CertificateParams) -> Result<Vec<
 }
 
 /// A PKCS#10 request for the CA key, to be signed by an existing root; returns PEM.
-pub fn ca_request(key: &TokenKey, params: &CertificateParams) -> Result<String, PkiError> {
+pub fn ca_request(key: &impl SigningKey, params: &CertificateParams) -> Result<String, PkiError> {
     // A request carries no serial (the root chooses it).
     let mut params = params.clone();
     params.serial_number = None;
@@ -91,9 +95,9 @@ pub fn ca_request(key: &TokenKey, params: &CertificateParams) -> Result<String, 
 /// recipient by it); separate signing and decryption keys get one usage each, as NDES does.
 /// The validity is capped at the CA's.
 pub fn issue_ra_certificate(
-    ca_key: &TokenKey,
+    ca_key: &impl SigningKey,
     ca_der: &[u8],
-    ra_key: &TokenKey,
+    ra_key: &impl SigningKey,
     subject: DistinguishedName,
     days: u32,
     usages: Vec<KeyUsagePurpose>,
@@ -127,9 +131,9 @@ const OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 /// digitalSignature, id-pkix-ocsp-nocheck), valid `days` (capped at the CA's). The CA key
 /// then signs only certificates and CRLs.
 pub fn issue_ocsp_responder_certificate(
-    issuer: &Issuer<'_, TokenKey>,
+    issuer: &Issuer<'_, impl SigningKey>,
     ca_der: &[u8],
-    responder_key: &TokenKey,
+    responder_key: &impl SigningKey,
     subject: DistinguishedName,
     days: u32,
 ) -> Result<Vec<u8>, PkiError> {
@@ -161,9 +165,9 @@ pub fn issue_ocsp_responder_certificate(
 /// under `subject`, signed by the CA of `issuer_der` with `issuer_key`. Its validity ends with
 /// the issuer's. Relying parties that trust only one generation reach the other through it.
 pub fn link_certificate(
-    issuer_key: &TokenKey,
+    issuer_key: &impl SigningKey,
     issuer_der: &[u8],
-    subject_key: &TokenKey,
+    subject_key: &impl SigningKey,
     subject: DistinguishedName,
 ) -> Result<Vec<u8>, PkiError> {
     let (_, issuer_cert) = x509_parser::parse_x509_certificate(issuer_der)
@@ -243,7 +247,7 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
 /// A full CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
 /// (serial bytes, revocation time, RFC 5280 reason code).
 pub fn build_crl(
-    issuer: &rcgen::Issuer<'_, TokenKey>,
+    issuer: &rcgen::Issuer<'_, impl SigningKey>,
     ca_der: &[u8],
     revoked: &[(Vec<u8>, OffsetDateTime, i32)],
     crl_number: u64,

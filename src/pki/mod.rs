@@ -7,7 +7,6 @@ mod csr;
 mod name;
 pub mod ocsp;
 mod profile;
-mod signer;
 
 pub use ca::{
     build_crl, ca_params, ca_request, common_name, issue_ocsp_responder_certificate,
@@ -21,4 +20,3 @@ pub use csr::{
 pub use name::{escape_dn_value, parse_dn};
 pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile, Identity};
 pub use rcgen::KeyUsagePurpose;
-pub use signer::TokenKey;

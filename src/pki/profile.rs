@@ -11,7 +11,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::csr::{Csr, RequestedKey, San};
-use super::{random_serial, PkiError, TokenKey};
+use super::{random_serial, PkiError};
 
 /// The certificate rules of one profile.
 #[derive(Debug, Clone)]
@@ -338,7 +338,7 @@ impl CertProfile {
         &self,
         csr: &Csr,
         identity: Option<&Identity>,
-        issuer: &Issuer<'_, TokenKey>,
+        issuer: &Issuer<'_, impl rcgen::SigningKey>,
         ca_not_after: OffsetDateTime,
     ) -> Result<Vec<u8>, PkiError> {
         let policy = |reason: String| PkiError::Policy(reason);

@@ -8,9 +8,9 @@ use rcgen::Issuer;
 
 use super::generations::{cert_key, Generations};
 use super::{LoadError, Ra, RequestError};
+use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeyUri};
 use crate::pki::ocsp::IssuerHashes;
-use crate::pki::TokenKey;
 use crate::store::{CertFilter, CertStatus, StoreError};
 
 /// One CA generation: its certificate and key on the token.

@@ -34,7 +34,8 @@ use rcgen::Issuer;
 
 use crate::config::{Config, ProfileConfig};
 use crate::hsm::Hsm;
-use crate::pki::{CertProfile, TokenKey};
+use crate::hsm::TokenKey;
+use crate::pki::CertProfile;
 use crate::store::Store;
 
 pub use key::TokenRaKey;

@@ -13,8 +13,9 @@ use std::sync::RwLock;
 
 use rcgen::Issuer;
 
+use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, KeyUsage};
-use crate::pki::{PkiError, TokenKey};
+use crate::pki::PkiError;
 
 /// The token label of a CA's responder key and certificate.
 pub fn label_for(ca_label: &str) -> String {

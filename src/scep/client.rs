@@ -255,7 +255,10 @@ impl Device {
         let rcgen_key = rcgen::KeyPair::from_pem_and_sign_algo(&pem, alg).map_err(dev_err)?;
         let mut p = rcgen::CertificateParams::default();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        p.serial_number = Some(crate::pki::random_serial().map_err(dev_err)?);
+        let mut serial = [0u8; 16];
+        openssl::rand::rand_bytes(&mut serial).map_err(dev_err)?;
+        serial[0] &= 0x7f;
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         let signer_cert = p.self_signed(&rcgen_key).map_err(dev_err)?.der().to_vec();
         Ok(Device {
             key,

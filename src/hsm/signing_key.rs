@@ -5,7 +5,7 @@
 
 use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 
-use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, PublicKey, SignAlg};
+use super::{Hsm, HsmError, KeySpec, KeyUri, PublicKey, SignAlg};
 
 /// A token key usable wherever rcgen wants a [`SigningKey`].
 ///
