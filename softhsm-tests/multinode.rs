@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use openssl::x509::X509;
 use sigil::scep::client::{issuer_and_subject, read_degenerate, Device};
 use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce, PkiStatus};
-use sigil::store::{CertFilter, PostgresStore, Store};
+use sigil::store::{CaStateStore, CertFilter, CertificateStore, PostgresStore, TransactionStore};
 
 use crate::common::{free_port, ok, TokenDir};
 

@@ -491,7 +491,9 @@ where
         .build()
         .context("runtime")?;
     rt.block_on(async {
-        let store = sigil::store::open(config, mode).await.context("store")?;
+        let store = sigil::store::open(&config.store_settings(), mode)
+            .await
+            .context("store")?;
         f(store).await
     })
 }
@@ -963,7 +965,7 @@ fn serve(config: Config) -> Result<()> {
     let ca = configured_ca(&config, &hsm)?;
     let listen = config.server.listen.clone();
     actix_web::rt::System::new().block_on(async move {
-        let store = sigil::store::open(&config, OpenMode::Migrate)
+        let store = sigil::store::open(&config.store_settings(), OpenMode::Migrate)
             .await
             .context("store")?;
         sigil::ra::binding::check(&hsm, store.as_ref(), &ca)

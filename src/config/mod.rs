@@ -583,6 +583,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Where the store is.
+    pub fn store_settings(&self) -> crate::store::StoreSettings {
+        crate::store::StoreSettings {
+            database_url: self.database.url.clone(),
+            pool_size: self.database.pool_size,
+            ca_file: (!self.database.ca_file.is_empty())
+                .then(|| std::path::PathBuf::from(&self.database.ca_file)),
+            sqlite_path: self.server.data_dir.join("sigil.db"),
+        }
+    }
+
     /// Does a `[credentials.*]` entry name this profile? Then it issues only through
     /// registrations.
     pub fn registration_only(&self, profile: &str) -> bool {

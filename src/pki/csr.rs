@@ -221,6 +221,52 @@ pub fn certificate_identity(der: &[u8]) -> Option<(Vec<NameAttribute>, Vec<San>)
     Some((subject, sans))
 }
 
+/// What a store records of an issued certificate, read from its DER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Serial, lower-case hex without leading zeros.
+    pub serial: String,
+    /// Subject, one line.
+    pub subject: String,
+    /// Subject alternative names, one line.
+    pub sans: String,
+    /// Issuer, one line.
+    pub issuer: String,
+    /// notBefore (Unix seconds).
+    pub not_before: i64,
+    /// notAfter (Unix seconds).
+    pub not_after: i64,
+}
+
+/// Read the facts a store records from a certificate.
+pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, CsrError> {
+    let (_, c) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CsrError::Malformed(format!("certificate: {e}")))?;
+    let raw = c.tbs_certificate.raw_serial();
+    let lead = raw.iter().take_while(|b| **b == 0).count();
+    let sans = c
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|e| {
+            e.value
+                .general_names
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    Ok(CertificateFacts {
+        serial: hex::encode(&raw[lead..]),
+        subject: c.subject().to_string(),
+        sans,
+        issuer: c.issuer().to_string(),
+        not_before: c.validity().not_before.timestamp(),
+        not_after: c.validity().not_after.timestamp(),
+    })
+}
+
 /// Parse a CSR and check its self-signature.
 pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     // OpenSSL reads the request only when it is needed (a key other than RSA, an unusual

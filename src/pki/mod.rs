@@ -15,7 +15,8 @@ pub use ca::{
     REVOCATION_REASONS,
 };
 pub use csr::{
-    certificate_identity, name_text, parse_csr, Csr, CsrError, NameAttribute, RequestedKey, San,
+    certificate_facts, certificate_identity, name_text, parse_csr, CertificateFacts, Csr, CsrError,
+    NameAttribute, RequestedKey, San,
 };
 pub use name::{escape_dn_value, parse_dn};
 pub use profile::{extended_key_usage, key_usage, parse_oid, CertProfile, Identity};

@@ -55,6 +55,31 @@ pub(super) fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
     }
 }
 
+/// The store's record of a freshly issued certificate.
+pub(crate) fn certificate_record(
+    der: &[u8],
+    profile: &str,
+    transaction_id: &str,
+) -> Result<CertificateRecord, crate::pki::CsrError> {
+    let f = crate::pki::certificate_facts(der)?;
+    Ok(CertificateRecord {
+        serial: f.serial,
+        der: der.to_vec(),
+        subject: f.subject,
+        sans: f.sans,
+        issuer: f.issuer,
+        not_before: f.not_before,
+        not_after: f.not_after,
+        profile: profile.into(),
+        status: crate::store::CertStatus::Valid,
+        revoked_at: None,
+        revocation_reason: None,
+        transaction_id: transaction_id.into(),
+        device_id: None,
+        renewed_by: None,
+    })
+}
+
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
 pub(super) fn signer_sha256(msg: &PkiMessage) -> String {
     crate::scep::spki_sha256(&msg.signer_cert).unwrap_or_default()
@@ -710,7 +735,7 @@ impl Ra {
             if let Some(m) = crate::telemetry::metrics() {
                 m.certificates_signed.inc();
             }
-            let mut record = CertificateRecord::from_der(&der, &profile.name, &tx.transaction_id)
+            let mut record = certificate_record(&der, &profile.name, &tx.transaction_id)
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
             record.device_id = device_id.clone();
             match self

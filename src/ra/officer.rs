@@ -136,8 +136,8 @@ impl Ra {
             Ok(crate::scep::Outcome::Success { certs, .. }) => {
                 let serial = certs
                     .first()
-                    .and_then(|c| crate::store::CertificateRecord::from_der(c, "", "").ok())
-                    .map(|r| r.serial)
+                    .and_then(|c| crate::pki::certificate_facts(c).ok())
+                    .map(|f| f.serial)
                     .unwrap_or_default();
                 tracing::info!(transaction = %record, %serial, by = %caller.name, "approved and issued");
                 Ok(serial)
@@ -161,7 +161,12 @@ impl Ra {
         if !self
             .inner
             .store
-            .revoke_certificate(&serial, reason, actor)
+            .revoke_certificate(
+                &serial,
+                reason,
+                crate::pki::revocation_reason_name(reason),
+                actor,
+            )
             .await
             .map_err(unavailable)?
         {
@@ -210,7 +215,12 @@ impl Ra {
             if self
                 .inner
                 .store
-                .revoke_certificate(&serial, reason, actor)
+                .revoke_certificate(
+                    &serial,
+                    reason,
+                    crate::pki::revocation_reason_name(reason),
+                    actor,
+                )
                 .await
                 .map_err(unavailable)?
             {

@@ -875,11 +875,17 @@ async fn expiry(s: Arc<dyn Store>) {
     // A revocation marks its issuer's CRL out of date, in the same transaction; a CRL that
     // read the mark before the list clears it, unless another revocation came since.
     assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().revisions, 0);
-    assert!(s.revoke_certificate("e3", 1, "o").await.unwrap());
+    assert!(s
+        .revoke_certificate("e3", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
     let mark = s.crl_mark("CN=Test CA").await.unwrap();
     assert_eq!(mark.revisions, 1);
     assert!(mark.since > 0);
-    assert!(s.revoke_certificate("e4", 1, "o").await.unwrap());
+    assert!(s
+        .revoke_certificate("e4", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
     assert!(s.publish_crl("crl-ca", 1, b"crl", &mark).await.unwrap());
     assert_eq!(
         s.crl_mark("CN=Test CA").await.unwrap().revisions,

@@ -11,16 +11,9 @@
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
 mod postgres;
-mod postgres_expiry;
-mod postgres_issue;
-mod postgres_records;
-mod postgres_registrations;
 mod registration;
 mod sqlite;
-mod sqlite_expiry;
-mod sqlite_issue;
-mod sqlite_records;
-mod sqlite_registrations;
+mod traits;
 mod transaction_keys;
 
 #[cfg(test)]
@@ -30,11 +23,13 @@ mod conformance_concurrency;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 pub use postgres::PostgresStore;
 pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
+pub use traits::{
+    AuditStore, CaStateStore, CertificateStore, ChallengeStore, ClusterStore, RegistrationStore,
+    Store, TokenStore, TransactionStore,
+};
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = 6;
@@ -171,49 +166,6 @@ pub struct CertificateRecord {
     /// The serial of the certificate that renewed this one, once it was renewed (a
     /// certificate renews once).
     pub renewed_by: Option<String>,
-}
-
-impl CertificateRecord {
-    /// Build the record of a freshly issued certificate from its DER.
-    pub fn from_der(
-        der: &[u8],
-        profile: &str,
-        transaction_id: &str,
-    ) -> Result<CertificateRecord, StoreError> {
-        let (_, c) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| StoreError::Invalid(format!("certificate: {e}")))?;
-        let raw = c.tbs_certificate.raw_serial();
-        let lead = raw.iter().take_while(|b| **b == 0).count();
-        let sans = c
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|e| {
-                e.value
-                    .general_names
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        Ok(CertificateRecord {
-            serial: hex::encode(&raw[lead..]),
-            der: der.to_vec(),
-            subject: c.subject().to_string(),
-            sans,
-            issuer: c.issuer().to_string(),
-            not_before: c.validity().not_before.timestamp(),
-            not_after: c.validity().not_after.timestamp(),
-            profile: profile.into(),
-            status: CertStatus::Valid,
-            revoked_at: None,
-            revocation_reason: None,
-            transaction_id: transaction_id.into(),
-            device_id: None,
-            renewed_by: None,
-        })
-    }
 }
 
 /// A one-time challenge: stored only as a hash.
@@ -476,193 +428,6 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// The storage interface.
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// The transaction with this record key ([`TransactionRecord::key`]), if any.
-    async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Every transaction with this transactionID (several requesters may use one), oldest
-    /// first.
-    async fn transactions_named(
-        &self,
-        transaction_id: &str,
-    ) -> Result<Vec<TransactionRecord>, StoreError>;
-    /// Reserve a transaction before its certificate is signed, so the CA key signs each
-    /// certificate once: the record is written `issuing` (with its CSR, so a resend or a poll
-    /// can finish it if this node dies) for `lease_secs`, and `challenge` (hash), when given,
-    /// is claimed for it (not yet spent). `Ok(None)`: reserved
-    /// (or an expired reservation of the same key taken over). `Ok(Some(record))`: a record
-    /// under this key exists (another reservation still running, PENDING, final, or another
-    /// key's); nothing was written. `ChallengeSpent` when the challenge is used, expired, for
-    /// another profile or claimed by another live reservation.
-    async fn reserve(
-        &self,
-        tx: &TransactionRecord,
-        challenge: Option<&str>,
-        lease_secs: i64,
-    ) -> Result<Option<TransactionRecord>, StoreError>;
-    /// Give up a reservation that will not be issued (the certificate could not be made):
-    /// the record goes and its challenge is free again.
-    async fn release(&self, id: &str) -> Result<(), StoreError>;
-    /// Record a new PENDING transaction, consuming `challenge` (hash) in the same database
-    /// transaction when given. Conflict when the ID exists or the challenge is used up.
-    async fn insert_pending(
-        &self,
-        tx: &TransactionRecord,
-        challenge: Option<&str>,
-        actor: &str,
-    ) -> Result<(), StoreError>;
-    /// Record an issued certificate and mark its transaction issued, atomically, consuming
-    /// `challenge` when given (claimed by the reservation) and, for a renewal
-    /// (`tx.renews`), marking the renewed certificate as renewed by this one. The transaction
-    /// moves from its reservation or from PENDING; conflict when there is neither for this
-    /// key, the serial exists, the challenge is spent or the renewed certificate is no longer
-    /// valid or already renewed. Nothing is written on conflict.
-    async fn record_issued(
-        &self,
-        tx: &TransactionRecord,
-        cert: &CertificateRecord,
-        challenge: Option<&str>,
-        actor: &str,
-    ) -> Result<(), StoreError>;
-    /// Mark a PENDING transaction rejected.
-    async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError>;
-    /// The certificate with this serial (hex), if any.
-    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
-    /// Certificates matching `filter`, newest first.
-    async fn certificates(&self, filter: &CertFilter)
-        -> Result<Vec<CertificateRecord>, StoreError>;
-    /// PENDING transactions, oldest first.
-    async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
-    /// Revoke a valid certificate with an RFC 5280 reason code; false when there is no valid
-    /// certificate with this serial. Audited, and its issuer's CRL marked out of date
-    /// ([`Store::crl_mark`]), in the same transaction.
-    async fn revoke_certificate(
-        &self,
-        serial: &str,
-        reason: i32,
-        actor: &str,
-    ) -> Result<bool, StoreError>;
-    /// Store a new one-time challenge (its hash).
-    async fn insert_challenge(&self, c: &ChallengeRecord, actor: &str) -> Result<(), StoreError>;
-    /// The challenge with this hash, if any (used or not).
-    async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
-    /// The challenge with this id, if any (used or not).
-    async fn challenge_by_id(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError>;
-    /// A cheap round trip, for readiness checks.
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// Is this node the one that runs background task `task`? With PostgreSQL the first node
-    /// to ask takes a session advisory lock and keeps it while it lives; when it dies, another
-    /// node's next call takes over. With SQLite (one node) always true.
-    async fn lead(&self, task: &str) -> Result<bool, StoreError>;
-    /// A named piece of CA state (the current CRL, for example).
-    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Set a named piece of CA state.
-    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
-    /// The next CRL number: one more than any before, across all nodes.
-    async fn next_crl_number(&self) -> Result<i64, StoreError>;
-    /// Store a new API token (its hash).
-    async fn insert_token(&self, t: &TokenRecord, actor: &str) -> Result<(), StoreError>;
-    /// The active token (not revoked, not expired) with this hash; marks it used.
-    async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
-    /// Every token, newest first (hashes included; callers must not show them).
-    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
-    /// Revoke a token by id; false when there is no such active token.
-    async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError>;
-    /// Append a record to the audit log for a decision that changes no other data (a refused
-    /// request, a failed login). Every write method above appends its own record in the same
-    /// database transaction as its change.
-    async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        subject: &str,
-        details: &serde_json::Value,
-    ) -> Result<(), StoreError>;
-    /// Audit records after `after_seq`, oldest first, at most `limit` (0: all).
-    async fn audit_records(
-        &self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError>;
-    /// The stored head of the audit log: the last sequence number and hash.
-    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
-    /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
-    /// higher number was published for it meanwhile (by another node): the published number
-    /// never goes backwards. True when published. `covers` is the issuer's mark as read
-    /// before the CRL's revocation list ([`Store::crl_mark`]): the mark is cleared if no
-    /// revocation came since.
-    async fn publish_crl(
-        &self,
-        ca: &str,
-        number: i64,
-        der: &[u8],
-        covers: &CrlMark,
-    ) -> Result<bool, StoreError>;
-    /// The "CRL out of date" mark of the CA whose certificates have issuer `issuer`: set by
-    /// every revocation, cleared by the CRL publication that covers it.
-    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError>;
-    /// Store a new registration (audited as `registration_created`).
-    async fn insert_registration(
-        &self,
-        r: &RegistrationRecord,
-        actor: &str,
-    ) -> Result<(), StoreError>;
-    /// The registration with this ID, if any.
-    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError>;
-    /// Registrations, newest first: all, or one person's (by email); at most `limit`.
-    async fn registrations(
-        &self,
-        email: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RegistrationRecord>, StoreError>;
-    /// Write the mutable fields of `r` if the stored state is still `from` (compare and set),
-    /// with an audit record `action` by `actor` in the same database transaction. False when
-    /// the registration moved on meanwhile (nothing written).
-    async fn update_registration(
-        &self,
-        r: &RegistrationRecord,
-        from: RegistrationState,
-        action: &str,
-        actor: &str,
-        details: &serde_json::Value,
-    ) -> Result<bool, StoreError>;
-    /// For an approved registration: store a new one-time challenge, void the previous one,
-    /// and remember the new one's hash, atomically (audited as `scep_payload_collected`).
-    /// False when the registration is not approved.
-    async fn registration_challenge(
-        &self,
-        id: &str,
-        challenge: &ChallengeRecord,
-        actor: &str,
-    ) -> Result<bool, StoreError>;
-    /// Expire what waited too long: live registrations past their `expires_at` (their unused
-    /// challenge is voided), and PENDING enrollments of each `(profile, created_before)` (they
-    /// become rejected with [`EXPIRED_REASON`]). Each is audited as `expired`. Returns how many
-    /// registrations and how many enrollments expired.
-    async fn expire(
-        &self,
-        at: i64,
-        pending: &[(String, i64)],
-    ) -> Result<(usize, usize), StoreError>;
-    /// Valid certificates that end within `within_secs` of `at`, counted per profile.
-    async fn expiring_counts(
-        &self,
-        at: i64,
-        within_secs: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Valid certificates ending within `within_secs` of `at` that the expiry webhook has not
-    /// announced, soonest first, at most `limit`.
-    async fn expiring_unannounced(
-        &self,
-        at: i64,
-        within_secs: i64,
-        limit: usize,
-    ) -> Result<Vec<CertificateRecord>, StoreError>;
-    /// Mark a certificate's expiry as announced (audited as `expiry_announced`, once).
-    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError>;
-}
-
 fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
     match v {
         None => Ok(0),
@@ -704,8 +469,22 @@ pub(super) fn token_details(t: &TokenRecord) -> serde_json::Value {
 }
 
 /// The details of a `revoked` record: the reason by name (and its RFC 5280 code).
-pub(super) fn revocation_details(reason: i32) -> serde_json::Value {
-    serde_json::json!({"reason": crate::pki::revocation_reason_name(reason), "reason_code": reason})
+pub(super) fn revocation_details(reason: i32, reason_name: &str) -> serde_json::Value {
+    serde_json::json!({"reason": reason_name, "reason_code": reason})
+}
+
+/// Where the store is: a PostgreSQL URL (with its pool size and the CA of its TLS
+/// certificate), else the SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// PostgreSQL URL; empty: SQLite.
+    pub database_url: String,
+    /// PostgreSQL connections.
+    pub pool_size: usize,
+    /// PEM CA certificate(s) for the PostgreSQL server's TLS certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The SQLite file.
+    pub sqlite_path: std::path::PathBuf,
 }
 
 /// How [`open`] may treat the store it finds.
@@ -726,13 +505,10 @@ pub enum OpenMode {
 /// the fix (a second, empty store would serve the same CA without its revocations). Without
 /// [`OpenMode::Migrate`], a schema that is not exactly this program's is refused, so a tool
 /// never changes a shared database behind the servers' backs.
-pub async fn open(
-    config: &crate::config::Config,
-    mode: OpenMode,
-) -> Result<Arc<dyn Store>, StoreError> {
-    if config.database.url.is_empty() {
+pub async fn open(settings: &StoreSettings, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
+    if settings.database_url.is_empty() {
         let migrate = mode != OpenMode::Existing;
-        let path = config.server.data_dir.join("sigil.db");
+        let path = settings.sqlite_path.clone();
         if mode != OpenMode::Create && !path.exists() {
             return Err(StoreError::Invalid(format!(
                 "no store at {}: a store is made only by `sigil init` (with the CA) or `sigil db migrate --create`; if this CA's store is elsewhere, set server.data_dir (SIGIL_SERVER_DATA_DIR) or database.url to it",
@@ -743,11 +519,10 @@ pub async fn open(
     } else {
         Ok(Arc::new(
             PostgresStore::connect_tls(
-                &config.database.url,
-                config.database.pool_size,
+                &settings.database_url,
+                settings.pool_size,
                 mode,
-                (!config.database.ca_file.is_empty())
-                    .then(|| std::path::Path::new(&config.database.ca_file)),
+                settings.ca_file.as_deref(),
             )
             .await?,
         ))

@@ -11,14 +11,13 @@
 //! An issuance queued while another thread writes is either taken by that thread's next
 //! group or by its own thread once it has the connection, so none is left behind.
 
-use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{mpsc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::{append_audit, consume, err, CERT_INSERT_COLUMNS};
-use super::sqlite_registrations as reg;
-use super::{now, StoreError, TransactionRecord};
+use crate::store::{now, StoreError, TransactionRecord};
+
+use super::{append_audit, consume, err, registrations as reg, CERT_INSERT_COLUMNS};
 
 /// One write of an enrollment.
 pub(super) enum Write {
@@ -29,7 +28,7 @@ pub(super) enum Write {
         lease_secs: i64,
     },
     /// Record an issuance (see `Store::record_issued`).
-    Issue(Box<super::Issuance>),
+    Issue(Box<crate::store::Issuance>),
 }
 
 /// What a write did.
@@ -87,7 +86,7 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
                     tx,
                     challenge,
                     lease_secs,
-                } => super::sqlite::reserve_rows(&sp, tx, challenge.as_deref(), *lease_secs)
+                } => super::reserve_rows(&sp, tx, challenge.as_deref(), *lease_secs)
                     .map(|r| Written::Reserved(r.map(Box::new))),
                 Write::Issue(issuance) => issuance_rows(&sp, issuance).map(|()| Written::Issued),
             };
@@ -131,7 +130,7 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
 /// One issuance: the certificate, its transaction (moved from its reservation or from
 /// PENDING), the spent challenge and registration, the renewed certificate, and the audit
 /// record.
-fn issuance_rows(t: &Connection, job: &super::Issuance) -> Result<(), StoreError> {
+fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), StoreError> {
     let (tx, cert, challenge) = (&job.tx, &job.cert, job.challenge.as_deref());
     let existing: Option<(String, String)> = t
         .prepare_cached("SELECT key_sha256, state FROM transactions WHERE id = ?1")

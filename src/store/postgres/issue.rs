@@ -32,9 +32,11 @@ use std::sync::Mutex;
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::postgres::{err, pool_err};
-use super::postgres_registrations as reg;
-use super::{now, CertificateRecord, Issuance, StoreError, TransactionRecord, TransactionState};
+use super::{err, pool_err, registrations as reg};
+
+use crate::store::{
+    now, CertificateRecord, Issuance, StoreError, TransactionRecord, TransactionState,
+};
 use tokio_postgres::types::ToSql;
 
 /// The most issuances one database transaction takes (those with a challenge have a
@@ -81,7 +83,7 @@ pub(super) async fn append_audits(
     for e in entries {
         seq += 1;
         let text = e.details.to_string();
-        let hash = super::audit_hash(&prev, seq, at, &e.actor, &e.action, &e.subject, &text);
+        let hash = crate::store::audit_hash(&prev, seq, at, &e.actor, &e.action, &e.subject, &text);
         seqs.push(seq);
         ats.push(at);
         actors.push(e.actor.as_str());
@@ -350,7 +352,7 @@ async fn issuance_rows(
         )
         .await
         .map_err(err)?;
-        super::postgres::consume(t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
+        super::consume(t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
     }
     let approved = tx.state == TransactionState::Pending;
     let from = if approved { "pending" } else { "issuing" };

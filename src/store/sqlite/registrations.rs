@@ -1,11 +1,78 @@
-//! The registration tables on SQLite: the bodies of the registration methods of
-//! [`super::SqliteStore`], each one database transaction.
+//! SQLite: registrations of derived credentials (compare-and-set steps, the
+//! registration's challenge, its link to the certificate) and the expiry of what waited.
+
+use async_trait::async_trait;
+
+use crate::store::RegistrationStore;
+
+use super::SqliteStore;
+
+#[async_trait]
+impl RegistrationStore for SqliteStore {
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let (r, actor) = (r.clone(), actor.to_owned());
+        self.with(move |c| insert(c, &r, &actor)).await
+    }
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| get(c, &id)).await
+    }
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let email = email.map(str::to_owned);
+        self.with(move |c| list(c, email.as_deref(), limit)).await
+    }
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let (r, action, actor, details) = (
+            r.clone(),
+            action.to_owned(),
+            actor.to_owned(),
+            details.clone(),
+        );
+        self.with(move |c| update(c, &r, from, &action, &actor, &details))
+            .await
+    }
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, ch, actor) = (id.to_owned(), challenge.clone(), actor.to_owned());
+        self.with(move |c| replace_challenge(c, &id, &ch, &actor))
+            .await
+    }
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError> {
+        let pending = pending.to_vec();
+        self.with(move |c| expire(c, at, &pending)).await
+    }
+}
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
-use super::sqlite::{append_audit, err};
-use super::{ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON};
+use super::{append_audit, err};
+use crate::store::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
+use crate::store::{
+    ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON,
+};
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RegistrationRecord> {
     let state: String = r.get(3)?;
@@ -157,7 +224,7 @@ pub(super) fn update(
     Ok(true)
 }
 
-pub(super) fn challenge(
+pub(super) fn replace_challenge(
     c: &mut Connection,
     id: &str,
     ch: &ChallengeRecord,
@@ -184,7 +251,7 @@ pub(super) fn challenge(
         )
         .map_err(err)?;
     }
-    super::sqlite_records::insert_challenge(&t, ch)?;
+    super::challenges::insert_challenge(&t, ch)?;
     t.execute(
         "UPDATE registrations SET challenge_hash = ?1, updated_at = ?2, \
          expires_at = MAX(expires_at, ?3) WHERE id = ?4",
@@ -197,7 +264,7 @@ pub(super) fn challenge(
         "scep_payload_collected",
         id,
         &serde_json::json!({"profile": ch.profile, "challenge_id": ch.id,
-            "challenge_expires_at": super::now_text(ch.expires_at),
+            "challenge_expires_at": crate::store::now_text(ch.expires_at),
             "replaced_previous": old.is_some()}),
     )?;
     t.commit().map_err(err)?;

@@ -1,13 +1,66 @@
-//! The registration tables on PostgreSQL: the bodies of the registration methods of
-//! [`super::PostgresStore`], each one database transaction (rows locked with `FOR UPDATE`
-//! where a decision depends on them).
+//! PostgreSQL: registrations of derived credentials (compare-and-set steps, the
+//! registration's challenge, its link to the certificate) and the expiry of what waited.
+
+use async_trait::async_trait;
+
+use crate::store::RegistrationStore;
+
+use super::PostgresStore;
+
+#[async_trait]
+impl RegistrationStore for PostgresStore {
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        insert(&self.pool, r, actor).await
+    }
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError> {
+        get(&self.pool, id).await
+    }
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        list(&self.pool, email, limit).await
+    }
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        update(&self.pool, r, from, action, actor, details).await
+    }
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        replace_challenge(&self.pool, id, challenge, actor).await
+    }
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError> {
+        expire(&self.pool, at, pending).await
+    }
+}
 
 use deadpool_postgres::{Pool, Transaction};
 
-use super::postgres::{append_audit, err, pool_err};
-use super::postgres_issue::AuditEntry;
-use super::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
-use super::{ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON};
+use super::issue::AuditEntry;
+use super::{append_audit, err, pool_err};
+use crate::store::registration::{sans_from_json, sans_to_json, REG_COLUMNS};
+use crate::store::{
+    ChallengeRecord, RegistrationRecord, RegistrationState, StoreError, EXPIRED_REASON,
+};
 
 fn from_row(r: &tokio_postgres::Row) -> RegistrationRecord {
     RegistrationRecord {
@@ -170,7 +223,7 @@ pub(super) async fn update(
     Ok(true)
 }
 
-pub(super) async fn challenge(
+pub(super) async fn replace_challenge(
     pool: &Pool,
     id: &str,
     ch: &ChallengeRecord,
@@ -200,7 +253,7 @@ pub(super) async fn challenge(
         .await
         .map_err(err)?;
     }
-    super::postgres_records::insert_challenge(&t, ch).await?;
+    super::challenges::insert_challenge(&t, ch).await?;
     t.execute(
         "UPDATE registrations SET challenge_hash = $1, updated_at = $2, \
          expires_at = GREATEST(expires_at, $3) WHERE id = $4",
@@ -214,7 +267,7 @@ pub(super) async fn challenge(
         "scep_payload_collected",
         id,
         &serde_json::json!({"profile": ch.profile, "challenge_id": ch.id,
-            "challenge_expires_at": super::now_text(ch.expires_at),
+            "challenge_expires_at": crate::store::now_text(ch.expires_at),
             "replaced_previous": old.is_some()}),
     )
     .await?;
@@ -331,7 +384,7 @@ pub(super) async fn expire(
             txs += 1;
         }
     }
-    super::postgres_issue::append_audits(&t, &audits).await?;
+    super::issue::append_audits(&t, &audits).await?;
     t.commit().await.map_err(err)?;
     Ok((regs.len(), txs))
 }

@@ -1,0 +1,103 @@
+//! SQLite: named CA state, the CRL number, and fenced CRL publication.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::{CaStateStore, CrlMark, StoreError};
+
+use super::{err, SqliteStore};
+
+#[async_trait]
+impl CaStateStore for SqliteStore {
+    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.with(move |c| {
+            c.query_row("SELECT value FROM ca_state WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (name, value) = (name.to_owned(), value.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+    async fn next_crl_number(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let t = c.transaction().map_err(err)?;
+            let current: Option<Vec<u8>> = t
+                .query_row(
+                    "SELECT value FROM ca_state WHERE name = 'crl_number'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let next = crate::store::parse_number(current, "crl_number")? + 1;
+            t.execute(
+                "INSERT INTO ca_state (name, value) VALUES ('crl_number', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [next.to_string().into_bytes()],
+            )
+            .map_err(err)?;
+            t.commit().map_err(err)?;
+            Ok(next)
+        })
+        .await
+    }
+    async fn publish_crl(
+        &self,
+        ca: &str,
+        number: i64,
+        der: &[u8],
+        covers: &CrlMark,
+    ) -> Result<bool, StoreError> {
+        let (crl_key, number_key) = (format!("crl:{ca}"), format!("crl_published_number:{ca}"));
+        let (der, covers) = (der.to_vec(), covers.clone());
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let published: Option<Vec<u8>> = t
+                .query_row(
+                    "SELECT value FROM ca_state WHERE name = ?1",
+                    [&number_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            if crate::store::parse_number(published, &number_key)? >= number {
+                return Ok(false);
+            }
+            for (name, value) in [
+                (number_key.as_str(), number.to_string().into_bytes()),
+                (crl_key.as_str(), der.clone()),
+            ] {
+                t.execute(
+                    "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    params![name, value],
+                )
+                .map_err(err)?;
+            }
+            // Revocations that came after the list was read keep the mark.
+            t.execute(
+                "DELETE FROM crl_marks WHERE issuer = ?1 AND revisions = ?2",
+                params![covers.issuer, covers.revisions],
+            )
+            .map_err(err)?;
+            t.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+}

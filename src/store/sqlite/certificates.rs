@@ -1,0 +1,205 @@
+//! SQLite: issued certificates: lookup and listing, revocation (which marks the issuer's
+//! CRL out of date in the same transaction), and the expiry counts and announcements.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::store::{now, CertFilter, CertificateRecord, CertificateStore, CrlMark, StoreError};
+
+use super::{append_audit, cert_from_row, err, SqliteStore, CERT_COLUMNS};
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let serial = serial.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                [serial],
+                cert_from_row,
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+    async fn certificates(
+        &self,
+        filter: &CertFilter,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let f = filter.clone();
+        self.with(move |c| {
+            let at = now();
+            let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(p) = &f.profile {
+                args.push(p.clone().into());
+                sql.push_str(&format!(" AND profile = ?{}", args.len()));
+            }
+            if let Some(s) = f.status {
+                args.push(s.as_str().to_string().into());
+                sql.push_str(&format!(" AND status = ?{}", args.len()));
+            }
+            if let Some(w) = f.expiring_within_secs {
+                args.push(at.into());
+                sql.push_str(&format!(" AND not_after > ?{}", args.len()));
+                args.push((at + w).into());
+                sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
+            }
+            if let Some(s) = &f.subject_contains {
+                args.push(format!("%{s}%").into());
+                sql.push_str(&format!(" AND subject LIKE ?{}", args.len()));
+            }
+            if let Some(d) = &f.device_id {
+                args.push(d.clone().into());
+                sql.push_str(&format!(" AND device_id = ?{}", args.len()));
+            }
+            sql.push_str(" ORDER BY created_at DESC, serial");
+            if f.limit > 0 {
+                sql.push_str(&format!(" LIMIT {}", f.limit));
+            }
+            let mut stmt = c.prepare(&sql).map_err(err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), cert_from_row)
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+    async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i32,
+        reason_name: &str,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let (serial, actor, reason_name) =
+            (serial.to_owned(), actor.to_owned(), reason_name.to_owned());
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let n = t
+                .execute(
+                    "UPDATE certificates SET status = 'revoked', revoked_at = ?1, \
+                     revocation_reason = ?2 WHERE serial = ?3 AND status = 'valid'",
+                    params![now(), reason, serial],
+                )
+                .map_err(err)?;
+            if n != 1 {
+                return Ok(false);
+            }
+            // The published CRL of its issuer lacks this revocation until a new one is made.
+            t.execute(
+                "INSERT INTO crl_marks (issuer, revisions, since) \
+                 SELECT issuer, 1, ?1 FROM certificates WHERE serial = ?2 \
+                 ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1",
+                params![now(), serial],
+            )
+            .map_err(err)?;
+            append_audit(
+                &t,
+                &actor,
+                "revoked",
+                &serial,
+                &crate::store::revocation_details(reason, &reason_name),
+            )?;
+            t.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
+        let issuer = issuer.to_owned();
+        self.with(move |c| {
+            let found: Option<(i64, i64)> = c
+                .query_row(
+                    "SELECT revisions, since FROM crl_marks WHERE issuer = ?1",
+                    [&issuer],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let (revisions, since) = found.unwrap_or((0, 0));
+            Ok(CrlMark {
+                issuer,
+                revisions,
+                since,
+            })
+        })
+        .await
+    }
+    async fn expiring_counts(
+        &self,
+        at: i64,
+        within_secs: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.with(move |c| counts(c, at, within_secs)).await
+    }
+    async fn expiring_unannounced(
+        &self,
+        at: i64,
+        within_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.with(move |c| unannounced(c, at, within_secs, limit))
+            .await
+    }
+    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
+        let (serial, actor) = (serial.to_owned(), actor.to_owned());
+        self.with(move |c| announced(c, &serial, &actor)).await
+    }
+}
+
+// The expiry queries.
+
+fn counts(c: &mut Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = c
+        .prepare(
+            "SELECT profile, COUNT(*) FROM certificates WHERE status = 'valid' \
+             AND not_after > ?1 AND not_after <= ?2 GROUP BY profile ORDER BY profile",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![at, at + within], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+fn unannounced(
+    c: &mut Connection,
+    at: i64,
+    within: i64,
+    limit: usize,
+) -> Result<Vec<CertificateRecord>, StoreError> {
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'valid' \
+             AND not_after > ?1 AND not_after <= ?2 AND expiry_notified_at IS NULL \
+             ORDER BY not_after LIMIT ?3"
+        ))
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![at, at + within, limit as i64], cert_from_row)
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+fn announced(c: &mut Connection, serial: &str, actor: &str) -> Result<(), StoreError> {
+    let t = c.transaction().map_err(err)?;
+    let n = t
+        .execute(
+            "UPDATE certificates SET expiry_notified_at = ?1 \
+             WHERE serial = ?2 AND expiry_notified_at IS NULL",
+            params![super::now(), serial],
+        )
+        .map_err(err)?;
+    if n == 1 {
+        append_audit(
+            &t,
+            actor,
+            "expiry_announced",
+            serial,
+            &serde_json::json!({}),
+        )?;
+    }
+    t.commit().map_err(err)
+}

@@ -1,0 +1,19 @@
+//! SQLite: leadership of background tasks and the liveness check.
+
+use async_trait::async_trait;
+
+use crate::store::{ClusterStore, StoreError};
+
+use super::{err, SqliteStore};
+
+#[async_trait]
+impl ClusterStore for SqliteStore {
+    async fn lead(&self, _task: &str) -> Result<bool, StoreError> {
+        // The embedded database serves one node.
+        Ok(true)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(err))
+            .await
+    }
+}

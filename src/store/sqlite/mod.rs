@@ -1,0 +1,226 @@
+//! The embedded engine: one SQLite file in WAL mode, written by one connection at a time on
+//! blocking threads.
+
+mod audit;
+mod ca_state;
+mod certificates;
+mod challenges;
+mod cluster;
+mod issue;
+mod registrations;
+mod tokens;
+mod transactions;
+
+use audit::append_audit;
+use transactions::consume;
+use transactions::reserve_rows;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{
+    now, state_from, CertStatus, CertificateRecord, StoreError, TokenRecord, TransactionRecord,
+};
+
+/// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite_0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite_0002_tokens.sql")),
+    (3, include_str!("../migrations/sqlite_0003_audit.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite_0004_registrations.sql"),
+    ),
+    (5, include_str!("../migrations/sqlite_0005_expiry.sql")),
+    (6, include_str!("../migrations/sqlite_0006_trust.sql")),
+];
+
+/// SQLite engine.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(super) conn: Arc<Mutex<Connection>>,
+    /// Issuances waiting to share a commit (see `sqlite_issue`).
+    issues: Arc<issue::IssueQueue>,
+}
+
+pub(super) fn err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn migrate(conn: &mut Connection, apply: bool) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(err)?;
+    let tx = conn.transaction().map_err(err)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    crate::store::check_version(current, apply)?;
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.execute_batch(sql).map_err(err)?;
+            if *version == 6 {
+                crate::store::transaction_keys::sqlite(&tx)?;
+            }
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )
+            .map_err(err)?;
+            tracing::info!(version, "applied SQLite migration");
+        }
+    }
+    tx.commit().map_err(err)
+}
+
+pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
+    Ok(TransactionRecord {
+        id: r.get(0)?,
+        transaction_id: r.get(1)?,
+        renews: r.get(2)?,
+        profile: r.get(3)?,
+        key_sha256: r.get(4)?,
+        signer_sha256: r.get(5)?,
+        state: state_from(&r.get::<_, String>(6)?, r.get(7)?, r.get(8)?, r.get(11)?),
+        csr: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
+        challenge_id: r.get(10)?,
+    })
+}
+
+pub(super) const TOKEN_COLUMNS: &str =
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope";
+
+pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        hash: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+        last_used_at: r.get(7)?,
+        scope: crate::store::TokenScope::from_json(&r.get::<_, String>(8)?),
+    })
+}
+
+pub(super) const TX_COLUMNS: &str = "id, transaction_id, renews, profile, key_sha256, \
+     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until";
+/// The columns a new certificate row is written with (and `created_at`).
+pub(super) const CERT_INSERT_COLUMNS: &str =
+    "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+     status, revoked_at, revocation_reason, transaction_id, device_id";
+/// The columns [`cert_from_row`] reads.
+pub(super) const CERT_COLUMNS: &str =
+    "serial, der, subject, sans, issuer, not_before, not_after, profile, \
+     status, revoked_at, revocation_reason, transaction_id, device_id, renewed_by";
+
+pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        serial: r.get(0)?,
+        der: r.get(1)?,
+        subject: r.get(2)?,
+        sans: r.get(3)?,
+        issuer: r.get(4)?,
+        not_before: r.get(5)?,
+        not_after: r.get(6)?,
+        profile: r.get(7)?,
+        status: CertStatus::parse(&r.get::<_, String>(8)?),
+        revoked_at: r.get(9)?,
+        revocation_reason: r.get(10)?,
+        transaction_id: r.get(11)?,
+        device_id: r.get(12)?,
+        renewed_by: r.get(13)?,
+    })
+}
+
+/// Make the database file, if it is not there, readable by its owner only, in a directory
+/// only its owner can enter, whatever the umask (SQLite gives the `-wal` and `-shm` files the
+/// database file's permissions).
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()))
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("restrict", dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("create", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("restrict", path, e))
+}
+
+impl SqliteStore {
+    /// Open (creating) the database file and apply migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Open; apply migrations only with `migrate` (see [`super::open`]).
+    pub async fn open_with(path: &Path, migrate_schema: bool) -> Result<SqliteStore, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            private_file(&path)?;
+            let mut conn = Connection::open(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(err)?;
+            // Take the write lock when a transaction begins: a read that later upgrades to a
+            // write would fail at once with SQLITE_BUSY when another process (the CLI, another
+            // tool) writes, without waiting for busy_timeout.
+            conn.set_transaction_behavior(TransactionBehavior::Immediate);
+            migrate(&mut conn, migrate_schema)?;
+            Ok(SqliteStore {
+                conn: Arc::new(Mutex::new(conn)),
+                issues: Default::default(),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    pub(super) async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}

@@ -1,0 +1,257 @@
+//! The storage interface, one small trait per topic. Each engine implements every one; a
+//! service takes the traits it uses, or [`Store`] (all of them).
+
+use async_trait::async_trait;
+
+use super::{
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, RegistrationRecord,
+    RegistrationState, StoreError, TokenRecord, TransactionRecord,
+};
+
+/// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
+#[async_trait]
+pub trait TransactionStore: Send + Sync {
+    /// The transaction with this record key ([`TransactionRecord::key`]), if any.
+    async fn transaction(&self, id: &str) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Every transaction with this transactionID (several requesters may use one), oldest
+    /// first.
+    async fn transactions_named(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<TransactionRecord>, StoreError>;
+    /// Reserve a transaction before its certificate is signed, so the CA key signs each
+    /// certificate once: the record is written `issuing` (with its CSR, so a resend or a poll
+    /// can finish it if this node dies) for `lease_secs`, and `challenge` (hash), when given,
+    /// is claimed for it (not yet spent). `Ok(None)`: reserved
+    /// (or an expired reservation of the same key taken over). `Ok(Some(record))`: a record
+    /// under this key exists (another reservation still running, PENDING, final, or another
+    /// key's); nothing was written. `ChallengeSpent` when the challenge is used, expired, for
+    /// another profile or claimed by another live reservation.
+    async fn reserve(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+        lease_secs: i64,
+    ) -> Result<Option<TransactionRecord>, StoreError>;
+    /// Give up a reservation that will not be issued (the certificate could not be made):
+    /// the record goes and its challenge is free again.
+    async fn release(&self, id: &str) -> Result<(), StoreError>;
+    /// Record a new PENDING transaction, consuming `challenge` (hash) in the same database
+    /// transaction when given. Conflict when the ID exists or the challenge is used up.
+    async fn insert_pending(
+        &self,
+        tx: &TransactionRecord,
+        challenge: Option<&str>,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// Record an issued certificate and mark its transaction issued, atomically, consuming
+    /// `challenge` when given (claimed by the reservation) and, for a renewal
+    /// (`tx.renews`), marking the renewed certificate as renewed by this one. The transaction
+    /// moves from its reservation or from PENDING; conflict when there is neither for this
+    /// key, the serial exists, the challenge is spent or the renewed certificate is no longer
+    /// valid or already renewed. Nothing is written on conflict.
+    async fn record_issued(
+        &self,
+        tx: &TransactionRecord,
+        cert: &CertificateRecord,
+        challenge: Option<&str>,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// Mark a PENDING transaction rejected.
+    async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError>;
+    /// PENDING transactions, oldest first.
+    async fn pending(&self) -> Result<Vec<TransactionRecord>, StoreError>;
+}
+
+/// Issued certificates: lookup, listing, revocation (with its CRL mark), expiry.
+#[async_trait]
+pub trait CertificateStore: Send + Sync {
+    /// The certificate with this serial (hex), if any.
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// Certificates matching `filter`, newest first.
+    async fn certificates(&self, filter: &CertFilter)
+        -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Revoke a valid certificate with an RFC 5280 reason code (and its name, for the record); false when there is no valid
+    /// certificate with this serial. Audited, and its issuer's CRL marked out of date
+    /// ([`Store::crl_mark`]), in the same transaction.
+    async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i32,
+        reason_name: &str,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
+    /// The "CRL out of date" mark of the CA whose certificates have issuer `issuer`: set by
+    /// every revocation, cleared by the CRL publication that covers it.
+    async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError>;
+    /// Valid certificates that end within `within_secs` of `at`, counted per profile.
+    async fn expiring_counts(
+        &self,
+        at: i64,
+        within_secs: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Valid certificates ending within `within_secs` of `at` that the expiry webhook has not
+    /// announced, soonest first, at most `limit`.
+    async fn expiring_unannounced(
+        &self,
+        at: i64,
+        within_secs: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// Mark a certificate's expiry as announced (audited as `expiry_announced`, once).
+    async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError>;
+}
+
+/// One-time challenges, kept as hashes.
+#[async_trait]
+pub trait ChallengeStore: Send + Sync {
+    /// Store a new one-time challenge (its hash).
+    async fn insert_challenge(&self, c: &ChallengeRecord, actor: &str) -> Result<(), StoreError>;
+    /// The challenge with this hash, if any (used or not).
+    async fn challenge(&self, hash: &str) -> Result<Option<ChallengeRecord>, StoreError>;
+    /// The challenge with this id, if any (used or not).
+    async fn challenge_by_id(&self, id: &str) -> Result<Option<ChallengeRecord>, StoreError>;
+}
+
+/// API tokens, kept as hashes.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Store a new API token (its hash).
+    async fn insert_token(&self, t: &TokenRecord, actor: &str) -> Result<(), StoreError>;
+    /// The active token (not revoked, not expired) with this hash; marks it used.
+    async fn use_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, newest first (hashes included; callers must not show them).
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revoke a token by id; false when there is no such active token.
+    async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError>;
+}
+
+/// The hash-chained audit log. Every write method of the other traits appends its own record in its own database transaction; this appends records for decisions that change no other data.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append a record to the audit log for a decision that changes no other data (a refused
+    /// request, a failed login). Every write method above appends its own record in the same
+    /// database transaction as its change.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// Audit records after `after_seq`, oldest first, at most `limit` (0: all).
+    async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The stored head of the audit log: the last sequence number and hash.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+}
+
+/// Registrations of derived credentials, and the expiry of what waited too long.
+#[async_trait]
+pub trait RegistrationStore: Send + Sync {
+    /// Store a new registration (audited as `registration_created`).
+    async fn insert_registration(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// The registration with this ID, if any.
+    async fn registration(&self, id: &str) -> Result<Option<RegistrationRecord>, StoreError>;
+    /// Registrations, newest first: all, or one person's (by email); at most `limit`.
+    async fn registrations(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError>;
+    /// Write the mutable fields of `r` if the stored state is still `from` (compare and set),
+    /// with an audit record `action` by `actor` in the same database transaction. False when
+    /// the registration moved on meanwhile (nothing written).
+    async fn update_registration(
+        &self,
+        r: &RegistrationRecord,
+        from: RegistrationState,
+        action: &str,
+        actor: &str,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+    /// For an approved registration: store a new one-time challenge, void the previous one,
+    /// and remember the new one's hash, atomically (audited as `scep_payload_collected`).
+    /// False when the registration is not approved.
+    async fn registration_challenge(
+        &self,
+        id: &str,
+        challenge: &ChallengeRecord,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
+    /// Expire what waited too long: live registrations past their `expires_at` (their unused
+    /// challenge is voided), and PENDING enrollments of each `(profile, created_before)` (they
+    /// become rejected with [`EXPIRED_REASON`]). Each is audited as `expired`. Returns how many
+    /// registrations and how many enrollments expired.
+    async fn expire(
+        &self,
+        at: i64,
+        pending: &[(String, i64)],
+    ) -> Result<(usize, usize), StoreError>;
+}
+
+/// Named pieces of CA state (certificates, generations, the binding, CRLs) and CRL numbering.
+#[async_trait]
+pub trait CaStateStore: Send + Sync {
+    /// A named piece of CA state (the current CRL, for example).
+    async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Set a named piece of CA state.
+    async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// The next CRL number: one more than any before, across all nodes.
+    async fn next_crl_number(&self) -> Result<i64, StoreError>;
+    /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
+    /// higher number was published for it meanwhile (by another node): the published number
+    /// never goes backwards. True when published. `covers` is the issuer's mark as read
+    /// before the CRL's revocation list ([`Store::crl_mark`]): the mark is cleared if no
+    /// revocation came since.
+    async fn publish_crl(
+        &self,
+        ca: &str,
+        number: i64,
+        der: &[u8],
+        covers: &CrlMark,
+    ) -> Result<bool, StoreError>;
+}
+
+/// What several nodes share: leadership of background tasks, and a cheap liveness check.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Is this node the one that runs background task `task`? With PostgreSQL the first node
+    /// to ask takes a session advisory lock and keeps it while it lives; when it dies, another
+    /// node's next call takes over. With SQLite (one node) always true.
+    async fn lead(&self, task: &str) -> Result<bool, StoreError>;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Every topic: what an engine is, and what the authority holds.
+pub trait Store:
+    TransactionStore
+    + CertificateStore
+    + ChallengeStore
+    + TokenStore
+    + AuditStore
+    + RegistrationStore
+    + CaStateStore
+    + ClusterStore
+{
+}
+
+impl<T> Store for T where
+    T: TransactionStore
+        + CertificateStore
+        + ChallengeStore
+        + TokenStore
+        + AuditStore
+        + RegistrationStore
+        + CaStateStore
+        + ClusterStore
+{
+}
