@@ -148,7 +148,7 @@ impl Cluster {
         let mut cmd = self.token.sigil();
         cmd.env("SIGIL_CONFIG", &self.config)
             .env("SIGIL_DATABASE_URL", &self.url)
-            // A killed node's reservations are finished by the next node seconds later.
+            // A killed node's reservations lapse seconds later; the devices' resends take them over.
             .env("SIGIL_SCEP_RESERVATION_SECS", "3")
             .env("SIGIL_LOG_LEVEL", "info");
         cmd

@@ -1,4 +1,5 @@
-//! Token work by class: issuance keeps a reserved share of the session pool.
+//! Token work by class: issuance keeps a reserved share of the session pool, and every class
+//! waits in a bounded queue.
 //!
 //! Every private-key operation runs on one of the pool's `size` sessions. Work that answers
 //! anonymous or cheap-to-send requests (OCSP answers, GetCert, CertPoll, GetCRL) and
@@ -40,29 +41,85 @@ impl WorkClass {
     }
 }
 
-/// The share of the session pool that work other than issuance may hold.
+/// How many operations may run or wait, per class group.
 #[derive(Debug)]
-pub(crate) struct Budget {
-    shared: Arc<Semaphore>,
+struct Lane {
+    room: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
+}
+
+/// Counts one waiter while it waits; a waiter dropped mid-wait (its request went away) is
+/// uncounted too.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Lane {
+    fn new(room: usize, max_waiting: usize) -> Lane {
+        Lane {
+            room: Arc::new(Semaphore::new(room)),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    async fn enter(&self, class: WorkClass) -> Result<OwnedSemaphorePermit, HsmError> {
+        if let Ok(p) = self.room.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let metrics = crate::telemetry::metrics();
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Some(m) = metrics {
+                m.hsm_budget_shed.with_label_values(&[class.as_str()]).inc();
+            }
+            return Err(HsmError::Overloaded(class.as_str()));
+        }
+        let _counted = Waiting(&self.waiting);
+        let gauge = metrics.map(|m| m.hsm_budget_waiting.with_label_values(&[class.as_str()]));
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        let permit = self.room.clone().acquire_owned().await;
+        if let Some(g) = &gauge {
+            g.dec();
+        }
+        // The semaphore is never closed.
+        permit.map_err(|_| HsmError::Overloaded(class.as_str()))
+    }
+}
+
+/// Admission to the token by class. Enrollments in flight are bounded (each holds its
+/// permit across its decryption, signature, store write and CertRep, so more than the pool
+/// keeps the store's write groups full); the other classes share `size - reserved` sessions,
+/// so enrollment always finds `reserved`. Both queues are bounded: past them the caller is
+/// refused at once (503 / tryLater) instead of holding a thread or memory.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    issuance: Lane,
+    shared: Lane,
     reserved: usize,
 }
 
-/// Held while a token operation of a limited class runs; dropping it frees the share.
+/// Held while a token operation runs; dropping it frees its room.
 #[derive(Debug)]
-pub struct Permit(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct Permit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Budget {
     /// For a pool of `size` sessions: a quarter (at least one) is kept for issuance when there
-    /// are at least two; at most `64 × size` operations of the other classes wait.
+    /// are at least two; `8 × size` enrollments run at once; at most `64 × size` operations
+    /// wait in each lane.
     pub(crate) fn new(size: usize) -> Budget {
         let size = size.max(1);
         let reserved = if size >= 2 { (size / 4).max(1) } else { 0 };
         Budget {
-            shared: Arc::new(Semaphore::new(size - reserved)),
-            waiting: AtomicUsize::new(0),
-            max_waiting: 64 * size,
+            issuance: Lane::new(8 * size, 64 * size),
+            shared: Lane::new(size - reserved, 64 * size),
             reserved,
         }
     }
@@ -74,36 +131,11 @@ impl Budget {
 
     /// Wait for room for one operation of `class`.
     pub(crate) async fn admit(&self, class: WorkClass) -> Result<Permit, HsmError> {
-        if class == WorkClass::Issuance {
-            return Ok(Permit(None));
-        }
-        let metrics = crate::telemetry::metrics();
-        if let Ok(p) = self.shared.clone().try_acquire_owned() {
-            return Ok(Permit(Some(p)));
-        }
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            if let Some(m) = metrics {
-                m.hsm_budget_shed.with_label_values(&[class.as_str()]).inc();
-            }
-            return Err(HsmError::Overloaded(class.as_str()));
-        }
-        if let Some(m) = metrics {
-            m.hsm_budget_waiting
-                .with_label_values(&[class.as_str()])
-                .inc();
-        }
-        let permit = self.shared.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        if let Some(m) = metrics {
-            m.hsm_budget_waiting
-                .with_label_values(&[class.as_str()])
-                .dec();
-        }
-        // The semaphore is never closed.
-        permit
-            .map(|p| Permit(Some(p)))
-            .map_err(|_| HsmError::Overloaded(class.as_str()))
+        let lane = match class {
+            WorkClass::Issuance => &self.issuance,
+            _ => &self.shared,
+        };
+        lane.enter(class).await.map(Permit)
     }
 }
 
@@ -143,14 +175,14 @@ mod tests {
         assert_eq!(b.reserved(), 1);
         let _one = b.admit(WorkClass::Query).await.unwrap();
         let mut tasks = Vec::new();
-        for _ in 0..b.max_waiting {
+        for _ in 0..b.shared.max_waiting {
             let b = b.clone();
             tasks.push(tokio::spawn(async move {
                 b.admit(WorkClass::Query).await.map(|_| ())
             }));
         }
         // Let them all queue.
-        while b.waiting.load(Ordering::SeqCst) < b.max_waiting {
+        while b.shared.waiting.load(Ordering::SeqCst) < b.shared.max_waiting {
             tokio::task::yield_now().await;
         }
         assert!(matches!(
@@ -160,6 +192,42 @@ mod tests {
         for t in tasks {
             t.abort();
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_goes_away_frees_its_place_in_the_queue() {
+        let b = Budget::new(2);
+        let _one = b.admit(WorkClass::Query).await.unwrap();
+        for _ in 0..3 {
+            // Each gives up waiting (its request was dropped).
+            let gave_up = tokio::time::timeout(
+                std::time::Duration::from_millis(10),
+                b.admit(WorkClass::Query),
+            )
+            .await;
+            assert!(gave_up.is_err());
+        }
+        assert_eq!(b.shared.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn enrollments_in_flight_are_bounded_too() {
+        let b = Budget::new(1);
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(b.admit(WorkClass::Issuance).await.unwrap());
+        }
+        let ninth = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            b.admit(WorkClass::Issuance),
+        )
+        .await;
+        assert!(
+            ninth.is_err(),
+            "a ninth enrollment ran on a one-session pool"
+        );
+        drop(held.pop());
+        assert!(b.admit(WorkClass::Issuance).await.is_ok());
     }
 
     #[test]

@@ -111,9 +111,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                         .map(|(ca, m)| {
                             json!({
                                 "ca": ca,
-                                "current": m.revisions == 0,
-                                "missing_revocations": m.revisions,
-                                "stale_since": (m.revisions > 0)
+                                "current": m.lacking() == 0,
+                                "missing_revocations": m.lacking(),
+                                "stale_since": (m.lacking() > 0)
                                     .then(|| crate::config::rfc3339(m.since)),
                             })
                         })

@@ -126,6 +126,14 @@ pub(crate) fn serial_hex(bytes: &[u8]) -> String {
     }
 }
 
+/// A token naming one holder of a reservation (16 random bytes, hex).
+fn holder_token() -> Result<String, RequestError> {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b)
+        .map_err(|e| RequestError::Unavailable(format!("random: {e}")))?;
+    Ok(hex::encode(b))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RequestError> {
@@ -193,7 +201,17 @@ impl Ra {
             // Only refusals of requesters that proved something (a valid challenge, a
             // certificate of ours) go into the audit chain; the others cost an attacker
             // nothing and stay in the server log above.
-            if let (true, Outcome::Failure { info, text }) = (authenticated, &outcome) {
+            // The same requester refused for the same reason again within a while is counted
+            // into its next record instead (see refusals.rs).
+            let audit = match (authenticated, &outcome) {
+                (true, Outcome::Failure { text, .. }) => self
+                    .inner
+                    .refusals
+                    .admit(&signer_sha256(&msg), text)
+                    .map(|left_out| (left_out, &outcome)),
+                _ => None,
+            };
+            if let Some((left_out, Outcome::Failure { info, text })) = audit {
                 // A refusal changes no data; it is recorded on its own. If the store is down
                 // the answer is still right, so this is best effort.
                 let details = serde_json::json!({
@@ -201,6 +219,7 @@ impl Ra {
                     "profile": profile.name,
                     "fail_info": info.to_string(),
                     "reason": text,
+                    "repeats_not_recorded": left_out,
                 });
                 if let Err(e) = self
                     .inner
@@ -347,21 +366,42 @@ impl Ra {
 
     /// The answer already decided for a transaction. A reservation (a copy of this request
     /// being signed right now) is waited for a moment; if it is still running, PENDING (the
-    /// device polls).
+    /// device polls). A reservation that lapsed (its node stopped before recording anything)
+    /// is dropped, and the answer says to send the request again: nothing was issued, and
+    /// the request itself (its CSR) was not kept.
     pub(super) async fn recorded(
         &self,
         tx: &TransactionRecord,
         profile: &Profile,
     ) -> Result<Outcome, RequestError> {
+        if let Some(outcome) = self.settled(tx, profile).await? {
+            return Ok(outcome);
+        }
+        if let Err(e) = self.inner.store.abandon_lapsed(Some(&tx.id), "ra").await {
+            tracing::warn!(error = %e, "could not drop a lapsed reservation");
+        }
+        Ok(fail(
+            FailInfo::BadRequest,
+            "the request was interrupted before a certificate was issued; send it again",
+        ))
+    }
+
+    /// [`Self::recorded`], but `None` for a reservation that lapsed (before or while
+    /// waiting for it), which is left for the caller: a resend decides afresh and takes it
+    /// over.
+    async fn settled(
+        &self,
+        tx: &TransactionRecord,
+        profile: &Profile,
+    ) -> Result<Option<Outcome>, RequestError> {
         let mut tx = tx.clone();
         let deadline = tokio::time::Instant::now() + RACE_WAIT;
         while let TransactionState::Issuing { until } = tx.state {
             if until <= crate::store::now() {
-                // Its node died mid-way: finish it here.
-                return Box::pin(self.finish_lapsed(tx, profile)).await;
+                return Ok(None);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(Outcome::Pending);
+                return Ok(Some(Outcome::Pending));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             match self
@@ -374,14 +414,14 @@ impl Ra {
                 Some(t) => tx = t,
                 // Released: the copy being signed failed; its own answer said why.
                 None => {
-                    return Ok(fail(
+                    return Ok(Some(fail(
                         FailInfo::BadRequest,
                         "a copy of this request was refused; send a new request",
-                    ))
+                    )))
                 }
             }
         }
-        Ok(match &tx.state {
+        Ok(Some(match &tx.state {
             TransactionState::Issuing { .. } | TransactionState::Pending => Outcome::Pending,
             TransactionState::Rejected { reason } => fail(FailInfo::BadRequest, reason.clone()),
             TransactionState::Issued { serial } => {
@@ -396,7 +436,7 @@ impl Ra {
                     None => fail(FailInfo::BadCertId, "the issued certificate is missing"),
                 }
             }
-        })
+        }))
     }
 
     fn success(&self, profile: &Profile, cert: Vec<u8>) -> Outcome {
@@ -464,25 +504,41 @@ impl Ra {
             state: TransactionState::Pending,
             csr: csr.der.clone(),
             challenge_id: None,
+            holder: None,
         };
         let store = &self.inner.store;
         // Signed by a certificate of ours: the requester holds one of our keys.
         let signed_by_us = ours.is_some();
         if let Some(old) = store.transaction(&tx.id).await.map_err(store_err)? {
             if old.key_sha256 != tx.key_sha256 {
-                return Ok(Decided {
-                    outcome: fail(
-                        FailInfo::BadRequest,
-                        format!(
-                            "transactionID {} is already used by this requester for another key",
-                            tx.transaction_id
-                        ),
+                return Ok(fail(
+                    FailInfo::BadRequest,
+                    format!(
+                        "transactionID {} is already used by this requester for another key",
+                        tx.transaction_id
                     ),
-                    authenticated: signed_by_us,
-                });
+                )
+                .into());
+            }
+            // A transaction belongs to the profile it was decided under: the same request
+            // sent to another profile's URL is not answered with this one's certificate.
+            if old.profile != profile.name {
+                return Ok(fail(
+                    FailInfo::BadRequest,
+                    format!(
+                        "transactionID {} was sent to profile `{}`; send it there or use a new transactionID",
+                        tx.transaction_id, old.profile
+                    ),
+                )
+                .into());
             }
             tracing::info!("resent request: answering the recorded outcome");
-            return Ok(self.recorded(&old, profile).await?.into());
+            if let Some(outcome) = self.settled(&old, profile).await? {
+                return Ok(outcome.into());
+            }
+            // A reservation its node left behind: this resend carries the request again, so
+            // it is decided afresh and takes the reservation over.
+            tracing::warn!("resent request finds a lapsed reservation: deciding it again");
         }
 
         let renewal = match ours {
@@ -490,6 +546,9 @@ impl Ra {
             None => Some("it is not signed with a certificate issued by this CA".to_string()),
         };
         let renewing = renewal.is_none();
+        // Only a requester that proved something (a certificate of ours, or a valid
+        // challenge) has its refusals audited; its repeats are counted, not each recorded
+        // (see refusals.rs), so one key cannot fill the audit chain.
         let mut authenticated = signed_by_us;
         let refused = |text: String, authenticated: bool| Decided {
             outcome: fail(FailInfo::BadRequest, text),
@@ -624,12 +683,15 @@ impl Ra {
     pub(crate) async fn issue(
         &self,
         profile: &Profile,
-        tx: TransactionRecord,
+        mut tx: TransactionRecord,
         csr: crate::pki::Csr,
         grant: Grant,
         actor: &str,
     ) -> Result<Outcome, RequestError> {
         let store = &self.inner.store;
+        // This call's own token: only it records the issuance or gives the reservation up.
+        let holder = holder_token()?;
+        tx.holder = Some(holder.clone());
         match store
             .reserve(&tx, grant.spend.as_deref(), self.inner.reservation_secs)
             .await
@@ -654,47 +716,11 @@ impl Ra {
         if !matches!(outcome, Ok(Outcome::Success { .. })) {
             // Nothing was recorded: free the transaction and its challenge for a new try.
             // (If the store is down, the reservation lapses by itself.)
-            if let Err(e) = store.release(&tx.id).await {
+            if let Err(e) = store.release(&tx.id, &holder).await {
                 tracing::warn!(error = %e, "could not give up the reservation; it will lapse");
             }
         }
         outcome
-    }
-
-    /// A reservation whose node died before recording (it lapsed): issue it now from what
-    /// it holds (the CSR, the challenge it claimed, the certificate it renews), as the
-    /// original request would have been. The device's resend or poll gets the answer.
-    async fn finish_lapsed(
-        &self,
-        tx: TransactionRecord,
-        profile: &Profile,
-    ) -> Result<Outcome, RequestError> {
-        let store = &self.inner.store;
-        let Ok(csr) = parse_csr(&tx.csr) else {
-            let _ = store.release(&tx.id).await;
-            return Ok(fail(
-                FailInfo::BadRequest,
-                "the request was interrupted and cannot be finished; send a new request",
-            ));
-        };
-        let mut grant = Grant::default();
-        if let Some(id) = &tx.challenge_id {
-            if let Some(ch) = store.challenge_by_id(id).await.map_err(store_err)? {
-                if ch.used_at.is_none() {
-                    grant.spend = Some(ch.hash.clone());
-                }
-                grant.bindings = Bindings::from_json(&ch.bindings).ok();
-            }
-        }
-        if let Some(old) = &tx.renews {
-            grant.device = store
-                .certificate(old)
-                .await
-                .map_err(store_err)?
-                .and_then(|c| c.device_id);
-        }
-        tracing::warn!(transaction = %tx.id, "finishing a reservation its node left behind");
-        self.issue(profile, tx, csr, grant, "ra").await
     }
 
     async fn sign_and_record(
@@ -757,22 +783,29 @@ impl Ra {
                     ))
                 }
                 Err(StoreError::Stale(why)) => return Ok(fail(FailInfo::BadRequest, why)),
+                Err(StoreError::SerialTaken) => {
+                    tracing::warn!(serial = %record.serial, "serial collision; signing again with a new serial");
+                }
                 Err(StoreError::Conflict(why)) => {
-                    if let Some(old) = self
+                    // The reservation is no longer this call's (it lapsed and a resend took
+                    // it over, or an officer decided meanwhile): what was just signed is
+                    // dropped unrecorded, and the answer is whatever the record says now.
+                    tracing::warn!(%why, "the reservation was lost before recording; the certificate is discarded");
+                    return match self
                         .inner
                         .store
                         .transaction(&tx.id)
                         .await
                         .map_err(store_err)?
                     {
-                        if matches!(
-                            old.state,
-                            TransactionState::Issued { .. } | TransactionState::Rejected { .. }
-                        ) {
-                            return self.recorded(&old, profile).await;
+                        Some(current) if current.key_sha256 == tx.key_sha256 => {
+                            self.recorded(&current, profile).await
                         }
-                    }
-                    tracing::warn!(%why, "store conflict; signing again with a new serial");
+                        _ => Ok(fail(
+                            FailInfo::BadRequest,
+                            "the request was interrupted before a certificate was issued; send it again",
+                        )),
+                    };
                 }
                 Err(e) => return Err(store_err(e)),
             }

@@ -19,6 +19,7 @@ mod key;
 mod ocsp;
 mod officer;
 mod queries;
+mod refusals;
 pub mod registration;
 mod replay;
 pub mod responder;
@@ -82,6 +83,9 @@ pub enum ApprovalError {
     /// It is not waiting for approval.
     #[error("the transaction is not pending")]
     NotPending,
+    /// Another officer's approval of it is being issued right now.
+    #[error("another officer is approving this request right now")]
+    Busy,
     /// The request cannot be issued (profile rules, stored CSR).
     #[error("cannot issue: {0}")]
     Refused(String),
@@ -140,6 +144,8 @@ pub(crate) struct Inner {
     pub(crate) retired: Vec<ca::CaGeneration>,
     /// Answers to recent pkiMessages, by their bytes.
     pub(crate) replays: replay::ReplayCache,
+    /// Refusals audited lately, so repeats are counted rather than each recorded.
+    pub(crate) refusals: refusals::RecentRefusals,
     /// How long a reservation holds a transaction (`scep.reservation_secs`).
     pub(crate) reservation_secs: i64,
     /// The active CA's delegated OCSP responder.
@@ -389,6 +395,7 @@ impl Ra {
                 include_root: config.scep.include_root,
                 store,
                 replays: Default::default(),
+                refusals: Default::default(),
                 reservation_secs: config.scep.reservation_secs.clamp(1, 3600) as i64,
                 responder,
                 responder_days: days,

@@ -143,7 +143,8 @@ impl Ra {
                 Ok(serial)
             }
             Ok(crate::scep::Outcome::Failure { text, .. }) => Err(ApprovalError::Refused(text)),
-            Ok(crate::scep::Outcome::Pending) => Err(ApprovalError::NotPending),
+            // Still PENDING after issue: another officer's claim holds it.
+            Ok(crate::scep::Outcome::Pending) => Err(ApprovalError::Busy),
             Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
         }
     }

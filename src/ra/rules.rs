@@ -117,6 +117,21 @@ impl Ra {
                     .into(),
             ));
         }
+        // A profile a credential names keeps that credential's key rule on renewal too (the
+        // strictest, if several name it): a renewal cannot weaken the key.
+        let mut naming: Vec<&String> = self
+            .inner
+            .credentials
+            .iter()
+            .filter(|(_, c)| c.profile == profile.name)
+            .map(|(name, _)| name)
+            .collect();
+        naming.sort();
+        for name in naming {
+            if let Err(why) = self.credential_key_rule(name, csr) {
+                return Ok(Some(why));
+            }
+        }
         if !profile.policy.renewal_same_key {
             let same = x509_parser::parse_x509_certificate(&rec.der)
                 .ok()

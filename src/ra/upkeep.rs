@@ -351,7 +351,7 @@ impl Ra {
                         .set(seconds);
                 }
             };
-            gauge(if mark.revisions > 0 {
+            gauge(if mark.lacking() > 0 {
                 at - mark.since
             } else {
                 0
@@ -359,7 +359,7 @@ impl Ra {
             if !lead {
                 continue;
             }
-            let stale = mark.revisions > 0
+            let stale = mark.lacking() > 0
                 || match self.inner.store.state(&format!("crl:{label}")).await {
                     Ok(Some(der)) => !crl_fresh(&der, CRL_HOURS * 3600 / 2),
                     Ok(None) => true,
@@ -370,9 +370,9 @@ impl Ra {
                 };
             if stale {
                 match self.refresh_crl_of(generation).await {
-                    Ok(_) if mark.revisions > 0 => {
+                    Ok(_) if mark.lacking() > 0 => {
                         gauge(0);
-                        tracing::info!(ca = %label, revocations = mark.revisions, "the CRL was out of date; published a new one")
+                        tracing::info!(ca = %label, revocations = mark.lacking(), "the CRL was out of date; published a new one")
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -423,6 +423,15 @@ impl Ra {
             Ok(true) => {
                 if let Err(e) = self.expire().await {
                     tracing::warn!(error = %e, "background: expiry failed");
+                }
+                // Reservations whose node stopped before recording: free their challenges.
+                match self.inner.store.abandon_lapsed(None, "ra").await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        reservations = n,
+                        "dropped reservations their node left behind"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "background: lapsed reservations"),
                 }
             }
             Ok(false) => {}

@@ -19,6 +19,7 @@ pub(super) fn tx(id: &str, key: &str) -> TransactionRecord {
         state: TransactionState::Pending,
         csr: vec![1, 2, 3],
         challenge_id: None,
+        holder: Some(format!("holder-{key}")),
     }
 }
 
@@ -90,6 +91,13 @@ fn stale<T: std::fmt::Debug>(r: Result<T, StoreError>) {
     assert!(
         matches!(r, Err(StoreError::Stale(_))),
         "expected a stale write, got {r:?}"
+    );
+}
+
+fn serial_taken<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    assert!(
+        matches!(r, Err(StoreError::SerialTaken)),
+        "expected a serial collision, got {r:?}"
     );
 }
 
@@ -246,7 +254,7 @@ async fn suite(s: Arc<dyn Store>) {
         )
         .await,
     );
-    conflict(
+    serial_taken(
         issue(
             s.as_ref(),
             &tx_issuing("t2", "k2"),
@@ -262,7 +270,7 @@ async fn suite(s: Arc<dyn Store>) {
         ),
         "the reservation stays until given up"
     );
-    s.release("t2").await.unwrap();
+    s.release("t2", "holder-k2").await.unwrap();
     assert!(
         s.transaction("t2").await.unwrap().is_none(),
         "no half-written transaction"
@@ -295,7 +303,7 @@ async fn suite(s: Arc<dyn Store>) {
         live.map(|t| t.state),
         Some(TransactionState::Issuing { until }) if until > now()
     ));
-    s.release("t-live").await.unwrap();
+    s.release("t-live", "holder-kl").await.unwrap();
     // A reservation whose node died lapses, and a resend of the same key takes it over (with
     // the challenge it claimed).
     s.insert_challenge(&challenge("h-lapse", now() + 3600), "test")
@@ -322,16 +330,89 @@ async fn suite(s: Arc<dyn Store>) {
             .is_some(),
         "another key does not take it over"
     );
+    // The resend holds it now: the holder that lapsed records nothing and releases nothing.
+    let mut resend = tx_issuing("t-lapse", "kx");
+    resend.holder = Some("holder-resend".into());
+    resend.challenge_id = Some("chl_h-lapse".into());
+    assert!(s
+        .reserve(&resend, Some("h-lapse"), RESERVATION_SECS)
+        .await
+        .unwrap()
+        .is_none());
+    let mut late = resend.clone();
+    late.holder = Some("holder-kx".into());
+    conflict(
+        s.record_issued(
+            &late,
+            &cert("0a1", "t-lapse", "CN=x", year),
+            Some("h-lapse"),
+            "test",
+        )
+        .await,
+    );
+    s.release("t-lapse", "holder-kx").await.unwrap();
+    assert!(
+        s.transaction("t-lapse").await.unwrap().is_some(),
+        "only the holder gives a reservation up"
+    );
+    // A reservation made with a challenge is issued only by spending that challenge.
+    spent(
+        s.record_issued(&resend, &cert("0a2", "t-lapse", "CN=x", year), None, "test")
+            .await,
+    );
+    s.insert_challenge(&challenge("h-second", now() + 3600), "test")
+        .await
+        .unwrap();
+    spent(
+        s.record_issued(
+            &resend,
+            &cert("0a3", "t-lapse", "CN=x", year),
+            Some("h-second"),
+            "test",
+        )
+        .await,
+    );
+    assert!(s.certificate("0a2").await.unwrap().is_none());
+    assert!(s.certificate("0a3").await.unwrap().is_none());
+    s.release("t-lapse", "holder-resend").await.unwrap();
+    assert!(s.transaction("t-lapse").await.unwrap().is_none());
+    // A lapsed reservation nobody resends is dropped, its challenge freed, on the record.
+    assert!(s
+        .reserve(&tx_issuing("t-gone", "kg"), Some("h-lapse"), 1)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        s.transaction("t-gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .csr
+            .is_empty(),
+        "a reservation keeps no CSR (it may carry a challenge password)"
+    );
+    assert_eq!(
+        s.abandon_lapsed(None, "test").await.unwrap(),
+        0,
+        "still live"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(s.abandon_lapsed(None, "test").await.unwrap(), 1);
+    assert!(s.transaction("t-gone").await.unwrap().is_none());
     assert!(s
         .reserve(
-            &tx_issuing("t-lapse", "kx"),
+            &tx_issuing("t-again", "ka"),
             Some("h-lapse"),
             RESERVATION_SECS
         )
         .await
         .unwrap()
         .is_none());
-    s.release("t-lapse").await.unwrap();
+    s.release("t-again", "holder-ka").await.unwrap();
+    let abandoned = s.audit_records(0, 0).await.unwrap();
+    assert!(abandoned
+        .iter()
+        .any(|r| r.action == "reservation_abandoned" && r.subject == "t-gone"));
 
     // Pending, then issued; pending, then rejected.
     s.insert_pending(&tx("t3", "k3"), None, "test")
@@ -420,7 +501,7 @@ async fn suite(s: Arc<dyn Store>) {
         s.reserve(&tx_issuing("t5b", "k5b"), Some("h1"), RESERVATION_SECS)
             .await,
     );
-    s.release("t5").await.unwrap();
+    s.release("t5", "holder-k5").await.unwrap();
     issue(
         s.as_ref(),
         &tx_issuing("t6", "k6"),
@@ -512,7 +593,7 @@ async fn suite(s: Arc<dyn Store>) {
         .await,
     );
     assert!(s.certificate("0f").await.unwrap().is_none());
-    s.release("t-renew2").await.unwrap();
+    s.release("t-renew2", "holder-kr2").await.unwrap();
 
     // Listing with filters.
     issue(
@@ -860,6 +941,7 @@ async fn expiry(s: Arc<dyn Store>) {
         ("e2", "fleet", 20),
         ("e3", "other", 5),
         ("e4", "fleet", 90),
+        ("e6", "other", 200),
     ] {
         let mut c = cert(serial, &format!("t-{serial}"), "CN=x", at + days * 86_400);
         c.profile = profile.into();
@@ -874,13 +956,13 @@ async fn expiry(s: Arc<dyn Store>) {
     }
     // A revocation marks its issuer's CRL out of date, in the same transaction; a CRL that
     // read the mark before the list clears it, unless another revocation came since.
-    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().revisions, 0);
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 0);
     assert!(s
         .revoke_certificate("e3", 1, "keyCompromise", "o")
         .await
         .unwrap());
     let mark = s.crl_mark("CN=Test CA").await.unwrap();
-    assert_eq!(mark.revisions, 1);
+    assert_eq!(mark.lacking(), 1);
     assert!(mark.since > 0);
     assert!(s
         .revoke_certificate("e4", 1, "keyCompromise", "o")
@@ -888,13 +970,23 @@ async fn expiry(s: Arc<dyn Store>) {
         .unwrap());
     assert!(s.publish_crl("crl-ca", 1, b"crl", &mark).await.unwrap());
     assert_eq!(
-        s.crl_mark("CN=Test CA").await.unwrap().revisions,
-        2,
+        s.crl_mark("CN=Test CA").await.unwrap().lacking(),
+        1,
         "a revocation after the list was read keeps the mark"
     );
-    let mark = s.crl_mark("CN=Test CA").await.unwrap();
-    assert!(s.publish_crl("crl-ca", 2, b"crl", &mark).await.unwrap());
-    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().revisions, 0);
+    let later = s.crl_mark("CN=Test CA").await.unwrap();
+    assert!(s.publish_crl("crl-ca", 2, b"crl", &later).await.unwrap());
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 0);
+    // A slow builder that read the mark long ago clears nothing it did not see, even once
+    // the counts have moved on past what it read.
+    assert!(s
+        .revoke_certificate("e6", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
+    let fresh = s.crl_mark("CN=Test CA").await.unwrap();
+    assert_eq!((fresh.lacking(), fresh.since > 0), (1, true));
+    assert!(s.publish_crl("crl-ca", 3, b"crl", &mark).await.unwrap());
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 1);
     // Revoked, it renews nothing.
     let mut revoked_renewal = tx_issuing("t-renew-revoked", "krr");
     revoked_renewal.renews = Some("e3".into());

@@ -80,7 +80,7 @@ pub(super) async fn concurrent_issuances(s: Arc<dyn Store>) {
             }
             (Err(StoreError::ChallengeSpent), "challenge") => {}
             (Err(StoreError::Conflict(_)), "taken") => {}
-            (Err(StoreError::Conflict(_)), l) if l.starts_with("dup") => {}
+            (Err(StoreError::SerialTaken), l) if l.starts_with("dup") => {}
             (other, l) => panic!("{l}: unexpected {other:?}"),
         }
     }

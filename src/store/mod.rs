@@ -36,8 +36,11 @@ pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way
-/// leaves one behind; the device's resend or poll finishes it once this has passed.
-pub const RESERVATION_SECS: i64 = 30;
+/// leaves one behind: once this has passed, the device's resend takes it over, and a poll or
+/// the upkeep round drops it ([`TransactionStore::abandon_lapsed`]). Long enough for a slow
+/// token under load, so a live reservation is not taken over while its certificate is
+/// signed.
+pub const RESERVATION_SECS: i64 = 90;
 
 /// The state of a SCEP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +91,10 @@ pub struct TransactionRecord {
     pub csr: Vec<u8>,
     /// The one-time challenge (its id) that made the request possible, if one did.
     pub challenge_id: Option<String>,
+    /// Who holds the transaction's reservation (or an approval's claim of it): a token
+    /// the holder made. Only the holder records the issuance or gives the reservation up, so
+    /// a holder whose reservation lapsed and was taken over records nothing.
+    pub holder: Option<String>,
 }
 
 impl TransactionRecord {
@@ -379,14 +386,28 @@ pub fn verify_audit(records: &[AuditRecord], head: (i64, &str)) -> Result<(), (i
 
 /// A CA's "CRL out of date" mark: how many revocations its published CRL lacks at most, and
 /// since when (the first of them).
+///
+/// `revisions` counts every revocation of the issuer and only grows; `covered` is the count
+/// the last published CRL was built after. A CRL that read the mark publishes `covered =
+/// max(covered, its revisions)`, so a slow builder never clears revocations it did not see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrlMark {
     /// The issuer (certificates' issuer text).
     pub issuer: String,
-    /// Revocations since the mark was last cleared (0: none, the CRL is current).
+    /// Revocations of this issuer, ever.
     pub revisions: i64,
-    /// When the first of them was committed (Unix seconds; 0 when none).
+    /// How many of them the published CRL covers.
+    pub covered: i64,
+    /// When the first revocation the published CRL lacks was committed (Unix seconds;
+    /// meaningful only while some are lacking).
     pub since: i64,
+}
+
+impl CrlMark {
+    /// How many revocations the published CRL lacks (0: it is current).
+    pub fn lacking(&self) -> i64 {
+        (self.revisions - self.covered).max(0)
+    }
 }
 
 /// Filters for [`Store::certificates`].
@@ -420,6 +441,10 @@ pub enum StoreError {
     /// revoked or renewed by another request); nothing was written.
     #[error("{0}")]
     Stale(String),
+    /// The certificate's serial is already recorded (a collision of random serials): sign
+    /// again with another; nothing was written.
+    #[error("the certificate serial is already recorded")]
+    SerialTaken,
     /// The database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -20,11 +20,12 @@ pub trait TransactionStore: Send + Sync {
         transaction_id: &str,
     ) -> Result<Vec<TransactionRecord>, StoreError>;
     /// Reserve a transaction before its certificate is signed, so the CA key signs each
-    /// certificate once: the record is written `issuing` (with its CSR, so a resend or a poll
-    /// can finish it if this node dies) for `lease_secs`, and `challenge` (hash), when given,
-    /// is claimed for it (not yet spent). `Ok(None)`: reserved
-    /// (or an expired reservation of the same key taken over). `Ok(Some(record))`: a record
-    /// under this key exists (another reservation still running, PENDING, final, or another
+    /// certificate once: the record is written `issuing` for `lease_secs`, held by
+    /// `tx.holder`, without its CSR (which may carry a challenge password), and `challenge`
+    /// (hash), when given, is claimed for it (not yet spent). A `tx` in state PENDING is an
+    /// approval: it claims the PENDING record instead. `Ok(None)`: reserved (or a lapsed
+    /// reservation of the same key taken over). `Ok(Some(record))`: a record under this key
+    /// exists (another reservation still running, PENDING and claimed, final, or another
     /// key's); nothing was written. `ChallengeSpent` when the challenge is used, expired, for
     /// another profile or claimed by another live reservation.
     async fn reserve(
@@ -34,8 +35,13 @@ pub trait TransactionStore: Send + Sync {
         lease_secs: i64,
     ) -> Result<Option<TransactionRecord>, StoreError>;
     /// Give up a reservation that will not be issued (the certificate could not be made):
-    /// the record goes and its challenge is free again.
-    async fn release(&self, id: &str) -> Result<(), StoreError>;
+    /// the record goes and its challenge is free again (an approval's claim is let go).
+    /// Only the reservation's `holder` can; anyone else's call changes nothing.
+    async fn release(&self, id: &str, holder: &str) -> Result<(), StoreError>;
+    /// Drop reservations that lapsed (their node stopped before recording anything): the one
+    /// under key `id`, or all of them. Their challenges are free again; each dropped
+    /// reservation is recorded in the audit chain (`reservation_abandoned`). Returns how many.
+    async fn abandon_lapsed(&self, id: Option<&str>, actor: &str) -> Result<u64, StoreError>;
     /// Record a new PENDING transaction, consuming `challenge` (hash) in the same database
     /// transaction when given. Conflict when the ID exists or the challenge is used up.
     async fn insert_pending(
@@ -45,11 +51,12 @@ pub trait TransactionStore: Send + Sync {
         actor: &str,
     ) -> Result<(), StoreError>;
     /// Record an issued certificate and mark its transaction issued, atomically, consuming
-    /// `challenge` when given (claimed by the reservation) and, for a renewal
-    /// (`tx.renews`), marking the renewed certificate as renewed by this one. The transaction
-    /// moves from its reservation or from PENDING; conflict when there is neither for this
-    /// key, the serial exists, the challenge is spent or the renewed certificate is no longer
-    /// valid or already renewed. Nothing is written on conflict.
+    /// `challenge` when given (claimed by the reservation; it must be the one the record
+    /// names) and, for a renewal (`tx.renews`), marking the renewed certificate as renewed by
+    /// this one. The transaction moves from its reservation, or its claimed PENDING record,
+    /// held by `tx.holder`. `Conflict` when there is neither for this key and holder;
+    /// `SerialTaken` when the serial exists; `ChallengeSpent`; `Stale` when the renewed
+    /// certificate is no longer valid or already renewed. Nothing is written on error.
     async fn record_issued(
         &self,
         tx: &TransactionRecord,

@@ -54,6 +54,7 @@ fn approval_error(e: ApprovalError) -> HttpResponse {
         ApprovalError::NotFound => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         ApprovalError::Forbidden(_) => error(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
         ApprovalError::NotPending => error(StatusCode::CONFLICT, "not_pending", e.to_string()),
+        ApprovalError::Busy => error(StatusCode::CONFLICT, "busy", e.to_string()),
         ApprovalError::Refused(_) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
         }

@@ -9,6 +9,8 @@ ALTER TABLE transactions ADD PRIMARY KEY (id);
 ALTER TABLE transactions ADD COLUMN renews TEXT;
 ALTER TABLE transactions ADD COLUMN challenge_id TEXT;
 ALTER TABLE transactions ADD COLUMN reserved_until BIGINT;
+-- Who holds a reservation (or an approval's claim): only the holder records or releases it.
+ALTER TABLE transactions ADD COLUMN holder TEXT;
 ALTER TABLE transactions DROP CONSTRAINT transactions_state_check;
 ALTER TABLE transactions ADD CONSTRAINT transactions_state_check
     CHECK (state IN ('issuing', 'pending', 'issued', 'rejected'));
@@ -21,6 +23,9 @@ ALTER TABLE challenges ADD COLUMN created_by TEXT NOT NULL DEFAULT 'unknown';
 ALTER TABLE challenges ADD COLUMN reserved_by TEXT;
 ALTER TABLE challenges ADD COLUMN reserved_until BIGINT;
 UPDATE challenges SET id = 'chl_' || substr(md5(random()::text || hash), 1, 16);
+-- Nodes of the previous version still running during the upgrade insert without an id.
+ALTER TABLE challenges ALTER COLUMN id SET DEFAULT 'chl_' || substr(md5(random()::text), 1, 16);
+ALTER TABLE challenges ALTER COLUMN id SET NOT NULL;
 CREATE UNIQUE INDEX challenges_id ON challenges (id);
 
 -- A certificate renews once.
@@ -32,8 +37,11 @@ UPDATE api_tokens SET scope = '{"profiles":["*"],"directories":["*"]}' WHERE rol
 
 -- "The published CRL lacks revocations" marks, per issuer: set by a revocation, cleared by the
 -- CRL that covers it.
+-- `revisions` only grows; `covered` is what the last published CRL covers; `since` is when
+-- the first revocation after `covered` was committed.
 CREATE TABLE crl_marks (
     issuer    TEXT PRIMARY KEY,
     revisions BIGINT NOT NULL,
+    covered   BIGINT NOT NULL DEFAULT 0,
     since     BIGINT NOT NULL
 );

@@ -15,6 +15,7 @@ CREATE TABLE transactions_v6 (
     csr            BLOB,
     challenge_id   TEXT,
     reserved_until INTEGER,
+    holder         TEXT,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL,
     CHECK ((state = 'issued') = (serial IS NOT NULL))
@@ -47,8 +48,11 @@ UPDATE api_tokens SET scope = '{"profiles":["*"],"directories":["*"]}' WHERE rol
 
 -- "The published CRL lacks revocations" marks, per issuer: set by a revocation, cleared by the
 -- CRL that covers it.
+-- `revisions` only grows; `covered` is what the last published CRL covers; `since` is when
+-- the first revocation after `covered` was committed.
 CREATE TABLE crl_marks (
     issuer    TEXT PRIMARY KEY,
     revisions INTEGER NOT NULL,
+    covered   INTEGER NOT NULL DEFAULT 0,
     since     INTEGER NOT NULL
 );

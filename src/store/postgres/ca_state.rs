@@ -95,9 +95,9 @@ impl CaStateStore for PostgresStore {
             .await
             .map_err(err)?;
         }
-        // Revocations that came after the list was read keep the mark.
+        // Revocations that came after the list was read stay lacking.
         t.execute(
-            "DELETE FROM crl_marks WHERE issuer = $1 AND revisions = $2",
+            "UPDATE crl_marks SET covered = GREATEST(covered, $2) WHERE issuer = $1",
             &[&covers.issuer, &covers.revisions],
         )
         .await

@@ -91,9 +91,11 @@ impl CertificateStore for PostgresStore {
         }
         // The published CRL of its issuer lacks this revocation until a new one is made.
         t.execute(
-            "INSERT INTO crl_marks (issuer, revisions, since) \
-             SELECT issuer, 1, $1 FROM certificates WHERE serial = $2 \
-             ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1",
+            "INSERT INTO crl_marks (issuer, revisions, covered, since) \
+             SELECT issuer, 1, 0, $1 FROM certificates WHERE serial = $2 \
+             ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1, \
+               since = CASE WHEN crl_marks.revisions = crl_marks.covered THEN $1 \
+                 ELSE crl_marks.since END",
             &[&now(), &serial],
         )
         .await
@@ -113,15 +115,18 @@ impl CertificateStore for PostgresStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         let row = c
             .query_opt(
-                "SELECT revisions, since FROM crl_marks WHERE issuer = $1",
+                "SELECT revisions, covered, since FROM crl_marks WHERE issuer = $1",
                 &[&issuer],
             )
             .await
             .map_err(err)?;
-        let (revisions, since) = row.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0));
+        let (revisions, covered, since) = row
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap_or((0, 0, 0));
         Ok(CrlMark {
             issuer: issuer.to_owned(),
             revisions,
+            covered,
             since,
         })
     }

@@ -352,7 +352,15 @@ async fn issuance_rows(
         )
         .await
         .map_err(err)?;
-        super::consume(t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
+        super::consume(
+            t,
+            h,
+            tx.challenge_id.as_deref(),
+            &tx.profile,
+            &tx.id,
+            &tx.transaction_id,
+        )
+        .await?;
     }
     let approved = tx.state == TransactionState::Pending;
     let from = if approved { "pending" } else { "issuing" };
@@ -373,24 +381,58 @@ async fn issuance_rows(
         &cert.device_id,
         &at,
     ];
+    let spends = challenge.is_some();
     let mut args = cert_args.to_vec();
-    args.extend_from_slice(&[&tx.id as &(dyn ToSql + Sync), &tx.key_sha256, &from]);
+    args.extend_from_slice(&[
+        &tx.id as &(dyn ToSql + Sync),
+        &tx.key_sha256,
+        &from,
+        &tx.holder,
+        &spends,
+    ]);
+    // Only the holder of the reservation (or of the approval's claim) moves it; a
+    // reservation made with a challenge moves only by spending it.
     let move_tx = t
         .prepare_cached(&format!(
             "WITH step AS ( \
                UPDATE transactions SET state = 'issued', serial = $1, csr = NULL, \
-                 reserved_until = NULL, updated_at = $14 \
+                 reserved_until = NULL, holder = NULL, updated_at = $14 \
                WHERE id = $15 AND key_sha256 = $16 AND state = $17 \
+                 AND holder IS NOT DISTINCT FROM $18 \
+                 AND (state = 'pending' OR challenge_id IS NULL OR $19::BOOLEAN) \
                RETURNING 1) \
              {INSERT_CERT}"
         ))
         .await
         .map_err(err)?;
-    if t.execute(&move_tx, &args).await.map_err(err)? != 1 {
-        let why = StoreError::Conflict(format!(
-            "transaction {} is not {from} for this key",
-            tx.transaction_id
-        ));
+    let moved = t.execute(&move_tx, &args).await.map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            StoreError::SerialTaken
+        } else {
+            err(e)
+        }
+    })?;
+    if moved != 1 {
+        // Say why, as the other engine does: a reservation of this holder made with a
+        // challenge, recorded without spending it, is a spent challenge; the rest conflicts.
+        let held_with_challenge = !spends
+            && !approved
+            && t.query_opt(
+                "SELECT 1 FROM transactions WHERE id = $1 AND state = 'issuing' \
+                 AND holder IS NOT DISTINCT FROM $2 AND challenge_id IS NOT NULL",
+                &[&tx.id, &tx.holder],
+            )
+            .await
+            .map_err(err)?
+            .is_some();
+        let why = if held_with_challenge {
+            StoreError::ChallengeSpent
+        } else {
+            StoreError::Conflict(format!(
+                "transaction {} is not {from} for this key and holder",
+                tx.transaction_id
+            ))
+        };
         // With a challenge spent above, that must be rolled back.
         return if challenge.is_some() {
             Err(why)
@@ -456,21 +498,23 @@ async fn record_new(t: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<String>, S
     let ats = vec![at; n];
     let tx_ids = col(&|j| j.tx.id.clone());
     let keys = col(&|j| j.tx.key_sha256.clone());
+    let holders: Vec<Option<&str>> = jobs.iter().map(|j| j.tx.holder.as_deref()).collect();
     let stmt = t
         .prepare_cached(
             "WITH job AS ( \
                SELECT * FROM UNNEST($1::TEXT[], $2::BYTEA[], $3::TEXT[], $4::TEXT[], \
                  $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], \
                  $11::INTEGER[], $12::TEXT[], $13::TEXT[], $14::BIGINT[], $15::TEXT[], \
-                 $16::TEXT[]) \
+                 $16::TEXT[], $17::TEXT[]) \
                AS j(serial, der, subject, sans, issuer, not_before, not_after, profile, \
                  status, revoked_at, revocation_reason, cert_tx, device_id, at, \
-                 id, key_sha256)), \
+                 id, key_sha256, holder)), \
              moved AS ( \
                UPDATE transactions t SET state = 'issued', serial = job.serial, csr = NULL, \
-                 reserved_until = NULL, updated_at = job.at \
+                 reserved_until = NULL, holder = NULL, updated_at = job.at \
                FROM job \
                WHERE t.id = job.id AND t.key_sha256 = job.key_sha256 AND t.state = 'issuing' \
+                 AND t.holder IS NOT DISTINCT FROM job.holder AND t.challenge_id IS NULL \
                RETURNING t.id) \
              INSERT INTO certificates (serial, der, subject, sans, issuer, not_before, \
                not_after, profile, status, revoked_at, revocation_reason, transaction_id, \
@@ -502,6 +546,7 @@ async fn record_new(t: &Transaction<'_>, jobs: &[&Job]) -> Result<Vec<String>, S
                 &ats,
                 &tx_ids,
                 &keys,
+                &holders,
             ],
         )
         .await

@@ -188,6 +188,7 @@ pub(super) fn tx_from_row(r: &tokio_postgres::Row) -> TransactionRecord {
         state: state_from(&r.get::<_, String>(6), r.get(7), r.get(8), r.get(11)),
         csr: r.get::<_, Option<Vec<u8>>>(9).unwrap_or_default(),
         challenge_id: r.get(10),
+        holder: r.get(12),
     }
 }
 
@@ -228,34 +229,52 @@ pub(super) fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
 }
 
 pub(super) const TX_COLUMNS: &str = "id, transaction_id, renews, profile, key_sha256, \
-     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until";
+     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until, holder";
 /// The columns [`cert_from_row`] reads.
 pub(super) const CERT_COLUMNS: &str =
     "serial, der, subject, sans, issuer, not_before, not_after, profile, \
      status, revoked_at, revocation_reason, transaction_id, device_id, renewed_by";
 
 impl PostgresStore {
-    /// A reservation's insert found a record: take it over if it is a lapsed reservation of
-    /// the same key (its node died), else return it.
+    /// A reservation's insert found a record: take it over, inside `t`, if it is a lapsed
+    /// reservation of the same key (its node died), letting go of the challenge it claimed
+    /// unless that is `challenge` (the caller claims that one next); else return it.
     async fn take_over(
         &self,
-        c: &deadpool_postgres::Client,
+        t: &deadpool_postgres::Transaction<'_>,
         tx: &TransactionRecord,
+        challenge: Option<&str>,
         until: i64,
     ) -> Result<Option<TransactionRecord>, StoreError> {
-        let taken = c
+        let taken = t
             .execute(
-                "UPDATE transactions SET reserved_until = $1, challenge_id = $2, updated_at = $3 \
+                "UPDATE transactions SET reserved_until = $1, challenge_id = $2, updated_at = $3, \
+                 holder = $6, renews = $7 \
                  WHERE id = $4 AND state = 'issuing' AND reserved_until <= $3 \
                  AND key_sha256 = $5",
-                &[&until, &tx.challenge_id, &now(), &tx.id, &tx.key_sha256],
+                &[
+                    &until,
+                    &tx.challenge_id,
+                    &now(),
+                    &tx.id,
+                    &tx.key_sha256,
+                    &tx.holder,
+                    &tx.renews,
+                ],
             )
             .await
             .map_err(err)?;
         if taken == 1 {
+            t.execute(
+                "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+                 WHERE reserved_by = $1 AND used_at IS NULL AND ($2::TEXT IS NULL OR hash <> $2)",
+                &[&tx.id, &challenge],
+            )
+            .await
+            .map_err(err)?;
             return Ok(None);
         }
-        let row = c
+        let row = t
             .query_opt(
                 &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = $1"),
                 &[&tx.id],

@@ -53,7 +53,7 @@ impl TransactionStore for PostgresStore {
         let insert = c
             .prepare_cached(
                 "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
-                 signer_sha256, state, csr, challenge_id, reserved_until, created_at, \
+                 signer_sha256, state, challenge_id, reserved_until, holder, created_at, \
                  updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, 'issuing', $7, $8, $9, $10, $10) \
                  ON CONFLICT (id) DO NOTHING",
@@ -67,19 +67,19 @@ impl TransactionStore for PostgresStore {
             &tx.profile,
             &tx.key_sha256,
             &tx.signer_sha256,
-            &tx.csr,
             &tx.challenge_id,
             &until,
+            &tx.holder,
             &at,
         ];
         if tx.state == TransactionState::Pending {
             // An approval claims the PENDING record, unless another approval holds it.
             let claimed = c
                 .execute(
-                    "UPDATE transactions SET reserved_until = $1 WHERE id = $2 \
+                    "UPDATE transactions SET reserved_until = $1, holder = $5 WHERE id = $2 \
                      AND state = 'pending' AND key_sha256 = $3 \
                      AND (reserved_until IS NULL OR reserved_until <= $4)",
-                    &[&until, &tx.id, &tx.key_sha256, &at],
+                    &[&until, &tx.id, &tx.key_sha256, &at, &tx.holder],
                 )
                 .await
                 .map_err(err)?;
@@ -106,12 +106,17 @@ impl TransactionStore for PostgresStore {
             if c.execute(&insert, &args).await.map_err(err)? == 1 {
                 return Ok(None);
             }
-            return self.take_over(&c, tx, until).await;
+            let t = c.transaction().await.map_err(err)?;
+            let taken = self.take_over(&t, tx, None, until).await?;
+            t.commit().await.map_err(err)?;
+            return Ok(taken);
         };
         let t = c.transaction().await.map_err(err)?;
         if t.execute(&insert, &args).await.map_err(err)? == 0 {
-            drop(t);
-            return self.take_over(&c, tx, until).await;
+            let taken = self.take_over(&t, tx, Some(hash), until).await?;
+            if taken.is_some() {
+                return Ok(taken);
+            }
         }
         let claimed = t
             .execute(
@@ -129,29 +134,65 @@ impl TransactionStore for PostgresStore {
         t.commit().await.map_err(err)?;
         Ok(None)
     }
-    async fn release(&self, id: &str) -> Result<(), StoreError> {
+    async fn release(&self, id: &str, holder: &str) -> Result<(), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
-        t.execute(
-            "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
-             WHERE reserved_by = $1 AND used_at IS NULL",
-            &[&id],
-        )
-        .await
-        .map_err(err)?;
-        t.execute(
-            "DELETE FROM transactions WHERE id = $1 AND state = 'issuing'",
-            &[&id],
-        )
-        .await
-        .map_err(err)?;
-        t.execute(
-            "UPDATE transactions SET reserved_until = NULL WHERE id = $1 AND state = 'pending'",
-            &[&id],
-        )
-        .await
-        .map_err(err)?;
+        let state: Option<String> = t
+            .query_opt(
+                "SELECT state FROM transactions WHERE id = $1 AND holder = $2 FOR UPDATE",
+                &[&id, &holder],
+            )
+            .await
+            .map_err(err)?
+            .map(|r| r.get(0));
+        match state.as_deref() {
+            Some("issuing") => {
+                free_challenge(&t, id).await?;
+                t.execute("DELETE FROM transactions WHERE id = $1", &[&id])
+                    .await
+                    .map_err(err)?;
+            }
+            Some("pending") => {
+                t.execute(
+                    "UPDATE transactions SET reserved_until = NULL, holder = NULL WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(err)?;
+            }
+            // Not held by this holder (taken over, or already final): nothing to give up.
+            _ => return Ok(()),
+        }
         t.commit().await.map_err(err)
+    }
+    async fn abandon_lapsed(&self, id: Option<&str>, actor: &str) -> Result<u64, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let rows = t
+            .query(
+                "DELETE FROM transactions WHERE state = 'issuing' AND reserved_until <= $1 \
+                 AND ($2::TEXT IS NULL OR id = $2) RETURNING id, transaction_id, profile",
+                &[&now(), &id],
+            )
+            .await
+            .map_err(err)?;
+        let mut audits = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (key, tid, profile): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            free_challenge(&t, &key).await?;
+            audits.push(super::issue::AuditEntry {
+                actor: actor.to_owned(),
+                action: "reservation_abandoned".into(),
+                subject: tid,
+                details: serde_json::json!({"transaction": key, "profile": profile}),
+            });
+        }
+        if audits.is_empty() {
+            return Ok(0);
+        }
+        super::issue::append_audits(&t, &audits).await?;
+        t.commit().await.map_err(err)?;
+        Ok(audits.len() as u64)
     }
     async fn insert_pending(
         &self,
@@ -162,7 +203,15 @@ impl TransactionStore for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         if let Some(h) = challenge {
-            consume(&t, h, &tx.profile, &tx.id, &tx.transaction_id).await?;
+            consume(
+                &t,
+                h,
+                tx.challenge_id.as_deref(),
+                &tx.profile,
+                &tx.id,
+                &tx.transaction_id,
+            )
+            .await?;
         }
         let at = now();
         t.execute(
@@ -240,12 +289,28 @@ impl TransactionStore for PostgresStore {
     }
 }
 
+/// A reservation's claimed challenge, unless spent, is free again.
+async fn free_challenge(
+    t: &deadpool_postgres::Transaction<'_>,
+    record: &str,
+) -> Result<(), StoreError> {
+    t.execute(
+        "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+         WHERE reserved_by = $1 AND used_at IS NULL",
+        &[&record],
+    )
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 /// Spend a one-time challenge inside `t` for transaction record `record`: unused, and either
-/// claimed by that record's reservation or unclaimed (or its claim lapsed) and unexpired.
-/// `ChallengeSpent` otherwise.
+/// claimed by that record's reservation or unclaimed (or its claim lapsed) and unexpired;
+/// and, when the record names its challenge (`id`), that one. `ChallengeSpent` otherwise.
 pub(super) async fn consume(
     t: &deadpool_postgres::Transaction<'_>,
     hash: &str,
+    id: Option<&str>,
     profile: &str,
     record: &str,
     by: &str,
@@ -255,8 +320,9 @@ pub(super) async fn consume(
             "UPDATE challenges SET used_at = $1, used_by = $2, reserved_by = NULL, \
              reserved_until = NULL \
              WHERE hash = $3 AND profile = $4 AND used_at IS NULL AND (reserved_by = $5 \
-             OR (expires_at > $1 AND (reserved_by IS NULL OR reserved_until <= $1)))",
-            &[&now(), &by, &hash, &profile, &record],
+             OR (expires_at > $1 AND (reserved_by IS NULL OR reserved_until <= $1))) \
+             AND ($6::TEXT IS NULL OR id = $6)",
+            &[&now(), &by, &hash, &profile, &record, &id],
         )
         .await
         .map_err(err)?;

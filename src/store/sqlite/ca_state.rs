@@ -89,9 +89,9 @@ impl CaStateStore for SqliteStore {
                 )
                 .map_err(err)?;
             }
-            // Revocations that came after the list was read keep the mark.
+            // Revocations that came after the list was read stay lacking.
             t.execute(
-                "DELETE FROM crl_marks WHERE issuer = ?1 AND revisions = ?2",
+                "UPDATE crl_marks SET covered = MAX(covered, ?2) WHERE issuer = ?1",
                 params![covers.issuer, covers.revisions],
             )
             .map_err(err)?;

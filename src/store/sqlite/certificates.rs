@@ -89,9 +89,11 @@ impl CertificateStore for SqliteStore {
             }
             // The published CRL of its issuer lacks this revocation until a new one is made.
             t.execute(
-                "INSERT INTO crl_marks (issuer, revisions, since) \
-                 SELECT issuer, 1, ?1 FROM certificates WHERE serial = ?2 \
-                 ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1",
+                "INSERT INTO crl_marks (issuer, revisions, covered, since) \
+             SELECT issuer, 1, 0, ?1 FROM certificates WHERE serial = ?2 \
+             ON CONFLICT (issuer) DO UPDATE SET revisions = crl_marks.revisions + 1, \
+               since = CASE WHEN crl_marks.revisions = crl_marks.covered THEN ?1 \
+                 ELSE crl_marks.since END",
                 params![now(), serial],
             )
             .map_err(err)?;
@@ -110,18 +112,19 @@ impl CertificateStore for SqliteStore {
     async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
         let issuer = issuer.to_owned();
         self.with(move |c| {
-            let found: Option<(i64, i64)> = c
+            let found: Option<(i64, i64, i64)> = c
                 .query_row(
-                    "SELECT revisions, since FROM crl_marks WHERE issuer = ?1",
+                    "SELECT revisions, covered, since FROM crl_marks WHERE issuer = ?1",
                     [&issuer],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(err)?;
-            let (revisions, since) = found.unwrap_or((0, 0));
+            let (revisions, covered, since) = found.unwrap_or((0, 0, 0));
             Ok(CrlMark {
                 issuer,
                 revisions,
+                covered,
                 since,
             })
         })

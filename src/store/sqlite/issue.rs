@@ -15,7 +15,7 @@ use std::sync::{mpsc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::{now, StoreError, TransactionRecord};
+use crate::store::{now, StoreError, TransactionRecord, TransactionState};
 
 use super::{append_audit, consume, err, registrations as reg, CERT_INSERT_COLUMNS};
 
@@ -132,25 +132,46 @@ fn write_group(c: &mut Connection, group: Vec<Queued>) {
 /// record.
 fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), StoreError> {
     let (tx, cert, challenge) = (&job.tx, &job.cert, job.challenge.as_deref());
-    let existing: Option<(String, String)> = t
-        .prepare_cached("SELECT key_sha256, state FROM transactions WHERE id = ?1")
+    type Row = (String, String, Option<String>, Option<String>);
+    let existing: Option<Row> = t
+        .prepare_cached(
+            "SELECT key_sha256, state, holder, challenge_id FROM transactions WHERE id = ?1",
+        )
         .and_then(|mut s| {
-            s.query_row([&tx.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            s.query_row([&tx.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })
         .map_err(err)?;
+    // The state the caller moves the transaction from: its reservation, or (an approval) the
+    // PENDING record it claimed.
+    let from = if tx.state == TransactionState::Pending {
+        "pending"
+    } else {
+        "issuing"
+    };
     let was_pending = match &existing {
-        Some((key, _)) if *key != tx.key_sha256 => {
+        Some((key, ..)) if *key != tx.key_sha256 => {
             return Err(StoreError::Conflict(format!(
                 "transaction {} belongs to another key",
                 tx.transaction_id
             )))
         }
-        Some((_, state)) if state == "pending" => true,
-        Some((_, state)) if state == "issuing" => false,
+        Some((_, state, holder, _)) if state == from && *holder != tx.holder => {
+            return Err(StoreError::Conflict(format!(
+                "transaction {} is held by another reservation",
+                tx.transaction_id
+            )))
+        }
+        // A reservation made with a challenge is issued by spending that challenge.
+        Some((_, state, _, Some(_))) if state == "issuing" && challenge.is_none() => {
+            return Err(StoreError::ChallengeSpent)
+        }
+        Some((_, state, ..)) if state == from => from == "pending",
         Some(_) => {
             return Err(StoreError::Conflict(format!(
-                "transaction {} is already final",
+                "transaction {} is not {from} (it is final, or moved on)",
                 tx.transaction_id
             )))
         }
@@ -162,7 +183,8 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
         }
     };
     if let Some(h) = challenge {
-        consume(t, h, &tx.profile, &tx.id, &tx.transaction_id)?;
+        let named = existing.as_ref().and_then(|e| e.3.as_deref());
+        consume(t, h, named, &tx.profile, &tx.id, &tx.transaction_id)?;
     }
     let at = now();
     t.prepare_cached(&format!(
@@ -187,12 +209,15 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
             at
         ])
     })
-    .map_err(err)?;
+    .map_err(|e| match err(e) {
+        StoreError::Conflict(_) => StoreError::SerialTaken,
+        other => other,
+    })?;
     t.prepare_cached(
         "UPDATE transactions SET state = 'issued', serial = ?1, csr = NULL, \
-         reserved_until = NULL, updated_at = ?2 WHERE id = ?3 AND state IN ('pending', 'issuing')",
+         reserved_until = NULL, holder = NULL, updated_at = ?2 WHERE id = ?3 AND state = ?4",
     )
-    .and_then(|mut s| s.execute(params![cert.serial, at, tx.id]))
+    .and_then(|mut s| s.execute(params![cert.serial, at, tx.id, from]))
     .map_err(err)?;
     if let Some(old) = &tx.renews {
         // A certificate renews once, and only while it is valid.

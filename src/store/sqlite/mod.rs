@@ -102,6 +102,7 @@ pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Transaction
         state: state_from(&r.get::<_, String>(6)?, r.get(7)?, r.get(8)?, r.get(11)?),
         csr: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
         challenge_id: r.get(10)?,
+        holder: r.get(12)?,
     })
 }
 
@@ -123,7 +124,7 @@ pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRec
 }
 
 pub(super) const TX_COLUMNS: &str = "id, transaction_id, renews, profile, key_sha256, \
-     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until";
+     signer_sha256, state, serial, reason, csr, challenge_id, reserved_until, holder";
 /// The columns a new certificate row is written with (and `created_at`).
 pub(super) const CERT_INSERT_COLUMNS: &str =
     "serial, der, subject, sans, issuer, not_before, not_after, profile, \

@@ -62,27 +62,74 @@ impl TransactionStore for SqliteStore {
             )),
         }
     }
-    async fn release(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    async fn release(&self, id: &str, holder: &str) -> Result<(), StoreError> {
+        let (id, holder) = (id.to_owned(), holder.to_owned());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
-            t.execute(
-                "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
-                 WHERE reserved_by = ?1 AND used_at IS NULL",
-                [&id],
-            )
-            .map_err(err)?;
-            t.execute(
-                "DELETE FROM transactions WHERE id = ?1 AND state = 'issuing'",
-                [&id],
-            )
-            .map_err(err)?;
-            t.execute(
-                "UPDATE transactions SET reserved_until = NULL WHERE id = ?1 AND state = 'pending'",
-                [&id],
-            )
-            .map_err(err)?;
+            let state: Option<String> = t
+                .query_row(
+                    "SELECT state FROM transactions WHERE id = ?1 AND holder = ?2",
+                    [&id, &holder],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            match state.as_deref() {
+                Some("issuing") => {
+                    free_challenge(&t, &id)?;
+                    t.execute("DELETE FROM transactions WHERE id = ?1", [&id])
+                        .map_err(err)?;
+                }
+                Some("pending") => {
+                    t.execute(
+                        "UPDATE transactions SET reserved_until = NULL, holder = NULL \
+                         WHERE id = ?1",
+                        [&id],
+                    )
+                    .map_err(err)?;
+                }
+                // Not held by this holder (taken over, or already final): nothing to give up.
+                _ => return Ok(()),
+            }
             t.commit().map_err(err)
+        })
+        .await
+    }
+    async fn abandon_lapsed(&self, id: Option<&str>, actor: &str) -> Result<u64, StoreError> {
+        let (id, actor) = (id.map(str::to_owned), actor.to_owned());
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let lapsed: Vec<(String, String, String)> = {
+                let mut stmt = t
+                    .prepare(
+                        "SELECT id, transaction_id, profile FROM transactions \
+                         WHERE state = 'issuing' AND reserved_until <= ?1 \
+                         AND (?2 IS NULL OR id = ?2)",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![now(), id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+            };
+            for (key, tid, profile) in &lapsed {
+                free_challenge(&t, key)?;
+                t.execute("DELETE FROM transactions WHERE id = ?1", [key])
+                    .map_err(err)?;
+                append_audit(
+                    &t,
+                    &actor,
+                    "reservation_abandoned",
+                    tid,
+                    &serde_json::json!({"transaction": key, "profile": profile}),
+                )?;
+            }
+            if !lapsed.is_empty() {
+                t.commit().map_err(err)?;
+            }
+            Ok(lapsed.len() as u64)
         })
         .await
     }
@@ -97,7 +144,14 @@ impl TransactionStore for SqliteStore {
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             if let Some(h) = &challenge {
-                consume(&t, h, &tx_rec.profile, &tx_rec.id, &tx_rec.transaction_id)?;
+                consume(
+                    &t,
+                    h,
+                    tx_rec.challenge_id.as_deref(),
+                    &tx_rec.profile,
+                    &tx_rec.id,
+                    &tx_rec.transaction_id,
+                )?;
             }
             let at = now();
             t.execute(
@@ -185,12 +239,25 @@ impl TransactionStore for SqliteStore {
     }
 }
 
+/// A reservation's claimed challenge, unless spent, is free again.
+fn free_challenge(t: &Connection, record: &str) -> Result<(), StoreError> {
+    t.execute(
+        "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+         WHERE reserved_by = ?1 AND used_at IS NULL",
+        [record],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
 /// Consume a one-time challenge inside `tx` for transaction record `record`: exactly one
 /// unused row, either claimed by that record's reservation or unclaimed (or claimed by a
-/// reservation that lapsed) and unexpired.
+/// reservation that lapsed) and unexpired; and, when the record names its challenge
+/// (`id`), that one.
 pub(super) fn consume(
     tx: &Connection,
     hash: &str,
+    id: Option<&str>,
     profile: &str,
     record: &str,
     by: &str,
@@ -201,9 +268,10 @@ pub(super) fn consume(
             "UPDATE challenges SET used_at = ?1, used_by = ?2, reserved_by = NULL, \
              reserved_until = NULL \
              WHERE hash = ?3 AND profile = ?4 AND used_at IS NULL AND (reserved_by = ?5 \
-             OR (expires_at > ?1 AND (reserved_by IS NULL OR reserved_until <= ?1)))",
+             OR (expires_at > ?1 AND (reserved_by IS NULL OR reserved_until <= ?1))) \
+             AND (?6 IS NULL OR id = ?6)",
         )
-        .and_then(|mut s| s.execute(params![at, by, hash, profile, record]))
+        .and_then(|mut s| s.execute(params![at, by, hash, profile, record, id]))
         .map_err(err)?;
     if n == 1 {
         Ok(())
@@ -267,10 +335,10 @@ pub(super) fn reserve_rows(
         {
             let n = t
                 .prepare_cached(
-                    "UPDATE transactions SET reserved_until = ?1 WHERE id = ?2 \
+                    "UPDATE transactions SET reserved_until = ?1, holder = ?4 WHERE id = ?2 \
                      AND state = 'pending' AND (reserved_until IS NULL OR reserved_until <= ?3)",
                 )
-                .and_then(|mut s| s.execute(params![until, rec.id, at]))
+                .and_then(|mut s| s.execute(params![until, rec.id, at, rec.holder]))
                 .map_err(err)?;
             return Ok(if n == 1 { None } else { existing });
         }
@@ -288,17 +356,33 @@ pub(super) fn reserve_rows(
         claim(t, h, &rec.profile, &rec.id, until)?;
     }
     if take_over {
+        // The lapsed reservation's challenge claim goes with it; the new one claimed above.
         t.prepare_cached(
-            "UPDATE transactions SET reserved_until = ?1, challenge_id = ?2, updated_at = ?3 \
-             WHERE id = ?4 AND state = 'issuing'",
+            "UPDATE challenges SET reserved_by = NULL, reserved_until = NULL \
+             WHERE reserved_by = ?1 AND used_at IS NULL AND (?2 IS NULL OR hash <> ?2)",
         )
-        .and_then(|mut s| s.execute(params![until, rec.challenge_id, at, rec.id]))
+        .and_then(|mut s| s.execute(params![rec.id, challenge]))
+        .map_err(err)?;
+        t.prepare_cached(
+            "UPDATE transactions SET reserved_until = ?1, challenge_id = ?2, updated_at = ?3, \
+             holder = ?5, renews = ?6 WHERE id = ?4 AND state = 'issuing'",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                until,
+                rec.challenge_id,
+                at,
+                rec.id,
+                rec.holder,
+                rec.renews
+            ])
+        })
         .map_err(err)?;
     } else {
         t.prepare_cached(
             "INSERT INTO transactions (id, transaction_id, renews, profile, key_sha256, \
-             signer_sha256, state, csr, challenge_id, reserved_until, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'issuing', ?7, ?8, ?9, ?10, ?10)",
+             signer_sha256, state, challenge_id, reserved_until, holder, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'issuing', ?7, ?8, ?9, ?10, ?10)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -308,9 +392,9 @@ pub(super) fn reserve_rows(
                 rec.profile,
                 rec.key_sha256,
                 rec.signer_sha256,
-                rec.csr,
                 rec.challenge_id,
                 until,
+                rec.holder,
                 at
             ])
         })
