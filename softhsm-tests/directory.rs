@@ -6,8 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sigil::config::DirectoryConfig;
-use sigil::ra::directory::{assess, connect, Compliance, DirectoryError, MdmDirectory};
+use sigil::mdm::{
+    assess, connect, Compliance, DirectoryError, DirectorySettings, GenericSettings,
+    IntuneSettings, JamfSettings, MdmDirectory, WorkspaceOneSettings,
+};
 
 use crate::fake_mdm::{self, CLIENT_ID, CLIENT_SECRET};
 
@@ -33,9 +35,8 @@ impl Secrets {
     }
 }
 
-fn intune_config(url: &str, secrets: &Secrets, secret_file: &str) -> DirectoryConfig {
-    let c = DirectoryConfig {
-        kind: "intune".into(),
+fn intune_config(url: &str, secrets: &Secrets, secret_file: &str) -> DirectorySettings {
+    let c = DirectorySettings::Intune(IntuneSettings {
         base_url: url.into(),
         token_url: format!("{url}/tenant-1/oauth2/v2.0/token"),
         tenant_id: "tenant-1".into(),
@@ -44,9 +45,9 @@ fn intune_config(url: &str, secrets: &Secrets, secret_file: &str) -> DirectoryCo
         timeout_secs: 1,
         retries: 1,
         page_size: 2,
-        ..DirectoryConfig::default()
-    };
-    c.check("intune").unwrap();
+        ..IntuneSettings::default()
+    });
+    c.check().unwrap();
     c
 }
 
@@ -57,10 +58,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn devices(
-    d: &dyn MdmDirectory,
-    email: &str,
-) -> Result<Vec<sigil::ra::directory::Device>, DirectoryError> {
+fn devices(d: &dyn MdmDirectory, email: &str) -> Result<Vec<sigil::mdm::Device>, DirectoryError> {
     rt().block_on(d.devices(email))
 }
 
@@ -226,7 +224,9 @@ fn intune_failures_are_clear() {
     assert!(matches!(e, DirectoryError::Unreachable { .. }), "{e}");
     // A secret file that is gone is a configuration error, named.
     let mut missing = intune_config(&mdm.url, &secrets, "client_secret");
-    missing.client_secret_file = "/nonexistent/secret".into();
+    if let DirectorySettings::Intune(i) = &mut missing {
+        i.client_secret_file = "/nonexistent/secret".into();
+    }
     let e = devices(connect("m", &missing).unwrap().as_ref(), "alice@agency.gov").unwrap_err();
     assert!(matches!(e, DirectoryError::Config { .. }), "{e}");
     assert!(e.to_string().contains("/nonexistent/secret"), "{e}");
@@ -268,17 +268,17 @@ fn jamf_reads_computers_and_mobile_devices_with_either_login() {
     let mobiles = vec![jamf_mobile(7, alice), jamf_mobile(8, "bob@agency.gov")];
     let mdm = fake_mdm::jamf(computers, mobiles);
     let secrets = Secrets::new();
-    let oauth = DirectoryConfig {
-        kind: "jamf".into(),
+    let oauth = JamfSettings {
         base_url: mdm.url.clone(),
         client_id: CLIENT_ID.into(),
         client_secret_file: secrets.file("client_secret"),
         page_size: 2,
         timeout_secs: 2,
-        ..DirectoryConfig::default()
+        ..JamfSettings::default()
     };
-    oauth.check("jamf").unwrap();
-    let got = devices(connect("jamf", &oauth).unwrap().as_ref(), alice).unwrap();
+    let jamf = |s: &JamfSettings| DirectorySettings::Jamf(s.clone());
+    jamf(&oauth).check().unwrap();
+    let got = devices(connect("jamf", &jamf(&oauth)).unwrap().as_ref(), alice).unwrap();
     assert_eq!(
         got.len(),
         6,
@@ -308,7 +308,7 @@ fn jamf_reads_computers_and_mobile_devices_with_either_login() {
     );
     assert!(calls[0].params("section").contains(&"HARDWARE"));
     // A Jamf user account instead of an API client; an older instance on v1.
-    let basic = DirectoryConfig {
+    let basic = JamfSettings {
         client_id: String::new(),
         client_secret_file: String::new(),
         username: "jamf-reader".into(),
@@ -316,20 +316,20 @@ fn jamf_reads_computers_and_mobile_devices_with_either_login() {
         computers_api: "v1".into(),
         ..oauth.clone()
     };
-    basic.check("jamf").unwrap();
+    jamf(&basic).check().unwrap();
     assert_eq!(
-        devices(connect("jamf", &basic).unwrap().as_ref(), alice)
+        devices(connect("jamf", &jamf(&basic)).unwrap().as_ref(), alice)
             .unwrap()
             .len(),
         6
     );
     assert!(mdm.seen("/api/v1/computers-inventory").len() >= 3);
     // A wrong password: Jamf's message.
-    let wrong = DirectoryConfig {
+    let wrong = JamfSettings {
         password_file: secrets.file("tenant_code"),
         ..basic
     };
-    let e = devices(connect("jamf", &wrong).unwrap().as_ref(), alice).unwrap_err();
+    let e = devices(connect("jamf", &jamf(&wrong)).unwrap().as_ref(), alice).unwrap_err();
     assert!(
         e.to_string().contains("401") && e.to_string().contains("Unauthorized"),
         "{e}"
@@ -365,18 +365,18 @@ fn workspace_one_finds_the_user_then_pages_devices() {
     ];
     let mdm = fake_mdm::workspace_one(users, devs);
     let secrets = Secrets::new();
-    let c = DirectoryConfig {
-        kind: "workspace_one".into(),
+    let c = WorkspaceOneSettings {
         base_url: mdm.url.clone(),
         username: "ws1-reader".into(),
         password_file: secrets.file("password"),
         api_key_file: secrets.file("tenant_code"),
         page_size: 2,
         timeout_secs: 2,
-        ..DirectoryConfig::default()
+        ..WorkspaceOneSettings::default()
     };
-    c.check("ws1").unwrap();
-    let dir = connect("ws1", &c).unwrap();
+    let ws1 = |s: &WorkspaceOneSettings| DirectorySettings::WorkspaceOne(s.clone());
+    ws1(&c).check().unwrap();
+    let dir = connect("ws1", &ws1(&c)).unwrap();
     let got = devices(dir.as_ref(), alice).unwrap();
     assert_eq!(
         got.len(),
@@ -405,11 +405,11 @@ fn workspace_one_finds_the_user_then_pages_devices() {
         .unwrap()
         .is_empty());
     // A wrong tenant code: the MDM's message.
-    let wrong = DirectoryConfig {
+    let wrong = WorkspaceOneSettings {
         api_key_file: secrets.file("password"),
         ..c
     };
-    let e = devices(connect("ws1", &wrong).unwrap().as_ref(), alice).unwrap_err();
+    let e = devices(connect("ws1", &ws1(&wrong)).unwrap().as_ref(), alice).unwrap_err();
     assert!(e.to_string().contains("Organization Group"), "{e}");
 }
 
@@ -465,8 +465,7 @@ fn generic_connector_follows_its_mapping() {
     ] {
         fields.insert(k.to_string(), v.to_string());
     }
-    let c = DirectoryConfig {
-        kind: "generic".into(),
+    let c = GenericSettings {
         devices_url: format!("{}/inventory/devices?owner={{email}}", mdm.url),
         auth: "header".into(),
         api_key_header: "X-API-Key".into(),
@@ -475,11 +474,12 @@ fn generic_connector_follows_its_mapping() {
         next: "/links/next".into(),
         fields,
         timeout_secs: 2,
-        ..DirectoryConfig::default()
+        ..GenericSettings::default()
     };
-    c.check("inventory").unwrap();
+    let generic = |s: &GenericSettings| DirectorySettings::Generic(s.clone());
+    generic(&c).check().unwrap();
     let got = devices(
-        connect("inventory", &c).unwrap().as_ref(),
+        connect("inventory", &generic(&c)).unwrap().as_ref(),
         "carol@agency.gov",
     )
     .unwrap();
@@ -494,28 +494,20 @@ fn generic_connector_follows_its_mapping() {
         Some("carol@agency.gov")
     );
     // A mapping that points at nothing is nonsense, said so; a bad mapping is refused upfront.
-    let wrong = DirectoryConfig {
+    let wrong = GenericSettings {
         items: "/results".into(),
         ..c.clone()
     };
     let e = devices(
-        connect("inventory", &wrong).unwrap().as_ref(),
+        connect("inventory", &generic(&wrong)).unwrap().as_ref(),
         "carol@agency.gov",
     )
     .unwrap_err();
     assert!(e.to_string().contains("no array at `/results`"), "{e}");
     let mut bad = c.clone();
     bad.fields.insert("colour".into(), "/c".into());
-    assert!(bad
-        .check("inventory")
-        .unwrap_err()
-        .to_string()
-        .contains("colour"));
+    assert!(generic(&bad).check().unwrap_err().contains("colour"));
     let mut bad = c;
     bad.devices_url = format!("{}/inventory/devices", mdm.url);
-    assert!(bad
-        .check("inventory")
-        .unwrap_err()
-        .to_string()
-        .contains("{email}"));
+    assert!(generic(&bad).check().unwrap_err().contains("{email}"));
 }

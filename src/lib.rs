@@ -20,11 +20,15 @@ pub mod hsm;
 #[cfg(feature = "core")]
 pub mod http;
 #[cfg(feature = "core")]
+pub mod mdm;
+#[cfg(feature = "core")]
 pub mod pki;
 #[cfg(feature = "core")]
 pub mod ra;
 #[cfg(feature = "core")]
 pub mod scep;
+#[cfg(feature = "core")]
+pub mod secret;
 #[cfg(feature = "core")]
 pub mod store;
 pub mod telemetry;

@@ -516,7 +516,7 @@ fn parse_span(text: &str) -> Result<i64> {
 }
 
 fn time_text(unix: i64) -> String {
-    sigil::config::rfc3339(unix)
+    sigil::clock::rfc3339(unix)
 }
 
 fn cert(config: &Config, c: CertCommand) -> Result<()> {

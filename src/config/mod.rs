@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 mod profile;
 mod registration;
 
+pub use crate::mdm::DirectorySettings;
+pub use crate::secret::SecretSource;
 pub use profile::ProfileConfig;
-pub use registration::{
-    fill, CredentialConfig, DirectoryConfig, SecretSource, DIRECTORY_KINDS, PLACEHOLDERS,
-};
+pub use registration::{fill, CredentialConfig, PLACEHOLDERS};
 
 use crate::hsm::{HsmConfig, KeyUri, PinSource};
 use crate::telemetry::LogFormat;
@@ -79,7 +79,7 @@ pub struct Config {
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
     /// `[directories.NAME]`: MDM directories asked for a user's devices.
-    pub directories: std::collections::BTreeMap<String, DirectoryConfig>,
+    pub directories: std::collections::BTreeMap<String, DirectorySettings>,
     /// `[credentials.NAME]`: credential profiles of the registration flow.
     pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
     /// `[gateway]`: read and checked by `sigil gateway` only (see `crate::gateway::config`),
@@ -166,15 +166,8 @@ impl Default for NotifyConfig {
 impl NotifyConfig {
     /// The webhook's bearer token source.
     pub fn secret(&self) -> Result<SecretSource, ConfigError> {
-        match (self.secret_file.is_empty(), self.secret_env.is_empty()) {
-            (true, true) => Ok(SecretSource::None),
-            (false, true) => Ok(SecretSource::File(self.secret_file.clone())),
-            (true, false) => Ok(SecretSource::Env(self.secret_env.clone())),
-            (false, false) => Err(invalid(
-                "notify",
-                "set only one of notify.secret_file and notify.secret_env",
-            )),
-        }
+        SecretSource::from_pair("notify.secret", &self.secret_file, &self.secret_env)
+            .map_err(|m| invalid("notify", &m))
     }
 }
 
@@ -651,7 +644,8 @@ impl Config {
         };
         for (name, d) in &self.directories {
             named("directories", name)?;
-            d.check(name)?;
+            d.check()
+                .map_err(|m| invalid(&format!("directories.{name}"), &m))?;
         }
         for (name, c) in &self.credentials {
             named("credentials", name)?;

@@ -114,7 +114,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                                 "current": m.lacking() == 0,
                                 "missing_revocations": m.lacking(),
                                 "stale_since": (m.lacking() > 0)
-                                    .then(|| crate::config::rfc3339(m.since)),
+                                    .then(|| crate::clock::rfc3339(m.since)),
                             })
                         })
                         .collect::<Vec<_>>(),

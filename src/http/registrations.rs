@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::api::{authorize, error, parse_json, query, unavailable};
 use super::AppState;
-use crate::config::rfc3339;
+use crate::clock::rfc3339;
 use crate::ra::access::Caller;
 use crate::ra::registration::RegistrationError;
 use crate::ra::Ra;

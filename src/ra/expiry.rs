@@ -85,7 +85,7 @@ impl Ra {
                 "sans": c.sans,
                 "profile": c.profile,
                 "device_id": c.device_id,
-                "not_after": crate::config::rfc3339(c.not_after),
+                "not_after": crate::clock::rfc3339(c.not_after),
                 "scep_url": (!self.inner.public_url.is_empty()).then(|| format!(
                     "{}/scep/{}",
                     self.inner.public_url.trim_end_matches('/'),

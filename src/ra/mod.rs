@@ -12,7 +12,6 @@ pub mod binding;
 mod ca;
 pub mod challenge;
 mod decide;
-pub mod directory;
 mod expiry;
 pub mod generations;
 mod key;
@@ -131,7 +130,7 @@ pub(crate) struct Inner {
     pub(crate) default_profile: String,
     pub(crate) include_root: bool,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) directories: HashMap<String, Arc<dyn directory::MdmDirectory>>,
+    pub(crate) directories: HashMap<String, Arc<dyn crate::mdm::MdmDirectory>>,
     pub(crate) credentials: HashMap<String, crate::config::CredentialConfig>,
     pub(crate) public_url: String,
     pub(crate) ca_key: TokenKey,
@@ -356,7 +355,7 @@ impl Ra {
         for (name, d) in &config.directories {
             directories.insert(
                 name.clone(),
-                directory::connect(name, d).map_err(LoadError::Integration)?,
+                crate::mdm::connect(name, d).map_err(LoadError::Integration)?,
             );
         }
         Ok(Ra {

@@ -25,9 +25,9 @@ use serde_json::json;
 
 use super::access::{Caller, Role};
 use super::challenge::{mint, Bindings};
-use super::directory::{assess, Compliance, Device};
 use super::Ra;
 use crate::config::{fill, CredentialConfig};
+use crate::mdm::{assess, Compliance, Device};
 use crate::store::{now, RegistrationRecord, RegistrationState, StoreError};
 
 /// Why a registration step did not happen.
@@ -548,7 +548,7 @@ impl Ra {
             device_id,
             url: format!("{base}/scep/{}", cred.profile),
             challenge,
-            challenge_expires_at: crate::config::rfc3339(expires),
+            challenge_expires_at: crate::clock::rfc3339(expires),
             subject,
             subject_alternative_names: r.sans.clone(),
             key_type: cred.key_type.clone(),

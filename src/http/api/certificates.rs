@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::query;
 use super::{authorize, error, unavailable};
-use crate::config::rfc3339;
+use crate::clock::rfc3339;
 use crate::http::AppState;
 use crate::store::{CertFilter, CertStatus, CertificateRecord};
 

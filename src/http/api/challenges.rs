@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use super::{caller_for, source};
-use crate::config::rfc3339;
+use crate::clock::rfc3339;
 use crate::http::AppState;
 use crate::ra::access::Caller;
 use crate::ra::access::Role;

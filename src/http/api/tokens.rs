@@ -91,7 +91,7 @@ pub(super) async fn create_token(
                     "id": rec.id,
                     "name": rec.name,
                     "role": rec.role,
-                    "expires_at": rec.expires_at.map(crate::config::rfc3339),
+                    "expires_at": rec.expires_at.map(crate::clock::rfc3339),
                     "scope": rec.scope,
                 }))
         }
@@ -111,10 +111,10 @@ pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) ->
                 .map(|t| {
                     json!({
                         "id": t.id, "name": t.name, "role": t.role,
-                        "created_at": crate::config::rfc3339(t.created_at),
-                        "expires_at": t.expires_at.map(crate::config::rfc3339),
-                        "revoked_at": t.revoked_at.map(crate::config::rfc3339),
-                        "last_used_at": t.last_used_at.map(crate::config::rfc3339),
+                        "created_at": crate::clock::rfc3339(t.created_at),
+                        "expires_at": t.expires_at.map(crate::clock::rfc3339),
+                        "revoked_at": t.revoked_at.map(crate::clock::rfc3339),
+                        "last_used_at": t.last_used_at.map(crate::clock::rfc3339),
                         "scope": t.scope,
                     })
                 })

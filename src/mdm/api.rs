@@ -8,7 +8,8 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use super::DirectoryError;
-use crate::config::{DirectoryConfig, SecretSource};
+use super::{HttpSettings, Secrets};
+use crate::secret::SecretSource;
 
 /// Largest answer read from an MDM (one page).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -75,7 +76,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 impl Api {
-    pub(crate) fn new(name: &str, c: &DirectoryConfig) -> Result<Api, String> {
+    pub(crate) fn new(name: &str, c: HttpSettings, secrets: Secrets) -> Result<Api, String> {
         let origin = format!("directories.{name}");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(c.timeout_secs))
@@ -92,9 +93,9 @@ impl Api {
             timeout: Duration::from_secs(c.timeout_secs),
             page_size: c.page_size,
             max_devices: c.max_devices,
-            client_secret: c.client_secret(&origin).map_err(|e| e.to_string())?,
-            password: c.password(&origin).map_err(|e| e.to_string())?,
-            api_key: c.api_key(&origin).map_err(|e| e.to_string())?,
+            client_secret: secrets.client_secret,
+            password: secrets.password,
+            api_key: secrets.api_key,
             token: tokio::sync::Mutex::new(None),
         })
     }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::api::{json_at, Api, Auth};
+use super::GenericSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
-use crate::config::DirectoryConfig;
 
 pub(crate) struct Generic {
     api: Api,
@@ -25,7 +25,7 @@ pub(crate) struct Generic {
 }
 
 impl Generic {
-    pub(crate) fn new(api: Api, c: &DirectoryConfig) -> Generic {
+    pub(crate) fn new(api: Api, c: &GenericSettings) -> Generic {
         Generic {
             api,
             devices_url: c.devices_url.clone(),

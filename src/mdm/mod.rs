@@ -18,6 +18,7 @@ mod file;
 mod generic;
 mod intune;
 mod jamf;
+mod settings;
 mod workspace_one;
 
 use std::sync::Arc;
@@ -25,9 +26,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::DirectoryConfig;
-
 pub use api::json_at;
+pub use settings::{
+    DirectorySettings, FileSettings, GenericSettings, HttpSettings, IntuneSettings, JamfSettings,
+    Secrets, WorkspaceOneSettings,
+};
 
 /// What the MDM says about a device's compliance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,17 +142,21 @@ pub trait MdmDirectory: Send + Sync {
 }
 
 /// Build the connector for `[directories.<name>]`.
-pub fn connect(name: &str, config: &DirectoryConfig) -> Result<Arc<dyn MdmDirectory>, String> {
-    if config.kind == "file" {
-        return Ok(Arc::new(file::FileDirectory::new(name, &config.path)));
-    }
-    let api = api::Api::new(name, config)?;
-    Ok(match config.kind.as_str() {
-        "intune" => Arc::new(intune::Intune::new(api, config)),
-        "jamf" => Arc::new(jamf::Jamf::new(api, config)),
-        "workspace_one" => Arc::new(workspace_one::WorkspaceOne::new(api, config)),
-        "generic" => Arc::new(generic::Generic::new(api, config)),
-        other => return Err(format!("directory `{name}`: unknown kind `{other}`")),
+pub fn connect(name: &str, settings: &DirectorySettings) -> Result<Arc<dyn MdmDirectory>, String> {
+    let api = |http: HttpSettings| {
+        let secrets = settings
+            .secrets()
+            .map_err(|e| format!("directories.{name}: {e}"))?;
+        api::Api::new(name, http, secrets)
+    };
+    Ok(match settings {
+        DirectorySettings::File(s) => Arc::new(file::FileDirectory::new(name, &s.path)),
+        DirectorySettings::Intune(s) => Arc::new(intune::Intune::new(api(s.http())?, s)),
+        DirectorySettings::Jamf(s) => Arc::new(jamf::Jamf::new(api(s.http())?, s)),
+        DirectorySettings::WorkspaceOne(s) => {
+            Arc::new(workspace_one::WorkspaceOne::new(api(s.http())?, s))
+        }
+        DirectorySettings::Generic(s) => Arc::new(generic::Generic::new(api(s.http())?, s)),
     })
 }
 
@@ -220,7 +227,7 @@ pub(crate) fn timestamp(text: &str) -> Option<String> {
             )
             .ok()
         })?;
-    Some(crate::config::rfc3339(parsed.unix_timestamp()))
+    Some(crate::clock::rfc3339(parsed.unix_timestamp()))
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::api::{json_at, Api, Auth};
+use super::WorkspaceOneSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
-use crate::config::DirectoryConfig;
 
 pub(crate) struct WorkspaceOne {
     api: Api,
@@ -20,7 +20,7 @@ pub(crate) struct WorkspaceOne {
 }
 
 impl WorkspaceOne {
-    pub(crate) fn new(api: Api, c: &DirectoryConfig) -> WorkspaceOne {
+    pub(crate) fn new(api: Api, c: &WorkspaceOneSettings) -> WorkspaceOne {
         WorkspaceOne {
             api,
             base: c.base_url.trim_end_matches('/').to_string(),

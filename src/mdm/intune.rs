@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::api::{json_at, Api, Auth};
+use super::IntuneSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
-use crate::config::DirectoryConfig;
 
 const FIELDS: &str = "id,deviceName,model,manufacturer,operatingSystem,osVersion,serialNumber,udid,imei,complianceState,managementState,managementAgent,lastSyncDateTime,userPrincipalName,emailAddress";
 
@@ -20,7 +20,7 @@ pub(crate) struct Intune {
 }
 
 impl Intune {
-    pub(crate) fn new(api: Api, c: &DirectoryConfig) -> Intune {
+    pub(crate) fn new(api: Api, c: &IntuneSettings) -> Intune {
         let base = if c.base_url.is_empty() {
             "https://graph.microsoft.com".to_string()
         } else {

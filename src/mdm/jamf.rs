@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::api::{json_at, Api, Auth, Failure};
+use super::JamfSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
-use crate::config::DirectoryConfig;
 
 pub(crate) struct Jamf {
     api: Api,
@@ -22,7 +22,7 @@ pub(crate) struct Jamf {
 }
 
 impl Jamf {
-    pub(crate) fn new(api: Api, c: &DirectoryConfig) -> Jamf {
+    pub(crate) fn new(api: Api, c: &JamfSettings) -> Jamf {
         let base = c.base_url.trim_end_matches('/').to_string();
         let token_url = if c.token_url.is_empty() {
             format!("{base}/api/oauth/token")
