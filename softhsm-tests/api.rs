@@ -7,8 +7,8 @@ use std::process::Command;
 use openssl::x509::X509;
 use reqwest::blocking::{RequestBuilder, Response};
 use serde_json::{json, Value};
+use sigil::authority::access::Role;
 use sigil::http::api::ROUTES;
-use sigil::ra::access::Role;
 use sigil::scep::client::{issuer_and_subject, Device};
 use sigil::scep::{ContentCipher, DigestAlg, FailInfo, MessageType, Nonce, PkiStatus};
 

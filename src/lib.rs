@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "core")]
+pub mod authority;
+#[cfg(feature = "core")]
 pub mod bench;
 #[cfg(feature = "core")]
 pub mod ceremony;
@@ -23,8 +25,6 @@ pub mod http;
 pub mod mdm;
 #[cfg(feature = "core")]
 pub mod pki;
-#[cfg(feature = "core")]
-pub mod ra;
 #[cfg(feature = "core")]
 pub mod scep;
 #[cfg(feature = "core")]

@@ -1,7 +1,7 @@
 //! CA rollover, the token side: the next CA key and its self-signed certificate, the two link
 //! certificates (old signs new, new signs old), and the RA certificates issued by the new CA
 //! for the existing RA key(s). What is active, next and retired is recorded in the store by
-//! the caller (`sigil ca rollover`, `sigil ca activate`; see `crate::ra::generations`).
+//! the caller (`sigil ca rollover`, `sigil ca activate`; see `crate::authority::generations`).
 
 use std::path::{Path, PathBuf};
 

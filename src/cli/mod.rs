@@ -413,7 +413,8 @@ fn run(cli: Cli) -> Result<()> {
             let hsm = open_hsm(&config)?;
             let ca = configured_ca(&config, &hsm)?;
             with_store(&config, OpenMode::Create, |store| async move {
-                sigil::ra::binding::bind(&hsm, store.as_ref(), &ca, "cli", replace_store).await?;
+                sigil::authority::binding::bind(&hsm, store.as_ref(), &ca, "cli", replace_store)
+                    .await?;
                 println!(
                     "database schema is at version {}; the store is bound to the token's CA",
                     sigil::store::SCHEMA_VERSION
@@ -451,18 +452,27 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("no profile `{profile}` in the configuration");
             }
             let ttl = parse_span(&ttl)?;
-            let bindings = sigil::ra::challenge::Bindings {
+            let bindings = sigil::authority::challenge::Bindings {
                 cn,
                 sans,
                 device_id,
                 ..Default::default()
             };
-            sigil::ra::challenge::may_mint(&profile, config.registration_only(&profile), None)
-                .map_err(anyhow::Error::msg)?;
+            sigil::authority::challenge::may_mint(
+                &profile,
+                config.registration_only(&profile),
+                None,
+            )
+            .map_err(anyhow::Error::msg)?;
             with_store(&config, OpenMode::Existing, |store| async move {
-                let m =
-                    sigil::ra::challenge::create(store.as_ref(), &profile, &bindings, ttl, "cli")
-                        .await?;
+                let m = sigil::authority::challenge::create(
+                    store.as_ref(),
+                    &profile,
+                    &bindings,
+                    ttl,
+                    "cli",
+                )
+                .await?;
                 println!("{}", m.challenge);
                 eprintln!(
                     "challenge {} for profile {profile}, expires {}",
@@ -581,7 +591,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             })?;
             let hsm = open_hsm(config)?;
             with_store(config, OpenMode::Existing, |store| async move {
-                let ra = sigil::ra::Ra::open(&hsm, config, store).await?;
+                let ra = sigil::authority::Authority::open(&hsm, config, store).await?;
                 if !ra.revoke(&serial, code, "cli").await? {
                     anyhow::bail!("no valid certificate with serial {serial}");
                 }
@@ -674,7 +684,7 @@ fn audit_verify(config: &Config) -> Result<()> {
             .context("signed head: signature")?;
         let key = openssl::x509::X509::from_der(&ra_cert)?.public_key()?;
         let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
-        v.update(sigil::ra::audit_head_message(s_seq, s_hash).as_bytes())?;
+        v.update(sigil::authority::audit_head_message(s_seq, s_hash).as_bytes())?;
         if !v.verify(&sig).unwrap_or(false) {
             anyhow::bail!("audit log broken: the signed head does not verify with the RA key");
         }
@@ -693,7 +703,7 @@ fn audit_verify(config: &Config) -> Result<()> {
 }
 
 fn token(config: &Config, t: TokenCommand) -> Result<()> {
-    use sigil::ra::access::{create_token, Role};
+    use sigil::authority::access::{create_token, Role};
     match t {
         TokenCommand::Create {
             role,
@@ -710,8 +720,13 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
                 directories,
             };
             let (known_profiles, known_directories) = config.scope_names();
-            sigil::ra::access::check_scope(role, &scope, &known_profiles, &known_directories)
-                .map_err(anyhow::Error::msg)?;
+            sigil::authority::access::check_scope(
+                role,
+                &scope,
+                &known_profiles,
+                &known_directories,
+            )
+            .map_err(anyhow::Error::msg)?;
             with_store(config, OpenMode::Existing, |store| async move {
                 let (secret, rec) = create_token(
                     store.as_ref(),
@@ -816,20 +831,20 @@ fn init(config: &Config, args: InitArgs) -> Result<()> {
 fn make_store(config: &Config, hsm: Hsm) -> Result<()> {
     let ca = configured_ca(config, &hsm)?;
     let result = with_store(config, OpenMode::Create, |store| async move {
-        sigil::ra::binding::bind(&hsm, store.as_ref(), &ca, "sigil init", true).await?;
+        sigil::authority::binding::bind(&hsm, store.as_ref(), &ca, "sigil init", true).await?;
         // The RA as `serve` loads it: this makes the delegated OCSP responder (key and
         // certificate on the token) and records the CA's certificates in the store.
-        let ra = sigil::ra::Ra::open(&hsm, config, store.clone()).await?;
+        let ra = sigil::authority::Authority::open(&hsm, config, store.clone()).await?;
         ra.record_certificates().await?;
-        let label = sigil::ra::responder::label_for(ra.ca_name());
+        let label = sigil::authority::responder::label_for(ra.ca_name());
         println!("OCSP responder key: {}", hsm.uri(&label));
         println!(
             "  certificate: {} (renewed by sigil serve before it expires)",
             label
         );
-        let (secret, rec) = sigil::ra::access::create_token(
+        let (secret, rec) = sigil::authority::access::create_token(
             store.as_ref(),
-            sigil::ra::access::Role::Admin,
+            sigil::authority::access::Role::Admin,
             "initial-admin",
             None,
             sigil::store::TokenScope::default(),
@@ -968,10 +983,10 @@ fn serve(config: Config) -> Result<()> {
         let store = sigil::store::open(&config.store_settings(), OpenMode::Migrate)
             .await
             .context("store")?;
-        sigil::ra::binding::check(&hsm, store.as_ref(), &ca)
+        sigil::authority::binding::check(&hsm, store.as_ref(), &ca)
             .await
             .context("store")?;
-        let ra = sigil::ra::Ra::open(&hsm, &config, store).await?;
+        let ra = sigil::authority::Authority::open(&hsm, &config, store).await?;
         let blind = ra.profiles_without_revocation_pointers();
         if !blind.is_empty() {
             tracing::warn!(

@@ -4,10 +4,10 @@
 //! Also `sigil gateway-cert`, which issues from whichever CA is active.
 
 use anyhow::{Context, Result};
+use sigil::authority::generations::{cert_key, Generations};
 use sigil::ceremony::{self, RolloverOptions};
 use sigil::config::Config;
 use sigil::hsm::KeySpec;
-use sigil::ra::generations::{cert_key, Generations};
 
 use super::{open_hsm, with_store};
 use sigil::store::OpenMode;
@@ -66,7 +66,7 @@ pub fn rollover(
         // Its delegated OCSP responder, ready before it is activated.
         let (h, label, days) = (hsm.clone(), made.label.clone(), config.ocsp.responder_days);
         let responder = tokio::task::spawn_blocking(move || {
-            sigil::ra::responder::make_for_ca(&h, &label, days)
+            sigil::authority::responder::make_for_ca(&h, &label, days)
         })
         .await??;
         store
@@ -74,7 +74,7 @@ pub fn rollover(
             .await?;
         gens.next = Some(made.label.clone());
         gens.write(store.as_ref()).await?;
-        sigil::ra::binding::add_ca(store.as_ref(), &made.ca).await?;
+        sigil::authority::binding::add_ca(store.as_ref(), &made.ca).await?;
         let fingerprint = sigil::pki::sha256_fingerprint(&made.ca);
         store
             .audit(
@@ -101,7 +101,7 @@ pub fn rollover(
         println!("  files:   {}", made.dir.display());
         println!(
             "  OCSP responder: `{}` (key and certificate on the token)",
-            sigil::ra::responder::label_for(&made.label)
+            sigil::authority::responder::label_for(&made.label)
         );
         println!(
             "GetNextCACert now offers it (with its RA certificate and the link certificate signed by `{current}`)."

@@ -17,9 +17,9 @@ mod pki;
 pub mod registrations;
 mod scep;
 
+use crate::authority::Authority;
 use crate::config::Config;
 use crate::hsm::{Hsm, KeyUri, SignAlg};
-use crate::ra::Ra;
 
 /// How long a readiness result is reused, so probes cannot flood the token.
 const READY_CACHE: Duration = Duration::from_secs(2);
@@ -30,7 +30,7 @@ pub struct AppState {
     ca_key: KeyUri,
     ca_alg: SignAlg,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
-    ra: Option<Ra>,
+    ra: Option<Authority>,
     limiter: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
@@ -64,7 +64,7 @@ impl AppState {
     }
 
     /// Serve SCEP with this RA.
-    pub fn with_ra(mut self, ra: Ra) -> Self {
+    pub fn with_ra(mut self, ra: Authority) -> Self {
         self.ra = Some(ra);
         self
     }

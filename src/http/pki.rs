@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
-use crate::ra::{OcspOutcome, Ra, RequestError};
+use crate::authority::{Authority, OcspOutcome, RequestError};
 
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -21,7 +21,7 @@ fn no_ra() -> HttpResponse {
         .body("no RA\n")
 }
 
-fn not_found(ra: &Ra) -> HttpResponse {
+fn not_found(ra: &Authority) -> HttpResponse {
     let mut names = vec![ra.ca_name().to_string()];
     names.extend(ra.retired_ca_names());
     HttpResponse::NotFound()
@@ -67,7 +67,7 @@ async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpRespons
     }
 }
 
-async fn answer(ra: &Ra, body: &[u8]) -> HttpResponse {
+async fn answer(ra: &Authority, body: &[u8]) -> HttpResponse {
     let (der, outcome) = ra.ocsp(body).await;
     crate::telemetry::ocsp_outcome(match outcome {
         OcspOutcome::Signed => "signed",

@@ -1,5 +1,5 @@
 //! `/api/v1/registrations`: the derived-credential flow over HTTP (see
-//! [`crate::ra::registration`]). Handlers authenticate, parse and translate; the RA decides.
+//! [`crate::authority::registration`]). Handlers authenticate, parse and translate; the RA decides.
 
 // Handlers return a ready HttpResponse as their error: boxing it buys nothing here.
 #![allow(clippy::result_large_err)]
@@ -11,10 +11,10 @@ use serde_json::json;
 
 use super::api::{authorize, error, parse_json, query, unavailable};
 use super::AppState;
+use crate::authority::access::Caller;
+use crate::authority::registration::RegistrationError;
+use crate::authority::Authority;
 use crate::clock::rfc3339;
-use crate::ra::access::Caller;
-use crate::ra::registration::RegistrationError;
-use crate::ra::Ra;
 use crate::store::RegistrationRecord;
 
 /// The JSON form of a registration.
@@ -67,7 +67,7 @@ async fn ready(
     state: &AppState,
     method: &str,
     pattern: &str,
-) -> Result<(Caller, Ra), HttpResponse> {
+) -> Result<(Caller, Authority), HttpResponse> {
     let caller = authorize(req, state, method, pattern).await?;
     let ra = state.ra.clone().ok_or_else(|| unavailable("no RA"))?;
     Ok((caller, ra))

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use tracing::Instrument;
 
 use super::AppState;
-use crate::ra::RequestError;
+use crate::authority::RequestError;
 
 /// Register the SCEP routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

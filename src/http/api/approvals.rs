@@ -9,8 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{authorize, error, unavailable};
+use crate::authority::ApprovalError;
 use crate::http::AppState;
-use crate::ra::ApprovalError;
 
 pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/approvals");

@@ -11,11 +11,11 @@ use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use super::{caller_for, source};
+use crate::authority::access::Caller;
+use crate::authority::access::Role;
+use crate::authority::challenge::Bindings;
 use crate::clock::rfc3339;
 use crate::http::AppState;
-use crate::ra::access::Caller;
-use crate::ra::access::Role;
-use crate::ra::challenge::Bindings;
 use actix_web::http::header;
 use base64::Engine;
 
@@ -49,7 +49,7 @@ async fn issue_challenge(
     };
     let scope = (caller.role == Role::Mdm).then_some(&caller.scope);
     if let Err(why) =
-        crate::ra::challenge::may_mint(&profile.name, profile.registration_only, scope)
+        crate::authority::challenge::may_mint(&profile.name, profile.registration_only, scope)
     {
         tracing::warn!(by = %caller.token_id, profile = %profile.name, %why, "challenge refused");
         return Err(error(StatusCode::FORBIDDEN, "not_allowed", why));
@@ -70,11 +70,12 @@ async fn issue_challenge(
         device_id: c.device_id,
         ..Bindings::default()
     };
-    if let Err(why) = crate::ra::challenge::validate(&bindings) {
+    if let Err(why) = crate::authority::challenge::validate(&bindings) {
         return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
     }
     let actor = format!("token:{}", caller.token_id);
-    match crate::ra::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor).await
+    match crate::authority::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor)
+        .await
     {
         Ok(m) => {
             tracing::info!(by = %caller.token_id, %profile, challenge_id = %m.id, "one-time challenge issued");

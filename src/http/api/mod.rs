@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
-use crate::ra::access::{self, Caller, Role};
+use crate::authority::access::{self, Caller, Role};
 
 /// Method, path pattern, allowed roles: the API's access matrix.
 pub const ROUTES: &[(&str, &str, &[Role])] = &[

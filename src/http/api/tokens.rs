@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{authorize, error, unavailable};
+use crate::authority::access::{self, Role};
 use crate::http::AppState;
-use crate::ra::access::{self, Role};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

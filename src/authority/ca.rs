@@ -7,7 +7,7 @@ use openssl::x509::X509;
 use rcgen::Issuer;
 
 use super::generations::{cert_key, Generations};
-use super::{LoadError, Ra, RequestError};
+use super::{Authority, LoadError, RequestError};
 use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeyUri};
 use crate::pki::ocsp::IssuerHashes;
@@ -127,7 +127,7 @@ pub(crate) async fn revoked_by(
         .collect())
 }
 
-impl Ra {
+impl Authority {
     /// The CRL of a retired CA generation, by label: made on this node when it has none that
     /// is fresh for another half of its life. `None`: no such retired CA.
     pub async fn retired_crl(&self, label: &str) -> Result<Option<Vec<u8>>, RequestError> {

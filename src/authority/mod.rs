@@ -3,7 +3,7 @@
 //! replays) and asks `pki` to issue. It signs nothing itself and parses no HTTP; every
 //! decision is recorded in the store before the answer is built.
 //!
-//! [`Ra::load`] reads the CA and RA certificates from the token; [`Ra::pki_operation`] answers
+//! [`Authority::load`] reads the CA and RA certificates from the token; [`Authority::pki_operation`] answers
 //! one PKIOperation with a CertRep (FAILURE for anything refused) or a [`RequestError`] when no
 //! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
 
@@ -155,7 +155,7 @@ pub(crate) struct Inner {
 
 /// The registration authority. Cheap to clone.
 #[derive(Clone)]
-pub struct Ra {
+pub struct Authority {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -196,11 +196,15 @@ fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
     Ok(chain)
 }
 
-impl Ra {
+impl Authority {
     /// Load the RA: which CA generation is active (from the store), the CA and RA
     /// certificates (from the token, or the store for a rolled-over generation's RA), the
     /// retired CAs, and the profiles from the configuration. Token reads block.
-    pub async fn open(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Ra, LoadError> {
+    pub async fn open(
+        hsm: &Hsm,
+        config: &Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Authority, LoadError> {
         let st = |e: crate::store::StoreError| LoadError::Store(e.to_string());
         let gens = generations::Generations::read(store.as_ref())
             .await
@@ -236,9 +240,9 @@ impl Ra {
         Self::load_with(hsm, config, store, &gens, ra_certs, responders)
     }
 
-    /// As [`Ra::open`] for the configured CA only (no rollover record): for tools and tests
+    /// As [`Authority::open`] for the configured CA only (no rollover record): for tools and tests
     /// that have no store state to read.
-    pub fn load(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Ra, LoadError> {
+    pub fn load(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Authority, LoadError> {
         Self::load_with(
             hsm,
             config,
@@ -256,7 +260,7 @@ impl Ra {
         gens: &generations::Generations,
         ra_certs: (Option<Vec<u8>>, Option<Vec<u8>>),
         mut responders: HashMap<String, Vec<u8>>,
-    ) -> Result<Ra, LoadError> {
+    ) -> Result<Authority, LoadError> {
         let cert_of = |uri: &crate::hsm::KeyUri, role: &str| -> Result<Vec<u8>, LoadError> {
             let label = uri.label()?;
             hsm.certificate_blocking(label)?.ok_or_else(|| {
@@ -358,7 +362,7 @@ impl Ra {
                 crate::mdm::connect(name, d).map_err(LoadError::Integration)?,
             );
         }
-        Ok(Ra {
+        Ok(Authority {
             inner: Arc::new(Inner {
                 directories,
                 credentials: config

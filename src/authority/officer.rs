@@ -3,9 +3,9 @@
 //! new CRL.
 
 use super::access::Caller;
-use super::{ApprovalError, Ra, RequestError};
+use super::{ApprovalError, Authority, RequestError};
 
-impl Ra {
+impl Authority {
     /// The PENDING enrollment an officer names: by its record key (what the approval queue
     /// lists) or by its transactionID when exactly one PENDING enrollment has it (the API
     /// accepts both; transactionIDs may hold `/`, `+`, `=`).
@@ -235,7 +235,7 @@ impl Ra {
         Ok(done)
     }
 
-    /// An officer rejects a PENDING enrollment (named as for [`Ra::approve`]); the device
+    /// An officer rejects a PENDING enrollment (named as for [`Authority::approve`]); the device
     /// gets FAILURE with `reason`.
     pub async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), ApprovalError> {
         let tx = self.pending_enrollment(id).await?;
@@ -283,7 +283,7 @@ pub struct PendingEnrollment {
     pub challenge_minted_by_name: Option<String>,
 }
 
-impl Ra {
+impl Authority {
     /// A PENDING enrollment as the approval queue shows it.
     pub async fn pending_view(
         &self,

@@ -2,10 +2,10 @@
 //! transaction), GetCert and GetCRL.
 
 use super::decide::{fail, record_key, serial_hex, store_err, unreadable};
-use super::{Ra, RequestError};
+use super::{Authority, RequestError};
 use crate::scep::{FailInfo, IssuerAndSerial, IssuerAndSubject, Outcome, PkiMessage};
 
-impl Ra {
+impl Authority {
     pub(super) async fn poll(
         &self,
         msg: &PkiMessage,

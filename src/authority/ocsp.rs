@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use der::Encode;
 
-use super::Ra;
+use super::Authority;
 use crate::pki::ocsp::{
     error_response, parse_request, response_data, serial_hex, signed_response, IssuerHashes,
     ResponseStatus, Status,
@@ -59,7 +59,7 @@ pub enum OcspOutcome {
     Unauthorized,
 }
 
-impl Ra {
+impl Authority {
     /// Answer one OCSPRequest (DER) with an OCSPResponse (DER). Never fails: problems are
     /// OCSP error statuses.
     pub async fn ocsp(&self, body: &[u8]) -> (Vec<u8>, OcspOutcome) {

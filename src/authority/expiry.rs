@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::Ra;
+use super::Authority;
 use crate::config::{NotifyConfig, SecretSource};
 use crate::store::now;
 
@@ -41,7 +41,7 @@ impl Webhook {
 /// Most certificates announced in one round.
 const PER_ROUND: usize = 200;
 
-impl Ra {
+impl Authority {
     /// Refresh the expiry gauges (every node: each serves its own /metrics).
     pub async fn expiry_gauges(&self) -> Result<(), crate::store::StoreError> {
         let at = now();

@@ -7,7 +7,7 @@ use sha2::Digest;
 use time::OffsetDateTime;
 
 use super::decide::{serial_hex, store_err};
-use super::{Profile, Ra, RequestError};
+use super::{Authority, Profile, RequestError};
 
 /// A one-time challenge that counted: consumed with the record; its bindings may fix the
 /// certificate's identity and name the device (and the registration that pre-approved it).
@@ -15,7 +15,7 @@ pub(crate) struct OneTime {
     pub(crate) hash: String,
     /// Its public id, recorded on the transaction and in the audit trail.
     pub(crate) id: String,
-    pub(crate) bindings: crate::ra::challenge::Bindings,
+    pub(crate) bindings: crate::authority::challenge::Bindings,
 }
 
 /// Why a challenge did not count.
@@ -30,7 +30,7 @@ pub(crate) enum Refusal {
     Other(String),
 }
 
-impl Ra {
+impl Authority {
     /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
     /// `profile`, or `None` when it is: `old` is recorded, from this profile, not revoked (nor
     /// on hold), not renewed already, valid now and in its renewal window, and the CSR keeps
@@ -215,7 +215,7 @@ impl Ra {
                 "the one-time challenge has expired".into(),
             )));
         }
-        let bindings = match crate::ra::challenge::Bindings::from_json(&c.bindings) {
+        let bindings = match crate::authority::challenge::Bindings::from_json(&c.bindings) {
             Ok(b) => b,
             Err(why) => return Ok(Err(Refusal::Other(why))),
         };
@@ -225,7 +225,7 @@ impl Ra {
                 profile.name
             ))));
         }
-        if let Err(why) = crate::ra::challenge::bindings_met(&bindings, csr) {
+        if let Err(why) = crate::authority::challenge::bindings_met(&bindings, csr) {
             return Ok(Err(Refusal::Bound(why)));
         }
         if let Some(name) = &bindings.credential {

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::challenge::Bindings;
 use super::rules::Refusal;
-use super::{Profile, Ra, RequestError};
+use super::{Authority, Profile, RequestError};
 use crate::pki::{parse_csr, PkiError};
 use crate::scep::{
     CertRep, ContentCipher, DigestAlg, FailInfo, MessageType, Outcome, PkiMessage, ScepError,
@@ -142,7 +142,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
 }
 
-impl Ra {
+impl Authority {
     /// Answer one PKIOperation for `profile` with a CertRep.
     pub async fn pki_operation(
         &self,

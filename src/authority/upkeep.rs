@@ -2,9 +2,9 @@
 //! configuration's digest), the CRL (current, renewed, published with fencing), the signed
 //! audit head, and the background round that runs them on the node leading each task.
 
-use super::{audit_head_message, ca, crl_fresh, Ra, RequestError, CRL_HOURS};
+use super::{audit_head_message, ca, crl_fresh, Authority, RequestError, CRL_HOURS};
 
-impl Ra {
+impl Authority {
     /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every
     /// node and every tool reads the same ones.
     pub async fn record_certificates(&self) -> Result<(), crate::store::StoreError> {
@@ -384,7 +384,7 @@ impl Ra {
     }
 
     /// Background work for this node. Every few seconds: the CRL round (see
-    /// [`Ra::crl_round`]), so a revocation whose CRL could not be made at once is published
+    /// [`Authority::crl_round`]), so a revocation whose CRL could not be made at once is published
     /// as soon as the token allows. Every `interval`: when this node leads "expire", expire
     /// registrations and PENDING enrollments that waited too long; the expiry gauges and
     /// webhook; when it leads "audit", sign the audit head. Runs until the process ends.

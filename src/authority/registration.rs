@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::access::{Caller, Role};
 use super::challenge::{mint, Bindings};
-use super::Ra;
+use super::Authority;
 use crate::config::{fill, CredentialConfig};
 use crate::mdm::{assess, Compliance, Device};
 use crate::store::{now, RegistrationRecord, RegistrationState, StoreError};
@@ -108,7 +108,7 @@ fn valid_email(e: &str) -> bool {
         && e.matches('@').count() == 1
 }
 
-impl Ra {
+impl Authority {
     fn credential(&self, name: &str) -> Result<&CredentialConfig, RegistrationError> {
         self.inner.credentials.get(name).ok_or_else(|| {
             let mut known: Vec<&String> = self.inner.credentials.keys().collect();
