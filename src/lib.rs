@@ -28,6 +28,8 @@ pub mod pki;
 #[cfg(feature = "core")]
 pub mod scep;
 #[cfg(feature = "core")]
+pub mod scep_service;
+#[cfg(feature = "core")]
 pub mod secret;
 #[cfg(feature = "core")]
 pub mod store;

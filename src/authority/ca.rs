@@ -150,10 +150,9 @@ impl Authority {
             .map_err(|e| RequestError::Unavailable(e.to_string()))
     }
 
-    /// GetNextCACert: the next CA certificate, its RA certificate(s) and the link certificate
-    /// (the next CA's key certified by the active CA), as a SignedData signed by the current
-    /// RA key; `None` when no rollover is in progress.
-    pub async fn next_ca_certs(&self) -> Result<Option<Vec<u8>>, RequestError> {
+    /// The next CA certificate, its RA certificate(s) and the link certificate (the next
+    /// CA's key certified by the active CA); `None` when no rollover is in progress.
+    pub async fn next_ca_certificates(&self) -> Result<Option<Vec<Vec<u8>>>, RequestError> {
         let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
         let Some(label) = self.next_ca().await? else {
             return Ok(None);
@@ -174,14 +173,6 @@ impl Authority {
                 "the next CA `{label}` has no certificates recorded"
             )));
         }
-        let ra = self.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            crate::scep::next_ca_response(&certs, &ra.inner.ra_sign_cert, &ra.inner.key)
-        })
-        .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        built
-            .map(Some)
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+        Ok(Some(certs))
     }
 }

@@ -1,26 +1,27 @@
-//! The registration authority: it decides. For each SCEP message it checks the signature,
-//! decrypts on the token, applies the profile's policy (challenge, approval, renewal window,
-//! replays) and asks `pki` to issue. It signs nothing itself and parses no HTTP; every
-//! decision is recorded in the store before the answer is built.
+//! The authority: the enrollment core, in no protocol's terms. It takes an
+//! [`EnrollRequest`] and answers a [`Decision`] (issued, pending, refused), applying the
+//! profile's policy (challenge, bindings, approval, renewal rules) and asking `pki` to issue
+//! with the CA key on the token; every decision is recorded in the store before it is
+//! answered. Challenges, approvals, registrations, revocation (CRL and the delegated OCSP
+//! responder), CA generations, the audit head and the background upkeep live here too.
 //!
-//! [`Authority::load`] reads the CA and RA certificates from the token; [`Authority::pki_operation`] answers
-//! one PKIOperation with a CertRep (FAILURE for anything refused) or a [`RequestError`] when no
-//! CertRep can be made at all (not a pkiMessage, unknown profile, token down).
+//! Protocols are adapters on top (`scep_service`); this module parses no protocol message
+//! and no HTTP. [`Authority::open`] reads the CA and RA certificates from the token and the
+//! active CA generation from the store.
 
 pub mod access;
 pub mod binding;
 mod ca;
 pub mod challenge;
-mod decide;
+mod decision;
+mod enroll;
 mod expiry;
 pub mod generations;
-mod key;
 mod ocsp;
 mod officer;
 mod queries;
 mod refusals;
 pub mod registration;
-mod replay;
 pub mod responder;
 mod rules;
 mod upkeep;
@@ -38,8 +39,21 @@ use crate::hsm::TokenKey;
 use crate::pki::CertProfile;
 use crate::store::Store;
 
-pub use key::TokenRaKey;
+pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
 pub use ocsp::OcspOutcome;
+
+/// The RA's keys on the token (one key, or separate signing and decryption keys): a
+/// protocol adapter decrypts requests and signs its answers with them; the authority signs
+/// the audit head with the signing key.
+#[derive(Debug, Clone)]
+pub struct RaKeys {
+    /// The token.
+    pub hsm: Hsm,
+    /// Signs (protocol answers, the audit head).
+    pub sign: crate::hsm::KeyUri,
+    /// Decrypts requests.
+    pub decrypt: crate::hsm::KeyUri,
+}
 
 /// A profile: certificate rules plus RA policy.
 #[derive(Debug, Clone)]
@@ -125,7 +139,7 @@ pub(crate) struct Inner {
     pub(crate) issuer: Issuer<'static, TokenKey>,
     pub(crate) ra_sign_cert: Vec<u8>,
     pub(crate) ra_decrypt_cert: Vec<u8>,
-    pub(crate) key: TokenRaKey,
+    pub(crate) key: RaKeys,
     pub(crate) profiles: HashMap<String, Profile>,
     pub(crate) default_profile: String,
     pub(crate) include_root: bool,
@@ -141,8 +155,6 @@ pub(crate) struct Inner {
     pub(crate) ca_issuer_text: String,
     /// Earlier CA generations: their CRLs, OCSP answers and renewals.
     pub(crate) retired: Vec<ca::CaGeneration>,
-    /// Answers to recent pkiMessages, by their bytes.
-    pub(crate) replays: replay::ReplayCache,
     /// Refusals audited lately, so repeats are counted rather than each recorded.
     pub(crate) refusals: refusals::RecentRefusals,
     /// How long a reservation holds a transaction (`scep.reservation_secs`).
@@ -388,7 +400,7 @@ impl Authority {
                 issuer,
                 ra_sign_cert,
                 ra_decrypt_cert,
-                key: TokenRaKey {
+                key: RaKeys {
                     hsm: hsm.clone(),
                     sign,
                     decrypt,
@@ -397,7 +409,6 @@ impl Authority {
                 default_profile: config.scep.default_profile.clone(),
                 include_root: config.scep.include_root,
                 store,
-                replays: Default::default(),
                 refusals: Default::default(),
                 reservation_secs: config.scep.reservation_secs.clamp(1, 3600) as i64,
                 responder,
@@ -475,49 +486,16 @@ impl Authority {
         &self.inner.ca_cert
     }
 
-    /// GetCACaps for a profile: one keyword a line.
-    pub async fn ca_caps(&self, profile: &Profile) -> String {
-        let mut caps = vec![
-            "POSTPKIOperation",
-            "Renewal",
-            "SHA-256",
-            "SHA-512",
-            "AES",
-            "SCEPStandard",
-        ];
-        if profile.policy.legacy {
-            caps.extend(["SHA-1", "DES3"]);
-        }
-        match self.next_ca().await {
-            Ok(Some(_)) => caps.push("GetNextCACert"),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "GetCACaps: cannot tell whether a rollover is in progress")
-            }
-        }
-        let mut text = caps.join("\n");
-        text.push('\n');
-        text
+    /// The RA: its certificates (signing, decryption; the same when one key does both) and
+    /// its keys on the token.
+    pub fn ra(&self) -> (&[u8], &[u8], &RaKeys) {
+        let i = &self.inner;
+        (&i.ra_sign_cert, &i.ra_decrypt_cert, &i.key)
     }
 
-    /// GetCACert: (content type, body). With an RA, a certs-only SignedData holding the RA
-    /// certificate(s) and the CA chain; the root is left out when `include_root` is off and the
-    /// CA is not itself the root.
-    pub fn ca_certs(&self) -> Result<(&'static str, Vec<u8>), RequestError> {
-        let i = &self.inner;
-        let mut certs = vec![i.ra_sign_cert.clone()];
-        if i.ra_decrypt_cert != i.ra_sign_cert {
-            certs.push(i.ra_decrypt_cert.clone());
-        }
-        for (n, c) in i.ca_chain.iter().enumerate() {
-            let is_root = n > 0 && n == i.ca_chain.len() - 1;
-            if is_root && !i.include_root {
-                continue;
-            }
-            certs.push(c.clone());
-        }
-        crate::scep::degenerate(&certs, &[])
-            .map(|b| ("application/x-x509-ca-ra-cert", b))
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+    /// The CA certificate followed by its parents, and whether the root is to be sent to
+    /// clients (`scep.include_root`).
+    pub fn ca_chain(&self) -> (&[Vec<u8>], bool) {
+        (&self.inner.ca_chain, self.inner.include_root)
     }
 }

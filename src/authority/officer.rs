@@ -127,24 +127,22 @@ impl Authority {
             .map_err(|e| ApprovalError::Refused(e.to_string()))?
             .clone();
         let record = tx.id.clone();
-        let grant = super::decide::Grant {
+        let grant = super::enroll::Grant {
             spend: None,
             bindings,
             device: None,
         };
         match self.issue(&profile, tx, csr, grant, &caller.actor()).await {
-            Ok(crate::scep::Outcome::Success { certs, .. }) => {
-                let serial = certs
-                    .first()
-                    .and_then(|c| crate::pki::certificate_facts(c).ok())
+            Ok(super::Decision::Issued { certificate }) => {
+                let serial = crate::pki::certificate_facts(&certificate)
                     .map(|f| f.serial)
                     .unwrap_or_default();
                 tracing::info!(transaction = %record, %serial, by = %caller.name, "approved and issued");
                 Ok(serial)
             }
-            Ok(crate::scep::Outcome::Failure { text, .. }) => Err(ApprovalError::Refused(text)),
+            Ok(super::Decision::Refused(r)) => Err(ApprovalError::Refused(r.reason)),
             // Still PENDING after issue: another officer's claim holds it.
-            Ok(crate::scep::Outcome::Pending) => Err(ApprovalError::Busy),
+            Ok(super::Decision::Pending) => Err(ApprovalError::Busy),
             Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
         }
     }

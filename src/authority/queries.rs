@@ -1,63 +1,67 @@
-//! The read-only SCEP operations: CertPoll (the recorded outcome of the requester's own
-//! transaction), GetCert and GetCRL.
+//! Questions about requests and certificates, in no protocol's terms: a requester's own
+//! transaction (SCEP CertPoll), a certificate by issuer and serial (GetCert), the CRL of an
+//! issuer (GetCRL).
 
-use super::decide::{fail, record_key, serial_hex, store_err, unreadable};
-use super::{Authority, RequestError};
-use crate::scep::{FailInfo, IssuerAndSerial, IssuerAndSubject, Outcome, PkiMessage};
+use super::decision::{Decision, RefusalKind, Requester};
+use super::enroll::{serial_hex, store_err};
+use super::{Authority, Profile, RequestError};
+use crate::store::TransactionRecord;
 
 impl Authority {
-    pub(super) async fn poll(
+    /// The decision on the requester's own transaction `transaction_id`, with the profile it
+    /// was decided under. Only the requester may ask (the record is found by its key): a
+    /// stranger learns nothing, not even that the transaction exists.
+    pub async fn poll(
         &self,
-        msg: &PkiMessage,
-        plain: &[u8],
-    ) -> Result<Outcome, RequestError> {
-        if let Err(e) = IssuerAndSubject::parse(plain) {
-            tracing::warn!(error = %e, "decrypted content is not IssuerAndSubject");
-            return Ok(unreadable());
-        }
-        // Only the requester may poll: the poll must be signed by the key that signed the
-        // request. A stranger learns nothing, not even that the transaction exists.
-        let signer_serial = self.issued_by_us(&msg.signer_cert).and_then(|c| {
-            c.serial_number()
-                .to_bn()
-                .ok()
-                .map(|b| serial_hex(&b.to_vec()))
-        });
-        // The record's key includes the signer's key: a stranger's poll finds nothing.
-        let tx = self
+        transaction_id: &str,
+        requester: &Requester,
+    ) -> Result<(Decision, Option<&Profile>), RequestError> {
+        let signer_serial = requester
+            .certificate
+            .as_deref()
+            .and_then(|c| self.issued_by_us(c))
+            .and_then(|c| {
+                c.serial_number()
+                    .to_bn()
+                    .ok()
+                    .map(|b| serial_hex(&b.to_vec()))
+            });
+        let key = TransactionRecord::key(
+            transaction_id,
+            &requester.key_sha256,
+            signer_serial.as_deref(),
+        );
+        match self
             .inner
             .store
-            .transaction(&record_key(msg, signer_serial.as_deref()))
+            .transaction(&key)
             .await
-            .map_err(store_err)?;
-        let Some(tx) = tx else {
-            return Ok(fail(
-                FailInfo::BadCertId,
-                format!(
-                    "no transaction {} is known for this requester",
-                    msg.transaction_id
+            .map_err(store_err)?
+        {
+            Some(tx) => {
+                let profile = self.profile(Some(&tx.profile))?;
+                Ok((self.recorded(&tx).await?, Some(profile)))
+            }
+            None => Ok((
+                Decision::refused(
+                    RefusalKind::Unknown,
+                    format!("no transaction {transaction_id} is known for this requester"),
                 ),
-            ));
-        };
-        let profile = self.profile(Some(&tx.profile)).cloned()?;
-        self.recorded(&tx, &profile).await
+                None,
+            )),
+        }
     }
 
-    pub(super) async fn get_cert(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
-        let want = match IssuerAndSerial::parse(plain) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
-                return Ok(unreadable());
-            }
-        };
-        let serial = serial_hex(&want.serial);
-        let ours = self.inner.ca_subject == want.issuer
-            || self
-                .inner
-                .retired
-                .iter()
-                .any(|g| g.subject_der == want.issuer);
+    /// The certificate (DER) with `serial` (big-endian bytes) issued by the CA whose subject
+    /// is `issuer` (DER), if this CA (or a retired generation) issued it.
+    pub async fn certificate_by_issuer(
+        &self,
+        issuer: &[u8],
+        serial: &[u8],
+    ) -> Result<Decision, RequestError> {
+        let serial = serial_hex(serial);
+        let ours = self.inner.ca_subject == issuer
+            || self.inner.retired.iter().any(|g| g.subject_der == issuer);
         let found = if ours {
             self.inner
                 .store
@@ -68,36 +72,22 @@ impl Authority {
             None
         };
         Ok(match found {
-            Some(c) => Outcome::Success {
-                certs: vec![c.der],
-                crls: Vec::new(),
-            },
-            None => fail(
-                FailInfo::BadCertId,
+            Some(c) => Decision::Issued { certificate: c.der },
+            None => Decision::refused(
+                RefusalKind::Unknown,
                 format!("no certificate with serial {serial} from this CA"),
             ),
         })
     }
 
-    pub(super) async fn get_crl(&self, plain: &[u8]) -> Result<Outcome, RequestError> {
-        let want = match IssuerAndSerial::parse(plain) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "decrypted content is not IssuerAndSerialNumber");
-                return Ok(unreadable());
-            }
-        };
-        // The CRL of the CA that issued the certificate asked about: a retired generation's
-        // certificates are on its own CRL.
+    /// The current CRL (DER) of the CA whose subject is `issuer` (DER): a retired
+    /// generation's certificates are on its own CRL; anything else gets the active CA's.
+    pub async fn crl_by_issuer(&self, issuer: &[u8]) -> Result<Vec<u8>, RequestError> {
         let generation = self
             .inner
             .retired
             .iter()
-            .position(|g| g.subject_der == want.issuer);
-        let der = self.crl_of(generation).await?;
-        Ok(Outcome::Success {
-            certs: Vec::new(),
-            crls: vec![der],
-        })
+            .position(|g| g.subject_der == issuer);
+        self.crl_of(generation).await
     }
 }

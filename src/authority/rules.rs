@@ -6,7 +6,7 @@ use openssl::x509::X509;
 use sha2::Digest;
 use time::OffsetDateTime;
 
-use super::decide::{serial_hex, store_err};
+use super::enroll::{serial_hex, store_err};
 use super::{Authority, Profile, RequestError};
 
 /// A one-time challenge that counted: consumed with the record; its bindings may fix the

@@ -31,6 +31,7 @@ pub struct AppState {
     ca_alg: SignAlg,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     ra: Option<Authority>,
+    scep: Option<crate::scep_service::ScepService>,
     limiter: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
@@ -52,6 +53,7 @@ impl AppState {
             ca_alg,
             ready: Mutex::new(None),
             ra: None,
+            scep: None,
             limiter: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
         }
@@ -65,6 +67,7 @@ impl AppState {
 
     /// Serve SCEP with this RA.
     pub fn with_ra(mut self, ra: Authority) -> Self {
+        self.scep = Some(crate::scep_service::ScepService::new(ra.clone()));
         self.ra = Some(ra);
         self
     }

@@ -131,7 +131,7 @@ async fn handle_scep(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(ra) = state.ra.as_ref() else {
+    let Some(ra) = state.scep.as_ref() else {
         return HttpResponse::ServiceUnavailable().body("SCEP is not configured\n");
     };
     let profile = match ra.profile(profile.as_deref()) {

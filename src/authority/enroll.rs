@@ -1,25 +1,21 @@
-//! One PKIOperation, from bytes to CertRep: verify, decrypt, decide, reserve, issue, record,
-//! answer.
+//! One enrollment, from request to decision: find the transaction again (resends), renew or
+//! check the challenge, hold for approval, reserve, issue, record.
 //!
-//! A transaction is found by its key (transactionID, the requester's key and the serial it
-//! renews; see `TransactionRecord::key`) and reserved in the store before the CA key signs,
-//! so two copies of one request racing each other are signed once: the second waits for the
-//! first's answer. Refusals of requesters that proved nothing (no valid challenge, no
-//! certificate of ours) stay in the server log; those of authenticated requesters go into the
-//! audit chain. Answers are kept a short while by the bytes of the request, so a replayed
-//! message costs no decryption, signature or write.
+//! A transaction is found by its key (the requester's transactionID, its key and the serial
+//! it renews; see `TransactionRecord::key`) and reserved in the store before the CA key
+//! signs, so two copies of one request racing each other are signed once: the second waits
+//! for the first's answer. Refusals of requesters that proved nothing (no valid challenge, no
+//! certificate of ours) stay in the server log; those of authenticated requesters go into
+//! the audit chain (repeats counted, see refusals.rs).
 
 use openssl::x509::X509;
 use sha2::Digest;
-use tracing::Instrument;
 
 use super::challenge::Bindings;
+use super::decision::{Decision, EnrollRequest, RefusalKind, Requester};
 use super::rules::Refusal;
 use super::{Authority, Profile, RequestError};
 use crate::pki::{parse_csr, PkiError};
-use crate::scep::{
-    CertRep, ContentCipher, DigestAlg, FailInfo, MessageType, Outcome, PkiMessage, ScepError,
-};
 use crate::store::{CertificateRecord, StoreError, TransactionRecord, TransactionState};
 
 /// What makes an issuance possible beyond the CSR: the one-time challenge to spend with the
@@ -34,25 +30,23 @@ pub(crate) struct Grant {
 
 /// A decision with whether the requester proved anything (a valid challenge, or a signature
 /// by a certificate of this CA): only then does a refusal enter the audit chain.
-pub(super) struct Decided {
-    pub(super) outcome: Outcome,
-    pub(super) authenticated: bool,
+struct Decided {
+    decision: Decision,
+    authenticated: bool,
 }
 
-impl From<Outcome> for Decided {
-    fn from(outcome: Outcome) -> Decided {
+impl From<Decision> for Decided {
+    fn from(decision: Decision) -> Decided {
         Decided {
-            outcome,
+            decision,
             authenticated: false,
         }
     }
 }
 
-pub(super) fn fail(info: FailInfo, text: impl Into<String>) -> Outcome {
-    Outcome::Failure {
-        info,
-        text: text.into(),
-    }
+/// A policy refusal.
+fn refuse(text: impl Into<String>) -> Decision {
+    Decision::refused(RefusalKind::Policy, text)
 }
 
 /// The store's record of a freshly issued certificate.
@@ -80,35 +74,17 @@ pub(crate) fn certificate_record(
     })
 }
 
-/// SHA-256 (hex) of the SubjectPublicKeyInfo of the certificate that signed `msg`.
-pub(super) fn signer_sha256(msg: &PkiMessage) -> String {
-    crate::scep::spki_sha256(&msg.signer_cert).unwrap_or_default()
-}
-
-pub(super) fn unreadable() -> Outcome {
-    fail(FailInfo::BadMessageCheck, crate::scep::UNREADABLE)
-}
-
-pub(super) fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
-    match e {
-        ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
-        // Decryption failures carry no detail to the client (see scep::UNREADABLE).
-        ScepError::Decrypt(_) => Ok(unreadable()),
-        other => Ok(fail(other.fail_info(), other.to_string())),
-    }
-}
-
 pub(super) fn store_err(e: StoreError) -> RequestError {
     RequestError::Unavailable(e.to_string())
 }
 
 /// The key a request is recorded under (see `TransactionRecord::key`): its transactionID,
-/// the key that signed it, and the serial of the certificate of this CA that signed it, if
-/// one did. A renewal is so recorded apart from the enrollment that made that certificate
+/// the requester's key, and the serial of the certificate of this CA it came with, if one
+/// did. A renewal is so recorded apart from the enrollment that made that certificate
 /// (clients derive the transactionID from the key, so a renewal with the same key repeats
 /// it), and two devices using the same short transactionID do not meet.
-pub(super) fn record_key(msg: &PkiMessage, signer_serial: Option<&str>) -> String {
-    TransactionRecord::key(&msg.transaction_id.0, &signer_sha256(msg), signer_serial)
+fn record_key(transaction_id: &str, requester: &Requester, signer_serial: Option<&str>) -> String {
+    TransactionRecord::key(transaction_id, &requester.key_sha256, signer_serial)
 }
 
 /// How long a request waits for a copy of itself that is being signed, before answering
@@ -143,245 +119,19 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Authority {
-    /// Answer one PKIOperation for `profile` with a CertRep.
-    pub async fn pki_operation(
-        &self,
-        profile: &Profile,
-        body: &[u8],
-    ) -> Result<Vec<u8>, RequestError> {
-        // A replay of bytes answered a moment ago gets the same answer, at no cost.
-        let replay_key = super::replay::ReplayCache::key(&profile.name, body);
-        if let Some(reply) = self.inner.replays.get(&replay_key) {
-            crate::telemetry::scep_replay();
-            return Ok(reply);
-        }
-        let msg = PkiMessage::parse(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
-        let span = tracing::info_span!(
-            "scep",
-            transaction_id = %msg.transaction_id,
-            message_type = %msg.message_type,
-            profile = %profile.name
-        );
-        async move {
-            // Queries (GetCert, CertPoll, GetCRL) have a bounded share of the token; an
-            // enrollment always finds room.
-            let class = match msg.message_type {
-                MessageType::PkcsReq | MessageType::UpdateReq | MessageType::RenewalReq => {
-                    crate::hsm::WorkClass::Issuance
-                }
-                _ => crate::hsm::WorkClass::Query,
-            };
-            let _permit = self
-                .inner
-                .key
-                .hsm
-                .admit(class)
-                .await
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-            // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
-            let envelope = msg.envelope();
-            let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
-            let Decided {
-                outcome,
-                authenticated,
-            } = self.decide(profile, &msg, envelope).await?;
-            match &outcome {
-                Outcome::Success { .. } => tracing::info!("SUCCESS"),
-                Outcome::Pending => tracing::info!("PENDING"),
-                Outcome::Failure { info, text } => {
-                    tracing::warn!(fail_info = %info, reason = %text, authenticated, "FAILURE")
-                }
-            }
-            let (status, info) = match &outcome {
-                Outcome::Success { .. } => ("success", String::new()),
-                Outcome::Pending => ("pending", String::new()),
-                Outcome::Failure { info, .. } => ("failure", info.to_string()),
-            };
-            crate::telemetry::scep_outcome(&msg.message_type.to_string(), status, &info);
-            // Only refusals of requesters that proved something (a valid challenge, a
-            // certificate of ours) go into the audit chain; the others cost an attacker
-            // nothing and stay in the server log above.
-            // The same requester refused for the same reason again within a while is counted
-            // into its next record instead (see refusals.rs).
-            let audit = match (authenticated, &outcome) {
-                (true, Outcome::Failure { text, .. }) => self
-                    .inner
-                    .refusals
-                    .admit(&signer_sha256(&msg), text)
-                    .map(|left_out| (left_out, &outcome)),
-                _ => None,
-            };
-            if let Some((left_out, Outcome::Failure { info, text })) = audit {
-                // A refusal changes no data; it is recorded on its own. If the store is down
-                // the answer is still right, so this is best effort.
-                let details = serde_json::json!({
-                    "message_type": msg.message_type.to_string(),
-                    "profile": profile.name,
-                    "fail_info": info.to_string(),
-                    "reason": text,
-                    "repeats_not_recorded": left_out,
-                });
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .audit("ra", "refused", &msg.transaction_id.0, &details)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record the refusal in the audit log");
-                }
-            }
-            let ttl = super::replay::ReplayCache::ttl(msg.message_type, &outcome);
-            let reply = self.answer(profile, &msg, outcome, cipher).await?;
-            self.inner.replays.put(replay_key, &reply, ttl);
-            Ok(reply)
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Build and sign the CertRep on a blocking thread.
-    async fn answer(
-        &self,
-        profile: &Profile,
-        msg: &PkiMessage,
-        outcome: Outcome,
-        request_cipher: Option<ContentCipher>,
-    ) -> Result<Vec<u8>, RequestError> {
-        let cipher = request_cipher
-            .filter(|c| *c != ContentCipher::DesCbc || profile.policy.legacy)
-            .unwrap_or(ContentCipher::Aes128Cbc);
-        let digest = match msg.digest {
-            DigestAlg::Sha1 if !profile.policy.legacy => DigestAlg::Sha256,
-            d => d,
-        };
-        let extra = if profile.policy.certrep_include_ca {
-            self.inner.ca_chain.clone()
-        } else {
-            Vec::new()
-        };
-        let ra = self.clone();
-        let (tid, nonce, requester) = (
-            msg.transaction_id.clone(),
-            msg.sender_nonce.clone(),
-            msg.signer_cert.clone(),
-        );
-        let built = blocking(move || {
-            CertRep {
-                transaction_id: &tid,
-                recipient_nonce: &nonce,
-                outcome,
-                requester_cert: &requester,
-                cipher,
-                digest,
-                ra_cert: &ra.inner.ra_sign_cert,
-                extra_certs: &extra,
-            }
-            .build(&ra.inner.key)
-        })
-        .await?;
-        built.map_err(|e| match e {
-            ScepError::UnsupportedAlgorithm(why) => {
-                RequestError::Malformed(format!("cannot answer this requester: {why}"))
-            }
-            other => RequestError::Unavailable(other.to_string()),
-        })
-    }
-
-    async fn decide(
-        &self,
-        profile: &Profile,
-        msg: &PkiMessage,
-        envelope: Result<crate::scep::Envelope, ScepError>,
-    ) -> Result<Decided, RequestError> {
-        let refuse = |o: Result<Outcome, RequestError>| o.map(Decided::from);
-        if let Err(e) = msg.verify_signature() {
-            return refuse(from_scep(&e));
-        }
-        // The signer's key identifies the requester (CertPoll): it must read.
-        if crate::scep::spki_sha256(&msg.signer_cert).is_none() {
-            return refuse(Ok(fail(
-                FailInfo::BadMessageCheck,
-                "the signer certificate does not read",
-            )));
-        }
-        if msg.digest == DigestAlg::Sha1
-            && !(profile.policy.accept_sha1_requests || profile.policy.legacy)
-        {
-            return refuse(Ok(fail(
-                FailInfo::BadAlg,
-                format!(
-                    "SHA-1 is refused by profile `{}` (it allows SHA-256 and up)",
-                    profile.name
-                ),
-            )));
-        }
-        let rsa_signer = msg
-            .signer_public_key()
-            .map(|k| k.id() == openssl::pkey::Id::RSA)
-            .unwrap_or(false);
-        if !rsa_signer {
-            return refuse(Ok(fail(
-                FailInfo::BadAlg,
-                "the signer certificate must hold an RSA key: the reply is encrypted to it",
-            )));
-        }
-        if msg.message_type == MessageType::CertRep {
-            return refuse(Ok(fail(
-                FailInfo::BadRequest,
-                "CertRep is the server's message, not a request",
-            )));
-        }
-        let envelope = match envelope {
-            Ok(e) => e,
-            Err(e) => return refuse(from_scep(&e)),
-        };
-        if envelope
-            .recipient_for(&self.inner.ra_decrypt_cert)
-            .is_none()
-        {
-            return refuse(Ok(fail(
-                FailInfo::BadMessageCheck,
-                "the message is encrypted to another certificate, not this RA's (fetch GetCACert again)",
-            )));
-        }
-        let ra = self.clone();
-        let legacy = profile.policy.legacy;
-        let plain =
-            blocking(move || envelope.open(&ra.inner.key, &ra.inner.ra_decrypt_cert, legacy))
-                .await?;
-        let plain = match plain {
-            Ok(p) => p,
-            Err(e) => return refuse(from_scep(&e)),
-        };
-        match msg.message_type {
-            MessageType::PkcsReq | MessageType::UpdateReq | MessageType::RenewalReq => {
-                self.enroll(profile, msg, plain).await
-            }
-            MessageType::CertPoll => refuse(self.poll(msg, &plain).await),
-            MessageType::GetCert => refuse(self.get_cert(&plain).await),
-            MessageType::GetCrl => refuse(self.get_crl(&plain).await),
-            MessageType::CertRep => refuse(Ok(fail(FailInfo::BadRequest, "unexpected CertRep"))),
-        }
-    }
-
     /// The answer already decided for a transaction. A reservation (a copy of this request
     /// being signed right now) is waited for a moment; if it is still running, PENDING (the
     /// device polls). A reservation that lapsed (its node stopped before recording anything)
     /// is dropped, and the answer says to send the request again: nothing was issued, and
     /// the request itself (its CSR) was not kept.
-    pub(super) async fn recorded(
-        &self,
-        tx: &TransactionRecord,
-        profile: &Profile,
-    ) -> Result<Outcome, RequestError> {
-        if let Some(outcome) = self.settled(tx, profile).await? {
+    pub(super) async fn recorded(&self, tx: &TransactionRecord) -> Result<Decision, RequestError> {
+        if let Some(outcome) = self.settled(tx).await? {
             return Ok(outcome);
         }
         if let Err(e) = self.inner.store.abandon_lapsed(Some(&tx.id), "ra").await {
             tracing::warn!(error = %e, "could not drop a lapsed reservation");
         }
-        Ok(fail(
-            FailInfo::BadRequest,
+        Ok(refuse(
             "the request was interrupted before a certificate was issued; send it again",
         ))
     }
@@ -389,11 +139,7 @@ impl Authority {
     /// [`Self::recorded`], but `None` for a reservation that lapsed (before or while
     /// waiting for it), which is left for the caller: a resend decides afresh and takes it
     /// over.
-    async fn settled(
-        &self,
-        tx: &TransactionRecord,
-        profile: &Profile,
-    ) -> Result<Option<Outcome>, RequestError> {
+    async fn settled(&self, tx: &TransactionRecord) -> Result<Option<Decision>, RequestError> {
         let mut tx = tx.clone();
         let deadline = tokio::time::Instant::now() + RACE_WAIT;
         while let TransactionState::Issuing { until } = tx.state {
@@ -401,7 +147,7 @@ impl Authority {
                 return Ok(None);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(Some(Outcome::Pending));
+                return Ok(Some(Decision::Pending));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             match self
@@ -414,16 +160,15 @@ impl Authority {
                 Some(t) => tx = t,
                 // Released: the copy being signed failed; its own answer said why.
                 None => {
-                    return Ok(Some(fail(
-                        FailInfo::BadRequest,
+                    return Ok(Some(refuse(
                         "a copy of this request was refused; send a new request",
                     )))
                 }
             }
         }
         Ok(Some(match &tx.state {
-            TransactionState::Issuing { .. } | TransactionState::Pending => Outcome::Pending,
-            TransactionState::Rejected { reason } => fail(FailInfo::BadRequest, reason.clone()),
+            TransactionState::Issuing { .. } | TransactionState::Pending => Decision::Pending,
+            TransactionState::Rejected { reason } => refuse(reason.clone()),
             TransactionState::Issued { serial } => {
                 match self
                     .inner
@@ -432,22 +177,13 @@ impl Authority {
                     .await
                     .map_err(store_err)?
                 {
-                    Some(c) => self.success(profile, c.der),
-                    None => fail(FailInfo::BadCertId, "the issued certificate is missing"),
+                    Some(c) => Decision::Issued { certificate: c.der },
+                    None => {
+                        Decision::refused(RefusalKind::Unknown, "the issued certificate is missing")
+                    }
                 }
             }
         }))
-    }
-
-    fn success(&self, profile: &Profile, cert: Vec<u8>) -> Outcome {
-        let mut certs = vec![cert];
-        if profile.policy.certrep_include_ca {
-            certs.extend(self.inner.ca_chain.iter().cloned());
-        }
-        Outcome::Success {
-            certs,
-            crls: Vec::new(),
-        }
     }
 
     /// Signed by a certificate this CA issued and that is valid now?
@@ -471,23 +207,59 @@ impl Authority {
         (active || self.inner.retired.iter().any(|g| g.issued(&cert))).then_some(cert)
     }
 
-    async fn enroll(
-        &self,
-        profile: &Profile,
-        msg: &PkiMessage,
-        plain: Vec<u8>,
-    ) -> Result<Decided, RequestError> {
-        // A CSR that does not parse or verify gets the same answer as a failed decryption:
-        // telling them apart would be a padding oracle on the envelope.
-        let csr = match parse_csr(&plain) {
+    /// Decide one enrollment request: issue, hold for an officer, or refuse. Refusals of a
+    /// requester that proved something (a certificate of this CA, a valid challenge) are
+    /// recorded in the audit chain, repeats counted rather than each recorded.
+    pub async fn enroll(&self, req: EnrollRequest<'_>) -> Result<Decision, RequestError> {
+        let Decided {
+            decision,
+            authenticated,
+        } = self.decide_enrollment(&req).await?;
+        if let (true, Decision::Refused(r)) = (authenticated, &decision) {
+            if let Some(left_out) = self
+                .inner
+                .refusals
+                .admit(&req.requester.key_sha256, &r.reason)
+            {
+                // A refusal changes no data; it is recorded on its own. If the store is down
+                // the answer is still right, so this is best effort.
+                let details = serde_json::json!({
+                    "renewal_only": req.renewal_only,
+                    "profile": req.profile.name,
+                    "kind": format!("{:?}", r.kind),
+                    "reason": r.reason,
+                    "repeats_not_recorded": left_out,
+                });
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .audit("ra", "refused", &req.transaction_id, &details)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the refusal in the audit log");
+                }
+            }
+        }
+        Ok(decision)
+    }
+
+    async fn decide_enrollment(&self, req: &EnrollRequest<'_>) -> Result<Decided, RequestError> {
+        let profile = req.profile;
+        // A CSR that does not parse or verify gets the same answer as a request that could
+        // not be decrypted: telling them apart would be a padding oracle on the envelope.
+        let csr = match parse_csr(&req.csr) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "decrypted content is not a valid CSR");
-                return Ok(unreadable().into());
+                tracing::warn!(error = %e, "the request's content is not a valid CSR");
+                return Ok(Decision::unreadable().into());
             }
         };
         // Renewal: signed with a certificate from this CA (RenewalReq, or macOS's PKCSReq).
-        let ours = self.issued_by_us(&msg.signer_cert);
+        let ours = req
+            .requester
+            .certificate
+            .as_deref()
+            .and_then(|c| self.issued_by_us(c));
         let signer_serial = ours.as_ref().and_then(|c| {
             c.serial_number()
                 .to_bn()
@@ -495,12 +267,16 @@ impl Authority {
                 .map(|b| serial_hex(&b.to_vec()))
         });
         let mut tx = TransactionRecord {
-            id: record_key(msg, signer_serial.as_deref()),
-            transaction_id: msg.transaction_id.0.clone(),
+            id: record_key(
+                &req.transaction_id,
+                &req.requester,
+                signer_serial.as_deref(),
+            ),
+            transaction_id: req.transaction_id.clone(),
             renews: None,
             profile: profile.name.clone(),
             key_sha256: hex::encode(sha2::Sha256::digest(&csr.spki)),
-            signer_sha256: signer_sha256(msg),
+            signer_sha256: req.requester.key_sha256.clone(),
             state: TransactionState::Pending,
             csr: csr.der.clone(),
             challenge_id: None,
@@ -511,21 +287,16 @@ impl Authority {
         let signed_by_us = ours.is_some();
         if let Some(old) = store.transaction(&tx.id).await.map_err(store_err)? {
             if old.key_sha256 != tx.key_sha256 {
-                return Ok(fail(
-                    FailInfo::BadRequest,
-                    format!(
-                        "transactionID {} is already used by this requester for another key",
-                        tx.transaction_id
-                    ),
-                )
+                return Ok(refuse(format!(
+                    "transactionID {} is already used by this requester for another key",
+                    tx.transaction_id
+                ))
                 .into());
             }
             // A transaction belongs to the profile it was decided under: the same request
             // sent to another profile's URL is not answered with this one's certificate.
             if old.profile != profile.name {
-                return Ok(fail(
-                    FailInfo::BadRequest,
-                    format!(
+                return Ok(refuse(format!(
                         "transactionID {} was sent to profile `{}`; send it there or use a new transactionID",
                         tx.transaction_id, old.profile
                     ),
@@ -533,7 +304,7 @@ impl Authority {
                 .into());
             }
             tracing::info!("resent request: answering the recorded outcome");
-            if let Some(outcome) = self.settled(&old, profile).await? {
+            if let Some(outcome) = self.settled(&old).await? {
                 return Ok(outcome.into());
             }
             // A reservation its node left behind: this resend carries the request again, so
@@ -551,13 +322,13 @@ impl Authority {
         // (see refusals.rs), so one key cannot fill the audit chain.
         let mut authenticated = signed_by_us;
         let refused = |text: String, authenticated: bool| Decided {
-            outcome: fail(FailInfo::BadRequest, text),
+            decision: refuse(text),
             authenticated,
         };
         // The one-time challenge to consume with the record, if that is what was used.
         let mut one_time = None;
-        match (&renewal, msg.message_type) {
-            (Some(why), MessageType::RenewalReq) => {
+        match (&renewal, req.renewal_only) {
+            (Some(why), true) => {
                 return Ok(refused(format!("renewal refused: {why}"), authenticated));
             }
             (None, _) => tracing::info!("renewal of a certificate from this CA"),
@@ -572,9 +343,8 @@ impl Authority {
                     // A resend racing its original: the original may have spent the challenge
                     // a moment ago; answer what was recorded.
                     Err(Refusal::Spent(reason)) => {
-                        let o = self.spent(profile, &tx).await?;
-                        return Ok(match o {
-                            Outcome::Failure { info, .. } => fail(info, reason),
+                        return Ok(match self.spent(&tx).await? {
+                            Decision::Refused(r) => Decision::refused(r.kind, reason),
                             other => other,
                         }
                         .into());
@@ -609,28 +379,20 @@ impl Authority {
         if profile.policy.approval && !renewing && !pre_approved {
             let hash = one_time.as_ref().map(|o| o.hash.as_str());
             let outcome = match store.insert_pending(&tx, hash, "ra").await {
-                Ok(()) => Outcome::Pending,
-                Err(StoreError::ChallengeSpent) => self.spent(profile, &tx).await?,
+                Ok(()) => Decision::Pending,
+                Err(StoreError::ChallengeSpent) => self.spent(&tx).await?,
                 Err(StoreError::Conflict(_)) => {
                     // Another node or a concurrent resend recorded it first.
                     match store.transaction(&tx.id).await.map_err(store_err)? {
-                        Some(old) if old.key_sha256 == tx.key_sha256 => {
-                            self.recorded(&old, profile).await?
-                        }
-                        Some(_) => fail(
-                            FailInfo::BadRequest,
-                            "transactionID is already used by another key",
-                        ),
-                        None => fail(
-                            FailInfo::BadRequest,
-                            "the one-time challenge was already used",
-                        ),
+                        Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old).await?,
+                        Some(_) => refuse("transactionID is already used by another key"),
+                        None => refuse("the one-time challenge was already used"),
                     }
                 }
                 Err(e) => return Err(store_err(e)),
             };
             return Ok(Decided {
-                outcome,
+                decision: outcome,
                 authenticated,
             });
         }
@@ -654,7 +416,7 @@ impl Authority {
         // Issued from a reservation (not from a PENDING record).
         tx.state = TransactionState::Issuing { until: 0 };
         let outcome = self.issue(profile, tx, csr, grant, "ra").await?;
-        if let (true, Some(old), Outcome::Success { .. }) =
+        if let (true, Some(old), Decision::Issued { .. }) =
             (profile.policy.revoke_superseded, old_serial, &outcome)
         {
             // The new certificate is recorded: the one it replaces is superseded. If this
@@ -671,7 +433,7 @@ impl Authority {
             }
         }
         Ok(Decided {
-            outcome,
+            decision: outcome,
             authenticated,
         })
     }
@@ -687,7 +449,7 @@ impl Authority {
         csr: crate::pki::Csr,
         grant: Grant,
         actor: &str,
-    ) -> Result<Outcome, RequestError> {
+    ) -> Result<Decision, RequestError> {
         let store = &self.inner.store;
         // This call's own token: only it records the issuance or gives the reservation up.
         let holder = holder_token()?;
@@ -699,21 +461,18 @@ impl Authority {
             Ok(None) => {}
             Ok(Some(existing)) => {
                 if existing.key_sha256 != tx.key_sha256 {
-                    return Ok(fail(
-                        FailInfo::BadRequest,
-                        "transactionID is already used by another key",
-                    ));
+                    return Ok(refuse("transactionID is already used by another key"));
                 }
                 tracing::info!("a copy of this request is being answered; answering its outcome");
-                return self.recorded(&existing, profile).await;
+                return self.recorded(&existing).await;
             }
-            Err(StoreError::ChallengeSpent) => return self.spent(profile, &tx).await,
+            Err(StoreError::ChallengeSpent) => return self.spent(&tx).await,
             Err(e) => return Err(store_err(e)),
         }
         let outcome = self
             .sign_and_record(profile, &tx, &csr, &grant, actor)
             .await;
-        if !matches!(outcome, Ok(Outcome::Success { .. })) {
+        if !matches!(outcome, Ok(Decision::Issued { .. })) {
             // Nothing was recorded: free the transaction and its challenge for a new try.
             // (If the store is down, the reservation lapses by itself.)
             if let Err(e) = store.release(&tx.id, &holder).await {
@@ -730,7 +489,7 @@ impl Authority {
         csr: &crate::pki::Csr,
         grant: &Grant,
         actor: &str,
-    ) -> Result<Outcome, RequestError> {
+    ) -> Result<Decision, RequestError> {
         let identity = grant
             .bindings
             .as_ref()
@@ -755,7 +514,7 @@ impl Authority {
             .await?
             {
                 Ok(d) => d,
-                Err(PkiError::Policy(reason)) => return Ok(fail(FailInfo::BadRequest, reason)),
+                Err(PkiError::Policy(reason)) => return Ok(refuse(reason)),
                 Err(e) => return Err(RequestError::Unavailable(e.to_string())),
             };
             if let Some(m) = crate::telemetry::metrics() {
@@ -772,17 +531,16 @@ impl Authority {
             {
                 Ok(()) => {
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
-                    return Ok(self.success(profile, der));
+                    return Ok(Decision::Issued { certificate: der });
                 }
                 // Claimed by this reservation, yet not spendable: its registration was
                 // withdrawn or expired meanwhile.
                 Err(StoreError::ChallengeSpent) => {
-                    return Ok(fail(
-                        FailInfo::BadRequest,
+                    return Ok(refuse(
                         "the one-time challenge was withdrawn or has expired",
                     ))
                 }
-                Err(StoreError::Stale(why)) => return Ok(fail(FailInfo::BadRequest, why)),
+                Err(StoreError::Stale(why)) => return Ok(refuse(why)),
                 Err(StoreError::SerialTaken) => {
                     tracing::warn!(serial = %record.serial, "serial collision; signing again with a new serial");
                 }
@@ -799,11 +557,9 @@ impl Authority {
                         .map_err(store_err)?
                     {
                         Some(current) if current.key_sha256 == tx.key_sha256 => {
-                            self.recorded(&current, profile).await
+                            self.recorded(&current).await
                         }
-                        _ => Ok(fail(
-                            FailInfo::BadRequest,
-                            "the request was interrupted before a certificate was issued; send it again",
+                        _ => Ok(refuse("the request was interrupted before a certificate was issued; send it again",
                         )),
                     };
                 }
@@ -817,11 +573,7 @@ impl Authority {
 
     /// The one-time challenge was spent: if by this very transaction (a resend racing its
     /// original), answer what was recorded; otherwise FAILURE.
-    async fn spent(
-        &self,
-        profile: &Profile,
-        tx: &TransactionRecord,
-    ) -> Result<Outcome, RequestError> {
+    async fn spent(&self, tx: &TransactionRecord) -> Result<Decision, RequestError> {
         match self
             .inner
             .store
@@ -829,11 +581,8 @@ impl Authority {
             .await
             .map_err(store_err)?
         {
-            Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old, profile).await,
-            _ => Ok(fail(
-                FailInfo::BadRequest,
-                "the one-time challenge was already used",
-            )),
+            Some(old) if old.key_sha256 == tx.key_sha256 => self.recorded(&old).await,
+            _ => Ok(refuse("the one-time challenge was already used")),
         }
     }
 }

@@ -1,18 +1,13 @@
 //! The RA key as the SCEP codec sees it: decryption and signing on the token.
 
-use crate::hsm::{DecryptAlg, Hsm, HsmError, KeyUri, SignAlg};
+use crate::authority::RaKeys;
+use crate::hsm::{DecryptAlg, HsmError, SignAlg};
 use crate::scep::{DigestAlg, KeyTransport, RaKey, ScepError};
 
-/// The RA's token keys (one key, or separate signing and decryption keys).
+/// The RA's token keys (one key, or separate signing and decryption keys) as the codec's
+/// [`RaKey`].
 #[derive(Debug, Clone)]
-pub struct TokenRaKey {
-    /// The token.
-    pub hsm: Hsm,
-    /// Signs CertRep.
-    pub sign: KeyUri,
-    /// Decrypts requests.
-    pub decrypt: KeyUri,
-}
+pub struct TokenRaKey(pub RaKeys);
 
 /// Errors that mean the token cannot work right now (the client should retry later), as
 /// opposed to errors about this input.
@@ -56,8 +51,9 @@ impl RaKey for TokenRaKey {
                 )))
             }
         };
-        self.hsm
-            .decrypt_blocking(&self.decrypt, alg, encrypted)
+        self.0
+            .hsm
+            .decrypt_blocking(&self.0.decrypt, alg, encrypted)
             .map_err(map)
     }
 
@@ -69,8 +65,9 @@ impl RaKey for TokenRaKey {
             DigestAlg::Sha512 => SignAlg::RsaPkcs1Sha512,
         };
         // Any signing failure is the server's, never the request's: retry later.
-        self.hsm
-            .sign_blocking(&self.sign, alg, data)
+        self.0
+            .hsm
+            .sign_blocking(&self.0.sign, alg, data)
             .map_err(|e| ScepError::Token(e.to_string()))
     }
 }
