@@ -34,3 +34,4 @@ pub mod secret;
 #[cfg(feature = "core")]
 pub mod store;
 pub mod telemetry;
+pub mod wire;

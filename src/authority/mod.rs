@@ -20,6 +20,7 @@ pub mod generations;
 mod ocsp;
 mod officer;
 mod queries;
+mod records;
 mod refusals;
 pub mod registration;
 pub mod responder;
@@ -39,6 +40,11 @@ use crate::hsm::TokenKey;
 use crate::pki::CertProfile;
 use crate::store::Store;
 
+/// The records front ends show, as the store keeps them.
+pub use crate::store::{
+    AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, RegistrationRecord,
+    RegistrationState, StoreError, TokenRecord, TokenScope, TransactionRecord,
+};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
 pub use ocsp::OcspOutcome;
 

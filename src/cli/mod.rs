@@ -1005,10 +1005,7 @@ fn serve(config: Config) -> Result<()> {
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));
-        let (ca_uri, ca_alg) = ra.ca_key();
-        let state = sigil::http::AppState::new(hsm, ca_uri, ca_alg)
-            .with_ra(ra)
-            .with_gateways(config.server.gateway_names.clone());
+        let state = sigil::http::AppState::new(ra).with_gateways(config.server.gateway_names.clone());
         sigil::http::serve(&config, state).await.with_context(|| {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
         })

@@ -19,19 +19,15 @@ mod scep;
 
 use crate::authority::Authority;
 use crate::config::Config;
-use crate::hsm::{Hsm, KeyUri, SignAlg};
 
 /// How long a readiness result is reused, so probes cannot flood the token.
 const READY_CACHE: Duration = Duration::from_secs(2);
 
 /// State shared by the handlers.
 pub struct AppState {
-    hsm: Hsm,
-    ca_key: KeyUri,
-    ca_alg: SignAlg,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
-    ra: Option<Authority>,
-    scep: Option<crate::scep_service::ScepService>,
+    ra: Authority,
+    scep: crate::scep_service::ScepService,
     limiter: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
@@ -45,15 +41,12 @@ pub struct PeerCertificate {
 }
 
 impl AppState {
-    /// State for a token and the CA key used by readiness checks.
-    pub fn new(hsm: Hsm, ca_key: KeyUri, ca_alg: SignAlg) -> Self {
+    /// State for serving `ra` (the API and the console) and SCEP on top of it.
+    pub fn new(ra: Authority) -> Self {
         AppState {
-            hsm,
-            ca_key,
-            ca_alg,
             ready: Mutex::new(None),
-            ra: None,
-            scep: None,
+            scep: crate::scep_service::ScepService::new(ra.clone()),
+            ra,
             limiter: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
         }
@@ -62,13 +55,6 @@ impl AppState {
     /// Answer SCEP only to TLS clients whose certificate has one of these common names.
     pub fn with_gateways(mut self, names: Vec<String>) -> Self {
         self.gateway_names = names;
-        self
-    }
-
-    /// Serve SCEP with this RA.
-    pub fn with_ra(mut self, ra: Authority) -> Self {
-        self.scep = Some(crate::scep_service::ScepService::new(ra.clone()));
-        self.ra = Some(ra);
         self
     }
 
@@ -83,15 +69,7 @@ impl AppState {
                 return r.clone();
             }
         }
-        let mut r = self
-            .hsm
-            .sign(&self.ca_key, self.ca_alg, b"sigil readiness probe".to_vec())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if let (Ok(()), Some(ra)) = (&r, &self.ra) {
-            r = ra.store().ping().await.map_err(|e| e.to_string());
-        }
+        let r = self.ra.ready().await;
         *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), r.clone()));
         r
     }
@@ -107,28 +85,25 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             // Whether each CA's published CRL lacks a committed revocation (it is made again
             // every few seconds until it does not): said, not fatal, since enrollment and
             // OCSP are unaffected.
-            let crl = match state.ra.as_ref() {
-                Some(ra) => match ra.crl_status().await {
-                    Ok(marks) => marks
-                        .into_iter()
-                        .map(|(ca, m)| {
-                            json!({
-                                "ca": ca,
-                                "current": m.lacking() == 0,
-                                "missing_revocations": m.lacking(),
-                                "stale_since": (m.lacking() > 0)
-                                    .then(|| crate::clock::rfc3339(m.since)),
-                            })
+            let crl = match state.ra.crl_status().await {
+                Ok(marks) => marks
+                    .into_iter()
+                    .map(|(ca, m)| {
+                        json!({
+                            "ca": ca,
+                            "current": m.lacking() == 0,
+                            "missing_revocations": m.lacking(),
+                            "stale_since": (m.lacking() > 0)
+                                .then(|| crate::clock::rfc3339(m.since)),
                         })
-                        .collect::<Vec<_>>(),
-                    Err(e) => vec![json!({"error": e.to_string()})],
-                },
-                None => Vec::new(),
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![json!({"error": e.to_string()})],
             };
             let stale = crl.iter().any(|c| c["current"] == json!(false));
             HttpResponse::Ok().json(json!({
                 "status": "ready",
-                "token": state.hsm.token(),
+                "token": state.ra.token_name(),
                 "crl": crl,
                 "warnings": if stale {
                     vec!["a published CRL is older than the newest revocation; a new one is being made"]
@@ -243,6 +218,6 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
     );
     let result = server.run().await;
     tracing::info!("shut down; closing token sessions");
-    state.hsm.close();
+    state.ra.close();
     result
 }

@@ -15,12 +15,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ocsp/{request:.*}", web::get().to(ocsp_get));
 }
 
-fn no_ra() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, "5"))
-        .body("no RA\n")
-}
-
 fn not_found(ra: &Authority) -> HttpResponse {
     let mut names = vec![ra.ca_name().to_string()];
     names.extend(ra.retired_ca_names());
@@ -37,9 +31,7 @@ fn not_found(ra: &Authority) -> HttpResponse {
 }
 
 async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
-    let Some(ra) = state.ra.as_ref() else {
-        return no_ra();
-    };
+    let ra = &state.ra;
     let Some(label) = file.strip_suffix(".crl") else {
         return not_found(ra);
     };
@@ -84,16 +76,12 @@ async fn answer(ra: &Authority, body: &[u8]) -> HttpResponse {
 }
 
 async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
-    let Some(ra) = state.ra.as_ref() else {
-        return no_ra();
-    };
+    let ra = &state.ra;
     answer(ra, &body).await
 }
 
 async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(ra) = state.ra.as_ref() else {
-        return no_ra();
-    };
+    let ra = &state.ra;
     // The raw path: base64 may hold `/` and `+`, percent-escaped or not.
     let raw = req.uri().path().trim_start_matches("/ocsp/");
     let decoded = super::scep::query_param(&format!("r={raw}"), "r").unwrap_or_default();

@@ -14,8 +14,8 @@ use super::AppState;
 use crate::authority::access::Caller;
 use crate::authority::registration::RegistrationError;
 use crate::authority::Authority;
+use crate::authority::RegistrationRecord;
 use crate::clock::rfc3339;
-use crate::store::RegistrationRecord;
 
 /// The JSON form of a registration.
 pub fn registration_json(r: &RegistrationRecord) -> serde_json::Value {
@@ -69,7 +69,7 @@ async fn ready(
     pattern: &str,
 ) -> Result<(Caller, Authority), HttpResponse> {
     let caller = authorize(req, state, method, pattern).await?;
-    let ra = state.ra.clone().ok_or_else(|| unavailable("no RA"))?;
+    let ra = state.ra.clone();
     Ok((caller, ra))
 }
 
@@ -126,7 +126,7 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Err(r) => return r,
     };
     if let Some(s) = &q.state {
-        if crate::store::RegistrationState::parse(s).is_none() {
+        if crate::authority::RegistrationState::parse(s).is_none() {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_query",

@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 // The query and base64 readers are shared with the gateway (compiled in both builds).
-pub use crate::gateway::guard::{lenient_base64, query_param};
+pub use crate::wire::{lenient_base64, query_param};
 
 fn bad_request(reason: impl Into<String>) -> HttpResponse {
     let reason = reason.into();
@@ -131,9 +131,7 @@ async fn handle_scep(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(ra) = state.scep.as_ref() else {
-        return HttpResponse::ServiceUnavailable().body("SCEP is not configured\n");
-    };
+    let ra = &state.scep;
     let profile = match ra.profile(profile.as_deref()) {
         Ok(p) => p,
         Err(e) => return error_response(e),

@@ -14,14 +14,12 @@ use crate::http::AppState;
 
 pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/approvals");
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
-    let pending = match ra.store().pending().await {
+    let ra = &state.ra;
+    let pending = match ra.pending_enrollments().await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
-    let registrations = match ra.store().registrations(None, 0).await {
+    let registrations = match ra.registrations_of(None, 0).await {
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
@@ -37,7 +35,7 @@ pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>)
     queue.extend(
         registrations
             .iter()
-            .filter(|r| r.state == crate::store::RegistrationState::Requested)
+            .filter(|r| r.state == crate::authority::RegistrationState::Requested)
             .map(|r| {
                 let mut v = crate::http::registrations::registration_json(r);
                 v["kind"] = json!("registration");
@@ -98,9 +96,7 @@ async fn decide(
         Ok(d) => d,
         Err(r) => return r,
     };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     if id.starts_with("reg_") {
         return crate::http::registrations::answer(
             ra.decide_registration(&caller, &id, approve, &d.comment)

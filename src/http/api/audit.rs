@@ -23,11 +23,9 @@ pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Ok(q) => q,
         Err(r) => return r,
     };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    match ra.store().audit_records(q.after.unwrap_or(0), limit).await {
+    match ra.audit_records(q.after.unwrap_or(0), limit).await {
         Ok(records) => HttpResponse::Ok().json(records),
         Err(e) => unavailable(e),
     }

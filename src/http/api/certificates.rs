@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::query;
 use super::{authorize, error, unavailable};
+use crate::authority::{CertFilter, CertStatus, CertificateRecord};
 use crate::clock::rfc3339;
 use crate::http::AppState;
-use crate::store::{CertFilter, CertStatus, CertificateRecord};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,10 +83,8 @@ pub(super) async fn list_certificates(
         device_id: q.device.clone(),
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
-    match ra.store().certificates(&filter).await {
+    let ra = &state.ra;
+    match ra.certificates(&filter).await {
         Ok(certs) => HttpResponse::Ok().json(
             certs
                 .iter()
@@ -103,11 +101,9 @@ pub(super) async fn get_certificate(
     serial: web::Path<String>,
 ) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/certificates/{serial}");
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     let serial = serial.trim().to_ascii_lowercase();
-    match ra.store().certificate(&serial).await {
+    match ra.certificate(&serial).await {
         Ok(Some(c)) => HttpResponse::Ok().json(cert_json(&c, true)),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -155,9 +151,7 @@ pub(super) async fn revoke_device(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     match ra.revoke_device(&device, reason, &caller.actor()).await {
         Ok(serials) if serials.is_empty() => error(
             StatusCode::NOT_FOUND,
@@ -181,9 +175,7 @@ pub(super) async fn revoke_certificate(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     match ra
         .revoke(&serial, reason, &format!("token:{}", caller.token_id))
         .await

@@ -34,9 +34,7 @@ async fn issue_challenge(
     caller: &Caller,
     c: NewChallenge,
 ) -> Result<serde_json::Value, HttpResponse> {
-    let Some(ra) = state.ra.as_ref() else {
-        return Err(unavailable("no RA"));
-    };
+    let ra = &state.ra;
     let profile = match ra.profile(c.profile.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -74,9 +72,7 @@ async fn issue_challenge(
         return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
     }
     let actor = format!("token:{}", caller.token_id);
-    match crate::authority::challenge::create(ra.store().as_ref(), &profile, &bindings, ttl, &actor)
-        .await
-    {
+    match ra.mint_challenge(&profile, &bindings, ttl, &actor).await {
         Ok(m) => {
             tracing::info!(by = %caller.token_id, %profile, challenge_id = %m.id, "one-time challenge issued");
             Ok(json!({
@@ -147,13 +143,11 @@ pub(super) async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) ->
     // NDES clients cannot name a profile: `?profile=` when the URL carries one, else the
     // token's only profile, else the default profile.
     let profile =
-        crate::gateway::guard::query_param(req.query_string(), "profile").or_else(|| match caller
-            .scope
-            .profiles
-            .as_slice()
-        {
-            [one] if one != "*" => Some(one.clone()),
-            _ => None,
+        crate::wire::query_param(req.query_string(), "profile").or_else(|| {
+            match caller.scope.profiles.as_slice() {
+                [one] if one != "*" => Some(one.clone()),
+                _ => None,
+            }
         });
     let asked = NewChallenge {
         profile,

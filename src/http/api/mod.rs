@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
-use crate::authority::access::{self, Caller, Role};
+use crate::authority::access::{Caller, Role};
 
 /// Method, path pattern, allowed roles: the API's access matrix.
 pub const ROUTES: &[(&str, &str, &[Role])] = &[
@@ -200,23 +200,15 @@ pub(super) async fn caller_for(
     ip: IpAddr,
     roles: &[Role],
 ) -> Result<Caller, HttpResponse> {
-    let Some(ra) = state.ra.as_ref() else {
-        return Err(error(
+    let ra = &state.ra;
+    let caller = ra.authenticate(secret).await.map_err(|e| {
+        tracing::error!(error = %e, "token check failed");
+        error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "no store",
-        ));
-    };
-    let caller = access::authenticate(ra.store().as_ref(), secret)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "token check failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the store is unavailable; retry later",
-            )
-        })?;
+            "the store is unavailable; retry later",
+        )
+    })?;
     let Some(caller) = caller else {
         // A valid token always gets through; only failures count, and a source over the
         // limit gets 429 for its failures.
@@ -233,8 +225,7 @@ pub(super) async fn caller_for(
         // traffic cannot flood the audit chain.
         if first_in_window {
             if let Err(e) = ra
-                .store()
-                .audit(
+                .audit_event(
                     &format!("source:{}", source_key(ip)),
                     "login_failed",
                     req.path(),

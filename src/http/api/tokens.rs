@@ -59,10 +59,8 @@ pub(super) async fn create_token(
             "name must be 1 to 100 characters",
         );
     }
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
-    let scope = crate::store::TokenScope {
+    let ra = &state.ra;
+    let scope = crate::authority::TokenScope {
         profiles: body.profiles,
         directories: body.directories,
     };
@@ -72,15 +70,9 @@ pub(super) async fn create_token(
     }
     let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
     let actor = format!("token:{}", caller.token_id);
-    match access::create_token(
-        ra.store().as_ref(),
-        role,
-        body.name.trim(),
-        ttl,
-        scope,
-        &actor,
-    )
-    .await
+    match ra
+        .create_token(role, body.name.trim(), ttl, scope, &actor)
+        .await
     {
         Ok((secret, rec)) => {
             tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
@@ -101,10 +93,8 @@ pub(super) async fn create_token(
 
 pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/tokens");
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
-    match ra.store().tokens().await {
+    let ra = &state.ra;
+    match ra.tokens().await {
         Ok(tokens) => HttpResponse::Ok().json(
             tokens
                 .iter()
@@ -130,11 +120,8 @@ pub(super) async fn revoke_token(
     id: web::Path<String>,
 ) -> HttpResponse {
     let caller = guard!(req, state, "DELETE", "/api/v1/tokens/{id}");
-    let Some(ra) = state.ra.as_ref() else {
-        return unavailable("no RA");
-    };
+    let ra = &state.ra;
     match ra
-        .store()
         .revoke_token(&id, &format!("token:{}", caller.token_id))
         .await
     {

@@ -1,0 +1,139 @@
+//! What people and integrations read and manage through the API and the console: the
+//! records (certificates, PENDING enrollments, registrations, the audit log), integration
+//! tokens, one-time challenges, and the service's readiness. Front ends call these; they
+//! never reach the store or the token themselves.
+
+use super::access::{self, Caller, Role};
+use super::challenge::{Bindings, Minted};
+use super::Authority;
+use crate::store::{
+    AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, StoreError, TokenRecord,
+    TokenScope, TransactionRecord,
+};
+
+impl Authority {
+    /// Ready to serve: the CA key signs on the token, and the store answers.
+    pub async fn ready(&self) -> Result<(), String> {
+        let (uri, alg) = self.ca_key();
+        self.inner
+            .key
+            .hsm
+            .sign(&uri, alg, b"sigil readiness probe".to_vec())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner.store.ping().await.map_err(|e| e.to_string())
+    }
+
+    /// The token's label.
+    pub fn token_name(&self) -> &str {
+        self.inner.key.hsm.token()
+    }
+
+    /// Close the token's sessions (at shutdown).
+    pub fn close(&self) {
+        self.inner.key.hsm.close();
+    }
+
+    /// PENDING enrollments, oldest first.
+    pub async fn pending_enrollments(&self) -> Result<Vec<TransactionRecord>, StoreError> {
+        self.inner.store.pending().await
+    }
+
+    /// Registrations, of the person with `email` if given, at most `limit` (0: all).
+    pub async fn registrations_of(
+        &self,
+        email: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        self.inner.store.registrations(email, limit).await
+    }
+
+    /// Audit records after `after` (sequence number), at most `limit`.
+    pub async fn audit_records(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.store.audit_records(after, limit).await
+    }
+
+    /// Record something that changed no data (a failed sign-in) in the audit chain.
+    pub async fn audit_event(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .store
+            .audit(actor, action, subject, details)
+            .await
+    }
+
+    /// Certificates matching `filter`.
+    pub async fn certificates(
+        &self,
+        filter: &CertFilter,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        self.inner.store.certificates(filter).await
+    }
+
+    /// The certificate with this serial (hex).
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        self.inner.store.certificate(serial).await
+    }
+
+    /// Who holds this API token, if it is valid (its last use is recorded).
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Caller>, StoreError> {
+        access::authenticate(self.inner.store.as_ref(), secret).await
+    }
+
+    /// Make an integration token; returns its secret (shown once) and record.
+    pub async fn create_token(
+        &self,
+        role: Role,
+        name: &str,
+        ttl_secs: Option<i64>,
+        scope: TokenScope,
+        actor: &str,
+    ) -> Result<(String, TokenRecord), StoreError> {
+        access::create_token(
+            self.inner.store.as_ref(),
+            role,
+            name,
+            ttl_secs,
+            scope,
+            actor,
+        )
+        .await
+    }
+
+    /// Every token, without secrets.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.store.tokens().await
+    }
+
+    /// Revoke a token; false when there is no such active token.
+    pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError> {
+        self.inner.store.revoke_token(id, actor).await
+    }
+
+    /// Mint a one-time challenge for `profile` with these bindings.
+    pub async fn mint_challenge(
+        &self,
+        profile: &str,
+        bindings: &Bindings,
+        ttl_secs: i64,
+        actor: &str,
+    ) -> Result<Minted, StoreError> {
+        super::challenge::create(
+            self.inner.store.as_ref(),
+            profile,
+            bindings,
+            ttl_secs,
+            actor,
+        )
+        .await
+    }
+}
