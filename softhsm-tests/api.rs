@@ -1,6 +1,9 @@
 //! The REST API and the NDES challenge page, over HTTP against a real `sigil serve`: the role
 //! matrix, token rotation, the MDM flow with one-time challenges (scepclient and Sigil's own
 //! client), the NDES page, approvals, and bad input.
+//!
+//! Over 800 lines: the role matrix and the MDM flows need one live server and shared HTTP
+//! helpers; splitting them would copy those.
 
 use std::process::Command;
 

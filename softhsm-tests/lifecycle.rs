@@ -2,6 +2,9 @@
 //! certificates and the OCSP responder at their AIA URL, checked with the `openssl` command
 //! line (`openssl crl -verify`, `openssl verify -crl_check`, `openssl ocsp`) before and after
 //! a revocation; OCSP by GET, nonces, the cache, malformed requests.
+//!
+//! Over 800 lines: each scenario drives a live server and the `openssl` tools end to end;
+//! the CRL and OCSP checks share the set-up and command helpers kept here.
 
 use std::path::Path;
 use std::process::Command;
@@ -373,7 +376,7 @@ fn validity_jitter_spreads_not_after_over_the_configured_range() {
     let ca = sigil::pki::self_signed_ca(&key, &sigil::pki::ca_params(dn, 3650).unwrap()).unwrap();
     let issuer = rcgen::Issuer::from_ca_cert_der(&ca.clone().into(), key).unwrap();
     let ca_not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
-    let profile = sigil::config::ProfileConfig {
+    let profile = sigil::config::ProfileSettings {
         validity_days: 100,
         validity_jitter: 0.2,
         allow_without_challenge: true,

@@ -1,5 +1,8 @@
 //! The SCEP service end to end: `sigil serve` on a fresh SoftHSM token, driven over HTTP by
 //! micromdm's `scepclient` and by Sigil's own client codec (as a device would), with bad input.
+//!
+//! Over 800 lines: the SCEP service harness (the server, the device client, the scepclient
+//! wrapper) that the other test files use lives here with the wire tests it was built for.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! certificate to the token that made it possible, two people for enrollment approvals, no
 //! renewal from a revoked or renewed certificate, transactionIDs per requester, the CA key
 //! signing each certificate once, replays answered from memory, and the core's own limits.
+//!
+//! Over 800 lines: one test per trust rule, each a whole scenario against a live server; they
+//! share the server set-up and the attack helpers kept here.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

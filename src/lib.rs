@@ -4,7 +4,8 @@
 //! The crate is organised as in `ARCHITECTURE.md`: one module per job, data flowing
 //! `http` → `ra` → (`scep`, `pki`) → `hsm`.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(feature = "core")]
 pub mod authority;

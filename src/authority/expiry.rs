@@ -7,9 +7,48 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use serde::{Deserialize, Serialize};
+
 use super::Authority;
-use crate::config::{NotifyConfig, SecretSource};
+use crate::secret::SecretSource;
 use crate::store::now;
+
+/// `[notify]`: tell the MDM which devices need their SCEP profile pushed again (Apple devices
+/// do not renew by themselves).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// URL that gets one POST (JSON) per certificate entering its last `within_days`; empty:
+    /// no webhook.
+    pub webhook_url: String,
+    /// File holding a bearer token for the webhook.
+    pub secret_file: String,
+    /// Environment variable holding a bearer token for the webhook.
+    pub secret_env: String,
+    /// Announce certificates this many days before they end.
+    pub within_days: u32,
+    /// Seconds one POST may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            webhook_url: String::new(),
+            secret_file: String::new(),
+            secret_env: String::new(),
+            within_days: 30,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl NotifySettings {
+    /// The webhook's bearer token source.
+    pub fn secret(&self) -> Result<SecretSource, String> {
+        SecretSource::from_pair("notify.secret", &self.secret_file, &self.secret_env)
+    }
+}
 
 /// How the expiry webhook is reached.
 pub(crate) struct Webhook {
@@ -20,7 +59,7 @@ pub(crate) struct Webhook {
 }
 
 impl Webhook {
-    pub(crate) fn new(c: &NotifyConfig) -> Result<Option<Webhook>, String> {
+    pub(crate) fn new(c: &NotifySettings) -> Result<Option<Webhook>, String> {
         if c.webhook_url.is_empty() {
             return Ok(None);
         }
@@ -31,7 +70,7 @@ impl Webhook {
             .map_err(|e| format!("notify: HTTP client: {e}"))?;
         Ok(Some(Webhook {
             url: c.webhook_url.clone(),
-            secret: c.secret().map_err(|e| e.to_string())?,
+            secret: c.secret()?,
             within_secs: i64::from(c.within_days) * 86_400,
             client,
         }))

@@ -13,12 +13,14 @@ pub mod access;
 pub mod binding;
 mod ca;
 pub mod challenge;
+mod credential_settings;
 mod decision;
 mod enroll;
 mod expiry;
 pub mod generations;
 mod ocsp;
 mod officer;
+mod profile_settings;
 mod queries;
 mod records;
 mod refusals;
@@ -34,7 +36,6 @@ use std::sync::Arc;
 use der::Decode;
 use rcgen::Issuer;
 
-use crate::config::{Config, ProfileConfig};
 use crate::hsm::Hsm;
 use crate::hsm::TokenKey;
 use crate::pki::CertProfile;
@@ -45,8 +46,11 @@ pub use crate::store::{
     AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, RegistrationRecord,
     RegistrationState, StoreError, TokenRecord, TokenScope, TransactionRecord,
 };
+pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
+pub use expiry::NotifySettings;
 pub use ocsp::OcspOutcome;
+pub use profile_settings::ProfileSettings;
 
 /// The RA's keys on the token (one key, or separate signing and decryption keys): a
 /// protocol adapter decrypts requests and signs its answers with them; the authority signs
@@ -61,6 +65,43 @@ pub struct RaKeys {
     pub decrypt: crate::hsm::KeyUri,
 }
 
+/// What the authority needs to open (the configuration builds it): its keys on the token,
+/// the profiles, the MDM directories and credential profiles, and its policies.
+#[derive(Debug, Clone)]
+pub struct AuthoritySettings {
+    /// Token label.
+    pub token: String,
+    /// The configured CA key (a completed rollover's generation, recorded in the store,
+    /// takes its place).
+    pub ca_key: crate::hsm::KeyUri,
+    /// The RA signing key.
+    pub ra_sign: crate::hsm::KeyUri,
+    /// The RA decryption key (the signing key when the same).
+    pub ra_decrypt: crate::hsm::KeyUri,
+    /// The profiles, checked.
+    pub profiles: Vec<Profile>,
+    /// Served at `/scep` without a profile name.
+    pub default_profile: String,
+    /// Whether GetCACert and CertRep carry the root.
+    pub include_root: bool,
+    /// How long a reservation holds a transaction while it is signed (seconds).
+    pub reservation_secs: i64,
+    /// `[directories.NAME]`.
+    pub directories: std::collections::BTreeMap<String, crate::mdm::DirectorySettings>,
+    /// `[credentials.NAME]`.
+    pub credentials: std::collections::BTreeMap<String, CredentialSettings>,
+    /// This server's public base URL (no trailing `/`), empty when none.
+    pub public_url: String,
+    /// Where `chain.pem` (the CA's parents) is.
+    pub data_dir: std::path::PathBuf,
+    /// How long an OCSP answer is valid (seconds).
+    pub ocsp_validity_secs: i64,
+    /// Days a delegated OCSP responder certificate lives.
+    pub responder_days: u32,
+    /// The expiry webhook.
+    pub notify: NotifySettings,
+}
+
 /// A profile: certificate rules plus RA policy.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -69,7 +110,7 @@ pub struct Profile {
     /// Certificate rules.
     pub cert: CertProfile,
     /// Policy settings as configured.
-    pub policy: ProfileConfig,
+    pub policy: ProfileSettings,
     /// A `[credentials.*]` entry names it: it issues only with a registration's challenge
     /// (after an officer's approval), never with a static challenge or one minted by an
     /// integration.
@@ -119,9 +160,6 @@ pub enum LoadError {
     /// Token failure.
     #[error(transparent)]
     Hsm(#[from] crate::hsm::HsmError),
-    /// Configuration.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
     /// Missing or bad certificate.
     #[error("{0}")]
     Certificate(String),
@@ -151,7 +189,7 @@ pub(crate) struct Inner {
     pub(crate) include_root: bool,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) directories: HashMap<String, Arc<dyn crate::mdm::MdmDirectory>>,
-    pub(crate) credentials: HashMap<String, crate::config::CredentialConfig>,
+    pub(crate) credentials: HashMap<String, CredentialSettings>,
     pub(crate) public_url: String,
     pub(crate) ca_key: TokenKey,
     pub(crate) ocsp: ocsp::OcspResponder,
@@ -203,7 +241,7 @@ fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
         }
     }
     if let Ok(pem) = std::fs::read(&path) {
-        let certs = crate::ceremony::read_certificates(&pem)
+        let certs = crate::pki::read_certificates(&pem)
             .map_err(|e| LoadError::Certificate(format!("{}: {e}", path.display())))?;
         for c in certs {
             if c != ca {
@@ -220,7 +258,7 @@ impl Authority {
     /// retired CAs, and the profiles from the configuration. Token reads block.
     pub async fn open(
         hsm: &Hsm,
-        config: &Config,
+        config: &AuthoritySettings,
         store: Arc<dyn Store>,
     ) -> Result<Authority, LoadError> {
         let st = |e: crate::store::StoreError| LoadError::Store(e.to_string());
@@ -231,7 +269,7 @@ impl Authority {
         let mut responders = HashMap::new();
         let active_label = match &gens.active {
             Some(l) => l.clone(),
-            None => config.hsm.ca_key_uri()?.label()?.to_string(),
+            None => config.ca_key.label()?.to_string(),
         };
         for label in std::iter::once(&active_label).chain(gens.retired.iter()) {
             if let Some(der) = store
@@ -260,7 +298,11 @@ impl Authority {
 
     /// As [`Authority::open`] for the configured CA only (no rollover record): for tools and tests
     /// that have no store state to read.
-    pub fn load(hsm: &Hsm, config: &Config, store: Arc<dyn Store>) -> Result<Authority, LoadError> {
+    pub fn load(
+        hsm: &Hsm,
+        config: &AuthoritySettings,
+        store: Arc<dyn Store>,
+    ) -> Result<Authority, LoadError> {
         Self::load_with(
             hsm,
             config,
@@ -273,7 +315,7 @@ impl Authority {
 
     fn load_with(
         hsm: &Hsm,
-        config: &Config,
+        config: &AuthoritySettings,
         store: Arc<dyn Store>,
         gens: &generations::Generations,
         ra_certs: (Option<Vec<u8>>, Option<Vec<u8>>),
@@ -289,15 +331,15 @@ impl Authority {
             })
         };
         let ca_uri = match &gens.active {
-            Some(label) => crate::hsm::KeyUri::labelled(&config.hsm.token, label),
-            None => config.hsm.ca_key_uri()?,
+            Some(label) => crate::hsm::KeyUri::labelled(&config.token, label),
+            None => config.ca_key.clone(),
         };
         let ca_cert = cert_of(&ca_uri, "CA")?;
         let ca_key = TokenKey::open(hsm, &ca_uri)?;
         let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key.clone())
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
-        let sign = config.hsm.ra_key_uri()?;
-        let decrypt = config.hsm.ra_decrypt_key_uri()?;
+        let sign = config.ra_sign.clone();
+        let decrypt = config.ra_decrypt.clone();
         // A rolled-over generation's RA certificates (same keys, issued by the new CA) are in
         // the store.
         let ra_sign_cert = match ra_certs.0 {
@@ -313,7 +355,7 @@ impl Authority {
             }
         };
         let ca_name = ca_uri.label()?.to_string();
-        let days = config.ocsp.responder_days;
+        let days = config.responder_days;
         let (responder, _) = responder::ensure(
             hsm,
             &ca_name,
@@ -329,29 +371,21 @@ impl Authority {
             let stored = responders.remove(label);
             retired.push(ca::CaGeneration::load(hsm, label, stored, days)?.0);
         }
-        let public = config.server.public_url.trim_end_matches('/');
+        let public = config.public_url.trim_end_matches('/');
         let mut profiles = HashMap::new();
-        for (name, p) in &config.profiles {
-            let mut cert = p.cert_profile(name)?;
+        for p in &config.profiles {
+            let mut p = p.clone();
             // With a public URL, certificates point at this server's CRL and OCSP unless the
             // profile names others.
             if !public.is_empty() {
-                if cert.crl_url.is_empty() {
-                    cert.crl_url = format!("{public}/crl/{ca_name}.crl");
+                if p.cert.crl_url.is_empty() {
+                    p.cert.crl_url = format!("{public}/crl/{ca_name}.crl");
                 }
-                if cert.ocsp_url.is_empty() {
-                    cert.ocsp_url = format!("{public}/ocsp");
+                if p.cert.ocsp_url.is_empty() {
+                    p.cert.ocsp_url = format!("{public}/ocsp");
                 }
             }
-            profiles.insert(
-                name.clone(),
-                Profile {
-                    name: name.clone(),
-                    cert,
-                    policy: p.clone(),
-                    registration_only: config.registration_only(name),
-                },
-            );
+            profiles.insert(p.name.clone(), p);
         }
         let (ca_not_after, ca_subject, ca_key_bits, ca_issuer_text) =
             x509_parser::parse_x509_certificate(&ca_cert)
@@ -366,7 +400,7 @@ impl Authority {
                 .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
         let ca_x509 = openssl::x509::X509::from_der(&ca_cert)
             .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
-        let ca_chain = read_chain(&config.server.data_dir, &ca_cert)?;
+        let ca_chain = read_chain(&config.data_dir, &ca_cert)?;
         for c in &ca_chain {
             // Every chain certificate goes into CertRep and GetCACert: check now, not per request.
             x509_cert::Certificate::from_der(c).map_err(|e| {
@@ -388,10 +422,10 @@ impl Authority {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                public_url: config.server.public_url.clone(),
+                public_url: config.public_url.clone(),
                 ocsp: ocsp::OcspResponder::new(
                     crate::pki::ocsp::IssuerHashes::new(&ca_subject, &ca_key_bits),
-                    (config.ocsp.validity_minutes * 60) as i64,
+                    config.ocsp_validity_secs,
                 ),
                 ca_key,
                 ca_name,
@@ -412,11 +446,11 @@ impl Authority {
                     decrypt,
                 },
                 profiles,
-                default_profile: config.scep.default_profile.clone(),
-                include_root: config.scep.include_root,
+                default_profile: config.default_profile.clone(),
+                include_root: config.include_root,
                 store,
                 refusals: Default::default(),
-                reservation_secs: config.scep.reservation_secs.clamp(1, 3600) as i64,
+                reservation_secs: config.reservation_secs,
                 responder,
                 responder_days: days,
             }),

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::access::{Caller, Role};
 use super::challenge::{mint, Bindings};
 use super::Authority;
-use crate::config::{fill, CredentialConfig};
+use super::{fill, CredentialSettings};
 use crate::mdm::{assess, Compliance, Device};
 use crate::store::{now, RegistrationRecord, RegistrationState, StoreError};
 
@@ -109,7 +109,7 @@ fn valid_email(e: &str) -> bool {
 }
 
 impl Authority {
-    fn credential(&self, name: &str) -> Result<&CredentialConfig, RegistrationError> {
+    fn credential(&self, name: &str) -> Result<&CredentialSettings, RegistrationError> {
         self.inner.credentials.get(name).ok_or_else(|| {
             let mut known: Vec<&String> = self.inner.credentials.keys().collect();
             known.sort();
@@ -143,7 +143,7 @@ impl Authority {
     /// or the reason it could not be fetched.
     async fn fetch_devices(
         &self,
-        cred: &CredentialConfig,
+        cred: &CredentialSettings,
         email: &str,
     ) -> (String, Option<String>) {
         let Some(dir) = self.inner.directories.get(&cred.directory) else {
@@ -664,7 +664,7 @@ impl Authority {
             .filter(|p| p.policy.approval)
             .map(|p| {
                 let ttl =
-                    crate::config::parse_span(&p.policy.approval_expires).unwrap_or(7 * 86_400);
+                    crate::clock::parse_span(&p.policy.approval_expires).unwrap_or(7 * 86_400);
                 (p.name.clone(), at - ttl)
             })
             .collect();

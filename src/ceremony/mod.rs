@@ -360,20 +360,7 @@ fn issue_ra_certs(
 
 /// Parse one or more certificates from PEM or a single DER.
 pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CeremonyError> {
-    let certs = if bytes.starts_with(b"-----") || bytes.windows(5).any(|w| w == b"-----") {
-        X509::stack_from_pem(bytes)
-            .map_err(|e| PkiError::BadCertificate(format!("PEM does not parse: {e}")))?
-    } else {
-        vec![X509::from_der(bytes)
-            .map_err(|e| PkiError::BadCertificate(format!("DER does not parse: {e}")))?]
-    };
-    certs
-        .into_iter()
-        .map(|c| {
-            c.to_der()
-                .map_err(|e| PkiError::BadCertificate(e.to_string()).into())
-        })
-        .collect()
+    Ok(crate::pki::read_certificates(bytes)?)
 }
 
 /// `sigil ca import`: take the CA certificate signed by an existing root (after `init --csr`),

@@ -10,13 +10,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-mod profile;
-mod registration;
-
+pub use crate::authority::{
+    fill, CredentialSettings, NotifySettings, ProfileSettings, PLACEHOLDERS,
+};
 pub use crate::mdm::DirectorySettings;
 pub use crate::secret::SecretSource;
-pub use profile::ProfileConfig;
-pub use registration::{fill, CredentialConfig, PLACEHOLDERS};
 
 use crate::hsm::{HsmConfig, KeyUri, PinSource};
 use crate::telemetry::LogFormat;
@@ -75,13 +73,13 @@ pub struct Config {
     /// `[ocsp]`: the OCSP responder.
     pub ocsp: OcspConfig,
     /// `[notify]`: the expiry webhook.
-    pub notify: NotifyConfig,
+    pub notify: NotifySettings,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
-    pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
+    pub profiles: std::collections::BTreeMap<String, ProfileSettings>,
     /// `[directories.NAME]`: MDM directories asked for a user's devices.
     pub directories: std::collections::BTreeMap<String, DirectorySettings>,
     /// `[credentials.NAME]`: credential profiles of the registration flow.
-    pub credentials: std::collections::BTreeMap<String, CredentialConfig>,
+    pub credentials: std::collections::BTreeMap<String, CredentialSettings>,
     /// `[gateway]`: read and checked by `sigil gateway` only (see `crate::gateway::config`),
     /// so one file may serve both processes in a small installation.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
@@ -133,44 +131,6 @@ impl Default for OcspConfig {
     }
 }
 
-/// `[notify]`: tell the MDM which devices need their SCEP profile pushed again (Apple devices
-/// do not renew by themselves).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// URL that gets one POST (JSON) per certificate entering its last `within_days`; empty:
-    /// no webhook.
-    pub webhook_url: String,
-    /// File holding a bearer token for the webhook.
-    pub secret_file: String,
-    /// Environment variable holding a bearer token for the webhook.
-    pub secret_env: String,
-    /// Announce certificates this many days before they end.
-    pub within_days: u32,
-    /// Seconds one POST may take.
-    pub timeout_secs: u64,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            webhook_url: String::new(),
-            secret_file: String::new(),
-            secret_env: String::new(),
-            within_days: 30,
-            timeout_secs: 10,
-        }
-    }
-}
-
-impl NotifyConfig {
-    /// The webhook's bearer token source.
-    pub fn secret(&self) -> Result<SecretSource, ConfigError> {
-        SecretSource::from_pair("notify.secret", &self.secret_file, &self.secret_env)
-            .map_err(|m| invalid("notify", &m))
-    }
-}
-
 /// `[scep]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -198,9 +158,9 @@ impl Default for ScepConfig {
     }
 }
 
-fn default_profiles() -> std::collections::BTreeMap<String, ProfileConfig> {
+fn default_profiles() -> std::collections::BTreeMap<String, ProfileSettings> {
     let mut m = std::collections::BTreeMap::new();
-    m.insert("default".to_string(), ProfileConfig::default());
+    m.insert("default".to_string(), ProfileSettings::default());
     m
 }
 
@@ -213,7 +173,7 @@ impl Default for Config {
             scep: ScepConfig::default(),
             database: DatabaseConfig::default(),
             ocsp: OcspConfig::default(),
-            notify: NotifyConfig::default(),
+            notify: NotifySettings::default(),
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
@@ -400,23 +360,7 @@ impl HsmSection {
     }
 }
 
-/// A span of time written as `30d`, `12h`, `45m`, `30s`, or a bare number of days, in
-/// seconds.
-pub fn parse_span(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: i64 = t[..split].parse().ok()?;
-    let mult = match &t[split..] {
-        "" | "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-pub use crate::clock::rfc3339;
+pub use crate::clock::parse_span;
 
 fn invalid(origin: &str, message: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -576,6 +520,40 @@ impl Config {
         Ok(config)
     }
 
+    /// What the authority needs to open: its keys, profiles, integrations and policies.
+    pub fn authority_settings(&self) -> Result<crate::authority::AuthoritySettings, ConfigError> {
+        let public = self.server.public_url.trim_end_matches('/');
+        let mut profiles = Vec::new();
+        for (name, p) in &self.profiles {
+            let cert = p
+                .cert_profile(name)
+                .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
+            profiles.push(crate::authority::Profile {
+                name: name.clone(),
+                cert,
+                policy: p.clone(),
+                registration_only: self.registration_only(name),
+            });
+        }
+        Ok(crate::authority::AuthoritySettings {
+            token: self.hsm.token.clone(),
+            ca_key: self.hsm.ca_key_uri()?,
+            ra_sign: self.hsm.ra_key_uri()?,
+            ra_decrypt: self.hsm.ra_decrypt_key_uri()?,
+            profiles,
+            default_profile: self.scep.default_profile.clone(),
+            include_root: self.scep.include_root,
+            reservation_secs: self.scep.reservation_secs.clamp(1, 3600) as i64,
+            directories: self.directories.clone(),
+            credentials: self.credentials.clone(),
+            public_url: public.to_string(),
+            data_dir: self.server.data_dir.clone(),
+            ocsp_validity_secs: (self.ocsp.validity_minutes * 60) as i64,
+            responder_days: self.ocsp.responder_days,
+            notify: self.notify.clone(),
+        })
+    }
+
     /// Where the store is.
     pub fn store_settings(&self) -> crate::store::StoreSettings {
         crate::store::StoreSettings {
@@ -627,7 +605,8 @@ impl Config {
                     &format!("profile name `{name}` must be letters, digits, - or _"),
                 ));
             }
-            p.cert_profile(name)?;
+            p.cert_profile(name)
+                .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
         }
         let named = |kind: &str, name: &str| -> Result<(), ConfigError> {
             if name
@@ -649,7 +628,10 @@ impl Config {
         }
         for (name, c) in &self.credentials {
             named("credentials", name)?;
-            c.check(name, &self.profiles, &self.directories)?;
+            let profiles = self.profiles.keys().map(String::as_str).collect();
+            let directories = self.directories.keys().map(String::as_str).collect();
+            c.check(&profiles, &directories)
+                .map_err(|m| invalid(&format!("credentials.{name}"), &m))?;
             // The credential's profile issues only after an officer's approval: no static
             // challenge and no open door may bypass the registration.
             if let Some(p) = self.profiles.get(&c.profile) {
@@ -721,7 +703,7 @@ impl Config {
         if self.notify.timeout_secs == 0 || self.notify.timeout_secs > 300 {
             return Err(invalid("notify", "notify.timeout_secs must be 1 to 300"));
         }
-        self.notify.secret()?;
+        self.notify.secret().map_err(|m| invalid("notify", &m))?;
         let u = &self.server.public_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
             return Err(invalid(
@@ -782,140 +764,4 @@ pub fn redact_database_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gateway::config::test_env as env;
-
-    #[test]
-    fn env_overrides_file_and_keeps_types() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(&path, "[hsm]\ntoken = \"from-file\"\npool_size = 2\n").unwrap();
-        let c = Config::load_with_env(
-            Some(&path),
-            env(&[
-                ("SIGIL_HSM_TOKEN", "1234"),
-                ("SIGIL_HSM_POOL_SIZE", "8"),
-                ("SIGIL_HSM_PIN_FILE", "/run/pin"),
-                ("SIGIL_SERVER_LISTEN", "0.0.0.0:9000"),
-                ("SIGIL_LOG_FORMAT", "json"),
-                ("SIGIL_SERVER_GATEWAY_NAMES", "gw-1, gw-2"),
-                ("SIGIL_SERVER_TLS_CERT", "/tls/core.pem"),
-                ("SIGIL_SERVER_TLS_KEY", "/tls/core.key"),
-                ("SIGIL_SERVER_CLIENT_CA", "/tls/ca.pem"),
-                ("SIGIL_CONFIG", "ignored"),
-                ("SIGIL_SCEP_URL", "ignored"),
-                ("HOME", "/root"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.hsm.token, "1234");
-        assert_eq!(c.hsm.pool_size, 8);
-        assert_eq!(c.hsm.pin_file.as_deref(), Some(Path::new("/run/pin")));
-        assert_eq!(c.server.listen, "0.0.0.0:9000");
-        assert_eq!(c.log.format, LogFormat::Json);
-        assert_eq!(c.server.gateway_names, ["gw-1", "gw-2"]);
-    }
-
-    #[test]
-    fn typos_and_bad_values_are_refused_with_reasons() {
-        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PINFILE", "x")])).unwrap_err();
-        assert!(e.to_string().contains("SIGIL_HSM_PIN_FILE"), "{e}");
-        assert!(e.to_string().contains("SIGIL_HSM_PINFILE"), "{e}");
-        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_POOL_SIZE", "many")])).unwrap_err();
-        assert!(e.to_string().contains("whole number"), "{e}");
-        let e = Config::load_with_env(None, env(&[("SIGIL_SERVR_LISTEN", "x")])).unwrap_err();
-        assert!(e.to_string().contains("names no section"), "{e}");
-        let e = Config::load_with_env(None, env(&[("SIGIL_HSM_PIN", "1234")])).unwrap_err();
-        assert!(e.to_string().contains("not a setting"), "{e}");
-        assert!(!e.to_string().contains("1234"));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[hsm]\npin = \"1234\"\n").unwrap();
-        let e = Config::load_with_env(Some(&path), env(&[])).unwrap_err();
-        assert!(e.to_string().contains("bad.toml"), "{e}");
-    }
-
-    #[test]
-    fn database_passwords_never_show() {
-        for (url, shown) in [
-            (
-                "postgres://sigil:s3cret@db:5432/sigil?sslmode=require",
-                "postgres://sigil:***@db:5432/sigil?sslmode=require",
-            ),
-            (
-                "postgres://sigil@db/sigil?password=s3cret&sslmode=disable",
-                "postgres://sigil@db/sigil?password=***&sslmode=disable",
-            ),
-            (
-                "postgresql://u:p@h/d?sslpassword=k",
-                "postgresql://u:***@h/d?sslpassword=***",
-            ),
-            ("", ""),
-            ("postgres://db/sigil", "postgres://db/sigil"),
-        ] {
-            assert_eq!(redact_database_url(url), shown);
-        }
-        let mut c = Config::default();
-        c.database.url = "postgres://u@h/d?password=topsecret".into();
-        assert!(!c.to_toml().contains("topsecret"));
-    }
-
-    #[test]
-    fn pin_source_must_be_exactly_one() {
-        let mut h = HsmSection::default();
-        assert!(h
-            .pin_source()
-            .unwrap_err()
-            .to_string()
-            .contains("SIGIL_HSM_PIN_FILE"));
-        h.pin_env = Some("P".into());
-        assert_eq!(h.pin_source().unwrap(), PinSource::Env("P".into()));
-        h.pin_file = Some("/x".into());
-        assert!(h.pin_source().is_err());
-    }
-
-    #[test]
-    fn key_settings_accept_labels_and_uris() {
-        let h = HsmSection::default();
-        assert_eq!(
-            h.ca_key_uri().unwrap().to_string(),
-            "pkcs11:token=sigil;object=sigil-ca"
-        );
-        let u = h.key_uri("ra_key", "pkcs11:token=other;object=ra").unwrap();
-        assert_eq!(u.token.as_deref(), Some("other"));
-        assert!(h.key_uri("ra_key", "pkcs11:token=x").is_err());
-    }
-}
-
-#[cfg(test)]
-mod example_tests {
-    use super::*;
-
-    /// Every example in hsm-config/examples/ is a valid configuration.
-    #[test]
-    fn hsm_examples_parse() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/examples");
-        let mut n = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-                let c = Config::load_with_env(Some(&path), Vec::new())
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                c.hsm.hsm_config().unwrap();
-                c.hsm.ca_key_uri().unwrap();
-                c.hsm.ra_decrypt_key_uri().unwrap();
-                n += 1;
-            }
-        }
-        assert!(n >= 6, "expected the six HSM examples, found {n}");
-    }
-
-    /// The two-zone core example is a valid configuration.
-    #[test]
-    fn two_zone_core_example_parses() {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/two-zone/core.toml");
-        let c = Config::load_with_env(Some(&p), Vec::new()).unwrap();
-        assert_eq!(c.server.gateway_names.len(), 2);
-    }
-}
+mod tests;

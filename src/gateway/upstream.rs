@@ -11,14 +11,14 @@ use super::config::GatewayConfig;
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
 
 /// One core.
-pub struct Upstream {
+pub(super) struct Upstream {
     /// Base URL (`https://core-1:8443`).
     pub url: String,
     healthy: AtomicBool,
 }
 
 /// A request to pass on.
-pub struct Forward<'a> {
+pub(super) struct Forward<'a> {
     /// Method.
     pub method: &'a str,
     /// Path and query as received.
@@ -34,7 +34,7 @@ pub struct Forward<'a> {
 }
 
 /// A core's answer.
-pub struct Answer {
+pub(super) struct Answer {
     /// HTTP status.
     pub status: u16,
     /// Headers passed back (content type, cache control, retry-after).
@@ -46,7 +46,7 @@ pub struct Answer {
 }
 
 /// The set of cores.
-pub struct Upstreams {
+pub(super) struct Upstreams {
     list: Vec<Upstream>,
     next: AtomicUsize,
     client: reqwest::Client,
@@ -56,11 +56,11 @@ pub struct Upstreams {
 /// Why no core answered.
 #[derive(Debug, thiserror::Error)]
 #[error("no core answered: {0}")]
-pub struct Unavailable(pub String);
+pub(super) struct Unavailable(pub String);
 
 impl Upstreams {
     /// The client identity and trust from the configuration.
-    pub fn new(c: &GatewayConfig) -> Result<Upstreams, String> {
+    pub(super) fn new(c: &GatewayConfig) -> Result<Upstreams, String> {
         let read = |what: &str, p: &str| {
             std::fs::read(p).map_err(|e| format!("gateway.{what} `{p}`: {e}"))
         };
@@ -101,7 +101,7 @@ impl Upstreams {
     }
 
     /// The cores and whether each is healthy.
-    pub fn states(&self) -> Vec<(String, bool)> {
+    pub(super) fn states(&self) -> Vec<(String, bool)> {
         self.list
             .iter()
             .map(|u| (u.url.clone(), u.healthy.load(Ordering::Relaxed)))
@@ -111,7 +111,7 @@ impl Upstreams {
     /// Send to the healthy cores in turn (all of them when none is healthy) until one
     /// answers with less than 500. SCEP is safe to resend: a core answers a repeated
     /// transaction with what it recorded.
-    pub async fn forward(&self, f: &Forward<'_>) -> Result<Answer, Unavailable> {
+    pub(super) async fn forward(&self, f: &Forward<'_>) -> Result<Answer, Unavailable> {
         let n = self.list.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<&Upstream> = (0..n).map(|i| &self.list[(start + i) % n]).collect();
@@ -178,7 +178,7 @@ impl Upstreams {
     }
 
     /// Check every core's `/healthz` once, and log changes with the reason.
-    pub async fn check(&self) {
+    pub(super) async fn check(&self) {
         for u in &self.list {
             let (ok, why) = match self.health.get(format!("{}/healthz", u.url)).send().await {
                 Ok(r) if r.status().is_success() => (true, String::new()),

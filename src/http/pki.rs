@@ -9,7 +9,7 @@ use super::AppState;
 use crate::authority::{Authority, OcspOutcome, RequestError};
 
 /// Register the routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/crl/{file}", web::get().to(crl))
         .route("/ocsp", web::post().to(ocsp_post))
         .route("/ocsp/{request:.*}", web::get().to(ocsp_get));

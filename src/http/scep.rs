@@ -10,7 +10,7 @@ use super::AppState;
 use crate::authority::RequestError;
 
 /// Register the SCEP routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     for path in [
         "/scep",
         "/cgi-bin/pkiclient.exe",
@@ -24,7 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 // The query and base64 readers are shared with the gateway (compiled in both builds).
-pub use crate::wire::{lenient_base64, query_param};
+pub(super) use crate::wire::{lenient_base64, query_param};
 
 fn bad_request(reason: impl Into<String>) -> HttpResponse {
     let reason = reason.into();

@@ -76,7 +76,7 @@ impl Jamf {
                         )
                         .ok()
                     })
-                    .map(|t| (t.unix_timestamp() - crate::store::now()).max(0) as u64)
+                    .map(|t| (t.unix_timestamp() - crate::clock::now()).max(0) as u64)
                     .unwrap_or(600);
                 Ok((token, lifetime))
             })

@@ -224,6 +224,25 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     cn
 }
 
+/// One or more certificates from PEM, or a single DER certificate; each as DER.
+pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
+    use openssl::x509::X509;
+    let certs = if bytes.starts_with(b"-----") || bytes.windows(5).any(|w| w == b"-----") {
+        X509::stack_from_pem(bytes)
+            .map_err(|e| PkiError::BadCertificate(format!("PEM does not parse: {e}")))?
+    } else {
+        vec![X509::from_der(bytes)
+            .map_err(|e| PkiError::BadCertificate(format!("DER does not parse: {e}")))?]
+    };
+    certs
+        .into_iter()
+        .map(|c| {
+            c.to_der()
+                .map_err(|e| PkiError::BadCertificate(e.to_string()))
+        })
+        .collect()
+}
+
 /// DER → PEM.
 pub fn to_pem(der: &[u8]) -> String {
     use openssl::x509::X509;

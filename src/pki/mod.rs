@@ -11,8 +11,8 @@ mod profile;
 pub use ca::{
     build_crl, ca_params, ca_request, common_name, issue_ocsp_responder_certificate,
     issue_ra_certificate, link_certificate, parse_revocation_reason, random_serial,
-    revocation_reason_name, self_signed_ca, sha256_fingerprint, subject_text, to_pem, PkiError,
-    REVOCATION_REASONS,
+    read_certificates, revocation_reason_name, self_signed_ca, sha256_fingerprint, subject_text,
+    to_pem, PkiError, REVOCATION_REASONS,
 };
 pub use csr::{
     certificate_facts, certificate_identity, name_text, parse_csr, CertificateFacts, Csr, CsrError,

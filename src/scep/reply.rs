@@ -198,12 +198,12 @@ pub fn next_ca_response(
 }
 
 /// Signs the DER signed attributes.
-pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
+pub(super) type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
 
 /// A SignedData pkiMessage around `content` with the SCEP attributes
 /// given, contentType, messageDigest and signingTime added, signed by `certs[0]`'s key through
 /// `sign` (which gets the DER SET of signed attributes).
-pub fn signed_message(
+pub(super) fn signed_message(
     content: Vec<u8>,
     scep_attrs: Vec<Attribute>,
     digest: DigestAlg,

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::conformance::{cert, challenge, issue, postgres_url, tx_issuing};
+use super::conformance::{cert, challenge, issue, tx_issuing};
+use super::conformance_engines::postgres_url;
 use super::*;
 
 /// Many issuances at once, some of them doomed (a serial taken twice, a challenge spent

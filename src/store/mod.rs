@@ -20,6 +20,10 @@ mod transaction_keys;
 mod conformance;
 #[cfg(test)]
 mod conformance_concurrency;
+#[cfg(test)]
+mod conformance_engines;
+#[cfg(test)]
+mod conformance_records;
 
 use std::sync::Arc;
 

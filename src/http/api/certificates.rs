@@ -64,7 +64,7 @@ pub(super) async fn list_certificates(
             )
         }
     };
-    let expiring = match q.expiring_within.as_deref().map(crate::config::parse_span) {
+    let expiring = match q.expiring_within.as_deref().map(crate::clock::parse_span) {
         None => None,
         Some(Some(s)) => Some(s),
         Some(None) => {

@@ -1,17 +1,16 @@
-//! `[credentials.NAME]` (a credential profile: a certificate profile plus the policy of the
-//! registration flow), as written in the configuration file. (`[directories.NAME]` is
-//! `mdm::DirectorySettings`.)
+//! `[credentials.NAME]`: a credential profile (a certificate profile plus the policy of the
+//! registration flow). The configuration reads it; the registration flow applies it.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, parse_span, ConfigError};
+use crate::clock::parse_span;
 
 /// `[credentials.NAME]`: a credential profile for the registration flow.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
-pub struct CredentialConfig {
+pub struct CredentialSettings {
     /// What it is for, shown to users and officers.
     pub description: String,
     /// The certificate profile devices enroll with (`/scep/<profile>`).
@@ -37,9 +36,9 @@ pub struct CredentialConfig {
     pub require_compliant: bool,
 }
 
-impl Default for CredentialConfig {
+impl Default for CredentialSettings {
     fn default() -> Self {
-        CredentialConfig {
+        CredentialSettings {
             description: String::new(),
             profile: String::new(),
             directory: String::new(),
@@ -66,7 +65,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "name",
 ];
 
-impl CredentialConfig {
+impl CredentialSettings {
     /// `request_ttl` in seconds.
     pub fn request_ttl_secs(&self) -> i64 {
         parse_span(&self.request_ttl).unwrap_or(7 * 86_400)
@@ -77,22 +76,20 @@ impl CredentialConfig {
         parse_span(&self.challenge_ttl).unwrap_or(86_400)
     }
 
-    /// Check against the profiles and directories that exist.
+    /// Check against the profiles and directories that exist (by name).
     pub fn check(
         &self,
-        name: &str,
-        profiles: &BTreeMap<String, super::ProfileConfig>,
-        directories: &BTreeMap<String, crate::mdm::DirectorySettings>,
-    ) -> Result<(), ConfigError> {
-        let origin = format!("credentials.{name}");
-        let bad = |m: String| invalid(&origin, &m);
-        if !profiles.contains_key(&self.profile) {
+        profiles: &BTreeSet<&str>,
+        directories: &BTreeSet<&str>,
+    ) -> Result<(), String> {
+        let bad = |m: String| m;
+        if !profiles.contains(self.profile.as_str()) {
             return Err(bad(format!(
                 "profile `{}` is not one of the profiles",
                 self.profile
             )));
         }
-        if !directories.contains_key(&self.directory) {
+        if !directories.contains(self.directory.as_str()) {
             return Err(bad(format!(
                 "directory `{}` is not one of the directories",
                 self.directory
@@ -168,78 +165,6 @@ pub fn fill(template: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load(text: &str) -> Result<crate::config::Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(&path, text).unwrap();
-        crate::config::Config::load_with_env(Some(&path), Vec::new())
-    }
-
-    const GOOD: &str = r#"
-[profiles.default]
-[profiles.derived]
-[directories.intune]
-kind = "intune"
-tenant_id = "t"
-client_id = "c"
-client_secret_env = "GRAPH_SECRET"
-[credentials.piv]
-profile = "derived"
-directory = "intune"
-subject = "CN={user},O=Agency"
-sans = ["email:{email}", "uri:urn:uuid:{udid}"]
-"#;
-
-    #[test]
-    fn directories_and_credentials_are_checked_together() {
-        let c = load(GOOD).unwrap();
-        assert_eq!(c.credentials["piv"].request_ttl_secs(), 7 * 86_400);
-        for (from, to, want) in [
-            (
-                "profile = \"derived\"",
-                "profile = \"nope\"",
-                "profile `nope`",
-            ),
-            (
-                "directory = \"intune\"",
-                "directory = \"jamf\"",
-                "directory `jamf`",
-            ),
-            ("{user}", "{colour}", "not a placeholder"),
-            ("email:{email}", "mail:{email}", "must start with"),
-            (
-                "kind = \"intune\"",
-                "kind = \"airwatch\"",
-                "unknown variant `airwatch`",
-            ),
-            ("client_id = \"c\"", "client_id = \"\"", "needs client_id"),
-            (
-                "client_secret_env = \"GRAPH_SECRET\"",
-                "client_secret_env = \"GRAPH_SECRET\"\nclient_secret_file = \"/x\"",
-                "only one of client_secret_file",
-            ),
-            (
-                "[credentials.piv]",
-                "[credentials.piv]\nrequest_ttl = \"soon\"",
-                "request_ttl",
-            ),
-            (
-                "[credentials.piv]",
-                "[credentials.piv]\nkey_size = 1024",
-                "key_size",
-            ),
-            (
-                "[credentials.piv]",
-                "[credentials.piv]\ncolour = 1",
-                "colour",
-            ),
-        ] {
-            let text = GOOD.replacen(from, to, 1);
-            let e = load(&text).unwrap_err().to_string();
-            assert!(e.contains(want), "{to}: {e}");
-        }
-    }
 
     #[test]
     fn placeholders_fill_and_refuse_unknown_or_missing() {

@@ -1,14 +1,12 @@
-//! `[profiles.NAME]`: one certificate profile and the RA policy that goes with it, as written
-//! in the configuration file, and its conversion to `pki::CertProfile`.
+//! `[profiles.NAME]`: one certificate profile and the policy that goes with it, as the
+//! configuration reads it, and its conversion to `pki::CertProfile`.
 
 use serde::{Deserialize, Serialize};
-
-use super::{invalid, ConfigError};
 
 /// `[profiles.NAME]`: a certificate profile and the RA policy that goes with it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ProfileConfig {
+pub struct ProfileSettings {
     /// Subject template (`CN={cn},O=Agency`); empty: the CSR's subject.
     pub subject: String,
     /// SAN kinds a CSR may carry: dns, email, uri, upn, ip.
@@ -62,9 +60,9 @@ pub struct ProfileConfig {
     pub certrep_include_ca: bool,
 }
 
-impl Default for ProfileConfig {
+impl Default for ProfileSettings {
     fn default() -> Self {
-        ProfileConfig {
+        ProfileSettings {
             subject: String::new(),
             allowed_sans: ["dns", "email", "uri", "upn", "ip"]
                 .map(String::from)
@@ -95,11 +93,10 @@ impl Default for ProfileConfig {
     }
 }
 
-impl ProfileConfig {
+impl ProfileSettings {
     /// The certificate rules, checked.
-    pub fn cert_profile(&self, name: &str) -> Result<crate::pki::CertProfile, ConfigError> {
-        let origin = format!("profiles.{name}");
-        let bad = |m: String| invalid(&origin, &m);
+    pub fn cert_profile(&self, name: &str) -> Result<crate::pki::CertProfile, String> {
+        let bad = |m: String| m;
         let key_usages = self
             .key_usage
             .iter()
@@ -136,7 +133,7 @@ impl ProfileConfig {
         if self.validity_days == 0 || self.validity_days > 36_500 {
             return Err(bad("validity_days must be between 1 and 36500".into()));
         }
-        if !matches!(super::parse_span(&self.approval_expires), Some(s) if s > 0) {
+        if !matches!(crate::clock::parse_span(&self.approval_expires), Some(s) if s > 0) {
             return Err(bad(format!(
                 "approval_expires `{}` is not a span like 7d, 12h, 30m",
                 self.approval_expires

@@ -1,0 +1,293 @@
+//! Conformance of the records around enrollment, on both engines: registrations (their
+//! states, compare-and-set, expiry) and certificate expiry (counts, the webhook's list, CRL
+//! marks).
+
+use std::sync::Arc;
+
+use super::conformance::{cert, challenge, conflict, issue, spent, stale, tx, tx_issuing};
+use super::*;
+
+fn registration(id: &str, email: &str, expires_at: i64) -> RegistrationRecord {
+    RegistrationRecord {
+        id: id.into(),
+        email: email.into(),
+        credential: "piv".into(),
+        state: RegistrationState::Open,
+        devices: "[]".into(),
+        directory_error: None,
+        device_id: None,
+        device: None,
+        subject: None,
+        sans: Vec::new(),
+        created_by: "token:a".into(),
+        requested_by: None,
+        decided_by: None,
+        comment: None,
+        challenge_hash: None,
+        serial: None,
+        created_at: now(),
+        updated_at: now(),
+        expires_at,
+    }
+}
+
+/// Registrations: compare-and-set steps, challenge replacement, the link made by issuance,
+/// expiry of registrations and of PENDING enrollments, each step audited.
+pub(super) async fn registrations(s: Arc<dyn Store>) {
+    let r = registration("reg_1", "alice@agency.gov", now() + 3600);
+    s.insert_registration(&r, "token:a").await.unwrap();
+    conflict(s.insert_registration(&r, "token:a").await);
+    assert_eq!(s.registration("reg_1").await.unwrap().unwrap(), r);
+    assert!(s.registration("reg_none").await.unwrap().is_none());
+    // File the request, then approve: each step only from the state it expects.
+    let mut filed = r.clone();
+    filed.state = RegistrationState::Requested;
+    filed.device_id = Some("dev-1".into());
+    filed.subject = Some("CN=alice@agency.gov".into());
+    filed.sans = vec!["email:alice@agency.gov".into()];
+    filed.requested_by = Some("token:a".into());
+    let j = serde_json::json!({});
+    assert!(s
+        .update_registration(&filed, RegistrationState::Open, "requested", "token:a", &j)
+        .await
+        .unwrap());
+    assert!(!s
+        .update_registration(&filed, RegistrationState::Open, "requested", "token:a", &j)
+        .await
+        .unwrap());
+    let mut approved = filed.clone();
+    approved.state = RegistrationState::Approved;
+    approved.decided_by = Some("token:b".into());
+    // No challenge for a registration that is not approved yet.
+    assert!(!s
+        .registration_challenge("reg_1", &challenge("regch1", now() + 600), "token:m")
+        .await
+        .unwrap());
+    assert!(s
+        .update_registration(
+            &approved,
+            RegistrationState::Requested,
+            "approved",
+            "token:b",
+            &j
+        )
+        .await
+        .unwrap());
+    let mut c1 = challenge("regch1", now() + 600);
+    c1.profile = "default".into();
+    assert!(s
+        .registration_challenge("reg_1", &c1, "token:m")
+        .await
+        .unwrap());
+    // A second collection replaces the first challenge.
+    let c2 = challenge("regch2", now() + 600);
+    assert!(s
+        .registration_challenge("reg_1", &c2, "token:m")
+        .await
+        .unwrap());
+    assert!(s
+        .challenge("regch1")
+        .await
+        .unwrap()
+        .unwrap()
+        .used_at
+        .is_some());
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.challenge_hash.as_deref(), Some("regch2"));
+    assert_eq!(got.sans, vec!["email:alice@agency.gov".to_string()]);
+    // The replaced challenge no longer issues; the current one links the certificate.
+    spent(
+        issue(
+            s.as_ref(),
+            &tx_issuing("reg-t1", "kr"),
+            &cert("ab01", "reg-t1", "CN=alice", now() + 86400),
+            Some("regch1"),
+        )
+        .await,
+    );
+    let mut c = cert("ab02", "reg-t2", "CN=alice", now() + 86400);
+    c.device_id = Some("dev-1".into());
+    issue(s.as_ref(), &tx_issuing("reg-t2", "kr"), &c, Some("regch2"))
+        .await
+        .unwrap();
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.state, RegistrationState::Issued);
+    assert_eq!(got.serial.as_deref(), Some("ab02"));
+    assert_eq!(
+        s.certificate("ab02")
+            .await
+            .unwrap()
+            .unwrap()
+            .device_id
+            .as_deref(),
+        Some("dev-1")
+    );
+    // Listing by person.
+    s.insert_registration(
+        &registration("reg_2", "bob@agency.gov", now() - 1),
+        "token:a",
+    )
+    .await
+    .unwrap();
+    let mut late = registration("reg_3", "bob@agency.gov", now() + 3600);
+    late.state = RegistrationState::Approved;
+    late.challenge_hash = None;
+    s.insert_registration(&late, "token:a").await.unwrap();
+    assert_eq!(
+        s.registrations(Some("bob@agency.gov"), 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(s.registrations(None, 0).await.unwrap().len() >= 3);
+    // Expiry: the overdue registration and old PENDING enrollments of the named profile.
+    let mut p = tx("exp-old", "ke");
+    p.profile = "waiting".into();
+    s.insert_pending(&p, None, "ra").await.unwrap();
+    let (regs, txs) = s
+        .expire(now(), &[("waiting".to_string(), now() + 1)])
+        .await
+        .unwrap();
+    assert_eq!((regs, txs), (1, 1));
+    assert_eq!(
+        s.registration("reg_2").await.unwrap().unwrap().state,
+        RegistrationState::Expired
+    );
+    assert_eq!(
+        s.registration("reg_3").await.unwrap().unwrap().state,
+        RegistrationState::Approved
+    );
+    assert_eq!(
+        s.transaction("exp-old").await.unwrap().unwrap().state,
+        TransactionState::Rejected {
+            reason: EXPIRED_REASON.into()
+        }
+    );
+    assert_eq!(s.expire(now(), &[]).await.unwrap(), (0, 0));
+    let actions: Vec<String> = s
+        .audit_records(0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.subject.starts_with("reg_") || a.subject == "exp-old")
+        .map(|a| a.action)
+        .collect();
+    for want in [
+        "registration_created",
+        "requested",
+        "approved",
+        "scep_payload_collected",
+        "registration_issued",
+        "expired",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} not in {actions:?}"
+        );
+    }
+    let head = s.audit_head().await.unwrap();
+    verify_audit(&s.audit_records(0, 0).await.unwrap(), (head.0, &head.1)).unwrap();
+}
+
+/// Expiry: counts per profile and the webhook's not-yet-announced list, on both engines.
+pub(super) async fn expiry(s: Arc<dyn Store>) {
+    let at = now();
+    for (serial, profile, days) in [
+        ("e1", "fleet", 3),
+        ("e2", "fleet", 20),
+        ("e3", "other", 5),
+        ("e4", "fleet", 90),
+        ("e6", "other", 200),
+    ] {
+        let mut c = cert(serial, &format!("t-{serial}"), "CN=x", at + days * 86_400);
+        c.profile = profile.into();
+        issue(
+            s.as_ref(),
+            &tx_issuing(&format!("t-{serial}"), serial),
+            &c,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    // A revocation marks its issuer's CRL out of date, in the same transaction; a CRL that
+    // read the mark before the list clears it, unless another revocation came since.
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 0);
+    assert!(s
+        .revoke_certificate("e3", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
+    let mark = s.crl_mark("CN=Test CA").await.unwrap();
+    assert_eq!(mark.lacking(), 1);
+    assert!(mark.since > 0);
+    assert!(s
+        .revoke_certificate("e4", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
+    assert!(s.publish_crl("crl-ca", 1, b"crl", &mark).await.unwrap());
+    assert_eq!(
+        s.crl_mark("CN=Test CA").await.unwrap().lacking(),
+        1,
+        "a revocation after the list was read keeps the mark"
+    );
+    let later = s.crl_mark("CN=Test CA").await.unwrap();
+    assert!(s.publish_crl("crl-ca", 2, b"crl", &later).await.unwrap());
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 0);
+    // A slow builder that read the mark long ago clears nothing it did not see, even once
+    // the counts have moved on past what it read.
+    assert!(s
+        .revoke_certificate("e6", 1, "keyCompromise", "o")
+        .await
+        .unwrap());
+    let fresh = s.crl_mark("CN=Test CA").await.unwrap();
+    assert_eq!((fresh.lacking(), fresh.since > 0), (1, true));
+    assert!(s.publish_crl("crl-ca", 3, b"crl", &mark).await.unwrap());
+    assert_eq!(s.crl_mark("CN=Test CA").await.unwrap().lacking(), 1);
+    // Revoked, it renews nothing.
+    let mut revoked_renewal = tx_issuing("t-renew-revoked", "krr");
+    revoked_renewal.renews = Some("e3".into());
+    stale(
+        issue(
+            s.as_ref(),
+            &revoked_renewal,
+            &cert("e5", "t-renew-revoked", "CN=x", at + 86_400),
+            None,
+        )
+        .await,
+    );
+    let week = s.expiring_counts(at, 7 * 86_400).await.unwrap();
+    assert!(week.contains(&("fleet".to_string(), 1)), "{week:?}");
+    assert!(
+        !week.iter().any(|(p, _)| p == "other"),
+        "revoked ones do not count"
+    );
+    let month = s.expiring_counts(at, 30 * 86_400).await.unwrap();
+    assert!(month.contains(&("fleet".to_string(), 2)), "{month:?}");
+    assert!(
+        s.expiring_counts(at, 100 * 86_400)
+            .await
+            .unwrap()
+            .contains(&("fleet".to_string(), 2)),
+        "e4 is revoked"
+    );
+    let due = s.expiring_unannounced(at, 30 * 86_400, 10).await.unwrap();
+    let serials: Vec<&str> = due
+        .iter()
+        .map(|c| c.serial.as_str())
+        .filter(|s| s.starts_with('e'))
+        .collect();
+    assert_eq!(serials, ["e1", "e2"], "soonest first");
+    s.expiry_announced("e1", "sigil").await.unwrap();
+    s.expiry_announced("e1", "sigil").await.unwrap();
+    let due = s.expiring_unannounced(at, 30 * 86_400, 10).await.unwrap();
+    assert!(!due.iter().any(|c| c.serial == "e1"));
+    let announced = s
+        .audit_records(0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "expiry_announced" && a.subject == "e1")
+        .count();
+    assert_eq!(announced, 1, "announced once");
+}
