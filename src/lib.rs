@@ -2,7 +2,7 @@
 //! decryption keys live in a PKCS#11 token.
 //!
 //! The crate is organised as in `ARCHITECTURE.md`: one module per job, data flowing
-//! `http` → `ra` → (`scep`, `pki`) → `hsm`.
+//! `http` → `scep_service` → `authority` → (`pki`, `store`, `mdm`) → `hsm`.
 
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
