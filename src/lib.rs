@@ -23,6 +23,8 @@ pub mod hsm;
 #[cfg(feature = "core")]
 pub mod http;
 #[cfg(feature = "core")]
+pub mod identity;
+#[cfg(feature = "core")]
 pub mod mdm;
 #[cfg(feature = "core")]
 pub mod pki;

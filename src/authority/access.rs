@@ -54,24 +54,92 @@ impl Role {
     }
 }
 
+impl Role {
+    /// How much the role may do, for choosing the one a request acts in: admin > officer >
+    /// auditor > mdm > user.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Admin => 4,
+            Role::Officer => 3,
+            Role::Auditor => 2,
+            Role::Mdm => 1,
+            Role::User => 0,
+        }
+    }
+
+    /// Whether a token of this role grants power (and so, made through the API, waits for a
+    /// second admin): admin, officer and integration tokens.
+    pub fn grants_power(self) -> bool {
+        matches!(self, Role::Admin | Role::Officer | Role::Mdm)
+    }
+}
+
+/// A person behind a request: who signed in, or who owns the token used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// `oidc:<issuer>#<subject>`, `piv:<UPN>`, `break-glass`, or `token:<id>` for a token
+    /// made before tokens had owners.
+    pub id: String,
+    /// Email, lower case, when known.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: String,
+}
+
+impl Person {
+    /// The same person: the same identity, or the same email (case does not matter). A person
+    /// known through the identity provider and through a PIV card is one person by email.
+    pub fn same_as(&self, other: &Person) -> bool {
+        if self.id == other.id {
+            return true;
+        }
+        match (&self.email, &other.email) {
+            (Some(a), Some(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+            _ => false,
+        }
+    }
+
+    /// Is this person the one with this email?
+    pub fn has_email(&self, email: &str) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+    }
+}
+
 impl Caller {
-    /// How the caller appears in the audit log.
+    /// How the caller appears in the audit log: `token:<id>` for a token, the person's id for
+    /// a signed-in person.
     pub fn actor(&self) -> String {
-        format!("token:{}", self.token_id)
+        self.actor.clone()
+    }
+
+    /// Holds this role?
+    pub fn holds(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// Token id.
-    pub token_id: String,
-    /// Token name.
-    pub name: String,
-    /// Role.
+    /// Who appears in the audit log (`token:<id>`, `oidc:…`, `piv:…`).
+    pub actor: String,
+    /// The person behind it (a token's owner).
+    pub person: Person,
+    /// The role this request acts in (the strongest the route allows).
     pub role: Role,
+    /// Every role the caller holds.
+    pub roles: Vec<Role>,
+    /// The name the caller goes by: a user token's or a signed-in user's email (what
+    /// self-service registrations are filed for), else the token's or person's name.
+    pub name: String,
     /// What an `mdm` token may do (empty for other roles).
     pub scope: TokenScope,
+    /// The token used, if one was.
+    pub token_id: Option<String>,
+    /// The break-glass admin token of `sigil init`: every use is audited.
+    pub break_glass: bool,
 }
 
 fn hash(secret: &str) -> String {
@@ -146,6 +214,25 @@ pub fn check_scope(
     Ok(())
 }
 
+/// Who a new token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This person (`oidc:…`, `piv:…`, or the token that made it), or `break-glass`.
+    Named(String),
+    /// Nobody else: the token stands for itself (`token:<its id>`), as those made with
+    /// `sigil token create` on the CA's host for one named holder.
+    Itself,
+}
+
+/// Who a new token belongs to and whether it waits for a second admin.
+#[derive(Debug, Clone)]
+pub struct TokenOwnership {
+    /// The owner.
+    pub owner: Owner,
+    /// Works only once a second admin approves it.
+    pub awaiting_approval: bool,
+}
+
 /// Create a token; returns the secret (to show once) and the record. `actor` goes into the
 /// audit log, with the scope.
 pub async fn create_token(
@@ -155,10 +242,16 @@ pub async fn create_token(
     ttl_secs: Option<i64>,
     scope: TokenScope,
     actor: &str,
+    ownership: TokenOwnership,
 ) -> Result<(String, TokenRecord), StoreError> {
     let secret = format!("sigil_{}", random_hex(32)?);
+    let id = format!("tok_{}", random_hex(6)?);
+    let owner = match ownership.owner {
+        Owner::Named(o) => o,
+        Owner::Itself => format!("token:{id}"),
+    };
     let record = TokenRecord {
-        id: format!("tok_{}", random_hex(6)?),
+        id,
         name: name.to_owned(),
         role: role.as_str().to_owned(),
         hash: hash(&secret),
@@ -167,22 +260,85 @@ pub async fn create_token(
         revoked_at: None,
         last_used_at: None,
         scope,
+        owner: Some(owner),
+        awaiting_approval: ownership.awaiting_approval,
+        approved_by: None,
     };
     store.insert_token(&record, actor).await?;
     Ok((secret, record))
 }
 
-/// The caller a bearer secret belongs to, if it is an active token.
+/// The person behind a token: its owner (a signed-in person, the break-glass admin), or, for a
+/// token that is its own person (made on the host, or before tokens had owners), the token,
+/// known by its name and by that name as an email when it is one (so two such tokens named
+/// for one person in different case are one person). A `user` token acts for the email it is
+/// named after.
+pub(crate) async fn token_person(
+    store: &dyn Store,
+    t: &crate::store::TokenRecord,
+) -> Result<Person, StoreError> {
+    let own = format!("token:{}", t.id);
+    let person = match t.owner.as_deref() {
+        Some(owner) if owner.starts_with("oidc:") || owner.starts_with("piv:") => {
+            match store.person(owner).await? {
+                Some(p) => Person {
+                    id: p.id,
+                    email: p.email,
+                    name: p.name,
+                },
+                None => Person {
+                    id: owner.to_owned(),
+                    email: None,
+                    name: owner.to_owned(),
+                },
+            }
+        }
+        Some(owner) if owner != own => Person {
+            id: owner.to_owned(),
+            email: None,
+            name: owner.to_owned(),
+        },
+        _ => Person {
+            id: own,
+            email: t
+                .name
+                .contains('@')
+                .then(|| t.name.trim().to_ascii_lowercase()),
+            name: t.name.clone(),
+        },
+    };
+    Ok(if t.role == Role::User.as_str() {
+        Person {
+            email: Some(t.name.trim().to_ascii_lowercase()),
+            ..person
+        }
+    } else {
+        person
+    })
+}
+
+/// The caller a bearer secret belongs to, if it is an active token. The person behind it is
+/// the token's owner; a `user` token acts for the email it is named after.
 pub async fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<Caller>, StoreError> {
     if secret.is_empty() || secret.len() > 200 {
         return Ok(None);
     }
-    Ok(store.use_token(&hash(secret)).await?.and_then(|t| {
-        Some(Caller {
-            role: Role::parse(&t.role)?,
-            token_id: t.id,
-            name: t.name,
-            scope: t.scope,
-        })
+    let Some(t) = store.use_token(&hash(secret)).await? else {
+        return Ok(None);
+    };
+    let Some(role) = Role::parse(&t.role) else {
+        return Ok(None);
+    };
+    let break_glass = t.owner.as_deref() == Some(crate::store::BREAK_GLASS);
+    let person = token_person(store, &t).await?;
+    Ok(Some(Caller {
+        actor: format!("token:{}", t.id),
+        person,
+        role,
+        roles: vec![role],
+        name: t.name,
+        scope: t.scope,
+        token_id: Some(t.id),
+        break_glass,
     }))
 }

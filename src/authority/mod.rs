@@ -20,6 +20,7 @@ mod expiry;
 pub mod generations;
 mod ocsp;
 mod officer;
+mod people;
 mod profile_settings;
 mod queries;
 mod records;
@@ -50,6 +51,7 @@ pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
 pub use expiry::NotifySettings;
 pub use ocsp::OcspOutcome;
+pub use people::{GrantPolicy, PeoplePolicy, Session, SignIn, TokenError};
 pub use profile_settings::ProfileSettings;
 
 /// The RA's keys on the token (one key, or separate signing and decryption keys): a
@@ -100,6 +102,8 @@ pub struct AuthoritySettings {
     pub responder_days: u32,
     /// The expiry webhook.
     pub notify: NotifySettings,
+    /// Sessions and how power is granted.
+    pub people: PeoplePolicy,
 }
 
 /// A profile: certificate rules plus RA policy.
@@ -207,6 +211,8 @@ pub(crate) struct Inner {
     pub(crate) responder: responder::Responder,
     /// Days a responder certificate lives (`ocsp.responder_days`).
     pub(crate) responder_days: u32,
+    /// Sessions and how power is granted.
+    pub(crate) people: PeoplePolicy,
 }
 
 /// The registration authority. Cheap to clone.
@@ -453,6 +459,7 @@ impl Authority {
                 reservation_secs: config.reservation_secs,
                 responder,
                 responder_days: days,
+                people: config.people.clone(),
             }),
         })
     }

@@ -36,8 +36,9 @@ impl Authority {
         }
     }
 
-    /// Is `actor` (`token:<id>`) the same person as `caller`: the same token, or a token whose
-    /// name is the caller's (compared without case)?
+    /// Is `actor` (as recorded: `token:<id>`, `oidc:…`, `piv:…`) the same person as
+    /// `caller`? The same actor, the same person behind the tokens (their owner), or the same
+    /// email, whatever tokens or sign-ins they used.
     pub(crate) async fn same_person(
         &self,
         actor: &str,
@@ -46,28 +47,7 @@ impl Authority {
         if actor == caller.actor() {
             return Ok(true);
         }
-        Ok(self
-            .person_of(actor)
-            .await?
-            .is_some_and(|n| n.trim().eq_ignore_ascii_case(caller.name.trim())))
-    }
-
-    /// The name of the person behind an actor (`token:ID`), when the token is known.
-    pub(crate) async fn person_of(
-        &self,
-        actor: &str,
-    ) -> Result<Option<String>, crate::store::StoreError> {
-        let Some(id) = actor.strip_prefix("token:") else {
-            return Ok(None);
-        };
-        Ok(self
-            .inner
-            .store
-            .tokens()
-            .await?
-            .into_iter()
-            .find(|t| t.id == id)
-            .map(|t| t.name))
+        Ok(self.person_of(actor).await?.same_as(&caller.person))
     }
 
     /// Record an approval refused by the two-person rule (a decision too: who tried).
@@ -297,7 +277,7 @@ impl Authority {
             .and_then(|c| super::challenge::Bindings::from_json(&c.bindings).ok());
         let minted_by = challenge.as_ref().map(|c| c.created_by.clone());
         let minted_by_name = match &minted_by {
-            Some(a) => self.person_of(a).await?,
+            Some(a) => Some(self.person_of(a).await?.name),
             None => None,
         };
         let (requested_subject, requested_sans, key) = match &csr {

@@ -3,12 +3,12 @@
 //! tokens, one-time challenges, and the service's readiness. Front ends call these; they
 //! never reach the store or the token themselves.
 
-use super::access::{self, Caller, Role};
+use super::access::{self, Caller};
 use super::challenge::{Bindings, Minted};
 use super::Authority;
 use crate::store::{
     AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, StoreError, TokenRecord,
-    TokenScope, TransactionRecord,
+    TransactionRecord,
 };
 
 impl Authority {
@@ -87,26 +87,6 @@ impl Authority {
     /// Who holds this API token, if it is valid (its last use is recorded).
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Caller>, StoreError> {
         access::authenticate(self.inner.store.as_ref(), secret).await
-    }
-
-    /// Make an integration token; returns its secret (shown once) and record.
-    pub async fn create_token(
-        &self,
-        role: Role,
-        name: &str,
-        ttl_secs: Option<i64>,
-        scope: TokenScope,
-        actor: &str,
-    ) -> Result<(String, TokenRecord), StoreError> {
-        access::create_token(
-            self.inner.store.as_ref(),
-            role,
-            name,
-            ttl_secs,
-            scope,
-            actor,
-        )
-        .await
     }
 
     /// Every token, without secrets.

@@ -431,7 +431,9 @@ impl Authority {
                 .map_err(unavailable)?
             {
                 Some("two people: whoever filed this request cannot approve it")
-            } else if caller.name.trim().eq_ignore_ascii_case(&r.email) {
+            } else if caller.person.has_email(&r.email)
+                || caller.name.trim().eq_ignore_ascii_case(&r.email)
+            {
                 Some("two people: nobody approves their own credential")
             } else {
                 None

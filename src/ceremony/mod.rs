@@ -16,6 +16,7 @@ use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, HsmError, KeySpec, KeyUri, KeyUsage};
 use crate::pki::{self, KeyUsagePurpose, PkiError};
 
+pub mod oidc_client;
 mod rollover;
 mod transport;
 

@@ -75,6 +75,25 @@ pub(super) enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// How people sign in.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum IdentityCommand {
+    /// Make (the first time) the RSA key on the token that signs Sigil's OpenID Connect client
+    /// assertions (`private_key_jwt`), with a self-signed certificate; print the JWKS to
+    /// register with the provider (Okta, Keycloak), and write the certificate (Entra ID,
+    /// Login.gov).
+    ClientKey {
+        /// The key's label (default: identity.oidc.client_key, else `sigil-oidc-client`).
+        #[arg(long)]
+        label: Option<String>,
+        /// Write the certificate (PEM) here.
+        #[arg(long)]
+        certificate: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -100,6 +100,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
+        Command::Identity(IdentityCommand::ClientKey { label, certificate }) => {
+            identity_client_key(&config, label, certificate)
+        }
         Command::Audit(AuditCommand::Verify) => audit_verify(&config),
         Command::Audit(AuditCommand::Export { out }) => {
             with_store(&config, OpenMode::Existing, |store| async move {
@@ -413,6 +416,10 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
                     expires_in_days.map(|d| i64::from(d) * 86_400),
                     scope,
                     "cli",
+                    sigil::authority::access::TokenOwnership {
+                        owner: sigil::authority::access::Owner::Itself,
+                        awaiting_approval: false,
+                    },
                 )
                 .await?;
                 println!("{secret}");
@@ -455,6 +462,40 @@ fn token(config: &Config, t: TokenCommand) -> Result<()> {
             }
         }),
     }
+}
+
+fn identity_client_key(
+    config: &Config,
+    label: Option<String>,
+    certificate: Option<PathBuf>,
+) -> Result<()> {
+    let oidc = config.identity.oidc.clone().unwrap_or_default();
+    let label = label
+        .or_else(|| Some(oidc.client_key.clone()).filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| "sigil-oidc-client".into());
+    let client_id = if oidc.client_id.is_empty() {
+        "sigil".to_string()
+    } else {
+        oidc.client_id.clone()
+    };
+    let hsm = open_hsm(config)?;
+    let export = sigil::ceremony::oidc_client::client_key(&hsm, &label, &client_id)?;
+    hsm.close();
+    if let Some(path) = &certificate {
+        std::fs::write(path, sigil::pki::to_pem(&export.certificate))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", serde_json::to_string_pretty(&export.jwks)?);
+    eprintln!(
+        "client key `{label}` on token `{}` ({}); register the JWKS above{} with the provider, and set identity.oidc.client_key = \"{label}\"",
+        config.hsm.token,
+        if export.made { "made now" } else { "already there" },
+        certificate
+            .as_ref()
+            .map(|p| format!(" or the certificate in {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn open_hsm(config: &Config) -> Result<Hsm> {
@@ -529,6 +570,10 @@ fn make_store(config: &Config, hsm: Hsm) -> Result<()> {
             None,
             sigil::store::TokenScope::default(),
             "sigil init",
+            sigil::authority::access::TokenOwnership {
+                owner: sigil::authority::access::Owner::Named(sigil::store::BREAK_GLASS.into()),
+                awaiting_approval: false,
+            },
         )
         .await?;
         println!("Admin API token ({}; shown once): {secret}", rec.id);
@@ -685,7 +730,17 @@ fn serve(config: Config) -> Result<()> {
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));
-        let state = sigil::http::AppState::new(ra).with_gateways(config.server.gateway_names.clone());
+        let client_key: Option<std::sync::Arc<dyn sigil::identity::client_assertion::ClientKey>> =
+            match config.identity.oidc.as_ref().map(|o| o.client_key.as_str()) {
+                Some(label) if !label.is_empty() => Some(std::sync::Arc::new(
+                    sigil::ceremony::oidc_client::TokenClientKey::open(&hsm, label)?,
+                )),
+                _ => None,
+            };
+        let state = sigil::http::AppState::new(ra)
+            .with_identity(&config.identity, &config.server.public_url, client_key)
+            .map_err(anyhow::Error::msg)?
+            .with_gateways(config.server.gateway_names.clone());
         sigil::http::serve(&config, state).await.with_context(|| {
             format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
         })

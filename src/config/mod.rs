@@ -33,7 +33,9 @@ const NOT_SETTINGS: &[&str] = &[
 ];
 
 /// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
-const SECTIONS: &[&str] = &["server", "hsm", "log", "scep", "database", "ocsp", "notify"];
+const SECTIONS: &[&str] = &[
+    "server", "hsm", "log", "scep", "database", "ocsp", "notify", "identity",
+];
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,8 @@ pub struct Config {
     pub ocsp: OcspConfig,
     /// `[notify]`: the expiry webhook.
     pub notify: NotifySettings,
+    /// `[identity]`: how people sign in (OpenID Connect, PIV) and how power is granted.
+    pub identity: crate::identity::IdentitySettings,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
     pub profiles: std::collections::BTreeMap<String, ProfileSettings>,
     /// `[directories.NAME]`: MDM directories asked for a user's devices.
@@ -174,6 +178,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ocsp: OcspConfig::default(),
             notify: NotifySettings::default(),
+            identity: Default::default(),
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
@@ -551,6 +556,15 @@ impl Config {
             ocsp_validity_secs: (self.ocsp.validity_minutes * 60) as i64,
             responder_days: self.ocsp.responder_days,
             notify: self.notify.clone(),
+            people: crate::authority::PeoplePolicy {
+                session_idle_secs: i64::from(self.identity.session_idle_minutes) * 60,
+                session_max_secs: i64::from(self.identity.session_max_hours) * 3600,
+                grants: if self.identity.grants == "idp" {
+                    crate::authority::GrantPolicy::IdentityProvider
+                } else {
+                    crate::authority::GrantPolicy::TwoAdmins
+                },
+            },
         })
     }
 
@@ -704,6 +718,9 @@ impl Config {
             return Err(invalid("notify", "notify.timeout_secs must be 1 to 300"));
         }
         self.notify.secret().map_err(|m| invalid("notify", &m))?;
+        self.identity
+            .check(&self.server.public_url)
+            .map_err(|m| invalid("identity", &m))?;
         let u = &self.server.public_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
             return Err(invalid(

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
 pub mod api;
+mod auth;
 mod limits;
 mod pki;
 pub mod registrations;
@@ -31,6 +32,10 @@ pub struct AppState {
     limiter: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
+    /// Sign-in with the identity provider, when configured.
+    oidc: Option<std::sync::Arc<crate::identity::oidc::Oidc>>,
+    /// Sign-in with a client certificate, when configured.
+    mtls: Option<std::sync::Arc<crate::identity::mtls::Mtls>>,
 }
 
 /// The verified TLS client certificate of a connection, when it presented one.
@@ -38,6 +43,13 @@ pub struct AppState {
 pub struct PeerCertificate {
     /// Subject common name.
     pub common_name: String,
+    /// Whether it chains to `server.client_ca` (the gateways' CA). A certificate from
+    /// another CA still reaches the handlers (a PIV card, checked against its own CAs).
+    pub verified: bool,
+    /// The certificate (DER).
+    pub der: Vec<u8>,
+    /// What else the client sent (DER), issuers first from the leaf.
+    pub chain: Vec<Vec<u8>>,
 }
 
 impl AppState {
@@ -49,7 +61,29 @@ impl AppState {
             ra,
             limiter: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
+            oidc: None,
+            mtls: None,
         }
+    }
+
+    /// Let people sign in as `[identity]` says (the identity provider is discovered when
+    /// first needed; the PIV CA bundle is read now). `client_key` signs the OIDC client's
+    /// `private_key_jwt` assertions when `identity.oidc.client_key` is set.
+    pub fn with_identity(
+        mut self,
+        identity: &crate::identity::IdentitySettings,
+        public_url: &str,
+        client_key: Option<std::sync::Arc<dyn crate::identity::client_assertion::ClientKey>>,
+    ) -> Result<Self, String> {
+        if let Some(o) = &identity.oidc {
+            self.oidc = Some(std::sync::Arc::new(crate::identity::oidc::Oidc::new(
+                o, public_url, client_key,
+            )?));
+        }
+        if let Some(m) = &identity.mtls {
+            self.mtls = Some(std::sync::Arc::new(crate::identity::mtls::Mtls::new(m)?));
+        }
+        Ok(self)
     }
 
     /// Answer SCEP only to TLS clients whose certificate has one of these common names.
@@ -133,11 +167,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .configure(scep::routes)
         .configure(pki::routes)
+        .configure(auth::routes)
         .configure(api::routes);
 }
 
 /// The TLS acceptor of `[server] tls_*`: the server chain and key, and client certificates
-/// requested (not required) and verified against `client_ca`.
+/// requested (not required) and verified against `client_ca`. A certificate that does not
+/// chain there is let through, marked unverified, so a PIV sign-in can say what is wrong with
+/// it (its own CAs are `identity.mtls.ca_file`, named in the handshake too); only verified
+/// certificates count as gateways.
 fn tls_acceptor(config: &Config) -> std::io::Result<openssl::ssl::SslAcceptorBuilder> {
     use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
     let io = |what: &str, e: openssl::error::ErrorStack| {
@@ -159,7 +197,31 @@ fn tls_acceptor(config: &Config) -> std::io::Result<openssl::ssl::SslAcceptorBui
     };
     b.set_ca_file(&ca)
         .map_err(|e| io(&format!("client CA `{}`", ca.display()), e))?;
-    b.set_verify(SslVerifyMode::PEER);
+    // The issuers clients are asked for: the gateways' CA and the people's.
+    let mut names = openssl::stack::Stack::new().map_err(|e| io("setup", e))?;
+    let mut add_names = |pem: &[u8]| -> std::io::Result<()> {
+        for c in openssl::x509::X509::stack_from_pem(pem).unwrap_or_default() {
+            if let Ok(n) = c.subject_name().to_owned() {
+                names.push(n).map_err(|e| io("client CA names", e))?;
+            }
+        }
+        Ok(())
+    };
+    add_names(&std::fs::read(&ca).unwrap_or_default())?;
+    if let Some(m) = &config.identity.mtls {
+        add_names(&std::fs::read(&m.ca_file).unwrap_or_default())?;
+    }
+    b.set_client_ca_list(names);
+    if config.identity.mtls.is_some() {
+        // People sign in with certificates of other CAs (and some of them revoked or from
+        // the wrong CA): the handshake lets every certificate through so that the sign-in
+        // page can say why it is refused; the PIV chain is verified by the sign-in, and SCEP
+        // still admits only a certificate that verified against the gateways' CA.
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    } else {
+        // No certificate sign-in: a certificate that does not verify ends the handshake.
+        b.set_verify(SslVerifyMode::PEER);
+    }
     Ok(b)
 }
 
@@ -167,14 +229,24 @@ fn tls_acceptor(config: &Config) -> std::io::Result<openssl::ssl::SslAcceptorBui
 fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     type Tls = actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>;
     if let Some(tls) = conn.downcast_ref::<Tls>() {
-        if let Some(cert) = tls.ssl().peer_certificate() {
+        let ssl = tls.ssl();
+        if let Some(cert) = ssl.peer_certificate() {
             let cn = cert
                 .subject_name()
                 .entries_by_nid(openssl::nid::Nid::COMMONNAME)
                 .next()
                 .and_then(|e| String::from_utf8(e.data().as_slice().to_vec()).ok())
                 .unwrap_or_default();
-            ext.insert(PeerCertificate { common_name: cn });
+            let chain = ssl
+                .peer_cert_chain()
+                .map(|s| s.iter().filter_map(|c| c.to_der().ok()).collect())
+                .unwrap_or_default();
+            ext.insert(PeerCertificate {
+                common_name: cn,
+                verified: ssl.verify_result() == openssl::x509::X509VerifyResult::OK,
+                der: cert.to_der().unwrap_or_default(),
+                chain,
+            });
         }
     }
 }

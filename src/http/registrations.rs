@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::api::{authorize, error, parse_json, query, unavailable};
 use super::AppState;
-use crate::authority::access::Caller;
+use crate::authority::access::{Caller, Role};
 use crate::authority::registration::RegistrationError;
 use crate::authority::Authority;
 use crate::authority::RegistrationRecord;
@@ -96,7 +96,8 @@ pub(crate) fn answer(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewRegistration {
-    email: String,
+    /// Whose registration; a signed-in person or a user token may leave it out (their own).
+    email: Option<String>,
     credential: String,
 }
 
@@ -106,8 +107,19 @@ async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
         Ok(n) => n,
         Err(r) => return r,
     };
+    let Some(email) = n
+        .email
+        .clone()
+        .or_else(|| (caller.role == Role::User).then(|| caller.name.clone()))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_email",
+            "email: whose registration this is",
+        );
+    };
     answer(
-        ra.register(&caller, &n.email, &n.credential).await,
+        ra.register(&caller, &email, &n.credential).await,
         StatusCode::CREATED,
     )
 }

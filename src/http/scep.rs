@@ -92,6 +92,7 @@ async fn handle(
     if !state.gateway_names.is_empty() {
         let peer = req
             .conn_data::<super::PeerCertificate>()
+            .filter(|p| p.verified)
             .map(|p| p.common_name.clone());
         if !peer
             .as_ref()

@@ -126,6 +126,9 @@ pub(super) async fn suite(s: Arc<dyn Store>) {
             profiles: vec!["default".into()],
             directories: vec!["*".into()],
         },
+        owner: Some("oidc:https://idp#alice".into()),
+        awaiting_approval: false,
+        approved_by: None,
     };
     s.insert_token(&token("tok1", "hash1", None), "test")
         .await
@@ -149,8 +152,34 @@ pub(super) async fn suite(s: Arc<dyn Store>) {
         s.use_token("hash2").await.unwrap().is_some(),
         "the other still works"
     );
+    // A token that grants power works only once a second admin approved it.
+    let mut waiting = token("tok5", "hash5", None);
+    waiting.awaiting_approval = true;
+    s.insert_token(&waiting, "oidc:https://idp#alice")
+        .await
+        .unwrap();
+    assert!(
+        s.use_token("hash5").await.unwrap().is_none(),
+        "awaiting approval"
+    );
+    assert!(s
+        .approve_token("tok5", "oidc:https://idp#bob")
+        .await
+        .unwrap());
+    assert!(
+        !s.approve_token("tok5", "oidc:https://idp#bob")
+            .await
+            .unwrap(),
+        "once"
+    );
+    let approved = s.use_token("hash5").await.unwrap().unwrap();
+    assert_eq!(
+        (approved.owner.as_deref(), approved.approved_by.as_deref()),
+        (Some("oidc:https://idp#alice"), Some("oidc:https://idp#bob"))
+    );
+    assert!(s.revoke_token("tok5", "test").await.unwrap());
     let listed = s.tokens().await.unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 4);
     assert!(listed
         .iter()
         .any(|t| t.id == "tok2" && t.last_used_at.is_some()));

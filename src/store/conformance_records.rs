@@ -291,3 +291,78 @@ pub(super) async fn expiry(s: Arc<dyn Store>) {
         .count();
     assert_eq!(announced, 1, "announced once");
 }
+
+/// People and sessions: a sign-in adds or updates the person; a session lives until its end
+/// or until idle too long, and a sign-in in progress is taken once.
+pub(super) async fn identity(s: Arc<dyn Store>) {
+    let at = now();
+    let mut alice = PersonRecord {
+        id: "oidc:https://idp#a1".into(),
+        email: Some("alice@agency.gov".into()),
+        name: "Alice".into(),
+        roles: vec!["officer".into()],
+        first_seen: at,
+        last_seen: at,
+    };
+    s.upsert_person(&alice).await.unwrap();
+    alice.roles = vec!["officer".into(), "user".into()];
+    alice.last_seen = at + 5;
+    s.upsert_person(&alice).await.unwrap();
+    let got = s.person(&alice.id).await.unwrap().unwrap();
+    assert_eq!(got.roles, alice.roles);
+    assert_eq!((got.first_seen, got.last_seen), (at, at + 5));
+    assert!(s.person("oidc:https://idp#nobody").await.unwrap().is_none());
+
+    let session = |id: &str, kind: SessionKind, expires_at: i64, last_seen: i64| SessionRecord {
+        id: id.into(),
+        kind,
+        person: Some(alice.id.clone()),
+        data: "{}".into(),
+        created_at: at,
+        last_seen,
+        expires_at,
+    };
+    s.insert_session(&session("s1", SessionKind::Session, at + 3600, at))
+        .await
+        .unwrap();
+    conflict(
+        s.insert_session(&session("s1", SessionKind::Session, at + 3600, at))
+            .await,
+    );
+    assert!(s.session("s1", 600).await.unwrap().is_some());
+    // Idle too long, or past its end: gone, and removed.
+    s.insert_session(&session(
+        "s-idle",
+        SessionKind::Session,
+        at + 3600,
+        at - 700,
+    ))
+    .await
+    .unwrap();
+    assert!(s.session("s-idle", 600).await.unwrap().is_none());
+    assert!(
+        s.session("s-idle", 100_000).await.unwrap().is_none(),
+        "removed"
+    );
+    s.insert_session(&session("s-old", SessionKind::Session, at - 1, at))
+        .await
+        .unwrap();
+    assert!(s.session("s-old", 600).await.unwrap().is_none());
+    // A sign-in is not a session, and is taken once.
+    s.insert_session(&session("l1", SessionKind::Login, at + 600, at))
+        .await
+        .unwrap();
+    assert!(s.session("l1", 600).await.unwrap().is_none());
+    assert!(s.take_login("l1").await.unwrap().is_some());
+    assert!(s.take_login("l1").await.unwrap().is_none(), "replayed");
+    s.insert_session(&session("l-old", SessionKind::Login, at - 1, at))
+        .await
+        .unwrap();
+    assert!(s.take_login("l-old").await.unwrap().is_none(), "expired");
+    assert!(s.delete_session("s1").await.unwrap());
+    assert!(!s.delete_session("s1").await.unwrap());
+    s.insert_session(&session("s-end", SessionKind::Session, at - 1, at))
+        .await
+        .unwrap();
+    assert!(s.purge_sessions().await.unwrap() >= 1);
+}

@@ -31,12 +31,12 @@ pub use postgres::PostgresStore;
 pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AuditStore, CaStateStore, CertificateStore, ChallengeStore, ClusterStore, RegistrationStore,
-    Store, TokenStore, TransactionStore,
+    AuditStore, CaStateStore, CertificateStore, ChallengeStore, ClusterStore, IdentityStore,
+    RegistrationStore, Store, TokenStore, TransactionStore,
 };
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way
@@ -221,6 +221,71 @@ pub struct TokenRecord {
     /// What an `mdm` token may do: the profiles it mints challenges for and the directories
     /// whose registrations' SCEP payloads it collects (`*`: all). Empty for other roles.
     pub scope: TokenScope,
+    /// The person who made it (a `people` id, or the token that made it), or `break-glass`
+    /// for the admin token of `sigil init`; `None` for tokens made before owners.
+    pub owner: Option<String>,
+    /// A token that grants power waits for a second admin before it works.
+    pub awaiting_approval: bool,
+    /// Who approved it (actor), if it needed approval.
+    pub approved_by: Option<String>,
+}
+
+/// The owner of the break-glass admin token that `sigil init` prints.
+pub const BREAK_GLASS: &str = "break-glass";
+
+/// A person who signed in (see [`IdentityStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRecord {
+    /// `oidc:<issuer>#<subject>` or `piv:<UPN or email>`.
+    pub id: String,
+    /// Email, lower case, when the identity provider or the certificate gave one.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Roles at the last sign-in.
+    pub roles: Vec<String>,
+    /// First sign-in (Unix seconds).
+    pub first_seen: i64,
+    /// Last sign-in (Unix seconds).
+    pub last_seen: i64,
+}
+
+/// What a session row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A signed-in browser.
+    Session,
+    /// A sign-in in progress (an OpenID Connect authorization request awaiting its callback).
+    Login,
+}
+
+impl SessionKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Session => "session",
+            SessionKind::Login => "login",
+        }
+    }
+}
+
+/// A browser session or a sign-in in progress, server-side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 (hex) of the value the browser holds (the cookie, or the OIDC `state`).
+    pub id: String,
+    /// Session or sign-in.
+    pub kind: SessionKind,
+    /// The person (a session's).
+    pub person: Option<String>,
+    /// What goes with it (JSON): a session's roles and CSRF token; a sign-in's PKCE verifier,
+    /// nonce and browser binding.
+    pub data: String,
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Last used (Unix seconds).
+    pub last_seen: i64,
+    /// Ends at the latest (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// The scope of an integration token.
@@ -493,7 +558,7 @@ pub(super) fn token_details(t: &TokenRecord) -> serde_json::Value {
     serde_json::json!({
         "name": t.name, "role": t.role,
         "expires_at": t.expires_at.map(crate::clock::rfc3339),
-        "scope": t.scope,
+        "scope": t.scope, "owner": t.owner, "awaiting_approval": t.awaiting_approval,
     })
 }
 

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, RegistrationRecord,
-    RegistrationState, StoreError, TokenRecord, TransactionRecord,
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, PersonRecord,
+    RegistrationRecord, RegistrationState, SessionRecord, StoreError, TokenRecord,
+    TransactionRecord,
 };
 
 /// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
@@ -131,6 +132,30 @@ pub trait TokenStore: Send + Sync {
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revoke a token by id; false when there is no such active token.
     async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool, StoreError>;
+    /// A second admin approves a token that waits for approval; false when there is no such
+    /// token waiting.
+    async fn approve_token(&self, id: &str, actor: &str) -> Result<bool, StoreError>;
+}
+
+/// People who signed in, and browser sessions and sign-ins in progress.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Record a sign-in: the person is added, or their email, name, roles and last sign-in
+    /// updated.
+    async fn upsert_person(&self, p: &PersonRecord) -> Result<(), StoreError>;
+    /// The person with this id.
+    async fn person(&self, id: &str) -> Result<Option<PersonRecord>, StoreError>;
+    /// Store a new session or sign-in.
+    async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
+    /// The live session with this id, its last use now; `None` when there is none, or it
+    /// passed its end or was idle longer than `idle_secs` (then it is removed).
+    async fn session(&self, id: &str, idle_secs: i64) -> Result<Option<SessionRecord>, StoreError>;
+    /// End a session; false when there was none.
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+    /// Take a sign-in in progress (once: it is removed), unless it has expired.
+    async fn take_login(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Remove ended sessions and sign-ins; returns how many.
+    async fn purge_sessions(&self) -> Result<u64, StoreError>;
 }
 
 /// The hash-chained audit log. Every write method of the other traits appends its own record in its own database transaction; this appends records for decisions that change no other data.
@@ -240,7 +265,8 @@ pub trait ClusterStore: Send + Sync {
 
 /// Every topic: what an engine is, and what the authority holds.
 pub trait Store:
-    TransactionStore
+    IdentityStore
+    + TransactionStore
     + CertificateStore
     + ChallengeStore
     + TokenStore
@@ -252,7 +278,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: TransactionStore
+    T: IdentityStore
+        + TransactionStore
         + CertificateStore
         + ChallengeStore
         + TokenStore

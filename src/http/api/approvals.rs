@@ -104,11 +104,11 @@ async fn decide(
             StatusCode::OK,
         );
     }
-    let actor = format!("token:{}", caller.token_id);
+    let actor = caller.actor();
     if approve {
         return match ra.approve(&id, &caller).await {
             Ok(serial) => {
-                tracing::info!(by = %caller.token_id, transaction = %id, comment = %d.comment, "approval");
+                tracing::info!(by = %caller.actor, transaction = %id, comment = %d.comment, "approval");
                 HttpResponse::Ok().json(json!({"id": *id, "state": "issued", "serial": serial}))
             }
             Err(e) => approval_error(e),
@@ -121,7 +121,7 @@ async fn decide(
     };
     match ra.reject(&id, &reason, &actor).await {
         Ok(()) => {
-            tracing::info!(by = %caller.token_id, transaction_id = %id, "rejection");
+            tracing::info!(by = %caller.actor, transaction_id = %id, "rejection");
             HttpResponse::Ok().json(json!({"id": *id, "state": "rejected"}))
         }
         Err(e) => approval_error(e),

@@ -176,10 +176,7 @@ pub(super) async fn revoke_certificate(
         Err(resp) => return resp,
     };
     let ra = &state.ra;
-    match ra
-        .revoke(&serial, reason, &format!("token:{}", caller.token_id))
-        .await
-    {
+    match ra.revoke(&serial, reason, &caller.actor()).await {
         Ok(true) => HttpResponse::Ok().json(
             json!({"serial": serial.to_ascii_lowercase(), "status": "revoked",
                 "reason": crate::pki::revocation_reason_name(reason)}),

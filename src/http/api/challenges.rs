@@ -9,8 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{act_in_role, source, token_caller};
 use super::{authorize, error, unavailable};
-use super::{caller_for, source};
 use crate::authority::access::Caller;
 use crate::authority::access::Role;
 use crate::authority::challenge::Bindings;
@@ -49,7 +49,7 @@ async fn issue_challenge(
     if let Err(why) =
         crate::authority::challenge::may_mint(&profile.name, profile.registration_only, scope)
     {
-        tracing::warn!(by = %caller.token_id, profile = %profile.name, %why, "challenge refused");
+        tracing::warn!(by = %caller.actor, profile = %profile.name, %why, "challenge refused");
         return Err(error(StatusCode::FORBIDDEN, "not_allowed", why));
     }
     let profile = profile.name.clone();
@@ -71,10 +71,10 @@ async fn issue_challenge(
     if let Err(why) = crate::authority::challenge::validate(&bindings) {
         return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
     }
-    let actor = format!("token:{}", caller.token_id);
+    let actor = caller.actor();
     match ra.mint_challenge(&profile, &bindings, ttl, &actor).await {
         Ok(m) => {
-            tracing::info!(by = %caller.token_id, %profile, challenge_id = %m.id, "one-time challenge issued");
+            tracing::info!(by = %caller.actor, %profile, challenge_id = %m.id, "one-time challenge issued");
             Ok(json!({
                 "challenge": m.challenge,
                 "id": m.id,
@@ -131,8 +131,11 @@ pub(super) async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) ->
             .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))
             .body("HTTP Basic authentication with an mdm token as the password\n");
     };
-    let caller = match caller_for(&req, &state, &password, ip, &[Role::Mdm]).await {
-        Ok(c) => c,
+    let caller = match token_caller(&req, &state, &password, ip).await {
+        Ok(c) => match act_in_role(&req, &state, c, &[Role::Mdm]).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
         Err(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
             return HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Sigil NDES\""))

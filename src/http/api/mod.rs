@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/v1/tokens", &[Role::Admin]),
     ("GET", "/api/v1/tokens", &[Role::Admin]),
     ("DELETE", "/api/v1/tokens/{id}", &[Role::Admin]),
+    ("POST", "/api/v1/tokens/{id}/approve", &[Role::Admin]),
     ("POST", "/api/v1/challenges", &[Role::Mdm, Role::Admin]),
     (
         "GET",
@@ -183,22 +184,71 @@ pub(super) async fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let Some(secret) = bearer else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "send `Authorization: Bearer <token>`",
-        ));
+    let roles = allowed(method, pattern);
+    let caller = match bearer {
+        Some(secret) => token_caller(req, state, secret, ip).await?,
+        None => match crate::http::auth::session_cookie(req) {
+            Some(cookie) => crate::http::auth::session_caller(req, state, &cookie).await?,
+            None => return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send `Authorization: Bearer <token>`, or sign in (/auth/oidc/login, /auth/piv)",
+            )),
+        },
     };
-    caller_for(req, state, secret, ip, allowed(method, pattern)).await
+    act_in_role(req, state, caller, roles).await
 }
 
-pub(super) async fn caller_for(
+/// The role a request acts in: the strongest of the caller's that the route allows.
+pub(super) async fn act_in_role(
+    req: &HttpRequest,
+    state: &AppState,
+    mut caller: Caller,
+    roles: &[Role],
+) -> Result<Caller, HttpResponse> {
+    let Some(role) = caller
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| roles.contains(r))
+        .max_by_key(|r| r.rank())
+    else {
+        tracing::warn!(actor = %caller.actor, role = caller.role.as_str(), path = %req.path(), "forbidden");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "role `{}` may not do this; allowed: {}",
+                caller
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    caller.role = role;
+    if caller.break_glass {
+        state
+            .ra
+            .note_break_glass(&caller, &format!("{} {}", req.method(), req.path()))
+            .await;
+    }
+    Ok(caller)
+}
+
+/// The caller a bearer token names; failures counted per source.
+pub(super) async fn token_caller(
     req: &HttpRequest,
     state: &AppState,
     secret: &str,
     ip: IpAddr,
-    roles: &[Role],
 ) -> Result<Caller, HttpResponse> {
     let ra = &state.ra;
     let caller = ra.authenticate(secret).await.map_err(|e| {
@@ -239,25 +289,9 @@ pub(super) async fn caller_for(
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "the token is unknown, revoked or expired",
+            "the token is unknown, revoked, expired, or waits for a second admin's approval",
         ));
     };
-    if !roles.contains(&caller.role) {
-        tracing::warn!(token = %caller.token_id, role = caller.role.as_str(), path = %req.path(), "forbidden");
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "role `{}` may not do this; allowed: {}",
-                caller.role.as_str(),
-                roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
     Ok(caller)
 }
 
@@ -340,6 +374,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tokens", web::post().to(tokens::create_token))
             .route("/tokens", web::get().to(tokens::list_tokens))
             .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
+            .route(
+                "/tokens/{id}/approve",
+                web::post().to(tokens::approve_token),
+            )
             .route("/challenges", web::post().to(challenges::create_challenge))
             .route(
                 "/certificates",

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use crate::authority::access::{self, Role};
+use crate::authority::TokenError;
 use crate::http::AppState;
 
 #[derive(Deserialize)]
@@ -69,13 +70,12 @@ pub(super) async fn create_token(
         return error(StatusCode::BAD_REQUEST, "bad_scope", why);
     }
     let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
-    let actor = format!("token:{}", caller.token_id);
     match ra
-        .create_token(role, body.name.trim(), ttl, scope, &actor)
+        .create_token_for(&caller, role, body.name.trim(), ttl, scope)
         .await
     {
         Ok((secret, rec)) => {
-            tracing::info!(by = %caller.token_id, token = %rec.id, role = role.as_str(), "token created");
+            tracing::info!(by = %caller.actor, token = %rec.id, role = role.as_str(), awaiting_approval = rec.awaiting_approval, "token created");
             HttpResponse::Created()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .json(json!({
@@ -85,9 +85,38 @@ pub(super) async fn create_token(
                     "role": rec.role,
                     "expires_at": rec.expires_at.map(crate::clock::rfc3339),
                     "scope": rec.scope,
+                    "owner": rec.owner,
+                    "awaiting_approval": rec.awaiting_approval,
+                    "note": if rec.awaiting_approval {
+                        "this token grants power: it works once a second admin approves it (POST /api/v1/tokens/{id}/approve)"
+                    } else {
+                        ""
+                    },
                 }))
         }
+        Err(TokenError::Forbidden(why)) => error(StatusCode::FORBIDDEN, "forbidden", why),
         Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn approve_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "POST", "/api/v1/tokens/{id}/approve");
+    match state.ra.approve_token(&caller, &id).await {
+        Ok(()) => {
+            tracing::info!(by = %caller.actor, token = %id, "token approved");
+            HttpResponse::NoContent().finish()
+        }
+        Err(TokenError::Forbidden(why)) => error(StatusCode::FORBIDDEN, "forbidden", why),
+        Err(TokenError::NotFound) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such token waits for approval",
+        ),
+        Err(TokenError::Store(e)) => unavailable(e),
     }
 }
 
@@ -106,6 +135,9 @@ pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) ->
                         "revoked_at": t.revoked_at.map(crate::clock::rfc3339),
                         "last_used_at": t.last_used_at.map(crate::clock::rfc3339),
                         "scope": t.scope,
+                        "owner": t.owner,
+                        "awaiting_approval": t.awaiting_approval,
+                        "approved_by": t.approved_by,
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -121,12 +153,9 @@ pub(super) async fn revoke_token(
 ) -> HttpResponse {
     let caller = guard!(req, state, "DELETE", "/api/v1/tokens/{id}");
     let ra = &state.ra;
-    match ra
-        .revoke_token(&id, &format!("token:{}", caller.token_id))
-        .await
-    {
+    match ra.revoke_token(&id, &caller.actor()).await {
         Ok(true) => {
-            tracing::info!(by = %caller.token_id, token = %id, "token revoked");
+            tracing::info!(by = %caller.actor, token = %id, "token revoked");
             HttpResponse::NoContent().finish()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such active token"),

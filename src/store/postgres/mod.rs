@@ -8,6 +8,7 @@ mod ca_state;
 mod certificates;
 mod challenges;
 mod cluster;
+mod identity;
 mod issue;
 mod registrations;
 mod tokens;
@@ -37,6 +38,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/postgres_0005_expiry.sql")),
     (6, include_str!("../migrations/postgres_0006_trust.sql")),
+    (7, include_str!("../migrations/postgres_0007_identity.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").
@@ -212,7 +214,8 @@ pub(super) fn cert_from_row(r: &tokio_postgres::Row) -> CertificateRecord {
 }
 
 pub(super) const TOKEN_COLUMNS: &str =
-    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope";
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope, owner, \
+     awaiting_approval, approved_by";
 
 pub(super) fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
     TokenRecord {
@@ -225,6 +228,9 @@ pub(super) fn token_from_row(r: &tokio_postgres::Row) -> TokenRecord {
         revoked_at: r.get(6),
         last_used_at: r.get(7),
         scope: crate::store::TokenScope::from_json(&r.get::<_, String>(8)),
+        owner: r.get(9),
+        awaiting_approval: r.get(10),
+        approved_by: r.get(11),
     }
 }
 

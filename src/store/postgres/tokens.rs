@@ -12,8 +12,8 @@ impl TokenStore for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
         t.execute(
-            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope, owner, \
+             awaiting_approval) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &tok.id,
                 &tok.name,
@@ -22,6 +22,8 @@ impl TokenStore for PostgresStore {
                 &tok.created_at,
                 &tok.expires_at,
                 &tok.scope.to_json(),
+                &tok.owner,
+                &tok.awaiting_approval,
             ],
         )
         .await
@@ -44,7 +46,7 @@ impl TokenStore for PostgresStore {
                 &format!(
                     "UPDATE api_tokens SET last_used_at = $2 WHERE hash = $1 \
                      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
-                     RETURNING {TOKEN_COLUMNS}"
+                     AND NOT awaiting_approval RETURNING {TOKEN_COLUMNS}"
                 ),
                 &[&hash, &at],
             )
@@ -77,6 +79,24 @@ impl TokenStore for PostgresStore {
             return Ok(false);
         }
         append_audit(&t, actor, "token_revoked", id, &serde_json::json!({})).await?;
+        t.commit().await.map_err(err)?;
+        Ok(true)
+    }
+    async fn approve_token(&self, id: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let n = t
+            .execute(
+                "UPDATE api_tokens SET awaiting_approval = FALSE, approved_by = $1 \
+                 WHERE id = $2 AND awaiting_approval AND revoked_at IS NULL",
+                &[&actor, &id],
+            )
+            .await
+            .map_err(err)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        append_audit(&t, actor, "token_approved", id, &serde_json::json!({})).await?;
         t.commit().await.map_err(err)?;
         Ok(true)
     }

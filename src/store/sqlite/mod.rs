@@ -6,6 +6,7 @@ mod ca_state;
 mod certificates;
 mod challenges;
 mod cluster;
+mod identity;
 mod issue;
 mod registrations;
 mod tokens;
@@ -41,6 +42,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../migrations/sqlite_0005_expiry.sql")),
     (6, include_str!("../migrations/sqlite_0006_trust.sql")),
+    (7, include_str!("../migrations/sqlite_0007_identity.sql")),
 ];
 
 /// SQLite engine.
@@ -107,7 +109,8 @@ pub(super) fn tx_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Transaction
 }
 
 pub(super) const TOKEN_COLUMNS: &str =
-    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope";
+    "id, name, role, hash, created_at, expires_at, revoked_at, last_used_at, scope, owner, \
+     awaiting_approval, approved_by";
 
 pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
@@ -120,6 +123,9 @@ pub(super) fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRec
         revoked_at: r.get(6)?,
         last_used_at: r.get(7)?,
         scope: crate::store::TokenScope::from_json(&r.get::<_, String>(8)?),
+        owner: r.get(9)?,
+        awaiting_approval: r.get(10)?,
+        approved_by: r.get(11)?,
     })
 }
 

@@ -14,8 +14,8 @@ impl TokenStore for SqliteStore {
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
             t.execute(
-                "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, scope, \
+                 owner, awaiting_approval) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     tok.id,
                     tok.name,
@@ -23,7 +23,9 @@ impl TokenStore for SqliteStore {
                     tok.hash,
                     tok.created_at,
                     tok.expires_at,
-                    tok.scope.to_json()
+                    tok.scope.to_json(),
+                    tok.owner,
+                    tok.awaiting_approval
                 ],
             )
             .map_err(err)?;
@@ -46,7 +48,8 @@ impl TokenStore for SqliteStore {
                 .query_row(
                     &format!(
                         "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1 \
-                         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)"
+                         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) \
+                         AND awaiting_approval = 0"
                     ),
                     params![hash, at],
                     token_from_row,
@@ -90,6 +93,26 @@ impl TokenStore for SqliteStore {
                 return Ok(false);
             }
             append_audit(&t, &actor, "token_revoked", &id, &serde_json::json!({}))?;
+            t.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn approve_token(&self, id: &str, actor: &str) -> Result<bool, StoreError> {
+        let (id, actor) = (id.to_owned(), actor.to_owned());
+        self.with(move |c| {
+            let t = c.transaction().map_err(err)?;
+            let n = t
+                .execute(
+                    "UPDATE api_tokens SET awaiting_approval = 0, approved_by = ?1 \
+                     WHERE id = ?2 AND awaiting_approval = 1 AND revoked_at IS NULL",
+                    params![actor, id],
+                )
+                .map_err(err)?;
+            if n != 1 {
+                return Ok(false);
+            }
+            append_audit(&t, &actor, "token_approved", &id, &serde_json::json!({}))?;
             t.commit().map_err(err)?;
             Ok(true)
         })

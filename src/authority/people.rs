@@ -1,0 +1,388 @@
+//! People: who is behind an actor, browser sessions of signed-in people, and how power is
+//! granted. A session's person comes from an identity adapter (the identity provider or a
+//! PIV card); a token's person is its owner. The two-person rule compares people, not token
+//! names; a token that grants power (admin, officer, integration) made through the API works
+//! only once a second admin approves it.
+
+use sha2::Digest;
+
+use super::access::{self, Caller, Owner, Person, Role, TokenOwnership};
+use super::Authority;
+use crate::store::{
+    now, PersonRecord, SessionKind, SessionRecord, StoreError, TokenRecord, TokenScope, BREAK_GLASS,
+};
+
+/// How power is granted (`identity.grants`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantPolicy {
+    /// Admin, officer and integration tokens made through the API wait for a second admin.
+    TwoAdmins,
+    /// Admin, officer and auditor come only from the identity provider's groups; integration
+    /// tokens wait for a second admin.
+    IdentityProvider,
+}
+
+/// How people sign in and stay signed in.
+#[derive(Debug, Clone)]
+pub struct PeoplePolicy {
+    /// A session ends after this long without a request (seconds).
+    pub session_idle_secs: i64,
+    /// A session ends this long after sign-in (seconds).
+    pub session_max_secs: i64,
+    /// How power is granted.
+    pub grants: GrantPolicy,
+}
+
+impl Default for PeoplePolicy {
+    fn default() -> Self {
+        PeoplePolicy {
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 3600,
+            grants: GrantPolicy::TwoAdmins,
+        }
+    }
+}
+
+/// Someone signing in, as an identity adapter vouches for them.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The person.
+    pub person: Person,
+    /// The roles their groups (or names) give; never empty.
+    pub roles: Vec<Role>,
+    /// `oidc` or `piv`.
+    pub method: &'static str,
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The caller it makes (acting in its strongest role until a route chooses).
+    pub caller: Caller,
+    /// The token forms and state-changing requests must carry.
+    pub csrf: String,
+    /// Ends at the latest (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Why a token could not be made or approved.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Not allowed; the text says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such token waiting.
+    #[error("no such token waits for approval")]
+    NotFound,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn random_hex(n: usize) -> Result<String, StoreError> {
+    let mut b = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut b)
+        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// What the store keeps for a value the browser holds: its SHA-256.
+fn stored_id(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+impl Authority {
+    /// The person behind an actor as recorded (`token:<id>`: the token's owner; `oidc:…`,
+    /// `piv:…`: the person as last signed in; anything else stands for itself).
+    pub(crate) async fn person_of(&self, actor: &str) -> Result<Person, StoreError> {
+        let plain = |id: &str| Person {
+            id: id.to_owned(),
+            email: None,
+            name: id.to_owned(),
+        };
+        if let Some(id) = actor.strip_prefix("token:") {
+            let Some(t) = self
+                .inner
+                .store
+                .tokens()
+                .await?
+                .into_iter()
+                .find(|t| t.id == id)
+            else {
+                return Ok(plain(actor));
+            };
+            return super::access::token_person(self.inner.store.as_ref(), &t).await;
+        }
+        if actor.starts_with("oidc:") || actor.starts_with("piv:") {
+            return self.signed_in_person(actor).await;
+        }
+        Ok(plain(actor))
+    }
+
+    async fn signed_in_person(&self, id: &str) -> Result<Person, StoreError> {
+        Ok(match self.inner.store.person(id).await? {
+            Some(p) => Person {
+                id: p.id,
+                email: p.email,
+                name: p.name,
+            },
+            None => Person {
+                id: id.to_owned(),
+                email: None,
+                name: id.to_owned(),
+            },
+        })
+    }
+
+    /// Open a session for someone an identity adapter vouched for: the person is recorded
+    /// (so the audit log's actor names them), the sign-in audited. Returns the cookie value
+    /// (shown once to the browser; the store keeps its hash) and the session.
+    pub async fn sign_in(&self, s: SignIn) -> Result<(String, Session), StoreError> {
+        let at = now();
+        let policy = &self.inner.people;
+        let roles: Vec<String> = s.roles.iter().map(|r| r.as_str().to_string()).collect();
+        self.inner
+            .store
+            .upsert_person(&PersonRecord {
+                id: s.person.id.clone(),
+                email: s.person.email.clone(),
+                name: s.person.name.clone(),
+                roles: roles.clone(),
+                first_seen: at,
+                last_seen: at,
+            })
+            .await?;
+        let cookie = random_hex(32)?;
+        let csrf = random_hex(24)?;
+        let expires_at = at + policy.session_max_secs;
+        self.inner
+            .store
+            .insert_session(&SessionRecord {
+                id: stored_id(&cookie),
+                kind: SessionKind::Session,
+                person: Some(s.person.id.clone()),
+                data: serde_json::json!({"roles": roles, "csrf": csrf, "method": s.method})
+                    .to_string(),
+                created_at: at,
+                last_seen: at,
+                expires_at,
+            })
+            .await?;
+        self.inner
+            .store
+            .audit(
+                &s.person.id,
+                "signed_in",
+                &s.person.id,
+                &serde_json::json!({"method": s.method, "roles": roles, "email": s.person.email}),
+            )
+            .await?;
+        let caller = session_caller(&s.person, &s.roles);
+        Ok((
+            cookie,
+            Session {
+                caller,
+                csrf,
+                expires_at,
+            },
+        ))
+    }
+
+    /// The live session a cookie names (its idle timer restarts).
+    pub async fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
+        if cookie.is_empty() || cookie.len() > 128 {
+            return Ok(None);
+        }
+        let Some(rec) = self
+            .inner
+            .store
+            .session(&stored_id(cookie), self.inner.people.session_idle_secs)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(id) = rec.person else {
+            return Ok(None);
+        };
+        let data: serde_json::Value = serde_json::from_str(&rec.data).unwrap_or_default();
+        let roles: Vec<Role> = data["roles"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().and_then(Role::parse))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if roles.is_empty() {
+            return Ok(None);
+        }
+        let person = self.signed_in_person(&id).await?;
+        Ok(Some(Session {
+            caller: session_caller(&person, &roles),
+            csrf: data["csrf"].as_str().unwrap_or_default().to_string(),
+            expires_at: rec.expires_at,
+        }))
+    }
+
+    /// End a session (sign-out), audited.
+    pub async fn sign_out(&self, cookie: &str, actor: &str) -> Result<bool, StoreError> {
+        let ended = self.inner.store.delete_session(&stored_id(cookie)).await?;
+        if ended {
+            self.inner
+                .store
+                .audit(actor, "signed_out", actor, &serde_json::json!({}))
+                .await?;
+        }
+        Ok(ended)
+    }
+
+    /// Keep what a sign-in in progress needs until its callback, under the value the
+    /// callback brings back (`state`), for `ttl_secs`.
+    pub async fn begin_login(
+        &self,
+        state: &str,
+        data: &serde_json::Value,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        self.inner
+            .store
+            .insert_session(&SessionRecord {
+                id: stored_id(state),
+                kind: SessionKind::Login,
+                person: None,
+                data: data.to_string(),
+                created_at: at,
+                last_seen: at,
+                expires_at: at + ttl_secs,
+            })
+            .await
+    }
+
+    /// Take a sign-in in progress back (once).
+    pub async fn take_login(&self, state: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        if state.is_empty() || state.len() > 256 {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .store
+            .take_login(&stored_id(state))
+            .await?
+            .map(|r| serde_json::from_str(&r.data).unwrap_or_default()))
+    }
+
+    /// Record a refused sign-in (who tried, by which method, why). Best effort: the refusal
+    /// stands if the store is down.
+    pub async fn refuse_sign_in(&self, method: &str, who: &str, reason: &str) {
+        if let Err(e) = self
+            .inner
+            .store
+            .audit(
+                &format!("{method}:refused"),
+                "sign_in_refused",
+                who,
+                &serde_json::json!({"method": method, "reason": reason}),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a refused sign-in");
+        }
+    }
+
+    /// Record a use of the break-glass admin token (every use is on the record).
+    pub async fn note_break_glass(&self, caller: &Caller, what: &str) {
+        if let Err(e) = self
+            .inner
+            .store
+            .audit(
+                &caller.actor(),
+                "break_glass_used",
+                BREAK_GLASS,
+                &serde_json::json!({"request": what}),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a use of the break-glass token");
+        }
+    }
+
+    /// Make a token for `caller`. A token that grants power (admin, officer, integration)
+    /// waits for a second admin; with `identity.grants = idp`, admin, officer and auditor
+    /// tokens are not made at all (those roles come from the identity provider's groups).
+    pub async fn create_token_for(
+        &self,
+        caller: &Caller,
+        role: Role,
+        name: &str,
+        ttl_secs: Option<i64>,
+        scope: TokenScope,
+    ) -> Result<(String, TokenRecord), TokenError> {
+        if self.inner.people.grants == GrantPolicy::IdentityProvider
+            && matches!(role, Role::Admin | Role::Officer | Role::Auditor)
+        {
+            return Err(TokenError::Forbidden(format!(
+                "{} is granted by the identity provider's groups here (identity.grants = idp), not by tokens",
+                role.as_str()
+            )));
+        }
+        Ok(access::create_token(
+            self.inner.store.as_ref(),
+            role,
+            name,
+            ttl_secs,
+            scope,
+            &caller.actor(),
+            TokenOwnership {
+                owner: Owner::Named(caller.person.id.clone()),
+                awaiting_approval: role.grants_power(),
+            },
+        )
+        .await?)
+    }
+
+    /// A second admin approves a token that waits: never the person who asked for it.
+    pub async fn approve_token(&self, caller: &Caller, id: &str) -> Result<(), TokenError> {
+        let token = self
+            .inner
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .find(|t| t.id == id && t.awaiting_approval && t.revoked_at.is_none())
+            .ok_or(TokenError::NotFound)?;
+        let owner = match token.owner.as_deref() {
+            Some(o) => self.person_of(o).await?,
+            None => self.person_of(&format!("token:{}", token.id)).await?,
+        };
+        if owner.same_as(&caller.person) {
+            let why = "two admins: whoever asked for a token that grants power cannot approve it";
+            self.refuse_approval(caller, id, why).await;
+            return Err(TokenError::Forbidden(why.into()));
+        }
+        if !self.inner.store.approve_token(id, &caller.actor()).await? {
+            return Err(TokenError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+/// The caller a signed-in person makes: acting in their strongest role (a route may choose
+/// another they hold).
+fn session_caller(person: &Person, roles: &[Role]) -> Caller {
+    let role = roles
+        .iter()
+        .copied()
+        .max_by_key(|r| r.rank())
+        .unwrap_or(Role::User);
+    Caller {
+        actor: person.id.clone(),
+        person: person.clone(),
+        role,
+        roles: roles.to_vec(),
+        name: person.email.clone().unwrap_or_else(|| person.name.clone()),
+        scope: TokenScope::default(),
+        token_id: None,
+        break_glass: false,
+    }
+}

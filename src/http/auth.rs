@@ -1,0 +1,486 @@
+//! Sign-in and sessions in the browser: the OpenID Connect redirect and callback, PIV/CAC
+//! sign-in from the TLS client certificate, sign-out, and who is signed in. A session is a
+//! random value in an HttpOnly, Secure, SameSite=Strict cookie (the server keeps its hash);
+//! every state-changing request made with it carries the session's CSRF token
+//! (`X-CSRF-Token`, or a `csrf` form field).
+//!
+//! The OIDC round trip keeps its PKCE verifier and nonce server-side under the `state`, and
+//! binds it to the browser that started it with a short-lived SameSite=Lax cookie (the
+//! provider's redirect back is a cross-site navigation, which Strict cookies do not follow).
+//! The callback answers with a page that moves on to the console itself, so the first
+//! request with the new session is a same-site one.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::authority::access::{Caller, Person, Role};
+use crate::authority::SignIn;
+use crate::identity::{no_role, roles_for, Assertion, RoleMap, SignInError};
+
+/// The session cookie.
+pub(crate) const SESSION_COOKIE: &str = "sigil_session";
+/// The cookie binding an OIDC sign-in to the browser that started it.
+const LOGIN_COOKIE: &str = "sigil_login";
+/// How long a sign-in may take at the identity provider.
+const LOGIN_TTL_SECS: i64 = 600;
+
+/// Register the routes.
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/oidc/login", web::get().to(oidc_login))
+        .route("/auth/oidc/callback", web::get().to(oidc_callback))
+        .route("/auth/piv", web::get().to(piv))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/auth/session", web::get().to(whoami));
+}
+
+/// The session cookie a request carries.
+pub(crate) fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
+/// The caller a session cookie makes; a request that changes anything must carry the
+/// session's CSRF token.
+pub(crate) async fn session_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    cookie: &str,
+) -> Result<Caller, HttpResponse> {
+    let session = match state.ra.session(cookie).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(super::api::error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "your session has ended (signed out, idle too long, or too old): sign in again",
+            ))
+        }
+        Err(e) => return Err(super::api::unavailable(e)),
+    };
+    let safe = matches!(req.method().as_str(), "GET" | "HEAD");
+    if !safe {
+        let given = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if session.csrf.is_empty() || !ct_eq(given.as_bytes(), session.csrf.as_bytes()) {
+            tracing::warn!(actor = %session.caller.actor, path = %req.path(), "CSRF token missing or wrong");
+            return Err(super::api::error(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "this request needs the session's CSRF token (X-CSRF-Token); reload the page",
+            ));
+        }
+    }
+    Ok(session.caller)
+}
+
+/// A small page (sign-in results, refusals): server-rendered, no script.
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    refresh_to: Option<&str>,
+) -> HttpResponse {
+    let refresh = refresh_to
+        .map(|u| {
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"0;url={}\">",
+                escape(u)
+            )
+        })
+        .unwrap_or_default();
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("referrer-policy", "no-referrer"))
+        .body(format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Sigil</title>{refresh}</head>\
+             <body><main><h1>{t}</h1>{body}</main></body></html>\n",
+            t = escape(title)
+        ))
+}
+
+/// HTML text escaping.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn refusal_page(e: &SignInError, again: &str) -> HttpResponse {
+    let status = match e {
+        SignInError::Refused(_) => StatusCode::UNAUTHORIZED,
+        SignInError::NoRole(_) => StatusCode::FORBIDDEN,
+        SignInError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    page(
+        status,
+        "Sign-in refused",
+        &format!(
+            "<p class=\"reason\">{}</p><p><a href=\"{}\">Try again</a></p>",
+            escape(&e.to_string()),
+            escape(again)
+        ),
+        None,
+    )
+}
+
+/// Where to go after signing in: a path on this server, never elsewhere.
+fn next_path(given: Option<&str>) -> String {
+    match given {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        _ => "/console/".into(),
+    }
+}
+
+fn random_hex(n: usize) -> Option<String> {
+    let mut b = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut b).ok()?;
+    Some(hex::encode(b))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn oidc_login(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(oidc) = state.oidc.clone() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No identity provider",
+            "<p>This Sigil has no identity provider configured ([identity.oidc]).</p>",
+            None,
+        );
+    };
+    let next = web::Query::<LoginQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.next.clone());
+    let start = match oidc.begin().await {
+        Ok(s) => s,
+        Err(e) => return refusal_page(&e, "/auth/oidc/login"),
+    };
+    let Some(binding) = random_hex(16) else {
+        return super::api::unavailable("random");
+    };
+    let data = json!({
+        "verifier": start.verifier,
+        "nonce": start.nonce,
+        "binding": binding,
+        "next": next_path(next.as_deref()),
+    });
+    if let Err(e) = state
+        .ra
+        .begin_login(&start.state, &data, LOGIN_TTL_SECS)
+        .await
+    {
+        return super::api::unavailable(e);
+    }
+    let cookie = Cookie::build(LOGIN_COOKIE, binding)
+        .path("/auth/oidc")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(LOGIN_TTL_SECS))
+        .finish();
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, start.url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let again = "/auth/oidc/login";
+    let Some(oidc) = state.oidc.clone() else {
+        return page(StatusCode::NOT_FOUND, "No identity provider", "", None);
+    };
+    let Ok(q) = web::Query::<Callback>::from_query(req.query_string()) else {
+        return refusal_page(
+            &SignInError::Refused("the sign-in answer does not read".into()),
+            again,
+        );
+    };
+    if let Some(err) = &q.error {
+        let why = format!(
+            "the identity provider ended the sign-in: {err}{}",
+            q.error_description
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
+        state.ra.refuse_sign_in("oidc", oidc.issuer(), &why).await;
+        return refusal_page(&SignInError::Refused(why), again);
+    }
+    let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
+        return refusal_page(
+            &SignInError::Refused("the sign-in answer has no code or state".into()),
+            again,
+        );
+    };
+    let data = match state.ra.take_login(st).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            let why = "this sign-in link was already used or has expired (a replayed or stale answer): sign in again";
+            state.ra.refuse_sign_in("oidc", oidc.issuer(), why).await;
+            return refusal_page(&SignInError::Refused(why.into()), again);
+        }
+        Err(e) => return super::api::unavailable(e),
+    };
+    let binding = req
+        .cookie(LOGIN_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    let want = data["binding"].as_str().unwrap_or_default();
+    if want.is_empty() || !ct_eq(binding.as_bytes(), want.as_bytes()) {
+        let why = "this sign-in was started in another browser: sign in again here";
+        state.ra.refuse_sign_in("oidc", oidc.issuer(), why).await;
+        return refusal_page(&SignInError::Refused(why.into()), again);
+    }
+    let assertion = match oidc
+        .finish(
+            code,
+            q.iss.as_deref(),
+            data["verifier"].as_str().unwrap_or_default(),
+            data["nonce"].as_str().unwrap_or_default(),
+        )
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            state
+                .ra
+                .refuse_sign_in("oidc", oidc.issuer(), &e.to_string())
+                .await;
+            return refusal_page(&e, again);
+        }
+    };
+    let next = data["next"].as_str().unwrap_or("/console/").to_string();
+    let mut resp = open_session(&state, assertion, oidc.roles(), "oidc", &next, again).await;
+    // The binding cookie has done its job.
+    let mut gone = Cookie::build(LOGIN_COOKIE, "")
+        .path("/auth/oidc")
+        .secure(true)
+        .http_only(true)
+        .finish();
+    gone.make_removal();
+    let _ = resp.add_cookie(&gone);
+    resp
+}
+
+/// Map the assertion to roles and open a session; the answer sets the cookie and moves on
+/// to `next`.
+async fn open_session(
+    state: &AppState,
+    a: Assertion,
+    map: &RoleMap,
+    method: &'static str,
+    next: &str,
+    again: &str,
+) -> HttpResponse {
+    let roles: Vec<Role> = roles_for(map, &a.memberships)
+        .iter()
+        .filter_map(|r| Role::parse(r))
+        .collect();
+    if roles.is_empty() {
+        let e = no_role(&a, map);
+        state.ra.refuse_sign_in(method, &a.id, &e.to_string()).await;
+        return refusal_page(&e, again);
+    }
+    let who = a.email.clone().unwrap_or_else(|| a.name.clone());
+    let signed = state
+        .ra
+        .sign_in(SignIn {
+            person: Person {
+                id: a.id,
+                email: a.email,
+                name: a.name,
+            },
+            roles,
+            method,
+        })
+        .await;
+    let (cookie, session) = match signed {
+        Ok(s) => s,
+        Err(e) => return super::api::unavailable(e),
+    };
+    tracing::info!(actor = %session.caller.actor, method, "signed in");
+    let c = Cookie::build(SESSION_COOKIE, cookie)
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .finish();
+    let mut resp = page(
+        StatusCode::OK,
+        "Signed in",
+        &format!(
+            "<p>Signed in as {} ({}).</p><p><a href=\"{}\">Continue</a></p>",
+            escape(&who),
+            escape(
+                &session
+                    .caller
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            escape(next)
+        ),
+        Some(next),
+    );
+    let _ = resp.add_cookie(&c);
+    resp
+}
+
+async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let again = "/auth/piv";
+    let Some(mtls) = state.mtls.clone() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No card sign-in",
+            "<p>This Sigil has no client-certificate sign-in configured ([identity.mtls]).</p>",
+            None,
+        );
+    };
+    let Some(peer) = req.conn_data::<super::PeerCertificate>().cloned() else {
+        return refusal_page(
+            &SignInError::Refused(
+                "no client certificate was presented: insert your PIV card and choose its authentication certificate (this needs HTTPS to this server)".into(),
+            ),
+            again,
+        );
+    };
+    let next = web::Query::<LoginQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.next.clone());
+    match mtls.check(&peer.der, &peer.chain).await {
+        Ok(a) => {
+            open_session(
+                &state,
+                a,
+                mtls.roles(),
+                "piv",
+                &next_path(next.as_deref()),
+                again,
+            )
+            .await
+        }
+        Err(e) => {
+            state
+                .ra
+                .refuse_sign_in("piv", &peer.common_name, &e.to_string())
+                .await;
+            refusal_page(&e, again)
+        }
+    }
+}
+
+async fn logout(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(cookie) = session_cookie(&req) else {
+        return page(
+            StatusCode::OK,
+            "Signed out",
+            "<p>You are not signed in.</p>",
+            None,
+        );
+    };
+    let caller = match session_caller(&req, &state, &cookie).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    if let Err(e) = state.ra.sign_out(&cookie, &caller.actor()).await {
+        return super::api::unavailable(e);
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "")
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .finish();
+    gone.make_removal();
+    let mut resp = page(
+        StatusCode::OK,
+        "Signed out",
+        "<p>You are signed out.</p><p><a href=\"/console/\">Sign in again</a></p>",
+        None,
+    );
+    let _ = resp.add_cookie(&gone);
+    resp
+}
+
+async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(cookie) = session_cookie(&req) else {
+        return super::api::error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in");
+    };
+    match state.ra.session(&cookie).await {
+        Ok(Some(s)) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({
+                "actor": s.caller.actor,
+                "email": s.caller.person.email,
+                "name": s.caller.person.name,
+                "roles": s.caller.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "csrf": s.csrf,
+                "expires_at": crate::clock::rfc3339(s.expires_at),
+            })),
+        Ok(None) => super::api::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "your session has ended: sign in again",
+        ),
+        Err(e) => super::api::unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(next_path(Some("/console/queue")), "/console/queue");
+        assert_eq!(next_path(Some("//evil.example/")), "/console/");
+        assert_eq!(next_path(Some("https://evil.example/")), "/console/");
+        assert_eq!(next_path(Some("/\\evil")), "/console/");
+        assert_eq!(next_path(None), "/console/");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! How people prove who they are: an OpenID Connect provider (`oidc.rs`) or a PIV/CAC client
+//! certificate (`mtls.rs`). Each turns its proof into an [`Assertion`] (the person and the
+//! groups or names that map to roles); the authority then opens a session for it. Nothing
+//! here decides what a person may do beyond the role mapping.
+
+pub mod client_assertion;
+pub mod mtls;
+pub mod oidc;
+mod settings;
+
+pub use settings::{IdentitySettings, MtlsSettings, OidcSettings, RoleMap};
+
+/// A person as an identity provider or a certificate vouches for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// `oidc:<issuer>#<claim value>` or `piv:<UPN or email>`.
+    pub id: String,
+    /// Email, lower case, when known.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// What the role map is matched against: the groups claim (OpenID Connect), or the
+    /// person's UPN or email (certificates).
+    pub memberships: Vec<String>,
+}
+
+/// Why a sign-in did not happen.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SignInError {
+    /// The proof does not hold (a token that does not verify, a revoked certificate, a code
+    /// used twice): the text says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The proof holds but gives no role in Sigil.
+    #[error("{0}")]
+    NoRole(String),
+    /// The identity provider, OCSP responder or CRL cannot be reached (sign-in fails closed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The Sigil roles (names) an assertion's memberships give under `map`; `*` in a role's list
+/// gives it to everyone. Comparisons ignore case.
+pub fn roles_for(map: &RoleMap, memberships: &[String]) -> Vec<String> {
+    map.iter()
+        .filter(|(_, who)| {
+            who.iter().any(|w| {
+                w == "*"
+                    || memberships
+                        .iter()
+                        .any(|m| m.trim().eq_ignore_ascii_case(w.trim()))
+            })
+        })
+        .map(|(role, _)| role.clone())
+        .collect()
+}
+
+/// The refusal for an assertion that maps to no role.
+pub fn no_role(a: &Assertion, map: &RoleMap) -> SignInError {
+    let mut wanted: Vec<&str> = map.values().flatten().map(String::as_str).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    SignInError::NoRole(format!(
+        "{} signed in, but {} gives no role in Sigil; ask for one of: {}",
+        a.email.as_deref().unwrap_or(&a.name),
+        if a.memberships.is_empty() {
+            "no group".to_string()
+        } else {
+            format!("none of {}", a.memberships.join(", "))
+        },
+        wanted.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_memberships() {
+        let map: RoleMap = [
+            ("officer".to_string(), vec!["Sigil-Officers".to_string()]),
+            ("user".to_string(), vec!["*".to_string()]),
+            ("admin".to_string(), vec!["sigil-admins".to_string()]),
+        ]
+        .into();
+        assert_eq!(
+            roles_for(&map, &["sigil-officers".into()]),
+            vec!["officer".to_string(), "user".to_string()]
+        );
+        assert_eq!(roles_for(&map, &[]), vec!["user".to_string()]);
+        let strict: RoleMap = [("officer".to_string(), vec!["o".to_string()])].into();
+        assert!(roles_for(&strict, &["x".into()]).is_empty());
+        let a = Assertion {
+            id: "oidc:i#1".into(),
+            email: Some("e@x".into()),
+            name: "E".into(),
+            memberships: vec!["x".into()],
+        };
+        assert!(no_role(&a, &strict).to_string().contains("none of x"));
+    }
+}

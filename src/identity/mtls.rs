@@ -1,0 +1,323 @@
+//! Sign-in with a client certificate (a PIV or CAC card, or any certificate from a CA the
+//! agency names): the chain is verified against `[identity.mtls] ca_file`, the person is read
+//! from the UPN (or email) in the subject alternative names, and revocation is checked by OCSP
+//! or a CRL, failing closed: no answer, no sign-in.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openssl::ocsp::{
+    OcspCertId, OcspCertStatus, OcspFlag, OcspRequest, OcspResponse, OcspResponseStatus,
+};
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::{X509Crl, X509StoreContext, X509};
+
+use super::settings::MtlsSettings;
+use super::{Assertion, SignInError};
+
+/// The UPN other-name (Microsoft, `1.3.6.1.4.1.311.20.2.3`), as PIV authentication
+/// certificates carry it.
+const UPN_OID: &str = "1.3.6.1.4.1.311.20.2.3";
+
+/// A CRL read, kept until its nextUpdate (a URL) or until the file changes.
+struct CachedCrl {
+    der: Vec<u8>,
+    until: i64,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// Client-certificate sign-in.
+pub struct Mtls {
+    settings: MtlsSettings,
+    store: X509Store,
+    cas: Vec<X509>,
+    http: reqwest::Client,
+    crl: Mutex<Option<CachedCrl>>,
+}
+
+fn refused(why: impl Into<String>) -> SignInError {
+    SignInError::Refused(why.into())
+}
+
+fn unknown(why: impl std::fmt::Display) -> SignInError {
+    SignInError::Unavailable(format!(
+        "the certificate's revocation status cannot be learned ({why}); sign-in fails closed"
+    ))
+}
+
+impl Mtls {
+    /// From the settings: reads the CA bundle now.
+    pub fn new(settings: &MtlsSettings) -> Result<Mtls, String> {
+        let pem = std::fs::read(&settings.ca_file)
+            .map_err(|e| format!("identity.mtls.ca_file `{}`: {e}", settings.ca_file))?;
+        let cas = X509::stack_from_pem(&pem)
+            .map_err(|e| format!("identity.mtls.ca_file `{}`: {e}", settings.ca_file))?;
+        if cas.is_empty() {
+            return Err(format!(
+                "identity.mtls.ca_file `{}` holds no certificate",
+                settings.ca_file
+            ));
+        }
+        let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        for c in &cas {
+            b.add_cert(c.clone()).map_err(|e| e.to_string())?;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("identity.mtls: HTTP client: {e}"))?;
+        Ok(Mtls {
+            settings: settings.clone(),
+            store: b.build(),
+            cas,
+            http,
+            crl: Mutex::new(None),
+        })
+    }
+
+    /// The CA certificates people's certificates come from (their names go into the TLS
+    /// handshake's list of acceptable issuers).
+    pub fn authorities(&self) -> &[X509] {
+        &self.cas
+    }
+
+    /// The role map.
+    pub fn roles(&self) -> &super::settings::RoleMap {
+        &self.settings.roles
+    }
+
+    /// Check a presented certificate (DER) with the chain the client sent, and read the
+    /// person from it.
+    pub async fn check(&self, leaf: &[u8], chain: &[Vec<u8>]) -> Result<Assertion, SignInError> {
+        let cert =
+            X509::from_der(leaf).map_err(|_| refused("the client certificate does not read"))?;
+        let mut presented = Stack::new().map_err(|e| refused(e.to_string()))?;
+        for c in chain {
+            if let Ok(x) = X509::from_der(c) {
+                let _ = presented.push(x);
+            }
+        }
+        let mut ctx = X509StoreContext::new().map_err(|e| refused(e.to_string()))?;
+        let verified = ctx
+            .init(&self.store, &cert, &presented, |c| {
+                let ok = c.verify_cert()?;
+                let issuer = c.chain().and_then(|ch| ch.get(1).map(|i| i.to_owned()));
+                Ok((ok, c.error().error_string().to_string(), issuer))
+            })
+            .map_err(|e| refused(e.to_string()))?;
+        let (ok, why, issuer) = verified;
+        if !ok {
+            return Err(refused(format!(
+                "the client certificate is not from a CA trusted for sign-in ({why})"
+            )));
+        }
+        let issuer =
+            issuer.ok_or_else(|| refused("the client certificate's issuer is not known"))?;
+        let person = self.person(leaf)?;
+        match self.settings.revocation.as_str() {
+            "crl" => self.check_crl(&cert, &issuer).await?,
+            _ => self.check_ocsp(&cert, &issuer).await?,
+        }
+        let email = match self.settings.person_from.as_str() {
+            "email" => Some(person.clone()),
+            _ => san_email(leaf),
+        };
+        let name = cert
+            .subject_name()
+            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+            .next()
+            .and_then(|e| e.data().to_string().ok())
+            .unwrap_or_else(|| person.clone());
+        Ok(Assertion {
+            id: format!("piv:{person}"),
+            email,
+            name,
+            memberships: vec![person],
+        })
+    }
+
+    /// The person: the UPN other-name or the email of the subject alternative names.
+    fn person(&self, leaf: &[u8]) -> Result<String, SignInError> {
+        let found = if self.settings.person_from == "email" {
+            san_email(leaf)
+        } else {
+            san_upn(leaf)
+        };
+        found.ok_or_else(|| {
+            refused(format!(
+                "the client certificate names no person: it has no {} in its subject alternative names",
+                if self.settings.person_from == "email" {
+                    "email"
+                } else {
+                    "UPN (the PIV authentication certificate's user principal name)"
+                }
+            ))
+        })
+    }
+
+    async fn check_crl(&self, cert: &X509, issuer: &X509) -> Result<(), SignInError> {
+        let der = self.crl().await?;
+        let crl = X509Crl::from_der(&der)
+            .or_else(|_| X509Crl::from_pem(&der))
+            .map_err(|e| unknown(format!("the CRL does not read: {e}")))?;
+        let key = issuer.public_key().map_err(unknown)?;
+        if !crl.verify(&key).unwrap_or(false) {
+            return Err(unknown("the CRL is not signed by the certificate's issuer"));
+        }
+        let now = openssl::asn1::Asn1Time::days_from_now(0).map_err(unknown)?;
+        match crl.next_update() {
+            Some(next) if next > now => {}
+            _ => return Err(unknown("the CRL is out of date")),
+        }
+        match crl.get_by_serial(cert.serial_number()) {
+            openssl::x509::CrlStatus::NotRevoked => Ok(()),
+            _ => Err(refused("the client certificate is revoked")),
+        }
+    }
+
+    async fn crl(&self) -> Result<Vec<u8>, SignInError> {
+        let now = crate::clock::now();
+        if !self.settings.crl_file.is_empty() {
+            let path = &self.settings.crl_file;
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if let Some(c) = self.crl.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                if c.modified.is_some() && c.modified == modified {
+                    return Ok(c.der.clone());
+                }
+            }
+            let der = std::fs::read(path).map_err(|e| unknown(format!("{path}: {e}")))?;
+            *self.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedCrl {
+                der: der.clone(),
+                until: i64::MAX,
+                modified,
+            });
+            return Ok(der);
+        }
+        if let Some(c) = self.crl.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if c.until > now {
+                return Ok(c.der.clone());
+            }
+        }
+        let resp = self
+            .http
+            .get(&self.settings.crl_url)
+            .send()
+            .await
+            .map_err(|e| unknown(format!("{}: {e}", self.settings.crl_url)))?;
+        if !resp.status().is_success() {
+            return Err(unknown(format!(
+                "{} answered {}",
+                self.settings.crl_url,
+                resp.status()
+            )));
+        }
+        let der = resp.bytes().await.map_err(unknown)?.to_vec();
+        let until = x509_parser::parse_x509_crl(&der)
+            .ok()
+            .and_then(|(_, c)| c.next_update().map(|t| t.timestamp()))
+            .unwrap_or(now);
+        *self.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedCrl {
+            der: der.clone(),
+            until,
+            modified: None,
+        });
+        Ok(der)
+    }
+
+    async fn check_ocsp(&self, cert: &X509, issuer: &X509) -> Result<(), SignInError> {
+        let url = if self.settings.ocsp_url.is_empty() {
+            cert.ocsp_responders()
+                .ok()
+                .and_then(|r| r.iter().next().map(|s| s.to_string()))
+                .ok_or_else(|| unknown("the certificate names no OCSP responder and identity.mtls.ocsp_url is empty"))?
+        } else {
+            self.settings.ocsp_url.clone()
+        };
+        let id = || {
+            OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), cert, issuer)
+                .map_err(unknown)
+        };
+        let mut req = OcspRequest::new().map_err(unknown)?;
+        req.add_id(id()?).map_err(unknown)?;
+        let body = req.to_der().map_err(unknown)?;
+        let resp = self
+            .http
+            .post(&url)
+            .header("content-type", "application/ocsp-request")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unknown(format!("{url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(unknown(format!("{url} answered {}", resp.status())));
+        }
+        let der = resp.bytes().await.map_err(unknown)?;
+        let answer = OcspResponse::from_der(&der).map_err(unknown)?;
+        if answer.status() != OcspResponseStatus::SUCCESSFUL {
+            return Err(unknown(format!(
+                "the OCSP responder answered {:?}",
+                answer.status()
+            )));
+        }
+        let basic = answer.basic().map_err(unknown)?;
+        let mut certs = Stack::new().map_err(unknown)?;
+        certs.push(issuer.clone()).map_err(unknown)?;
+        basic
+            .verify(&certs, &self.store, OcspFlag::empty())
+            .map_err(|e| unknown(format!("the OCSP answer does not verify: {e}")))?;
+        let id = id()?;
+        let status = basic
+            .find_status(&id)
+            .ok_or_else(|| unknown("the OCSP answer is about another certificate"))?;
+        status
+            .check_validity(300, None)
+            .map_err(|e| unknown(format!("the OCSP answer is out of date: {e}")))?;
+        if status.status == OcspCertStatus::GOOD {
+            Ok(())
+        } else if status.status == OcspCertStatus::REVOKED {
+            Err(refused("the client certificate is revoked"))
+        } else {
+            Err(unknown("the OCSP responder does not know the certificate"))
+        }
+    }
+}
+
+/// The email (rfc822Name) in a certificate's subject alternative names.
+fn san_email(der: &[u8]) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|g| match g {
+        x509_parser::extensions::GeneralName::RFC822Name(e) => Some(e.trim().to_ascii_lowercase()),
+        _ => None,
+    })
+}
+
+/// The UPN other-name in a certificate's subject alternative names.
+fn san_upn(der: &[u8]) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = c.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|g| match g {
+        x509_parser::extensions::GeneralName::OtherName(oid, value)
+            if oid.to_id_string() == UPN_OID =>
+        {
+            upn_value(value).map(|u| u.trim().to_ascii_lowercase())
+        }
+        _ => None,
+    })
+}
+
+/// The string inside an other-name's value: `[0] EXPLICIT UTF8String` (the tag may already be
+/// stripped by the parser).
+fn upn_value(bytes: &[u8]) -> Option<String> {
+    use der::{Decode, Reader, Tagged};
+    let any = der::asn1::AnyRef::from_der(bytes).ok()?;
+    if any.tag() == der::Tag::Utf8String {
+        return std::str::from_utf8(any.value()).ok().map(str::to_string);
+    }
+    // Context-specific [0], constructed: the UTF8String inside.
+    let mut r = der::SliceReader::new(any.value()).ok()?;
+    let inner: der::asn1::Utf8StringRef<'_> = r.decode().ok()?;
+    Some(inner.as_str().to_string())
+}
