@@ -46,7 +46,9 @@ key_types = ["rsa"]
 TOML
 export SIGIL_CONFIG="$work/sigil.toml"
 SIGIL_SERVER_DATA_DIR="$work/data-sqlite" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-cp -r "$work/data-sqlite" "$work/data-pg"
+# One CA, one store: the PostgreSQL target is a CA of its own (same key sizes), on a second
+# token of the same SoftHSM directory, made after PostgreSQL is up (below).
+bash hsm-config/softhsm-token.sh "$work/hsm" sigil-pg >&2
 
 start_sigil() { # name data_dir [database_url]
   local port; port="$(free_port)"
@@ -60,8 +62,9 @@ pids+=("$sqlite_pid")
 
 # shellcheck source=softhsm-tests/postgres.sh
 . softhsm-tests/postgres.sh >&2
-SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SERVER_DATA_DIR="$work/data-pg" "$sigil" db migrate >/dev/null
-read -r pg_port pg_pid < <(start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
+SIGIL_HSM_TOKEN=sigil-pg SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SERVER_DATA_DIR="$work/data-pg" \
+  "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
+read -r pg_port pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
 pids+=("$pg_pid")
 
 # --- micromdm scepserver, RSA-2048 CA ----------------------------------------------------------

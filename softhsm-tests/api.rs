@@ -46,22 +46,31 @@ pub(crate) fn call(
     r.send().unwrap()
 }
 
-/// A token of `role` made by the admin; an mdm token is scoped to every profile and directory
-/// open to integrations.
+/// A token of `role`. An mdm token is made by the admin (approved by the second) and scoped
+/// to every profile and directory open to integrations; a person's token is made on the host,
+/// so that each is a person of its own (tokens an admin makes are the admin's).
 pub(crate) fn new_token(s: &ScepServer, role: &str, name: &str) -> (String, String) {
-    let body = if role == "mdm" {
-        json!({"role": role, "name": name, "profiles": ["*"], "directories": ["*"]})
+    if role == "mdm" {
+        new_token_with(
+            s,
+            json!({"role": role, "name": name, "profiles": ["*"], "directories": ["*"]}),
+        )
     } else {
-        json!({"role": role, "name": name})
-    };
-    new_token_with(s, body)
+        s.host_token(role, name)
+    }
 }
 
-/// A token made by the admin from a request body.
+/// A token made by the admin from a request body; one that grants power is approved by the
+/// second admin.
 pub(crate) fn new_token_with(s: &ScepServer, body: Value) -> (String, String) {
     let r = call(s, "POST", "/api/v1/tokens", Some(&s.admin), Some(body));
     assert_eq!(r.status(), 201);
     let v: Value = r.json().unwrap();
+    if v["awaiting_approval"] == true {
+        let path = format!("/api/v1/tokens/{}/approve", v["id"].as_str().unwrap());
+        let r = call(s, "POST", &path, Some(&s.second_admin), None);
+        assert_eq!(r.status(), 204, "{}", r.text().unwrap());
+    }
     (
         v["token"].as_str().unwrap().to_owned(),
         v["id"].as_str().unwrap().to_owned(),

@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-certificates scep certmonger dbus python3-venv jq
 
+# The OpenID provider the identity tests sign in with (oidc-provider from npm, under nodejs).
+bash softhsm-tests/oidc/install.sh
+
 # PostgreSQL 15 and a throwaway database for this run (dropped at the end).
 # shellcheck source=softhsm-tests/postgres.sh
 . softhsm-tests/postgres.sh

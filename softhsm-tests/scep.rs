@@ -24,11 +24,16 @@ pub struct ScepServer {
     pub ra: Vec<u8>,
     /// The CA certificate (DER).
     pub ca: Vec<u8>,
-    /// The first admin API token, printed by `sigil init`.
+    /// The first admin API token, printed by `sigil init` (the break-glass token).
     pub admin: String,
+    /// A second admin (made on the host with `sigil token create`), who approves the tokens
+    /// the first one asks for.
+    pub second_admin: String,
     pub http: reqwest::blocking::Client,
     cfg_path: std::path::PathBuf,
     port: u16,
+    /// Served over HTTPS (the TLS CA is `tls/ca.pem` in the token directory).
+    tls: bool,
 }
 
 impl Drop for ScepServer {
@@ -38,14 +43,14 @@ impl Drop for ScepServer {
     }
 }
 
-fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16) -> Child {
+fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16, tls: bool) -> Child {
     token
         .sigil()
         .env("SIGIL_CONFIG", cfg_path)
         .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "SIGIL_SERVER_PUBLIC_URL",
-            format!("http://127.0.0.1:{port}"),
+            format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
         )
         .env("SIGIL_SERVER_WORKERS", "2")
         .env("SIGIL_SCEP_MAX_MESSAGE_BYTES", "1048576")
@@ -69,6 +74,28 @@ fn sha256_hex(s: &str) -> String {
 }
 
 impl ScepServer {
+    /// A token made on the host with `sigil token create`: it is its own person (as a token
+    /// an operator hands to someone is), unlike one an admin makes through the API, which is
+    /// the admin's. Returns the secret and the id.
+    pub fn host_token(&self, role: &str, name: &str) -> (String, String) {
+        let out = self
+            .token
+            .sigil()
+            .env("SIGIL_CONFIG", &self.cfg_path)
+            .env("SIGIL_SERVER_PUBLIC_URL", &self.base)
+            .args(["token", "create", "--role", role, "--name", name])
+            .output()
+            .unwrap();
+        let secret = ok(&out).trim().to_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let id = err
+            .split_whitespace()
+            .nth(1)
+            .expect("sigil token create names the token's id")
+            .to_owned();
+        (secret, id)
+    }
+
     pub fn start() -> ScepServer {
         Self::start_with("")
     }
@@ -76,7 +103,23 @@ impl ScepServer {
     /// Start with `extra` appended to the test configuration (more profiles, directories,
     /// credentials).
     pub fn start_with(extra: &str) -> ScepServer {
+        Self::start_opts(extra, false, |_, _| String::new())
+    }
+
+    /// Start over HTTPS (a TLS CA and server certificate made by `sigil gateway-cert`), with
+    /// `extra(token directory)` appended to the configuration.
+    /// (`extra` gets the token directory and the port the server will listen on.)
+    pub fn start_tls_with(extra: impl Fn(&TokenDir, u16) -> String) -> ScepServer {
+        Self::start_opts("", true, extra)
+    }
+
+    fn start_opts(
+        extra: &str,
+        tls: bool,
+        extra_in: impl Fn(&TokenDir, u16) -> String,
+    ) -> ScepServer {
         let token = TokenDir::new();
+        let port = free_port();
         let init = ok(&token.run(&[
             "init",
             "--ca-key",
@@ -123,25 +166,68 @@ key_types = ["p256"]
 subject = "CN={{cn}},O=Forced Org"
 extended_key_usage = ["serverAuth"]
 "#
-        ) + extra;
+        ) + extra
+            + &extra_in(&token, port);
         let cfg_path = token.path().join("sigil.toml");
+        let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+        let config = if tls {
+            let dir = token.path().join("tls");
+            std::fs::write(&cfg_path, &config).unwrap();
+            ok(&token
+                .sigil()
+                .env("SIGIL_CONFIG", &cfg_path)
+                .env(
+                    "SIGIL_SERVER_PUBLIC_URL",
+                    format!("https://127.0.0.1:{port}"),
+                )
+                .args(["gateway-cert", "--out"])
+                .arg(&dir)
+                .args(["--core-name", "127.0.0.1"])
+                .output()
+                .unwrap());
+            let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+            format!(
+                "[server]\ntls_cert = \"{d}/core.pem\"\ntls_key = \"{d}/core.key\"\nclient_ca = \"{d}/ca.pem\"\n\n{config}",
+                d = dir.display()
+            )
+        } else {
+            config
+        };
         std::fs::write(&cfg_path, config).unwrap();
-        let port = free_port();
-        let child = spawn_serve(&token, &cfg_path, port);
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let second_admin = ok(&token
+            .sigil()
+            .env("SIGIL_CONFIG", &cfg_path)
+            .env(
+                "SIGIL_SERVER_PUBLIC_URL",
+                format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
+            )
+            .args([
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "second admin",
+            ])
+            .output()
+            .unwrap())
+        .trim()
+        .to_owned();
+        let child = spawn_serve(&token, &cfg_path, port, tls);
+        let http = http.build().unwrap();
         let mut s = ScepServer {
             token,
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             ra: Vec::new(),
             ca: Vec::new(),
             admin,
+            second_admin,
             http,
             cfg_path,
             port,
+            tls,
         };
         s.wait_up();
         s.read_ca_certs();
@@ -177,7 +263,7 @@ extended_key_usage = ["serverAuth"]
     /// Start `sigil serve` again on the same port, token and data, and read GetCACert anew.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = spawn_serve(&self.token, &self.cfg_path, self.port);
+        self.child = spawn_serve(&self.token, &self.cfg_path, self.port, self.tls);
         self.wait_up();
         self.read_ca_certs();
     }

@@ -1,0 +1,275 @@
+//! PIV/CAC sign-in: client certificates from a test CA (made here with rcgen, as an agency's
+//! PIV issuing CA would make them: the person's UPN in the subject alternative names), checked
+//! by Sigil against `[identity.mtls]`, revocation by CRL and by a real OCSP responder
+//! (`openssl ocsp`), failing closed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::common::free_port;
+use crate::identity::Browser;
+use crate::scep::ScepServer;
+
+const UPN: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
+
+struct TestCa {
+    cert_pem: String,
+    key: KeyPair,
+    params: CertificateParams,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            key,
+            params,
+        }
+    }
+
+    /// A person's authentication certificate (serial `serial`), with their UPN unless
+    /// `upn` is `None`.
+    fn person(&self, cn: &str, upn: Option<&str>, serial: u64) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if let Some(u) = upn {
+            p.subject_alt_names
+                .push(SanType::OtherName((UPN.to_vec(), u.into())));
+        }
+        let issuer = Issuer::new(self.params.clone(), &self.key);
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL listing `revoked`, valid from `from` for `days` days.
+    fn crl(&self, revoked: &[u64], from: OffsetDateTime, days: i64) -> Vec<u8> {
+        let issuer = Issuer::new(self.params.clone(), &self.key);
+        CertificateRevocationListParams {
+            this_update: from,
+            next_update: from + time::Duration::days(days),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: from,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap()
+        .der()
+        .to_vec()
+    }
+}
+
+fn identity(cert: &str, key: &str) -> reqwest::Identity {
+    reqwest::Identity::from_pkcs8_pem(cert.as_bytes(), key.as_bytes()).unwrap()
+}
+
+fn mtls_config(dir: &Path, revocation: &str) -> String {
+    format!(
+        r#"
+[identity.mtls]
+ca_file = "{ca}"
+person_from = "upn"
+{revocation}
+
+[identity.mtls.roles]
+officer = ["oscar@agency.test"]
+user = ["*"]
+"#,
+        ca = dir.join("piv-ca.pem").display()
+    )
+}
+
+/// Sign in at `/auth/piv` with `id` (or no certificate).
+fn piv_sign_in(s: &ScepServer, id: Option<reqwest::Identity>) -> (u16, String, Browser) {
+    let mut b = Browser::new(s, id);
+    let page = b.get(&format!("{}/auth/piv", s.base));
+    (page.status, page.body, b)
+}
+
+/// The cases every revocation method must get right.
+fn check_people(s: &ScepServer, ca: &TestCa, other: &TestCa, revoked_serial: u64) {
+    let (cert, key) = ca.person("Oscar Officer", Some("Oscar@Agency.test"), 10);
+    let (status, body, b) = piv_sign_in(s, Some(identity(&cert, &key)));
+    assert_eq!(status, 200, "{body}\n{}", s.log());
+    let who = b.session(&s.base).unwrap();
+    assert_eq!(who["actor"], "piv:oscar@agency.test");
+    let mut roles: Vec<&str> = who["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["officer", "user"]);
+
+    let (cert, key) = ca.person("Rita Revoked", Some("rita@agency.test"), revoked_serial);
+    let (status, body, b) = piv_sign_in(s, Some(identity(&cert, &key)));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    assert_eq!(b.session(&s.base).unwrap_err(), 401);
+
+    let (cert, key) = other.person("Mallory", Some("mallory@agency.test"), 12);
+    let (status, body, _) = piv_sign_in(s, Some(identity(&cert, &key)));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not from a CA trusted for sign-in"), "{body}");
+
+    let (cert, key) = ca.person("Nobody", None, 13);
+    let (status, body, _) = piv_sign_in(s, Some(identity(&cert, &key)));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("names no person"), "{body}");
+
+    let (status, body, _) = piv_sign_in(s, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("no client certificate"), "{body}");
+}
+
+fn write_ca(dir: &Path, ca: &TestCa) {
+    std::fs::write(dir.join("piv-ca.pem"), &ca.cert_pem).unwrap();
+}
+
+#[test]
+fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other) = (
+        TestCa::new("Agency PIV CA"),
+        TestCa::new("Someone Else's CA"),
+    );
+    write_ca(dir.path(), &ca);
+    let crl = dir.path().join("piv.crl");
+    let now = OffsetDateTime::now_utc();
+    std::fs::write(&crl, ca.crl(&[11], now - time::Duration::minutes(5), 1)).unwrap();
+    let d = dir.path().to_path_buf();
+    let s = ScepServer::start_tls_with(|_, _| {
+        mtls_config(
+            &d,
+            &format!("revocation = \"crl\"\ncrl_file = \"{}\"", crl.display()),
+        )
+    });
+    check_people(&s, &ca, &other, 11);
+    // A CRL past its nextUpdate says nothing about today: nobody signs in (fail closed).
+    std::fs::write(&crl, ca.crl(&[11], now - time::Duration::days(3), 1)).unwrap();
+    let (cert, key) = ca.person("Oscar Officer", Some("oscar@agency.test"), 10);
+    let (status, body, _) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("fails closed"), "{body}");
+    // Every refusal is on the record.
+    let audit: Vec<serde_json::Value> = s
+        .http
+        .get(format!("{}/api/v1/audit?limit=10000", s.base))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refused = audit
+        .iter()
+        .filter(|r| r["action"] == "sign_in_refused")
+        .count();
+    assert!(refused >= 4, "{audit:?}");
+}
+
+/// `openssl ocsp` as the PIV CA's responder, answering from an index.
+struct Responder(Child);
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ocsp_responder(dir: &Path, ca: &TestCa, good: &[u64], revoked: &[u64]) -> (Responder, String) {
+    let exp = "301231235959Z";
+    let mut index = String::new();
+    for s in good {
+        index.push_str(&format!("V\t{exp}\t\t{s:02X}\tunknown\t/CN=person{s}\n"));
+    }
+    for s in revoked {
+        index.push_str(&format!(
+            "R\t{exp}\t240101000000Z,keyCompromise\t{s:02X}\tunknown\t/CN=person{s}\n"
+        ));
+    }
+    let p = |n: &str| -> PathBuf { dir.join(n) };
+    std::fs::write(p("index.txt"), index).unwrap();
+    std::fs::write(p("ca.key"), ca.key.serialize_pem()).unwrap();
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["ocsp", "-index"])
+        .arg(p("index.txt"))
+        .arg("-CA")
+        .arg(p("piv-ca.pem"))
+        .arg("-rsigner")
+        .arg(p("piv-ca.pem"))
+        .arg("-rkey")
+        .arg(p("ca.key"))
+        .args(["-port", &port.to_string(), "-nmin", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A bare TCP probe wedges the single-threaded responder (it waits forever for
+    // the request line), so readiness is its own "waiting" line on stderr.
+    let mut child = child;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("waiting for OCSP client connections") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("openssl ocsp did not start: {other:?}"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (Responder(child), format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn piv_sign_in_asks_an_ocsp_responder_and_fails_closed_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other) = (
+        TestCa::new("Agency PIV CA"),
+        TestCa::new("Someone Else's CA"),
+    );
+    write_ca(dir.path(), &ca);
+    let (responder, url) = ocsp_responder(dir.path(), &ca, &[10, 12, 13], &[11]);
+    let d = dir.path().to_path_buf();
+    let s = ScepServer::start_tls_with(|_, _| {
+        mtls_config(&d, &format!("revocation = \"ocsp\"\nocsp_url = \"{url}\""))
+    });
+    check_people(&s, &ca, &other, 11);
+    // The responder is gone: nobody signs in.
+    drop(responder);
+    let (cert, key) = ca.person("Oscar Officer", Some("oscar@agency.test"), 10);
+    let (status, body, _) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("fails closed"), "{body}");
+}
