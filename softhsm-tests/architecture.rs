@@ -64,6 +64,23 @@ const RULES: &[(&str, &[&str])] = &[
         "hsm",
         &["config", "store", "authority", "http", "pki", "scep"],
     ),
+    // How people prove who they are: no core, no token, no store, no front end.
+    (
+        "identity",
+        &[
+            "authority",
+            "http",
+            "store",
+            "config",
+            "scep",
+            "scep_service",
+            "gateway",
+            "hsm",
+            "ceremony",
+            "mdm",
+            "pki",
+        ],
+    ),
     ("telemetry", &["*"]),
     ("clock", &["*"]),
     ("wire", &["*"]),
