@@ -24,6 +24,7 @@ mod people;
 mod profile_settings;
 mod queries;
 mod records;
+pub use records::AuditCheck;
 mod refusals;
 pub mod registration;
 pub mod responder;

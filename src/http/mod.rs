@@ -13,6 +13,7 @@ use serde_json::json;
 
 pub mod api;
 mod auth;
+mod console;
 mod limits;
 mod pki;
 pub mod registrations;
@@ -168,6 +169,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(scep::routes)
         .configure(pki::routes)
         .configure(auth::routes)
+        .configure(console::routes)
         .configure(api::routes);
 }
 

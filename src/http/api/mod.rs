@@ -317,7 +317,7 @@ mod approvals;
 mod audit;
 mod certificates;
 mod challenges;
-mod tokens;
+pub(crate) mod tokens;
 
 pub(crate) use certificates::revocation_reason;
 

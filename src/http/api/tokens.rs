@@ -13,19 +13,81 @@ use crate::authority::access::{self, Role};
 use crate::authority::TokenError;
 use crate::http::AppState;
 
+/// A token asked for.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
-    role: String,
-    name: String,
+pub(crate) struct NewToken {
+    pub(crate) role: String,
+    pub(crate) name: String,
     #[serde(default)]
-    expires_in_days: Option<u32>,
+    pub(crate) expires_in_days: Option<u32>,
     /// mdm tokens: the profiles it may mint challenges for (`*`: all open to integrations).
     #[serde(default)]
-    profiles: Vec<String>,
+    pub(crate) profiles: Vec<String>,
     /// mdm tokens: the directories whose SCEP payloads it may collect (`*`: all).
     #[serde(default)]
-    directories: Vec<String>,
+    pub(crate) directories: Vec<String>,
+}
+
+/// Why a token was not made: the status, a code, and the reason in words.
+pub(crate) type Refusal = (StatusCode, &'static str, String);
+
+/// Make a token as `caller` asks (the API's and the console's one path): the role, name,
+/// expiry and scope checked, then the authority's grant rules.
+pub(crate) async fn make_token(
+    state: &AppState,
+    caller: &crate::authority::access::Caller,
+    body: NewToken,
+) -> Result<(String, crate::authority::TokenRecord), Refusal> {
+    let Some(role) = Role::parse(&body.role) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "bad_role",
+            "role must be admin, officer, auditor, mdm or user".into(),
+        ));
+    };
+    if body.expires_in_days == Some(0) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "bad_expiry",
+            "expires_in_days is at least 1".into(),
+        ));
+    }
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "name must be 1 to 100 characters".into(),
+        ));
+    }
+    let ra = &state.ra;
+    let scope = crate::authority::TokenScope {
+        profiles: body.profiles,
+        directories: body.directories,
+    };
+    let (profiles, directories) = ra.scope_names();
+    if let Err(why) = access::check_scope(role, &scope, &profiles, &directories) {
+        return Err((StatusCode::BAD_REQUEST, "bad_scope", why));
+    }
+    let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
+    match ra
+        .create_token_for(caller, role, body.name.trim(), ttl, scope)
+        .await
+    {
+        Ok((secret, rec)) => {
+            tracing::info!(by = %caller.actor, token = %rec.id, role = role.as_str(), awaiting_approval = rec.awaiting_approval, "token created");
+            Ok((secret, rec))
+        }
+        Err(TokenError::Forbidden(why)) => Err((StatusCode::FORBIDDEN, "forbidden", why)),
+        Err(e) => {
+            tracing::error!(error = %e, "token not made");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("temporarily unavailable: {e}"),
+            ))
+        }
+    }
 }
 
 pub(super) async fn create_token(
@@ -39,63 +101,25 @@ pub(super) async fn create_token(
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
     };
-    let Some(role) = Role::parse(&body.role) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_role",
-            "role must be admin, officer, auditor, mdm or user",
-        );
-    };
-    if body.expires_in_days == Some(0) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_expiry",
-            "expires_in_days is at least 1",
-        );
-    }
-    if body.name.trim().is_empty() || body.name.len() > 100 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_name",
-            "name must be 1 to 100 characters",
-        );
-    }
-    let ra = &state.ra;
-    let scope = crate::authority::TokenScope {
-        profiles: body.profiles,
-        directories: body.directories,
-    };
-    let (profiles, directories) = ra.scope_names();
-    if let Err(why) = access::check_scope(role, &scope, &profiles, &directories) {
-        return error(StatusCode::BAD_REQUEST, "bad_scope", why);
-    }
-    let ttl = body.expires_in_days.map(|d| i64::from(d) * 86_400);
-    match ra
-        .create_token_for(&caller, role, body.name.trim(), ttl, scope)
-        .await
-    {
-        Ok((secret, rec)) => {
-            tracing::info!(by = %caller.actor, token = %rec.id, role = role.as_str(), awaiting_approval = rec.awaiting_approval, "token created");
-            HttpResponse::Created()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(json!({
-                    "token": secret,
-                    "id": rec.id,
-                    "name": rec.name,
-                    "role": rec.role,
-                    "expires_at": rec.expires_at.map(crate::clock::rfc3339),
-                    "scope": rec.scope,
-                    "owner": rec.owner,
-                    "awaiting_approval": rec.awaiting_approval,
-                    "note": if rec.awaiting_approval {
-                        "this token grants power: it works once a second admin approves it (POST /api/v1/tokens/{id}/approve)"
-                    } else {
-                        ""
-                    },
-                }))
-        }
-        Err(TokenError::Forbidden(why)) => error(StatusCode::FORBIDDEN, "forbidden", why),
-        Err(e) => unavailable(e),
+    match make_token(&state, &caller, body).await {
+        Ok((secret, rec)) => HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({
+                "token": secret,
+                "id": rec.id,
+                "name": rec.name,
+                "role": rec.role,
+                "expires_at": rec.expires_at.map(crate::clock::rfc3339),
+                "scope": rec.scope,
+                "owner": rec.owner,
+                "awaiting_approval": rec.awaiting_approval,
+                "note": if rec.awaiting_approval {
+                    "this token grants power: it works once a second admin approves it (POST /api/v1/tokens/{id}/approve)"
+                } else {
+                    ""
+                },
+            })),
+        Err((status, code, why)) => error(status, code, why),
     }
 }
 

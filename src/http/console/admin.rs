@@ -1,0 +1,236 @@
+//! Administration (integration tokens, the configuration read-only, the CA) and the audit log
+//! with its verification.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{field, message, render, see_other, unavailable, when, Visit};
+use crate::authority::access::Role;
+use crate::authority::TokenError;
+use crate::http::api::tokens::{make_token, NewToken};
+use crate::http::AppState;
+
+/// `/console/admin`.
+pub(super) async fn admin(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let visit = match Visit::open(&req, &state, &[Role::Admin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ra = &state.ra;
+    let tokens = match ra.tokens().await {
+        Ok(t) => t,
+        Err(e) => return unavailable(e),
+    };
+    let mut rows = Vec::new();
+    for t in tokens.iter().filter(|t| t.revoked_at.is_none()) {
+        let owner = match &t.owner {
+            Some(o) => match ra.person_of(o).await {
+                Ok(p) => p.name,
+                Err(e) => return unavailable(e),
+            },
+            None => String::new(),
+        };
+        rows.push(json!({
+            "id": t.id, "name": t.name, "role": t.role,
+            "owner": owner,
+            "profiles": t.scope.profiles, "directories": t.scope.directories,
+            "awaiting_approval": t.awaiting_approval,
+            "created_at": when(t.created_at),
+            "last_used_at": t.last_used_at.map(when),
+            "expires_at": t.expires_at.map(when),
+        }));
+    }
+    let (chain, _) = ra.ca_chain();
+    let ca: Vec<_> = chain
+        .iter()
+        .map(|der| {
+            json!({
+                "subject": crate::pki::subject_text(der).unwrap_or_default(),
+                "sha256": crate::pki::sha256_fingerprint(der),
+            })
+        })
+        .collect();
+    let (profiles, directories) = ra.scope_names();
+    render(
+        StatusCode::OK,
+        "admin.html",
+        "Administration",
+        Some(&visit),
+        json!({
+            "tokens": rows,
+            "ca": ca,
+            "profiles": ra.profile_list(),
+            "credentials": ra.credential_list(),
+            "scope_profiles": profiles,
+            "scope_directories": directories,
+        }),
+    )
+}
+
+/// Make an integration (or another) token; the secret is shown once.
+pub(super) async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (visit, form) = match Visit::form(&req, &state, &[Role::Admin], &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let list = |name: &str| -> Vec<String> {
+        field(&form, name)
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let days = field(&form, "expires_in_days");
+    let expires_in_days = if days.is_empty() {
+        None
+    } else {
+        match days.parse::<u32>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                return message(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(&visit),
+                    "Not accepted",
+                    "Expiry: a whole number of days.",
+                    "/console/admin",
+                )
+            }
+        }
+    };
+    let asked = NewToken {
+        role: field(&form, "role").to_string(),
+        name: field(&form, "name").to_string(),
+        expires_in_days,
+        profiles: list("profiles"),
+        directories: list("directories"),
+    };
+    let caller = visit.acting(Role::Admin);
+    match make_token(&state, &caller, asked).await {
+        Ok((secret, rec)) => render(
+            StatusCode::CREATED,
+            "token_made.html",
+            "Token made",
+            Some(&visit),
+            json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
+                   "awaiting_approval": rec.awaiting_approval}),
+        ),
+        Err((status, _, why)) => message(status, Some(&visit), "Not made", &why, "/console/admin"),
+    }
+}
+
+/// Revoke a token, or approve one another admin asked for.
+pub(super) async fn token_action(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (id, action) = path.into_inner();
+    let (visit, _) = match Visit::form(&req, &state, &[Role::Admin], &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let caller = visit.acting(Role::Admin);
+    match action.as_str() {
+        "revoke" => match state.ra.revoke_token(&id, &caller.actor()).await {
+            Ok(true) => see_other("/console/admin"),
+            Ok(false) => message(
+                StatusCode::NOT_FOUND,
+                Some(&visit),
+                "Not found",
+                "No active token has this id.",
+                "/console/admin",
+            ),
+            Err(e) => unavailable(e),
+        },
+        "approve" => match state.ra.approve_token(&caller, &id).await {
+            Ok(()) => see_other("/console/admin"),
+            Err(TokenError::Forbidden(why)) => message(
+                StatusCode::FORBIDDEN,
+                Some(&visit),
+                "Not allowed",
+                &why,
+                "/console/admin",
+            ),
+            Err(TokenError::NotFound) => message(
+                StatusCode::NOT_FOUND,
+                Some(&visit),
+                "Not found",
+                "No token with this id waits for approval.",
+                "/console/admin",
+            ),
+            Err(TokenError::Store(e)) => unavailable(e),
+        },
+        _ => message(
+            StatusCode::NOT_FOUND,
+            Some(&visit),
+            "Not found",
+            "There is no such action.",
+            "/console/admin",
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct AuditFilter {
+    action: String,
+    actor: String,
+    subject: String,
+}
+
+/// `/console/audit`: the newest records, filtered, and the chain checked.
+pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let visit = match Visit::open(&req, &state, &[Role::Admin, Role::Auditor]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let f: AuditFilter = web::Query::<AuditFilter>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let ra = &state.ra;
+    let check = match ra.verify_audit().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let records = match ra.audit_records(0, 0).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let has = |hay: &str, needle: &str| {
+        needle.trim().is_empty()
+            || hay
+                .to_ascii_lowercase()
+                .contains(&needle.trim().to_ascii_lowercase())
+    };
+    let shown: Vec<_> = records
+        .iter()
+        .rev()
+        .filter(|r| {
+            has(&r.action, &f.action) && has(&r.actor, &f.actor) && has(&r.subject, &f.subject)
+        })
+        .take(200)
+        .map(|r| {
+            json!({"seq": r.seq, "at": when(r.at), "actor": r.actor, "action": r.action,
+                   "subject": r.subject, "details": r.details})
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        "audit.html",
+        "Audit log",
+        Some(&visit),
+        json!({
+            "check": check,
+            "records": shown,
+            "filter": {"action": f.action, "actor": f.actor, "subject": f.subject},
+        }),
+    )
+}
