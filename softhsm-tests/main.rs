@@ -7,6 +7,7 @@ mod api;
 mod architecture;
 mod bad_config;
 mod ceremony;
+mod console;
 mod directory;
 mod fake_mdm;
 mod gateway;

@@ -11,6 +11,8 @@ bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config ca-
 
 # The OpenID provider the identity tests sign in with (oidc-provider from npm, under nodejs).
 bash softhsm-tests/oidc/install.sh
+# The console tests' browser (Debian's chromium and chromium-driver) and axe-core.
+bash softhsm-tests/console/install.sh
 
 # PostgreSQL 15 and a throwaway database for this run (dropped at the end).
 # shellcheck source=softhsm-tests/postgres.sh
