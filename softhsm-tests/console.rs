@@ -531,7 +531,16 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.sign_out();
     b.sign_in(&base, "alice");
     b.click("a[href='/console/admin']");
-    assert!(b.text().contains("intune"), "{}", b.text());
+    let admin = b.text();
+    assert!(admin.contains("intune"), "{admin}");
+    assert!(admin.contains("OCSP responder"), "{admin}");
+    assert!(admin.contains("no rollover in progress"), "{admin}");
+    let fingerprint = openssl::sha::sha256(&s.ca)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(admin.contains(&fingerprint), "the CA fingerprint: {admin}");
     b.check("admin");
     b.type_into("#token-name", "jamf");
     b.type_into("#token-profiles", "derived");

@@ -176,3 +176,80 @@ impl Authority {
         Ok(Some(certs))
     }
 }
+
+/// A certificate as an administrator looks at it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CertSummary {
+    /// Subject, as text.
+    pub subject: String,
+    /// SHA-256 fingerprint, hex.
+    pub sha256: String,
+    /// Not after (Unix seconds).
+    pub not_after: i64,
+}
+
+impl CertSummary {
+    fn of(der: &[u8]) -> CertSummary {
+        CertSummary {
+            subject: crate::pki::subject_text(der).unwrap_or_default(),
+            sha256: crate::pki::sha256_fingerprint(der),
+            not_after: x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The CA as the administration page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaOverview {
+    /// The CA certificate and its parents.
+    pub chain: Vec<CertSummary>,
+    /// The delegated OCSP responder's certificate.
+    pub responder: CertSummary,
+    /// The published CRL: its number, and when it was made and is next due.
+    pub crl_number: Option<String>,
+    /// When the CRL was made (Unix seconds).
+    pub crl_this_update: Option<i64>,
+    /// When the next CRL is due (Unix seconds).
+    pub crl_next_update: Option<i64>,
+    /// The prepared next CA during a rollover: its certificates (CA, RA, link).
+    pub next_ca: Vec<CertSummary>,
+    /// The retired CA generations still answering for their certificates.
+    pub retired: Vec<String>,
+}
+
+impl Authority {
+    /// The CA: chain, responder, CRL, rollover.
+    pub async fn ca_overview(&self) -> Result<CaOverview, RequestError> {
+        let crl = self.crl().await?;
+        let (number, this, next) = match x509_parser::parse_x509_crl(&crl) {
+            Ok((_, c)) => (
+                c.crl_number().map(|n| n.to_string()),
+                Some(c.last_update().timestamp()),
+                c.next_update().map(|t| t.timestamp()),
+            ),
+            Err(_) => (None, None, None),
+        };
+        Ok(CaOverview {
+            chain: self
+                .inner
+                .ca_chain
+                .iter()
+                .map(|d| CertSummary::of(d))
+                .collect(),
+            responder: CertSummary::of(&self.inner.responder.cert()),
+            crl_number: number,
+            crl_this_update: this,
+            crl_next_update: next,
+            next_ca: self
+                .next_ca_certificates()
+                .await?
+                .unwrap_or_default()
+                .iter()
+                .map(|d| CertSummary::of(d))
+                .collect(),
+            retired: self.retired_ca_names(),
+        })
+    }
+}

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod binding;
 mod ca;
+pub use ca::{CaOverview, CertSummary};
 pub mod challenge;
 mod credential_settings;
 mod decision;

@@ -42,16 +42,21 @@ pub(super) async fn admin(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             "expires_at": t.expires_at.map(when),
         }));
     }
-    let (chain, _) = ra.ca_chain();
-    let ca: Vec<_> = chain
-        .iter()
-        .map(|der| {
-            json!({
-                "subject": crate::pki::subject_text(der).unwrap_or_default(),
-                "sha256": crate::pki::sha256_fingerprint(der),
-            })
-        })
-        .collect();
+    let ca = match ra.ca_overview().await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let summary = |c: &crate::authority::CertSummary| json!({"subject": c.subject, "sha256": c.sha256, "not_after": when(c.not_after)});
+    let ca = json!({
+        "chain": ca.chain.iter().map(summary).collect::<Vec<_>>(),
+        "responder": summary(&ca.responder),
+        "crl_number": ca.crl_number,
+        "crl_this_update": ca.crl_this_update.map(when),
+        "crl_age_minutes": ca.crl_this_update.map(|t| (crate::clock::now() - t).max(0) / 60),
+        "crl_next_update": ca.crl_next_update.map(when),
+        "next_ca": ca.next_ca.iter().map(summary).collect::<Vec<_>>(),
+        "retired": ca.retired,
+    });
     let (profiles, directories) = ra.scope_names();
     render(
         StatusCode::OK,
