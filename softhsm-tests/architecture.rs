@@ -81,6 +81,23 @@ const RULES: &[(&str, &[&str])] = &[
             "pki",
         ],
     ),
+    // The Intune adapter sits on the authority's external-challenge trait; it knows no front
+    // end, token, store or configuration file.
+    (
+        "intune",
+        &[
+            "http",
+            "store",
+            "config",
+            "hsm",
+            "scep",
+            "scep_service",
+            "gateway",
+            "ceremony",
+            "mdm",
+            "pki",
+        ],
+    ),
     ("telemetry", &["*"]),
     ("clock", &["*"]),
     ("wire", &["*"]),

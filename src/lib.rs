@@ -25,6 +25,8 @@ pub mod http;
 #[cfg(feature = "core")]
 pub mod identity;
 #[cfg(feature = "core")]
+pub mod intune;
+#[cfg(feature = "core")]
 pub mod mdm;
 #[cfg(feature = "core")]
 pub mod pki;

@@ -13,6 +13,7 @@ use sha2::Digest;
 
 use super::challenge::Bindings;
 use super::decision::{Decision, EnrollRequest, RefusalKind, Requester};
+use super::external::{ChallengeAuthority, ExternalRefusal, IssuedNotice};
 use super::rules::Refusal;
 use super::{Authority, Profile, RequestError};
 use crate::pki::{parse_csr, PkiError};
@@ -41,6 +42,25 @@ impl From<Decision> for Decided {
             decision,
             authenticated: false,
         }
+    }
+}
+
+/// The answer for a certificate Intune could not be told of.
+const WITHDRAWN: &str = "Intune could not be told of the certificate, so it was withdrawn (revoked); send a new request";
+
+/// Tell the external authority a request it vouched for was not issued (a failure to tell
+/// it is logged: the device's answer does not change).
+async fn tell_failed(ext: &dyn ChallengeAuthority, transaction_id: &str, csr: &[u8], why: &str) {
+    if let Err(e) = ext
+        .failed(
+            transaction_id,
+            csr,
+            super::external::E_FAIL,
+            &super::external::clip(why),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "Intune could not be told of a refusal");
     }
 }
 
@@ -177,6 +197,16 @@ impl Authority {
                     .await
                     .map_err(store_err)?
                 {
+                    Some(c)
+                        if c.revoked_at.is_some()
+                            && self
+                                .inner
+                                .profiles
+                                .get(&c.profile)
+                                .is_some_and(|p| p.policy.challenge == "intune") =>
+                    {
+                        refuse(WITHDRAWN)
+                    }
                     Some(c) => Decision::Issued { certificate: c.der },
                     None => {
                         Decision::refused(RefusalKind::Unknown, "the issued certificate is missing")
@@ -327,11 +357,46 @@ impl Authority {
         };
         // The one-time challenge to consume with the record, if that is what was used.
         let mut one_time = None;
+        // The external authority that vouched for the request (Intune), to be told the outcome.
+        let mut external: Option<std::sync::Arc<dyn ChallengeAuthority>> = None;
         match (&renewal, req.renewal_only) {
             (Some(why), true) => {
                 return Ok(refused(format!("renewal refused: {why}"), authenticated));
             }
             (None, _) => tracing::info!("renewal of a certificate from this CA"),
+            (Some(_), _) if profile.policy.challenge == "intune" => {
+                let ext = self
+                    .inner
+                    .external
+                    .get(&profile.policy.intune)
+                    .cloned()
+                    .ok_or_else(|| {
+                        RequestError::Unavailable(format!(
+                            "no [intune.{}] connection",
+                            profile.policy.intune
+                        ))
+                    })?;
+                match ext.validate(&req.transaction_id, &csr.der).await {
+                    Ok(()) => {
+                        tracing::info!(intune = %profile.policy.intune, "Intune vouches for the request");
+                        authenticated = true;
+                        external = Some(ext);
+                    }
+                    Err(ExternalRefusal::Rejected { code, text }) => {
+                        return Ok(refused(
+                            format!("Intune does not vouch for this request: {code}: {text}"),
+                            false,
+                        ))
+                    }
+                    Err(ExternalRefusal::Unavailable(e)) => {
+                        tracing::warn!(error = %e, "Intune could not validate the request");
+                        return Ok(refused(
+                            format!("Intune could not be asked to validate the request ({e}); send it again later"),
+                            false,
+                        ));
+                    }
+                }
+            }
             (Some(why), _) => {
                 // A new enrollment: the challenge decides. When the signer was one of ours,
                 // say why it did not count as a renewal.
@@ -371,6 +436,9 @@ impl Authority {
             .as_ref()
             .and_then(|b| b.identity(&profile.cert, &csr));
         if let Err(reason) = profile.cert.check_as(&csr, identity.as_ref()) {
+            if let Some(ext) = &external {
+                tell_failed(ext.as_ref(), &req.transaction_id, &csr.der, &reason).await;
+            }
             return Ok(refused(reason, authenticated));
         }
         tx.challenge_id = one_time.as_ref().map(|o| o.id.clone());
@@ -415,7 +483,13 @@ impl Authority {
         let old_serial = tx.renews.clone();
         // Issued from a reservation (not from a PENDING record).
         tx.state = TransactionState::Issuing { until: 0 };
-        let outcome = self.issue(profile, tx, csr, grant, "ra").await?;
+        let csr_der = csr.der.clone();
+        let mut outcome = self.issue(profile, tx, csr, grant, "ra").await?;
+        if let Some(ext) = &external {
+            outcome = self
+                .tell_external(ext.as_ref(), &req.transaction_id, &csr_der, outcome)
+                .await;
+        }
         if let (true, Some(old), Decision::Issued { .. }) =
             (profile.policy.revoke_superseded, old_serial, &outcome)
         {
@@ -436,6 +510,57 @@ impl Authority {
             decision: outcome,
             authenticated,
         })
+    }
+
+    /// Tell the external authority the outcome of a request it vouched for. A certificate it
+    /// cannot be told of is not handed out: it is revoked, and this answer (and every resend's)
+    /// is a refusal.
+    async fn tell_external(
+        &self,
+        ext: &dyn ChallengeAuthority,
+        transaction_id: &str,
+        csr: &[u8],
+        outcome: Decision,
+    ) -> Decision {
+        let certificate = match &outcome {
+            Decision::Issued { certificate } => certificate.clone(),
+            Decision::Refused(r) => {
+                tell_failed(ext, transaction_id, csr, &r.reason).await;
+                return outcome;
+            }
+            Decision::Pending => return outcome,
+        };
+        let Ok(cert) = X509::from_der(&certificate) else {
+            return outcome;
+        };
+        let serial = cert
+            .serial_number()
+            .to_bn()
+            .map(|b| serial_hex(&b.to_vec()))
+            .unwrap_or_default();
+        let notice = IssuedNotice {
+            transaction_id: transaction_id.to_string(),
+            csr: csr.to_vec(),
+            thumbprint: hex::encode_upper(openssl::sha::sha1(&certificate)),
+            serial: serial.to_ascii_uppercase(),
+            not_after: x509_parser::parse_x509_certificate(&certificate)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .unwrap_or(0),
+            issuer: self.inner.ca_issuer_text.clone(),
+        };
+        match ext.issued(&notice).await {
+            Ok(()) => {
+                tracing::info!(serial = %serial, "Intune told of the certificate");
+                outcome
+            }
+            Err(e) => {
+                tracing::error!(serial = %serial, error = %e, "Intune could not be told of the certificate: it is withdrawn");
+                if let Err(e) = self.revoke(&serial, 5, "intune").await {
+                    tracing::error!(serial = %serial, error = %e, "the withdrawn certificate could not be revoked");
+                }
+                refuse(WITHDRAWN)
+            }
+        }
     }
 
     /// Reserve, issue, record, answer. The transaction is reserved in the store first (or,

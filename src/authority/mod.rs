@@ -12,6 +12,7 @@
 pub mod access;
 pub mod binding;
 mod ca;
+pub mod external;
 pub use ca::{CaOverview, CertSummary};
 pub mod challenge;
 mod credential_settings;
@@ -106,6 +107,8 @@ pub struct AuthoritySettings {
     pub notify: NotifySettings,
     /// Sessions and how power is granted.
     pub people: PeoplePolicy,
+    /// External challenge authorities (`[intune.NAME]`), made by the caller.
+    pub challenge_authorities: external::ChallengeAuthorities,
 }
 
 /// A profile: certificate rules plus RA policy.
@@ -215,6 +218,8 @@ pub(crate) struct Inner {
     pub(crate) responder_days: u32,
     /// Sessions and how power is granted.
     pub(crate) people: PeoplePolicy,
+    /// External challenge authorities by name.
+    pub(crate) external: external::ChallengeAuthorities,
 }
 
 /// The registration authority. Cheap to clone.
@@ -415,6 +420,16 @@ impl Authority {
                 LoadError::Certificate(format!("a certificate of the CA chain cannot be sent: {e}"))
             })?;
         }
+        for p in profiles.values() {
+            if p.policy.challenge == "intune"
+                && !config.challenge_authorities.contains_key(&p.policy.intune)
+            {
+                return Err(LoadError::Integration(format!(
+                    "profile `{}`: no [intune.{}] connection",
+                    p.name, p.policy.intune
+                )));
+            }
+        }
         let mut directories = HashMap::new();
         for (name, d) in &config.directories {
             directories.insert(
@@ -462,6 +477,7 @@ impl Authority {
                 responder,
                 responder_days: days,
                 people: config.people.clone(),
+                external: config.challenge_authorities.clone(),
             }),
         })
     }

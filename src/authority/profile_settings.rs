@@ -34,6 +34,12 @@ pub struct ProfileSettings {
     pub ca_issuers_url: String,
     /// SHA-256 (hex) of the static challenge password; empty: no static challenge.
     pub challenge_sha256: String,
+    /// `intune`: every request carries an Intune challenge, which the `[intune.NAME]`
+    /// connection named by `intune` validates (and is told the outcome). Empty: Sigil's own
+    /// challenges.
+    pub challenge: String,
+    /// The `[intune.NAME]` connection, with `challenge = "intune"`.
+    pub intune: String,
     /// Accept enrollments without any challenge (only for closed test networks).
     pub allow_without_challenge: bool,
     /// Enrollments wait for an officer's approval (PENDING, then CertPoll).
@@ -80,6 +86,8 @@ impl Default for ProfileSettings {
             ocsp_url: String::new(),
             ca_issuers_url: String::new(),
             challenge_sha256: String::new(),
+            challenge: String::new(),
+            intune: String::new(),
             allow_without_challenge: false,
             approval: false,
             approval_expires: "7d".into(),
@@ -151,6 +159,31 @@ impl ProfileSettings {
             return Err(bad(
                 "challenge_sha256 must be 64 hex digits (sha256sum of the challenge)".into(),
             ));
+        }
+        match (self.challenge.as_str(), self.intune.is_empty()) {
+            ("", true) => {}
+            ("intune", false) => {
+                if !self.challenge_sha256.is_empty()
+                    || self.allow_without_challenge
+                    || self.approval
+                {
+                    return Err(bad(
+                        "challenge = \"intune\": Intune's challenge is the only one and Intune decides (no challenge_sha256, no allow_without_challenge, no approval)".into(),
+                    ));
+                }
+            }
+            ("intune", true) => {
+                return Err(bad(
+                    "challenge = \"intune\" needs intune = \"NAME\" (an [intune.NAME] connection)"
+                        .into(),
+                ))
+            }
+            ("", false) => return Err(bad("intune is set: add challenge = \"intune\"".into())),
+            (other, _) => {
+                return Err(bad(format!(
+                    "challenge `{other}`: the only external challenge is \"intune\""
+                )))
+            }
         }
         if !self.subject.is_empty() {
             crate::pki::parse_dn(&self.subject.replace("{cn}", "x"))

@@ -449,6 +449,13 @@ impl Authority {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
         }
+        if !self.inner.external.is_empty() {
+            match self.inner.store.lead("intune").await {
+                Ok(true) => self.external_revocations_round().await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
+        }
         match self.inner.store.lead("audit").await {
             Ok(true) => {
                 if let Err(e) = self.sign_audit_head().await {

@@ -78,6 +78,19 @@ pub(super) enum Command {
     /// How people sign in.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Intune connections (`[intune.NAME]`).
+    #[command(subcommand)]
+    Intune(IntuneCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum IntuneCommand {
+    /// Sign in to Entra ID, discover Intune's endpoints through Graph, get an Intune API
+    /// token; say what is wrong in words (consent missing, wrong tenant, missing permission).
+    Check {
+        /// The `[intune.NAME]` connection.
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

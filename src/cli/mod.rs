@@ -100,6 +100,25 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
+        Command::Intune(IntuneCommand::Check { name }) => {
+            let hsm = open_hsm(&config)?;
+            let intune = intune_connection(&config, &hsm, &name)?;
+            let steps = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(intune.check());
+            hsm.close();
+            match steps {
+                Ok(steps) => {
+                    for s in steps {
+                        println!("ok: {s}");
+                    }
+                    println!("[intune.{name}] is ready");
+                    Ok(())
+                }
+                Err(e) => anyhow::bail!("[intune.{name}]: {e}"),
+            }
+        }
         Command::Identity(IdentityCommand::ClientKey { label, certificate }) => {
             identity_client_key(&config, label, certificate)
         }
@@ -270,9 +289,12 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             })?;
             let hsm = open_hsm(config)?;
             with_store(config, OpenMode::Existing, |store| async move {
-                let ra =
-                    sigil::authority::Authority::open(&hsm, &config.authority_settings()?, store)
-                        .await?;
+                let ra = sigil::authority::Authority::open(
+                    &hsm,
+                    &authority_settings(config, &hsm)?,
+                    store,
+                )
+                .await?;
                 if !ra.revoke(&serial, code, "cli").await? {
                     anyhow::bail!("no valid certificate with serial {serial}");
                 }
@@ -498,6 +520,34 @@ fn identity_client_key(
     Ok(())
 }
 
+/// The authority's settings, with the Intune connections (their client keys on the token).
+fn authority_settings(config: &Config, hsm: &Hsm) -> Result<sigil::authority::AuthoritySettings> {
+    let mut settings = config.authority_settings()?;
+    for name in config.intune.keys() {
+        settings.challenge_authorities.insert(
+            name.clone(),
+            std::sync::Arc::new(intune_connection(config, hsm, name)?),
+        );
+    }
+    Ok(settings)
+}
+
+fn intune_connection(config: &Config, hsm: &Hsm, name: &str) -> Result<sigil::intune::Intune> {
+    let settings = config
+        .intune
+        .get(name)
+        .with_context(|| format!("no [intune.{name}] in the configuration"))?;
+    let key: Option<std::sync::Arc<dyn sigil::identity::client_assertion::ClientKey>> =
+        if settings.client_key.is_empty() {
+            None
+        } else {
+            Some(std::sync::Arc::new(
+                sigil::ceremony::oidc_client::TokenClientKey::open(hsm, &settings.client_key)?,
+            ))
+        };
+    sigil::intune::Intune::connect(name, settings, key).map_err(anyhow::Error::msg)
+}
+
 fn open_hsm(config: &Config) -> Result<Hsm> {
     let hsm_config = config.hsm.hsm_config()?;
     Ok(Hsm::open(&hsm_config)?)
@@ -553,9 +603,12 @@ fn make_store(config: &Config, hsm: Hsm) -> Result<()> {
         sigil::authority::binding::bind(&hsm, store.as_ref(), &ca, "sigil init", true).await?;
         // The RA as `serve` loads it: this makes the delegated OCSP responder (key and
         // certificate on the token) and records the CA's certificates in the store.
-        let ra =
-            sigil::authority::Authority::open(&hsm, &config.authority_settings()?, store.clone())
-                .await?;
+        let ra = sigil::authority::Authority::open(
+            &hsm,
+            &authority_settings(config, &hsm)?,
+            store.clone(),
+        )
+        .await?;
         ra.record_certificates().await?;
         let label = sigil::authority::responder::label_for(ra.ca_name());
         println!("OCSP responder key: {}", hsm.uri(&label));
@@ -711,7 +764,7 @@ fn serve(config: Config) -> Result<()> {
         sigil::authority::binding::check(&hsm, store.as_ref(), &ca)
             .await
             .context("store")?;
-        let ra = sigil::authority::Authority::open(&hsm, &config.authority_settings()?, store).await?;
+        let ra = sigil::authority::Authority::open(&hsm, &authority_settings(&config, &hsm)?, store).await?;
         let blind = ra.profiles_without_revocation_pointers();
         if !blind.is_empty() {
             tracing::warn!(

@@ -84,6 +84,9 @@ pub struct Config {
     pub directories: std::collections::BTreeMap<String, DirectorySettings>,
     /// `[credentials.NAME]`: credential profiles of the registration flow.
     pub credentials: std::collections::BTreeMap<String, CredentialSettings>,
+    /// `[intune.NAME]`: Intune tenants whose SCEP challenges profiles with
+    /// `challenge = "intune"` have validated.
+    pub intune: std::collections::BTreeMap<String, crate::intune::IntuneSettings>,
     /// `[gateway]`: read and checked by `sigil gateway` only (see `crate::gateway::config`),
     /// so one file may serve both processes in a small installation.
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
@@ -182,6 +185,7 @@ impl Default for Config {
             profiles: default_profiles(),
             directories: Default::default(),
             credentials: Default::default(),
+            intune: Default::default(),
             gateway: Default::default(),
         }
     }
@@ -565,6 +569,7 @@ impl Config {
                     crate::authority::GrantPolicy::TwoAdmins
                 },
             },
+            challenge_authorities: Default::default(),
         })
     }
 
@@ -721,6 +726,21 @@ impl Config {
         self.identity
             .check(&self.server.public_url)
             .map_err(|m| invalid("identity", &m))?;
+        for (name, i) in &self.intune {
+            i.check()
+                .map_err(|m| invalid(&format!("intune.{name}"), &m))?;
+        }
+        for (name, p) in &self.profiles {
+            if p.challenge == "intune" && !self.intune.contains_key(&p.intune) {
+                return Err(invalid(
+                    &format!("profiles.{name}"),
+                    &format!(
+                        "intune = \"{}\" names no [intune.{}] section",
+                        p.intune, p.intune
+                    ),
+                ));
+            }
+        }
         let u = &self.server.public_url;
         if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
             return Err(invalid(
