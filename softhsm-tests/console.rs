@@ -278,7 +278,7 @@ require_compliant = false
 }
 
 /// The OCSP status of `serial`'s certificate, asked over HTTPS.
-fn ocsp_revoked(s: &ScepServer, cert: &X509) -> bool {
+pub(crate) fn ocsp_revoked(s: &ScepServer, cert: &X509) -> bool {
     let ca = X509::from_der(&s.ca).unwrap();
     let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), cert, &ca).unwrap();
     let mut req = OcspRequest::new().unwrap();
@@ -298,7 +298,7 @@ fn ocsp_revoked(s: &ScepServer, cert: &X509) -> bool {
     status.status == OcspCertStatus::REVOKED
 }
 
-fn crl_lists(s: &ScepServer, serial: &[u8]) -> bool {
+pub(crate) fn crl_lists(s: &ScepServer, serial: &[u8]) -> bool {
     let der = s
         .http
         .get(format!("{}/crl/sigil-ca.crl", s.base))

@@ -74,6 +74,14 @@ fn sha256_hex(s: &str) -> String {
 }
 
 impl ScepServer {
+    /// `sigil` with this server's configuration and token.
+    pub fn cli(&self) -> Command {
+        let mut c = self.token.sigil();
+        c.env("SIGIL_CONFIG", &self.cfg_path)
+            .env("SIGIL_SERVER_PUBLIC_URL", &self.base);
+        c
+    }
+
     /// A token made on the host with `sigil token create`: it is its own person (as a token
     /// an operator hands to someone is), unlike one an admin makes through the API, which is
     /// the admin's. Returns the secret and the id.

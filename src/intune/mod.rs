@@ -224,8 +224,13 @@ impl Intune {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             return Err(unavailable(format!(
-                "Microsoft Graph refused the endpoint discovery ({status}): {}; the app needs Application.Read.All on Graph, with admin consent",
-                body["error"]["message"].as_str().unwrap_or("")
+                "Microsoft Graph refused the endpoint discovery ({status}): {}{}",
+                body["error"]["message"].as_str().unwrap_or(""),
+                if matches!(status.as_u16(), 401 | 403) {
+                    "; the app needs Application.Read.All on Graph, with admin consent"
+                } else {
+                    ""
+                }
             )));
         }
         let map: HashMap<String, String> = body["value"]
