@@ -96,6 +96,15 @@ fn failed(r: &Reply, code: &str) {
     assert!(text.contains(code), "`{code}` not in: {text}");
 }
 
+/// A row of the matrix: challenge, subject, SANs, key size, digest.
+type Case = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<&'static str>,
+    u32,
+    DigestAlg,
+);
+
 const SID: &str =
     "uri:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-1001";
 
@@ -106,7 +115,7 @@ fn intune_vouches_and_is_told_across_microsofts_test_matrix() {
     let s = server(&fake, dir.path(), CLIENT_SECRET);
 
     // Subject formats, SANs (email, the strong-mapping SID URI), key sizes, SHA-1 and SHA-2.
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<&str>, u32, DigestAlg)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "c-1",
             vec![("CN", "ann")],
