@@ -541,8 +541,13 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
         .json(&json!({"role": "admin", "name": "second"}))
         .send()
         .unwrap();
+    // The break-glass token makes no admin or officer at all: people sign in.
+    assert_eq!(made.status(), 403);
     let made: Value = made.json().unwrap();
-    assert_eq!(made["awaiting_approval"], true);
+    assert!(
+        made["message"].as_str().unwrap().contains("break-glass"),
+        "{made}"
+    );
     assert!(
         audit(&s).iter().any(|r| r["action"] == "break_glass_used"),
         "every use of the break-glass token is on the record"
@@ -598,6 +603,36 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
     let approve = format!("{base}/api/v1/approvals/{id}/approve");
     let (status, why) = alice.api("POST", &approve, Some(&alice_csrf), Some(json!({})));
     assert_eq!(status, 403, "{why}");
+    // Nor through a token made by a token of hers: a host admin token named for her makes an
+    // officer token (Adam approves it); that token is still Alice.
+    let (host_admin, _) = s.host_token("admin", "Alice@Agency.test");
+    let made: Value = s
+        .http
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&host_admin)
+        .json(&json!({"role": "officer", "name": "laundered"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (status, _) = adam.api(
+        "POST",
+        &format!(
+            "{base}/api/v1/tokens/{}/approve",
+            made["id"].as_str().unwrap()
+        ),
+        Some(&adam_csrf),
+        None,
+    );
+    assert_eq!(status, 204);
+    let r = s
+        .http
+        .post(&approve)
+        .bearer_auth(made["token"].as_str().unwrap())
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403, "{}", r.text().unwrap());
     assert!(why["message"].as_str().unwrap().contains("minted"), "{why}");
     let (status, ok) = oscar.api("POST", &approve, Some(&oscar_csrf), Some(json!({})));
     assert_eq!(status, 200, "{ok}");

@@ -293,6 +293,20 @@ pub(crate) async fn token_person(
                 },
             }
         }
+        // Made by another token: that token's person (a token cannot launder its maker).
+        Some(owner) if owner != own && owner.starts_with("token:") => {
+            let maker = owner.trim_start_matches("token:");
+            match store.tokens().await?.into_iter().find(|t| t.id == maker) {
+                Some(m) if m.owner.as_deref() != Some(own.as_str()) => {
+                    Box::pin(token_person(store, &m)).await?
+                }
+                _ => Person {
+                    id: owner.to_owned(),
+                    email: None,
+                    name: owner.to_owned(),
+                },
+            }
+        }
         Some(owner) if owner != own => Person {
             id: owner.to_owned(),
             email: None,

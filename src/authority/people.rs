@@ -326,6 +326,11 @@ impl Authority {
                 role.as_str()
             )));
         }
+        if caller.break_glass && matches!(role, Role::Admin | Role::Officer) {
+            return Err(TokenError::Forbidden(
+                "the break-glass token cannot make admin or officer tokens: people sign in (docs/identity.md), and `sigil token create` on the host makes the first ones".into(),
+            ));
+        }
         Ok(access::create_token(
             self.inner.store.as_ref(),
             role,
@@ -380,7 +385,8 @@ fn session_caller(person: &Person, roles: &[Role]) -> Caller {
         person: person.clone(),
         role,
         roles: roles.to_vec(),
-        name: person.email.clone().unwrap_or_else(|| person.name.clone()),
+        // Registrations are by email: a person without one owns none (never a display name).
+        name: person.email.clone().unwrap_or_default(),
         scope: TokenScope::default(),
         token_id: None,
         break_glass: false,

@@ -424,6 +424,12 @@ impl Authority {
                 if let Err(e) = self.expire().await {
                     tracing::warn!(error = %e, "background: expiry failed");
                 }
+                // Ended sessions and sign-ins never finished.
+                match self.inner.store.purge_sessions().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(sessions = n, "ended sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "background: session purge"),
+                }
                 // Reservations whose node stopped before recording: free their challenges.
                 match self.inner.store.abandon_lapsed(None, "ra").await {
                     Ok(0) => {}

@@ -152,7 +152,14 @@ fn refusal_page(e: &SignInError, again: &str) -> HttpResponse {
 /// Where to go after signing in: a path on this server, never elsewhere.
 fn next_path(given: Option<&str>) -> String {
     match given {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            p.into()
+        }
         _ => "/console/".into(),
     }
 }
@@ -477,6 +484,9 @@ mod tests {
         assert_eq!(next_path(Some("//evil.example/")), "/console/");
         assert_eq!(next_path(Some("https://evil.example/")), "/console/");
         assert_eq!(next_path(Some("/\\evil")), "/console/");
+        // Browsers drop tabs and newlines from URLs: `/<TAB>/evil` would be `//evil`.
+        assert_eq!(next_path(Some("/\t/evil.example")), "/console/");
+        assert_eq!(next_path(Some("/\n/evil.example")), "/console/");
         assert_eq!(next_path(None), "/console/");
         assert_eq!(
             escape("<a href=\"x\">&'"),

@@ -122,7 +122,11 @@ impl Mtls {
         }
         let email = match self.settings.person_from.as_str() {
             "email" => Some(person.clone()),
-            _ => san_email(leaf),
+            // PIV authentication certificates often carry a UPN and no email: a UPN that is
+            // an address stands for it, so one person signing in by card and by the identity
+            // provider is one person.
+            _ => san_email(leaf)
+                .or_else(|| person.contains('@').then(|| person.to_ascii_lowercase())),
         };
         let name = cert
             .subject_name()

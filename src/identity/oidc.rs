@@ -294,8 +294,11 @@ impl Oidc {
             Err(e) => return Err(refused(e)),
         };
         let subject = claims.subject().as_str().to_string();
+        // An email the provider says it has not verified names nobody here (Entra ID sends
+        // no email_verified at all: its email is the tenant's).
         let email = claims
             .email()
+            .filter(|_| claims.email_verified() != Some(false))
             .map(|e| e.as_str().trim().to_ascii_lowercase())
             .filter(|e| !e.is_empty());
         let username = claims.preferred_username().map(|u| u.as_str().to_string());
