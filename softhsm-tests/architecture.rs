@@ -98,6 +98,20 @@ const RULES: &[(&str, &[&str])] = &[
             "pki",
         ],
     ),
+    // Profiles are an adapter on the authority: no front end, token, store or configuration.
+    (
+        "profiles",
+        &[
+            "http",
+            "store",
+            "config",
+            "hsm",
+            "gateway",
+            "ceremony",
+            "mdm",
+            "scep_service",
+        ],
+    ),
     ("telemetry", &["*"]),
     ("clock", &["*"]),
     ("wire", &["*"]),

@@ -19,6 +19,7 @@ mod intune;
 mod lifecycle;
 mod multinode;
 mod piv;
+mod profiles;
 mod readme;
 mod registration;
 mod rollover;

@@ -31,6 +31,8 @@ pub mod mdm;
 #[cfg(feature = "core")]
 pub mod pki;
 #[cfg(feature = "core")]
+pub mod profiles;
+#[cfg(feature = "core")]
 pub mod scep;
 #[cfg(feature = "core")]
 pub mod scep_service;

@@ -12,6 +12,8 @@
 pub mod access;
 pub mod binding;
 mod ca;
+mod profile_signer;
+pub use profile_signer::ProfileSigner;
 pub mod external;
 pub use ca::{CaOverview, CertSummary};
 pub mod challenge;

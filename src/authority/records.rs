@@ -172,6 +172,15 @@ impl Authority {
         Ok(check)
     }
 
+    /// This server's public base URL (`server.public_url`), else `fallback` (the request's).
+    pub fn public_base(&self, fallback: &str) -> String {
+        if self.inner.public_url.is_empty() {
+            fallback.trim_end_matches('/').to_string()
+        } else {
+            self.inner.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
     /// The certificate profiles as configured (without challenge hashes), by name.
     pub fn profile_list(&self) -> Vec<serde_json::Value> {
         let mut names: Vec<&String> = self.inner.profiles.keys().collect();

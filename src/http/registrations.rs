@@ -249,27 +249,29 @@ async fn reject(
     decide(req, state, id, body, false).await
 }
 
+/// Where devices reach this server: `server.public_url`, else the scheme and Host header of
+/// this request (never X-Forwarded-*, which a caller could set to steer devices elsewhere).
+pub(crate) fn request_base(req: &HttpRequest, state: &AppState) -> String {
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    state.ra.public_base(&format!("{scheme}://{host}"))
+}
+
 async fn scep_payload(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}/scep-payload");
-    // Without server.public_url, the Host header of this request (never X-Forwarded-*,
-    // which a caller could set to steer devices elsewhere).
-    let base = {
-        let scheme = if req.app_config().secure() {
-            "https"
-        } else {
-            "http"
-        };
-        let host = req
-            .headers()
-            .get(actix_web::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("{scheme}://{host}")
-    };
+    let base = request_base(&req, &state);
     match ra.scep_payload(&caller, &id, &base).await {
         Ok(p) => HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))

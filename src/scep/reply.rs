@@ -197,8 +197,25 @@ pub fn next_ca_response(
     )
 }
 
+/// A SignedData with `content` inside (id-data), signed with RSASSA-PKCS1-v1_5 and SHA-256
+/// by `certs[0]`'s key through `sign`, carrying `certs`: a signed configuration profile.
+pub fn signed_content(
+    content: Vec<u8>,
+    certs: &[Vec<u8>],
+    sign: &SignFn<'_>,
+) -> Result<Vec<u8>, ScepError> {
+    signed_message(
+        content,
+        Vec::new(),
+        DigestAlg::Sha256,
+        oid::RSA_ENCRYPTION,
+        certs,
+        sign,
+    )
+}
+
 /// Signs the DER signed attributes.
-pub(super) type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
+pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
 
 /// A SignedData pkiMessage around `content` with the SCEP attributes
 /// given, contentType, messageDigest and signingTime added, signed by `certs[0]`'s key through

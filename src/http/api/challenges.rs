@@ -21,15 +21,15 @@ use base64::Engine;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-struct NewChallenge {
-    profile: Option<String>,
-    cn: Option<String>,
-    sans: Vec<String>,
-    device_id: Option<String>,
-    ttl_minutes: Option<u32>,
+pub(super) struct NewChallenge {
+    pub(super) profile: Option<String>,
+    pub(super) cn: Option<String>,
+    pub(super) sans: Vec<String>,
+    pub(super) device_id: Option<String>,
+    pub(super) ttl_minutes: Option<u32>,
 }
 
-async fn issue_challenge(
+pub(super) async fn issue_challenge(
     state: &AppState,
     caller: &Caller,
     c: NewChallenge,

@@ -30,6 +30,21 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ("POST", "/api/v1/challenges", &[Role::Mdm, Role::Admin]),
     (
         "GET",
+        "/api/v1/profiles/{name}/mobileconfig",
+        &[Role::Mdm, Role::Admin],
+    ),
+    (
+        "GET",
+        "/api/v1/profiles/{name}/ddm",
+        &[Role::Mdm, Role::Admin],
+    ),
+    (
+        "GET",
+        "/api/v1/registrations/{id}/mobileconfig",
+        &[Role::Mdm],
+    ),
+    (
+        "GET",
         "/api/v1/certificates",
         &[Role::Admin, Role::Officer, Role::Auditor],
     ),
@@ -317,6 +332,7 @@ mod approvals;
 mod audit;
 mod certificates;
 mod challenges;
+mod profiles;
 pub(crate) mod tokens;
 
 pub(crate) use certificates::revocation_reason;
@@ -379,6 +395,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::post().to(tokens::approve_token),
             )
             .route("/challenges", web::post().to(challenges::create_challenge))
+            .route(
+                "/profiles/{name}/mobileconfig",
+                web::get().to(profiles::mobileconfig),
+            )
+            .route("/profiles/{name}/ddm", web::get().to(profiles::ddm))
+            .route(
+                "/registrations/{id}/mobileconfig",
+                web::get().to(profiles::registration_mobileconfig),
+            )
             .route(
                 "/certificates",
                 web::get().to(certificates::list_certificates),

@@ -1,0 +1,244 @@
+//! Delivery to the device: the signed `.mobileconfig` and the declarative asset, checked the
+//! way a device and an assessor would: the signature with `openssl cms -verify` against the
+//! CA, the property list parsed back and held to the keys and types of Apple's profile
+//! reference (`com.apple.security.scep`, `.root`, `.pkcs1`), its certificates equal to what
+//! GetCACert serves, and its one-time challenge enrolling.
+
+use std::process::Command;
+
+use plist::Value;
+use serde_json::json;
+
+use crate::api::{enroll_with, new_token, new_token_with};
+use crate::common::write_pem;
+use crate::scep::ScepServer;
+
+fn get(s: &ScepServer, path: &str, token: &str) -> reqwest::blocking::Response {
+    s.http
+        .get(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+}
+
+fn dict<'a>(v: &'a Value, key: &str) -> &'a plist::Dictionary {
+    v.as_dictionary()
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_dictionary)
+        .unwrap_or_else(|| panic!("{key} is not a dictionary"))
+}
+
+/// The SCEP payload content against Apple's reference: only its keys, each of its type.
+fn check_scep_content(c: &plist::Dictionary) {
+    for (k, v) in c {
+        let ok = match k.as_str() {
+            "URL" | "Name" | "Challenge" | "Key Type" => v.as_string().is_some(),
+            "Keysize" | "Key Usage" | "Retries" | "RetryDelay" => v.as_unsigned_integer().is_some(),
+            "CAFingerprint" => v.as_data().is_some(),
+            "KeyIsExtractable" | "AllowAllAppsAccess" => v.as_boolean().is_some(),
+            "SubjectAltName" => v.as_dictionary().is_some_and(|d| {
+                d.iter().all(|(k, v)| {
+                    [
+                        "rfc822Name",
+                        "dNSName",
+                        "uniformResourceIdentifier",
+                        "ntPrincipalName",
+                    ]
+                    .contains(&k.as_str())
+                        && (v.as_string().is_some()
+                            || v.as_array()
+                                .is_some_and(|a| a.iter().all(|x| x.as_string().is_some())))
+                })
+            }),
+            // An array of arrays of [OID or short name, value] pairs.
+            "Subject" => v.as_array().is_some_and(|rdns| {
+                rdns.iter().all(|rdn| {
+                    rdn.as_array().is_some_and(|pairs| {
+                        pairs.iter().all(|p| {
+                            p.as_array().is_some_and(|p| {
+                                p.len() == 2 && p.iter().all(|x| x.as_string().is_some())
+                            })
+                        })
+                    })
+                })
+            }),
+            _ => false,
+        };
+        assert!(
+            ok,
+            "`{k}` is not a key of com.apple.security.scep of the right type: {v:?}"
+        );
+    }
+    assert!(c.get("URL").is_some(), "URL is required");
+    assert_eq!(c.get("Key Type").and_then(Value::as_string), Some("RSA"));
+    let size = c
+        .get("Keysize")
+        .and_then(Value::as_unsigned_integer)
+        .unwrap();
+    assert!([1024, 2048, 4096].contains(&size), "Keysize {size}");
+    assert!(size >= 2048, "never Apple's default 1024");
+    let usage = c
+        .get("Key Usage")
+        .and_then(Value::as_unsigned_integer)
+        .unwrap();
+    assert!([0, 1, 4, 5].contains(&usage), "Key Usage {usage}");
+}
+
+fn payload_header(p: &plist::Dictionary, kind: &str) {
+    assert_eq!(p.get("PayloadType").and_then(Value::as_string), Some(kind));
+    assert_eq!(
+        p.get("PayloadVersion").and_then(Value::as_unsigned_integer),
+        Some(1)
+    );
+    assert!(p
+        .get("PayloadIdentifier")
+        .and_then(Value::as_string)
+        .is_some());
+    let uuid = p.get("PayloadUUID").and_then(Value::as_string).unwrap();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+}
+
+/// `openssl cms -verify` against the CA: the profile inside, as a device sees it.
+fn verified(s: &ScepServer, der: &[u8], name: &str) -> Value {
+    let dir = s.token.path().join("profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let signed = dir.join(format!("{name}.mobileconfig"));
+    std::fs::write(&signed, der).unwrap();
+    let ca = write_pem(&dir, "ca.pem", &s.ca);
+    let out_path = dir.join(format!("{name}.plist"));
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-purpose", "any", "-in"])
+        .arg(&signed)
+        .arg("-CAfile")
+        .arg(&ca)
+        .arg("-out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl cms -verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Value::from_file(&out_path).expect("an XML property list")
+}
+
+#[test]
+fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
+    let s = ScepServer::start();
+    let (mdm, _) = new_token(&s, "mdm", "jamf");
+    let r = get(&s, "/api/v1/profiles/default/mobileconfig?cn=mac-7", &mdm);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/x-apple-aspen-config"
+    );
+    let profile = verified(&s, &r.bytes().unwrap(), "first");
+    let top = profile.as_dictionary().unwrap();
+    payload_header(top, "Configuration");
+    let content = top.get("PayloadContent").and_then(Value::as_array).unwrap();
+    // The chain: here the CA is the root (one payload); the SCEP payload last.
+    let root = content[0].as_dictionary().unwrap();
+    payload_header(root, "com.apple.security.root");
+    assert_eq!(
+        root.get("PayloadContent").and_then(Value::as_data),
+        Some(s.ca.as_slice()),
+        "the root is GetCACert's CA"
+    );
+    let scep = content.last().unwrap();
+    payload_header(scep.as_dictionary().unwrap(), "com.apple.security.scep");
+    let c = dict(scep, "PayloadContent");
+    check_scep_content(c);
+    assert_eq!(
+        c.get("URL").and_then(Value::as_string).unwrap(),
+        format!("{}/scep/default", s.base)
+    );
+    assert_eq!(
+        c.get("CAFingerprint").and_then(Value::as_data),
+        Some(openssl::sha::sha1(&s.ca).as_slice())
+    );
+    let subject = c.get("Subject").unwrap().as_array().unwrap();
+    let cn = subject[0].as_array().unwrap()[0].as_array().unwrap();
+    assert_eq!(cn[1].as_string(), Some("mac-7"));
+
+    // Its one-time challenge enrolls the device it names, once.
+    let challenge = c
+        .get("Challenge")
+        .and_then(Value::as_string)
+        .unwrap()
+        .to_string();
+    let (_, _, reply) = enroll_with(&s, "default", "mac-7", &challenge);
+    assert_eq!(
+        reply.status,
+        sigil::scep::PkiStatus::Success,
+        "{:?}",
+        reply.fail_text
+    );
+    let (_, _, again) = enroll_with(&s, "default", "mac-7", &challenge);
+    assert_eq!(again.status, sigil::scep::PkiStatus::Failure);
+
+    // Pushed again: a new challenge, the same payload UUIDs (the device replaces it).
+    let r = get(&s, "/api/v1/profiles/default/mobileconfig?cn=mac-7", &mdm);
+    let second = verified(&s, &r.bytes().unwrap(), "second");
+    let uuids = |v: &Value| -> Vec<String> {
+        let d = v.as_dictionary().unwrap();
+        let mut out = vec![d
+            .get("PayloadUUID")
+            .unwrap()
+            .as_string()
+            .unwrap()
+            .to_string()];
+        for p in d.get("PayloadContent").unwrap().as_array().unwrap() {
+            out.push(
+                p.as_dictionary()
+                    .unwrap()
+                    .get("PayloadUUID")
+                    .unwrap()
+                    .as_string()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        out
+    };
+    assert_eq!(uuids(&profile), uuids(&second));
+    let c2 = dict(
+        second
+            .as_dictionary()
+            .unwrap()
+            .get("PayloadContent")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "PayloadContent",
+    );
+    assert_ne!(c2.get("Challenge"), c.get("Challenge"));
+
+    // The declarative asset: the same keys, as JSON.
+    let r = get(&s, "/api/v1/profiles/default/ddm?cn=mac-8", &mdm);
+    assert_eq!(r.status(), 200);
+    let asset: serde_json::Value = r.json().unwrap();
+    assert_eq!(asset["Key Type"], "RSA");
+    assert_eq!(asset["Keysize"], json!(2048));
+    assert_eq!(asset["Subject"], json!([[["CN", "mac-8"]]]));
+    assert!(asset["Challenge"].as_str().is_some());
+
+    // Who may not: a user, an integration scoped elsewhere; and unknown profiles.
+    let (user, _) = new_token(&s, "user", "u@agency.test");
+    assert_eq!(
+        get(&s, "/api/v1/profiles/default/mobileconfig", &user).status(),
+        403
+    );
+    let (narrow, _) = new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "narrow", "profiles": ["strict"]}),
+    );
+    assert_eq!(
+        get(&s, "/api/v1/profiles/default/mobileconfig", &narrow).status(),
+        403
+    );
+    let r = get(&s, "/api/v1/profiles/nope/mobileconfig", &mdm);
+    assert!(r.status().is_client_error(), "{}", r.status());
+}

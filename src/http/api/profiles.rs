@@ -1,0 +1,121 @@
+//! `/api/v1/profiles/{name}/mobileconfig|ddm` and `/api/v1/registrations/{id}/mobileconfig`:
+//! what an MDM pushes to a device. Each carries a fresh one-time challenge (minted with the
+//! same scope rules as `POST /api/v1/challenges`, or the registration's), the CA's whole
+//! chain, and is signed on the token (see `crate::profiles`).
+
+// Handlers return a ready HttpResponse as their error.
+#![allow(clippy::result_large_err)]
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::challenges::{issue_challenge, NewChallenge};
+use super::{authorize, error, unavailable};
+use crate::http::AppState;
+use crate::profiles::ScepProfile;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ProfileQuery {
+    /// The device's name: the challenge is bound to it and the profile asks for it as CN.
+    cn: Option<String>,
+    ttl_minutes: Option<u32>,
+}
+
+/// The profile for `name` with a one-time challenge minted for it.
+async fn profile_for(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &crate::authority::access::Caller,
+    name: &str,
+) -> Result<ScepProfile, HttpResponse> {
+    let q: ProfileQuery = super::query(req)?;
+    let minted = issue_challenge(
+        state,
+        caller,
+        NewChallenge {
+            profile: Some(name.to_string()),
+            cn: q.cn.clone(),
+            ttl_minutes: q.ttl_minutes,
+            ..NewChallenge::default()
+        },
+    )
+    .await?;
+    let challenge = minted["challenge"].as_str().map(String::from);
+    let base = crate::http::registrations::request_base(req, state);
+    let subject =
+        q.cn.as_deref()
+            .map(|cn| format!("CN={}", crate::pki::escape_dn_value(cn)))
+            .unwrap_or_default();
+    crate::profiles::for_profile(
+        &state.ra,
+        name,
+        &format!("{base}/scep/{name}"),
+        &subject,
+        challenge,
+    )
+    .map_err(|e| error(StatusCode::NOT_FOUND, "unknown_profile", e.to_string()))
+}
+
+async fn signed(state: &AppState, p: ScepProfile) -> HttpResponse {
+    let ra = state.ra.clone();
+    let id = p.identifier.clone();
+    match tokio::task::spawn_blocking(move || crate::profiles::signed_blocking(&ra, &p)).await {
+        Ok(Ok(der)) => HttpResponse::Ok()
+            .content_type("application/x-apple-aspen-config")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.mobileconfig\""),
+            ))
+            .body(der),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "profile not signed");
+            unavailable(e)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+pub(super) async fn mobileconfig(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "GET", "/api/v1/profiles/{name}/mobileconfig");
+    match profile_for(&req, &state, &caller, &name).await {
+        Ok(p) => signed(&state, p).await,
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn ddm(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "GET", "/api/v1/profiles/{name}/ddm");
+    match profile_for(&req, &state, &caller, &name).await {
+        Ok(p) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(crate::profiles::ddm_asset(&p)),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn registration_mobileconfig(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let caller = guard!(req, state, "GET", "/api/v1/registrations/{id}/mobileconfig");
+    let base = crate::http::registrations::request_base(&req, &state);
+    match state.ra.scep_payload(&caller, &id, &base).await {
+        Ok(payload) => {
+            let p = crate::profiles::for_registration(&state.ra, &payload);
+            signed(&state, p).await
+        }
+        Err(e) => crate::http::registrations::registration_error(e),
+    }
+}

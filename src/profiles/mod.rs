@@ -1,0 +1,163 @@
+//! Delivery to the device: configuration profiles built from a profile or a registration,
+//! with the CA's whole chain, signed on the token. An adapter on the authority (which keeps
+//! the signing key), like `scep_service`: `mobileconfig.rs` writes Apple's profile, this
+//! file signs it (CMS SignedData through the SCEP codec's encoder) and writes the declarative
+//! management asset.
+
+mod mobileconfig;
+
+pub use mobileconfig::mobileconfig;
+
+use crate::authority::registration::ScepPayload;
+use crate::authority::{Authority, RequestError};
+
+/// Why no profile was made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The property list could not be written.
+    #[error("the profile could not be written: {0}")]
+    Plist(#[source] plist::Error),
+    /// The token or the CMS encoding failed.
+    #[error("the profile could not be signed: {0}")]
+    Sign(#[source] crate::scep::ScepError),
+    /// The signer could not be made.
+    #[error(transparent)]
+    Signer(#[from] RequestError),
+}
+
+/// What a SCEP enrollment profile says.
+#[derive(Debug, Clone)]
+pub struct ScepProfile {
+    /// The top payload's identifier (the others derive from it); stable per profile or
+    /// registration, so a re-push replaces.
+    pub identifier: String,
+    /// Shown on the device.
+    pub display_name: String,
+    /// Shown on the device.
+    pub organization: String,
+    /// The SCEP URL (the gateway's, with the profile).
+    pub url: String,
+    /// The CA's name.
+    pub ca_name: String,
+    /// The subject to ask for (`CN=…,O=…`); empty: none.
+    pub subject: String,
+    /// The challenge password, if the profile carries one.
+    pub challenge: Option<String>,
+    /// RSA key size (Apple's default, 1024, is never left to chance).
+    pub key_size: u32,
+    /// Apple's key-usage bits: 1 signing, 4 encryption.
+    pub key_usage: u32,
+    /// SANs (`email:…`, `dns:…`, `uri:…`, `upn:…`).
+    pub sans: Vec<String>,
+    /// PENDING: how many polls, and seconds between them.
+    pub retries: Option<(u32, u32)>,
+    /// The issuing CA first, the root last.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// Apple's key-usage bits for the profile's `key_usage` words.
+pub fn apple_key_usage(words: &[String]) -> u32 {
+    let mut bits = 0;
+    for w in words {
+        match w.as_str() {
+            "digitalSignature" | "nonRepudiation" => bits |= 1,
+            "keyEncipherment" | "dataEncipherment" | "keyAgreement" => bits |= 4,
+            _ => {}
+        }
+    }
+    if bits == 0 {
+        5
+    } else {
+        bits
+    }
+}
+
+/// A stable identifier base for this CA.
+fn identifier(ra: &Authority, what: &str) -> String {
+    let fp = hex::encode(openssl::sha::sha256(ra.ca_certificate()));
+    format!("sigil.{}.{what}", &fp[..16])
+}
+
+fn ca_name(ra: &Authority) -> String {
+    crate::pki::common_name(ra.ca_certificate()).unwrap_or_else(|| "Sigil CA".into())
+}
+
+/// The profile a registration's device installs (its one-time challenge, bound name).
+pub fn for_registration(ra: &Authority, p: &ScepPayload) -> ScepProfile {
+    ScepProfile {
+        identifier: identifier(ra, &format!("registration.{}", p.registration)),
+        display_name: format!("{} credential", ca_name(ra)),
+        organization: ca_name(ra),
+        url: p.url.clone(),
+        ca_name: ca_name(ra),
+        subject: p.subject.clone(),
+        challenge: Some(p.challenge.clone()),
+        key_size: p.key_size.max(2048),
+        key_usage: apple_key_usage(&p.key_usage),
+        sans: p.subject_alternative_names.clone(),
+        retries: None,
+        chain: ra.ca_chain().0.to_vec(),
+    }
+}
+
+/// The profile for a certificate profile, with a challenge minted for it (or none).
+pub fn for_profile(
+    ra: &Authority,
+    name: &str,
+    url: &str,
+    subject: &str,
+    challenge: Option<String>,
+) -> Result<ScepProfile, RequestError> {
+    let profile = ra.profile(Some(name))?;
+    // Apple allows 1024, 2048 and 4096.
+    let key_size = if profile.policy.min_rsa_bits > 2048 {
+        4096
+    } else {
+        2048
+    };
+    Ok(ScepProfile {
+        identifier: identifier(ra, &format!("profile.{name}")),
+        display_name: format!("{} ({name})", ca_name(ra)),
+        organization: ca_name(ra),
+        url: url.to_string(),
+        ca_name: ca_name(ra),
+        subject: subject.to_string(),
+        challenge,
+        key_size,
+        key_usage: apple_key_usage(&profile.policy.key_usage),
+        sans: Vec::new(),
+        retries: profile.policy.approval.then_some((10, 60)),
+        chain: ra.ca_chain().0.to_vec(),
+    })
+}
+
+/// The profile, signed on the token by the profile-signing certificate (CMS SignedData with
+/// the profile inside, and the signer's chain). Blocking: run it off the async threads.
+pub fn signed_blocking(ra: &Authority, p: &ScepProfile) -> Result<Vec<u8>, ProfileError> {
+    let xml = mobileconfig(p)?;
+    let signer = ra.profile_signer_blocking()?;
+    let mut certs = vec![signer.certificate.clone()];
+    certs.extend(p.chain.iter().cloned());
+    crate::scep::signed_content(xml, &certs, &|data| {
+        signer
+            .sign(data)
+            .map_err(|e| crate::scep::ScepError::Token(e.to_string()))
+    })
+    .map_err(ProfileError::Sign)
+}
+
+/// Apple's declarative device management: the `com.apple.credential.scep` asset document a
+/// `com.apple.asset.credential.scep` declaration points to (the same keys as the SCEP
+/// payload's content).
+pub fn ddm_asset(p: &ScepProfile) -> serde_json::Value {
+    let content = mobileconfig::scep_content(p);
+    let mut v = serde_json::to_value(plist::Value::Dictionary(content)).unwrap_or_default();
+    // JSON has no data type: the fingerprint travels as base64.
+    if let Some(ca) = p.chain.first() {
+        use base64::Engine;
+        v["CAFingerprint"] = serde_json::json!(
+            base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha1(ca))
+        );
+    }
+    v
+}
