@@ -225,6 +225,39 @@ fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
     assert_eq!(asset["Subject"], json!([[["CN", "mac-8"]]]));
     assert!(asset["Challenge"].as_str().is_some());
 
+    // The same from the command line, for an administrator installing by hand.
+    let file = s.token.path().join("cli.mobileconfig");
+    let out = s
+        .cli()
+        .args(["profile", "export", "default", "--cn", "mac-9", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_hand = verified(&s, &std::fs::read(&file).unwrap(), "cli");
+    let last = by_hand
+        .as_dictionary()
+        .unwrap()
+        .get("PayloadContent")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    check_scep_content(dict(&last, "PayloadContent"));
+    let out = s
+        .cli()
+        .args(["profile", "export", "default", "--format", "plist"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mobileconfig or ddm"));
+
     // Who may not: a user, an integration scoped elsewhere; and unknown profiles.
     let (user, _) = new_token(&s, "user", "u@agency.test");
     assert_eq!(

@@ -81,6 +81,34 @@ pub(super) enum Command {
     /// Intune connections (`[intune.NAME]`).
     #[command(subcommand)]
     Intune(IntuneCommand),
+    /// Configuration profiles for devices.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ProfileCommand {
+    /// Write a signed Apple configuration profile (the CA's whole chain and a SCEP payload
+    /// with a fresh one-time challenge), or the declarative-management SCEP asset.
+    Export {
+        /// The certificate profile.
+        name: String,
+        /// `mobileconfig` or `ddm`.
+        #[arg(long, default_value = "mobileconfig")]
+        format: String,
+        /// The device's name: the challenge is bound to it and the profile asks for it as CN.
+        #[arg(long)]
+        cn: Option<String>,
+        /// Minutes the challenge works.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u32,
+        /// Where devices reach SCEP (default: server.public_url).
+        #[arg(long)]
+        url: Option<String>,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

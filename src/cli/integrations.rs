@@ -77,3 +77,80 @@ pub(super) fn intune_connection(
         };
     sigil::intune::Intune::connect(name, settings, key).map_err(anyhow::Error::msg)
 }
+
+/// `sigil profile export`.
+pub(super) fn export_profile(
+    config: &Config,
+    name: &str,
+    format: &str,
+    cn: Option<String>,
+    ttl_minutes: u32,
+    url: Option<String>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    if !["mobileconfig", "ddm"].contains(&format) {
+        anyhow::bail!("--format `{format}`: mobileconfig or ddm");
+    }
+    if !(1..=7 * 24 * 60).contains(&ttl_minutes) {
+        anyhow::bail!("--ttl-minutes is 1 to 10080");
+    }
+    let base = match url {
+        Some(u) => u,
+        None if !config.server.public_url.is_empty() => config.server.public_url.clone(),
+        None => anyhow::bail!(
+            "where do devices reach SCEP? set server.public_url (SIGIL_SERVER_PUBLIC_URL) or --url"
+        ),
+    };
+    let hsm = open_hsm(config)?;
+    let settings = authority_settings(config, &hsm)?;
+    let format = format.to_string();
+    let name = name.to_string();
+    super::with_store(
+        config,
+        sigil::store::OpenMode::Existing,
+        |store| async move {
+            let ra = sigil::authority::Authority::open(&hsm, &settings, store).await?;
+            let profile = ra.profile(Some(&name))?;
+            sigil::authority::challenge::may_mint(&profile.name, profile.registration_only, None)
+                .map_err(anyhow::Error::msg)?;
+            let bindings = sigil::authority::challenge::Bindings {
+                cn: cn.clone(),
+                ..Default::default()
+            };
+            let minted = ra
+                .mint_challenge(&name, &bindings, i64::from(ttl_minutes) * 60, "cli")
+                .await?;
+            let subject = cn
+                .as_deref()
+                .map(|c| format!("CN={}", sigil::pki::escape_dn_value(c)))
+                .unwrap_or_default();
+            let p = sigil::profiles::for_profile(
+                &ra,
+                &name,
+                &format!("{}/scep/{name}", base.trim_end_matches('/')),
+                &subject,
+                Some(minted.challenge),
+            )?;
+            let bytes = if format == "ddm" {
+                serde_json::to_vec_pretty(&sigil::profiles::ddm_asset(&p))?
+            } else {
+                let ra2 = ra.clone();
+                tokio::task::spawn_blocking(move || sigil::profiles::signed_blocking(&ra2, &p))
+                    .await??
+            };
+            match &out {
+                Some(path) => std::fs::write(path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+            }
+            eprintln!(
+            "profile `{name}` ({format}) with a one-time challenge (id {}) valid {ttl_minutes} minutes",
+            minted.id
+        );
+            Ok(())
+        },
+    )
+}

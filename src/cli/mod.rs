@@ -102,6 +102,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Cert(c) => cert(&config, c),
         Command::Token(t) => token(&config, t),
+        Command::Profile(ProfileCommand::Export {
+            name,
+            format,
+            cn,
+            ttl_minutes,
+            url,
+            out,
+        }) => integrations::export_profile(&config, &name, &format, cn, ttl_minutes, url, out),
         Command::Intune(IntuneCommand::Check { name }) => {
             let hsm = open_hsm(&config)?;
             let intune = intune_connection(&config, &hsm, &name)?;
@@ -191,7 +199,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Run `f` with the configured store on a small runtime; only `db migrate` and `init`
 /// change the schema or create a store (`mode`).
-fn with_store<F, Fut>(config: &Config, mode: OpenMode, f: F) -> Result<()>
+pub(super) fn with_store<F, Fut>(config: &Config, mode: OpenMode, f: F) -> Result<()>
 where
     F: FnOnce(std::sync::Arc<dyn sigil::store::Store>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
