@@ -258,6 +258,17 @@ fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mobileconfig or ddm"));
 
+    // The values an Android or Windows SCEP profile in Intune or Workspace ONE needs.
+    let v: serde_json::Value = get(&s, "/api/v1/profiles/default/scep-values", &mdm)
+        .json()
+        .unwrap();
+    assert_eq!(v["url"], format!("{}/scep/default", s.base));
+    assert_eq!(
+        v["root_certificate"]["sha1"],
+        hex::encode_upper(openssl::sha::sha1(&s.ca))
+    );
+    assert_eq!(v["key_size"], 2048);
+
     // Who may not: a user, an integration scoped elsewhere; and unknown profiles.
     let (user, _) = new_token(&s, "user", "u@agency.test");
     assert_eq!(

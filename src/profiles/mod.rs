@@ -161,3 +161,62 @@ pub fn ddm_asset(p: &ScepProfile) -> serde_json::Value {
     }
     v
 }
+
+/// What an Intune or Workspace ONE SCEP profile for Android and Windows needs, as values an
+/// administrator types in: the URL, the key, the usages, the thumbprints of the root and
+/// intermediates the device must trust, and subject and SAN variables that fit the profile.
+pub fn scep_values(
+    ra: &Authority,
+    name: &str,
+    url: &str,
+) -> Result<serde_json::Value, RequestError> {
+    let profile = ra.profile(Some(name))?;
+    let (chain, _) = ra.ca_chain();
+    let thumb = |der: &Vec<u8>| {
+        serde_json::json!({
+            "subject": crate::pki::subject_text(der).unwrap_or_default(),
+            "sha1": hex::encode_upper(openssl::sha::sha1(der)),
+            "sha256": hex::encode_upper(openssl::sha::sha256(der)),
+        })
+    };
+    let root = chain.last().map(thumb);
+    let intermediates: Vec<_> = chain
+        .iter()
+        .take(chain.len().saturating_sub(1))
+        .map(thumb)
+        .collect();
+    let allowed: Vec<&str> = profile
+        .policy
+        .allowed_sans
+        .iter()
+        .map(String::as_str)
+        .collect();
+    Ok(serde_json::json!({
+        "profile": name,
+        "url": url,
+        "challenge": if profile.policy.challenge == "intune" {
+            "intune (Intune's own challenge: choose this CA as a third-party CA)"
+        } else if profile.registration_only {
+            "one-time, from a registration (the MDM collects it per device)"
+        } else {
+            "one-time (POST /api/v1/challenges, or the NDES page) or the profile's static one"
+        },
+        "key_size": if profile.policy.min_rsa_bits > 2048 { 4096 } else { 2048 },
+        "key_usage": profile.policy.key_usage,
+        "extended_key_usage": profile.policy.extended_key_usage,
+        "hash_algorithm": "SHA-2",
+        "validity_days": profile.policy.validity_days,
+        "root_certificate": root,
+        "intermediate_certificates": intermediates,
+        "subject": {
+            "intune": "CN={{UserName}} (or CN={{AAD_Device_ID}})",
+            "workspace_one": "CN={EnrollmentUser} (or CN={DeviceUid})",
+        },
+        "subject_alternative_names": {
+            "allowed_here": allowed,
+            "intune": ["Email address: {{EmailAddress}}", "User principal name: {{UserPrincipalName}}",
+                       "URI: tag:microsoft.com,2022-09-14:sid:{{OnPremisesSecurityIdentifier}}"],
+            "workspace_one": ["Email: {EmailAddress}", "UPN: {UserPrincipalName}"],
+        },
+    }))
+}

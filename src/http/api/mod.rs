@@ -45,6 +45,11 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     ),
     (
         "GET",
+        "/api/v1/profiles/{name}/scep-values",
+        &[Role::Mdm, Role::Admin],
+    ),
+    (
+        "GET",
         "/api/v1/certificates",
         &[Role::Admin, Role::Officer, Role::Auditor],
     ),
@@ -400,6 +405,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::get().to(profiles::mobileconfig),
             )
             .route("/profiles/{name}/ddm", web::get().to(profiles::ddm))
+            .route(
+                "/profiles/{name}/scep-values",
+                web::get().to(profiles::scep_values),
+            )
             .route(
                 "/registrations/{id}/mobileconfig",
                 web::get().to(profiles::registration_mobileconfig),

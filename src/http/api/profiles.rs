@@ -119,3 +119,16 @@ pub(super) async fn registration_mobileconfig(
         Err(e) => crate::http::registrations::registration_error(e),
     }
 }
+
+pub(super) async fn scep_values(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    guard!(req, state, "GET", "/api/v1/profiles/{name}/scep-values");
+    let base = crate::http::registrations::request_base(&req, &state);
+    match crate::profiles::scep_values(&state.ra, &name, &format!("{base}/scep/{name}")) {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(e) => error(StatusCode::NOT_FOUND, "unknown_profile", e.to_string()),
+    }
+}
