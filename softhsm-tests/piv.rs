@@ -195,6 +195,26 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
         .filter(|r| r["action"] == "sign_in_refused")
         .count();
     assert!(refused >= 4, "{audit:?}");
+    // A client that keeps trying cannot grow the audit chain: past 20 refusals a minute from
+    // one source, refusals are counted in the log, not recorded.
+    let (cert, key) = other.person("Mallory", Some("mallory@agency.test"), 12);
+    for _ in 0..30 {
+        assert_eq!(piv_sign_in(&s, Some(identity(&cert, &key))).0, 401);
+    }
+    let audit: Vec<serde_json::Value> = s
+        .http
+        .get(format!("{}/api/v1/audit?limit=10000", s.base))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refused = audit
+        .iter()
+        .filter(|r| r["action"] == "sign_in_refused")
+        .count();
+    assert!(refused <= 20, "{refused} refusals recorded");
+    assert!(s.log().contains("counted, not audited"));
 }
 
 /// `openssl ocsp` as the PIV CA's responder, answering from an index.

@@ -36,6 +36,9 @@ for d in cryptoki rusqlite tokio-postgres deadpool-postgres postgres-openssl rcg
     exit 1
   fi
 done
+echo "== cargo deny check licenses bans sources (deny.toml)"
+command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
+cargo deny --log-level error check licenses bans sources
 echo "== cargo test"
 # Last, so the run ends with cargo's own summary.
 cargo test --no-fail-fast

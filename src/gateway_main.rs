@@ -2,6 +2,7 @@
 //! always (`cargo build --no-default-features` builds only this one); the full `sigil` also
 //! runs the gateway as `sigil gateway`.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! The crate is organised as in `ARCHITECTURE.md`: one module per job, data flowing
 //! `http` → `scep_service` → `authority` → (`pki`, `store`, `mdm`) → `hsm`.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -232,6 +232,7 @@ struct Callback {
 
 async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let again = "/auth/oidc/login";
+    let ip = super::api::source(&req);
     let Some(oidc) = state.oidc.clone() else {
         return page(StatusCode::NOT_FOUND, "No identity provider", "", None);
     };
@@ -249,7 +250,7 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default()
         );
-        state.ra.refuse_sign_in("oidc", oidc.issuer(), &why).await;
+        refused(&state, ip, "oidc", oidc.issuer(), &why).await;
         return refusal_page(&SignInError::Refused(why), again);
     }
     let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
@@ -262,7 +263,7 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Ok(Some(d)) => d,
         Ok(None) => {
             let why = "this sign-in link was already used or has expired (a replayed or stale answer): sign in again";
-            state.ra.refuse_sign_in("oidc", oidc.issuer(), why).await;
+            refused(&state, ip, "oidc", oidc.issuer(), why).await;
             return refusal_page(&SignInError::Refused(why.into()), again);
         }
         Err(e) => return super::api::unavailable(e),
@@ -274,7 +275,7 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     let want = data["binding"].as_str().unwrap_or_default();
     if want.is_empty() || !ct_eq(binding.as_bytes(), want.as_bytes()) {
         let why = "this sign-in was started in another browser: sign in again here";
-        state.ra.refuse_sign_in("oidc", oidc.issuer(), why).await;
+        refused(&state, ip, "oidc", oidc.issuer(), why).await;
         return refusal_page(&SignInError::Refused(why.into()), again);
     }
     let assertion = match oidc
@@ -288,15 +289,12 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     {
         Ok(a) => a,
         Err(e) => {
-            state
-                .ra
-                .refuse_sign_in("oidc", oidc.issuer(), &e.to_string())
-                .await;
+            refused(&state, ip, "oidc", oidc.issuer(), &e.to_string()).await;
             return refusal_page(&e, again);
         }
     };
     let next = data["next"].as_str().unwrap_or("/console/").to_string();
-    let mut resp = open_session(&state, assertion, oidc.roles(), "oidc", &next, again).await;
+    let mut resp = open_session(&state, ip, assertion, oidc.roles(), "oidc", &next, again).await;
     // The binding cookie has done its job.
     let mut gone = Cookie::build(LOGIN_COOKIE, "")
         .path("/auth/oidc")
@@ -312,6 +310,7 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 /// to `next`.
 async fn open_session(
     state: &AppState,
+    ip: std::net::IpAddr,
     a: Assertion,
     map: &RoleMap,
     method: &'static str,
@@ -324,7 +323,7 @@ async fn open_session(
         .collect();
     if roles.is_empty() {
         let e = no_role(&a, map);
-        state.ra.refuse_sign_in(method, &a.id, &e.to_string()).await;
+        refused(state, ip, method, &a.id, &e.to_string()).await;
         return refusal_page(&e, again);
     }
     let who = a.email.clone().unwrap_or_else(|| a.name.clone());
@@ -376,6 +375,7 @@ async fn open_session(
 
 async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let again = "/auth/piv";
+    let ip = super::api::source(&req);
     let Some(mtls) = state.mtls.clone() else {
         return page(
             StatusCode::NOT_FOUND,
@@ -399,6 +399,7 @@ async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(a) => {
             open_session(
                 &state,
+                ip,
                 a,
                 mtls.roles(),
                 "piv",
@@ -408,10 +409,7 @@ async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             .await
         }
         Err(e) => {
-            state
-                .ra
-                .refuse_sign_in("piv", &peer.common_name, &e.to_string())
-                .await;
+            refused(&state, ip, "piv", &peer.common_name, &e.to_string()).await;
             refusal_page(&e, again)
         }
     }
@@ -471,6 +469,17 @@ async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             "your session has ended: sign in again",
         ),
         Err(e) => super::api::unavailable(e),
+    }
+}
+
+/// Record a refused sign-in: in the audit chain while its source stays within the failure
+/// budget of the window (20 a minute), in the log after that, so an anonymous client cannot
+/// grow the audit chain without bound.
+async fn refused(state: &AppState, ip: std::net::IpAddr, method: &str, who: &str, reason: &str) {
+    if state.sign_in_refusals.within_budget(ip) {
+        state.ra.refuse_sign_in(method, who, reason).await;
+    } else {
+        tracing::warn!(%ip, method, who, reason, "sign-in refused again from this source (counted, not audited)");
     }
 }
 

@@ -31,6 +31,8 @@ pub struct AppState {
     ra: Authority,
     scep: crate::scep_service::ScepService,
     limiter: api::AuthLimiter,
+    /// Refused sign-ins per source: the first of a window is audited, the rest logged.
+    sign_in_refusals: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
     /// Sign-in with the identity provider, when configured.
@@ -61,6 +63,7 @@ impl AppState {
             scep: crate::scep_service::ScepService::new(ra.clone()),
             ra,
             limiter: api::AuthLimiter::default(),
+            sign_in_refusals: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
             oidc: None,
             mtls: None,

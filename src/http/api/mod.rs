@@ -153,8 +153,19 @@ impl AuthLimiter {
         })
     }
 
+    /// Count a failure; true while its source has had at most `AUTH_FAILURES_PER_WINDOW`
+    /// in the current window.
+    pub(crate) fn within_budget(&self, ip: IpAddr) -> bool {
+        self.count(ip) <= AUTH_FAILURES_PER_WINDOW
+    }
+
     /// Count a failure; true when it is the first of its source in the current window.
     fn fail(&self, ip: IpAddr) -> bool {
+        self.count(ip) == 1
+    }
+
+    /// Count a failure of `ip`'s source; how many in the current window.
+    fn count(&self, ip: IpAddr) -> u32 {
         let ip = source_key(ip);
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= 100_000 {
@@ -169,7 +180,7 @@ impl AuthLimiter {
             *e = (Instant::now(), 0);
         }
         e.1 += 1;
-        e.1 == 1
+        e.1
     }
 }
 
@@ -184,7 +195,7 @@ fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-pub(super) fn source(req: &HttpRequest) -> IpAddr {
+pub(crate) fn source(req: &HttpRequest) -> IpAddr {
     req.peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
