@@ -399,7 +399,17 @@ impl Config {
             ),
             None => (String::new(), "defaults".to_string()),
         };
-        let file_table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        Self::parse_with_env(&text, &origin, env)
+    }
+
+    /// As [`Config::load_with_env`], from the text of a file (`origin` names it in errors).
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let origin = origin.to_string();
+        let file_table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             origin: origin.clone(),
             message: e.message().to_string(),
         })?;

@@ -22,7 +22,7 @@ pub use asn1::{ContentCipher, DigestAlg};
 pub use content::{IssuerAndSerial, IssuerAndSubject};
 pub use envelope::{seal, Envelope, KeyTransportRecipient, Recipient, UNREADABLE};
 pub use reply::{degenerate, next_ca_response, signed_content, CertRep, Outcome, SignFn};
-pub use request::{certificate_public_key, spki_sha256, PkiMessage};
+pub use request::{certificate_public_key, readers_agree, spki_sha256, PkiMessage};
 pub use types::{FailInfo, MessageType, Nonce, PkiStatus, TransactionId};
 
 /// Key transport of the content-encryption key.

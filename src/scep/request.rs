@@ -399,7 +399,6 @@ impl PkiMessage {
     }
 
     /// Parse through OpenSSL's PKCS#7 reader only (to compare with direct reading).
-    #[cfg(test)]
     pub(crate) fn parse_openssl_only(bytes: &[u8]) -> Result<PkiMessage, ScepError> {
         Self::parse_with(bytes, false)
     }
@@ -498,5 +497,33 @@ impl PkiMessage {
             ));
         }
         Envelope::parse(&self.content)
+    }
+}
+
+/// The fuzzing oracle of the two pkiMessage readers (direct DER, and OpenSSL's PKCS#7):
+/// neither panics, and when both read a message and both find its signature good, they agree
+/// on the signer, the content, the transactionID, the senderNonce and the digest. (One reader
+/// may refuse what the other reads only inside the requester's certificate, outside its key:
+/// see `tests_readers.rs`.) `Err` names the first disagreement.
+pub fn readers_agree(bytes: &[u8]) -> Result<(), String> {
+    let (Ok(a), Ok(b)) = (
+        PkiMessage::parse(bytes),
+        PkiMessage::parse_openssl_only(bytes),
+    ) else {
+        return Ok(());
+    };
+    if a.verify_signature().is_err() || b.verify_signature().is_err() {
+        return Ok(());
+    }
+    let checks: [(&str, bool); 5] = [
+        ("signer", a.signer_cert == b.signer_cert),
+        ("content", a.content == b.content),
+        ("transactionID", a.transaction_id == b.transaction_id),
+        ("senderNonce", a.sender_nonce == b.sender_nonce),
+        ("digest", a.digest == b.digest),
+    ];
+    match checks.iter().find(|(_, same)| !same) {
+        Some((what, _)) => Err(format!("{what} differs")),
+        None => Ok(()),
     }
 }
