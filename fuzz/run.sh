@@ -9,7 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 minutes="${1:-1}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 mkdir -p logs
-for t in scep_message envelope csr ocsp_request gateway_checks config; do
+targets="${FUZZ_TARGETS:-scep_message envelope csr ocsp_request gateway_checks config}"
+for t in $targets; do
   mkdir -p "corpus/$t"
   echo "== $t for $minutes minute(s)"
   if ! cargo +nightly fuzz run "$t" "corpus/$t" -- \
@@ -17,5 +18,5 @@ for t in scep_message envelope csr ocsp_request gateway_checks config; do
     tail -40 "logs/$t.log"
     exit 1
   fi
-  grep -E "^#[0-9]+ +DONE" "logs/$t.log" | tail -1
+  grep -E "^#[0-9]+[[:space:]]+DONE" "logs/$t.log" | tail -1
 done
