@@ -555,6 +555,12 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     assert!(b.text().contains("shown only this once"), "{}", b.text());
     assert!(b.text().contains("second admin"), "{}", b.text());
     b.check("token-made");
+    // Rotation: a replacement with the same scope, shown once; the old one still listed.
+    b.goto(&format!("{base}/console/admin"));
+    b.click("form[action$='/rotate'] button");
+    assert!(b.text().contains("It replaces the token"), "{}", b.text());
+    assert!(b.text().contains("shown only this once"), "{}", b.text());
+    b.check("token-replaced");
     b.goto(&format!("{base}/console/audit"));
     assert!(b.text().contains("Intact"), "{}", b.text());
     assert!(b.text().contains("registration_approved"), "{}", b.text());

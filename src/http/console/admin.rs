@@ -155,6 +155,43 @@ pub(super) async fn token_action(
             ),
             Err(e) => unavailable(e),
         },
+        // A replacement with the same role, name and scope, shown once; the old token works
+        // until it is revoked, so the MDM can move over without a gap.
+        "rotate" => {
+            let old = match state.ra.tokens().await {
+                Ok(t) => t.into_iter().find(|t| t.id == id && t.revoked_at.is_none()),
+                Err(e) => return unavailable(e),
+            };
+            let Some(old) = old else {
+                return message(
+                    StatusCode::NOT_FOUND,
+                    Some(&visit),
+                    "Not found",
+                    "No active token has this id.",
+                    "/console/admin",
+                );
+            };
+            let asked = NewToken {
+                role: old.role.clone(),
+                name: old.name.clone(),
+                expires_in_days: None,
+                profiles: old.scope.profiles.clone(),
+                directories: old.scope.directories.clone(),
+            };
+            match make_token(&state, &caller, asked).await {
+                Ok((secret, rec)) => render(
+                    StatusCode::CREATED,
+                    "token_made.html",
+                    "Replacement token made",
+                    Some(&visit),
+                    json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
+                           "awaiting_approval": rec.awaiting_approval, "replaces": old.id}),
+                ),
+                Err((status, _, why)) => {
+                    message(status, Some(&visit), "Not made", &why, "/console/admin")
+                }
+            }
+        }
         "approve" => match state.ra.approve_token(&caller, &id).await {
             Ok(()) => see_other("/console/admin"),
             Err(TokenError::Forbidden(why)) => message(
