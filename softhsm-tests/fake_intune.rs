@@ -66,6 +66,62 @@ pub struct State {
     pub uploaded: Mutex<Vec<Value>>,
     /// Success and failure notifications received.
     pub notifications: Mutex<Vec<(String, Value)>>,
+    /// The public JWKS of a certificate credential registered with the app: client
+    /// assertions (`private_key_jwt`) signed by it are accepted instead of the secret.
+    pub client_jwks: Mutex<Option<Value>>,
+}
+
+/// Entra's check of a client assertion (RFC 7523): RS256 by a registered key, `iss` = `sub`
+/// = the client, `aud` = the token endpoint, not expired.
+fn assertion_ok(state: &State, jwt: &str, token_url: &str) -> bool {
+    let Some(jwks) = state.client_jwks.lock().unwrap().clone() else {
+        return false;
+    };
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()
+    };
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return false;
+    }
+    let (Some(h), Some(c), Some(sig)) = (b64(parts[0]), b64(parts[1]), b64(parts[2])) else {
+        return false;
+    };
+    let header: Value = serde_json::from_slice(&h).unwrap_or(Value::Null);
+    let claims: Value = serde_json::from_slice(&c).unwrap_or(Value::Null);
+    if header["alg"] != "RS256"
+        || claims["iss"] != CLIENT_ID
+        || claims["sub"] != CLIENT_ID
+        || claims["aud"] != token_url
+        || claims["exp"].as_i64().unwrap_or(0) < sigil::clock::now()
+    {
+        return false;
+    }
+    let Some(key) = jwks["keys"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["kid"] == header["kid"]))
+    else {
+        return false;
+    };
+    let (Some(n), Some(e)) = (
+        key["n"].as_str().and_then(b64),
+        key["e"].as_str().and_then(b64),
+    ) else {
+        return false;
+    };
+    let rsa = openssl::rsa::Rsa::from_public_components(
+        openssl::bn::BigNum::from_slice(&n).unwrap(),
+        openssl::bn::BigNum::from_slice(&e).unwrap(),
+    )
+    .unwrap();
+    let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+    let mut v =
+        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+    v.update(format!("{}.{}", parts[0], parts[1]).as_bytes())
+        .unwrap();
+    v.verify(&sig).unwrap_or(false)
 }
 
 pub struct FakeIntune {
@@ -206,9 +262,15 @@ pub fn start() -> FakeIntune {
                 );
             }
             let f = req.form();
+            let token_url = format!("{base}{}", req.path);
+            let by_secret = f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+            let by_assertion = f.get("client_assertion_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                && f.get("client_assertion")
+                    .is_some_and(|a| assertion_ok(&s, a, &token_url));
             if f.get("grant_type").map(String::as_str) != Some("client_credentials")
                 || f.get("client_id").map(String::as_str) != Some(CLIENT_ID)
-                || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET)
+                || !(by_secret || by_assertion)
             {
                 return Resp::json(
                     401,

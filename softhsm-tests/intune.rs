@@ -581,3 +581,76 @@ fn intunes_revocation_feed_revokes_and_reports_back() {
         "{audit}"
     );
 }
+
+/// For regulated tenants: Sigil proves itself to Entra ID with a certificate whose key is on
+/// the token (`private_key_jwt`), no client secret anywhere.
+#[test]
+fn intune_with_a_certificate_credential_on_the_token() {
+    let fake = fake_intune::start();
+    let url = fake.url().to_string();
+    let state = fake.state.clone();
+    let s = ScepServer::start_tls_with(|token, _| {
+        let out = token
+            .sigil()
+            .args(["identity", "client-key", "--label", "sigil-intune"])
+            .output()
+            .unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&crate::common::ok(&out)).unwrap();
+        *state.client_jwks.lock().unwrap() = Some(jwks);
+        format!(
+            r#"
+[profiles.intune]
+challenge = "intune"
+intune = "contoso"
+
+[intune.contoso]
+tenant_id = "{TENANT}"
+client_id = "{CLIENT_ID}"
+client_key = "sigil-intune"
+login_url = "{url}"
+graph_url = "{url}"
+timeout_secs = 5
+retries = 1
+"#
+        )
+    });
+    expect(&fake, "pk1", &[("CN", "dana")], &[]);
+    let d = Device::rsa(2048, "dana").unwrap();
+    let (r, _) = send(
+        &s,
+        &d,
+        &[("CN", "dana")],
+        "pk1",
+        &[],
+        DigestAlg::Sha256,
+        "pk-1",
+    );
+    assert_eq!(
+        r.status,
+        PkiStatus::Success,
+        "{:?}\n{}",
+        r.fail_text,
+        s.log()
+    );
+    let tokens = fake.seen("/oauth2/v2.0/token");
+    assert!(!tokens.is_empty());
+    for t in &tokens {
+        let form = t.form();
+        assert!(!form.contains_key("client_secret"), "no secret is sent");
+        assert!(form.contains_key("client_assertion"));
+    }
+    // Another key registered with the app: Entra refuses, and nothing is issued.
+    *fake.state.client_jwks.lock().unwrap() = Some(json!({"keys": []}));
+    fake.state.valid_tokens.lock().unwrap().clear();
+    let d2 = Device::rsa(2048, "dana").unwrap();
+    let (r, _) = send(
+        &s,
+        &d2,
+        &[("CN", "dana")],
+        "pk1",
+        &[],
+        DigestAlg::Sha256,
+        "pk-2",
+    );
+    failed(&r, "invalid_client");
+}
