@@ -29,7 +29,10 @@ fn generate(hsm: &Hsm, spec: KeySpec, label: &str) -> PKey<Public> {
 
 /// Read a private key attribute with a second, raw cryptoki handle on the same module.
 fn raw_private_attribute(label: &str, attr: AttributeType) -> Result<Vec<Attribute>, String> {
-    let ctx = Pkcs11::new(MODULE).map_err(|e| e.to_string())?;
+    // Never dropped: dropping a cryptoki context calls C_Finalize, which would finalise the
+    // module under every other test of this process that uses it (SoftHSM is one instance
+    // per process), a heap corruption seen once as a SIGABRT.
+    let ctx = std::mem::ManuallyDrop::new(Pkcs11::new(MODULE).map_err(|e| e.to_string())?);
     let _ = ctx.initialize(cryptoki::context::CInitializeArgs::new(
         cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
     ));
