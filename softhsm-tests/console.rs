@@ -530,6 +530,9 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     // Administration, the audit log (which verifies), and the reports, each checked.
     b.sign_out();
     b.sign_in(&base, "alice");
+    // Alice is an admin and an officer: on a registration she sees the officer's decisions.
+    b.goto(&registration);
+    assert!(b.text().contains("Decision"), "{}", b.text());
     b.click("a[href='/console/admin']");
     let admin = b.text();
     assert!(admin.contains("intune"), "{admin}");
