@@ -5,6 +5,7 @@ mod common;
 
 mod api;
 mod architecture;
+mod audit;
 mod bad_config;
 mod ceremony;
 mod console;

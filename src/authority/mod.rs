@@ -10,10 +10,11 @@
 //! active CA generation from the store.
 
 pub mod access;
+pub mod audit_seal;
 pub mod binding;
 mod ca;
-mod profile_signer;
-pub use profile_signer::ProfileSigner;
+pub mod purpose_key;
+pub use purpose_key::{ProfileSigner, PurposeKey};
 pub mod external;
 pub use ca::{CaOverview, CertSummary};
 pub mod challenge;
@@ -28,7 +29,7 @@ mod people;
 mod profile_settings;
 mod queries;
 mod records;
-pub use records::AuditCheck;
+pub use audit_seal::{AuditCheck, Seal, SealSettings};
 mod refusals;
 pub mod registration;
 pub mod responder;
@@ -111,6 +112,8 @@ pub struct AuthoritySettings {
     pub people: PeoplePolicy,
     /// External challenge authorities (`[intune.NAME]`), made by the caller.
     pub challenge_authorities: external::ChallengeAuthorities,
+    /// `[audit]`: how the audit log is sealed.
+    pub audit: SealSettings,
 }
 
 /// A profile: certificate rules plus RA policy.
@@ -222,17 +225,18 @@ pub(crate) struct Inner {
     pub(crate) people: PeoplePolicy,
     /// External challenge authorities by name.
     pub(crate) external: external::ChallengeAuthorities,
+    /// Where audit seals go, and how often.
+    pub(crate) seal: audit_seal::SealOutlets,
+    /// The audit key, once read from the token.
+    pub(crate) audit_key: std::sync::Mutex<Option<Arc<PurposeKey>>>,
+    /// The last sequence number this node sealed.
+    pub(crate) last_seal: std::sync::atomic::AtomicI64,
 }
 
 /// The registration authority. Cheap to clone.
 #[derive(Clone)]
 pub struct Authority {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// The text the RA key signs for an audit head.
-pub fn audit_head_message(seq: i64, hash: &str) -> String {
-    format!("sigil-audit-head:{seq}:{hash}")
 }
 
 /// How long a CRL is valid.
@@ -480,6 +484,9 @@ impl Authority {
                 responder_days: days,
                 people: config.people.clone(),
                 external: config.challenge_authorities.clone(),
+                seal: audit_seal::SealOutlets::new(&config.audit, &config.data_dir),
+                audit_key: Default::default(),
+                last_seal: Default::default(),
             }),
         })
     }

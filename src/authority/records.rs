@@ -117,61 +117,6 @@ impl Authority {
         .await
     }
 
-    /// Check the audit chain, its stored head, and the head the RA key signed: what an
-    /// auditor runs before trusting the log.
-    pub async fn verify_audit(&self) -> Result<AuditCheck, StoreError> {
-        let store = self.inner.store.as_ref();
-        let records = store.audit_records(0, 0).await?;
-        let (seq, hash) = store.audit_head().await?;
-        let mut check = AuditCheck {
-            records: records.len(),
-            head_seq: seq,
-            signed_head_seq: None,
-            problem: None,
-        };
-        if let Err((at, why)) = crate::store::verify_audit(&records, (seq, &hash)) {
-            check.problem = Some(format!("broken at record {at}: {why}"));
-            return Ok(check);
-        }
-        let Some(signed) = store.state("audit_head_signed").await? else {
-            return Ok(check);
-        };
-        let signed: serde_json::Value = match serde_json::from_slice(&signed) {
-            Ok(v) => v,
-            Err(e) => {
-                check.problem = Some(format!("the signed head does not read: {e}"));
-                return Ok(check);
-            }
-        };
-        let s_seq = signed["seq"].as_i64().unwrap_or(-1);
-        let s_hash = signed["hash"].as_str().unwrap_or("");
-        let signature = signed["signature"].as_str().and_then(|b| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(b).ok()
-        });
-        let verified = signature.is_some_and(|sig| {
-            openssl::x509::X509::from_der(&self.inner.ra_sign_cert)
-                .and_then(|c| c.public_key())
-                .and_then(|key| {
-                    let mut v =
-                        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
-                    v.update(super::audit_head_message(s_seq, s_hash).as_bytes())?;
-                    v.verify(&sig)
-                })
-                .unwrap_or(false)
-        });
-        if !verified {
-            check.problem = Some("the signed head does not verify with the RA key".into());
-        } else if !records.iter().any(|r| r.seq == s_seq && r.hash == s_hash) {
-            check.problem = Some(format!(
-                "broken at record {s_seq}: the log was rewritten after the RA key signed its head"
-            ));
-        } else {
-            check.signed_head_seq = Some(s_seq);
-        }
-        Ok(check)
-    }
-
     /// This server's public base URL (`server.public_url`), else `fallback` (the request's).
     pub fn public_base(&self, fallback: &str) -> String {
         if self.inner.public_url.is_empty() {
@@ -206,17 +151,4 @@ impl Authority {
             })
             .collect()
     }
-}
-
-/// What a check of the audit log found.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditCheck {
-    /// Records read.
-    pub records: usize,
-    /// The stored head's sequence number.
-    pub head_seq: i64,
-    /// The last head the RA key signed, when it verified.
-    pub signed_head_seq: Option<i64>,
-    /// What is wrong, if anything.
-    pub problem: Option<String>,
 }

@@ -1,8 +1,8 @@
 //! The RA's upkeep: the records every node and tool reads (CA and RA certificates, the
-//! configuration's digest), the CRL (current, renewed, published with fencing), the signed
-//! audit head, and the background round that runs them on the node leading each task.
+//! configuration's digest), the CRL (current, renewed, published with fencing), and the
+//! background round that runs them on the node leading each task.
 
-use super::{audit_head_message, ca, crl_fresh, Authority, RequestError, CRL_HOURS};
+use super::{ca, crl_fresh, Authority, RequestError, CRL_HOURS};
 
 impl Authority {
     /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every
@@ -114,55 +114,6 @@ impl Authority {
                 Err(e) => tracing::warn!(ca = %label, error = %e, "OCSP responder renewal failed"),
             }
         }
-    }
-
-    /// Sign the audit log's head (sequence number and hash) with the RA key on the token and
-    /// store the signature. Whoever can write the database can rewrite the chain and its
-    /// stored head, but not this signature: `sigil audit verify` checks that the signed record
-    /// is still in the chain, unchanged. Returns the signed sequence number.
-    pub async fn sign_audit_head(&self) -> Result<i64, RequestError> {
-        use base64::Engine;
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
-        let store = &self.inner.store;
-        let (seq, hash) = store.audit_head().await.map_err(unavailable)?;
-        if let Some(old) = store
-            .state("audit_head_signed")
-            .await
-            .map_err(unavailable)?
-        {
-            let old: serde_json::Value = serde_json::from_slice(&old).unwrap_or_default();
-            if old["seq"].as_i64() == Some(seq) {
-                return Ok(seq);
-            }
-        }
-        let message = audit_head_message(seq, &hash);
-        let key = self.inner.key.clone();
-        let _permit = key
-            .hsm
-            .admit(crate::hsm::WorkClass::Background)
-            .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        let signature = tokio::task::spawn_blocking(move || {
-            key.hsm.sign_blocking(
-                &key.sign,
-                crate::hsm::SignAlg::RsaPkcs1Sha256,
-                message.as_bytes(),
-            )
-        })
-        .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        let signed = serde_json::json!({
-            "seq": seq,
-            "hash": hash,
-            "signature": base64::engine::general_purpose::STANDARD.encode(signature),
-            "algorithm": "RSASSA-PKCS1-v1_5 SHA-256 by the RA key",
-        });
-        store
-            .set_state("audit_head_signed", signed.to_string().as_bytes())
-            .await
-            .map_err(unavailable)?;
-        Ok(seq)
     }
 
     /// Record a configuration change in the audit log: when the effective configuration
@@ -387,7 +338,8 @@ impl Authority {
     /// [`Authority::crl_round`]), so a revocation whose CRL could not be made at once is published
     /// as soon as the token allows. Every `interval`: when this node leads "expire", expire
     /// registrations and PENDING enrollments that waited too long; the expiry gauges and
-    /// webhook; when it leads "audit", sign the audit head. Runs until the process ends.
+    /// webhook; Intune's revocation feed. Runs until the process ends (the audit log is sealed
+    /// by its own task, [`Authority::sealing`]).
     pub async fn background(self, interval: std::time::Duration) {
         let crl_every = interval.min(CRL_CHECK);
         let mut tick = tokio::time::interval(crl_every);
@@ -461,15 +413,6 @@ impl Authority {
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
             }
-        }
-        match self.inner.store.lead("audit").await {
-            Ok(true) => {
-                if let Err(e) = self.sign_audit_head().await {
-                    tracing::warn!(error = %e, "background: could not sign the audit head");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
         }
     }
 }

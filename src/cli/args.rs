@@ -139,8 +139,13 @@ pub(super) enum IdentityCommand {
 
 #[derive(Subcommand, Debug)]
 pub(super) enum AuditCommand {
-    /// Check the hash chain and the stored head; name the first broken record.
-    Verify,
+    /// Check the hash chain, the stored head and the audit key's seals; name the first broken
+    /// record.
+    Verify {
+        /// Also check every seal of this heads file (`audit.heads_file`, as shipped elsewhere).
+        #[arg(long)]
+        heads: Option<PathBuf>,
+    },
     /// Write the log as JSON lines.
     Export {
         /// Output file (default: standard output).

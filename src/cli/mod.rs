@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Identity(IdentityCommand::ClientKey { label, certificate }) => {
             identity_client_key(&config, label, certificate)
         }
-        Command::Audit(AuditCommand::Verify) => audit_verify(&config),
+        Command::Audit(AuditCommand::Verify { heads }) => audit_verify(&config, heads.as_deref()),
         Command::Audit(AuditCommand::Export { out }) => {
             with_store(&config, OpenMode::Existing, |store| async move {
                 let mut text = String::new();
@@ -362,54 +362,58 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
     }
 }
 
-/// `sigil audit verify`: the chain, the stored head, and the head the RA key signed (checked
-/// with the RA certificate from the token, not from the database being checked).
-fn audit_verify(config: &Config) -> Result<()> {
+/// `sigil audit verify [--heads FILE]`: the chain and the stored head, read a page at a time;
+/// the store's latest seal; and every seal of the heads file. Seals are checked with the audit
+/// key's public half from the token, never from the database being checked.
+fn audit_verify(config: &Config, heads: Option<&std::path::Path>) -> Result<()> {
+    use sigil::authority::audit_seal;
     let hsm = open_hsm(config)?;
-    let ra_label = config.hsm.ra_key_uri()?.label()?.to_owned();
-    let ra_cert = hsm
-        .certificate_blocking(&ra_label)?
-        .with_context(|| format!("no RA certificate `{ra_label}` on the token"))?;
+    let uri = sigil::hsm::KeyUri::labelled(hsm.token(), &config.audit.key);
+    let key = if hsm.key_exists(&uri)? {
+        Some(hsm.public_key_blocking(&uri)?.to_openssl()?)
+    } else {
+        None
+    };
     hsm.close();
+    let mut seals = match heads {
+        Some(path) => Some(audit_seal::read_seals(path)?),
+        None => None,
+    };
     with_store(config, OpenMode::Existing, |store| async move {
-        let records = store.audit_records(0, 0).await?;
-        let (seq, hash) = store.audit_head().await?;
-        if let Err((at, why)) = sigil::store::verify_audit(&records, (seq, &hash)) {
-            anyhow::bail!("audit log broken at record {at}: {why}");
-        }
-        let Some(signed) = store.state("audit_head_signed").await? else {
-            println!(
-                "audit log intact: {} records, head {seq} {hash} (no signed head yet)",
-                records.len()
+        let stored = audit_seal::stored_seal(store.as_ref()).await?;
+        if key.is_none() && (stored.is_some() || seals.is_some()) {
+            anyhow::bail!(
+                "no audit key `{}` on the token: the seals cannot be checked",
+                config.audit.key
             );
-            return Ok(());
+        }
+        let seals = seals.as_mut().map(|s| s as &mut dyn Iterator<Item = _>);
+        let check = audit_seal::check_log(
+            store.as_ref(),
+            stored,
+            key.as_ref(),
+            seals,
+            audit_seal::PAGE,
+        )
+        .await?;
+        if let Some(problem) = &check.problem {
+            anyhow::bail!("audit log {problem}");
+        }
+        let sealed = match check.signed_head_seq {
+            Some(s) => format!("sealed by the audit key up to record {s}"),
+            None => "no seal in the store yet".into(),
         };
-        let signed: serde_json::Value =
-            serde_json::from_slice(&signed).context("the signed audit head does not read")?;
-        let s_seq = signed["seq"].as_i64().context("signed head: seq")?;
-        let s_hash = signed["hash"].as_str().context("signed head: hash")?;
-        let sig = signed["signature"]
-            .as_str()
-            .and_then(|b| {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(b).ok()
-            })
-            .context("signed head: signature")?;
-        let key = openssl::x509::X509::from_der(&ra_cert)?.public_key()?;
-        let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
-        v.update(sigil::authority::audit_head_message(s_seq, s_hash).as_bytes())?;
-        if !v.verify(&sig).unwrap_or(false) {
-            anyhow::bail!("audit log broken: the signed head does not verify with the RA key");
-        }
-        match records.iter().find(|r| r.seq == s_seq) {
-            Some(r) if r.hash == s_hash => {}
-            _ => anyhow::bail!(
-                "audit log broken at record {s_seq}: the log was rewritten after the RA key signed its head"
+        let file = match heads {
+            Some(path) => format!(
+                "; {} seals of {} match the log",
+                check.heads_checked,
+                path.display()
             ),
-        }
+            None => String::new(),
+        };
         println!(
-            "audit log intact: {} records, head {seq} {hash}; signed by the RA key up to record {s_seq}",
-            records.len()
+            "audit log intact: {} records, head {}; {sealed}{file}",
+            check.records, check.head_seq
         );
         Ok(())
     })
@@ -725,9 +729,13 @@ fn serve(config: Config) -> Result<()> {
         let mut shared = config.clone();
         shared.server = Default::default();
         shared.log = Default::default();
+        shared.audit.heads_file = String::new();
+        shared.audit.syslog = String::new();
         ra.record_configuration(&shared.to_toml())
             .await
             .context("store")?;
+        ra.seal_audit().await.context("audit seal")?;
+        actix_web::rt::spawn(ra.clone().sealing());
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));

@@ -34,7 +34,7 @@ const NOT_SETTINGS: &[&str] = &[
 
 /// Configuration sections, as named in the file and in `SIGIL_<SECTION>_…` variables.
 const SECTIONS: &[&str] = &[
-    "server", "hsm", "log", "scep", "database", "ocsp", "notify", "identity",
+    "server", "hsm", "log", "scep", "database", "ocsp", "notify", "identity", "audit",
 ];
 
 /// Errors reading the configuration.
@@ -76,6 +76,8 @@ pub struct Config {
     pub ocsp: OcspConfig,
     /// `[notify]`: the expiry webhook.
     pub notify: NotifySettings,
+    /// `[audit]`: how the audit log is sealed.
+    pub audit: crate::authority::SealSettings,
     /// `[identity]`: how people sign in (OpenID Connect, PIV) and how power is granted.
     pub identity: crate::identity::IdentitySettings,
     /// `[profiles.NAME]`: certificate profiles served at `/scep/NAME`.
@@ -181,6 +183,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ocsp: OcspConfig::default(),
             notify: NotifySettings::default(),
+            audit: Default::default(),
             identity: Default::default(),
             profiles: default_profiles(),
             directories: Default::default(),
@@ -580,6 +583,7 @@ impl Config {
                 },
             },
             challenge_authorities: Default::default(),
+            audit: self.audit.clone(),
         })
     }
 
@@ -733,6 +737,33 @@ impl Config {
             return Err(invalid("notify", "notify.timeout_secs must be 1 to 300"));
         }
         self.notify.secret().map_err(|m| invalid("notify", &m))?;
+        if self.audit.key.is_empty() {
+            return Err(invalid(
+                "audit",
+                "audit.key must name the audit key's label",
+            ));
+        }
+        for uri in [
+            self.hsm.ca_key_uri(),
+            self.hsm.ra_key_uri(),
+            self.hsm.ra_decrypt_key_uri(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if uri.label().is_ok_and(|l| l == self.audit.key) {
+                return Err(invalid(
+                    "audit",
+                    "audit.key must be a key of its own, not the CA or RA key",
+                ));
+            }
+        }
+        if !(10..=60_000).contains(&self.audit.seal_interval_ms) {
+            return Err(invalid(
+                "audit",
+                "audit.seal_interval_ms must be 10 to 60000",
+            ));
+        }
         self.identity
             .check(&self.server.public_url)
             .map_err(|m| invalid("identity", &m))?;

@@ -411,13 +411,29 @@ pub fn audit_hash(
 /// Check an audit log read in order against its stored head. `Err((seq, why))` names the
 /// first record that is wrong (or the head).
 pub fn verify_audit(records: &[AuditRecord], head: (i64, &str)) -> Result<(), (i64, String)> {
-    let mut prev = String::new();
-    for (i, r) in records.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
+    let mut chain = ChainCheck::default();
+    for r in records {
+        chain.push(r)?;
+    }
+    chain.finish(head)
+}
+
+/// A check of the audit chain fed one record at a time, oldest first, so a log of any length
+/// is checked in constant memory (`sigil audit verify` reads it a page at a time).
+#[derive(Debug, Default, Clone)]
+pub struct ChainCheck {
+    last_seq: i64,
+    last_hash: String,
+}
+
+impl ChainCheck {
+    /// The next record. `Err((seq, why))` names the first record that is wrong.
+    pub fn push(&mut self, r: &AuditRecord) -> Result<(), (i64, String)> {
+        let expected_seq = self.last_seq + 1;
         if r.seq != expected_seq {
             return Err((expected_seq, format!("record {expected_seq} is missing")));
         }
-        if r.prev_hash != prev {
+        if r.prev_hash != self.last_hash {
             return Err((
                 r.seq,
                 "its prev_hash is not the previous record's hash".into(),
@@ -435,22 +451,29 @@ pub fn verify_audit(records: &[AuditRecord], head: (i64, &str)) -> Result<(), (i
         if h != r.hash {
             return Err((r.seq, "its content does not match its hash (edited)".into()));
         }
-        prev = r.hash.clone();
+        self.last_seq = r.seq;
+        self.last_hash = h;
+        Ok(())
     }
-    let last = records
-        .last()
-        .map(|r| (r.seq, r.hash.as_str()))
-        .unwrap_or((0, ""));
-    if last != head {
-        return Err((
-            head.0,
-            format!(
-                "the log ends at record {} but the stored head says {} (records deleted or head edited)",
-                last.0, head.0
-            ),
-        ));
+
+    /// The last record checked: its sequence number (0 before any) and hash.
+    pub fn last(&self) -> (i64, &str) {
+        (self.last_seq, &self.last_hash)
     }
-    Ok(())
+
+    /// The end of the log: it must be the stored head.
+    pub fn finish(&self, head: (i64, &str)) -> Result<(), (i64, String)> {
+        if self.last() != head {
+            return Err((
+                head.0,
+                format!(
+                    "the log ends at record {} but the stored head says {} (records deleted or head edited)",
+                    self.last_seq, head.0
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A CA's "CRL out of date" mark: how many revocations its published CRL lacks at most, and

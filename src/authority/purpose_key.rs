@@ -1,52 +1,73 @@
-//! The key that signs configuration profiles (Apple `.mobileconfig`), so that iOS and macOS
-//! show them as verified: `<ca key>-profiles`, an RSA key on the token, certified by the CA
-//! for digital signatures only. Made the first time a profile is signed, and certified again
-//! when the CA changed (a rollover) or the certificate nears its end.
+//! Keys the CA keeps for one purpose each, apart from the CA and RA keys: signing
+//! configuration profiles (so iOS and macOS show them as verified) and sealing the audit log.
+//! Each is an RSA key on the token (`<ca key>-profiles`; `audit.key`, default `sigil-audit`), certified by the active CA
+//! for digital signatures only; made the first time it is needed, and certified again when the
+//! CA changed (a rollover) or the certificate nears its end. The key itself never changes, so
+//! what it signed stays verifiable with it.
 
 use super::{Authority, RequestError};
-use crate::hsm::{KeySpec, KeyUri, KeyUsage, SignAlg, TokenKey};
+use crate::hsm::{KeySpec, KeyUri, KeyUsage, PublicKey, SignAlg, TokenKey};
 
-/// Days a profile-signing certificate lives (capped at the CA's).
+/// Days a purpose certificate lives (capped at the CA's).
 const DAYS: u32 = 365;
 
-/// The profile signer: its certificate, and its key on the token.
-pub struct ProfileSigner {
+/// A purpose key: its certificate, and its key on the token.
+pub struct PurposeKey {
     /// The certificate (DER), issued by the active CA.
     pub certificate: Vec<u8>,
     key: TokenKey,
 }
 
-impl ProfileSigner {
+/// The profile signer.
+pub type ProfileSigner = PurposeKey;
+
+impl PurposeKey {
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `data`, on the token (blocking).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, RequestError> {
         self.key
             .sign_blocking(data)
-            .map_err(|e| RequestError::Unavailable(format!("profile signature: {e}")))
+            .map_err(|e| RequestError::Unavailable(format!("signature on the token: {e}")))
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
     }
 }
 
 impl Authority {
     /// The profile signer, made or certified again when needed (blocking: the token).
     pub fn profile_signer_blocking(&self) -> Result<ProfileSigner, RequestError> {
+        let ca = &self.inner.ca_name;
+        self.purpose_key_blocking(&format!("{ca}-profiles"), &format!("{ca} profile signing"))
+    }
+
+    /// The key labelled `label`, made or certified again (with `common_name` as its subject)
+    /// when needed (blocking: the token).
+    pub fn purpose_key_blocking(
+        &self,
+        label: &str,
+        common_name: &str,
+    ) -> Result<PurposeKey, RequestError> {
         let hsm = self.inner.key.hsm.clone();
-        let label = format!("{}-profiles", self.inner.ca_name);
         let unavailable = |e: crate::hsm::HsmError| RequestError::Unavailable(e.to_string());
-        let uri = KeyUri::labelled(hsm.token(), &label);
+        let uri = KeyUri::labelled(hsm.token(), label);
         if !hsm.key_exists(&uri).map_err(unavailable)? {
             hsm.generate_blocking(
                 KeySpec::Rsa(2048),
-                &label,
+                label,
                 KeyUsage {
                     sign: true,
                     decrypt: false,
                 },
             )
             .map_err(unavailable)?;
+            tracing::info!(label = %label, "made a key on the token");
         }
         let public = hsm.public_key_blocking(&uri).map_err(unavailable)?;
         let key =
             TokenKey::with_alg(&hsm, &uri, public, SignAlg::RsaPkcs1Sha256).map_err(unavailable)?;
-        let current = hsm.certificate_blocking(&label).map_err(unavailable)?;
+        let current = hsm.certificate_blocking(label).map_err(unavailable)?;
         let fresh = current.as_deref().is_some_and(|der| {
             x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| {
                 c.issuer().as_raw() == self.inner.ca_subject.as_slice()
@@ -57,10 +78,7 @@ impl Authority {
             Some(der) if fresh => der,
             _ => {
                 let mut dn = rcgen::DistinguishedName::new();
-                dn.push(
-                    rcgen::DnType::CommonName,
-                    format!("{} profile signing", self.inner.ca_name),
-                );
+                dn.push(rcgen::DnType::CommonName, common_name);
                 let der = crate::pki::issue_ra_certificate(
                     &self.inner.ca_key,
                     &self.inner.ca_cert,
@@ -71,12 +89,12 @@ impl Authority {
                 )
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
                 // Replaces the old certificate object, if any.
-                hsm.store_certificate_blocking(&label, &der)
+                hsm.store_certificate_blocking(label, &der)
                     .map_err(unavailable)?;
-                tracing::info!(label = %label, "profile-signing certificate issued");
+                tracing::info!(label = %label, "certificate for a purpose key issued");
                 der
             }
         };
-        Ok(ProfileSigner { certificate, key })
+        Ok(PurposeKey { certificate, key })
     }
 }
