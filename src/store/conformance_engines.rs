@@ -16,6 +16,7 @@ async fn sqlite_engine() {
     super::conformance_records::registrations(s.clone()).await;
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
+    super::conformance_records::pushes(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
@@ -54,6 +55,7 @@ async fn postgres_engine() {
     super::conformance_records::registrations(s.clone()).await;
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
+    super::conformance_records::pushes(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();

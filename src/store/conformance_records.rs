@@ -366,3 +366,63 @@ pub(super) async fn identity(s: Arc<dyn Store>) {
         .unwrap();
     assert!(s.purge_sessions().await.unwrap() >= 1);
 }
+
+/// Pushes: queued once per registration and key, claimed by one node at a time, settled
+/// with an audit record, listed per registration.
+pub(super) async fn pushes(s: Arc<dyn Store>) {
+    use crate::store::{PushAction, PushRecord, PushState};
+    let at = now();
+    let push = |id: &str, key: &str, action: PushAction| PushRecord {
+        id: id.into(),
+        registration_id: "reg_push".into(),
+        key: key.into(),
+        action,
+        state: PushState::Pending,
+        attempts: 0,
+        next_at: at,
+        message: String::new(),
+        created_at: at,
+        updated_at: at,
+    };
+    let deliver = push("push_1", "deliver", PushAction::Deliver);
+    assert!(s.queue_push(&deliver, "sigil").await.unwrap());
+    // The same key again: nothing queued (idempotent), and no audit record.
+    let before = s.audit_head().await.unwrap().0;
+    assert!(!s
+        .queue_push(&push("push_2", "deliver", PushAction::Deliver), "sigil")
+        .await
+        .unwrap());
+    assert_eq!(s.audit_head().await.unwrap().0, before);
+    assert!(s
+        .queue_push(&push("push_3", "renew:0a", PushAction::Renew), "sigil")
+        .await
+        .unwrap());
+    let due = s.due_pushes(at, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|p| p.registration_id == "reg_push"));
+    // One claim wins; a claimed push is not due until its lease ends.
+    assert!(s.claim_push("push_1", at, at + 60).await.unwrap());
+    assert!(!s.claim_push("push_1", at, at + 60).await.unwrap());
+    assert_eq!(s.due_pushes(at, 10).await.unwrap().len(), 1);
+    assert_eq!(s.due_pushes(at + 60, 10).await.unwrap().len(), 2);
+    let mut done = deliver.clone();
+    done.state = PushState::Delivered;
+    done.attempts = 1;
+    done.message = "added to the group".into();
+    s.settle_push(&done, "push_delivered", "sigil")
+        .await
+        .unwrap();
+    assert!(!s.claim_push("push_1", at + 100, at + 200).await.unwrap());
+    let mine = s.pushes(Some("reg_push"), 0).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0], done);
+    assert_eq!(mine[1].action, PushAction::Renew);
+    assert!(s.pushes(Some("reg_other"), 0).await.unwrap().is_empty());
+    assert!(s.pushes(None, 1).await.unwrap().len() == 1);
+    let records = s.audit_records(before - 1, 0).await.unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&["push_queued", "push_delivered"]),
+        "{actions:?}"
+    );
+}

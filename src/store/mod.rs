@@ -11,6 +11,7 @@
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
 mod postgres;
+mod push;
 mod registration;
 mod sqlite;
 mod traits;
@@ -28,15 +29,16 @@ mod conformance_records;
 use std::sync::Arc;
 
 pub use postgres::PostgresStore;
+pub use push::{PushAction, PushRecord, PushState};
 pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 pub use traits::{
     AuditStore, CaStateStore, CertificateStore, ChallengeStore, ClusterStore, IdentityStore,
-    RegistrationStore, Store, TokenStore, TransactionStore,
+    PushStore, RegistrationStore, Store, TokenStore, TransactionStore,
 };
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way

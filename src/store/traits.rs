@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, PersonRecord,
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, PersonRecord, PushRecord,
     RegistrationRecord, RegistrationState, SessionRecord, StoreError, TokenRecord,
     TransactionRecord,
 };
@@ -229,6 +229,35 @@ pub trait RegistrationStore: Send + Sync {
     ) -> Result<(usize, usize), StoreError>;
 }
 
+/// Deliveries to the MDM: one per registration and purpose, retried with backoff until
+/// delivered or failed for good.
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Queue `p` unless the registration already has a push with its key (audited as
+    /// `push_queued`). True when queued.
+    async fn queue_push(&self, p: &PushRecord, actor: &str) -> Result<bool, StoreError>;
+    /// Take push `id` if it is pending and due at `now`; it is not due again before
+    /// `lease_until`, so two nodes never send it at once. True when taken.
+    async fn claim_push(&self, id: &str, now: i64, lease_until: i64) -> Result<bool, StoreError>;
+    /// Record an attempt's outcome (state, attempts, next_at, message), audited as `action`
+    /// by `actor` in the same database transaction.
+    async fn settle_push(
+        &self,
+        p: &PushRecord,
+        action: &str,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+    /// Pending pushes due at `now`, oldest first, at most `limit`.
+    async fn due_pushes(&self, now: i64, limit: usize) -> Result<Vec<PushRecord>, StoreError>;
+    /// The pushes of one registration (oldest first), or every push (newest first, at most
+    /// `limit`).
+    async fn pushes(
+        &self,
+        registration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PushRecord>, StoreError>;
+}
+
 /// Named pieces of CA state (certificates, generations, the binding, CRLs) and CRL numbering.
 #[async_trait]
 pub trait CaStateStore: Send + Sync {
@@ -266,6 +295,7 @@ pub trait ClusterStore: Send + Sync {
 /// Every topic: what an engine is, and what the authority holds.
 pub trait Store:
     IdentityStore
+    + PushStore
     + TransactionStore
     + CertificateStore
     + ChallengeStore
@@ -279,6 +309,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: IdentityStore
+        + PushStore
         + TransactionStore
         + CertificateStore
         + ChallengeStore

@@ -10,6 +10,7 @@ mod challenges;
 mod cluster;
 mod identity;
 mod issue;
+mod pushes;
 mod registrations;
 mod tokens;
 mod transactions;
@@ -39,6 +40,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres_0005_expiry.sql")),
     (6, include_str!("../migrations/postgres_0006_trust.sql")),
     (7, include_str!("../migrations/postgres_0007_identity.sql")),
+    (8, include_str!("../migrations/postgres_0008_pushes.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

@@ -8,6 +8,7 @@ mod challenges;
 mod cluster;
 mod identity;
 mod issue;
+mod pushes;
 mod registrations;
 mod tokens;
 mod transactions;
@@ -43,6 +44,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite_0005_expiry.sql")),
     (6, include_str!("../migrations/sqlite_0006_trust.sql")),
     (7, include_str!("../migrations/sqlite_0007_identity.sql")),
+    (8, include_str!("../migrations/sqlite_0008_pushes.sql")),
 ];
 
 /// SQLite engine.
