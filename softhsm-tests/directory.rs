@@ -232,7 +232,7 @@ fn intune_failures_are_clear() {
     assert!(e.to_string().contains("/nonexistent/secret"), "{e}");
 }
 
-fn jamf_computer(id: u32, email: &str, managed: bool) -> serde_json::Value {
+pub(crate) fn jamf_computer(id: u32, email: &str, managed: bool) -> serde_json::Value {
     json!({
         "id": id.to_string(), "udid": format!("A1B2C3D4-{id:04}"),
         "general": {"name": format!("Mac {id}"), "platform": "Mac",
@@ -246,7 +246,7 @@ fn jamf_computer(id: u32, email: &str, managed: bool) -> serde_json::Value {
     })
 }
 
-fn jamf_mobile(id: u32, email: &str) -> serde_json::Value {
+pub(crate) fn jamf_mobile(id: u32, email: &str) -> serde_json::Value {
     json!({
         "mobileDeviceId": id.to_string(), "deviceType": "iOS",
         "general": {"udid": format!("00008120-{id:04}"), "displayName": format!("iPhone {id}"),
@@ -336,7 +336,7 @@ fn jamf_reads_computers_and_mobile_devices_with_either_login() {
     );
 }
 
-fn ws1_device(id: u64, user: &str, email: &str, compliance: &str) -> serde_json::Value {
+pub(crate) fn ws1_device(id: u64, user: &str, email: &str, compliance: &str) -> serde_json::Value {
     json!({
         "Id": {"Value": id}, "Uuid": format!("uuid-{id}"), "Udid": format!("UDID{id}"),
         "SerialNumber": format!("WS{id}"), "MacAddress": "ABABABABABAB", "Imei": "",

@@ -287,7 +287,15 @@ fn unauthorized() -> Resp {
 /// `/v1.0/deviceManagement/managedDevices` filtered by `userPrincipalName eq '…'`, `page`
 /// devices per page with `@odata.nextLink` and `$skiptoken`.
 pub fn intune(devices: Vec<Value>, page: usize) -> FakeMdm {
-    FakeMdm::start(move |req, faults| {
+    FakeMdm::start(intune_handler(devices, page))
+}
+
+/// The handler of [`intune`], for fakes that answer more of the vendor's API.
+pub fn intune_handler(
+    devices: Vec<Value>,
+    page: usize,
+) -> impl Fn(&Req, &Faults) -> Resp + Send + Sync + 'static {
+    move |req: &Req, faults: &Faults| {
         if req.path.ends_with("/oauth2/v2.0/token") {
             if req.method != "POST" {
                 return Resp::json(
@@ -368,7 +376,7 @@ pub fn intune(devices: Vec<Value>, page: usize) -> FakeMdm {
             404,
             json!({"error": {"code": "ResourceNotFound", "message": "no such path"}}),
         )
-    })
+    }
 }
 
 /// A Graph managedDevice as the v1.0 API documents it.
@@ -409,7 +417,15 @@ pub fn intune_device(
 /// `/api/v{1..4}/computers-inventory`, mobile devices at `/api/v2/mobile-devices/detail`, both
 /// with `page`, `page-size`, `section` and an RSQL `filter`.
 pub fn jamf(computers: Vec<Value>, mobiles: Vec<Value>) -> FakeMdm {
-    FakeMdm::start(move |req, faults| {
+    FakeMdm::start(jamf_handler(computers, mobiles))
+}
+
+/// The handler of [`jamf`], for fakes that answer more of the vendor's API.
+pub fn jamf_handler(
+    computers: Vec<Value>,
+    mobiles: Vec<Value>,
+) -> impl Fn(&Req, &Faults) -> Resp + Send + Sync + 'static {
+    move |req: &Req, faults: &Faults| {
         if req.path == "/api/oauth/token" && req.method == "POST" {
             let f = req.form();
             if f.get("client_id").map(String::as_str) != Some(CLIENT_ID)
@@ -486,14 +502,22 @@ pub fn jamf(computers: Vec<Value>, mobiles: Vec<Value>) -> FakeMdm {
             return Resp::json(200, json!({"totalCount": mine.len(), "results": chunk}));
         }
         Resp::json(404, json!({"httpStatus": 404, "errors": []}))
-    })
+    }
 }
 
 /// Workspace ONE UEM: `/API/system/users/search?email=` then `/API/mdm/devices/search?user=`,
 /// both paged with `page` and `pagesize`; 204 when nothing matches; basic authentication
 /// ("ws1-reader:pw") and the `aw-tenant-code` header required.
 pub fn workspace_one(users: Vec<Value>, devices: Vec<Value>) -> FakeMdm {
-    FakeMdm::start(move |req, faults| {
+    FakeMdm::start(workspace_one_handler(users, devices))
+}
+
+/// The handler of [`workspace_one`], for fakes that answer more of the vendor's API.
+pub fn workspace_one_handler(
+    users: Vec<Value>,
+    devices: Vec<Value>,
+) -> impl Fn(&Req, &Faults) -> Resp + Send + Sync + 'static {
+    move |req: &Req, faults: &Faults| {
         if req.header("aw-tenant-code") != Some("tenant-code-1") {
             return Resp::json(
                 401,
@@ -559,5 +583,5 @@ pub fn workspace_one(users: Vec<Value>, devices: Vec<Value>) -> FakeMdm {
             404,
             json!({"errorCode": 5061, "message": "not found", "activityId": "a3"}),
         )
-    })
+    }
 }

@@ -34,6 +34,9 @@ pub struct CredentialSettings {
     /// Refuse requests for devices the MDM does not report compliant (they are always shown,
     /// flagged).
     pub require_compliant: bool,
+    /// `[credentials.NAME.push]`: tell the MDM to deliver when a registration is approved
+    /// (and to take it back, and to re-push inside the renewal window).
+    pub push: Option<crate::mdm::push::PushSettings>,
 }
 
 impl Default for CredentialSettings {
@@ -49,6 +52,7 @@ impl Default for CredentialSettings {
             request_ttl: "7d".into(),
             challenge_ttl: "24h".into(),
             require_compliant: false,
+            push: None,
         }
     }
 }

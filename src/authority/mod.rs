@@ -14,6 +14,7 @@ pub mod audit_seal;
 pub mod binding;
 mod ca;
 pub mod purpose_key;
+mod push;
 pub use purpose_key::{ProfileSigner, PurposeKey};
 pub mod external;
 pub use ca::{CaOverview, CertSummary};
@@ -50,8 +51,9 @@ use crate::store::Store;
 
 /// The records front ends show, as the store keeps them.
 pub use crate::store::{
-    AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, RegistrationRecord,
-    RegistrationState, StoreError, TokenRecord, TokenScope, TransactionRecord,
+    AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, PushAction, PushRecord,
+    PushState, RegistrationRecord, RegistrationState, StoreError, TokenRecord, TokenScope,
+    TransactionRecord,
 };
 pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
@@ -231,6 +233,10 @@ pub(crate) struct Inner {
     pub(crate) audit_key: std::sync::Mutex<Option<Arc<PurposeKey>>>,
     /// The last sequence number this node sealed.
     pub(crate) last_seal: std::sync::atomic::AtomicI64,
+    /// How each credential that pushes tells its MDM.
+    pub(crate) channels: push::Channels,
+    /// One push round at a time on this node.
+    pub(crate) pushing: tokio::sync::Mutex<()>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -443,6 +449,8 @@ impl Authority {
                 crate::mdm::connect(name, d).map_err(LoadError::Integration)?,
             );
         }
+        let channels = push::channels(&config.credentials, &config.directories)
+            .map_err(LoadError::Integration)?;
         Ok(Authority {
             inner: Arc::new(Inner {
                 directories,
@@ -487,6 +495,8 @@ impl Authority {
                 seal: audit_seal::SealOutlets::new(&config.audit, &config.data_dir),
                 audit_key: Default::default(),
                 last_seal: Default::default(),
+                channels,
+                pushing: Default::default(),
             }),
         })
     }

@@ -28,7 +28,7 @@ use super::challenge::{mint, Bindings};
 use super::Authority;
 use super::{fill, CredentialSettings};
 use crate::mdm::{assess, Compliance, Device};
-use crate::store::{now, RegistrationRecord, RegistrationState, StoreError};
+use crate::store::{now, PushAction, RegistrationRecord, RegistrationState, StoreError};
 
 /// Why a registration step did not happen.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -469,7 +469,33 @@ impl Authority {
             json!({"comment": next.comment, "device_id": r.device_id}),
         )
         .await?;
+        if approve {
+            // The MDM is told to deliver (a failure to queue is logged: the registration is
+            // approved, and the MDM can still collect the payload).
+            if let Err(e) = self.queue_push(&next, PushAction::Deliver, "deliver").await {
+                tracing::warn!(registration = %next.id, error = %e, "could not queue the push");
+            }
+        }
         Ok(next)
+    }
+
+    /// After a registration ended (withdrawn, revoked): take back what was delivered.
+    async fn withdraw_push(&self, r: &RegistrationRecord) {
+        if !self.pushes_for(&r.credential) {
+            return;
+        }
+        let delivered = match self.registration_pushes(&r.id).await {
+            Ok(p) => p.iter().any(|p| p.action == PushAction::Deliver),
+            Err(e) => {
+                tracing::warn!(registration = %r.id, error = %e, "could not read the pushes");
+                return;
+            }
+        };
+        if delivered {
+            if let Err(e) = self.queue_push(r, PushAction::Withdraw, "withdraw").await {
+                tracing::warn!(registration = %r.id, error = %e, "could not queue the withdrawal");
+            }
+        }
     }
 
     /// The SCEP settings for an approved registration's device, with a fresh one-time
@@ -496,6 +522,18 @@ impl Authority {
                 }
             )));
         }
+        self.payload_for(&r, &caller.actor(), base_url).await
+    }
+
+    /// The SCEP payload of approved registration `r`, with a fresh one-time challenge minted
+    /// by `actor` (the previous one is voided): for the MDM that collects it, or a push.
+    pub(crate) async fn payload_for(
+        &self,
+        r: &RegistrationRecord,
+        actor: &str,
+        base_url: &str,
+    ) -> Result<ScepPayload, RegistrationError> {
+        let cred = self.credential(&r.credential)?.clone();
         let (Some(subject), Some(device_id)) = (r.subject.clone(), r.device_id.clone()) else {
             return Err(RegistrationError::WrongState(
                 "the registration has no device identity".into(),
@@ -511,18 +549,13 @@ impl Authority {
             registration: Some(r.id.clone()),
             credential: Some(r.credential.clone()),
         };
-        let (challenge, record) = mint(
-            &cred.profile,
-            &bindings,
-            cred.challenge_ttl_secs(),
-            &caller.actor(),
-        )
-        .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        let (challenge, record) = mint(&cred.profile, &bindings, cred.challenge_ttl_secs(), actor)
+            .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
         let expires = record.expires_at;
         if !self
             .inner
             .store
-            .registration_challenge(&r.id, &record, &caller.actor())
+            .registration_challenge(&r.id, &record, actor)
             .await
             .map_err(unavailable)?
         {
@@ -600,6 +633,7 @@ impl Authority {
             json!({"comment": next.comment, "was": r.state.as_str()}),
         )
         .await?;
+        self.withdraw_push(&next).await;
         Ok(next)
     }
 
@@ -652,6 +686,7 @@ impl Authority {
             )
             .await
             .map_err(unavailable)?;
+        self.withdraw_push(&r).await;
         Ok(done)
     }
 

@@ -338,7 +338,7 @@ impl Authority {
     /// [`Authority::crl_round`]), so a revocation whose CRL could not be made at once is published
     /// as soon as the token allows. Every `interval`: when this node leads "expire", expire
     /// registrations and PENDING enrollments that waited too long; the expiry gauges and
-    /// webhook; Intune's revocation feed. Runs until the process ends (the audit log is sealed
+    /// webhook; pushes to the MDMs (withdrawals, renewals, retries); Intune's revocation feed. Runs until the process ends (the audit log is sealed
     /// by its own task, [`Authority::sealing`]).
     pub async fn background(self, interval: std::time::Duration) {
         let crl_every = interval.min(CRL_CHECK);
@@ -406,6 +406,13 @@ impl Authority {
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+        }
+        if !self.inner.channels.is_empty() {
+            match self.inner.store.lead("push").await {
+                Ok(true) => self.push_round().await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "background: cannot reach the store"),
+            }
         }
         if !self.inner.external.is_empty() {
             match self.inner.store.lead("intune").await {

@@ -665,6 +665,10 @@ impl Config {
             let directories = self.directories.keys().map(String::as_str).collect();
             c.check(&profiles, &directories)
                 .map_err(|m| invalid(&format!("credentials.{name}"), &m))?;
+            if let (Some(push), Some(d)) = (&c.push, self.directories.get(&c.directory)) {
+                push.check(d.kind())
+                    .map_err(|m| invalid(&format!("credentials.{name}"), &m))?;
+            }
             // The credential's profile issues only after an officer's approval: no static
             // challenge and no open door may bypass the registration.
             if let Some(p) = self.profiles.get(&c.profile) {

@@ -159,7 +159,36 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 
 async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}");
-    answer(ra.registration(&caller, &id).await, StatusCode::OK)
+    let r = match ra.registration(&caller, &id).await {
+        Ok(r) => r,
+        Err(e) => return registration_error(e),
+    };
+    let pushes = match ra.registration_pushes(&r.id).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let mut body = registration_json(&r);
+    body["pushes"] = pushes_json(&pushes);
+    HttpResponse::Ok().json(body)
+}
+
+/// The JSON form of a registration's pushes to its MDM.
+pub fn pushes_json(pushes: &[crate::authority::PushRecord]) -> serde_json::Value {
+    pushes
+        .iter()
+        .map(|p| {
+            json!({
+                "action": p.action.as_str(),
+                "key": p.key,
+                "state": p.state.as_str(),
+                "attempts": p.attempts,
+                "message": p.message,
+                "next_attempt_at": (p.state == crate::authority::PushState::Pending).then(|| rfc3339(p.next_at)),
+                "created_at": rfc3339(p.created_at),
+                "updated_at": rfc3339(p.updated_at),
+            })
+        })
+        .collect()
 }
 
 async fn refresh(

@@ -135,9 +135,32 @@ impl Api {
         what: &str,
         make: &(dyn Fn() -> RequestBuilder + Send + Sync),
     ) -> Result<Option<Value>, Failure> {
+        let (status, body) = self.send_raw(what, make).await?;
+        if !status.is_success() {
+            return Err(Failure::Other(DirectoryError::Refused {
+                directory: self.name.clone(),
+                status: status.as_u16(),
+                message: format!("{what}: {}", describe(&body)),
+            }));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| Failure::Other(self.nonsense(format!("{what}: not JSON ({e})"))))
+    }
+
+    /// As [`Api::send`], answering the status and body of any answer that retrying would not
+    /// change (2xx, and 4xx but 401 and 429), so the caller reads the vendor's words.
+    pub(crate) async fn send_raw(
+        &self,
+        what: &str,
+        make: &(dyn Fn() -> RequestBuilder + Send + Sync),
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
         let mut attempt = 0u32;
         loop {
-            let (retryable, wait, err) = match make().send().await {
+            let (wait, err) = match make().send().await {
                 Err(e) => {
                     let reason = if e.is_timeout() {
                         format!("{what}: no answer within {}s", self.timeout.as_secs())
@@ -147,7 +170,6 @@ impl Api {
                         format!("{what}: {}", root_cause(&e))
                     };
                     (
-                        true,
                         None,
                         DirectoryError::Unreachable {
                             directory: self.name.clone(),
@@ -167,14 +189,6 @@ impl Api {
                             }))
                         }
                     };
-                    if status.is_success() {
-                        if body.iter().all(u8::is_ascii_whitespace) {
-                            return Ok(None);
-                        }
-                        return serde_json::from_slice(&body).map(Some).map_err(|e| {
-                            Failure::Other(self.nonsense(format!("{what}: not JSON ({e})")))
-                        });
-                    }
                     if status == StatusCode::UNAUTHORIZED {
                         return Err(Failure::Unauthorized(DirectoryError::Refused {
                             directory: self.name.clone(),
@@ -184,8 +198,10 @@ impl Api {
                     }
                     let retryable =
                         status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    if !retryable {
+                        return Ok((status, body));
+                    }
                     (
-                        retryable,
                         wait,
                         DirectoryError::Refused {
                             directory: self.name.clone(),
@@ -195,7 +211,7 @@ impl Api {
                     )
                 }
             };
-            if !retryable || attempt >= self.retries {
+            if attempt >= self.retries {
                 return Err(Failure::Other(err));
             }
             let backoff = Duration::from_millis(250u64 << attempt.min(6));
@@ -278,10 +294,43 @@ impl Api {
         A: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Auth, DirectoryError>>,
     {
+        let (status, body) = self
+            .exchange(what, reqwest::Method::GET, url, headers, &Body::None, auth)
+            .await?;
+        if !status.is_success() {
+            return Err(DirectoryError::Refused {
+                directory: self.name.clone(),
+                status: status.as_u16(),
+                message: format!("{what}: {}", describe(&body)),
+            });
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| self.nonsense(format!("{what}: not JSON ({e})")))
+    }
+
+    /// One exchange with the authentication `auth` gives (a new token once on 401), retried
+    /// as [`Api::send_raw`]: the status and body of an answer retrying would not change.
+    pub(crate) async fn exchange<A, Fut>(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Body,
+        auth: A,
+    ) -> Result<(StatusCode, Vec<u8>), DirectoryError>
+    where
+        A: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Auth, DirectoryError>>,
+    {
         for second in [false, true] {
             let a = auth().await?;
             let make = || {
-                let mut r = self.client.get(url);
+                let mut r = self.client.request(method.clone(), url);
                 if !headers
                     .iter()
                     .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
@@ -291,6 +340,13 @@ impl Api {
                 for (k, v) in headers {
                     r = r.header(*k, v);
                 }
+                r = match body {
+                    Body::None => r,
+                    Body::Json(v) => r.json(v),
+                    Body::Xml(x) => r
+                        .header(reqwest::header::CONTENT_TYPE, "application/xml")
+                        .body(x.clone()),
+                };
                 match &a {
                     Auth::Bearer(t) => r.bearer_auth(t),
                     Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
@@ -298,7 +354,7 @@ impl Api {
                     Auth::None => r,
                 }
             };
-            match self.send(what, &make).await {
+            match self.send_raw(what, &make).await {
                 Ok(v) => return Ok(v),
                 Err(Failure::Unauthorized(e)) => {
                     if second || !matches!(a, Auth::Bearer(_)) {
@@ -311,6 +367,21 @@ impl Api {
         }
         Err(self.nonsense("the MDM refused a freshly issued token"))
     }
+}
+
+/// A request body.
+pub(crate) enum Body {
+    /// None.
+    None,
+    /// JSON.
+    Json(Value),
+    /// XML (Jamf's Classic API).
+    Xml(String),
+}
+
+/// The vendor's words from an error body, for a push's state.
+pub(crate) fn vendor_words(body: &[u8]) -> String {
+    describe(body)
 }
 
 /// How a request authenticates.

@@ -12,8 +12,8 @@ use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
 const FIELDS: &str = "id,deviceName,model,manufacturer,operatingSystem,osVersion,serialNumber,udid,imei,complianceState,managementState,managementAgent,lastSyncDateTime,userPrincipalName,emailAddress";
 
 pub(crate) struct Intune {
-    api: Api,
-    base: String,
+    pub(super) api: Api,
+    pub(super) base: String,
     token_url: String,
     client_id: String,
     scope: String,
@@ -48,7 +48,7 @@ impl Intune {
         }
     }
 
-    async fn auth(&self) -> Result<Auth, DirectoryError> {
+    pub(super) async fn auth(&self) -> Result<Auth, DirectoryError> {
         let t = self
             .api
             .token(|| {

@@ -13,8 +13,8 @@ use super::JamfSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
 
 pub(crate) struct Jamf {
-    api: Api,
-    base: String,
+    pub(super) api: Api,
+    pub(super) base: String,
     token_url: String,
     client_id: String,
     username: String,
@@ -39,7 +39,7 @@ impl Jamf {
         }
     }
 
-    async fn auth(&self) -> Result<Auth, DirectoryError> {
+    pub(super) async fn auth(&self) -> Result<Auth, DirectoryError> {
         let t = self
             .api
             .token(|| async {

@@ -18,6 +18,7 @@ mod file;
 mod generic;
 mod intune;
 mod jamf;
+pub mod push;
 mod settings;
 mod workspace_one;
 

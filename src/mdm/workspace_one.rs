@@ -12,8 +12,8 @@ use super::WorkspaceOneSettings;
 use super::{timestamp, Compliance, Device, DirectoryError, MdmDirectory};
 
 pub(crate) struct WorkspaceOne {
-    api: Api,
-    base: String,
+    pub(super) api: Api,
+    pub(super) base: String,
     token_url: String,
     client_id: String,
     username: String,
@@ -30,7 +30,7 @@ impl WorkspaceOne {
         }
     }
 
-    async fn auth(&self) -> Result<Auth, DirectoryError> {
+    pub(super) async fn auth(&self) -> Result<Auth, DirectoryError> {
         if self.client_id.is_empty() {
             let password = self.api.secret(&self.api.password, "password")?;
             return Ok(Auth::Basic(self.username.clone(), password));

@@ -190,6 +190,10 @@ pub(super) async fn registration(
         None => None,
     };
     let mine = visit.caller.person.has_email(&r.email);
+    let pushes = match state.ra.registration_pushes(&r.id).await {
+        Ok(p) => crate::http::registrations::pushes_json(&p),
+        Err(e) => return unavailable(e),
+    };
     render(
         StatusCode::OK,
         "registration.html",
@@ -204,6 +208,8 @@ pub(super) async fn registration(
             "may_revoke": officer && r.state == RegistrationState::Issued,
             "blocked": blocked,
             "filed_by": filed_by,
+            "pushes": pushes,
+            "pushes_to_mdm": state.ra.pushes_for(&r.credential),
         }),
     )
 }

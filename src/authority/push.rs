@@ -1,0 +1,344 @@
+//! Telling the MDM what to push, and keeping count. An approved registration whose credential
+//! has `[credentials.NAME.push]` gets a `deliver` push; a registration withdrawn or expired
+//! after that, or whose certificate is revoked, gets a `withdraw`; an issued one whose
+//! certificate enters the last `renew_within_days` gets a `renew:<serial>` (for MDMs that do not
+//! renew by themselves). Each push is a store row, queued once (idempotent), sent by one node
+//! at a time, retried with doubling waits (`retry_secs`, at most an hour) until the MDM takes it
+//! or `max_attempts` run out, and audited at each step; its state (pending, delivered, failed
+//! with the MDM's words) is shown on the registration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::mdm::push::{Delivery, PushError, PushEvent, PushSettings, PushTarget};
+use crate::store::{
+    now, CertStatus, PushAction, PushRecord, PushState, RegistrationRecord, RegistrationState,
+    StoreError,
+};
+
+use super::Authority;
+
+/// Who pushes, in the audit log.
+const ACTOR: &str = "sigil:push";
+
+/// How long a node holds a push it is sending before another may take it.
+const LEASE_SECS: i64 = 120;
+
+/// Pushes sent per round at most.
+const BATCH: usize = 50;
+
+/// The longest wait between two attempts.
+const MAX_WAIT_SECS: i64 = 3600;
+
+/// One credential's way of pushing.
+#[derive(Clone)]
+pub(crate) struct Channel {
+    pub(crate) delivery: Arc<dyn Delivery>,
+    pub(crate) settings: PushSettings,
+}
+
+/// The channels, by credential.
+pub(crate) type Channels = HashMap<String, Channel>;
+
+/// Build the channels of every credential that pushes.
+pub(crate) fn channels(
+    credentials: &std::collections::BTreeMap<String, super::CredentialSettings>,
+    directories: &std::collections::BTreeMap<String, crate::mdm::DirectorySettings>,
+) -> Result<Channels, String> {
+    let mut out = HashMap::new();
+    for (name, c) in credentials {
+        let Some(push) = &c.push else { continue };
+        let directory = directories
+            .get(&c.directory)
+            .ok_or_else(|| format!("credentials.{name}: no directory `{}`", c.directory))?;
+        let delivery = crate::mdm::push::connect(&c.directory, directory, push)
+            .map_err(|e| format!("credentials.{name}: {e}"))?;
+        out.insert(
+            name.clone(),
+            Channel {
+                delivery,
+                settings: push.clone(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The wait before attempt `attempts + 1`.
+fn backoff(retry_secs: u64, attempts: i64) -> i64 {
+    let shift = attempts.clamp(0, 20) as u32;
+    (retry_secs as i64)
+        .saturating_mul(1i64 << shift)
+        .min(MAX_WAIT_SECS)
+}
+
+fn event(action: PushAction) -> PushEvent {
+    match action {
+        PushAction::Deliver => PushEvent::Deliver,
+        PushAction::Withdraw => PushEvent::Withdraw,
+        PushAction::Renew => PushEvent::Renew,
+    }
+}
+
+impl Authority {
+    /// Does this credential push?
+    pub fn pushes_for(&self, credential: &str) -> bool {
+        self.inner.channels.contains_key(credential)
+    }
+
+    /// Queue a push of `action` (unique per registration by `key`), then send what is due
+    /// without waiting for the background round.
+    pub(crate) async fn queue_push(
+        &self,
+        r: &RegistrationRecord,
+        action: PushAction,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        if !self.pushes_for(&r.credential) {
+            return Ok(false);
+        }
+        let at = now();
+        let mut id = [0u8; 8];
+        openssl::rand::rand_bytes(&mut id)
+            .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+        let push = PushRecord {
+            id: format!("push_{}", hex::encode(id)),
+            registration_id: r.id.clone(),
+            key: key.to_owned(),
+            action,
+            state: PushState::Pending,
+            attempts: 0,
+            next_at: at,
+            message: String::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        let queued = self.inner.store.queue_push(&push, ACTOR).await?;
+        if queued {
+            tracing::info!(registration = %r.id, action = %action, "push queued");
+            let ra = self.clone();
+            tokio::spawn(async move { ra.send_due_pushes().await });
+        }
+        Ok(queued)
+    }
+
+    /// The pushes of a registration, oldest first.
+    pub async fn registration_pushes(&self, id: &str) -> Result<Vec<PushRecord>, StoreError> {
+        self.inner.store.pushes(Some(id), 0).await
+    }
+
+    /// The background part: queue the withdrawals and renewals that are due, then send what is
+    /// due. Runs on the node leading "push".
+    pub async fn push_round(&self) {
+        if self.inner.channels.is_empty() {
+            return;
+        }
+        if let Err(e) = self.queue_follow_ups().await {
+            tracing::warn!(error = %e, "push: cannot look for withdrawals and renewals");
+        }
+        self.send_due_pushes().await;
+    }
+
+    /// Withdrawals for delivered registrations that ended, renewals for certificates entering
+    /// their renewal window.
+    async fn queue_follow_ups(&self) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let mut by_registration: HashMap<String, Vec<PushRecord>> = HashMap::new();
+        for p in store.pushes(None, 0).await? {
+            by_registration
+                .entry(p.registration_id.clone())
+                .or_default()
+                .push(p);
+        }
+        let at = now();
+        for (id, pushes) in by_registration {
+            let delivered = pushes
+                .iter()
+                .any(|p| p.action == PushAction::Deliver && p.state != PushState::Failed);
+            if !delivered || pushes.iter().any(|p| p.action == PushAction::Withdraw) {
+                continue;
+            }
+            let Some(r) = store.registration(&id).await? else {
+                continue;
+            };
+            let Some(channel) = self.inner.channels.get(&r.credential) else {
+                continue;
+            };
+            let ended = match r.state {
+                RegistrationState::Rejected | RegistrationState::Expired => true,
+                RegistrationState::Issued => {
+                    let cert = match &r.serial {
+                        Some(s) => store.certificate(s).await?,
+                        None => None,
+                    };
+                    match cert {
+                        Some(c) if c.status == CertStatus::Revoked => true,
+                        Some(c) => {
+                            let window = i64::from(channel.settings.renew_within_days) * 86_400;
+                            if channel.delivery.renews()
+                                && window > 0
+                                && c.not_after - at <= window
+                                && c.not_after > at
+                            {
+                                self.queue_push(
+                                    &r,
+                                    PushAction::Renew,
+                                    &format!("renew:{}", c.serial),
+                                )
+                                .await?;
+                            }
+                            false
+                        }
+                        None => false,
+                    }
+                }
+                _ => false,
+            };
+            if ended {
+                self.queue_push(&r, PushAction::Withdraw, "withdraw")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send every push that is due (each taken by this node alone), and record the outcome.
+    pub async fn send_due_pushes(&self) {
+        let _one_at_a_time = self.inner.pushing.lock().await;
+        let due = match self.inner.store.due_pushes(now(), BATCH).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "push: cannot read due pushes");
+                return;
+            }
+        };
+        for p in due {
+            if let Err(e) = self.send_push(p).await {
+                tracing::warn!(error = %e, "push: cannot record an attempt");
+            }
+        }
+    }
+
+    async fn send_push(&self, mut p: PushRecord) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let at = now();
+        if !store.claim_push(&p.id, at, at + LEASE_SECS).await? {
+            return Ok(()); // another node has it, or it is no longer due
+        }
+        let span = tracing::info_span!("push", registration = %p.registration_id, action = %p.action, actor = ACTOR);
+        let _enter = span.enter();
+        p.attempts += 1;
+        p.updated_at = at;
+        let outcome = self.attempt(&p).await;
+        let channel = self
+            .inner
+            .store
+            .registration(&p.registration_id)
+            .await?
+            .and_then(|r| self.inner.channels.get(&r.credential).cloned());
+        let (retry_secs, max_attempts) = channel
+            .map(|c| (c.settings.retry_secs, c.settings.max_attempts))
+            .unwrap_or((60, 1));
+        let action = match outcome {
+            Ok(said) => {
+                p.state = PushState::Delivered;
+                p.message = said;
+                tracing::info!(message = %p.message, "push delivered");
+                "push_delivered"
+            }
+            Err(e) => {
+                p.message = e.to_string();
+                if e.retryable() && p.attempts < i64::from(max_attempts) {
+                    p.state = PushState::Pending;
+                    p.next_at = at + backoff(retry_secs, p.attempts - 1);
+                    tracing::warn!(error = %e, attempts = p.attempts, retry_at = p.next_at, "push failed; will retry");
+                    "push_attempt_failed"
+                } else {
+                    p.state = PushState::Failed;
+                    tracing::warn!(error = %e, attempts = p.attempts, "push failed for good");
+                    "push_failed"
+                }
+            }
+        };
+        store.settle_push(&p, action, ACTOR).await
+    }
+
+    /// One attempt: the registration and device, then the MDM.
+    async fn attempt(&self, p: &PushRecord) -> Result<String, PushError> {
+        let gone = |said: String| PushError::UnknownDevice {
+            device: String::new(),
+            said,
+        };
+        let r = self
+            .inner
+            .store
+            .registration(&p.registration_id)
+            .await
+            .map_err(|e| PushError::Webhook(format!("the store: {e}")))?
+            .ok_or_else(|| gone("the registration is gone".into()))?;
+        if p.action != PushAction::Withdraw {
+            let withdrawn = self
+                .registration_pushes(&r.id)
+                .await
+                .map_err(|e| PushError::Webhook(format!("the store: {e}")))?
+                .iter()
+                .any(|w| w.action == PushAction::Withdraw);
+            if withdrawn {
+                return Err(gone("superseded: the credential was withdrawn".into()));
+            }
+        }
+        let channel = self
+            .inner
+            .channels
+            .get(&r.credential)
+            .ok_or_else(|| gone(format!("credential `{}` no longer pushes", r.credential)))?;
+        let device_id = r
+            .device_id
+            .clone()
+            .ok_or_else(|| gone("the registration has no device".into()))?;
+        let cert = match &r.serial {
+            Some(s) => self
+                .inner
+                .store
+                .certificate(s)
+                .await
+                .map_err(|e| PushError::Webhook(format!("the store: {e}")))?,
+            None => None,
+        };
+        let scep_payload = if p.action == PushAction::Deliver
+            && channel.delivery.carries_payload()
+            && r.state == RegistrationState::Approved
+        {
+            let payload = self
+                .payload_for(&r, ACTOR, "")
+                .await
+                .map_err(|e| PushError::Webhook(format!("the SCEP payload: {e}")))?;
+            serde_json::to_value(payload).ok()
+        } else {
+            None
+        };
+        let target = PushTarget {
+            registration: r.id.clone(),
+            email: r.email.clone(),
+            credential: r.credential.clone(),
+            device_id,
+            serial: cert.as_ref().map(|c| c.serial.clone()),
+            not_after: cert.as_ref().map(|c| crate::clock::rfc3339(c.not_after)),
+            scep_payload,
+        };
+        channel.delivery.push(event(p.action), &target).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn waits_double_up_to_an_hour() {
+        assert_eq!(super::backoff(60, 0), 60);
+        assert_eq!(super::backoff(60, 1), 120);
+        assert_eq!(super::backoff(60, 3), 480);
+        assert_eq!(super::backoff(60, 10), 3600);
+        assert_eq!(super::backoff(1, 63), 3600);
+        assert_eq!(super::backoff(1, -1), 1);
+    }
+}

@@ -1,0 +1,113 @@
+//! The generic push: a POST of the event to a URL the agency runs (its own MDM glue, a
+//! MobileIron/Ivanti connector, a ticketing system). The body is JSON: `event` (`deliver`,
+//! `withdraw`, `renew`), the registration, person, credential, device, certificate and, for a
+//! delivery, the SCEP payload with a fresh one-time challenge. It is signed like Stripe's and
+//! GitHub's webhooks: `X-Sigil-Timestamp: <unix seconds>` and `X-Sigil-Signature:
+//! v1=<hex HMAC-SHA-256(secret, "<timestamp>.<body>")>`, so the receiver can refuse forgeries
+//! and replays (a timestamp older than it accepts). 2xx is delivered; anything else is retried.
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::secret::SecretSource;
+
+use super::{Delivery, PushError, PushEvent, PushSettings, PushTarget};
+
+pub(super) struct Webhook {
+    url: String,
+    secret: SecretSource,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub(super) fn new(s: &PushSettings) -> Result<Webhook, String> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("push webhook: {e}"))?;
+        Ok(Webhook {
+            url: s.webhook_url.clone(),
+            secret: SecretSource::from_pair("push.secret", &s.secret_file, &s.secret_env)?,
+            client,
+        })
+    }
+}
+
+/// `v1=<hex HMAC-SHA-256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let key = openssl::pkey::PKey::hmac(secret).map_err(|e| e.to_string())?;
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)
+        .map_err(|e| e.to_string())?;
+    signer
+        .update(format!("{timestamp}.").as_bytes())
+        .and_then(|_| signer.update(body))
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "v1={}",
+        hex::encode(signer.sign_to_vec().map_err(|e| e.to_string())?)
+    ))
+}
+
+#[async_trait]
+impl Delivery for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn renews(&self) -> bool {
+        true
+    }
+
+    fn carries_payload(&self) -> bool {
+        true
+    }
+
+    async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError> {
+        let body = serde_json::to_vec(&json!({"event": event, "target": target}))
+            .map_err(|e| PushError::Webhook(e.to_string()))?;
+        let at = crate::clock::now();
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Sigil-Timestamp", at.to_string());
+        if let Some(secret) = self.secret.read().map_err(PushError::Webhook)? {
+            req = req.header(
+                "X-Sigil-Signature",
+                signature(secret.as_bytes(), at, &body).map_err(PushError::Webhook)?,
+            );
+        }
+        let resp = req.body(body).send().await.map_err(|e| {
+            PushError::Webhook(if e.is_timeout() {
+                "no answer within 15s".into()
+            } else {
+                format!("cannot reach {}: {e}", self.url)
+            })
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(format!("webhook answered {}", status.as_u16()))
+        } else {
+            let text = resp.text().await.unwrap_or_default();
+            Err(PushError::Webhook(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                text.chars().take(200).collect::<String>().trim()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_covers_timestamp_and_body() {
+        let a = super::signature(b"s3cret", 1700000000, b"{}").unwrap();
+        assert!(a.starts_with("v1=") && a.len() == 3 + 64, "{a}");
+        assert_ne!(a, super::signature(b"s3cret", 1700000001, b"{}").unwrap());
+        assert_ne!(a, super::signature(b"s3cret", 1700000000, b"{ }").unwrap());
+        assert_ne!(a, super::signature(b"other", 1700000000, b"{}").unwrap());
+    }
+}
