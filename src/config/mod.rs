@@ -668,6 +668,12 @@ impl Config {
             if let (Some(push), Some(d)) = (&c.push, self.directories.get(&c.directory)) {
                 push.check(d.kind())
                     .map_err(|m| invalid(&format!("credentials.{name}"), &m))?;
+                if !push.webhook_url.is_empty() && self.server.public_url.is_empty() {
+                    return Err(invalid(
+                        &format!("credentials.{name}"),
+                        "push.webhook_url sends the SCEP payload, whose URL needs server.public_url (SIGIL_SERVER_PUBLIC_URL): the address devices reach",
+                    ));
+                }
             }
             // The credential's profile issues only after an officer's approval: no static
             // challenge and no open door may bypass the registration.
