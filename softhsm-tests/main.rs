@@ -4,6 +4,7 @@
 mod common;
 
 mod api;
+mod apple_schema;
 mod architecture;
 mod audit;
 mod bad_config;

@@ -134,6 +134,12 @@ fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
         "application/x-apple-aspen-config"
     );
     let profile = verified(&s, &r.bytes().unwrap(), "first");
+    let problems = crate::apple_schema::problems(&profile);
+    assert!(
+        problems.is_empty(),
+        "against Apple's schemas:\n{}",
+        problems.join("\n")
+    );
     let top = profile.as_dictionary().unwrap();
     payload_header(top, "Configuration");
     let content = top.get("PayloadContent").and_then(Value::as_array).unwrap();
@@ -285,4 +291,204 @@ fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
     );
     let r = get(&s, "/api/v1/profiles/nope/mobileconfig", &mdm);
     assert!(r.status().is_client_error(), "{}", r.status());
+}
+
+fn uuid_of(p: &Value) -> String {
+    p.as_dictionary()
+        .unwrap()
+        .get("PayloadUUID")
+        .unwrap()
+        .as_string()
+        .unwrap()
+        .to_string()
+}
+
+fn payload_of<'a>(profile: &'a Value, kind: &str) -> Vec<&'a Value> {
+    profile
+        .as_dictionary()
+        .unwrap()
+        .get("PayloadContent")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p.as_dictionary()
+                .unwrap()
+                .get("PayloadType")
+                .and_then(Value::as_string)
+                == Some(kind)
+        })
+        .collect()
+}
+
+#[test]
+fn wifi_and_vpn_payloads_use_the_enrolled_certificate_and_meet_apples_schemas() {
+    // The RADIUS servers' CA: another root (made here with openssl, as an agency's would be).
+    let radius = tempfile::tempdir().unwrap();
+    let key = radius.path().join("radius-ca.key");
+    let pem = radius.path().join("radius-ca.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Agency RADIUS CA",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = ScepServer::start_with(&format!(
+        r#"
+[profiles.wifi]
+key_usage = ["digitalSignature", "keyEncipherment"]
+
+[profiles.wifi.wifi]
+ssid = "agency-secure"
+encryption = "WPA2"
+trusted_server_names = ["radius.agency.gov", "radius2.agency.gov"]
+radius_ca_file = "{pem}"
+
+[profiles.vpn]
+
+[profiles.vpn.vpn]
+name = "Agency VPN"
+remote_address = "vpn.agency.gov"
+remote_identifier = "vpn.agency.gov"
+local_identifier = "device.agency.gov"
+"#,
+        pem = pem.display()
+    ));
+    let (mdm, _) = new_token(&s, "mdm", "jamf");
+    // Wi-Fi: the SCEP certificate is its identity; the RADIUS CA its anchor, in a payload of
+    // its own; the servers' names pinned.
+    let r = get(&s, "/api/v1/profiles/wifi/mobileconfig?cn=mac-7", &mdm);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let profile = verified(&s, &r.bytes().unwrap(), "wifi");
+    let problems = crate::apple_schema::problems(&profile);
+    assert!(
+        problems.is_empty(),
+        "against Apple's schemas:\n{}",
+        problems.join("\n")
+    );
+    let scep = payload_of(&profile, "com.apple.security.scep")[0];
+    let wifi = payload_of(&profile, "com.apple.wifi.managed")[0]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(
+        wifi.get("SSID_STR").and_then(Value::as_string),
+        Some("agency-secure")
+    );
+    assert_eq!(
+        wifi.get("PayloadCertificateUUID")
+            .and_then(Value::as_string),
+        Some(uuid_of(scep).as_str()),
+        "the Wi-Fi identity is the SCEP payload's certificate"
+    );
+    let eap = wifi
+        .get("EAPClientConfiguration")
+        .unwrap()
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(
+        eap.get("AcceptEAPTypes"),
+        Some(&Value::Array(vec![Value::Integer(13.into())]))
+    );
+    let names: Vec<&str> = eap
+        .get("TLSTrustedServerNames")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(names, ["radius.agency.gov", "radius2.agency.gov"]);
+    let roots = payload_of(&profile, "com.apple.security.root");
+    let radius_payload = roots
+        .iter()
+        .find(|p| {
+            p.as_dictionary()
+                .unwrap()
+                .get("PayloadContent")
+                .and_then(Value::as_data)
+                == Some(
+                    openssl::x509::X509::from_pem(&std::fs::read(&pem).unwrap())
+                        .unwrap()
+                        .to_der()
+                        .unwrap()
+                        .as_slice(),
+                )
+        })
+        .expect("the RADIUS CA in the profile");
+    assert_eq!(
+        eap.get("PayloadCertificateAnchorUUID"),
+        Some(&Value::Array(vec![Value::String(uuid_of(radius_payload))])),
+        "the anchor is the RADIUS CA's payload"
+    );
+    // VPN: IKEv2 with the certificate.
+    let r = get(&s, "/api/v1/profiles/vpn/mobileconfig?cn=mac-8", &mdm);
+    let profile = verified(&s, &r.bytes().unwrap(), "vpn");
+    let problems = crate::apple_schema::problems(&profile);
+    assert!(
+        problems.is_empty(),
+        "against Apple's schemas:\n{}",
+        problems.join("\n")
+    );
+    let scep = payload_of(&profile, "com.apple.security.scep")[0];
+    let vpn = payload_of(&profile, "com.apple.vpn.managed")[0]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(vpn.get("VPNType").and_then(Value::as_string), Some("IKEv2"));
+    let ike = vpn.get("IKEv2").unwrap().as_dictionary().unwrap();
+    assert_eq!(
+        ike.get("AuthenticationMethod").and_then(Value::as_string),
+        Some("Certificate")
+    );
+    assert_eq!(
+        ike.get("PayloadCertificateUUID").and_then(Value::as_string),
+        Some(uuid_of(scep).as_str())
+    );
+    assert!(payload_of(&profile, "com.apple.wifi.managed").is_empty());
+}
+
+#[test]
+fn a_wifi_profile_without_pinned_server_names_is_refused_at_start() {
+    let t = crate::common::TokenDir::new();
+    let out = t
+        .sigil()
+        .env("SIGIL_CONFIG", t.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    drop(out);
+    let cfg = t.path().join("wifi.toml");
+    std::fs::write(
+        &cfg,
+        "[profiles.default]\n\n[profiles.default.wifi]\nssid = \"agency\"\nencryption = \"WPA2\"\n",
+    )
+    .unwrap();
+    let out = t
+        .sigil()
+        .env("SIGIL_CONFIG", &cfg)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("profiles.default") && err.contains("trusted_server_names"),
+        "{err}"
+    );
 }

@@ -13,6 +13,7 @@ pub mod access;
 pub mod audit_seal;
 pub mod binding;
 mod ca;
+pub mod network_settings;
 pub mod purpose_key;
 mod push;
 pub use purpose_key::{ProfileSigner, PurposeKey};

@@ -64,6 +64,10 @@ pub struct ProfileSettings {
     /// CertRep carries the CA certificate(s) next to the RA certificate (Cisco wants them,
     /// Juniper refuses them).
     pub certrep_include_ca: bool,
+    /// `[profiles.NAME.wifi]`: the EAP-TLS Wi-Fi network the certificate is for.
+    pub wifi: Option<super::network_settings::WifiSettings>,
+    /// `[profiles.NAME.vpn]`: the IKEv2 VPN the certificate is for.
+    pub vpn: Option<super::network_settings::VpnSettings>,
 }
 
 impl Default for ProfileSettings {
@@ -97,6 +101,8 @@ impl Default for ProfileSettings {
             accept_sha1_requests: true,
             legacy: false,
             certrep_include_ca: true,
+            wifi: None,
+            vpn: None,
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct ScepPayload {
     pub registration: String,
     /// The device it is for.
     pub device_id: String,
+    /// The certificate profile the device enrolls with.
+    pub profile: String,
     /// SCEP URL of the credential's profile.
     pub url: String,
     /// The one-time challenge (shown once; a new collection replaces it).
@@ -581,6 +583,7 @@ impl Authority {
         Ok(ScepPayload {
             registration: r.id.clone(),
             device_id,
+            profile: cred.profile.clone(),
             url: format!("{base}/scep/{}", cred.profile),
             challenge,
             challenge_expires_at: crate::clock::rfc3339(expires),

@@ -550,6 +550,7 @@ impl Config {
             let cert = p
                 .cert_profile(name)
                 .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
+
             profiles.push(crate::authority::Profile {
                 name: name.clone(),
                 cert,
@@ -640,6 +641,14 @@ impl Config {
             }
             p.cert_profile(name)
                 .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
+            if let Some(w) = &p.wifi {
+                w.check()
+                    .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
+            }
+            if let Some(v) = &p.vpn {
+                v.check()
+                    .map_err(|m| invalid(&format!("profiles.{name}"), &m))?;
+            }
         }
         let named = |kind: &str, name: &str| -> Result<(), ConfigError> {
             if name

@@ -140,6 +140,76 @@ pub(super) fn scep_content(p: &ScepProfile) -> Dictionary {
     c
 }
 
+/// An EAP-TLS Wi-Fi payload whose identity is the SCEP payload's certificate and whose
+/// RADIUS servers are checked against `anchor` and the trusted names.
+fn wifi_payload(base: &str, w: &super::Wifi, scep_uuid: &str, anchor: &str) -> Dictionary {
+    let s = &w.settings;
+    let mut d = payload("com.apple.wifi.managed", &format!("{base}.wifi"), &s.ssid);
+    d.insert("SSID_STR".into(), Value::String(s.ssid.clone()));
+    d.insert("HIDDEN_NETWORK".into(), Value::Boolean(s.hidden));
+    d.insert("AutoJoin".into(), Value::Boolean(true));
+    d.insert("EncryptionType".into(), Value::String(s.encryption.clone()));
+    d.insert(
+        "PayloadCertificateUUID".into(),
+        Value::String(scep_uuid.into()),
+    );
+    let mut eap = Dictionary::new();
+    // 13: EAP-TLS.
+    eap.insert(
+        "AcceptEAPTypes".into(),
+        Value::Array(vec![Value::Integer(13.into())]),
+    );
+    eap.insert(
+        "TLSTrustedServerNames".into(),
+        Value::Array(
+            s.trusted_server_names
+                .iter()
+                .map(|n| Value::String(n.clone()))
+                .collect(),
+        ),
+    );
+    eap.insert(
+        "PayloadCertificateAnchorUUID".into(),
+        Value::Array(vec![Value::String(anchor.into())]),
+    );
+    d.insert("EAPClientConfiguration".into(), Value::Dictionary(eap));
+    d
+}
+
+/// An IKEv2 VPN payload that authenticates with the SCEP payload's certificate.
+fn vpn_payload(
+    base: &str,
+    v: &crate::authority::network_settings::VpnSettings,
+    scep_uuid: &str,
+) -> Dictionary {
+    let mut d = payload("com.apple.vpn.managed", &format!("{base}.vpn"), &v.name);
+    d.insert("UserDefinedName".into(), Value::String(v.name.clone()));
+    d.insert("VPNType".into(), Value::String("IKEv2".into()));
+    let mut ike = Dictionary::new();
+    ike.insert(
+        "RemoteAddress".into(),
+        Value::String(v.remote_address.clone()),
+    );
+    ike.insert(
+        "RemoteIdentifier".into(),
+        Value::String(v.remote_identifier.clone()),
+    );
+    ike.insert(
+        "LocalIdentifier".into(),
+        Value::String(v.local_identifier.clone()),
+    );
+    ike.insert(
+        "AuthenticationMethod".into(),
+        Value::String("Certificate".into()),
+    );
+    ike.insert(
+        "PayloadCertificateUUID".into(),
+        Value::String(scep_uuid.into()),
+    );
+    d.insert("IKEv2".into(), Value::Dictionary(ike));
+    d
+}
+
 /// The profile as XML plist bytes.
 pub fn mobileconfig(p: &ScepProfile) -> Result<Vec<u8>, ProfileError> {
     let base = &p.identifier;
@@ -168,6 +238,40 @@ pub fn mobileconfig(p: &ScepProfile) -> Result<Vec<u8>, ProfileError> {
     );
     scep.insert("PayloadContent".into(), Value::Dictionary(scep_content(p)));
     content.push(Value::Dictionary(scep));
+    let scep_uuid = stable_uuid(&format!("{base}.scep"));
+    if let Some(w) = &p.wifi {
+        // The anchor the device trusts for the RADIUS servers: their own CA, in a payload of
+        // its own, or this CA's root.
+        let anchor = match &w.radius_ca {
+            Some(der) => {
+                let id = format!("{base}.radius-ca");
+                let self_signed = openssl::x509::X509::from_der(der)
+                    .map(|c| c.issued(&c) == openssl::x509::X509VerifyResult::OK)
+                    .unwrap_or(false);
+                let kind = if self_signed {
+                    "com.apple.security.root"
+                } else {
+                    "com.apple.security.pkcs1"
+                };
+                let name = crate::pki::common_name(der).unwrap_or_else(|| "RADIUS CA".into());
+                let mut d = payload(kind, &id, &name);
+                d.insert("PayloadContent".into(), Value::Data(der.clone()));
+                d.insert(
+                    "PayloadCertificateFileName".into(),
+                    Value::String("radius-ca.cer".into()),
+                );
+                content.push(Value::Dictionary(d));
+                stable_uuid(&id)
+            }
+            None => stable_uuid(&format!("{base}.root")),
+        };
+        content.push(Value::Dictionary(wifi_payload(
+            base, w, &scep_uuid, &anchor,
+        )));
+    }
+    if let Some(v) = &p.vpn {
+        content.push(Value::Dictionary(vpn_payload(base, v, &scep_uuid)));
+    }
     let mut top = payload("Configuration", base, &p.display_name);
     top.insert(
         "PayloadOrganization".into(),

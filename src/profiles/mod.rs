@@ -53,6 +53,41 @@ pub struct ScepProfile {
     pub retries: Option<(u32, u32)>,
     /// The issuing CA first, the root last.
     pub chain: Vec<Vec<u8>>,
+    /// The EAP-TLS Wi-Fi network the certificate is for.
+    pub wifi: Option<Wifi>,
+    /// The IKEv2 VPN the certificate is for.
+    pub vpn: Option<crate::authority::network_settings::VpnSettings>,
+}
+
+/// A Wi-Fi network and the CA its RADIUS servers' certificates come from.
+#[derive(Debug, Clone)]
+pub struct Wifi {
+    /// As configured.
+    pub settings: crate::authority::network_settings::WifiSettings,
+    /// The RADIUS servers' CA (DER); `None`: this CA's root.
+    pub radius_ca: Option<Vec<u8>>,
+}
+
+/// The networks of certificate profile `name`.
+fn networks(
+    ra: &Authority,
+    name: &str,
+) -> Result<
+    (
+        Option<Wifi>,
+        Option<crate::authority::network_settings::VpnSettings>,
+    ),
+    RequestError,
+> {
+    let profile = ra.profile(Some(name))?;
+    let wifi = match &profile.policy.wifi {
+        Some(w) => Some(Wifi {
+            settings: w.clone(),
+            radius_ca: w.radius_ca().map_err(RequestError::Unavailable)?,
+        }),
+        None => None,
+    };
+    Ok((wifi, profile.policy.vpn.clone()))
 }
 
 /// Apple's key-usage bits for the profile's `key_usage` words.
@@ -83,8 +118,9 @@ fn ca_name(ra: &Authority) -> String {
 }
 
 /// The profile a registration's device installs (its one-time challenge, bound name).
-pub fn for_registration(ra: &Authority, p: &ScepPayload) -> ScepProfile {
-    ScepProfile {
+pub fn for_registration(ra: &Authority, p: &ScepPayload) -> Result<ScepProfile, RequestError> {
+    let (wifi, vpn) = networks(ra, &p.profile)?;
+    Ok(ScepProfile {
         identifier: identifier(ra, &format!("registration.{}", p.registration)),
         display_name: format!("{} credential", ca_name(ra)),
         organization: ca_name(ra),
@@ -97,7 +133,9 @@ pub fn for_registration(ra: &Authority, p: &ScepPayload) -> ScepProfile {
         sans: p.subject_alternative_names.clone(),
         retries: None,
         chain: ra.ca_chain().0.to_vec(),
-    }
+        wifi,
+        vpn,
+    })
 }
 
 /// The profile for a certificate profile, with a challenge minted for it (or none).
@@ -109,6 +147,7 @@ pub fn for_profile(
     challenge: Option<String>,
 ) -> Result<ScepProfile, RequestError> {
     let profile = ra.profile(Some(name))?;
+    let (wifi, vpn) = networks(ra, name)?;
     // Apple allows 1024, 2048 and 4096.
     let key_size = if profile.policy.min_rsa_bits > 2048 {
         4096
@@ -128,6 +167,8 @@ pub fn for_profile(
         sans: Vec::new(),
         retries: profile.policy.approval.then_some((10, 60)),
         chain: ra.ca_chain().0.to_vec(),
+        wifi,
+        vpn,
     })
 }
 

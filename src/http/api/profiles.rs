@@ -55,7 +55,20 @@ async fn profile_for(
         &subject,
         challenge,
     )
-    .map_err(|e| error(StatusCode::NOT_FOUND, "unknown_profile", e.to_string()))
+    .map_err(profile_error)
+}
+
+/// A profile that cannot be written: unknown (404), or what it needs is unreadable (503).
+fn profile_error(e: crate::authority::RequestError) -> HttpResponse {
+    match e {
+        crate::authority::RequestError::UnknownProfile(_) => {
+            error(StatusCode::NOT_FOUND, "unknown_profile", e.to_string())
+        }
+        e => {
+            tracing::error!(error = %e, "profile not written");
+            unavailable(e)
+        }
+    }
 }
 
 async fn signed(state: &AppState, p: ScepProfile) -> HttpResponse {
@@ -112,10 +125,10 @@ pub(super) async fn registration_mobileconfig(
     let caller = guard!(req, state, "GET", "/api/v1/registrations/{id}/mobileconfig");
     let base = crate::http::registrations::request_base(&req, &state);
     match state.ra.scep_payload(&caller, &id, &base).await {
-        Ok(payload) => {
-            let p = crate::profiles::for_registration(&state.ra, &payload);
-            signed(&state, p).await
-        }
+        Ok(payload) => match crate::profiles::for_registration(&state.ra, &payload) {
+            Ok(p) => signed(&state, p).await,
+            Err(e) => profile_error(e),
+        },
         Err(e) => crate::http::registrations::registration_error(e),
     }
 }
