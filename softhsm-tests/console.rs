@@ -545,6 +545,18 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
         .join(":");
     assert!(admin.contains(&fingerprint), "the CA fingerprint: {admin}");
     b.check("admin");
+    // A profile's enrollment values for Android and Windows SCEP profiles, as a page.
+    b.click("a[href='/console/admin/profiles/default']");
+    let values = b.text();
+    assert!(values.contains(&format!("{base}/scep/default")), "{values}");
+    assert!(
+        values.contains(&hex::encode_upper(openssl::sha::sha1(&s.ca))),
+        "the root's SHA-1 thumbprint: {values}"
+    );
+    b.check("profile-values");
+    b.goto(&format!("{base}/console/admin/profiles/nope"));
+    assert_eq!(b.title(), "No such profile · Sigil", "{}", b.text());
+    b.goto(&format!("{base}/console/admin"));
     b.type_into("#token-name", "jamf");
     b.type_into("#token-profiles", "derived");
     b.click("form[action='/console/admin/tokens'] button");

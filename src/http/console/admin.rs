@@ -74,6 +74,44 @@ pub(super) async fn admin(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     )
 }
 
+/// `/console/admin/profiles/{name}`: what an Intune or Workspace ONE SCEP profile for Android
+/// and Windows needs, as values to type in (the same as `GET
+/// /api/v1/profiles/{name}/scep-values`).
+pub(super) async fn profile_values(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let visit = match Visit::open(&req, &state, &[Role::Admin, Role::Auditor]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let base = state
+        .ra
+        .public_base(&crate::http::registrations::request_base(&req, &state));
+    let url = format!("{base}/scep/{name}");
+    let values = match crate::profiles::scep_values(&state.ra, &name, &url) {
+        Ok(v) => v,
+        Err(crate::authority::RequestError::UnknownProfile(_)) => {
+            return message(
+                StatusCode::NOT_FOUND,
+                Some(&visit),
+                "No such profile",
+                &format!("There is no certificate profile named `{name}`; the administration page lists them."),
+                "/console/admin",
+            )
+        }
+        Err(e) => return unavailable(e),
+    };
+    render(
+        StatusCode::OK,
+        "profile.html",
+        &format!("Enrollment values for profile {name}"),
+        Some(&visit),
+        json!({"v": values}),
+    )
+}
+
 /// Make an integration (or another) token; the secret is shown once.
 pub(super) async fn create_token(
     req: HttpRequest,

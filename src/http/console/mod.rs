@@ -71,6 +71,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/console/admin", web::get().to(admin::admin))
         .route("/console/admin/tokens", web::post().to(admin::create_token))
         .route(
+            "/console/admin/profiles/{name}",
+            web::get().to(admin::profile_values),
+        )
+        .route(
             "/console/admin/tokens/{id}/{action}",
             web::post().to(admin::token_action),
         )
@@ -93,6 +97,7 @@ fn environment() -> &'static Environment<'static> {
             ),
             ("desk.html", include_str!("templates/desk.html")),
             ("admin.html", include_str!("templates/admin.html")),
+            ("profile.html", include_str!("templates/profile.html")),
             ("token_made.html", include_str!("templates/token_made.html")),
             ("audit.html", include_str!("templates/audit.html")),
             ("reports.html", include_str!("templates/reports.html")),
