@@ -371,20 +371,8 @@ impl SealOutlets {
 impl Authority {
     /// The audit key (made and certified on first use; blocking: the token).
     fn audit_key_blocking(&self) -> Result<std::sync::Arc<super::PurposeKey>, RequestError> {
-        let mut cached = self
-            .inner
-            .audit_key
-            .lock()
-            .map_err(|_| RequestError::Unavailable("audit key lock poisoned".into()))?;
-        if let Some(k) = cached.as_ref() {
-            return Ok(k.clone());
-        }
         let label = &self.inner.seal.key_label;
-        let key = std::sync::Arc::new(
-            self.purpose_key_blocking(label, &format!("{} audit seal", self.inner.ca_name))?,
-        );
-        *cached = Some(key.clone());
-        Ok(key)
+        self.purpose_key_blocking(label, &format!("{} audit seal", self.inner.ca_name))
     }
 
     /// The audit key's public half (blocking: the token on first use).

@@ -230,8 +230,8 @@ pub(crate) struct Inner {
     pub(crate) external: external::ChallengeAuthorities,
     /// Where audit seals go, and how often.
     pub(crate) seal: audit_seal::SealOutlets,
-    /// The audit key, once read from the token.
-    pub(crate) audit_key: std::sync::Mutex<Option<Arc<PurposeKey>>>,
+    /// Purpose keys (profile signing, audit sealing) once read from the token, by label.
+    pub(crate) purpose_keys: std::sync::Mutex<HashMap<String, Arc<PurposeKey>>>,
     /// The last sequence number this node sealed.
     pub(crate) last_seal: std::sync::atomic::AtomicI64,
     /// How each credential that pushes tells its MDM.
@@ -494,7 +494,7 @@ impl Authority {
                 people: config.people.clone(),
                 external: config.challenge_authorities.clone(),
                 seal: audit_seal::SealOutlets::new(&config.audit, &config.data_dir),
-                audit_key: Default::default(),
+                purpose_keys: Default::default(),
                 last_seal: Default::default(),
                 channels,
                 pushing: Default::default(),

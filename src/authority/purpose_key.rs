@@ -36,15 +36,44 @@ impl PurposeKey {
 }
 
 impl Authority {
-    /// The profile signer, made or certified again when needed (blocking: the token).
-    pub fn profile_signer_blocking(&self) -> Result<ProfileSigner, RequestError> {
+    /// The profile signer, made or certified again when needed (blocking: the token on first
+    /// use and when its certificate needs renewing; then from memory).
+    pub fn profile_signer_blocking(&self) -> Result<std::sync::Arc<ProfileSigner>, RequestError> {
         let ca = &self.inner.ca_name;
         self.purpose_key_blocking(&format!("{ca}-profiles"), &format!("{ca} profile signing"))
     }
 
     /// The key labelled `label`, made or certified again (with `common_name` as its subject)
-    /// when needed (blocking: the token).
+    /// when needed (blocking: the token, unless a fresh one is in memory).
     pub fn purpose_key_blocking(
+        &self,
+        label: &str,
+        common_name: &str,
+    ) -> Result<std::sync::Arc<PurposeKey>, RequestError> {
+        let poisoned = |_| RequestError::Unavailable("purpose key cache lock poisoned".into());
+        if let Some(k) = self.inner.purpose_keys.lock().map_err(poisoned)?.get(label) {
+            if self.fresh(&k.certificate) {
+                return Ok(k.clone());
+            }
+        }
+        let key = std::sync::Arc::new(self.purpose_key_from_token(label, common_name)?);
+        self.inner
+            .purpose_keys
+            .lock()
+            .map_err(poisoned)?
+            .insert(label.to_owned(), key.clone());
+        Ok(key)
+    }
+
+    /// Is this certificate the active CA's, with more than 30 days to live?
+    fn fresh(&self, der: &[u8]) -> bool {
+        x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| {
+            c.issuer().as_raw() == self.inner.ca_subject.as_slice()
+                && c.validity().not_after.timestamp() - crate::clock::now() > 30 * 86_400
+        })
+    }
+
+    fn purpose_key_from_token(
         &self,
         label: &str,
         common_name: &str,
@@ -68,12 +97,7 @@ impl Authority {
         let key =
             TokenKey::with_alg(&hsm, &uri, public, SignAlg::RsaPkcs1Sha256).map_err(unavailable)?;
         let current = hsm.certificate_blocking(label).map_err(unavailable)?;
-        let fresh = current.as_deref().is_some_and(|der| {
-            x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| {
-                c.issuer().as_raw() == self.inner.ca_subject.as_slice()
-                    && c.validity().not_after.timestamp() - crate::clock::now() > 30 * 86_400
-            })
-        });
+        let fresh = current.as_deref().is_some_and(|der| self.fresh(der));
         let certificate = match current {
             Some(der) if fresh => der,
             _ => {
