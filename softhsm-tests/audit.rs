@@ -119,7 +119,14 @@ fn every_batch_is_sealed_outside_the_database_and_a_rewrite_of_the_latest_is_cau
         .unwrap()
         .execute("DELETE FROM ca_state WHERE name = 'audit_head_sealed'", [])
         .unwrap();
-    crate::common::ok(&cli(&["audit", "verify"]));
+    // Without the store's seal, the plain check says so (the audit key exists).
+    let out = cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no readable seal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&["audit", "verify", "--heads", file_arg]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -460,6 +460,18 @@ renew_within_days = 3650
     assert_eq!(pushes[0]["attempts"], 2, "{pushes:?}");
     let seen = hook.seen("/sigil-events");
     let last = seen.last().unwrap();
+    // A retry is the same push: the receiver tells them apart by its idempotency key.
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("idempotency-key"),
+        last.header("idempotency-key")
+    );
+    assert!(last.header("idempotency-key").unwrap().starts_with("push_"));
+    // What is kept of the failed attempt names neither the URL nor the receiver's words.
+    let (auditor, _) = new_token(&s, "auditor", "hook-assessor");
+    let log = get(&s, "/api/v1/audit", &auditor).to_string();
+    assert!(log.contains("the receiver answered HTTP 503"), "{log}");
+    assert!(!log.contains(&hook.url) && !log.contains("receiver restarting"));
     // The signature is HMAC-SHA-256 over "<timestamp>.<body>" with the shared secret.
     let ts = last.header("x-sigil-timestamp").unwrap();
     assert!((ts.parse::<i64>().unwrap() - sigil::clock::now()).abs() < 60);
@@ -474,6 +486,10 @@ renew_within_days = 3650
     );
     let event: Value = serde_json::from_str(&last.body).unwrap();
     assert_eq!(event["event"], "deliver");
+    assert_eq!(
+        event["target"]["push"].as_str(),
+        last.header("idempotency-key")
+    );
     assert_eq!(event["target"]["device_id"], "mac-7");
     assert_eq!(event["target"]["email"], ALICE);
     let payload = &event["target"]["scep_payload"];

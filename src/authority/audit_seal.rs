@@ -175,6 +175,9 @@ pub struct AuditCheck {
     pub signed_head_seq: Option<i64>,
     /// Seals from a heads file checked against the chain.
     pub heads_checked: usize,
+    /// Records after the latest seal in the store (made since, by the command line or a
+    /// stopped sealer): not protected until the next seal.
+    pub unsealed: i64,
     /// What is wrong, if anything.
     pub problem: Option<String>,
 }
@@ -182,10 +185,13 @@ pub struct AuditCheck {
 /// Check the audit log read from `store` a page at a time (`page` records): the chain, the
 /// stored head, the store's latest seal, and every seal of `heads` (in the order they were
 /// written, so by sequence number). Seals verify with `key` (the audit key's public half,
-/// read from the token, never from the database being checked).
+/// read from the token, never from the database being checked). With `seal_expected` (the
+/// audit key exists, so the store must hold a seal), a log with records but no readable seal
+/// is a problem: a database writer deleted or damaged it.
 pub async fn check_log<'a>(
     store: &dyn AuditStore,
     stored_seal: Option<Seal>,
+    seal_expected: bool,
     key: Option<&'a PKey<Public>>,
     heads: Option<&'a mut dyn Iterator<Item = Result<(usize, Seal), SealError>>>,
     page: usize,
@@ -193,6 +199,11 @@ pub async fn check_log<'a>(
     let mut check = AuditCheck::default();
     let (head_seq, head_hash) = store.audit_head().await?;
     check.head_seq = head_seq;
+    // Reported last, so what the heads file proves (a named record) comes first.
+    let seal_gone = seal_expected && stored_seal.is_none() && head_seq > 0;
+    if let Some(s) = &stored_seal {
+        check.unsealed = (head_seq - s.seq).max(0);
+    }
     let mut seals = SealQueue {
         heads,
         key,
@@ -270,6 +281,11 @@ pub async fn check_log<'a>(
         } else {
             format!("broken at record {sealed}: a seal names a record the log does not have")
         });
+    } else if seal_gone {
+        check.problem = Some(
+            "the store holds no readable seal although the audit key exists: it was deleted or damaged (check the log against a heads file kept elsewhere: sigil audit verify --heads FILE)"
+                .into(),
+        );
     }
     Ok(check)
 }
@@ -341,8 +357,23 @@ impl SealOutlets {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&self.heads_file)?;
-        f.write_all(format!("{}\n", seal.to_line()).as_bytes())?;
+        // A line cut short by a crash is closed first, so this seal stays readable.
+        let len = f.metadata()?.len();
+        let mut line = String::new();
+        if len > 0 {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                line.push('\n');
+            }
+        }
+        line.push_str(&seal.to_line());
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
         f.sync_data()
     }
 
@@ -451,6 +482,15 @@ impl Authority {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // One node seals (the one leading "audit"), so seals come in order, once.
+            match self.inner.store.lead("audit").await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit seal: cannot reach the store");
+                    continue;
+                }
+            }
             if let Err(e) = self.seal_audit().await {
                 tracing::warn!(error = %e, "could not seal the audit log");
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -468,9 +508,16 @@ impl Authority {
         let stored = stored_seal(self.inner.store.as_ref())
             .await
             .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-        check_log(self.inner.store.as_ref(), stored, Some(&key), None, PAGE)
-            .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+        check_log(
+            self.inner.store.as_ref(),
+            stored,
+            true,
+            Some(&key),
+            None,
+            PAGE,
+        )
+        .await
+        .map_err(|e| RequestError::Unavailable(e.to_string()))
     }
 }
 
@@ -560,6 +607,19 @@ mod tests {
     }
 
     #[test]
+    fn a_line_cut_short_by_a_crash_does_not_swallow_the_next_seal() {
+        let (private, _) = key();
+        let dir = tempfile::tempdir().unwrap();
+        let outlets = SealOutlets::new(&SealSettings::default(), dir.path());
+        std::fs::write(&outlets.heads_file, "{\"seq\": 1, \"ha").unwrap();
+        outlets.append(&seal(&private, 2, "b")).unwrap();
+        let read: Vec<_> = read_seals(&outlets.heads_file).unwrap().collect();
+        assert_eq!(read.len(), 2);
+        assert!(read[0].is_err(), "the cut line is named");
+        assert_eq!(read[1].as_ref().unwrap().1.seq, 2);
+    }
+
+    #[test]
     fn settings_default_to_a_file_in_the_data_directory() {
         let s = SealSettings::default();
         assert_eq!(
@@ -611,6 +671,7 @@ mod tests {
             let check = check_log(
                 &store,
                 Some(seals[3].clone()),
+                false,
                 Some(&public),
                 Some(&mut heads),
                 page,
@@ -623,13 +684,13 @@ mod tests {
         }
         // Out of order, or signed by another key: named.
         let mut heads = lines(&[seals[2].clone(), seals[0].clone()]).into_iter();
-        let check = check_log(&store, None, Some(&public), Some(&mut heads), 4)
+        let check = check_log(&store, None, false, Some(&public), Some(&mut heads), 4)
             .await
             .unwrap();
         assert!(check.problem.unwrap().contains("out of order"));
         let (other, _) = key();
         let mut heads = lines(&[seal(&other, 2, &records[1].hash)]).into_iter();
-        let check = check_log(&store, None, Some(&public), Some(&mut heads), 4)
+        let check = check_log(&store, None, false, Some(&public), Some(&mut heads), 4)
             .await
             .unwrap();
         assert!(check.problem.unwrap().contains("does not verify"));
@@ -653,19 +714,26 @@ mod tests {
         .unwrap();
         c.execute("UPDATE audit_head SET hash = ?1", [&forged])
             .unwrap();
-        let plain = check_log(&store, None, Some(&public), None, 3)
+        let plain = check_log(&store, None, false, Some(&public), None, 3)
             .await
             .unwrap();
         assert_eq!(plain.problem, None, "the chain alone cannot tell");
-        let stored = check_log(&store, Some(seals[3].clone()), Some(&public), None, 3)
-            .await
-            .unwrap();
+        let stored = check_log(
+            &store,
+            Some(seals[3].clone()),
+            false,
+            Some(&public),
+            None,
+            3,
+        )
+        .await
+        .unwrap();
         assert!(stored
             .problem
             .unwrap()
             .starts_with("broken at record 11: the log was rewritten"));
         let mut heads = lines(&seals).into_iter();
-        let check = check_log(&store, None, Some(&public), Some(&mut heads), 3)
+        let check = check_log(&store, None, false, Some(&public), Some(&mut heads), 3)
             .await
             .unwrap();
         assert!(check.problem.unwrap().contains("line 4 of the heads"));
@@ -678,14 +746,31 @@ mod tests {
         )
         .unwrap();
         let mut heads = lines(&seals[..3]).into_iter();
-        let check = check_log(&store, None, Some(&public), Some(&mut heads), 3)
+        let check = check_log(&store, None, false, Some(&public), Some(&mut heads), 3)
             .await
             .unwrap();
         assert_eq!(check.problem, None, "{check:?}");
         let mut heads = lines(&seals).into_iter();
-        let check = check_log(&store, None, Some(&public), Some(&mut heads), 3)
+        let check = check_log(&store, None, false, Some(&public), Some(&mut heads), 3)
             .await
             .unwrap();
         assert!(check.problem.unwrap().contains("records deleted"));
+        // The store's seal: one of an earlier record is fine (and says how many came after);
+        // one beyond the end means records were deleted; none at all, while the audit key
+        // exists, means it was deleted.
+        let older = check_log(&store, Some(seals[2].clone()), true, Some(&public), None, 3)
+            .await
+            .unwrap();
+        assert_eq!((older.problem, older.unsealed), (None, 3));
+        let beyond = check_log(&store, Some(seals[3].clone()), true, Some(&public), None, 3)
+            .await
+            .unwrap();
+        assert!(beyond.problem.unwrap().contains("records deleted"));
+        let gone = check_log(&store, None, true, Some(&public), None, 3)
+            .await
+            .unwrap();
+        assert!(gone.problem.unwrap().contains("no readable seal"));
+        let not_yet = check_log(&store, None, false, None, None, 3).await.unwrap();
+        assert_eq!(not_yet.problem, None);
     }
 }

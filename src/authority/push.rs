@@ -21,8 +21,10 @@ use super::Authority;
 /// Who pushes, in the audit log.
 const ACTOR: &str = "sigil:push";
 
-/// How long a node holds a push it is sending before another may take it.
-const LEASE_SECS: i64 = 120;
+/// How long a node holds a push it is sending before another may take it: longer than the
+/// slowest attempt (a token request and three exchanges, each with its retries and the
+/// directory's timeout); a node that still overruns it records nothing (the claim is checked).
+const LEASE_SECS: i64 = 900;
 
 /// Pushes sent per round at most.
 const BATCH: usize = 50;
@@ -222,14 +224,18 @@ impl Authority {
     async fn send_push(&self, mut p: PushRecord) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let at = now();
-        if !store.claim_push(&p.id, at, at + LEASE_SECS).await? {
+        let lease = at + LEASE_SECS;
+        if !store.claim_push(&p.id, at, lease).await? {
             return Ok(()); // another node has it, or it is no longer due
         }
         let span = tracing::info_span!("push", registration = %p.registration_id, action = %p.action, actor = ACTOR);
-        let _enter = span.enter();
         p.attempts += 1;
         p.updated_at = at;
-        let outcome = self.attempt(&p).await;
+        let outcome = {
+            use tracing::Instrument;
+            self.attempt(&p).instrument(span.clone()).await
+        };
+        let _enter = span.enter();
         let channel = self
             .inner
             .store
@@ -260,7 +266,10 @@ impl Authority {
                 }
             }
         };
-        store.settle_push(&p, action, ACTOR).await
+        if !store.settle_push(&p, lease, action, ACTOR).await? {
+            tracing::warn!("push: the lease ran out before the answer; another node has it");
+        }
+        Ok(())
     }
 
     /// One attempt: the registration and device, then the MDM.
@@ -296,6 +305,17 @@ impl Authority {
             .device_id
             .clone()
             .ok_or_else(|| gone("the registration has no device".into()))?;
+        if p.action != PushAction::Withdraw
+            && !matches!(
+                r.state,
+                RegistrationState::Approved | RegistrationState::Issued
+            )
+        {
+            return Err(gone(format!(
+                "superseded: the registration is {} now",
+                r.state
+            )));
+        }
         let cert = match &r.serial {
             Some(s) => self
                 .inner
@@ -318,6 +338,7 @@ impl Authority {
             None
         };
         let target = PushTarget {
+            push: p.id.clone(),
             registration: r.id.clone(),
             email: r.email.clone(),
             credential: r.credential.clone(),

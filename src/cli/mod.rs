@@ -391,6 +391,7 @@ fn audit_verify(config: &Config, heads: Option<&std::path::Path>) -> Result<()> 
         let check = audit_seal::check_log(
             store.as_ref(),
             stored,
+            key.is_some(),
             key.as_ref(),
             seals,
             audit_seal::PAGE,
@@ -400,6 +401,10 @@ fn audit_verify(config: &Config, heads: Option<&std::path::Path>) -> Result<()> 
             anyhow::bail!("audit log {problem}");
         }
         let sealed = match check.signed_head_seq {
+            Some(s) if check.unsealed > 0 => format!(
+                "sealed by the audit key up to record {s} ({} records since, not yet sealed: they are sealed when sigil serve runs)",
+                check.unsealed
+            ),
             Some(s) => format!("sealed by the audit key up to record {s}"),
             None => "no seal in the store yet".into(),
         };

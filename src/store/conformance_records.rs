@@ -409,9 +409,19 @@ pub(super) async fn pushes(s: Arc<dyn Store>) {
     done.state = PushState::Delivered;
     done.attempts = 1;
     done.message = "added to the group".into();
-    s.settle_push(&done, "push_delivered", "sigil")
+    // A node whose lease is not the current one records nothing.
+    assert!(!s
+        .settle_push(&done, at + 59, "push_delivered", "sigil")
         .await
-        .unwrap();
+        .unwrap());
+    assert!(s
+        .settle_push(&done, at + 60, "push_delivered", "sigil")
+        .await
+        .unwrap());
+    assert!(!s
+        .settle_push(&done, at + 60, "push_delivered", "sigil")
+        .await
+        .unwrap());
     assert!(!s.claim_push("push_1", at + 100, at + 200).await.unwrap());
     let mine = s.pushes(Some("reg_push"), 0).await.unwrap();
     assert_eq!(mine.len(), 2);

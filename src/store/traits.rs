@@ -240,13 +240,16 @@ pub trait PushStore: Send + Sync {
     /// `lease_until`, so two nodes never send it at once. True when taken.
     async fn claim_push(&self, id: &str, now: i64, lease_until: i64) -> Result<bool, StoreError>;
     /// Record an attempt's outcome (state, attempts, next_at, message), audited as `action`
-    /// by `actor` in the same database transaction.
+    /// by `actor` in the same database transaction, if the push is still held under the
+    /// claim `claimed_until` (the `lease_until` of [`PushStore::claim_push`]): a node whose
+    /// lease ran out, and another node took the push, records nothing. True when recorded.
     async fn settle_push(
         &self,
         p: &PushRecord,
+        claimed_until: i64,
         action: &str,
         actor: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Pending pushes due at `now`, oldest first, at most `limit`.
     async fn due_pushes(&self, now: i64, limit: usize) -> Result<Vec<PushRecord>, StoreError>;
     /// The pushes of one registration (oldest first), or every push (newest first, at most

@@ -162,7 +162,12 @@ impl Delivery for StaticGroup {
             PushEvent::Withdraw => self.membership(computer, id, false).await,
             PushEvent::Renew => {
                 self.membership(computer, id, false).await?;
-                let joined = self.membership(computer, id, true).await?;
+                // Out of the group now: a failure to join again must be tried again, or the
+                // device stays without its profile.
+                let joined = self
+                    .membership(computer, id, true)
+                    .await
+                    .map_err(|e| PushError::Interrupted(Box::new(e)))?;
                 Ok(format!("redeployed: {joined}"))
             }
         }

@@ -13,8 +13,9 @@
 //! - Webhook (`webhook.rs`): a POST of the event, signed with HMAC-SHA-256 over the timestamp
 //!   and the body.
 //!
-//! Every call is idempotent on the MDM's side (joining a group twice, removing what is gone),
-//! so a retry after a lost answer does no harm.
+//! Deliveries and withdrawals are idempotent on the MDM's side (joining a group twice,
+//! removing what is gone), so a retry after a lost answer does no harm; a re-push is not (it
+//! reinstalls), and a webhook receiver tells retries apart by the push id it is sent.
 
 mod intune;
 mod jamf;
@@ -63,13 +64,32 @@ impl PushSettings {
     /// needs.
     pub fn check(&self, directory_kind: &str) -> Result<(), String> {
         let webhook = !self.webhook_url.is_empty();
-        if webhook
-            && !(self.webhook_url.starts_with("https://")
-                || self.webhook_url.starts_with("http://"))
-        {
-            return Err("push.webhook_url must start with https:// or http://".into());
+        // The webhook carries one-time challenges: only over TLS (plain HTTP to this host only),
+        // and only signed.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| {
+                self.webhook_url.strip_prefix(p).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with(':') || rest.starts_with('/')
+                })
+            });
+        if webhook && !(self.webhook_url.starts_with("https://") || loopback) {
+            return Err(
+                "push.webhook_url must start with https:// (it carries one-time challenges; plain http only to this host)"
+                    .into(),
+            );
         }
-        crate::secret::SecretSource::from_pair("push.secret", &self.secret_file, &self.secret_env)?;
+        let secret = crate::secret::SecretSource::from_pair(
+            "push.secret",
+            &self.secret_file,
+            &self.secret_env,
+        )?;
+        if webhook && !secret.is_set() {
+            return Err(
+                "push.webhook_url needs push.secret_file or push.secret_env: the receiver must be able to tell Sigil's events from forgeries"
+                    .into(),
+            );
+        }
         let mdm = match directory_kind {
             "intune" => !self.group_id.is_empty(),
             "jamf" => self.computer_group_id > 0 || self.mobile_group_id > 0,
@@ -145,6 +165,8 @@ pub enum PushEvent {
 /// The device and credential a push is about.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushTarget {
+    /// The push (the same on every retry of it: the receiver's idempotency key).
+    pub push: String,
     /// The registration.
     pub registration: String,
     /// The person.
@@ -179,6 +201,10 @@ pub enum PushError {
     /// The webhook could not be reached or refused.
     #[error("webhook: {0}")]
     Webhook(String),
+    /// A step that undoes part of the delivery succeeded, the next did not: must be tried
+    /// again (a Jamf re-push that left the device out of its group).
+    #[error("interrupted: {0}")]
+    Interrupted(Box<PushError>),
 }
 
 impl PushError {
@@ -192,7 +218,7 @@ impl PushError {
                 *status == 429 || *status == 401 || *status >= 500
             }
             PushError::Mdm(_) => false,
-            PushError::Webhook(_) => true,
+            PushError::Webhook(_) | PushError::Interrupted(_) => true,
         }
     }
 }
@@ -269,14 +295,33 @@ mod tests {
         assert!(both.check("intune").unwrap_err().contains("exactly one"));
         let none = base.clone();
         assert!(none.check("jamf").unwrap_err().contains("exactly one"));
-        let hook = PushSettings {
+        let unsigned = PushSettings {
             webhook_url: "https://hooks.example/sigil".into(),
             ..base.clone()
         };
+        assert!(unsigned.check("file").unwrap_err().contains("secret"));
+        let hook = PushSettings {
+            webhook_url: "https://hooks.example/sigil".into(),
+            secret_env: "HOOK_SECRET".into(),
+            ..base.clone()
+        };
         hook.check("file").unwrap();
+        for (url, ok) in [
+            ("http://127.0.0.1:9000/hook", true),
+            ("http://localhost/hook", true),
+            ("http://hooks.example/sigil", false),
+            ("http://127.0.0.1.evil.example/hook", false),
+        ] {
+            let s = PushSettings {
+                webhook_url: url.into(),
+                ..hook.clone()
+            };
+            assert_eq!(s.check("file").is_ok(), ok, "{url}");
+        }
         hook.check("generic").unwrap();
         let bad = PushSettings {
             webhook_url: "ftp://x".into(),
+            secret_env: "HOOK_SECRET".into(),
             ..base.clone()
         };
         assert!(bad.check("file").unwrap_err().contains("https://"));

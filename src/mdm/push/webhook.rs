@@ -72,6 +72,7 @@ impl Delivery for Webhook {
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", target.push.clone())
             .header("X-Sigil-Timestamp", at.to_string());
         if let Some(secret) = self.secret.read().map_err(PushError::Webhook)? {
             req = req.header(
@@ -79,22 +80,30 @@ impl Delivery for Webhook {
                 signature(secret.as_bytes(), at, &body).map_err(PushError::Webhook)?,
             );
         }
+        // What is kept (the push's message, the audit log, the registrant's page) names
+        // neither the URL (it may hold a token) nor the receiver's words (they may echo the
+        // challenge): the status, or what kind of failure.
         let resp = req.body(body).send().await.map_err(|e| {
-            PushError::Webhook(if e.is_timeout() {
-                "no answer within 15s".into()
+            let said = if e.is_timeout() {
+                "no answer within 15s"
+            } else if e.is_connect() {
+                "cannot connect to the receiver"
             } else {
-                format!("cannot reach {}: {e}", self.url)
-            })
+                "the exchange with the receiver failed"
+            };
+            tracing::warn!(error = %e.without_url(), "webhook not reached");
+            PushError::Webhook(said.into())
         })?;
         let status = resp.status();
         if status.is_success() {
             Ok(format!("webhook answered {}", status.as_u16()))
         } else {
-            let text = resp.text().await.unwrap_or_default();
+            if let Ok(text) = resp.text().await {
+                tracing::debug!(status = status.as_u16(), answer = %text.chars().take(200).collect::<String>(), "webhook refused");
+            }
             Err(PushError::Webhook(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                text.chars().take(200).collect::<String>().trim()
+                "the receiver answered HTTP {}",
+                status.as_u16()
             )))
         }
     }

@@ -77,27 +77,33 @@ impl PushStore for PostgresStore {
     async fn settle_push(
         &self,
         p: &PushRecord,
+        claimed_until: i64,
         action: &str,
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let t = c.transaction().await.map_err(err)?;
-        t.execute(
-            "UPDATE pushes SET state = $2, attempts = $3, next_at = $4, message = $5, \
-             updated_at = $6 WHERE id = $1",
-            &[
-                &p.id,
-                &p.state.as_str(),
-                &p.attempts,
-                &p.next_at,
-                &p.message,
-                &p.updated_at,
-            ],
-        )
-        .await
-        .map_err(err)?;
-        append_audit(&t, actor, action, &p.registration_id, &push_details(p)).await?;
-        t.commit().await.map_err(err)
+        let n = t
+            .execute(
+                "UPDATE pushes SET state = $2, attempts = $3, next_at = $4, message = $5, \
+                 updated_at = $6 WHERE id = $1 AND state = 'pending' AND next_at = $7",
+                &[
+                    &p.id,
+                    &p.state.as_str(),
+                    &p.attempts,
+                    &p.next_at,
+                    &p.message,
+                    &p.updated_at,
+                    &claimed_until,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        if n == 1 {
+            append_audit(&t, actor, action, &p.registration_id, &push_details(p)).await?;
+        }
+        t.commit().await.map_err(err)?;
+        Ok(n == 1)
     }
 
     async fn due_pushes(&self, now: i64, limit: usize) -> Result<Vec<PushRecord>, StoreError> {

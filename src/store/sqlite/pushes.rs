@@ -80,27 +80,33 @@ impl PushStore for SqliteStore {
     async fn settle_push(
         &self,
         p: &PushRecord,
+        claimed_until: i64,
         action: &str,
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (p, action, actor) = (p.clone(), action.to_owned(), actor.to_owned());
         self.with(move |c| {
             let t = c.transaction().map_err(err)?;
-            t.execute(
-                "UPDATE pushes SET state = ?2, attempts = ?3, next_at = ?4, message = ?5, \
-                 updated_at = ?6 WHERE id = ?1",
-                params![
-                    p.id,
-                    p.state.as_str(),
-                    p.attempts,
-                    p.next_at,
-                    p.message,
-                    p.updated_at
-                ],
-            )
-            .map_err(err)?;
-            append_audit(&t, &actor, &action, &p.registration_id, &push_details(&p))?;
-            t.commit().map_err(err)
+            let n = t
+                .execute(
+                    "UPDATE pushes SET state = ?2, attempts = ?3, next_at = ?4, message = ?5, \
+                     updated_at = ?6 WHERE id = ?1 AND state = 'pending' AND next_at = ?7",
+                    params![
+                        p.id,
+                        p.state.as_str(),
+                        p.attempts,
+                        p.next_at,
+                        p.message,
+                        p.updated_at,
+                        claimed_until
+                    ],
+                )
+                .map_err(err)?;
+            if n == 1 {
+                append_audit(&t, &actor, &action, &p.registration_id, &push_details(&p))?;
+            }
+            t.commit().map_err(err)?;
+            Ok(n == 1)
         })
         .await
     }
