@@ -641,6 +641,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sigil.db");
         let store = SqliteStore::open(&path).await.unwrap();
+        // An empty log needs no seal, even once the audit key exists.
+        let (_, any_key) = key();
+        let empty = check_log(&store, None, true, Some(&any_key), None, 3)
+            .await
+            .unwrap();
+        assert_eq!((empty.problem, empty.records), (None, 0));
         for i in 0..11 {
             store
                 .audit(
