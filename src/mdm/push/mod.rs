@@ -290,6 +290,7 @@ mod tests {
             .contains("computer_group_id"));
         let both = PushSettings {
             webhook_url: "https://hooks.example/sigil".into(),
+            secret_env: "HOOK_SECRET".into(),
             ..intune.clone()
         };
         assert!(both.check("intune").unwrap_err().contains("exactly one"));
