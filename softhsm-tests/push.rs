@@ -314,6 +314,7 @@ sans = ["email:{{email}}"]
 computer_group_id = 7
 mobile_group_id = 8
 retry_secs = 1
+renew_within_days = 3650
 
 [credentials.tablet]
 profile = "derived"
@@ -362,6 +363,55 @@ retry_secs = 1
         state_of(p, "withdraw") == Some("delivered")
     });
     assert_eq!(groups.members(), vec!["mobile:2@8".to_string()]);
+    // The iPhone enrolls with the payload its MDM collected; its certificate is inside the
+    // renewal window (renew_within_days is longer than its life): Jamf is asked to redeploy
+    // (out of the group and back in), once. Revoked: it leaves the group.
+    crate::common::ensure_tool("scepclient", "scep");
+    let (connector, _) = crate::api::new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "jamf-connector", "directories": ["jamf"]}),
+    );
+    let payload = get(
+        &s,
+        &format!("/api/v1/registrations/{phone}/scep-payload"),
+        &connector,
+    );
+    enroll(&s, &payload, "iphone");
+    let reg = get(&s, &format!("/api/v1/registrations/{phone}"), &d.filer);
+    assert_eq!(reg["state"], "issued", "{reg}");
+    let pushes = pushes_until(&s, &d.filer, &phone, "jamf re-push", |p| {
+        state_of(p, "renew") == Some("delivered")
+    });
+    let renew = pushes.iter().find(|p| p["action"] == "renew").unwrap();
+    assert!(
+        renew["message"].as_str().unwrap().contains("redeployed"),
+        "{renew}"
+    );
+    let puts: Vec<String> = jamf
+        .seen("/JSSResource/mobiledevicegroups/id/8")
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(puts.len(), 3, "join, leave, join: {puts:?}");
+    assert!(
+        puts[1].contains("mobile_device_deletions") && puts[2].contains("mobile_device_additions")
+    );
+    assert_eq!(groups.members(), vec!["mobile:2@8".to_string()]);
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{phone}/revoke"),
+        &d.filer,
+        json!({"reason": "affiliationChanged"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    pushes_until(
+        &s,
+        &d.filer,
+        &phone,
+        "jamf withdrawal after revocation",
+        |p| state_of(p, "withdraw") == Some("delivered"),
+    );
+    assert!(groups.members().is_empty());
 
     // Workspace ONE: the profile is installed on device 11, then removed; device 12, which
     // Workspace ONE forgot, fails with its words.
@@ -397,6 +447,27 @@ retry_secs = 1
             .unwrap()
             .contains("Device not found"),
         "{pushes:?}"
+    );
+}
+
+/// The device enrolls with scepclient and the payload's challenge.
+fn enroll(s: &ScepServer, payload: &Value, name: &str) {
+    let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
+    let device = s.token.path().join(name);
+    std::fs::create_dir_all(&device).unwrap();
+    let out = Command::new("scepclient")
+        .current_dir(&device)
+        .args(["-server-url", payload["url"].as_str().unwrap()])
+        .args(["-challenge", payload["challenge"].as_str().unwrap()])
+        .args(["-cn", name, "-ca-fingerprint", &ra_fp])
+        .args(["-private-key", "device.key", "-certificate", "device.pem"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scepclient: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.log()
     );
 }
 
@@ -495,23 +566,7 @@ renew_within_days = 3650
     let payload = &event["target"]["scep_payload"];
     assert_eq!(payload["subject"], "CN=alice C02X7,O=Agency,C=US");
     // The device enrolls with the challenge the webhook carried.
-    let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
-    let device = s.token.path().join("device");
-    std::fs::create_dir_all(&device).unwrap();
-    let out = Command::new("scepclient")
-        .current_dir(&device)
-        .args(["-server-url", &format!("{}/scep/derived", s.base)])
-        .args(["-challenge", payload["challenge"].as_str().unwrap()])
-        .args(["-cn", "mac", "-ca-fingerprint", &ra_fp])
-        .args(["-private-key", "device.key", "-certificate", "device.pem"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scepclient: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.log()
-    );
+    enroll(&s, payload, "mac");
     let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
     assert_eq!(reg["state"], "issued");
     let serial = reg["serial"].as_str().unwrap().to_string();
