@@ -462,6 +462,24 @@ local_identifier = "device.agency.gov"
         Some(uuid_of(scep).as_str())
     );
     assert!(payload_of(&profile, "com.apple.wifi.managed").is_empty());
+    // The RADIUS CA file is gone: the Wi-Fi profile cannot be written, says so (503), and
+    // mints no challenge for nothing.
+    let (auditor, _) = new_token(&s, "auditor", "assessor");
+    let minted = |s: &ScepServer| {
+        get(s, "/api/v1/audit", &auditor)
+            .json::<serde_json::Value>()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "challenge_created")
+            .count()
+    };
+    let before = minted(&s);
+    std::fs::remove_file(&pem).unwrap();
+    let r = get(&s, "/api/v1/profiles/wifi/mobileconfig?cn=mac-9", &mdm);
+    assert_eq!(r.status(), 503);
+    assert_eq!(minted(&s), before);
 }
 
 #[test]

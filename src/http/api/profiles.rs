@@ -31,6 +31,21 @@ async fn profile_for(
     name: &str,
 ) -> Result<ScepProfile, HttpResponse> {
     let q: ProfileQuery = super::query(req)?;
+    let base = crate::http::registrations::request_base(req, state);
+    let subject =
+        q.cn.as_deref()
+            .map(|cn| format!("CN={}", crate::pki::escape_dn_value(cn)))
+            .unwrap_or_default();
+    // The profile first: when it cannot be written (a RADIUS CA file gone), no challenge is
+    // minted for nothing.
+    let mut profile = crate::profiles::for_profile(
+        &state.ra,
+        name,
+        &format!("{base}/scep/{name}"),
+        &subject,
+        None,
+    )
+    .map_err(profile_error)?;
     let minted = issue_challenge(
         state,
         caller,
@@ -42,20 +57,8 @@ async fn profile_for(
         },
     )
     .await?;
-    let challenge = minted["challenge"].as_str().map(String::from);
-    let base = crate::http::registrations::request_base(req, state);
-    let subject =
-        q.cn.as_deref()
-            .map(|cn| format!("CN={}", crate::pki::escape_dn_value(cn)))
-            .unwrap_or_default();
-    crate::profiles::for_profile(
-        &state.ra,
-        name,
-        &format!("{base}/scep/{name}"),
-        &subject,
-        challenge,
-    )
-    .map_err(profile_error)
+    profile.challenge = minted["challenge"].as_str().map(String::from);
+    Ok(profile)
 }
 
 /// A profile that cannot be written: unknown (404), or what it needs is unreadable (503).
