@@ -29,6 +29,17 @@ pub struct PushState {
 }
 
 impl PushState {
+    /// A fake's state that knows these devices.
+    fn knowing(known: &[&str]) -> Arc<PushState> {
+        let state = Arc::new(PushState::default());
+        state
+            .known
+            .lock()
+            .unwrap()
+            .extend(known.iter().map(|s| s.to_string()));
+        state
+    }
+
     pub fn members(&self) -> Vec<String> {
         self.members.lock().unwrap().iter().cloned().collect()
     }
@@ -46,12 +57,7 @@ fn graph_error(status: u16, code: &str, message: &str) -> Resp {
 
 /// Graph with group membership; `group` is the Entra group the profiles are assigned to.
 pub fn intune(devices: Vec<Value>, known: &[&str], group: &str) -> (FakeMdm, Arc<PushState>) {
-    let state = Arc::new(PushState::default());
-    state
-        .known
-        .lock()
-        .unwrap()
-        .extend(known.iter().map(|s| s.to_string()));
+    let state = PushState::knowing(known);
     let base = fake_mdm::intune_handler(devices, 10);
     let (st, group) = (state.clone(), group.to_string());
     let fake = FakeMdm::start(move |req: &Req, faults: &Faults| {
@@ -142,12 +148,7 @@ pub fn jamf(
     mobiles: Vec<Value>,
     known: &[&str],
 ) -> (FakeMdm, Arc<PushState>) {
-    let state = Arc::new(PushState::default());
-    state
-        .known
-        .lock()
-        .unwrap()
-        .extend(known.iter().map(|s| s.to_string()));
+    let state = PushState::knowing(known);
     let base = fake_mdm::jamf_handler(computers, mobiles);
     let st = state.clone();
     let fake = FakeMdm::start(move |req: &Req, faults: &Faults| {
@@ -256,12 +257,7 @@ pub fn workspace_one(
     devices: Vec<Value>,
     known: &[&str],
 ) -> (FakeMdm, Arc<PushState>) {
-    let state = Arc::new(PushState::default());
-    state
-        .known
-        .lock()
-        .unwrap()
-        .extend(known.iter().map(|s| s.to_string()));
+    let state = PushState::knowing(known);
     let base = fake_mdm::workspace_one_handler(users, devices);
     let st = state.clone();
     let fake = FakeMdm::start(move |req: &Req, faults: &Faults| {

@@ -120,6 +120,15 @@ impl Api {
         }
     }
 
+    /// The MDM refused `what` with `status`; its own words from `body`.
+    pub(crate) fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> DirectoryError {
+        DirectoryError::Refused {
+            directory: self.name.clone(),
+            status: status.as_u16(),
+            message: format!("{what}: {}", describe(body)),
+        }
+    }
+
     pub(crate) fn nonsense(&self, reason: impl Into<String>) -> DirectoryError {
         DirectoryError::Nonsense {
             directory: self.name.clone(),
@@ -137,11 +146,7 @@ impl Api {
     ) -> Result<Option<Value>, Failure> {
         let (status, body) = self.send_raw(what, make).await?;
         if !status.is_success() {
-            return Err(Failure::Other(DirectoryError::Refused {
-                directory: self.name.clone(),
-                status: status.as_u16(),
-                message: format!("{what}: {}", describe(&body)),
-            }));
+            return Err(Failure::Other(self.refused(what, status, &body)));
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
@@ -201,14 +206,7 @@ impl Api {
                     if !retryable {
                         return Ok((status, body));
                     }
-                    (
-                        wait,
-                        DirectoryError::Refused {
-                            directory: self.name.clone(),
-                            status: status.as_u16(),
-                            message: format!("{what}: {}", describe(&body)),
-                        },
-                    )
+                    (wait, self.refused(what, status, &body))
                 }
             };
             if attempt >= self.retries {
@@ -298,11 +296,7 @@ impl Api {
             .exchange(what, reqwest::Method::GET, url, headers, &Body::None, auth)
             .await?;
         if !status.is_success() {
-            return Err(DirectoryError::Refused {
-                directory: self.name.clone(),
-                status: status.as_u16(),
-                message: format!("{what}: {}", describe(&body)),
-            });
+            return Err(self.refused(what, status, &body));
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);

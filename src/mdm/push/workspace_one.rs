@@ -41,11 +41,7 @@ impl ProfileInstall {
     }
 
     fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> PushError {
-        PushError::Mdm(super::super::DirectoryError::Refused {
-            directory: self.mdm.api.name.clone(),
-            status: status.as_u16(),
-            message: format!("{what}: {}", vendor_words(body)),
-        })
+        PushError::Mdm(self.mdm.api.refused(what, status, body))
     }
 }
 
