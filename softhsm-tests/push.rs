@@ -143,8 +143,27 @@ fn intune_group_membership_follows_the_registration_through_outage_throttling_an
             "F2L2",
             "U2",
         ),
+        fake_mdm::intune_device(
+            "dev-3",
+            ALICE,
+            "Alice's second iPhone",
+            "iOS",
+            "compliant",
+            "F2L3",
+            "U3",
+        ),
+        fake_mdm::intune_device(
+            "dev-4",
+            ALICE,
+            "Alice's old iPad",
+            "iOS",
+            "compliant",
+            "F2L4",
+            "U4",
+        ),
     ];
-    let (mdm, graph) = fake_push::intune(devices, &["dev-1", "dev-2"], "grp-wifi");
+    let (mdm, graph) =
+        fake_push::intune(devices, &["dev-1", "dev-2", "dev-3", "dev-4"], "grp-wifi");
     let secrets = tempfile::tempdir().unwrap();
     let secret = secrets.path().join("graph-secret");
     std::fs::write(&secret, CLIENT_SECRET).unwrap();
@@ -255,6 +274,65 @@ max_attempts = 6
     std::thread::sleep(Duration::from_millis(2500));
     let again = get(&s, &format!("/api/v1/registrations/{id2}"), &d.filer);
     assert_eq!(again["pushes"][0]["attempts"], 1, "not retried");
+    // Delivered, enrolled with the payload an Intune-scoped connector collected, then revoked:
+    // the device leaves the group. Intune renews by itself, so no re-push is ever queued.
+    crate::common::ensure_tool("scepclient", "scep");
+    let id3 = approve(&s, &d, "phone", "dev-3");
+    pushes_until(&s, &d.filer, &id3, "delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    assert_eq!(graph.members(), vec!["obj-dev-3".to_string()]);
+    let (connector, _) = crate::api::new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "intune-connector", "directories": ["intune"]}),
+    );
+    let payload = get(
+        &s,
+        &format!("/api/v1/registrations/{id3}/scep-payload"),
+        &connector,
+    );
+    enroll(&s, &payload, "iphone3");
+    let reg = get(&s, &format!("/api/v1/registrations/{id3}"), &d.filer);
+    assert_eq!(reg["state"], "issued", "{reg}");
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id3}/revoke"),
+        &d.filer,
+        json!({"reason": "keyCompromise"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let pushes = pushes_until(&s, &d.filer, &id3, "withdrawal after revocation", |p| {
+        state_of(p, "withdraw") == Some("delivered")
+    });
+    assert!(graph.members().is_empty());
+    assert!(
+        pushes.iter().all(|p| p["action"] != "renew"),
+        "Intune is never asked to re-push: {pushes:?}"
+    );
+    // Retired in Intune after delivery: withdrawing has nothing left to take back, and says
+    // so, instead of failing for good.
+    let id4 = approve(&s, &d, "phone", "dev-4");
+    pushes_until(&s, &d.filer, &id4, "delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    graph.forget("dev-4");
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id4}/withdraw"),
+        &d.filer,
+        json!({"comment": "device retired"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let pushes = pushes_until(&s, &d.filer, &id4, "withdrawal of a retired device", |p| {
+        state_of(p, "withdraw").is_some_and(|s| s != "pending")
+    });
+    let withdraw = pushes.iter().find(|p| p["action"] == "withdraw").unwrap();
+    assert_eq!(withdraw["state"], "delivered", "{withdraw}");
+    let said = withdraw["message"].as_str().unwrap();
+    assert!(
+        said.contains("nothing to take back") && said.contains("dev-4"),
+        "{said}"
+    );
     // Every step is audited.
     let actions = audit_actions(&s);
     for a in [
@@ -277,8 +355,9 @@ fn jamf_static_groups_and_workspace_one_profiles_are_joined_and_left() {
     let ws1_devices = vec![
         crate::directory::ws1_device(11, "alice", ALICE, "Compliant"),
         crate::directory::ws1_device(12, "alice", ALICE, "Compliant"),
+        crate::directory::ws1_device(13, "alice", ALICE, "Compliant"),
     ];
-    let (ws1, installs) = fake_push::workspace_one(users, ws1_devices, &["11", "12"]);
+    let (ws1, installs) = fake_push::workspace_one(users, ws1_devices, &["11", "12", "13"]);
     let secrets = tempfile::tempdir().unwrap();
     let file = |name: &str, v: &str| {
         let p = secrets.path().join(name);
@@ -325,6 +404,7 @@ sans = ["email:{{email}}"]
 [credentials.tablet.push]
 profile_id = 31
 retry_secs = 1
+renew_within_days = 3650
 "#,
         jamf = jamf.url,
         ws1 = ws1.url,
@@ -413,17 +493,63 @@ retry_secs = 1
     );
     assert!(groups.members().is_empty());
 
-    // Workspace ONE: the profile is installed on device 11, then removed; device 12, which
-    // Workspace ONE forgot, fails with its words.
+    // Workspace ONE: the profile is installed on device 11, which enrolls; inside the
+    // renewal window the profile is installed again (once); revoked, it is removed.
     let tablet = approve(&s, &d, "tablet", "11");
     pushes_until(&s, &d.filer, &tablet, "ws1 delivery", |p| {
         state_of(p, "deliver") == Some("delivered")
     });
     assert_eq!(installs.members(), vec!["11@31".to_string()]);
+    let (ws1_connector, _) = crate::api::new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "ws1-connector", "directories": ["ws1"]}),
+    );
+    let payload = get(
+        &s,
+        &format!("/api/v1/registrations/{tablet}/scep-payload"),
+        &ws1_connector,
+    );
+    enroll(&s, &payload, "tablet11");
+    let pushes = pushes_until(&s, &d.filer, &tablet, "ws1 reinstall", |p| {
+        state_of(p, "renew") == Some("delivered")
+    });
+    let renew = pushes.iter().find(|p| p["action"] == "renew").unwrap();
+    assert!(
+        renew["message"]
+            .as_str()
+            .unwrap()
+            .contains("sent to device 11"),
+        "{renew}"
+    );
+    assert_eq!(
+        ws1.seen("/API/mdm/profiles/31/install").len(),
+        2,
+        "installed, then reinstalled once"
+    );
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{tablet}/revoke"),
+        &d.filer,
+        json!({"reason": "cessationOfOperation"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    pushes_until(&s, &d.filer, &tablet, "ws1 removal after revocation", |p| {
+        state_of(p, "withdraw") == Some("delivered")
+    });
+    assert!(installs.members().is_empty());
+    assert_eq!(ws1.seen("/API/mdm/profiles/31/remove").len(), 1);
+
+    // Device 13: installed, then withdrawn before it enrolls; device 12, which Workspace ONE
+    // forgot, fails with its words.
+    let tablet = approve(&s, &d, "tablet", "13");
+    pushes_until(&s, &d.filer, &tablet, "ws1 delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    assert_eq!(installs.members(), vec!["13@31".to_string()]);
     let install = ws1.seen("/API/mdm/profiles/31/install");
     assert_eq!(
-        serde_json::from_str::<Value>(&install[0].body).unwrap(),
-        json!({"DeviceId": 11})
+        serde_json::from_str::<Value>(&install[2].body).unwrap(),
+        json!({"DeviceId": 13})
     );
     assert_eq!(install[0].header("aw-tenant-code"), Some("tenant-code-1"));
     post(

@@ -245,7 +245,7 @@ impl Authority {
         let (retry_secs, max_attempts) = channel
             .map(|c| (c.settings.retry_secs, c.settings.max_attempts))
             .unwrap_or((60, 1));
-        let action = match outcome {
+        let action = match outcome.or_else(|e| nothing_to_take_back(p.action, e)) {
             Ok(said) => {
                 p.state = PushState::Delivered;
                 p.message = said;
@@ -351,6 +351,22 @@ impl Authority {
     }
 }
 
+/// A withdrawal for a device its MDM no longer knows (retired, wiped, deleted) has nothing to
+/// take back: the membership or profile went with the device. It is settled as delivered,
+/// with the MDM's words, rather than failed for good.
+fn nothing_to_take_back(action: PushAction, e: PushError) -> Result<String, PushError> {
+    match e {
+        PushError::UnknownDevice { device, said }
+            if action == PushAction::Withdraw && !device.is_empty() =>
+        {
+            Ok(format!(
+                "nothing to take back: the MDM no longer knows device {device} ({said})"
+            ))
+        }
+        e => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -361,5 +377,30 @@ mod tests {
         assert_eq!(super::backoff(60, 10), 3600);
         assert_eq!(super::backoff(1, 63), 3600);
         assert_eq!(super::backoff(1, -1), 1);
+    }
+
+    #[test]
+    fn only_a_withdrawal_for_a_device_the_mdm_forgot_is_settled() {
+        use super::{nothing_to_take_back, PushAction, PushError};
+        let forgot = || PushError::UnknownDevice {
+            device: "dev-9".into(),
+            said: "Resource not found".into(),
+        };
+        let said = nothing_to_take_back(PushAction::Withdraw, forgot()).unwrap();
+        assert!(
+            said.contains("dev-9") && said.contains("Resource not found"),
+            "{said}"
+        );
+        assert!(nothing_to_take_back(PushAction::Deliver, forgot()).is_err());
+        assert!(nothing_to_take_back(PushAction::Renew, forgot()).is_err());
+        // Sigil's own reasons (no device named) stay failures.
+        let own = PushError::UnknownDevice {
+            device: String::new(),
+            said: "the registration is gone".into(),
+        };
+        assert!(nothing_to_take_back(PushAction::Withdraw, own).is_err());
+        assert!(
+            nothing_to_take_back(PushAction::Withdraw, PushError::Webhook("down".into())).is_err()
+        );
     }
 }
