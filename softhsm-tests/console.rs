@@ -271,6 +271,10 @@ directory = "intune"
 subject = "CN={{user}} {{serial_number}},O=Agency"
 sans = ["email:{{email}}"]
 require_compliant = false
+
+[credentials.derived.push]
+group_id = "grp-derived"
+retry_secs = 1
 "#,
         secret = secret.display(),
         mdm_secret = mdm_secret.display(),
@@ -319,7 +323,7 @@ pub(crate) fn crl_lists(s: &ScepServer, serial: &[u8]) -> bool {
 fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
-    let mdm = fake_mdm::intune(
+    let (mdm, graph) = crate::fake_push::intune(
         vec![
             fake_mdm::intune_device(
                 "dev-oscar-phone",
@@ -349,7 +353,8 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
                 "00008110-000C",
             ),
         ],
-        50,
+        &["dev-oscar-phone", "dev-oscar-script", "dev-ursula-phone"],
+        "grp-derived",
     );
     let idp_cell: std::cell::RefCell<Option<Idp>> = std::cell::RefCell::new(None);
     let s = ScepServer::start_tls_with(|_, port| {
@@ -465,6 +470,26 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.click("form[action$='/approve'] button");
     assert!(b.text().contains("Approved"), "{}", b.text());
     b.check("registration-approved");
+    // Sigil asks Intune to deliver: the registration page says where that stands.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        b.goto(&registration);
+        if b.text()
+            .contains("device obj-dev-oscar-phone added to group grp-derived")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", b.text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        b.text().contains("Delivery through the MDM"),
+        "{}",
+        b.text()
+    );
+    assert!(b.text().contains("deliver the credential profile"));
+    assert_eq!(graph.members(), vec!["obj-dev-oscar-phone".to_string()]);
+    b.check("registration-pushed");
     // The same form sent again: refused, it has moved on.
     b.js_leave(&format!(
         "const f = document.createElement('form'); f.method = 'post'; f.action = '{}/approve';
