@@ -657,13 +657,21 @@ renew_within_days = 3650
     assert_eq!(pushes[0]["attempts"], 2, "{pushes:?}");
     let seen = hook.seen("/sigil-events");
     let last = seen.last().unwrap();
-    // A retry is the same push: the receiver tells them apart by its idempotency key.
+    // A retry is the same push, but each attempt at a delivery carries a fresh challenge
+    // that voids the last: the idempotency key names the attempt, so a receiver that
+    // deduplicates keeps the newest challenge.
     assert_eq!(seen.len(), 2);
+    let first: Value = serde_json::from_str(&seen[0].body).unwrap();
+    let key = |r: &crate::fake_mdm::Req| r.header("idempotency-key").unwrap().to_string();
     assert_eq!(
-        seen[0].header("idempotency-key"),
-        last.header("idempotency-key")
+        key(&seen[0]),
+        format!("{}.1", first["target"]["push"].as_str().unwrap())
     );
-    assert!(last.header("idempotency-key").unwrap().starts_with("push_"));
+    assert_eq!(
+        key(last),
+        format!("{}.2", first["target"]["push"].as_str().unwrap())
+    );
+    assert!(key(last).starts_with("push_"));
     // What is kept of the failed attempt names neither the URL nor the receiver's words.
     let (auditor, _) = new_token(&s, "auditor", "hook-assessor");
     let log = get(&s, "/api/v1/audit", &auditor).to_string();
@@ -683,9 +691,11 @@ renew_within_days = 3650
     );
     let event: Value = serde_json::from_str(&last.body).unwrap();
     assert_eq!(event["event"], "deliver");
-    assert_eq!(
-        event["target"]["push"].as_str(),
-        last.header("idempotency-key")
+    assert_eq!(event["target"]["push"], first["target"]["push"]);
+    assert_eq!(event["target"]["attempt"], 2);
+    assert_ne!(
+        event["target"]["scep_payload"]["challenge"], first["target"]["scep_payload"]["challenge"],
+        "each attempt mints its own challenge"
     );
     assert_eq!(event["target"]["device_id"], "mac-7");
     assert_eq!(event["target"]["email"], ALICE);
@@ -708,6 +718,15 @@ renew_within_days = 3650
     assert!(
         renew["target"]["scep_payload"].is_null(),
         "no challenge on a renewal"
+    );
+    assert_eq!(
+        hook.seen("/sigil-events")
+            .last()
+            .unwrap()
+            .header("idempotency-key")
+            .unwrap(),
+        renew["target"]["push"].as_str().unwrap(),
+        "without a challenge, every retry is the same content and the same key"
     );
     std::thread::sleep(Duration::from_millis(2500));
     let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);

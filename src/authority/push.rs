@@ -339,6 +339,7 @@ impl Authority {
         };
         let target = PushTarget {
             push: p.id.clone(),
+            attempt: p.attempts,
             registration: r.id.clone(),
             email: r.email.clone(),
             credential: r.credential.clone(),

@@ -165,8 +165,10 @@ pub enum PushEvent {
 /// The device and credential a push is about.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushTarget {
-    /// The push (the same on every retry of it: the receiver's idempotency key).
+    /// The push (the same on every retry of it).
     pub push: String,
+    /// Which attempt at it this is (1 for the first).
+    pub attempt: i64,
     /// The registration.
     pub registration: String,
     /// The person.

@@ -72,7 +72,7 @@ impl Delivery for Webhook {
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", target.push.clone())
+            .header("Idempotency-Key", idempotency_key(target))
             .header("X-Sigil-Timestamp", at.to_string());
         if let Some(secret) = self.secret.read().map_err(PushError::Webhook)? {
             req = req.header(
@@ -106,6 +106,18 @@ impl Delivery for Webhook {
                 status.as_u16()
             )))
         }
+    }
+}
+
+/// The receiver's idempotency key: the push, the same on every retry, except for a delivery
+/// that carries a challenge. Each attempt at one mints a fresh challenge and voids the last,
+/// so each attempt is new content (`<push>.<attempt>`): a receiver that deduplicates on the
+/// key keeps the newest challenge, not a voided one.
+fn idempotency_key(target: &PushTarget) -> String {
+    if target.scep_payload.is_some() {
+        format!("{}.{}", target.push, target.attempt)
+    } else {
+        target.push.clone()
     }
 }
 
