@@ -12,8 +12,8 @@
 //!   (`api-version: 5019-05-05`).
 //!
 //! Like Intune, it validates a request by the challenge inside the CSR: each challenge it
-//! "issued" (see [`Expect`]) names the subject, SANs and minimum key size the request must
-//! carry, and when the challenge expires. Faults are switched on while it runs.
+//! "issued" (see [`Expect`]) names the subject, SANs, minimum key size, key usage and
+//! extended key usage the request must carry, and when the challenge expires. Faults are switched on while it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -30,7 +30,7 @@ pub const CLIENT_SECRET: &str = "intune-secret-1";
 const INTUNE_APP: &str = "0000000a-0000-0000-c000-000000000000";
 
 /// What a challenge Intune put in a device's SCEP profile vouches for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Expect {
     /// The subject, as Sigil's CSR parser writes it (`CN=…,O=…`).
     pub subject: String,
@@ -40,6 +40,10 @@ pub struct Expect {
     pub min_bits: u32,
     /// Expired already.
     pub expired: bool,
+    /// The profile's key usage (Sigil's keywords); empty: not checked.
+    pub key_usage: Vec<String>,
+    /// The profile's extended key usages (keywords or dotted OIDs); empty: not checked.
+    pub extended_key_usage: Vec<String>,
 }
 
 #[derive(Default)]
@@ -234,6 +238,30 @@ fn validate(state: &State, body: &Value) -> Resp {
                 ),
             );
         }
+    }
+    let same = |want: &[String], got: Option<Vec<String>>| {
+        let mut got = got.unwrap_or_default();
+        let mut want = want.to_vec();
+        got.sort();
+        want.sort();
+        want.is_empty() || got == want
+    };
+    let ku = csr
+        .requested_key_usage
+        .clone()
+        .map(|v| v.iter().map(|s| s.to_string()).collect());
+    if !same(&e.key_usage, ku.clone()) {
+        return code(
+            "KeyUsageMismatch",
+            &format!("expected {:?}, got {ku:?}", e.key_usage),
+        );
+    }
+    let eku = csr.requested_extended_key_usage.clone();
+    if !same(&e.extended_key_usage, eku.clone()) {
+        return code(
+            "EnhancedKeyUsageMismatch",
+            &format!("expected {:?}, got {eku:?}", e.extended_key_usage),
+        );
     }
     code("Success", "")
 }

@@ -15,6 +15,11 @@ pub struct ProfileSettings {
     pub key_usage: Vec<String>,
     /// Extended key usage keywords or OIDs.
     pub extended_key_usage: Vec<String>,
+    /// A request that asks for key usage or extended key usage gets exactly that, within
+    /// `key_usage` and `extended_key_usage` (which are then the allowed set and the default);
+    /// asking for more is refused. Unset: on for `challenge = "intune"` (the Intune profile's
+    /// key usage and EKU, which Intune checked, reach the certificate), off otherwise.
+    pub usage_from_request: Option<bool>,
     /// Certificate validity in days.
     pub validity_days: u32,
     /// Spread notAfter over this fraction of the validity (0 to 0.5): with 0.1 and 365 days,
@@ -81,6 +86,7 @@ impl Default for ProfileSettings {
                 .map(String::from)
                 .to_vec(),
             extended_key_usage: vec!["clientAuth".into()],
+            usage_from_request: None,
             validity_days: 365,
             validity_jitter: 0.0,
             min_rsa_bits: 2048,
@@ -201,6 +207,9 @@ impl ProfileSettings {
             allowed_sans: self.allowed_sans.clone(),
             key_usages,
             extended_key_usages,
+            usage_from_request: self
+                .usage_from_request
+                .unwrap_or(self.challenge == "intune"),
             validity_days: self.validity_days,
             validity_jitter: self.validity_jitter,
             min_rsa_bits: self.min_rsa_bits,

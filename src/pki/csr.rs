@@ -125,6 +125,12 @@ pub struct Csr {
     pub sans: Vec<San>,
     /// challengePassword, if any.
     pub challenge: Option<String>,
+    /// The key usage the request asks for (configuration keywords: `digitalSignature`,
+    /// `keyEncipherment`, …), when it carries the extension.
+    pub requested_key_usage: Option<Vec<&'static str>>,
+    /// The extended key usages it asks for (keywords such as `clientAuth`, or dotted OIDs),
+    /// when it carries the extension.
+    pub requested_extended_key_usage: Option<Vec<String>>,
 }
 
 impl Csr {
@@ -346,10 +352,18 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     };
     let subject = name_attributes(&info.subject);
     let mut sans = Vec::new();
+    let (mut requested_key_usage, mut requested_extended_key_usage) = (None, None);
     if let Some(exts) = parsed.requested_extensions() {
         for ext in exts {
-            if let ParsedExtension::SubjectAlternativeName(san) = ext {
-                sans.extend(san.general_names.iter().map(san_of));
+            match ext {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    sans.extend(san.general_names.iter().map(san_of));
+                }
+                ParsedExtension::KeyUsage(ku) => requested_key_usage = Some(key_usage_words(ku)),
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    requested_extended_key_usage = Some(extended_key_usage_words(eku));
+                }
+                _ => {}
             }
         }
     }
@@ -366,7 +380,49 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
         subject_der: info.subject.as_raw().to_vec(),
         sans,
         challenge,
+        requested_key_usage,
+        requested_extended_key_usage,
     })
+}
+
+/// The key usage bits set, as the configuration names them (RFC 5280 4.2.1.3 order).
+fn key_usage_words(ku: &x509_parser::extensions::KeyUsage) -> Vec<&'static str> {
+    const WORDS: [&str; 9] = [
+        "digitalSignature",
+        "nonRepudiation",
+        "keyEncipherment",
+        "dataEncipherment",
+        "keyAgreement",
+        "keyCertSign",
+        "cRLSign",
+        "encipherOnly",
+        "decipherOnly",
+    ];
+    WORDS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| (ku.flags >> bit) & 1 == 1)
+        .map(|(_, w)| *w)
+        .collect()
+}
+
+/// The extended key usages, as the configuration names them (dotted OIDs for the rest).
+fn extended_key_usage_words(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
+    let mut out: Vec<String> = [
+        (eku.any, "2.5.29.37.0"),
+        (eku.server_auth, "serverAuth"),
+        (eku.client_auth, "clientAuth"),
+        (eku.code_signing, "codeSigning"),
+        (eku.email_protection, "emailProtection"),
+        (eku.time_stamping, "timeStamping"),
+        (eku.ocsp_signing, "ocspSigning"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, w)| w.to_string())
+    .collect();
+    out.extend(eku.other.iter().map(|o| o.to_id_string()));
+    out
 }
 
 #[cfg(test)]

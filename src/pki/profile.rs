@@ -27,6 +27,11 @@ pub struct CertProfile {
     pub key_usages: Vec<KeyUsagePurpose>,
     /// Extended key usage.
     pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    /// A request that asks for key usage or extended key usage gets exactly what it asks for,
+    /// provided the profile allows each (`key_usages` and `extended_key_usages` are then the
+    /// allowed set and the default); one that asks for more is refused. Off: the profile's
+    /// usages whatever the request says.
+    pub usage_from_request: bool,
     /// Validity in days.
     pub validity_days: u32,
     /// Spread notAfter over this fraction of the validity, earlier (0: every certificate gets
@@ -199,6 +204,7 @@ impl CertProfile {
                 ));
             }
         }
+        self.usages(csr)?;
         if identity.is_some() {
             return Ok(());
         }
@@ -330,6 +336,50 @@ impl CertProfile {
         Ok(Duration::seconds((u64::from_le_bytes(b) % span) as i64))
     }
 
+    /// The key usage and extended key usage the certificate carries: the profile's, or with
+    /// `usage_from_request` what the request asks for within them.
+    fn usages(
+        &self,
+        csr: &Csr,
+    ) -> Result<(Vec<KeyUsagePurpose>, Vec<ExtendedKeyUsagePurpose>), String> {
+        if !self.usage_from_request {
+            return Ok((self.key_usages.clone(), self.extended_key_usages.clone()));
+        }
+        let key_usages = match &csr.requested_key_usage {
+            Some(words) if !words.is_empty() => words
+                .iter()
+                .map(|w| {
+                    key_usage(w)
+                        .filter(|k| self.key_usages.contains(k))
+                        .ok_or_else(|| {
+                            format!(
+                                "the request asks for key usage {w}, which profile `{}` does not allow",
+                                self.name
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => self.key_usages.clone(),
+        };
+        let extended_key_usages = match &csr.requested_extended_key_usage {
+            Some(words) if !words.is_empty() => words
+                .iter()
+                .map(|w| {
+                    extended_key_usage(w)
+                        .filter(|k| self.extended_key_usages.contains(k))
+                        .ok_or_else(|| {
+                            format!(
+                                "the request asks for extended key usage {w}, which profile `{}` does not allow",
+                                self.name
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => self.extended_key_usages.clone(),
+        };
+        Ok((key_usages, extended_key_usages))
+    }
+
     /// Issue the certificate for a checked CSR (blocking: the CA key signs on the token).
     /// The certificate never outlives `ca_not_after`.
     ///
@@ -357,8 +407,7 @@ impl CertProfile {
             }
         }
         p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = self.key_usages.clone();
-        p.extended_key_usages = self.extended_key_usages.clone();
+        (p.key_usages, p.extended_key_usages) = self.usages(csr).map_err(policy)?;
         p.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         p.not_before = now - Duration::minutes(5);
@@ -380,5 +429,78 @@ impl CertProfile {
             reason: e.to_string(),
         })?;
         Ok(cert.der().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(usage_from_request: bool) -> CertProfile {
+        CertProfile {
+            name: "p".into(),
+            subject_template: None,
+            allowed_sans: vec![],
+            key_usages: vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            extended_key_usages: vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 6]),
+            ],
+            usage_from_request,
+            validity_days: 1,
+            validity_jitter: 0.0,
+            min_rsa_bits: 2048,
+            key_types: vec!["rsa".into()],
+            policy_oids: vec![],
+            crl_url: String::new(),
+            ocsp_url: String::new(),
+            ca_issuers_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_request_gets_the_usages_it_asks_for_within_the_profile_and_no_more() {
+        let device = crate::scep::client::Device::rsa(2048, "t").unwrap();
+        let csr = |ku: &[&str], eku: &[&str]| {
+            super::super::parse_csr(
+                &device
+                    .csr_requesting(&[("CN", "t")], None, &[], ku, eku)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let narrow = csr(&["keyEncipherment"], &["1.3.6.1.5.5.7.3.6"]);
+        assert_eq!(narrow.requested_key_usage, Some(vec!["keyEncipherment"]));
+        let (ku, eku) = profile(true).usages(&narrow).unwrap();
+        assert_eq!(ku, vec![KeyUsagePurpose::KeyEncipherment]);
+        assert_eq!(
+            eku,
+            vec![ExtendedKeyUsagePurpose::Other(vec![
+                1, 3, 6, 1, 5, 5, 7, 3, 6
+            ])]
+        );
+        // Off: the profile's usages, whatever was asked.
+        let (ku, eku) = profile(false).usages(&narrow).unwrap();
+        assert_eq!(ku.len(), 2);
+        assert_eq!(eku.len(), 2);
+        // Nothing asked: the profile's.
+        let (ku, eku) = profile(true).usages(&csr(&[], &[])).unwrap();
+        assert_eq!((ku.len(), eku.len()), (2, 2));
+        // More than the profile allows: refused, naming what.
+        let e = profile(true)
+            .usages(&csr(&["dataEncipherment"], &[]))
+            .unwrap_err();
+        assert!(e.contains("key usage dataEncipherment"), "{e}");
+        let e = profile(true)
+            .check_as(&csr(&[], &["serverAuth"]), None)
+            .unwrap_err();
+        assert!(e.contains("extended key usage serverAuth"), "{e}");
+        // keyCertSign is never granted to a device.
+        let mut sneaky = csr(&[], &[]);
+        sneaky.requested_key_usage = Some(vec!["digitalSignature", "keyCertSign"]);
+        assert!(profile(true).usages(&sneaky).is_err());
     }
 }

@@ -286,7 +286,33 @@ impl Device {
         challenge: Option<&str>,
         sans: &[&str],
     ) -> Result<Vec<u8>, ScepError> {
+        self.csr_requesting(subject, challenge, sans, &[], &[])
+    }
+
+    /// As [`Device::csr_named`], asking for key usage (`digitalSignature`, …) and extended
+    /// key usage (`clientAuth`, … or a dotted OID) as an MDM's SCEP profile makes a device do.
+    pub fn csr_requesting(
+        &self,
+        subject: &[(&str, &str)],
+        challenge: Option<&str>,
+        sans: &[&str],
+        key_usage: &[&str],
+        extended_key_usage: &[&str],
+    ) -> Result<Vec<u8>, ScepError> {
         let mut p = rcgen::CertificateParams::default();
+        for k in key_usage {
+            p.key_usages.push(
+                crate::pki::key_usage(k)
+                    .ok_or_else(|| ScepError::Malformed(format!("unknown key usage {k}")))?,
+            );
+        }
+        for k in extended_key_usage {
+            p.extended_key_usages.push(
+                crate::pki::extended_key_usage(k).ok_or_else(|| {
+                    ScepError::Malformed(format!("unknown extended key usage {k}"))
+                })?,
+            );
+        }
         for (k, v) in subject {
             let ty = match *k {
                 "CN" => rcgen::DnType::CommonName,
@@ -307,6 +333,10 @@ impl Device {
             let (kind, v) = s.split_once(':').unwrap_or(("dns", s));
             let ia5 = rcgen::string::Ia5String::try_from(v.to_string()).map_err(dev_err)?;
             p.subject_alt_names.push(match kind {
+                "upn" => rcgen::SanType::OtherName((
+                    vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+                    rcgen::OtherNameValue::Utf8String(v.to_string()),
+                )),
                 "email" => rcgen::SanType::Rfc822Name(ia5),
                 "uri" => rcgen::SanType::URI(ia5),
                 _ => rcgen::SanType::DnsName(ia5),
