@@ -17,6 +17,7 @@ async fn sqlite_engine() {
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
+    super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
@@ -56,6 +57,7 @@ async fn postgres_engine() {
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
+    super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();

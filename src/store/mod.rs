@@ -10,6 +10,7 @@
 //! certificate (or the PENDING request); the certificate is committed before its CertRep is
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
+mod ocsp;
 mod postgres;
 mod push;
 mod registration;
@@ -24,21 +25,24 @@ mod conformance_concurrency;
 #[cfg(test)]
 mod conformance_engines;
 #[cfg(test)]
+mod conformance_ocsp;
+#[cfg(test)]
 mod conformance_records;
 
 use std::sync::Arc;
 
+pub use ocsp::OcspAnswer;
 pub use postgres::PostgresStore;
 pub use push::{PushAction, PushRecord, PushState};
 pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};
 pub use sqlite::SqliteStore;
 pub use traits::{
     AuditStore, CaStateStore, CertificateStore, ChallengeStore, ClusterStore, IdentityStore,
-    PushStore, RegistrationStore, Store, TokenStore, TransactionStore,
+    OcspStore, PushStore, RegistrationStore, Store, TokenStore, TransactionStore,
 };
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way

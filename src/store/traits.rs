@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, PersonRecord, PushRecord,
-    RegistrationRecord, RegistrationState, SessionRecord, StoreError, TokenRecord,
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, OcspAnswer, PersonRecord,
+    PushRecord, RegistrationRecord, RegistrationState, SessionRecord, StoreError, TokenRecord,
     TransactionRecord,
 };
 
@@ -261,6 +261,29 @@ pub trait PushStore: Send + Sync {
     ) -> Result<Vec<PushRecord>, StoreError>;
 }
 
+/// Pre-produced OCSP answers (RFC 5019), shared by every node.
+#[async_trait]
+pub trait OcspStore: Send + Sync {
+    /// The stored answer for `serial`, if it still states the certificate's status and its
+    /// nextUpdate is after `fresh_until`.
+    async fn ocsp_answer(
+        &self,
+        serial: &str,
+        fresh_until: i64,
+    ) -> Result<Option<OcspAnswer>, StoreError>;
+    /// Store an answer, replacing the certificate's previous one.
+    async fn put_ocsp_answer(&self, a: &OcspAnswer) -> Result<(), StoreError>;
+    /// Certificates of `issuer` in force at `now` whose answer is missing, produced before
+    /// `before`, or states another status than theirs; at most `limit`.
+    async fn ocsp_due(
+        &self,
+        issuer: &str,
+        now: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError>;
+}
+
 /// Named pieces of CA state (certificates, generations, the binding, CRLs) and CRL numbering.
 #[async_trait]
 pub trait CaStateStore: Send + Sync {
@@ -298,6 +321,7 @@ pub trait ClusterStore: Send + Sync {
 /// Every topic: what an engine is, and what the authority holds.
 pub trait Store:
     IdentityStore
+    + OcspStore
     + PushStore
     + TransactionStore
     + CertificateStore
@@ -312,6 +336,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: IdentityStore
+        + OcspStore
         + PushStore
         + TransactionStore
         + CertificateStore

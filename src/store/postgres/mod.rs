@@ -10,6 +10,7 @@ mod challenges;
 mod cluster;
 mod identity;
 mod issue;
+mod ocsp;
 mod pushes;
 mod registrations;
 mod tokens;
@@ -41,6 +42,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres_0006_trust.sql")),
     (7, include_str!("../migrations/postgres_0007_identity.sql")),
     (8, include_str!("../migrations/postgres_0008_pushes.sql")),
+    (9, include_str!("../migrations/postgres_0009_ocsp.sql")),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

@@ -8,6 +8,7 @@ mod challenges;
 mod cluster;
 mod identity;
 mod issue;
+mod ocsp;
 mod pushes;
 mod registrations;
 mod tokens;
@@ -45,6 +46,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite_0006_trust.sql")),
     (7, include_str!("../migrations/sqlite_0007_identity.sql")),
     (8, include_str!("../migrations/sqlite_0008_pushes.sql")),
+    (9, include_str!("../migrations/sqlite_0009_ocsp.sql")),
 ];
 
 /// SQLite engine.

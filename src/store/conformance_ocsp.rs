@@ -1,0 +1,105 @@
+//! Conformance of the pre-produced OCSP answers, on both engines: an answer is served only
+//! while it states its certificate's status and is fresh; the producer's list names the
+//! certificates without a current answer; an older answer never replaces a newer one.
+
+use std::sync::Arc;
+
+use super::conformance::{cert, issue, tx_issuing};
+use super::*;
+
+fn answer(serial: &str, status: CertStatus, revoked_at: Option<i64>, at: i64) -> OcspAnswer {
+    OcspAnswer {
+        serial: serial.into(),
+        status,
+        revoked_at,
+        der: format!("answer {serial} {at}").into_bytes(),
+        produced_at: at,
+        next_update: at + 3600,
+    }
+}
+
+pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
+    let t0 = now();
+    let issuer = "CN=Test CA";
+    for (serial, tid) in [("0c5a01", "ocsp-t1"), ("0c5a02", "ocsp-t2")] {
+        issue(
+            &*s,
+            &tx_issuing(tid, tid),
+            &cert(serial, tid, "CN=o", t0 + 86_400),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let mut gone = cert("0c5a03", "ocsp-t3", "CN=o", t0 - 1);
+    gone.not_before = t0 - 100;
+    issue(&*s, &tx_issuing("ocsp-t3", "ocsp-t3"), &gone, None)
+        .await
+        .unwrap();
+    // Nothing produced yet: both certificates in force are due, not the expired one.
+    let due = |before: i64| {
+        let s = s.clone();
+        async move {
+            let mut v: Vec<String> = s
+                .ocsp_due(issuer, now(), before, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.serial)
+                .filter(|c| c.starts_with("0c5a"))
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(due(t0).await, vec!["0c5a01", "0c5a02"]);
+    assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), None);
+    // Produced: served while fresh, and no longer due.
+    let good = answer("0c5a01", CertStatus::Valid, None, t0);
+    s.put_ocsp_answer(&good).await.unwrap();
+    assert_eq!(
+        s.ocsp_answer("0c5a01", t0).await.unwrap(),
+        Some(good.clone())
+    );
+    assert_eq!(
+        s.ocsp_answer("0c5a01", t0 + 3600).await.unwrap(),
+        None,
+        "stale"
+    );
+    assert_eq!(due(t0).await, vec!["0c5a02"]);
+    // Older than the refresh point: due again.
+    assert_eq!(due(t0 + 1).await, vec!["0c5a01", "0c5a02"]);
+    // An older answer does not replace a newer one.
+    s.put_ocsp_answer(&answer("0c5a01", CertStatus::Valid, None, t0 - 10))
+        .await
+        .unwrap();
+    assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), Some(good));
+    // Revoked: the "good" answer is never served again, and the certificate is due.
+    assert!(s
+        .revoke_certificate("0c5a01", 1, "keyCompromise", "test")
+        .await
+        .unwrap());
+    assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), None);
+    assert_eq!(due(t0).await, vec!["0c5a01", "0c5a02"]);
+    let at = s.certificate("0c5a01").await.unwrap().unwrap().revoked_at;
+    let revoked = answer("0c5a01", CertStatus::Revoked, at, t0 + 1);
+    s.put_ocsp_answer(&revoked).await.unwrap();
+    assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), Some(revoked));
+    // A revocation time that differs from the certificate's is not its answer.
+    s.put_ocsp_answer(&answer("0c5a02", CertStatus::Revoked, Some(t0), t0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(s.ocsp_answer("0c5a02", t0).await.unwrap(), None);
+    assert_eq!(due(t0).await, vec!["0c5a02"]);
+    // Only this issuer's certificates.
+    assert!(s
+        .ocsp_due("CN=Other CA", now(), t0 + 10, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // An answer for a certificate the store does not have is refused.
+    assert!(s
+        .put_ocsp_answer(&answer("ffff", CertStatus::Valid, None, t0))
+        .await
+        .is_err());
+}

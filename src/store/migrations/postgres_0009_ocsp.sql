@@ -1,0 +1,13 @@
+-- Pre-produced OCSP answers (RFC 5019's lightweight profile; issue: performance at fleet
+-- scale): one signed single-certificate answer per certificate, produced ahead of time by the
+-- delegated responder and shared by every node. `status` and `revoked_at` are what the
+-- answer states: an answer that no longer states its certificate's status is never served.
+CREATE TABLE ocsp_responses (
+    serial      TEXT PRIMARY KEY REFERENCES certificates (serial),
+    status      TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+    revoked_at  BIGINT,
+    der         BYTEA NOT NULL,
+    produced_at BIGINT NOT NULL,
+    next_update BIGINT NOT NULL
+);
+CREATE INDEX certificates_issuer_not_after ON certificates (issuer, not_after);

@@ -1,0 +1,30 @@
+//! Pre-produced OCSP answers (RFC 5019): what one stored answer states, so an answer whose
+//! statement is no longer its certificate's is never served.
+
+use super::CertStatus;
+
+/// One signed single-certificate OCSP answer, produced ahead of time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspAnswer {
+    /// The certificate's serial (hex, as the certificates table has it).
+    pub serial: String,
+    /// The status the answer states.
+    pub status: CertStatus,
+    /// The revocation time it states, if revoked.
+    pub revoked_at: Option<i64>,
+    /// The OCSPResponse (DER).
+    pub der: Vec<u8>,
+    /// Its producedAt (Unix seconds).
+    pub produced_at: i64,
+    /// Its nextUpdate (Unix seconds).
+    pub next_update: i64,
+}
+
+/// A column list `a, b` as `c.a, c.b` (the certificates table joined as `c`).
+pub(super) fn prefixed(columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

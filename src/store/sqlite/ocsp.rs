@@ -1,0 +1,94 @@
+//! SQLite: pre-produced OCSP answers.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::{CertStatus, CertificateRecord, OcspAnswer, OcspStore, StoreError};
+
+use super::{cert_from_row, err, SqliteStore, CERT_COLUMNS};
+
+#[async_trait]
+impl OcspStore for SqliteStore {
+    async fn ocsp_answer(
+        &self,
+        serial: &str,
+        fresh_until: i64,
+    ) -> Result<Option<OcspAnswer>, StoreError> {
+        let serial = serial.to_owned();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT r.serial, r.status, r.revoked_at, r.der, r.produced_at, r.next_update \
+                 FROM ocsp_responses r JOIN certificates c ON c.serial = r.serial \
+                 WHERE r.serial = ?1 AND r.status = c.status \
+                 AND r.revoked_at IS c.revoked_at AND r.next_update > ?2",
+                params![serial, fresh_until],
+                |r| {
+                    Ok(OcspAnswer {
+                        serial: r.get(0)?,
+                        status: CertStatus::parse(&r.get::<_, String>(1)?),
+                        revoked_at: r.get(2)?,
+                        der: r.get(3)?,
+                        produced_at: r.get(4)?,
+                        next_update: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn put_ocsp_answer(&self, a: &OcspAnswer) -> Result<(), StoreError> {
+        let a = a.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO ocsp_responses (serial, status, revoked_at, der, produced_at, \
+                 next_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (serial) DO UPDATE \
+                 SET status = excluded.status, revoked_at = excluded.revoked_at, \
+                 der = excluded.der, produced_at = excluded.produced_at, \
+                 next_update = excluded.next_update \
+                 WHERE excluded.produced_at >= ocsp_responses.produced_at",
+                params![
+                    a.serial,
+                    a.status.as_str(),
+                    a.revoked_at,
+                    a.der,
+                    a.produced_at,
+                    a.next_update
+                ],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn ocsp_due(
+        &self,
+        issuer: &str,
+        now: i64,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        let issuer = issuer.to_owned();
+        let columns = crate::store::ocsp::prefixed(CERT_COLUMNS);
+        self.with(move |c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {columns} FROM certificates c \
+                     LEFT JOIN ocsp_responses r ON r.serial = c.serial \
+                     WHERE c.issuer = ?1 AND c.not_after > ?2 \
+                     AND (r.serial IS NULL OR r.produced_at < ?3 OR r.status <> c.status \
+                          OR r.revoked_at IS NOT c.revoked_at) \
+                     LIMIT ?4"
+                ))
+                .map_err(err)?;
+            let rows = st
+                .query_map(params![issuer, now, before, limit as i64], cert_from_row)
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+}
