@@ -276,7 +276,8 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(status_of(&r.bytes().unwrap()), OcspCertStatus::GOOD);
-    // Without a nonce the signed answer is reused; with one, each answer is new.
+    // Without a nonce the signed answer is reused (kept as the pre-produced answer); with
+    // one, each answer is new.
     let one = post(&plain);
     let two = post(&plain);
     assert_eq!(one, two, "the same signed answer, from the cache");
@@ -312,7 +313,13 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .status(),
         200
     );
-    assert_eq!(status_of(&post(&plain)), OcspCertStatus::REVOKED);
+    let revoked = post(&plain);
+    assert_eq!(status_of(&revoked), OcspCertStatus::REVOKED);
+    assert_eq!(
+        post(&plain),
+        revoked,
+        "the revoked answer is kept and reused"
+    );
     // Nonsense: malformedRequest, as an OCSP response, never a 500.
     for bad in [
         &b""[..],
@@ -343,7 +350,7 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .text()
         .unwrap();
     assert!(
-        metrics.contains("sigil_ocsp_answers_total{outcome=\"cached\"}"),
+        metrics.contains("sigil_ocsp_answers_total{outcome=\"prepared\"}"),
         "{metrics}"
     );
     assert!(

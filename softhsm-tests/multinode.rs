@@ -619,3 +619,129 @@ fn database_outage_is_a_503_and_the_node_recovers() {
     );
     assert!(!c.log(0).contains("\" 500 "), "{}", c.log(0));
 }
+
+/// The status a node's OCSP answer gives `cert` (the SHA-1 CertID OpenSSL and RADIUS servers
+/// send, no nonce), with the answer verified against the CA.
+fn ocsp_status(c: &Cluster, node: usize, cert: &X509) -> (i32, Vec<u8>) {
+    use openssl::ocsp::{OcspCertId, OcspFlag, OcspRequest, OcspResponse, OcspResponseStatus};
+    let ca = X509::from_der(&c.ca).unwrap();
+    let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), cert, &ca).unwrap();
+    let mut req = OcspRequest::new().unwrap();
+    req.add_id(id).unwrap();
+    let body = c
+        .http
+        .post(format!("{}/ocsp", c.nodes[node].base()))
+        .header("content-type", "application/ocsp-request")
+        .body(req.to_der().unwrap())
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let resp = OcspResponse::from_der(&body).unwrap();
+    assert_eq!(resp.status(), OcspResponseStatus::SUCCESSFUL);
+    let basic = resp.basic().unwrap();
+    let mut store = openssl::x509::store::X509StoreBuilder::new().unwrap();
+    store.add_cert(ca.clone()).unwrap();
+    let store = store.build();
+    let mut chain = openssl::stack::Stack::new().unwrap();
+    chain.push(ca.clone()).unwrap();
+    basic.verify(&chain, &store, OcspFlag::empty()).unwrap();
+    let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), cert, &ca).unwrap();
+    let st = basic.find_status(&id).unwrap();
+    st.check_validity(300, None).unwrap();
+    (st.status.as_raw(), body)
+}
+
+#[test]
+fn ocsp_answers_are_produced_ahead_shared_by_the_nodes_and_revoked_everywhere_at_once() {
+    use sigil::store::OcspStore;
+    let _pg = pg_lock();
+    let c = Cluster::start(2);
+    let reqs = requests(&c, 12, CHALLENGE);
+    let mut certs = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let (status, body) = c.post(i % 2, "default", r.msg.clone()).unwrap();
+        assert_eq!(status, 200);
+        let reply = r.device.read(&body).unwrap();
+        assert_eq!(reply.status, PkiStatus::Success, "{:?}", reply.fail_text);
+        certs.push(X509::from_der(&reply.certs[0]).unwrap());
+    }
+    // The node leading "ocsp" produces an answer for every certificate, without being asked.
+    let store = c.store();
+    let rt = runtime();
+    let serial = |x: &X509| hex::encode(x.serial_number().to_bn().unwrap().to_vec());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let found: Vec<_> = certs
+            .iter()
+            .filter_map(|x| {
+                rt.block_on(store.ocsp_answer(&serial(x), sigil::clock::now()))
+                    .unwrap()
+            })
+            .collect();
+        if found.len() == certs.len() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} produced\n{}\n{}",
+            found.len(),
+            certs.len(),
+            c.log(0),
+            c.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Both nodes answer with that very answer, whichever produced it.
+    let good = openssl::ocsp::OcspCertStatus::GOOD.as_raw();
+    let revoked = openssl::ocsp::OcspCertStatus::REVOKED.as_raw();
+    for node in 0..2 {
+        let (status, der) = ocsp_status(&c, node, &certs[0]);
+        assert_eq!(status, good);
+        assert_eq!(
+            der, stored[0].der,
+            "node {node} serves the pre-produced answer"
+        );
+    }
+    // Revoked from the command line (neither node hears of it): within a second both nodes
+    // say so.
+    ok(&c
+        .sigil()
+        .args([
+            "cert",
+            "revoke",
+            &serial(&certs[0]),
+            "--reason",
+            "keyCompromise",
+        ])
+        .output()
+        .unwrap());
+    let revoked_at = Instant::now();
+    for node in 0..2 {
+        loop {
+            if ocsp_status(&c, node, &certs[0]).0 == revoked {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(1),
+                "node {node} still says good after {:?}",
+                revoked_at.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The others are still good, and the revoked answer is shared as well.
+    assert_eq!(ocsp_status(&c, 1, &certs[1]).0, good);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = rt
+            .block_on(store.ocsp_answer(&serial(&certs[0]), sigil::clock::now()))
+            .unwrap();
+        if a.is_some_and(|a| a.status == sigil::store::CertStatus::Revoked) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no revoked answer stored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

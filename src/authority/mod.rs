@@ -26,6 +26,7 @@ mod enroll;
 mod expiry;
 pub mod generations;
 mod ocsp;
+mod ocsp_prepared;
 mod officer;
 mod people;
 mod profile_settings;

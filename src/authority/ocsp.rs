@@ -32,6 +32,8 @@ pub(crate) struct OcspResponder {
     pub(crate) issuer: IssuerHashes,
     pub(crate) validity_secs: i64,
     cache: Mutex<HashMap<Vec<u8>, Cached>>,
+    /// Pre-produced answers held by this node.
+    pub(crate) prepared: super::ocsp_prepared::Prepared,
 }
 
 impl OcspResponder {
@@ -40,6 +42,7 @@ impl OcspResponder {
             issuer,
             validity_secs,
             cache: Mutex::new(HashMap::new()),
+            prepared: super::ocsp_prepared::Prepared::new(),
         }
     }
 }
@@ -51,6 +54,8 @@ pub enum OcspOutcome {
     Signed,
     /// A cached signed answer.
     Cached,
+    /// A pre-produced answer (no signature, no status read).
+    Prepared,
     /// The request did not parse.
     Malformed,
     /// The store or the token failed.
@@ -74,6 +79,15 @@ impl Authority {
             }
         };
         let responder = &self.inner.ocsp;
+        let preparable = super::ocsp_prepared::preparable(&responder.issuer, &query);
+        if let Some(serial) = &preparable {
+            if let Some(der) = self.prepared_answer(serial).await {
+                return (der.to_vec(), OcspOutcome::Prepared);
+            }
+        }
+        // Read before the statuses: an answer whose status predates a revocation seen since
+        // is not kept.
+        let epoch = self.prepared_epoch();
         let retired = &self.inner.retired;
         // Which generation each certificate belongs to: None the active CA, Some(i) a retired
         // one; the answer is signed by the generation of the first one that is ours.
@@ -121,7 +135,7 @@ impl Authority {
             statuses.push(status);
         }
         let at = now();
-        let key: Option<Vec<u8>> = if query.nonce.is_none() {
+        let key: Option<Vec<u8>> = if query.nonce.is_none() && preparable.is_none() {
             let mut k = Vec::new();
             for id in &query.cert_ids {
                 if let Ok(d) = id.to_der() {
@@ -146,71 +160,16 @@ impl Authority {
             .cloned()
             .zip(statuses.iter().copied())
             .collect();
-        let delegate = match signer_gen {
-            None => &self.inner.responder,
-            Some(i) => &retired[i].responder,
+        let der = match self
+            .sign_answers(signer_gen, &answers, query.nonce.as_ref(), at)
+            .await
+        {
+            Ok(d) => d,
+            Err(status) => return (error_response(status), OcspOutcome::TryLater),
         };
-        let key_id = delegate.key_id();
-        let tbs = match response_data(
-            key_id,
-            at,
-            at + responder.validity_secs,
-            &answers,
-            query.nonce.as_ref(),
-        ) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "OCSP response could not be built");
-                return (
-                    error_response(ResponseStatus::InternalError),
-                    OcspOutcome::TryLater,
-                );
-            }
-        };
-        let signer = delegate.key().clone();
-        let responder_cert = delegate.cert();
-        // OCSP work has its own share of the token, so a flood cannot starve enrollment.
-        let _permit = match signer.hsm().admit(crate::hsm::WorkClass::Ocsp).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "OCSP: the token is busy");
-                return (
-                    error_response(ResponseStatus::TryLater),
-                    OcspOutcome::TryLater,
-                );
-            }
-        };
-        let signed = tokio::task::spawn_blocking(move || {
-            let sig = signer.sign_blocking(&tbs)?;
-            Ok::<_, crate::hsm::HsmError>((tbs, sig, signer.algorithm_identifier_der()))
-        })
-        .await;
-        let der = match signed {
-            Ok(Ok((tbs, sig, alg))) => match signed_response(&tbs, &alg, &sig, &[responder_cert]) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "OCSP response could not be assembled");
-                    return (
-                        error_response(ResponseStatus::InternalError),
-                        OcspOutcome::TryLater,
-                    );
-                }
-            },
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "OCSP: the token could not sign");
-                return (
-                    error_response(ResponseStatus::TryLater),
-                    OcspOutcome::TryLater,
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "OCSP: worker failed");
-                return (
-                    error_response(ResponseStatus::TryLater),
-                    OcspOutcome::TryLater,
-                );
-            }
-        };
+        if let (Some(serial), [status]) = (&preparable, statuses.as_slice()) {
+            self.keep_answer(serial, *status, &der, at, epoch).await;
+        }
         if let Some(k) = key {
             let mut cache = responder.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CACHE_ENTRIES {
@@ -229,5 +188,62 @@ impl Authority {
             );
         }
         (der, OcspOutcome::Signed)
+    }
+    /// Sign `answers` as the delegated responder of generation `generation` (None: the
+    /// active CA), valid from `at` for the configured validity, echoing `nonce`. The token
+    /// work has its own share, so a flood of OCSP cannot starve enrollment. An error is the
+    /// OCSP status to answer with.
+    pub(crate) async fn sign_answers(
+        &self,
+        generation: Option<usize>,
+        answers: &[(crate::pki::ocsp::CertId, Status)],
+        nonce: Option<&x509_cert::ext::Extension>,
+        at: i64,
+    ) -> Result<Vec<u8>, ResponseStatus> {
+        let delegate = match generation {
+            None => &self.inner.responder,
+            Some(i) => &self.inner.retired[i].responder,
+        };
+        let tbs = response_data(
+            delegate.key_id(),
+            at,
+            at + self.inner.ocsp.validity_secs,
+            answers,
+            nonce,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "OCSP response could not be built");
+            ResponseStatus::InternalError
+        })?;
+        let signer = delegate.key().clone();
+        let responder_cert = delegate.cert();
+        let _permit = signer
+            .hsm()
+            .admit(crate::hsm::WorkClass::Ocsp)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "OCSP: the token is busy");
+                ResponseStatus::TryLater
+            })?;
+        let signed = tokio::task::spawn_blocking(move || {
+            let sig = signer.sign_blocking(&tbs)?;
+            Ok::<_, crate::hsm::HsmError>((tbs, sig, signer.algorithm_identifier_der()))
+        })
+        .await;
+        match signed {
+            Ok(Ok((tbs, sig, alg))) => signed_response(&tbs, &alg, &sig, &[responder_cert])
+                .map_err(|e| {
+                    tracing::error!(error = %e, "OCSP response could not be assembled");
+                    ResponseStatus::InternalError
+                }),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "OCSP: the token could not sign");
+                Err(ResponseStatus::TryLater)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: worker failed");
+                Err(ResponseStatus::TryLater)
+            }
+        }
     }
 }

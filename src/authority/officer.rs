@@ -152,6 +152,7 @@ impl Authority {
             return Ok(false);
         }
         tracing::info!(%serial, reason, actor, "revoked");
+        self.inner.ocsp.prepared.forget(&serial);
         // The revocation is committed; new CRLs follow.
         self.refresh_all_crls().await;
         Ok(true)
@@ -204,6 +205,7 @@ impl Authority {
                 .map_err(unavailable)?
             {
                 tracing::info!(%serial, reason, actor, "revoked");
+                self.inner.ocsp.prepared.forget(&serial);
                 done.push(serial);
             }
         }

@@ -680,6 +680,7 @@ fn serve(config: Config) -> Result<()> {
             .context("store")?;
         ra.seal_audit().await.context("audit seal")?;
         actix_web::rt::spawn(ra.clone().sealing());
+        actix_web::rt::spawn(ra.clone().preparing_ocsp());
         actix_web::rt::spawn(ra.clone().background(std::time::Duration::from_secs(
             config.server.background_interval_secs.max(1),
         )));

@@ -64,6 +64,7 @@ async fn answer(ra: &Authority, body: &[u8]) -> HttpResponse {
     crate::telemetry::ocsp_outcome(match outcome {
         OcspOutcome::Signed => "signed",
         OcspOutcome::Cached => "cached",
+        OcspOutcome::Prepared => "prepared",
         OcspOutcome::Malformed => "malformed",
         OcspOutcome::TryLater => "try_later",
         OcspOutcome::Unauthorized => "unauthorized",

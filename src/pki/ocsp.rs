@@ -230,6 +230,28 @@ impl IssuerHashes {
         &self.sha1.1
     }
 
+    /// The CertID RFC 5019 clients send for this issuer's certificate with serial
+    /// `serial_hex` (the store's form): SHA-1, with NULL parameters, as OpenSSL writes it.
+    /// Pre-produced answers carry this CertID, and answer only requests that carry it.
+    pub fn sha1_cert_id(&self, serial_hex: &str) -> Result<CertId, OcspError> {
+        let build = |e: der::Error| OcspError::Build(e.to_string());
+        let even = if serial_hex.len() % 2 == 1 {
+            format!("0{serial_hex}")
+        } else {
+            serial_hex.to_string()
+        };
+        let serial = hex::decode(even).map_err(|e| OcspError::Build(e.to_string()))?;
+        Ok(CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: SHA1,
+                parameters: Some(Any::from(Null)),
+            },
+            issuer_name_hash: OctetString::new(self.sha1.0.clone()).map_err(build)?,
+            issuer_key_hash: OctetString::new(self.sha1.1.clone()).map_err(build)?,
+            serial_number: SerialNumber::new(&serial).map_err(build)?,
+        })
+    }
+
     /// Is this CertID about a certificate of this issuer?
     pub fn matches(&self, id: &CertId) -> bool {
         let (name, key) = match id.hash_algorithm.oid {
@@ -428,6 +450,27 @@ mod tests {
             assert!(parse_request(bad).is_err(), "{bad:?}");
         }
         assert!(parse_request(&vec![0x30; MAX_REQUEST + 1]).is_err());
+    }
+
+    #[test]
+    fn the_canonical_cert_id_is_what_openssl_sends() {
+        let h = IssuerHashes::new(b"name", b"key");
+        let mut sent = parse_request(&request(false)).unwrap().cert_ids.remove(0);
+        sent.issuer_name_hash = OctetString::new(sha1::Sha1::digest(b"name").to_vec()).unwrap();
+        sent.issuer_key_hash = OctetString::new(sha1::Sha1::digest(b"key").to_vec()).unwrap();
+        let ours = h.sha1_cert_id("1234").unwrap();
+        assert_eq!(ours, sent);
+        assert!(h.matches(&ours));
+        assert_eq!(serial_hex(&h.sha1_cert_id("0abc").unwrap()), "0abc");
+        // A serial with its top bit set keeps its value (a leading zero octet in DER).
+        let high = h.sha1_cert_id("ff01").unwrap();
+        assert_eq!(serial_hex(&high), "ff01");
+        assert!(high
+            .to_der()
+            .unwrap()
+            .windows(4)
+            .any(|w| w == [0x02, 0x03, 0x00, 0xff]));
+        assert!(h.sha1_cert_id("zz").is_err());
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! Pre-produced OCSP answers (RFC 5019's lightweight profile), for relying parties that ask
+//! on every connection (RADIUS servers checking EAP-TLS clients). The node leading "ocsp"
+//! signs one answer per certificate of the active CA ahead of time and stores it, so every
+//! node shares them; each node keeps the ones it served in memory. A request without a nonce
+//! for one certificate, with the CertID RFC 5019 clients send (SHA-1), is answered from memory
+//! with no token operation and no store read.
+//!
+//! Statuses stay true: a stored answer is served only while it states its certificate's
+//! status (the store checks); each node reads the CA's revocation count at most every
+//! [`WATCH_MS`] and drops what it holds when the count moved, so a revocation on any node is
+//! in every node's answers within a quarter of a second; and an answer whose status was read
+//! before such a drop is never taken into memory after it (the epoch).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::Authority;
+use crate::pki::ocsp::{serial_hex, CertId, OcspQuery, Status};
+use crate::store::{now, CertStatus, OcspAnswer};
+
+/// How often (milliseconds) a node reads the CA's revocation count, at most.
+pub(crate) const WATCH_MS: i64 = 250;
+/// Answers held in memory at most (about 1.5 kB each); past that, the oldest are dropped.
+const HELD_MAX: usize = 65_536;
+/// How often the producer looks for answers to make or refresh.
+const PRODUCE_EVERY: Duration = Duration::from_secs(5);
+/// How long one production round may sign before it yields (the rest waits for the next).
+const PRODUCE_BUDGET: Duration = Duration::from_secs(3);
+/// Certificates read per batch.
+const BATCH: usize = 256;
+
+/// One answer held in memory.
+struct Held {
+    der: Arc<[u8]>,
+    /// Served until then (Unix seconds): a quarter of the validity before its nextUpdate.
+    serve_until: i64,
+    /// When it was taken in (for dropping the oldest).
+    taken: i64,
+}
+
+/// What a node holds of the pre-produced answers.
+pub(crate) struct Prepared {
+    held: RwLock<HashMap<String, Held>>,
+    /// Bumped whenever what is held is dropped: an answer whose status was read in an older
+    /// epoch is not taken in.
+    epoch: AtomicU64,
+    /// The CA's revocation count when last read (-1: not yet).
+    revisions: AtomicI64,
+    /// When it was last read (milliseconds since the Unix epoch).
+    checked_ms: AtomicI64,
+}
+
+impl Prepared {
+    pub(crate) fn new() -> Prepared {
+        Prepared {
+            held: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            revisions: AtomicI64::new(-1),
+            checked_ms: AtomicI64::new(0),
+        }
+    }
+
+    fn get(&self, serial: &str, at: i64) -> Option<Arc<[u8]>> {
+        let held = self.held.read().unwrap_or_else(|p| p.into_inner());
+        held.get(serial)
+            .filter(|h| h.serve_until > at)
+            .map(|h| h.der.clone())
+    }
+
+    /// Take an answer in, unless what is held was dropped since its status was read.
+    fn hold(&self, serial: &str, der: Arc<[u8]>, serve_until: i64, epoch: u64) {
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        if held.len() >= HELD_MAX && !held.contains_key(serial) {
+            // Drop the older half: the answers asked for recently come back on demand.
+            let mut ages: Vec<i64> = held.values().map(|h| h.taken).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            held.retain(|_, h| h.taken > cut);
+        }
+        held.insert(
+            serial.to_string(),
+            Held {
+                der,
+                serve_until,
+                taken: now(),
+            },
+        );
+    }
+
+    /// Drop one certificate's answer (it was revoked here).
+    pub(crate) fn forget(&self, serial: &str) {
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        held.remove(serial);
+    }
+
+    /// Drop everything (a revocation somewhere).
+    fn drop_all(&self) {
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        held.clear();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The serial a request asks about, if it is one the pre-produced answers can serve: no
+/// nonce, one certificate, of this issuer, with the SHA-1 CertID the answers carry.
+pub(crate) fn preparable(
+    issuer: &crate::pki::ocsp::IssuerHashes,
+    query: &OcspQuery,
+) -> Option<String> {
+    let [id] = query.cert_ids.as_slice() else {
+        return None;
+    };
+    if query.nonce.is_some() || !issuer.matches(id) {
+        return None;
+    }
+    let serial = serial_hex(id);
+    (issuer.sha1_cert_id(&serial).ok().as_ref() == Some(id)).then_some(serial)
+}
+
+impl Authority {
+    /// The pre-produced answer for `serial`, from memory or the store (then held). None: the
+    /// live path answers (and keeps what it signs, [`Authority::keep_answer`]).
+    pub(crate) async fn prepared_answer(&self, serial: &str) -> Option<Arc<[u8]>> {
+        let prepared = &self.inner.ocsp.prepared;
+        self.watch_revocations().await;
+        let epoch = prepared.epoch.load(Ordering::SeqCst);
+        let at = now();
+        if let Some(der) = prepared.get(serial, at) {
+            return Some(der);
+        }
+        let margin = self.inner.ocsp.validity_secs / 4;
+        match self.inner.store.ocsp_answer(serial, at + margin).await {
+            Ok(Some(a)) => {
+                let der: Arc<[u8]> = a.der.into();
+                prepared.hold(serial, der.clone(), a.next_update - margin, epoch);
+                Some(der)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "OCSP: cannot read pre-produced answers");
+                None
+            }
+        }
+    }
+
+    /// The epoch to pass to [`Authority::keep_answer`]: read it before the status.
+    pub(crate) fn prepared_epoch(&self) -> u64 {
+        self.inner.ocsp.prepared.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The live path signed an answer a pre-produced one could have been: keep it, in memory
+    /// and in the store (for the other nodes), so the next request costs no signature.
+    pub(crate) async fn keep_answer(
+        &self,
+        serial: &str,
+        status: Status,
+        der: &[u8],
+        produced_at: i64,
+        epoch: u64,
+    ) {
+        let (status, revoked_at) = match status {
+            Status::Good => (CertStatus::Valid, None),
+            Status::Revoked { at, .. } => (CertStatus::Revoked, Some(at)),
+            Status::Unknown => return,
+        };
+        let validity = self.inner.ocsp.validity_secs;
+        let der: Arc<[u8]> = der.into();
+        self.inner.ocsp.prepared.hold(
+            serial,
+            der.clone(),
+            produced_at + validity - validity / 4,
+            epoch,
+        );
+        let answer = OcspAnswer {
+            serial: serial.to_string(),
+            status,
+            revoked_at,
+            der: der.to_vec(),
+            produced_at,
+            next_update: produced_at + validity,
+        };
+        if let Err(e) = self.inner.store.put_ocsp_answer(&answer).await {
+            tracing::debug!(error = %e, "OCSP: could not store the answer for the other nodes");
+        }
+    }
+
+    /// Read the CA's revocation count, at most every [`WATCH_MS`]; drop what is held when it
+    /// moved.
+    async fn watch_revocations(&self) {
+        let prepared = &self.inner.ocsp.prepared;
+        let t = now_ms();
+        let last = prepared.checked_ms.load(Ordering::SeqCst);
+        if t - last < WATCH_MS
+            || prepared
+                .checked_ms
+                .compare_exchange(last, t, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        match self.inner.store.crl_mark(&self.inner.ca_issuer_text).await {
+            Ok(mark) => {
+                let seen = prepared.revisions.swap(mark.revisions, Ordering::SeqCst);
+                if seen != mark.revisions {
+                    prepared.drop_all();
+                }
+            }
+            Err(e) => {
+                // Not knowing whether anything was revoked: hold nothing.
+                tracing::warn!(error = %e, "OCSP: cannot read the revocation count");
+                prepared.revisions.store(-1, Ordering::SeqCst);
+                prepared.drop_all();
+            }
+        }
+    }
+
+    /// The producer: on the node leading "ocsp", every few seconds, sign answers for the
+    /// active CA's certificates in force that have none, a stale one, or one stating another
+    /// status. Runs until the process ends.
+    pub async fn preparing_ocsp(self) {
+        let mut tick = tokio::time::interval(PRODUCE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.inner.store.lead("ocsp").await {
+                Ok(true) => {
+                    if let Err(e) = self.produce_answers(PRODUCE_BUDGET).await {
+                        tracing::warn!(error = %e, "OCSP: pre-production stopped");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "OCSP: cannot reach the store"),
+            }
+        }
+    }
+
+    /// One production round, for at most `budget`: how many answers were made.
+    pub async fn produce_answers(&self, budget: Duration) -> Result<usize, super::RequestError> {
+        let started = Instant::now();
+        let unavailable =
+            |e: crate::store::StoreError| super::RequestError::Unavailable(e.to_string());
+        let validity = self.inner.ocsp.validity_secs;
+        let mut made = 0;
+        while started.elapsed() < budget {
+            let at = now();
+            let due = self
+                .inner
+                .store
+                .ocsp_due(&self.inner.ca_issuer_text, at, at - validity / 2, BATCH)
+                .await
+                .map_err(unavailable)?;
+            if due.is_empty() {
+                break;
+            }
+            for c in due {
+                let status = match c.status {
+                    CertStatus::Valid => Status::Good,
+                    CertStatus::Revoked => Status::Revoked {
+                        at: c.revoked_at.unwrap_or(0),
+                        reason: c.revocation_reason,
+                    },
+                };
+                let id: CertId = self
+                    .inner
+                    .ocsp
+                    .issuer
+                    .sha1_cert_id(&c.serial)
+                    .map_err(|e| super::RequestError::Unavailable(e.to_string()))?;
+                let epoch = self.prepared_epoch();
+                let signed_at = now();
+                let der = self
+                    .sign_answers(None, &[(id, status)], None, signed_at)
+                    .await
+                    .map_err(|e| super::RequestError::Unavailable(format!("{e:?}")))?;
+                self.keep_answer(&c.serial, status, &der, signed_at, epoch)
+                    .await;
+                made += 1;
+                if started.elapsed() >= budget {
+                    break;
+                }
+            }
+        }
+        if made > 0 {
+            tracing::debug!(made, "OCSP answers pre-produced");
+        }
+        Ok(made)
+    }
+}
