@@ -1,6 +1,7 @@
 //! Conformance of the pre-produced OCSP answers, on both engines: an answer is served only
 //! while it states its certificate's status and is fresh; the producer's list names the
-//! certificates without a current answer; an older answer never replaces a newer one.
+//! certificates without a current answer; an older answer never replaces a newer one. And
+//! certificates imported in bulk (what fills a store for measurements).
 
 use std::sync::Arc;
 
@@ -102,4 +103,44 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
         .put_ocsp_answer(&answer("ffff", CertStatus::Valid, None, t0))
         .await
         .is_err());
+}
+
+/// Certificates issued elsewhere: loaded in one transaction, a taken serial skipped, the
+/// revoked ones counted in the CRL mark, one audit record.
+pub(super) async fn imported_certificates(s: Arc<dyn Store>) {
+    let t0 = now();
+    let issuer = "CN=Imported CA";
+    let mark = s.crl_mark(issuer).await.unwrap().revisions;
+    let mut batch: Vec<CertificateRecord> = (0..3)
+        .map(|i| {
+            let mut c = cert(&format!("1a0{i}"), "import", "CN=i", t0 + 86_400);
+            c.issuer = issuer.into();
+            c
+        })
+        .collect();
+    batch[1].status = CertStatus::Revoked;
+    batch[1].revoked_at = Some(t0 - 60);
+    batch[1].revocation_reason = Some(1);
+    assert_eq!(s.import_certificates(&batch, "bench").await.unwrap(), 3);
+    // Again, with one new one: only that one is loaded.
+    let mut again = batch.clone();
+    let mut fresh = cert("1a09", "import", "CN=i", t0 + 86_400);
+    fresh.issuer = issuer.into();
+    again.push(fresh);
+    assert_eq!(s.import_certificates(&again, "bench").await.unwrap(), 1);
+    assert_eq!(s.crl_mark(issuer).await.unwrap().revisions, mark + 1);
+    let revoked = s.certificate("1a01").await.unwrap().unwrap();
+    assert_eq!(revoked.status, CertStatus::Revoked);
+    assert_eq!(revoked.revoked_at, Some(t0 - 60));
+    let due = s.ocsp_due(issuer, now(), t0, 100).await.unwrap();
+    assert_eq!(due.len(), 4);
+    let (head, _) = s.audit_head().await.unwrap();
+    let last = s.audit_records(head - 1, 0).await.unwrap();
+    assert_eq!(last[0].action, "certificates_imported");
+    assert_eq!(last[0].actor, "bench");
+    assert!(
+        last[0].details.contains("\"loaded\":1"),
+        "{}",
+        last[0].details
+    );
 }

@@ -32,6 +32,21 @@ mod conformance_records;
 use std::sync::Arc;
 
 pub use ocsp::OcspAnswer;
+
+/// The audit details of a certificate import.
+pub(crate) fn import_details(
+    loaded: usize,
+    revoked: usize,
+    certs: &[CertificateRecord],
+) -> serde_json::Value {
+    serde_json::json!({
+        "loaded": loaded,
+        "revoked": revoked,
+        "offered": certs.len(),
+        "first": certs.first().map(|c| c.serial.as_str()),
+        "last": certs.last().map(|c| c.serial.as_str()),
+    })
+}
 pub use postgres::PostgresStore;
 pub use push::{PushAction, PushRecord, PushState};
 pub use registration::{RegistrationRecord, RegistrationState, EXPIRED_REASON};

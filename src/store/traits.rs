@@ -89,6 +89,15 @@ pub trait CertificateStore: Send + Sync {
         reason_name: &str,
         actor: &str,
     ) -> Result<bool, StoreError>;
+    /// Load certificates issued elsewhere (a migration; `sigil bench fill`) in one database
+    /// transaction: a serial already stored is skipped; the CRL marks of their issuers count
+    /// the revoked ones; one audit record `certificates_imported` (how many, how many revoked,
+    /// first and last serial). Returns how many were loaded.
+    async fn import_certificates(
+        &self,
+        certs: &[CertificateRecord],
+        actor: &str,
+    ) -> Result<usize, StoreError>;
     /// The "CRL out of date" mark of the CA whose certificates have issuer `issuer`: set by
     /// every revocation, cleared by the CRL publication that covers it.
     async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError>;

@@ -111,6 +111,13 @@ impl CertificateStore for PostgresStore {
         t.commit().await.map_err(err)?;
         Ok(true)
     }
+    async fn import_certificates(
+        &self,
+        certs: &[CertificateRecord],
+        actor: &str,
+    ) -> Result<usize, StoreError> {
+        self.import(certs, actor).await
+    }
     async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let row = c

@@ -9,6 +9,7 @@ mod certificates;
 mod challenges;
 mod cluster;
 mod identity;
+mod import;
 mod issue;
 mod ocsp;
 mod pushes;

@@ -109,6 +109,13 @@ impl CertificateStore for SqliteStore {
         })
         .await
     }
+    async fn import_certificates(
+        &self,
+        certs: &[CertificateRecord],
+        actor: &str,
+    ) -> Result<usize, StoreError> {
+        self.import(certs, actor).await
+    }
     async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError> {
         let issuer = issuer.to_owned();
         self.with(move |c| {
