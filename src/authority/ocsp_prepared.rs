@@ -230,19 +230,43 @@ impl Authority {
     /// The producer: on the node leading "ocsp", every few seconds, sign answers for the
     /// active CA's certificates in force that have none, a stale one, or one stating another
     /// status. Runs until the process ends.
+    ///
+    /// Looking for work reads every certificate in force, so after a round that found none
+    /// the producer rests for an eighth of the answers' validity (an answer is then at most
+    /// five eighths of its validity old when replaced, and nodes serve it until three
+    /// quarters), unless a revocation came meanwhile. New certificates get their answers on
+    /// their first request meanwhile.
     pub async fn preparing_ocsp(self) {
         let mut tick = tokio::time::interval(PRODUCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let rest = Duration::from_secs((self.inner.ocsp.validity_secs / 8).max(5) as u64);
+        let mut quiet_until: Option<Instant> = None;
+        let mut seen = -1;
         loop {
             tick.tick().await;
             match self.inner.store.lead("ocsp").await {
-                Ok(true) => {
-                    if let Err(e) = self.produce_answers(PRODUCE_BUDGET).await {
-                        tracing::warn!(error = %e, "OCSP: pre-production stopped");
-                    }
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OCSP: cannot reach the store");
+                    continue;
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "OCSP: cannot reach the store"),
+            }
+            let revisions = match self.inner.store.crl_mark(&self.inner.ca_issuer_text).await {
+                Ok(m) => m.revisions,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OCSP: cannot reach the store");
+                    continue;
+                }
+            };
+            if revisions == seen && quiet_until.is_some_and(|t| Instant::now() < t) {
+                continue;
+            }
+            seen = revisions;
+            match self.produce_answers(PRODUCE_BUDGET).await {
+                Ok(0) => quiet_until = Some(Instant::now() + rest),
+                Ok(_) => quiet_until = None,
+                Err(e) => tracing::warn!(error = %e, "OCSP: pre-production stopped"),
             }
         }
     }

@@ -10,6 +10,7 @@
 //! server's PID, its CPU time (from `/proc/PID/stat`) per enrollment and its peak RSS (VmHWM)
 //! are reported too. The result is one JSON line.
 
+pub mod fill;
 pub mod hsm;
 
 use std::collections::{BTreeMap, HashSet};

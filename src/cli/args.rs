@@ -350,6 +350,23 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Fill the configured store with certificates for measurements, without the token: real
+    /// X.509 named after the CA but signed by a throwaway key, so only for a store made for
+    /// measuring (audited as `certificates_imported`).
+    Fill {
+        /// Certificates to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        certs: usize,
+        /// Every n-th one is revoked (0: none).
+        #[arg(long, default_value_t = 10)]
+        revoked_every: usize,
+        /// Their profile.
+        #[arg(long, default_value = "bench-fill")]
+        profile: String,
+        /// Certificates per database transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -702,6 +702,30 @@ fn serve(config: Config) -> Result<()> {
 }
 
 fn bench(config: &Config, args: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Fill {
+        certs,
+        revoked_every,
+        profile,
+        batch,
+    }) = args.what
+    {
+        let opts = sigil::bench::fill::FillOptions {
+            certs,
+            revoked_every,
+            profile,
+            batch,
+        };
+        return with_store(config, OpenMode::Existing, |store| async move {
+            let report = sigil::bench::fill::fill(store, &opts, |n| {
+                if n % 100_000 < opts.batch.max(1) {
+                    eprintln!("{n} loaded");
+                }
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        });
+    }
     if let Some(BenchCommand::Hsm { seconds }) = args.what {
         let hsm = open_hsm(config)?;
         let ca = config.hsm.ca_key_uri()?;
