@@ -62,8 +62,7 @@ while :; do
 done
 echo "{\"preproduced_after_s\":$(( $(date +%s) - started - 5 ))}"
 
-curl -fsS "$base/scep?operation=GetCACert" -o "$work/ca.der"
-openssl x509 -inform DER -in "$work/ca.der" -out "$work/ca.pem"
+cp "$work/data/ca.pem" "$work/ca.pem"
 good="$("$sigil" --log-level error cert list --status valid --limit 1 2>/dev/null | awk 'NR==2{print $1}')"
 revoked="$("$sigil" --log-level error cert list --status revoked --limit 1 2>/dev/null | awk 'NR==2{print $1}')"
 for which in good revoked; do

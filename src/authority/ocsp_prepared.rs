@@ -171,30 +171,40 @@ impl Authority {
         produced_at: i64,
         epoch: u64,
     ) {
+        let Some(answer) = self.answer_of(serial, status, der, produced_at) else {
+            return;
+        };
+        let margin = self.inner.ocsp.validity_secs / 4;
+        self.inner
+            .ocsp
+            .prepared
+            .hold(serial, der.into(), answer.next_update - margin, epoch);
+        if let Err(e) = self.inner.store.put_ocsp_answers(&[answer]).await {
+            tracing::debug!(error = %e, "OCSP: could not store the answer for the other nodes");
+        }
+    }
+
+    /// What the store keeps of a signed answer (None for `unknown`, which is not kept).
+    fn answer_of(
+        &self,
+        serial: &str,
+        status: Status,
+        der: &[u8],
+        produced_at: i64,
+    ) -> Option<OcspAnswer> {
         let (status, revoked_at) = match status {
             Status::Good => (CertStatus::Valid, None),
             Status::Revoked { at, .. } => (CertStatus::Revoked, Some(at)),
-            Status::Unknown => return,
+            Status::Unknown => return None,
         };
-        let validity = self.inner.ocsp.validity_secs;
-        let der: Arc<[u8]> = der.into();
-        self.inner.ocsp.prepared.hold(
-            serial,
-            der.clone(),
-            produced_at + validity - validity / 4,
-            epoch,
-        );
-        let answer = OcspAnswer {
+        Some(OcspAnswer {
             serial: serial.to_string(),
             status,
             revoked_at,
             der: der.to_vec(),
             produced_at,
-            next_update: produced_at + validity,
-        };
-        if let Err(e) = self.inner.store.put_ocsp_answer(&answer).await {
-            tracing::debug!(error = %e, "OCSP: could not store the answer for the other nodes");
-        }
+            next_update: produced_at + self.inner.ocsp.validity_secs,
+        })
     }
 
     /// Read the CA's revocation count, at most every [`WATCH_MS`]; drop what is held when it
@@ -234,14 +244,15 @@ impl Authority {
     /// Looking for work reads every certificate in force, so after a round that found none
     /// the producer rests for an eighth of the answers' validity (an answer is then at most
     /// five eighths of its validity old when replaced, and nodes serve it until three
-    /// quarters), unless a revocation came meanwhile. New certificates get their answers on
-    /// their first request meanwhile.
+    /// quarters), unless a revocation came meanwhile; meanwhile it looks only at certificates
+    /// stored since its last look (through an index), so new ones get answers within seconds.
     pub async fn preparing_ocsp(self) {
         let mut tick = tokio::time::interval(PRODUCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let rest = Duration::from_secs((self.inner.ocsp.validity_secs / 8).max(5) as u64);
         let mut quiet_until: Option<Instant> = None;
         let mut seen = -1;
+        let mut new_since = now();
         loop {
             tick.tick().await;
             match self.inner.store.lead("ocsp").await {
@@ -259,20 +270,30 @@ impl Authority {
                     continue;
                 }
             };
-            if revisions == seen && quiet_until.is_some_and(|t| Instant::now() < t) {
-                continue;
-            }
+            // Resting: only certificates stored since the last look (an index read).
+            let resting = revisions == seen && quiet_until.is_some_and(|t| Instant::now() < t);
+            let looked_at = now() - 2;
+            let since = if resting { Some(new_since) } else { None };
             seen = revisions;
-            match self.produce_answers(PRODUCE_BUDGET).await {
-                Ok(0) => quiet_until = Some(Instant::now() + rest),
-                Ok(_) => quiet_until = None,
-                Err(e) => tracing::warn!(error = %e, "OCSP: pre-production stopped"),
+            match self.produce_answers(PRODUCE_BUDGET, since).await {
+                Ok(0) if !resting => quiet_until = Some(Instant::now() + rest),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "OCSP: pre-production stopped");
+                    continue;
+                }
             }
+            new_since = looked_at;
         }
     }
 
-    /// One production round, for at most `budget`: how many answers were made.
-    pub async fn produce_answers(&self, budget: Duration) -> Result<usize, super::RequestError> {
+    /// One production round, for at most `budget` (with `created_since`, only for
+    /// certificates stored since then): how many answers were made.
+    pub async fn produce_answers(
+        &self,
+        budget: Duration,
+        created_since: Option<i64>,
+    ) -> Result<usize, super::RequestError> {
         let started = Instant::now();
         let unavailable =
             |e: crate::store::StoreError| super::RequestError::Unavailable(e.to_string());
@@ -283,12 +304,19 @@ impl Authority {
             let due = self
                 .inner
                 .store
-                .ocsp_due(&self.inner.ca_issuer_text, at, at - validity / 2, BATCH)
+                .ocsp_due(
+                    &self.inner.ca_issuer_text,
+                    at,
+                    at - validity / 2,
+                    created_since,
+                    BATCH,
+                )
                 .await
                 .map_err(unavailable)?;
             if due.is_empty() {
                 break;
             }
+            let mut answers = Vec::with_capacity(due.len());
             for c in due {
                 let status = match c.status {
                     CertStatus::Valid => Status::Good,
@@ -303,19 +331,23 @@ impl Authority {
                     .issuer
                     .sha1_cert_id(&c.serial)
                     .map_err(|e| super::RequestError::Unavailable(e.to_string()))?;
-                let epoch = self.prepared_epoch();
                 let signed_at = now();
                 let der = self
                     .sign_answers(None, &[(id, status)], None, signed_at)
                     .await
                     .map_err(|e| super::RequestError::Unavailable(format!("{e:?}")))?;
-                self.keep_answer(&c.serial, status, &der, signed_at, epoch)
-                    .await;
+                answers.extend(self.answer_of(&c.serial, status, &der, signed_at));
                 made += 1;
                 if started.elapsed() >= budget {
                     break;
                 }
             }
+            // One database transaction per batch.
+            self.inner
+                .store
+                .put_ocsp_answers(&answers)
+                .await
+                .map_err(unavailable)?;
         }
         if made > 0 {
             tracing::debug!(made, "OCSP answers pre-produced");

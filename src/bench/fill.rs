@@ -70,7 +70,10 @@ pub async fn fill(
     opts: &FillOptions,
     progress: impl Fn(usize),
 ) -> Result<FillReport, FillError> {
-    let ca_der = store.state("ca_certificate").await?.ok_or(FillError::NoCa)?;
+    let ca_der = store
+        .state("ca_certificate")
+        .await?
+        .ok_or(FillError::NoCa)?;
     let ca = certificate_facts(&ca_der)?;
     let (ca_name, _) = crate::pki::certificate_identity(&ca_der).ok_or(FillError::NoCa)?;
     let maker = Arc::new(Maker::new(&ca_name)?);
@@ -82,7 +85,9 @@ pub async fn fill(
     // Make the next batch while the store takes this one.
     let make = |from: usize| {
         let (maker, opts, issuer) = (maker.clone(), opts.clone(), ca.subject.clone());
-        tokio::task::spawn_blocking(move || maker.batch(from, batch.min(opts.certs - from), &opts, &issuer))
+        tokio::task::spawn_blocking(move || {
+            maker.batch(from, batch.min(opts.certs - from), &opts, &issuer)
+        })
     };
     let mut pending = (next < opts.certs).then(|| make(next));
     while let Some(job) = pending.take() {
@@ -92,7 +97,9 @@ pub async fn fill(
             pending = Some(make(next));
         }
         let t = Instant::now();
-        loaded += store.import_certificates(&certs, "sigil:bench-fill").await?;
+        loaded += store
+            .import_certificates(&certs, "sigil:bench-fill")
+            .await?;
         store_time += t.elapsed();
         revoked += certs
             .iter()
@@ -148,7 +155,8 @@ impl Maker {
                     rcgen::string::Ia5String::try_from(format!("fill-{i:07}@fill.invalid"))?,
                 )];
                 let mut serial = [0u8; 16];
-                openssl::rand::rand_bytes(&mut serial).map_err(|e| FillError::Random(e.to_string()))?;
+                openssl::rand::rand_bytes(&mut serial)
+                    .map_err(|e| FillError::Random(e.to_string()))?;
                 serial[0] &= 0x7f;
                 serial[0] |= 0x10;
                 p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
@@ -175,7 +183,11 @@ impl Maker {
                     } else {
                         CertStatus::Valid
                     },
-                    revoked_at: if revoked { Some(not_before + below(at - not_before + 1)?) } else { None },
+                    revoked_at: if revoked {
+                        Some(not_before + below(at - not_before + 1)?)
+                    } else {
+                        None
+                    },
                     revocation_reason: revoked.then_some(if i % 3 == 0 { 1 } else { 4 }),
                     transaction_id: format!("fill-{i:07}"),
                     device_id: Some(format!("fill-device-{:06}", i / 2)),

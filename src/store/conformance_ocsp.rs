@@ -42,7 +42,7 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
         let s = s.clone();
         async move {
             let mut v: Vec<String> = s
-                .ocsp_due(issuer, now(), before, 100)
+                .ocsp_due(issuer, now(), before, None, 100)
                 .await
                 .unwrap()
                 .into_iter()
@@ -57,7 +57,9 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
     assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), None);
     // Produced: served while fresh, and no longer due.
     let good = answer("0c5a01", CertStatus::Valid, None, t0);
-    s.put_ocsp_answer(&good).await.unwrap();
+    s.put_ocsp_answers(std::slice::from_ref(&good))
+        .await
+        .unwrap();
     assert_eq!(
         s.ocsp_answer("0c5a01", t0).await.unwrap(),
         Some(good.clone())
@@ -71,7 +73,7 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
     // Older than the refresh point: due again.
     assert_eq!(due(t0 + 1).await, vec!["0c5a01", "0c5a02"]);
     // An older answer does not replace a newer one.
-    s.put_ocsp_answer(&answer("0c5a01", CertStatus::Valid, None, t0 - 10))
+    s.put_ocsp_answers(&[answer("0c5a01", CertStatus::Valid, None, t0 - 10)])
         .await
         .unwrap();
     assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), Some(good));
@@ -84,23 +86,36 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
     assert_eq!(due(t0).await, vec!["0c5a01", "0c5a02"]);
     let at = s.certificate("0c5a01").await.unwrap().unwrap().revoked_at;
     let revoked = answer("0c5a01", CertStatus::Revoked, at, t0 + 1);
-    s.put_ocsp_answer(&revoked).await.unwrap();
+    s.put_ocsp_answers(std::slice::from_ref(&revoked))
+        .await
+        .unwrap();
     assert_eq!(s.ocsp_answer("0c5a01", t0).await.unwrap(), Some(revoked));
     // A revocation time that differs from the certificate's is not its answer.
-    s.put_ocsp_answer(&answer("0c5a02", CertStatus::Revoked, Some(t0), t0 + 2))
+    s.put_ocsp_answers(&[answer("0c5a02", CertStatus::Revoked, Some(t0), t0 + 2)])
         .await
         .unwrap();
     assert_eq!(s.ocsp_answer("0c5a02", t0).await.unwrap(), None);
     assert_eq!(due(t0).await, vec!["0c5a02"]);
     // Only this issuer's certificates.
     assert!(s
-        .ocsp_due("CN=Other CA", now(), t0 + 10, 100)
+        .ocsp_due("CN=Other CA", now(), t0 + 10, None, 100)
         .await
         .unwrap()
         .is_empty());
+    // Several at once, in one transaction: all or none.
+    let both = [
+        answer("0c5a02", CertStatus::Valid, None, t0 + 3),
+        answer("ffff", CertStatus::Valid, None, t0 + 3),
+    ];
+    assert!(s.put_ocsp_answers(&both).await.is_err());
+    assert_eq!(
+        s.ocsp_answer("0c5a02", t0).await.unwrap(),
+        None,
+        "rolled back"
+    );
     // An answer for a certificate the store does not have is refused.
     assert!(s
-        .put_ocsp_answer(&answer("ffff", CertStatus::Valid, None, t0))
+        .put_ocsp_answers(&[answer("ffff", CertStatus::Valid, None, t0)])
         .await
         .is_err());
 }
@@ -132,8 +147,19 @@ pub(super) async fn imported_certificates(s: Arc<dyn Store>) {
     let revoked = s.certificate("1a01").await.unwrap().unwrap();
     assert_eq!(revoked.status, CertStatus::Revoked);
     assert_eq!(revoked.revoked_at, Some(t0 - 60));
-    let due = s.ocsp_due(issuer, now(), t0, 100).await.unwrap();
+    let due = s.ocsp_due(issuer, now(), t0, None, 100).await.unwrap();
     assert_eq!(due.len(), 4);
+    // Only those stored since a time: none stored in the future.
+    let later = s
+        .ocsp_due(issuer, now(), t0, Some(now() + 60), 100)
+        .await
+        .unwrap();
+    assert!(later.is_empty());
+    let since = s
+        .ocsp_due(issuer, now(), t0, Some(t0 - 60), 100)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 4);
     let (head, _) = s.audit_head().await.unwrap();
     let last = s.audit_records(head - 1, 0).await.unwrap();
     assert_eq!(last[0].action, "certificates_imported");

@@ -280,15 +280,18 @@ pub trait OcspStore: Send + Sync {
         serial: &str,
         fresh_until: i64,
     ) -> Result<Option<OcspAnswer>, StoreError>;
-    /// Store an answer, replacing the certificate's previous one.
-    async fn put_ocsp_answer(&self, a: &OcspAnswer) -> Result<(), StoreError>;
+    /// Store answers (in one database transaction), each replacing its certificate's
+    /// previous one unless that one is newer.
+    async fn put_ocsp_answers(&self, answers: &[OcspAnswer]) -> Result<(), StoreError>;
     /// Certificates of `issuer` in force at `now` whose answer is missing, produced before
-    /// `before`, or states another status than theirs; at most `limit`.
+    /// `before`, or states another status than theirs; at most `limit`. With
+    /// `created_since`, only certificates stored since then (a cheap look at new ones).
     async fn ocsp_due(
         &self,
         issuer: &str,
         now: i64,
         before: i64,
+        created_since: Option<i64>,
         limit: usize,
     ) -> Result<Vec<CertificateRecord>, StoreError>;
 }

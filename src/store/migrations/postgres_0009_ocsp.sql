@@ -11,3 +11,5 @@ CREATE TABLE ocsp_responses (
     next_update BIGINT NOT NULL
 );
 CREATE INDEX certificates_issuer_not_after ON certificates (issuer, not_after);
+-- The producer's look at certificates issued since its last round.
+CREATE INDEX certificates_created_at ON certificates (created_at);

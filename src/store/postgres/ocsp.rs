@@ -37,27 +37,36 @@ impl OcspStore for PostgresStore {
         .transpose()
     }
 
-    async fn put_ocsp_answer(&self, a: &OcspAnswer) -> Result<(), StoreError> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
-            "INSERT INTO ocsp_responses (serial, status, revoked_at, der, produced_at, \
-             next_update) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial) DO UPDATE \
-             SET status = excluded.status, revoked_at = excluded.revoked_at, \
-             der = excluded.der, produced_at = excluded.produced_at, \
-             next_update = excluded.next_update \
-             WHERE excluded.produced_at >= ocsp_responses.produced_at",
-            &[
-                &a.serial,
-                &a.status.as_str(),
-                &a.revoked_at,
-                &a.der,
-                &a.produced_at,
-                &a.next_update,
-            ],
-        )
-        .await
-        .map_err(err)?;
-        Ok(())
+    async fn put_ocsp_answers(&self, answers: &[OcspAnswer]) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        let put = t
+            .prepare_cached(
+                "INSERT INTO ocsp_responses (serial, status, revoked_at, der, produced_at, \
+                 next_update) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial) DO UPDATE \
+                 SET status = excluded.status, revoked_at = excluded.revoked_at, \
+                 der = excluded.der, produced_at = excluded.produced_at, \
+                 next_update = excluded.next_update \
+                 WHERE excluded.produced_at >= ocsp_responses.produced_at",
+            )
+            .await
+            .map_err(err)?;
+        for a in answers {
+            t.execute(
+                &put,
+                &[
+                    &a.serial,
+                    &a.status.as_str(),
+                    &a.revoked_at,
+                    &a.der,
+                    &a.produced_at,
+                    &a.next_update,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        }
+        t.commit().await.map_err(err)
     }
 
     async fn ocsp_due(
@@ -65,6 +74,7 @@ impl OcspStore for PostgresStore {
         issuer: &str,
         now: i64,
         before: i64,
+        created_since: Option<i64>,
         limit: usize,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
@@ -75,11 +85,12 @@ impl OcspStore for PostgresStore {
                     "SELECT {columns} FROM certificates c \
                      LEFT JOIN ocsp_responses r ON r.serial = c.serial \
                      WHERE c.issuer = $1 AND c.not_after > $2 \
+                     AND ($5::BIGINT IS NULL OR c.created_at >= $5) \
                      AND (r.serial IS NULL OR r.produced_at < $3 OR r.status <> c.status \
                           OR r.revoked_at IS DISTINCT FROM c.revoked_at) \
                      LIMIT $4"
                 ),
-                &[&issuer, &now, &before, &(limit as i64)],
+                &[&issuer, &now, &before, &(limit as i64), &created_since],
             )
             .await
             .map_err(err)?;

@@ -39,27 +39,34 @@ impl OcspStore for SqliteStore {
         .await
     }
 
-    async fn put_ocsp_answer(&self, a: &OcspAnswer) -> Result<(), StoreError> {
-        let a = a.clone();
+    async fn put_ocsp_answers(&self, answers: &[OcspAnswer]) -> Result<(), StoreError> {
+        let answers = answers.to_vec();
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO ocsp_responses (serial, status, revoked_at, der, produced_at, \
-                 next_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (serial) DO UPDATE \
-                 SET status = excluded.status, revoked_at = excluded.revoked_at, \
-                 der = excluded.der, produced_at = excluded.produced_at, \
-                 next_update = excluded.next_update \
-                 WHERE excluded.produced_at >= ocsp_responses.produced_at",
-                params![
-                    a.serial,
-                    a.status.as_str(),
-                    a.revoked_at,
-                    a.der,
-                    a.produced_at,
-                    a.next_update
-                ],
-            )
-            .map(|_| ())
-            .map_err(err)
+            let t = c.transaction().map_err(err)?;
+            {
+                let mut put = t
+                    .prepare_cached(
+                        "INSERT INTO ocsp_responses (serial, status, revoked_at, der, \
+                         produced_at, next_update) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                         ON CONFLICT (serial) DO UPDATE SET status = excluded.status, \
+                         revoked_at = excluded.revoked_at, der = excluded.der, \
+                         produced_at = excluded.produced_at, next_update = excluded.next_update \
+                         WHERE excluded.produced_at >= ocsp_responses.produced_at",
+                    )
+                    .map_err(err)?;
+                for a in &answers {
+                    put.execute(params![
+                        a.serial,
+                        a.status.as_str(),
+                        a.revoked_at,
+                        a.der,
+                        a.produced_at,
+                        a.next_update
+                    ])
+                    .map_err(err)?;
+                }
+            }
+            t.commit().map_err(err)
         })
         .await
     }
@@ -69,24 +76,34 @@ impl OcspStore for SqliteStore {
         issuer: &str,
         now: i64,
         before: i64,
+        created_since: Option<i64>,
         limit: usize,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let issuer = issuer.to_owned();
         let columns = crate::store::ocsp::prefixed(CERT_COLUMNS);
         self.with(move |c| {
+            let since = if created_since.is_some() {
+                "AND c.created_at >= ?5"
+            } else {
+                ""
+            };
             let mut st = c
                 .prepare(&format!(
                     "SELECT {columns} FROM certificates c \
                      LEFT JOIN ocsp_responses r ON r.serial = c.serial \
-                     WHERE c.issuer = ?1 AND c.not_after > ?2 \
+                     WHERE c.issuer = ?1 AND c.not_after > ?2 {since} \
                      AND (r.serial IS NULL OR r.produced_at < ?3 OR r.status <> c.status \
                           OR r.revoked_at IS NOT c.revoked_at) \
                      LIMIT ?4"
                 ))
                 .map_err(err)?;
-            let rows = st
-                .query_map(params![issuer, now, before, limit as i64], cert_from_row)
-                .map_err(err)?;
+            let rows = match created_since {
+                Some(t) => {
+                    st.query_map(params![issuer, now, before, limit as i64, t], cert_from_row)
+                }
+                None => st.query_map(params![issuer, now, before, limit as i64], cert_from_row),
+            }
+            .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)
         })
         .await
