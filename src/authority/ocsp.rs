@@ -67,13 +67,13 @@ pub enum OcspOutcome {
 impl Authority {
     /// Answer one OCSPRequest (DER) with an OCSPResponse (DER). Never fails: problems are
     /// OCSP error statuses.
-    pub async fn ocsp(&self, body: &[u8]) -> (Vec<u8>, OcspOutcome) {
+    pub async fn ocsp(&self, body: &[u8]) -> (bytes::Bytes, OcspOutcome) {
         let query = match parse_request(body) {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "OCSP request refused");
                 return (
-                    error_response(ResponseStatus::MalformedRequest),
+                    error_response(ResponseStatus::MalformedRequest).into(),
                     OcspOutcome::Malformed,
                 );
             }
@@ -82,7 +82,7 @@ impl Authority {
         let preparable = super::ocsp_prepared::preparable(&responder.issuer, &query);
         if let Some(serial) = &preparable {
             if let Some(der) = self.prepared_answer(serial).await {
-                return (der.to_vec(), OcspOutcome::Prepared);
+                return (der, OcspOutcome::Prepared);
             }
         }
         // Read before the statuses: an answer whose status predates a revocation seen since
@@ -101,7 +101,7 @@ impl Authority {
         // Nothing about this CA's certificates: no signature is spent (RFC 5019 §2.2.3).
         let Some(signer_gen) = query.cert_ids.iter().find_map(generation) else {
             return (
-                error_response(ResponseStatus::Unauthorized),
+                error_response(ResponseStatus::Unauthorized).into(),
                 OcspOutcome::Unauthorized,
             );
         };
@@ -124,7 +124,7 @@ impl Authority {
                     Err(e) => {
                         tracing::warn!(error = %e, "OCSP: store unavailable");
                         return (
-                            error_response(ResponseStatus::TryLater),
+                            error_response(ResponseStatus::TryLater).into(),
                             OcspOutcome::TryLater,
                         );
                     }
@@ -150,7 +150,7 @@ impl Authority {
             let cache = responder.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(c) = cache.get(k) {
                 if c.statuses == statuses && at - c.signed_at < responder.validity_secs / 2 {
-                    return (c.der.clone(), OcspOutcome::Cached);
+                    return (c.der.clone().into(), OcspOutcome::Cached);
                 }
             }
         }
@@ -165,7 +165,7 @@ impl Authority {
             .await
         {
             Ok(d) => d,
-            Err(status) => return (error_response(status), OcspOutcome::TryLater),
+            Err(status) => return (error_response(status).into(), OcspOutcome::TryLater),
         };
         if let (Some(serial), [status]) = (&preparable, statuses.as_slice()) {
             self.keep_answer(serial, *status, &der, at, epoch).await;
@@ -187,7 +187,7 @@ impl Authority {
                 },
             );
         }
-        (der, OcspOutcome::Signed)
+        (der.into(), OcspOutcome::Signed)
     }
     /// Sign `answers` as the delegated responder of generation `generation` (None: the
     /// active CA), valid from `at` for the configured validity, echoing `nonce`. The token

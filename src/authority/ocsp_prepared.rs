@@ -13,12 +13,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
+
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::Authority;
 use crate::pki::ocsp::{serial_hex, CertId, OcspQuery, Status};
-use crate::store::{now, CertStatus, OcspAnswer};
+use crate::store::{now, CertStatus, OcspAnswer, OcspDue};
 
 /// How often (milliseconds) a node reads the CA's revocation count, at most.
 pub(crate) const WATCH_MS: i64 = 250;
@@ -33,7 +35,7 @@ const BATCH: usize = 256;
 
 /// One answer held in memory.
 struct Held {
-    der: Arc<[u8]>,
+    der: Bytes,
     /// Served until then (Unix seconds): a quarter of the validity before its nextUpdate.
     serve_until: i64,
     /// When it was taken in (for dropping the oldest).
@@ -62,7 +64,7 @@ impl Prepared {
         }
     }
 
-    fn get(&self, serial: &str, at: i64) -> Option<Arc<[u8]>> {
+    fn get(&self, serial: &str, at: i64) -> Option<Bytes> {
         let held = self.held.read().unwrap_or_else(|p| p.into_inner());
         held.get(serial)
             .filter(|h| h.serve_until > at)
@@ -70,7 +72,7 @@ impl Prepared {
     }
 
     /// Take an answer in, unless what is held was dropped since its status was read.
-    fn hold(&self, serial: &str, der: Arc<[u8]>, serve_until: i64, epoch: u64) {
+    fn hold(&self, serial: &str, der: Bytes, serve_until: i64, epoch: u64) {
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return;
@@ -126,14 +128,18 @@ pub(crate) fn preparable(
     if query.nonce.is_some() || !issuer.matches(id) {
         return None;
     }
-    let serial = serial_hex(id);
-    (issuer.sha1_cert_id(&serial).ok().as_ref() == Some(id)).then_some(serial)
+    // The answers carry SHA-1 with NULL parameters, as OpenSSL writes it (matches() checked
+    // the hashes): anything else is answered live.
+    let null = der::Any::from(der::asn1::Null);
+    (id.hash_algorithm.oid == crate::pki::ocsp::SHA1
+        && id.hash_algorithm.parameters.as_ref() == Some(&null))
+    .then(|| serial_hex(id))
 }
 
 impl Authority {
     /// The pre-produced answer for `serial`, from memory or the store (then held). None: the
     /// live path answers (and keeps what it signs, [`Authority::keep_answer`]).
-    pub(crate) async fn prepared_answer(&self, serial: &str) -> Option<Arc<[u8]>> {
+    pub(crate) async fn prepared_answer(&self, serial: &str) -> Option<Bytes> {
         let prepared = &self.inner.ocsp.prepared;
         self.watch_revocations().await;
         let epoch = prepared.epoch.load(Ordering::SeqCst);
@@ -144,7 +150,7 @@ impl Authority {
         let margin = self.inner.ocsp.validity_secs / 4;
         match self.inner.store.ocsp_answer(serial, at + margin).await {
             Ok(Some(a)) => {
-                let der: Arc<[u8]> = a.der.into();
+                let der = Bytes::from(a.der);
                 prepared.hold(serial, der.clone(), a.next_update - margin, epoch);
                 Some(der)
             }
@@ -175,10 +181,12 @@ impl Authority {
             return;
         };
         let margin = self.inner.ocsp.validity_secs / 4;
-        self.inner
-            .ocsp
-            .prepared
-            .hold(serial, der.into(), answer.next_update - margin, epoch);
+        self.inner.ocsp.prepared.hold(
+            serial,
+            Bytes::copy_from_slice(der),
+            answer.next_update - margin,
+            epoch,
+        );
         if let Err(e) = self.inner.store.put_ocsp_answers(&[answer]).await {
             tracing::debug!(error = %e, "OCSP: could not store the answer for the other nodes");
         }
@@ -253,6 +261,7 @@ impl Authority {
         let mut quiet_until: Option<Instant> = None;
         let mut seen = -1;
         let mut new_since = now();
+        let (mut full_cursor, mut new_cursor) = (None, None);
         loop {
             tick.tick().await;
             match self.inner.store.lead("ocsp").await {
@@ -275,47 +284,66 @@ impl Authority {
             let looked_at = now() - 2;
             let since = if resting { Some(new_since) } else { None };
             seen = revisions;
-            match self.produce_answers(PRODUCE_BUDGET, since).await {
-                Ok(0) if !resting => quiet_until = Some(Instant::now() + rest),
+            let cursor = if resting {
+                &mut new_cursor
+            } else {
+                &mut full_cursor
+            };
+            let from_start = cursor.is_none();
+            match self.produce_answers(PRODUCE_BUDGET, since, cursor).await {
+                // A whole pass with nothing to do: rest.
+                Ok(0) if !resting && from_start && cursor.is_none() => {
+                    quiet_until = Some(Instant::now() + rest)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "OCSP: pre-production stopped");
                     continue;
                 }
             }
-            new_since = looked_at;
+            // The next look at new certificates starts from here once this one is through.
+            if new_cursor.is_none() {
+                new_since = looked_at;
+            }
         }
     }
 
     /// One production round, for at most `budget` (with `created_since`, only for
-    /// certificates stored since then): how many answers were made.
+    /// certificates stored since then), going on in serial order from `cursor` (a round cut
+    /// short by its budget leaves it where it stopped; a round that reached the end sets it
+    /// back to the start): how many answers were made.
     pub async fn produce_answers(
         &self,
         budget: Duration,
         created_since: Option<i64>,
+        cursor: &mut Option<String>,
     ) -> Result<usize, super::RequestError> {
         let started = Instant::now();
         let unavailable =
             |e: crate::store::StoreError| super::RequestError::Unavailable(e.to_string());
         let validity = self.inner.ocsp.validity_secs;
         let mut made = 0;
+        let after = cursor;
         while started.elapsed() < budget {
             let at = now();
             let due = self
                 .inner
                 .store
-                .ocsp_due(
-                    &self.inner.ca_issuer_text,
-                    at,
-                    at - validity / 2,
+                .ocsp_due(&OcspDue {
+                    issuer: &self.inner.ca_issuer_text,
+                    now: at,
+                    before: at - validity / 2,
                     created_since,
-                    BATCH,
-                )
+                    after_serial: after.as_deref(),
+                    limit: BATCH,
+                })
                 .await
                 .map_err(unavailable)?;
-            if due.is_empty() {
+            let Some(last) = due.last() else {
+                *after = None;
                 break;
-            }
+            };
+            *after = Some(last.serial.clone());
             let mut answers = Vec::with_capacity(due.len());
             for c in due {
                 let status = match c.status {

@@ -8,6 +8,17 @@ use std::sync::Arc;
 use super::conformance::{cert, issue, tx_issuing};
 use super::*;
 
+fn due_query(issuer: &str, before: i64, created_since: Option<i64>) -> OcspDue<'_> {
+    OcspDue {
+        issuer,
+        now: now(),
+        before,
+        created_since,
+        after_serial: None,
+        limit: 100,
+    }
+}
+
 fn answer(serial: &str, status: CertStatus, revoked_at: Option<i64>, at: i64) -> OcspAnswer {
     OcspAnswer {
         serial: serial.into(),
@@ -42,7 +53,7 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
         let s = s.clone();
         async move {
             let mut v: Vec<String> = s
-                .ocsp_due(issuer, now(), before, None, 100)
+                .ocsp_due(&due_query(issuer, before, None))
                 .await
                 .unwrap()
                 .into_iter()
@@ -98,7 +109,7 @@ pub(super) async fn ocsp_answers(s: Arc<dyn Store>) {
     assert_eq!(due(t0).await, vec!["0c5a02"]);
     // Only this issuer's certificates.
     assert!(s
-        .ocsp_due("CN=Other CA", now(), t0 + 10, None, 100)
+        .ocsp_due(&due_query("CN=Other CA", t0 + 10, None))
         .await
         .unwrap()
         .is_empty());
@@ -147,19 +158,38 @@ pub(super) async fn imported_certificates(s: Arc<dyn Store>) {
     let revoked = s.certificate("1a01").await.unwrap().unwrap();
     assert_eq!(revoked.status, CertStatus::Revoked);
     assert_eq!(revoked.revoked_at, Some(t0 - 60));
-    let due = s.ocsp_due(issuer, now(), t0, None, 100).await.unwrap();
+    let due = s.ocsp_due(&due_query(issuer, t0, None)).await.unwrap();
     assert_eq!(due.len(), 4);
     // Only those stored since a time: none stored in the future.
     let later = s
-        .ocsp_due(issuer, now(), t0, Some(now() + 60), 100)
+        .ocsp_due(&due_query(issuer, t0, Some(now() + 60)))
         .await
         .unwrap();
     assert!(later.is_empty());
     let since = s
-        .ocsp_due(issuer, now(), t0, Some(t0 - 60), 100)
+        .ocsp_due(&due_query(issuer, t0, Some(t0 - 60)))
         .await
         .unwrap();
     assert_eq!(since.len(), 4);
+    // Pages in serial order.
+    let first = s
+        .ocsp_due(&OcspDue {
+            limit: 2,
+            ..due_query(issuer, t0, None)
+        })
+        .await
+        .unwrap();
+    let serials: Vec<_> = first.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, ["1a00", "1a01"]);
+    let rest = s
+        .ocsp_due(&OcspDue {
+            after_serial: Some("1a01"),
+            ..due_query(issuer, t0, None)
+        })
+        .await
+        .unwrap();
+    let serials: Vec<_> = rest.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, ["1a02", "1a09"]);
     let (head, _) = s.audit_head().await.unwrap();
     let last = s.audit_records(head - 1, 0).await.unwrap();
     assert_eq!(last[0].action, "certificates_imported");

@@ -31,7 +31,7 @@ mod conformance_records;
 
 use std::sync::Arc;
 
-pub use ocsp::OcspAnswer;
+pub use ocsp::{OcspAnswer, OcspDue};
 
 /// The audit details of a certificate import.
 pub(crate) fn import_details(

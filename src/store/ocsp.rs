@@ -3,6 +3,24 @@
 
 use super::CertStatus;
 
+/// Which certificates need an answer made: those of `issuer` in force at `now` whose answer
+/// is missing, produced before `before`, or states another status than theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct OcspDue<'a> {
+    /// The CA's issuer text.
+    pub issuer: &'a str,
+    /// Now (Unix seconds): certificates ended by then need none.
+    pub now: i64,
+    /// Answers produced before this are refreshed.
+    pub before: i64,
+    /// Only certificates stored since then (a cheap look at new ones).
+    pub created_since: Option<i64>,
+    /// Only serials after this one (the next page: pages come in serial order).
+    pub after_serial: Option<&'a str>,
+    /// At most this many.
+    pub limit: usize,
+}
+
 /// One signed single-certificate OCSP answer, produced ahead of time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspAnswer {

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, OcspAnswer, PersonRecord,
-    PushRecord, RegistrationRecord, RegistrationState, SessionRecord, StoreError, TokenRecord,
-    TransactionRecord,
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, OcspAnswer, OcspDue,
+    PersonRecord, PushRecord, RegistrationRecord, RegistrationState, SessionRecord, StoreError,
+    TokenRecord, TransactionRecord,
 };
 
 /// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
@@ -283,17 +283,8 @@ pub trait OcspStore: Send + Sync {
     /// Store answers (in one database transaction), each replacing its certificate's
     /// previous one unless that one is newer.
     async fn put_ocsp_answers(&self, answers: &[OcspAnswer]) -> Result<(), StoreError>;
-    /// Certificates of `issuer` in force at `now` whose answer is missing, produced before
-    /// `before`, or states another status than theirs; at most `limit`. With
-    /// `created_since`, only certificates stored since then (a cheap look at new ones).
-    async fn ocsp_due(
-        &self,
-        issuer: &str,
-        now: i64,
-        before: i64,
-        created_since: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<CertificateRecord>, StoreError>;
+    /// The certificates [`OcspDue`] describes, in serial order.
+    async fn ocsp_due(&self, q: &OcspDue<'_>) -> Result<Vec<CertificateRecord>, StoreError>;
 }
 
 /// Named pieces of CA state (certificates, generations, the binding, CRLs) and CRL numbering.

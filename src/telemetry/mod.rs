@@ -66,10 +66,15 @@ pub fn scep_replay() {
     }
 }
 
-/// Count an OCSP answer by outcome (`signed`, `cached`, `malformed`, `try_later`).
+/// Count an OCSP answer by outcome (`prepared`, `signed`, `cached`, `malformed`,
+/// `try_later`, `unauthorized`).
 pub fn ocsp_outcome(outcome: &str) {
     if let Some(m) = metrics() {
-        m.ocsp_answers.with_label_values(&[outcome]).inc();
+        if outcome == "prepared" {
+            m.ocsp_prepared.inc();
+        } else {
+            m.ocsp_answers.with_label_values(&[outcome]).inc();
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::store::{CertStatus, CertificateRecord, OcspAnswer, OcspStore, StoreError};
+use crate::store::{CertStatus, CertificateRecord, OcspAnswer, OcspDue, OcspStore, StoreError};
 
 use super::{cert_from_row, err, pool_err, PostgresStore, CERT_COLUMNS};
 
@@ -69,14 +69,7 @@ impl OcspStore for PostgresStore {
         t.commit().await.map_err(err)
     }
 
-    async fn ocsp_due(
-        &self,
-        issuer: &str,
-        now: i64,
-        before: i64,
-        created_since: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<CertificateRecord>, StoreError> {
+    async fn ocsp_due(&self, q: &OcspDue<'_>) -> Result<Vec<CertificateRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let columns = crate::store::ocsp::prefixed(CERT_COLUMNS);
         let rows = c
@@ -85,12 +78,20 @@ impl OcspStore for PostgresStore {
                     "SELECT {columns} FROM certificates c \
                      LEFT JOIN ocsp_responses r ON r.serial = c.serial \
                      WHERE c.issuer = $1 AND c.not_after > $2 \
-                     AND ($5::BIGINT IS NULL OR c.created_at >= $5) \
                      AND (r.serial IS NULL OR r.produced_at < $3 OR r.status <> c.status \
                           OR r.revoked_at IS DISTINCT FROM c.revoked_at) \
-                     LIMIT $4"
+                     AND ($4::BIGINT IS NULL OR c.created_at >= $4) \
+                     AND ($5::TEXT IS NULL OR c.serial > $5) \
+                     ORDER BY c.serial LIMIT $6"
                 ),
-                &[&issuer, &now, &before, &(limit as i64), &created_since],
+                &[
+                    &q.issuer,
+                    &q.now,
+                    &q.before,
+                    &q.created_since,
+                    &q.after_serial,
+                    &(q.limit as i64),
+                ],
             )
             .await
             .map_err(err)?;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
-use crate::store::{CertStatus, CertificateRecord, OcspAnswer, OcspStore, StoreError};
+use crate::store::{CertStatus, CertificateRecord, OcspAnswer, OcspDue, OcspStore, StoreError};
 
 use super::{cert_from_row, err, SqliteStore, CERT_COLUMNS};
 
@@ -71,39 +71,34 @@ impl OcspStore for SqliteStore {
         .await
     }
 
-    async fn ocsp_due(
-        &self,
-        issuer: &str,
-        now: i64,
-        before: i64,
-        created_since: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<CertificateRecord>, StoreError> {
-        let issuer = issuer.to_owned();
+    async fn ocsp_due(&self, q: &OcspDue<'_>) -> Result<Vec<CertificateRecord>, StoreError> {
+        let (issuer, after) = (q.issuer.to_owned(), q.after_serial.map(str::to_owned));
+        let (now, before, since, limit) = (q.now, q.before, q.created_since, q.limit as i64);
         let columns = crate::store::ocsp::prefixed(CERT_COLUMNS);
         self.with(move |c| {
-            let since = if created_since.is_some() {
-                "AND c.created_at >= ?5"
-            } else {
-                ""
-            };
-            let mut st = c
-                .prepare(&format!(
-                    "SELECT {columns} FROM certificates c \
-                     LEFT JOIN ocsp_responses r ON r.serial = c.serial \
-                     WHERE c.issuer = ?1 AND c.not_after > ?2 {since} \
-                     AND (r.serial IS NULL OR r.produced_at < ?3 OR r.status <> c.status \
-                          OR r.revoked_at IS NOT c.revoked_at) \
-                     LIMIT ?4"
-                ))
-                .map_err(err)?;
-            let rows = match created_since {
-                Some(t) => {
-                    st.query_map(params![issuer, now, before, limit as i64, t], cert_from_row)
-                }
-                None => st.query_map(params![issuer, now, before, limit as i64], cert_from_row),
+            let mut sql = format!(
+                "SELECT {columns} FROM certificates c \
+                 LEFT JOIN ocsp_responses r ON r.serial = c.serial \
+                 WHERE c.issuer = ?1 AND c.not_after > ?2 \
+                 AND (r.serial IS NULL OR r.produced_at < ?3 OR r.status <> c.status \
+                      OR r.revoked_at IS NOT c.revoked_at)"
+            );
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> =
+                vec![Box::new(issuer), Box::new(now), Box::new(before)];
+            if let Some(t) = since {
+                args.push(Box::new(t));
+                sql.push_str(&format!(" AND c.created_at >= ?{}", args.len()));
             }
-            .map_err(err)?;
+            if let Some(a) = after {
+                args.push(Box::new(a));
+                sql.push_str(&format!(" AND c.serial > ?{}", args.len()));
+            }
+            args.push(Box::new(limit));
+            sql.push_str(&format!(" ORDER BY c.serial LIMIT ?{}", args.len()));
+            let mut st = c.prepare(&sql).map_err(err)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(args), cert_from_row)
+                .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)
         })
         .await
