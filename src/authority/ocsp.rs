@@ -68,6 +68,9 @@ impl Authority {
     /// Answer one OCSPRequest (DER) with an OCSPResponse (DER). Never fails: problems are
     /// OCSP error statuses.
     pub async fn ocsp(&self, body: &[u8]) -> (bytes::Bytes, OcspOutcome) {
+        if let Some(der) = self.answer_seen_request(body).await {
+            return (der, OcspOutcome::Prepared);
+        }
         let query = match parse_request(body) {
             Ok(q) => q,
             Err(e) => {
@@ -81,6 +84,7 @@ impl Authority {
         let responder = &self.inner.ocsp;
         let preparable = super::ocsp_prepared::preparable(&responder.issuer, &query);
         if let Some(serial) = &preparable {
+            responder.prepared.remember_request(body, serial);
             if let Some(der) = self.prepared_answer(serial).await {
                 return (der, OcspOutcome::Prepared);
             }
