@@ -13,3 +13,5 @@ CREATE TABLE ocsp_responses (
 CREATE INDEX certificates_issuer_not_after ON certificates (issuer, not_after);
 -- The producer's look at certificates issued since its last round.
 CREATE INDEX certificates_created_at ON certificates (created_at);
+-- A device's certificates (revoking a lost device; the officer's search).
+CREATE INDEX certificates_device_id ON certificates (device_id);
