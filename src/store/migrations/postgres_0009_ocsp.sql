@@ -15,3 +15,5 @@ CREATE INDEX certificates_issuer_not_after ON certificates (issuer, not_after);
 CREATE INDEX certificates_created_at ON certificates (created_at);
 -- A device's certificates (revoking a lost device; the officer's search).
 CREATE INDEX certificates_device_id ON certificates (device_id);
+-- Listings by status, newest first (the API and console searches).
+CREATE INDEX certificates_status_created ON certificates (status, created_at);
