@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ pub(crate) struct Prepared {
     /// The exact bytes of requests already read and found preparable, with the serial each
     /// asks about: a request seen before is answered without reading it again (what it asks
     /// is fixed by its bytes; its answer is looked up as any other).
-    requests: RwLock<HashMap<Bytes, String>>,
+    requests: RwLock<HashMap<Bytes, Arc<str>>>,
     /// Bumped whenever what is held is dropped: an answer whose status was read in an older
     /// epoch is not taken in.
     epoch: AtomicU64,
@@ -100,7 +100,7 @@ impl Prepared {
     }
 
     /// The serial a request with exactly these bytes asked about, if one was seen.
-    fn serial_of_request(&self, body: &[u8]) -> Option<String> {
+    fn serial_of_request(&self, body: &[u8]) -> Option<Arc<str>> {
         let requests = self.requests.read().unwrap_or_else(|p| p.into_inner());
         requests.get(body).cloned()
     }
@@ -114,7 +114,7 @@ impl Prepared {
         if requests.len() >= HELD_MAX {
             requests.clear();
         }
-        requests.insert(Bytes::copy_from_slice(body), serial.to_string());
+        requests.insert(Bytes::copy_from_slice(body), Arc::from(serial));
     }
 
     /// Drop one certificate's answer (it was revoked here).
