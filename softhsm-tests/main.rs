@@ -19,6 +19,7 @@ mod hsm_ops;
 mod identity;
 mod idp;
 mod intune;
+mod intune_usage;
 mod lifecycle;
 mod multinode;
 mod piv;

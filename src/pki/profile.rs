@@ -465,9 +465,11 @@ mod tests {
     fn a_request_gets_the_usages_it_asks_for_within_the_profile_and_no_more() {
         let device = crate::scep::client::Device::rsa(2048, "t").unwrap();
         let csr = |ku: &[&str], eku: &[&str]| {
+            let ku: Vec<_> = ku.iter().map(|k| key_usage(k).unwrap()).collect();
+            let eku: Vec<_> = eku.iter().map(|k| extended_key_usage(k).unwrap()).collect();
             super::super::parse_csr(
                 &device
-                    .csr_requesting(&[("CN", "t")], None, &[], ku, eku)
+                    .csr_requesting(&[("CN", "t")], None, &[], &ku, &eku)
                     .unwrap(),
             )
             .unwrap()

@@ -289,30 +289,19 @@ impl Device {
         self.csr_requesting(subject, challenge, sans, &[], &[])
     }
 
-    /// As [`Device::csr_named`], asking for key usage (`digitalSignature`, …) and extended
-    /// key usage (`clientAuth`, … or a dotted OID) as an MDM's SCEP profile makes a device do.
+    /// As [`Device::csr_named`], asking for key usage and extended key usage as an MDM's SCEP
+    /// profile makes a device do.
     pub fn csr_requesting(
         &self,
         subject: &[(&str, &str)],
         challenge: Option<&str>,
         sans: &[&str],
-        key_usage: &[&str],
-        extended_key_usage: &[&str],
+        key_usage: &[rcgen::KeyUsagePurpose],
+        extended_key_usage: &[rcgen::ExtendedKeyUsagePurpose],
     ) -> Result<Vec<u8>, ScepError> {
         let mut p = rcgen::CertificateParams::default();
-        for k in key_usage {
-            p.key_usages.push(
-                crate::pki::key_usage(k)
-                    .ok_or_else(|| ScepError::Malformed(format!("unknown key usage {k}")))?,
-            );
-        }
-        for k in extended_key_usage {
-            p.extended_key_usages.push(
-                crate::pki::extended_key_usage(k).ok_or_else(|| {
-                    ScepError::Malformed(format!("unknown extended key usage {k}"))
-                })?,
-            );
-        }
+        p.key_usages = key_usage.to_vec();
+        p.extended_key_usages = extended_key_usage.to_vec();
         for (k, v) in subject {
             let ty = match *k {
                 "CN" => rcgen::DnType::CommonName,
