@@ -4,7 +4,7 @@ use rusqlite::params;
 
 use crate::store::{import_details, now, CertStatus, CertificateRecord, StoreError};
 
-use super::{append_audit, err, SqliteStore, CERT_INSERT_COLUMNS};
+use super::{append_audit, err, SqliteStore};
 
 impl SqliteStore {
     /// See [`crate::store::CertificateStore::import_certificates`].
@@ -19,13 +19,6 @@ impl SqliteStore {
             let at = now();
             let (mut loaded, mut revoked) = (0, 0);
             {
-                let mut insert = t
-                    .prepare_cached(&format!(
-                        "INSERT INTO certificates ({CERT_INSERT_COLUMNS}, created_at) VALUES \
-                         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-                         ON CONFLICT (serial) DO NOTHING"
-                    ))
-                    .map_err(err)?;
                 let mut mark = t
                     .prepare_cached(
                         "INSERT INTO crl_marks (issuer, revisions, covered, since) \
@@ -36,24 +29,13 @@ impl SqliteStore {
                     )
                     .map_err(err)?;
                 for cert in &certs {
-                    let n = insert
-                        .execute(params![
-                            cert.serial,
-                            cert.der,
-                            cert.subject,
-                            cert.sans,
-                            cert.issuer,
-                            cert.not_before,
-                            cert.not_after,
-                            cert.profile,
-                            cert.status.as_str(),
-                            cert.revoked_at,
-                            cert.revocation_reason,
-                            cert.transaction_id,
-                            cert.device_id,
-                            at
-                        ])
-                        .map_err(err)?;
+                    let n = super::issue::insert_certificate(
+                        &t,
+                        cert,
+                        at,
+                        "ON CONFLICT (serial) DO NOTHING",
+                    )
+                    .map_err(err)?;
                     loaded += n;
                     if n == 1 && cert.status == CertStatus::Revoked {
                         revoked += 1;

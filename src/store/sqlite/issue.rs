@@ -187,29 +187,7 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
         consume(t, h, named, &tx.profile, &tx.id, &tx.transaction_id)?;
     }
     let at = now();
-    t.prepare_cached(&format!(
-        "INSERT INTO certificates ({CERT_INSERT_COLUMNS}, created_at) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            cert.serial,
-            cert.der,
-            cert.subject,
-            cert.sans,
-            cert.issuer,
-            cert.not_before,
-            cert.not_after,
-            cert.profile,
-            cert.status.as_str(),
-            cert.revoked_at,
-            cert.revocation_reason,
-            cert.transaction_id,
-            cert.device_id,
-            at
-        ])
-    })
-    .map_err(|e| match err(e) {
+    insert_certificate(t, cert, at, "").map_err(|e| match err(e) {
         StoreError::Conflict(_) => StoreError::SerialTaken,
         other => other,
     })?;
@@ -240,4 +218,34 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
         reg::link(t, h, &cert.serial, &job.actor)?;
     }
     Ok(())
+}
+
+/// Insert one certificate row, stored at `at`; `conflict` is appended to the statement (`ON
+/// CONFLICT (serial) DO NOTHING` for imports). How many rows were written.
+pub(super) fn insert_certificate(
+    t: &rusqlite::Connection,
+    cert: &crate::store::CertificateRecord,
+    at: i64,
+    conflict: &str,
+) -> rusqlite::Result<usize> {
+    t.prepare_cached(&format!(
+        "INSERT INTO certificates ({CERT_INSERT_COLUMNS}, created_at) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) {conflict}"
+    ))?
+    .execute(params![
+        cert.serial,
+        cert.der,
+        cert.subject,
+        cert.sans,
+        cert.issuer,
+        cert.not_before,
+        cert.not_after,
+        cert.profile,
+        cert.status.as_str(),
+        cert.revoked_at,
+        cert.revocation_reason,
+        cert.transaction_id,
+        cert.device_id,
+        at
+    ])
 }
