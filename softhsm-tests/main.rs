@@ -4,6 +4,7 @@
 mod common;
 
 mod api;
+mod api_schema;
 mod apple_schema;
 mod architecture;
 mod audit;

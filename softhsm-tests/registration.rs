@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sigil::scep::client::issuer_and_subject;
 use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce, PkiStatus};
 
-use crate::api::{call, enroll_with, new_token};
+use crate::api::{enroll_with, new_token};
 use crate::fake_mdm::{self, CLIENT_ID, CLIENT_SECRET};
 use crate::scep::{ScepServer, CHALLENGE};
 
@@ -60,16 +60,13 @@ challenge_ttl = "10m"
     ))
 }
 
+/// Every answer of these flows is checked against the OpenAPI document the server serves.
 fn post(s: &ScepServer, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = call(s, "POST", path, Some(token), Some(body));
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+    crate::api_schema::checked_call(s, "POST", path, Some(token), Some(body))
 }
 
 fn get(s: &ScepServer, path: &str, token: &str) -> (u16, Value) {
-    let r = call(s, "GET", path, Some(token), None);
-    let status = r.status().as_u16();
-    (status, r.json().unwrap_or(Value::Null))
+    crate::api_schema::checked_call(s, "GET", path, Some(token), None)
 }
 
 #[test]

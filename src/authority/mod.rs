@@ -61,6 +61,7 @@ pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
 pub use expiry::NotifySettings;
 pub use ocsp::OcspOutcome;
+pub use officer::PendingEnrollment;
 pub use people::{GrantPolicy, PeoplePolicy, Session, SignIn, TokenError};
 pub use profile_settings::ProfileSettings;
 

@@ -233,7 +233,7 @@ impl Authority {
 /// A PENDING enrollment as an officer sees it before deciding: the whole name the certificate
 /// will carry (not just the CN), what the device asked for, and who made the request
 /// possible.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PendingEnrollment {
     /// `enrollment`.
     pub kind: &'static str,

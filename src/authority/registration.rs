@@ -54,8 +54,27 @@ fn unavailable(e: StoreError) -> RegistrationError {
     RegistrationError::Unavailable(e.to_string())
 }
 
+/// A credential as people choosing one see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CredentialView {
+    /// Its name (what a registration names).
+    pub name: String,
+    /// What it is for, in words.
+    pub description: String,
+    /// The certificate profile it enrolls on.
+    pub profile: String,
+    /// The MDM directory asked for the person's devices.
+    pub directory: String,
+    /// The key type the device generates.
+    pub key_type: String,
+    /// The key size.
+    pub key_size: u32,
+    /// Whether only devices the MDM calls compliant may be chosen.
+    pub require_compliant: bool,
+}
+
 /// What the MDM needs to push a SCEP profile to the device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScepPayload {
     /// The registration.
     pub registration: String,
@@ -127,16 +146,22 @@ impl Authority {
     }
 
     /// The credential profiles, for users and officers choosing one.
-    pub fn credential_list(&self) -> Vec<serde_json::Value> {
+    pub fn credential_list(&self) -> Vec<CredentialView> {
         let mut names: Vec<&String> = self.inner.credentials.keys().collect();
         names.sort();
         names
             .into_iter()
             .map(|n| {
                 let c = &self.inner.credentials[n];
-                json!({"name": n, "description": c.description, "profile": c.profile,
-                       "directory": c.directory, "key_type": c.key_type,
-                       "key_size": c.key_size, "require_compliant": c.require_compliant})
+                CredentialView {
+                    name: n.clone(),
+                    description: c.description.clone(),
+                    profile: c.profile.clone(),
+                    directory: c.directory.clone(),
+                    key_type: c.key_type.clone(),
+                    key_size: c.key_size,
+                    require_compliant: c.require_compliant,
+                }
             })
             .collect()
     }

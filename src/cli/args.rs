@@ -84,6 +84,9 @@ pub(super) enum Command {
     /// Configuration profiles for devices.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Print the REST API's OpenAPI document (what `GET /api/v1/openapi.json` serves and
+    /// `docs/openapi.json` holds); needs no configuration.
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]

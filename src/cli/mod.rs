@@ -34,6 +34,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Openapi = cli.command {
+        print!("{}", sigil::http::api::openapi::document());
+        return Ok(());
+    }
     if let Command::Gateway = cli.command {
         return Ok(sigil::gateway::run_command(
             cli.config.as_deref(),
@@ -57,7 +61,7 @@ fn run(cli: Cli) -> Result<()> {
     telemetry::init_logging(format, level);
     match cli.command {
         Command::Serve => serve(config),
-        Command::Gateway => Ok(()),
+        Command::Gateway | Command::Openapi => Ok(()),
         Command::Bench(args) => bench(&config, args),
         Command::GatewayCert {
             out,

@@ -6,46 +6,18 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
 
+use super::api::bodies::{
+    ApiError, DecisionBody, DeviceChoice, NewRegistration, PushView, RegistrationQuery,
+    RegistrationRevoked, RegistrationView,
+};
 use super::api::{authorize, error, parse_json, query, unavailable};
 use super::AppState;
 use crate::authority::access::{Caller, Role};
 use crate::authority::registration::RegistrationError;
+use crate::authority::registration::{CredentialView, ScepPayload};
 use crate::authority::Authority;
 use crate::authority::RegistrationRecord;
-use crate::clock::rfc3339;
-
-/// The JSON form of a registration.
-pub fn registration_json(r: &RegistrationRecord) -> serde_json::Value {
-    let devices: serde_json::Value = serde_json::from_str(&r.devices).unwrap_or_else(|_| json!([]));
-    let device: serde_json::Value = r
-        .device
-        .as_deref()
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or(serde_json::Value::Null);
-    json!({
-        "id": r.id,
-        "email": r.email,
-        "credential": r.credential,
-        "state": r.state.as_str(),
-        "devices": devices,
-        "directory_error": r.directory_error,
-        "device_id": r.device_id,
-        "device": device,
-        "subject": r.subject,
-        "sans": r.sans,
-        "created_by": r.created_by,
-        "requested_by": r.requested_by,
-        "decided_by": r.decided_by,
-        "comment": r.comment,
-        "serial": r.serial,
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-        "expires_at": rfc3339(r.expires_at),
-    })
-}
 
 /// A registration error as an HTTP answer.
 pub fn registration_error(e: RegistrationError) -> HttpResponse {
@@ -88,20 +60,25 @@ pub(crate) fn answer(
     status: StatusCode,
 ) -> HttpResponse {
     match r {
-        Ok(r) => HttpResponse::build(status).json(registration_json(&r)),
+        Ok(r) => HttpResponse::build(status).json(RegistrationView::from(&r)),
         Err(e) => registration_error(e),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRegistration {
-    /// Whose registration; a signed-in person or a user token may leave it out (their own).
-    email: Option<String>,
-    credential: String,
-}
-
-async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+/// Start a registration
+///
+/// Sigil asks the credential's MDM directory for the person's devices (a user: their own
+/// email only).
+#[utoipa::path(post, path = "/registrations", tag = "registrations", request_body = NewRegistration,
+    responses((status = 201, description = "The registration, with the devices found", body = RegistrationView),
+              (status = 400, description = "No email", body = ApiError),
+              (status = 403, description = "Not this person's", body = ApiError),
+              (status = 422, description = "An unknown credential or a bad email", body = ApiError)))]
+pub(super) async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "POST", "/api/v1/registrations");
     let n: NewRegistration = match parse_json(&body) {
         Ok(n) => n,
@@ -124,16 +101,15 @@ async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    email: Option<String>,
-    state: Option<String>,
-}
-
-async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+/// List registrations
+///
+/// Newest first (a user: their own only).
+#[utoipa::path(get, path = "/registrations", tag = "registrations", params(RegistrationQuery),
+    responses((status = 200, description = "The registrations", body = Vec<RegistrationView>),
+              (status = 400, description = "A bad filter", body = ApiError)))]
+pub(super) async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations");
-    let q: ListQuery = match query(&req) {
+    let q: RegistrationQuery = match query(&req) {
         Ok(q) => q,
         Err(r) => return r,
     };
@@ -150,14 +126,25 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(list) => HttpResponse::Ok().json(
             list.iter()
                 .filter(|r| q.state.as_deref().is_none_or(|s| r.state.as_str() == s))
-                .map(registration_json)
+                .map(RegistrationView::from)
                 .collect::<Vec<_>>(),
         ),
         Err(e) => registration_error(e),
     }
 }
 
-async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> HttpResponse {
+/// One registration
+///
+/// With its pushes to the MDM (a user: their own only).
+#[utoipa::path(get, path = "/registrations/{id}", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")),
+    responses((status = 200, description = "The registration", body = RegistrationView),
+              (status = 404, description = "No such registration (or not yours)", body = ApiError)))]
+pub(super) async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
     let (caller, ra) = enter!(req, state, "GET", "/api/v1/registrations/{id}");
     let r = match ra.registration(&caller, &id).await {
         Ok(r) => r,
@@ -167,31 +154,21 @@ async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
-    let mut body = registration_json(&r);
-    body["pushes"] = pushes_json(&pushes);
-    HttpResponse::Ok().json(body)
+    HttpResponse::Ok().json(RegistrationView {
+        pushes: Some(pushes.iter().map(PushView::from).collect()),
+        ..RegistrationView::from(&r)
+    })
 }
 
-/// The JSON form of a registration's pushes to its MDM.
-pub fn pushes_json(pushes: &[crate::authority::PushRecord]) -> serde_json::Value {
-    pushes
-        .iter()
-        .map(|p| {
-            json!({
-                "action": p.action.as_str(),
-                "key": p.key,
-                "state": p.state.as_str(),
-                "attempts": p.attempts,
-                "message": p.message,
-                "next_attempt_at": (p.state == crate::authority::PushState::Pending).then(|| rfc3339(p.next_at)),
-                "created_at": rfc3339(p.created_at),
-                "updated_at": rfc3339(p.updated_at),
-            })
-        })
-        .collect()
-}
-
-async fn refresh(
+/// Ask the MDM again
+///
+/// Fetch the device list again, for an open registration (a user: their own).
+#[utoipa::path(post, path = "/registrations/{id}/refresh", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")),
+    responses((status = 200, description = "The registration", body = RegistrationView),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not open", body = ApiError)))]
+pub(super) async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -200,13 +177,17 @@ async fn refresh(
     answer(ra.refresh_devices(&caller, &id).await, StatusCode::OK)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceChoice {
-    device_id: String,
-}
-
-async fn request(
+/// File the request
+///
+/// For one of the registration's devices; the subject and SANs are built from the directory's
+/// facts now (a user: their own).
+#[utoipa::path(post, path = "/registrations/{id}/request", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")), request_body = DeviceChoice,
+    responses((status = 200, description = "The registration, requested", body = RegistrationView),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not open", body = ApiError),
+              (status = 422, description = "The device is not one of the person's, or not eligible", body = ApiError)))]
+pub(super) async fn request(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -220,17 +201,10 @@ async fn request(
     answer(ra.request(&caller, &id, &d.device_id).await, StatusCode::OK)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Decision {
-    /// The officer's comment.
-    pub(crate) comment: String,
-}
-
 /// An optional `{"comment": …}` body (empty: no comment).
-pub(crate) fn decision(body: &[u8]) -> Result<Decision, HttpResponse> {
+pub(crate) fn decision(body: &[u8]) -> Result<DecisionBody, HttpResponse> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(Decision::default())
+        Ok(DecisionBody::default())
     } else {
         parse_json(body)
     }
@@ -260,7 +234,17 @@ async fn decide(
     )
 }
 
-async fn approve(
+/// Approve a registration
+///
+/// Not by the officer who filed it, nor by the person it is for: the MDM may then collect the
+/// SCEP payload, and a configured push delivers it.
+#[utoipa::path(post, path = "/registrations/{id}/approve", tag = "registrations", operation_id = "approve_registration",
+    params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
+    responses((status = 200, description = "The registration, approved", body = RegistrationView),
+              (status = 403, description = "The two-person rule refuses this officer", body = ApiError),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not requested", body = ApiError)))]
+pub(super) async fn approve(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -269,7 +253,16 @@ async fn approve(
     decide(req, state, id, body, true).await
 }
 
-async fn reject(
+/// Reject a registration
+///
+/// With a comment the person sees.
+#[utoipa::path(post, path = "/registrations/{id}/reject", tag = "registrations", operation_id = "reject_registration",
+    params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
+    responses((status = 200, description = "The registration, rejected", body = RegistrationView),
+              (status = 403, description = "Not this officer's to decide", body = ApiError),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not requested", body = ApiError)))]
+pub(super) async fn reject(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -294,7 +287,17 @@ pub(crate) fn request_base(req: &HttpRequest, state: &AppState) -> String {
     state.ra.public_base(&format!("{scheme}://{host}"))
 }
 
-async fn scep_payload(
+/// The SCEP payload
+///
+/// SCEP settings for the approved device, with a fresh one-time challenge bound to the device
+/// and identity (an `mdm` token: of the directories in its scope). Each call replaces the
+/// challenge.
+#[utoipa::path(get, path = "/registrations/{id}/scep-payload", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")),
+    responses((status = 200, description = "The payload", body = ScepPayload),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not approved", body = ApiError)))]
+pub(super) async fn scep_payload(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -309,7 +312,15 @@ async fn scep_payload(
     }
 }
 
-async fn revoke(
+/// Revoke a registration's credential
+///
+/// Its certificate and every other valid certificate of its device.
+#[utoipa::path(post, path = "/registrations/{id}/revoke", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")), request_body = super::api::bodies::Revocation,
+    responses((status = 200, description = "The certificates revoked", body = RegistrationRevoked),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not issued", body = ApiError)))]
+pub(super) async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -321,13 +332,25 @@ async fn revoke(
         Err(resp) => return resp,
     };
     match ra.revoke_registration(&caller, &id, reason).await {
-        Ok(serials) => HttpResponse::Ok().json(json!({"registration": *id, "revoked": serials,
-                "reason": crate::pki::revocation_reason_name(reason)})),
+        Ok(serials) => HttpResponse::Ok().json(RegistrationRevoked {
+            registration: id.into_inner(),
+            revoked: serials,
+            reason: crate::pki::revocation_reason_name(reason),
+        }),
         Err(e) => registration_error(e),
     }
 }
 
-async fn withdraw(
+/// Withdraw a registration
+///
+/// One not issued yet (open, requested or approved): it ends rejected with the comment, and
+/// an approved one's challenge stops working.
+#[utoipa::path(post, path = "/registrations/{id}/withdraw", tag = "registrations",
+    params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
+    responses((status = 200, description = "The registration, withdrawn", body = RegistrationView),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Already issued, rejected or expired", body = ApiError)))]
+pub(super) async fn withdraw(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -344,7 +367,12 @@ async fn withdraw(
     )
 }
 
-async fn credentials(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+/// The credentials
+///
+/// What a registration may ask for.
+#[utoipa::path(get, path = "/credentials", tag = "registrations",
+    responses((status = 200, description = "The credentials", body = Vec<CredentialView>)))]
+pub(super) async fn credentials(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (_, ra) = enter!(req, state, "GET", "/api/v1/credentials");
     HttpResponse::Ok().json(ra.credential_list())
 }

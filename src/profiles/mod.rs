@@ -203,22 +203,77 @@ pub fn ddm_asset(p: &ScepProfile) -> serde_json::Value {
     v
 }
 
+/// A certificate the device must trust, as an MDM's profile form asks for it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Thumbprint {
+    /// The certificate's subject.
+    pub subject: String,
+    /// SHA-1 of the certificate (uppercase hex), as Intune and Workspace ONE show it.
+    pub sha1: String,
+    /// SHA-256 of the certificate (uppercase hex).
+    pub sha256: String,
+}
+
+/// Subject variables for each MDM.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SubjectVariables {
+    /// Intune's form.
+    pub intune: &'static str,
+    /// Workspace ONE's form.
+    pub workspace_one: &'static str,
+}
+
+/// SAN variables for each MDM, and the kinds this profile allows.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SanVariables {
+    /// The SAN kinds the profile accepts.
+    pub allowed_here: Vec<String>,
+    /// Intune's forms.
+    pub intune: [&'static str; 3],
+    /// Workspace ONE's forms.
+    pub workspace_one: [&'static str; 2],
+}
+
+/// What an Android or Windows SCEP profile in Intune or Workspace ONE needs, as values an
+/// administrator types in.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ScepValues {
+    /// The certificate profile.
+    pub profile: String,
+    /// The SCEP URL devices use.
+    pub url: String,
+    /// Where the challenge comes from.
+    pub challenge: &'static str,
+    /// The key size to set (never the MDM's default).
+    pub key_size: u32,
+    /// Key usages the profile grants.
+    pub key_usage: Vec<String>,
+    /// Extended key usages the profile grants.
+    pub extended_key_usage: Vec<String>,
+    /// The hash algorithm to choose.
+    pub hash_algorithm: &'static str,
+    /// The certificates' validity.
+    pub validity_days: u32,
+    /// The root the device must trust.
+    pub root_certificate: Option<Thumbprint>,
+    /// The intermediates, issuing CA first.
+    pub intermediate_certificates: Vec<Thumbprint>,
+    /// Subject variables.
+    pub subject: SubjectVariables,
+    /// SAN variables.
+    pub subject_alternative_names: SanVariables,
+}
+
 /// What an Intune or Workspace ONE SCEP profile for Android and Windows needs, as values an
 /// administrator types in: the URL, the key, the usages, the thumbprints of the root and
 /// intermediates the device must trust, and subject and SAN variables that fit the profile.
-pub fn scep_values(
-    ra: &Authority,
-    name: &str,
-    url: &str,
-) -> Result<serde_json::Value, RequestError> {
+pub fn scep_values(ra: &Authority, name: &str, url: &str) -> Result<ScepValues, RequestError> {
     let profile = ra.profile(Some(name))?;
     let (chain, _) = ra.ca_chain();
-    let thumb = |der: &Vec<u8>| {
-        serde_json::json!({
-            "subject": crate::pki::subject_text(der).unwrap_or_default(),
-            "sha1": hex::encode_upper(openssl::sha::sha1(der)),
-            "sha256": hex::encode_upper(openssl::sha::sha256(der)),
-        })
+    let thumb = |der: &Vec<u8>| Thumbprint {
+        subject: crate::pki::subject_text(der).unwrap_or_default(),
+        sha1: hex::encode_upper(openssl::sha::sha1(der)),
+        sha256: hex::encode_upper(openssl::sha::sha256(der)),
     };
     let root = chain.last().map(thumb);
     let intermediates: Vec<_> = chain
@@ -226,38 +281,39 @@ pub fn scep_values(
         .take(chain.len().saturating_sub(1))
         .map(thumb)
         .collect();
-    let allowed: Vec<&str> = profile
-        .policy
-        .allowed_sans
-        .iter()
-        .map(String::as_str)
-        .collect();
-    Ok(serde_json::json!({
-        "profile": name,
-        "url": url,
-        "challenge": if profile.policy.challenge == "intune" {
+    Ok(ScepValues {
+        profile: name.to_string(),
+        url: url.to_string(),
+        challenge: if profile.policy.challenge == "intune" {
             "intune (Intune's own challenge: choose this CA as a third-party CA)"
         } else if profile.registration_only {
             "one-time, from a registration (the MDM collects it per device)"
         } else {
             "one-time (POST /api/v1/challenges, or the NDES page) or the profile's static one"
         },
-        "key_size": if profile.policy.min_rsa_bits > 2048 { 4096 } else { 2048 },
-        "key_usage": profile.policy.key_usage,
-        "extended_key_usage": profile.policy.extended_key_usage,
-        "hash_algorithm": "SHA-2",
-        "validity_days": profile.policy.validity_days,
-        "root_certificate": root,
-        "intermediate_certificates": intermediates,
-        "subject": {
-            "intune": "CN={{UserName}} (or CN={{AAD_Device_ID}})",
-            "workspace_one": "CN={EnrollmentUser} (or CN={DeviceUid})",
+        key_size: if profile.policy.min_rsa_bits > 2048 {
+            4096
+        } else {
+            2048
         },
-        "subject_alternative_names": {
-            "allowed_here": allowed,
-            "intune": ["Email address: {{EmailAddress}}", "User principal name: {{UserPrincipalName}}",
-                       "URI: tag:microsoft.com,2022-09-14:sid:{{OnPremisesSecurityIdentifier}}"],
-            "workspace_one": ["Email: {EmailAddress}", "UPN: {UserPrincipalName}"],
+        key_usage: profile.policy.key_usage.clone(),
+        extended_key_usage: profile.policy.extended_key_usage.clone(),
+        hash_algorithm: "SHA-2",
+        validity_days: profile.policy.validity_days,
+        root_certificate: root,
+        intermediate_certificates: intermediates,
+        subject: SubjectVariables {
+            intune: "CN={{UserName}} (or CN={{AAD_Device_ID}})",
+            workspace_one: "CN={EnrollmentUser} (or CN={DeviceUid})",
         },
-    }))
+        subject_alternative_names: SanVariables {
+            allowed_here: profile.policy.allowed_sans.clone(),
+            intune: [
+                "Email address: {{EmailAddress}}",
+                "User principal name: {{UserPrincipalName}}",
+                "URI: tag:microsoft.com,2022-09-14:sid:{{OnPremisesSecurityIdentifier}}",
+            ],
+            workspace_one: ["Email: {EmailAddress}", "UPN: {UserPrincipalName}"],
+        },
+    })
 }

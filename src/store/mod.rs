@@ -344,12 +344,13 @@ impl TokenScope {
 
 /// One record of the audit log. In JSON `at` is RFC 3339 (whole seconds, so the hash can be
 /// recomputed from it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: i64,
     /// When (Unix seconds).
     #[serde(serialize_with = "rfc3339_seconds")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// Who: `ra` for SCEP decisions, `token:<id>` for API callers, `cli` for the command line.
     pub actor: String,

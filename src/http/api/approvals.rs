@@ -6,12 +6,21 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
+use super::bodies::{
+    ApiError, Decided, DecisionBody, EnrollmentDecided, QueueItem, RegistrationView,
+};
 use super::{authorize, error, unavailable};
 use crate::authority::ApprovalError;
 use crate::http::AppState;
 
+/// The approval queue
+///
+/// Enrollments waiting on approval profiles (`kind: enrollment`), with the whole name the
+/// certificate will carry and who minted the challenge, and filed registrations
+/// (`kind: registration`).
+#[utoipa::path(get, path = "/approvals", tag = "approvals",
+    responses((status = 200, description = "The queue", body = Vec<QueueItem>)))]
 pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/approvals");
     let ra = &state.ra;
@@ -25,10 +34,10 @@ pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>)
     };
     // One queue: enrollments waiting on an approval profile, and filed registrations. An
     // enrollment shows the whole name the certificate will carry and who made it possible.
-    let mut queue: Vec<serde_json::Value> = Vec::with_capacity(pending.len());
+    let mut queue: Vec<QueueItem> = Vec::with_capacity(pending.len());
     for t in &pending {
         match ra.pending_view(t).await {
-            Ok(v) => queue.push(json!(v)),
+            Ok(v) => queue.push(QueueItem::Enrollment(v)),
             Err(e) => return unavailable(e),
         }
     }
@@ -37,9 +46,10 @@ pub(super) async fn list_approvals(req: HttpRequest, state: web::Data<AppState>)
             .iter()
             .filter(|r| r.state == crate::authority::RegistrationState::Requested)
             .map(|r| {
-                let mut v = crate::http::registrations::registration_json(r);
-                v["kind"] = json!("registration");
-                v
+                QueueItem::Registration(RegistrationView {
+                    kind: Some("registration"),
+                    ..RegistrationView::from(r)
+                })
             }),
     );
     HttpResponse::Ok().json(queue)
@@ -60,6 +70,19 @@ fn approval_error(e: ApprovalError) -> HttpResponse {
     }
 }
 
+/// Approve
+///
+/// An enrollment: the certificate is issued and the device gets it at its next CertPoll. A
+/// registration (`reg_…`): the MDM may collect its SCEP payload. Never by the person who
+/// minted the challenge or filed the request.
+#[utoipa::path(post, path = "/approvals/{id}/approve", tag = "approvals",
+    params(("id" = String, Path, description = "The enrollment's or the registration's id")),
+    request_body(content = Option<DecisionBody>),
+    responses((status = 200, description = "Issued (an enrollment), or the registration approved", body = Decided),
+              (status = 403, description = "The two-person rule refuses this officer", body = ApiError),
+              (status = 404, description = "No such enrollment or registration", body = ApiError),
+              (status = 409, description = "Not pending, or decided meanwhile", body = ApiError),
+              (status = 422, description = "The request no longer passes the profile", body = ApiError)))]
 pub(super) async fn approve(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -69,6 +92,17 @@ pub(super) async fn approve(
     decide(req, state, id, body, true).await
 }
 
+/// Reject
+///
+/// An enrollment: the device gets FAILURE at its next CertPoll. A registration ends rejected
+/// with the comment.
+#[utoipa::path(post, path = "/approvals/{id}/reject", tag = "approvals",
+    params(("id" = String, Path, description = "The enrollment's or the registration's id")),
+    request_body(content = Option<DecisionBody>),
+    responses((status = 200, description = "Rejected (an enrollment), or the registration rejected", body = Decided),
+              (status = 403, description = "Not this officer's to decide", body = ApiError),
+              (status = 404, description = "No such enrollment or registration", body = ApiError),
+              (status = 409, description = "Not pending", body = ApiError)))]
 pub(super) async fn reject(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -109,7 +143,11 @@ async fn decide(
         return match ra.approve(&id, &caller).await {
             Ok(serial) => {
                 tracing::info!(by = %caller.actor, transaction = %id, comment = %d.comment, "approval");
-                HttpResponse::Ok().json(json!({"id": *id, "state": "issued", "serial": serial}))
+                HttpResponse::Ok().json(Decided::Enrollment(EnrollmentDecided {
+                    id: id.into_inner(),
+                    state: "issued",
+                    serial: Some(serial),
+                }))
             }
             Err(e) => approval_error(e),
         };
@@ -122,7 +160,11 @@ async fn decide(
     match ra.reject(&id, &reason, &actor).await {
         Ok(()) => {
             tracing::info!(by = %caller.actor, transaction_id = %id, "rejection");
-            HttpResponse::Ok().json(json!({"id": *id, "state": "rejected"}))
+            HttpResponse::Ok().json(Decided::Enrollment(EnrollmentDecided {
+                id: id.into_inner(),
+                state: "rejected",
+                serial: None,
+            }))
         }
         Err(e) => approval_error(e),
     }

@@ -4,19 +4,21 @@
 #![allow(clippy::result_large_err)]
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 
 use super::query;
 use super::{authorize, unavailable};
 use crate::http::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    after: Option<i64>,
-    limit: Option<usize>,
-}
+use super::bodies::{ApiError, AuditQuery};
+use crate::authority::AuditRecord;
 
+/// The audit log
+///
+/// Oldest first, each record chained to the one before by its hash. Read-only: nothing in the
+/// API edits or deletes it.
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "The records", body = Vec<AuditRecord>),
+              (status = 400, description = "A bad filter", body = ApiError)))]
 pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/audit");
     let q: AuditQuery = match query(&req) {

@@ -6,43 +6,21 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
 
+use super::bodies::{
+    ApiError, CertQuery, CertificateRevoked, CertificateView, DeviceRevoked, Revocation,
+};
 use super::query;
 use super::{authorize, error, unavailable};
-use crate::authority::{CertFilter, CertStatus, CertificateRecord};
-use crate::clock::rfc3339;
+use crate::authority::{CertFilter, CertStatus};
 use crate::http::AppState;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CertQuery {
-    profile: Option<String>,
-    status: Option<String>,
-    expiring_within: Option<String>,
-    subject: Option<String>,
-    device: Option<String>,
-    limit: Option<usize>,
-}
-
-fn cert_json(c: &CertificateRecord, with_pem: bool) -> serde_json::Value {
-    let mut v = json!({
-        "serial": c.serial, "subject": c.subject, "sans": c.sans, "issuer": c.issuer,
-        "not_before": rfc3339(c.not_before), "not_after": rfc3339(c.not_after),
-        "profile": c.profile,
-        "status": if c.status == CertStatus::Valid { "valid" } else { "revoked" },
-        "transaction_id": c.transaction_id,
-        "device_id": c.device_id,
-        "revoked_at": c.revoked_at.map(rfc3339),
-        "revocation_reason": c.revocation_reason.map(crate::pki::revocation_reason_name),
-    });
-    if with_pem {
-        v["pem"] = json!(crate::pki::to_pem(&c.der));
-    }
-    v
-}
-
+/// List certificates
+///
+/// Newest first, filtered by profile, status, expiry, subject text or device.
+#[utoipa::path(get, path = "/certificates", tag = "certificates", params(CertQuery),
+    responses((status = 200, description = "The certificates (without PEM)", body = Vec<CertificateView>),
+              (status = 400, description = "A bad filter", body = ApiError)))]
 pub(super) async fn list_certificates(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -88,13 +66,20 @@ pub(super) async fn list_certificates(
         Ok(certs) => HttpResponse::Ok().json(
             certs
                 .iter()
-                .map(|c| cert_json(c, false))
+                .map(|c| CertificateView::of(c, false))
                 .collect::<Vec<_>>(),
         ),
         Err(e) => unavailable(e),
     }
 }
 
+/// One certificate
+///
+/// With the certificate itself in PEM.
+#[utoipa::path(get, path = "/certificates/{serial}", tag = "certificates",
+    params(("serial" = String, Path, description = "Serial number, hex")),
+    responses((status = 200, description = "The certificate", body = CertificateView),
+              (status = 404, description = "No certificate with this serial", body = ApiError)))]
 pub(super) async fn get_certificate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -104,7 +89,7 @@ pub(super) async fn get_certificate(
     let ra = &state.ra;
     let serial = serial.trim().to_ascii_lowercase();
     match ra.certificate(&serial).await {
-        Ok(Some(c)) => HttpResponse::Ok().json(cert_json(&c, true)),
+        Ok(Some(c)) => HttpResponse::Ok().json(CertificateView::of(&c, true)),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -112,12 +97,6 @@ pub(super) async fn get_certificate(
         ),
         Err(e) => unavailable(e),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Revocation {
-    reason: String,
 }
 
 /// The RFC 5280 reason code of a `{"reason": …}` body.
@@ -140,6 +119,14 @@ pub(crate) fn revocation_reason(body: &[u8]) -> Result<i32, HttpResponse> {
     })
 }
 
+/// Revoke a device
+///
+/// Every valid certificate issued to a device (its MDM device ID); one new CRL is published.
+#[utoipa::path(post, path = "/devices/{id}/revoke", tag = "certificates",
+    params(("id" = String, Path, description = "The MDM's device ID")), request_body = Revocation,
+    responses((status = 200, description = "The certificates revoked", body = DeviceRevoked),
+              (status = 400, description = "A bad reason", body = ApiError),
+              (status = 404, description = "No valid certificate was issued to this device", body = ApiError)))]
 pub(super) async fn revoke_device(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -158,12 +145,23 @@ pub(super) async fn revoke_device(
             "not_found",
             "no valid certificate was issued to this device",
         ),
-        Ok(serials) => HttpResponse::Ok().json(json!({"device_id": *device, "revoked": serials,
-                "reason": crate::pki::revocation_reason_name(reason)})),
+        Ok(serials) => HttpResponse::Ok().json(DeviceRevoked {
+            device_id: device.into_inner(),
+            revoked: serials,
+            reason: crate::pki::revocation_reason_name(reason),
+        }),
         Err(e) => unavailable(e),
     }
 }
 
+/// Revoke a certificate
+///
+/// A new CRL is published and OCSP answers `revoked` within a second on every node.
+#[utoipa::path(post, path = "/certificates/{serial}/revoke", tag = "certificates",
+    params(("serial" = String, Path, description = "Serial number, hex")), request_body = Revocation,
+    responses((status = 200, description = "Revoked", body = CertificateRevoked),
+              (status = 400, description = "A bad reason", body = ApiError),
+              (status = 404, description = "No valid certificate with this serial", body = ApiError)))]
 pub(super) async fn revoke_certificate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -177,10 +175,11 @@ pub(super) async fn revoke_certificate(
     };
     let ra = &state.ra;
     match ra.revoke(&serial, reason, &caller.actor()).await {
-        Ok(true) => HttpResponse::Ok().json(
-            json!({"serial": serial.to_ascii_lowercase(), "status": "revoked",
-                "reason": crate::pki::revocation_reason_name(reason)}),
-        ),
+        Ok(true) => HttpResponse::Ok().json(CertificateRevoked {
+            serial: serial.to_ascii_lowercase(),
+            status: "revoked",
+            reason: crate::pki::revocation_reason_name(reason),
+        }),
         Ok(false) => error(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -6,8 +6,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{act_in_role, source, token_caller};
 use super::{authorize, error, unavailable};
@@ -19,21 +17,13 @@ use crate::http::AppState;
 use actix_web::http::header;
 use base64::Engine;
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct NewChallenge {
-    pub(super) profile: Option<String>,
-    pub(super) cn: Option<String>,
-    pub(super) sans: Vec<String>,
-    pub(super) device_id: Option<String>,
-    pub(super) ttl_minutes: Option<u32>,
-}
+use super::bodies::{ApiError, ChallengeIssued, NewChallenge};
 
 pub(super) async fn issue_challenge(
     state: &AppState,
     caller: &Caller,
     c: NewChallenge,
-) -> Result<serde_json::Value, HttpResponse> {
+) -> Result<ChallengeIssued, HttpResponse> {
     let ra = &state.ra;
     let profile = match ra.profile(c.profile.as_deref()) {
         Ok(p) => p,
@@ -75,17 +65,26 @@ pub(super) async fn issue_challenge(
     match ra.mint_challenge(&profile, &bindings, ttl, &actor).await {
         Ok(m) => {
             tracing::info!(by = %caller.actor, %profile, challenge_id = %m.id, "one-time challenge issued");
-            Ok(json!({
-                "challenge": m.challenge,
-                "id": m.id,
-                "expires_at": rfc3339(m.expires_at),
-                "profile": m.profile,
-            }))
+            Ok(ChallengeIssued {
+                challenge: m.challenge,
+                id: m.id,
+                expires_at: rfc3339(m.expires_at),
+                profile: m.profile,
+            })
         }
         Err(e) => Err(unavailable(e)),
     }
 }
 
+/// A one-time challenge
+///
+/// For the profile asked (an empty body: the default profile), optionally bound to a name,
+/// SANs and a device. A profile of the registration flow refuses: its challenges come only
+/// from an approved registration. An `mdm` token mints only for the profiles in its scope.
+#[utoipa::path(post, path = "/challenges", tag = "challenges", request_body(content = Option<NewChallenge>),
+    responses((status = 201, description = "The challenge, shown once", body = ChallengeIssued),
+              (status = 400, description = "An unknown profile, bad bindings or TTL", body = ApiError),
+              (status = 403, description = "The profile is not open to this token", body = ApiError)))]
 pub(super) async fn create_challenge(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -165,7 +164,7 @@ pub(super) async fn mscep_admin(req: HttpRequest, state: web::Data<AppState>) ->
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(value);
     }
-    let challenge = value["challenge"].as_str().unwrap_or_default();
+    let challenge = &value.challenge;
     let html = format!(
         "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-16\">\r\n\
          <Title>Network Device Enrollment Service</Title></Head>\r\n<Body BgColor=#FFFFFF>\r\n\

@@ -131,7 +131,10 @@ fn allowed(method: &str, pattern: &str) -> &'static [Role] {
 
 /// A JSON error answer.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
+    HttpResponse::build(status).json(bodies::ApiError {
+        error: code.to_string(),
+        message: message.into(),
+    })
 }
 
 /// Failed authentications per source: at most this many per window.
@@ -346,8 +349,10 @@ macro_rules! guard {
 
 mod approvals;
 mod audit;
+pub mod bodies;
 mod certificates;
 mod challenges;
+pub mod openapi;
 mod profiles;
 pub(crate) mod tokens;
 
@@ -365,12 +370,6 @@ pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
     serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(include_str!("../../../docs/openapi.json"))
 }
 
 /// Register the API routes.
@@ -402,7 +401,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(json)
             .app_data(query)
             .app_data(web::PayloadConfig::new(64 * 1024))
-            .route("/openapi.json", web::get().to(openapi))
+            .route("/openapi.json", web::get().to(openapi::serve))
             .route("/tokens", web::post().to(tokens::create_token))
             .route("/tokens", web::get().to(tokens::list_tokens))
             .route("/tokens/{id}", web::delete().to(tokens::revoke_token))

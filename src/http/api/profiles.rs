@@ -10,16 +10,20 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::challenges::{issue_challenge, NewChallenge};
+use super::bodies::{ApiError, NewChallenge};
+use super::challenges::issue_challenge;
 use super::{authorize, error, unavailable};
 use crate::http::AppState;
 use crate::profiles::ScepProfile;
 
-#[derive(Deserialize, Default)]
+/// What a profile's challenge is bound to.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, default)]
-struct ProfileQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ProfileQuery {
     /// The device's name: the challenge is bound to it and the profile asks for it as CN.
     cn: Option<String>,
+    /// Minutes until the challenge expires (1 to 10080, default 60).
     ttl_minutes: Option<u32>,
 }
 
@@ -57,7 +61,7 @@ async fn profile_for(
         },
     )
     .await?;
-    profile.challenge = minted["challenge"].as_str().map(String::from);
+    profile.challenge = Some(minted.challenge);
     Ok(profile)
 }
 
@@ -94,6 +98,16 @@ async fn signed(state: &AppState, p: ScepProfile) -> HttpResponse {
     }
 }
 
+/// A signed Apple profile
+///
+/// An Apple configuration profile for this certificate profile, CMS-signed on the token: the
+/// CA's whole chain and a SCEP payload with a fresh one-time challenge (an `mdm` token: within
+/// its scope).
+#[utoipa::path(get, path = "/profiles/{name}/mobileconfig", tag = "profiles",
+    params(("name" = String, Path, description = "The certificate profile"), ProfileQuery),
+    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+              (status = 403, description = "The profile is not open to this token", body = ApiError),
+              (status = 404, description = "No such profile", body = ApiError)))]
 pub(super) async fn mobileconfig(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -106,6 +120,15 @@ pub(super) async fn mobileconfig(
     }
 }
 
+/// A declarative credential asset
+///
+/// The `com.apple.credential.scep` asset document of Apple's declarative device management,
+/// with a fresh one-time challenge (an `mdm` token: within its scope).
+#[utoipa::path(get, path = "/profiles/{name}/ddm", tag = "profiles",
+    params(("name" = String, Path, description = "The certificate profile"), ProfileQuery),
+    responses((status = 200, description = "The asset document (Apple's schema)", body = Object),
+              (status = 403, description = "The profile is not open to this token", body = ApiError),
+              (status = 404, description = "No such profile", body = ApiError)))]
 pub(super) async fn ddm(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -120,6 +143,16 @@ pub(super) async fn ddm(
     }
 }
 
+/// A registration's signed Apple profile
+///
+/// For an approved registration's device, with its one-time challenge and bound name (an
+/// `mdm` token scoped to the credential's directory); each call mints a new challenge.
+#[utoipa::path(get, path = "/registrations/{id}/mobileconfig", tag = "profiles",
+    params(("id" = String, Path, description = "The registration's id")),
+    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+              (status = 403, description = "Not in this token's scope", body = ApiError),
+              (status = 404, description = "No such registration", body = ApiError),
+              (status = 409, description = "Not approved", body = ApiError)))]
 pub(super) async fn registration_mobileconfig(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -136,6 +169,14 @@ pub(super) async fn registration_mobileconfig(
     }
 }
 
+/// Values for Android and Windows
+///
+/// What an Intune or Workspace ONE SCEP profile needs: URL, key size and usages, hash,
+/// validity, the root's and intermediates' thumbprints, subject and SAN variables.
+#[utoipa::path(get, path = "/profiles/{name}/scep-values", tag = "profiles",
+    params(("name" = String, Path, description = "The certificate profile")),
+    responses((status = 200, description = "The values", body = crate::profiles::ScepValues),
+              (status = 404, description = "No such profile", body = ApiError)))]
 pub(super) async fn scep_values(
     req: HttpRequest,
     state: web::Data<AppState>,

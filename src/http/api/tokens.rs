@@ -5,29 +5,14 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{authorize, error, unavailable};
 use crate::authority::access::{self, Role};
 use crate::authority::TokenError;
 use crate::http::AppState;
 
-/// A token asked for.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewToken {
-    pub(crate) role: String,
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) expires_in_days: Option<u32>,
-    /// mdm tokens: the profiles it may mint challenges for (`*`: all open to integrations).
-    #[serde(default)]
-    pub(crate) profiles: Vec<String>,
-    /// mdm tokens: the directories whose SCEP payloads it may collect (`*`: all).
-    #[serde(default)]
-    pub(crate) directories: Vec<String>,
-}
+pub(crate) use super::bodies::NewToken;
+use super::bodies::{ApiError, CreatedToken, Scope, TokenView};
 
 /// Why a token was not made: the status, a code, and the reason in words.
 pub(crate) type Refusal = (StatusCode, &'static str, String);
@@ -90,6 +75,13 @@ pub(crate) async fn make_token(
     }
 }
 
+/// Create a token
+///
+/// An `mdm` token carries its scope (the profiles and directories it serves); a token that
+/// grants power (admin, officer, mdm) works once a second admin approves it.
+#[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, description = "The token, with its secret shown this once", body = CreatedToken),
+              (status = 400, description = "A bad role, name, expiry or scope", body = ApiError)))]
 pub(super) async fn create_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -104,25 +96,33 @@ pub(super) async fn create_token(
     match make_token(&state, &caller, body).await {
         Ok((secret, rec)) => HttpResponse::Created()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({
-                "token": secret,
-                "id": rec.id,
-                "name": rec.name,
-                "role": rec.role,
-                "expires_at": rec.expires_at.map(crate::clock::rfc3339),
-                "scope": rec.scope,
-                "owner": rec.owner,
-                "awaiting_approval": rec.awaiting_approval,
-                "note": if rec.awaiting_approval {
-                    "this token grants power: it works once a second admin approves it (POST /api/v1/tokens/{id}/approve)"
+            .json(CreatedToken {
+                token: secret,
+                expires_at: rec.expires_at.map(crate::clock::rfc3339),
+                scope: Scope::from(&rec.scope),
+                awaiting_approval: rec.awaiting_approval,
+                note: if rec.awaiting_approval {
+                    "this token grants power: it works once a second admin approves it (POST /api/v1/tokens/{id}/approve)".into()
                 } else {
-                    ""
+                    String::new()
                 },
-            })),
+                id: rec.id,
+                name: rec.name,
+                role: rec.role,
+                owner: rec.owner,
+            }),
         Err((status, code, why)) => error(status, code, why),
     }
 }
 
+/// Approve a token
+///
+/// A token that grants power (admin, officer or integration), asked for by another admin;
+/// never by the person who asked.
+#[utoipa::path(post, path = "/tokens/{id}/approve", tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    responses((status = 204, description = "Approved: the token works from now"),
+              (status = 404, description = "No such token waits for approval", body = ApiError)))]
 pub(super) async fn approve_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -144,32 +144,29 @@ pub(super) async fn approve_token(
     }
 }
 
+/// List tokens
+///
+/// Every token with its owner, scope and last use; never a secret.
+#[utoipa::path(get, path = "/tokens", tag = "tokens",
+    responses((status = 200, description = "The tokens", body = Vec<TokenView>)))]
 pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     guard!(req, state, "GET", "/api/v1/tokens");
     let ra = &state.ra;
     match ra.tokens().await {
-        Ok(tokens) => HttpResponse::Ok().json(
-            tokens
-                .iter()
-                .map(|t| {
-                    json!({
-                        "id": t.id, "name": t.name, "role": t.role,
-                        "created_at": crate::clock::rfc3339(t.created_at),
-                        "expires_at": t.expires_at.map(crate::clock::rfc3339),
-                        "revoked_at": t.revoked_at.map(crate::clock::rfc3339),
-                        "last_used_at": t.last_used_at.map(crate::clock::rfc3339),
-                        "scope": t.scope,
-                        "owner": t.owner,
-                        "awaiting_approval": t.awaiting_approval,
-                        "approved_by": t.approved_by,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Ok(tokens) => {
+            HttpResponse::Ok().json(tokens.iter().map(TokenView::from).collect::<Vec<_>>())
+        }
         Err(e) => unavailable(e),
     }
 }
 
+/// Revoke a token
+///
+/// It stops working at once.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    responses((status = 204, description = "Revoked"),
+              (status = 404, description = "No such active token", body = ApiError)))]
 pub(super) async fn revoke_token(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -191,7 +191,10 @@ pub(super) async fn registration(
     };
     let mine = visit.caller.person.has_email(&r.email);
     let pushes = match state.ra.registration_pushes(&r.id).await {
-        Ok(p) => crate::http::registrations::pushes_json(&p),
+        Ok(p) => p
+            .iter()
+            .map(crate::http::api::bodies::PushView::from)
+            .collect::<Vec<_>>(),
         Err(e) => return unavailable(e),
     };
     render(
