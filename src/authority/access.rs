@@ -356,3 +356,122 @@ pub async fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<Call
         break_glass,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_read_back_rank_and_grant_power_as_documented() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("Admin"), None);
+        assert_eq!(Role::parse("root"), None);
+        assert_eq!(Role::parse(""), None);
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ["admin", "officer", "auditor", "mdm", "user"]);
+        // Strictly ordered, strongest first.
+        let ranks: Vec<u8> = Role::ALL.iter().map(|r| r.rank()).collect();
+        assert!(ranks.windows(2).all(|w| w[0] > w[1]), "{ranks:?}");
+        let power: Vec<Role> = Role::ALL.into_iter().filter(|r| r.grants_power()).collect();
+        assert_eq!(power, [Role::Admin, Role::Officer, Role::Mdm]);
+    }
+
+    fn person(id: &str, email: Option<&str>) -> Person {
+        Person {
+            id: id.into(),
+            email: email.map(String::from),
+            name: "n".into(),
+        }
+    }
+
+    #[test]
+    fn one_person_by_identity_or_by_email_never_by_name() {
+        let a = person("oidc:https://idp#1", Some("a.smith@agency.gov"));
+        assert!(a.same_as(&a.clone()));
+        // The same identity without an email.
+        assert!(a.same_as(&person("oidc:https://idp#1", None)));
+        // The PIV card of the same person: one person by email, whatever the case.
+        assert!(a.same_as(&person(
+            "piv:a.smith@agency.gov",
+            Some(" A.Smith@Agency.GOV ")
+        )));
+        // A different identity with another email, or with no email, is another person.
+        assert!(!a.same_as(&person("piv:b@agency.gov", Some("b@agency.gov"))));
+        assert!(!a.same_as(&person("token:t1", None)));
+        assert!(!person("token:t1", None).same_as(&person("token:t2", None)));
+        // The same display name does not make the same person.
+        let mut c = person("oidc:https://idp#2", Some("c@agency.gov"));
+        c.name = a.name.clone();
+        assert!(!a.same_as(&c));
+
+        assert!(a.has_email("A.SMITH@agency.gov "));
+        assert!(!a.has_email("smith@agency.gov"));
+        assert!(!person("token:t", None).has_email(""));
+    }
+
+    #[test]
+    fn a_caller_holds_only_its_roles_and_acts_as_its_actor() {
+        let c = Caller {
+            actor: "token:abc".into(),
+            person: person("piv:x", None),
+            role: Role::Officer,
+            roles: vec![Role::Officer, Role::User],
+            name: "x".into(),
+            scope: TokenScope::default(),
+            token_id: Some("abc".into()),
+            break_glass: false,
+        };
+        assert_eq!(c.actor(), "token:abc");
+        assert!(c.holds(Role::Officer) && c.holds(Role::User));
+        assert!(!c.holds(Role::Admin) && !c.holds(Role::Mdm));
+    }
+
+    #[test]
+    fn secrets_are_stored_as_their_sha256_and_fresh_ones_are_random() {
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let a = random_hex(16).unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(16).unwrap());
+    }
+
+    #[test]
+    fn only_mdm_tokens_have_a_scope_and_it_names_what_exists() {
+        let scope = |p: &[&str], d: &[&str]| TokenScope {
+            profiles: p.iter().map(|s| s.to_string()).collect(),
+            directories: d.iter().map(|s| s.to_string()).collect(),
+        };
+        let profiles = [("wifi".to_string(), false), ("derived".to_string(), true)];
+        let dirs = ["intune".to_string()];
+        let check = |r: Role, s: &TokenScope| check_scope(r, s, &profiles, &dirs);
+        for r in [Role::Admin, Role::Officer, Role::Auditor, Role::User] {
+            assert_eq!(check(r, &scope(&[], &[])), Ok(()));
+            assert!(check(r, &scope(&["wifi"], &[])).is_err());
+            assert!(check(r, &scope(&[], &["intune"])).is_err());
+        }
+        assert!(check(Role::Mdm, &scope(&[], &[])).is_err());
+        assert_eq!(check(Role::Mdm, &scope(&["wifi"], &[])), Ok(()));
+        assert_eq!(check(Role::Mdm, &scope(&[], &["intune"])), Ok(()));
+        assert_eq!(check(Role::Mdm, &scope(&["*"], &["*"])), Ok(()));
+        assert_eq!(
+            check(Role::Mdm, &scope(&["wifi", "*"], &["intune"])),
+            Ok(())
+        );
+        let e = check(Role::Mdm, &scope(&["vpn"], &[])).unwrap_err();
+        assert!(e.contains("no profile `vpn`") && e.contains("wifi"), "{e}");
+        let e = check(Role::Mdm, &scope(&["wifi", "derived"], &[])).unwrap_err();
+        assert!(e.contains("only through registrations"), "{e}");
+        let e = check(Role::Mdm, &scope(&["wifi"], &["jamf"])).unwrap_err();
+        assert!(
+            e.contains("no directory `jamf`") && e.contains("intune"),
+            "{e}"
+        );
+        let e = check_scope(Role::Mdm, &scope(&[], &["jamf"]), &profiles, &[]).unwrap_err();
+        assert!(e.contains("none"), "{e}");
+    }
+}
