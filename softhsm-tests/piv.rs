@@ -47,12 +47,31 @@ impl TestCa {
     /// A person's authentication certificate (serial `serial`), with their UPN unless
     /// `upn` is `None`.
     fn person(&self, cn: &str, upn: Option<&str>, serial: u64) -> (String, String) {
+        self.person_for(
+            cn,
+            upn,
+            serial,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![KeyUsagePurpose::DigitalSignature],
+        )
+    }
+
+    /// A person's certificate with these extended key usages and key usages (empty: the
+    /// extension is left out).
+    fn person_for(
+        &self,
+        cn: &str,
+        upn: Option<&str>,
+        serial: u64,
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+        kus: Vec<KeyUsagePurpose>,
+    ) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
         p.serial_number = Some(SerialNumber::from(serial));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = ekus;
+        p.key_usages = kus;
         if let Some(u) = upn {
             p.subject_alt_names
                 .push(SanType::OtherName((UPN.to_vec(), u.into())));
@@ -150,6 +169,47 @@ fn check_people(s: &ScepServer, ca: &TestCa, other: &TestCa, revoked_serial: u64
     let (status, body, _) = piv_sign_in(s, None);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("no client certificate"), "{body}");
+
+    // The card's other certificates, from the same CA and naming the same person, do not
+    // sign in: one for email (protection only), one for encryption (key usage without
+    // signatures).
+    let upn = Some("oscar@agency.test");
+    for (ekus, kus, why) in [
+        (
+            vec![ExtendedKeyUsagePurpose::EmailProtection],
+            vec![KeyUsagePurpose::DigitalSignature],
+            "extended key usage",
+        ),
+        (
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![KeyUsagePurpose::KeyEncipherment],
+            "key usage does not allow digital signatures",
+        ),
+    ] {
+        let (cert, key) = ca.person_for("Oscar Officer", upn, 14, ekus, kus);
+        let (status, body, b) = piv_sign_in(s, Some(identity(&cert, &key)));
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body.contains("not one for signing in") && body.contains(why),
+            "{body}"
+        );
+        assert_eq!(b.session(&s.base).unwrap_err(), 401);
+    }
+    // A PIV authentication certificate asserting smart card logon only, and one with neither
+    // extension (any purpose), do.
+    for (ekus, kus) in [
+        (
+            vec![ExtendedKeyUsagePurpose::Other(vec![
+                1, 3, 6, 1, 4, 1, 311, 20, 2, 2,
+            ])],
+            vec![KeyUsagePurpose::DigitalSignature],
+        ),
+        (vec![], vec![]),
+    ] {
+        let (cert, key) = ca.person_for("Oscar Officer", upn, 10, ekus, kus);
+        let (status, body, _) = piv_sign_in(s, Some(identity(&cert, &key)));
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 fn write_ca(dir: &Path, ca: &TestCa) {

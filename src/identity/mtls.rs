@@ -115,6 +115,7 @@ impl Mtls {
         }
         let issuer =
             issuer.ok_or_else(|| refused("the client certificate's issuer is not known"))?;
+        for_signing_in(leaf).map_err(refused)?;
         let person = self.person(leaf)?;
         match self.settings.revocation.as_str() {
             "crl" => self.check_crl(&cert, &issuer).await?,
@@ -286,6 +287,54 @@ impl Mtls {
             Err(unknown("the OCSP responder does not know the certificate"))
         }
     }
+}
+
+/// Extended key usages that make a certificate one for signing in: TLS client authentication,
+/// Microsoft's smart card logon and Kerberos PKINIT client authentication (what PIV
+/// authentication certificates assert), and any purpose.
+const SIGN_IN_PURPOSES: [&str; 4] = [
+    "1.3.6.1.5.5.7.3.2",
+    "1.3.6.1.4.1.311.20.2.2",
+    "1.3.6.1.5.2.3.4",
+    "2.5.29.37.0",
+];
+
+/// Is this certificate meant for signing in? Its extended key usage, when it has one, names a
+/// sign-in purpose ([`SIGN_IN_PURPOSES`]), and its key usage, when it has one, allows digital
+/// signatures (what the TLS handshake's proof of possession is). A card's signing or
+/// encryption certificate from the same CA is refused, whoever holds it.
+fn for_signing_in(der: &[u8]) -> Result<(), String> {
+    let (_, c) = x509_parser::parse_x509_certificate(der)
+        .map_err(|_| "the client certificate does not read".to_string())?;
+    let eku = c
+        .extended_key_usage()
+        .map_err(|_| "the client certificate's extended key usage does not read".to_string())?;
+    if let Some(eku) = eku {
+        let e = &eku.value;
+        let named = e.client_auth
+            || e.any
+            || e.other
+                .iter()
+                .any(|oid| SIGN_IN_PURPOSES.contains(&oid.to_id_string().as_str()));
+        if !named {
+            return Err(
+                "the client certificate is not one for signing in: its extended key usage names neither client authentication nor smart card logon (use the card's PIV authentication certificate)"
+                    .into(),
+            );
+        }
+    }
+    let ku = c
+        .key_usage()
+        .map_err(|_| "the client certificate's key usage does not read".to_string())?;
+    if let Some(ku) = ku {
+        if !ku.value.digital_signature() {
+            return Err(
+                "the client certificate is not one for signing in: its key usage does not allow digital signatures (use the card's PIV authentication certificate)"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The email (rfc822Name) in a certificate's subject alternative names.
