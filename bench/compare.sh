@@ -2,6 +2,7 @@
 # Sigil and micromdm's scepserver under the same SCEP load, side by side, on loopback only:
 #   bench/compare.sh              # N=500 enrollments per run, concurrency 1 4 16 64
 #   N=1000 CONCURRENCY="16" bench/compare.sh
+#   BASELINE=/path/to/an/older/sigil CONCURRENCY=16 bench/compare.sh   # and that build too
 # Starts Sigil on SoftHSM with SQLite, Sigil on SoftHSM with PostgreSQL, and
 # `scepserver` (Debian package scep) with an RSA-2048 CA; RSA-2048 keys everywhere. Each
 # concurrency level runs the targets interleaved (A B C, A B C, ...) with `sigil bench`, which
@@ -67,6 +68,21 @@ SIGIL_HSM_TOKEN=sigil-pg SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SER
 read -r pg_port pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
 pids+=("$pg_pid")
 
+# --- optionally an older build of Sigil (SQLite, a token of its own), to compare builds ----
+targets=("sigil-sqlite $sqlite_port $sqlite_pid")
+if [ -n "${BASELINE:-}" ]; then
+  bash hsm-config/softhsm-token.sh "$work/hsm" sigil-base >&2
+  SIGIL_HSM_TOKEN=sigil-base SIGIL_SERVER_DATA_DIR="$work/data-base" \
+    "$BASELINE" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
+  base_port="$(free_port)"
+  SIGIL_HSM_TOKEN=sigil-base SIGIL_SERVER_DATA_DIR="$work/data-base" SIGIL_SERVER_LISTEN="127.0.0.1:$base_port" \
+    SIGIL_LOG_LEVEL=warn "$BASELINE" serve 2>"$work/baseline.log" &
+  base_pid=$!
+  pids+=("$base_pid")
+  wait_up "http://127.0.0.1:$base_port/healthz"
+  targets+=("baseline-sqlite $base_port $base_pid")
+fi
+
 # --- micromdm scepserver, RSA-2048 CA ----------------------------------------------------------
 (cd "$work" && scepserver ca -init -depot "$work/depot" -keySize 2048 >/dev/null 2>&1)
 mm_port="$(free_port)"
@@ -79,7 +95,7 @@ wait_up "http://127.0.0.1:$mm_port/scep?operation=GetCACaps"
 results="$work/results.jsonl"
 : > "$results"
 for c in $CONCURRENCY; do
-  for target in "sigil-sqlite $sqlite_port $sqlite_pid" "micromdm $mm_port $mm_pid" "sigil-postgres $pg_port $pg_pid"; do
+  for target in "${targets[@]}" "micromdm $mm_port $mm_pid" "sigil-postgres $pg_port $pg_pid"; do
     read -r name port pid <<<"$target"
     line="$("$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
       -c "$c" -n "$N" --server-pid "$pid")"
@@ -102,7 +118,7 @@ print()
 print("| concurrency | target | ok/sent | failed | dup serials | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | peak RSS MB |")
 print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in sorted(rows):
-    for t in ("sigil-sqlite", "sigil-postgres", "micromdm"):
+    for t in ("sigil-sqlite", "baseline-sqlite", "sigil-postgres", "micromdm"):
         r = rows[c].get(t)
         if not r:
             continue
@@ -124,6 +140,18 @@ for c in sorted(rows):
     cpu = (s["server_cpu_ms_per_enrollment"] or float("nan")) / hsm["floor_ms_per_enrollment"] if s else float("nan")
     tail = s["p99_ms"] / s["p50_ms"] if s and s["p50_ms"] else float("nan")
     print(f"| {c} | {ratio:.2f} | {pg:.2f} | {cpu:.2f} | {tail:.2f} |")
+if any("baseline-sqlite" in r for r in rows.values()):
+    print()
+    print("| concurrency | this build / baseline enroll/s | server CPU ms/enroll (this, baseline) | host overhead above the floor, ms (this, baseline) |")
+    print("| ---: | ---: | ---: | ---: |")
+    floor = hsm["floor_ms_per_enrollment"]
+    for c in sorted(rows):
+        s, b = rows[c].get("sigil-sqlite"), rows[c].get("baseline-sqlite")
+        if not s or not b:
+            continue
+        sc, bc = s["server_cpu_ms_per_enrollment"], b["server_cpu_ms_per_enrollment"]
+        print(f"| {c} | {s['enrollments_per_s'] / b['enrollments_per_s']:.2f} | {sc:.2f}, {bc:.2f} | "
+              f"{sc - floor:.2f}, {bc - floor:.2f} |")
 print()
 print(f"HSM floor (one thread): {hsm['floor_ms_per_enrollment']:.2f} ms per enrollment "
       f"(RA decrypt {hsm['ra_decrypt_per_s']['threads_1']:.0f}/s, CA sign {hsm['ca_sign_per_s']['threads_1']:.0f}/s, "
