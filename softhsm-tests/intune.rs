@@ -58,12 +58,23 @@ fn send(
     tid: &str,
 ) -> (Reply, Vec<u8>) {
     let csr = d.csr_named(subject, Some(challenge), sans).unwrap();
+    pkcs_req(s, d, &csr, digest, tid)
+}
+
+/// A PKCSReq carrying `csr` to the `intune` profile: the reply and the message sent.
+pub(crate) fn pkcs_req(
+    s: &ScepServer,
+    d: &Device,
+    csr: &[u8],
+    digest: DigestAlg,
+    tid: &str,
+) -> (Reply, Vec<u8>) {
     let msg = d
         .request(
             MessageType::PkcsReq,
             tid,
             &Nonce::random().unwrap(),
-            &csr,
+            csr,
             &s.ra,
             ContentCipher::Aes128Cbc,
             digest,

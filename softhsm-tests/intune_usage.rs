@@ -7,7 +7,7 @@
 
 use openssl::x509::X509;
 use sigil::scep::client::{Device, Reply};
-use sigil::scep::{ContentCipher, DigestAlg, MessageType, Nonce, PkiStatus};
+use sigil::scep::{DigestAlg, PkiStatus};
 
 use crate::fake_intune::{self, Expect, CLIENT_SECRET};
 use crate::intune::{failed, server, subject_text};
@@ -37,18 +37,7 @@ fn send_requesting(
     let csr = d
         .csr_requesting(subject, Some(challenge), sans, &ku, &eku)
         .unwrap();
-    let msg = d
-        .request(
-            MessageType::PkcsReq,
-            tid,
-            &Nonce::random().unwrap(),
-            &csr,
-            &s.ra,
-            ContentCipher::Aes128Cbc,
-            DigestAlg::Sha256,
-        )
-        .unwrap();
-    d.read(&s.pki("intune", msg, false)).unwrap()
+    crate::intune::pkcs_req(s, d, &csr, DigestAlg::Sha256, tid).0
 }
 
 /// The line after `heading` in `openssl x509 -text`, trimmed.
