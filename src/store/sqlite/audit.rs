@@ -35,7 +35,7 @@ impl AuditStore for SqliteStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut sql = "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
                            FROM audit_log WHERE seq > ?1 ORDER BY seq"
                 .to_string();

@@ -12,7 +12,7 @@ use super::{append_audit, cert_from_row, err, SqliteStore, CERT_COLUMNS};
 impl CertificateStore for SqliteStore {
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         let serial = serial.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
                 [serial],
@@ -28,7 +28,7 @@ impl CertificateStore for SqliteStore {
         filter: &CertFilter,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let f = filter.clone();
-        self.with(move |c| {
+        self.read(move |c| {
             let at = now();
             let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();

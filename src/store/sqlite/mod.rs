@@ -1,5 +1,8 @@
 //! The embedded engine: one SQLite file in WAL mode, written by one connection at a time on
-//! blocking threads.
+//! blocking threads. Searches and lookups that only read (certificate listings, the audit
+//! log, pre-produced OCSP answers) go through a second, read-only connection: in WAL mode a
+//! reader sees the last commit and neither waits for the writer nor holds it up, so a long
+//! search does not stall issuance and a burst of writes does not stall a search.
 
 mod audit;
 mod ca_state;
@@ -54,6 +57,8 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) conn: Arc<Mutex<Connection>>,
+    /// The read-only connection (see the module's header).
+    reader: Arc<Mutex<Connection>>,
     /// Issuances waiting to share a commit (see `sqlite_issue`).
     issues: Arc<issue::IssueQueue>,
 }
@@ -214,10 +219,37 @@ impl SqliteStore {
             // tool) writes, without waiting for busy_timeout.
             conn.set_transaction_behavior(TransactionBehavior::Immediate);
             migrate(&mut conn, migrate_schema)?;
+            let reader = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {} to read: {e}", path.display()))
+            })?;
+            reader
+                .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
+                .map_err(err)?;
             Ok(SqliteStore {
                 conn: Arc::new(Mutex::new(conn)),
+                reader: Arc::new(Mutex::new(reader)),
                 issues: Default::default(),
             })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    /// Run `f` on the read-only connection (a blocking thread): for queries that write
+    /// nothing and need no lock the writer holds.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&c)
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
@@ -234,5 +266,48 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditStore, CertFilter, CertificateStore};
+
+    /// Searches go through the read-only connection: they see every commit, they complete
+    /// while the writer's connection is held (were they on it, this test would hang until the
+    /// 60-second guard, a deadlock detector rather than a timing), and that connection cannot
+    /// write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // holding the writer's lock across the reads is the point
+    async fn searches_read_beside_the_writer_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        store
+            .audit("cli", "test_event", "s", &serde_json::json!({"n": 1}))
+            .await
+            .unwrap();
+        let writer = store.conn.clone();
+        let held = writer.lock().unwrap();
+        let read = async {
+            let records = store.audit_records(0, 0).await.unwrap();
+            let certs = store
+                .certificates(&CertFilter {
+                    limit: 10,
+                    ..CertFilter::default()
+                })
+                .await
+                .unwrap();
+            (records, certs)
+        };
+        let (records, certs) = tokio::time::timeout(std::time::Duration::from_secs(60), read)
+            .await
+            .expect("a search waited for the writer's connection");
+        drop(held);
+        assert!(records.iter().any(|r| r.action == "test_event"));
+        assert!(certs.is_empty());
+        assert!(store.certificate("01").await.unwrap().is_none());
+        let reader = store.reader.lock().unwrap();
+        assert!(reader.execute("DELETE FROM audit_log", []).is_err());
     }
 }

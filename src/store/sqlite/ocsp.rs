@@ -15,7 +15,7 @@ impl OcspStore for SqliteStore {
         fresh_until: i64,
     ) -> Result<Option<OcspAnswer>, StoreError> {
         let serial = serial.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT r.serial, r.status, r.revoked_at, r.der, r.produced_at, r.next_update \
                  FROM ocsp_responses r JOIN certificates c ON c.serial = r.serial \
@@ -75,7 +75,7 @@ impl OcspStore for SqliteStore {
         let (issuer, after) = (q.issuer.to_owned(), q.after_serial.map(str::to_owned));
         let (now, before, since, limit) = (q.now, q.before, q.created_since, q.limit as i64);
         let columns = crate::store::ocsp::prefixed(CERT_COLUMNS);
-        self.with(move |c| {
+        self.read(move |c| {
             let mut sql = format!(
                 "SELECT {columns} FROM certificates c \
                  LEFT JOIN ocsp_responses r ON r.serial = c.serial \
