@@ -102,10 +102,11 @@ pub(crate) fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Resu
                 .iter()
                 .filter_map(|o| conforms(doc, o, v, at).err())
                 .collect();
-            return if errors.len() < options.len() {
-                Ok(())
-            } else {
-                Err(format!("{at}: fits none of {key}: {}", errors.join(" | ")))
+            let fits = options.len() - errors.len();
+            return match (key, fits) {
+                (_, 0) => Err(format!("{at}: fits none of {key}: {}", errors.join(" | "))),
+                ("oneOf", n) if n > 1 => Err(format!("{at}: fits {n} schemas of a oneOf")),
+                _ => Ok(()),
             };
         }
     }
@@ -134,6 +135,8 @@ pub(crate) fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Resu
             return Err(format!("{at}: {actual}, documented as {types:?}"));
         }
     }
+    // Objects are closed: a property the document does not list is an error (stricter than
+    // JSON Schema's default, which is the point: the document must name what is sent).
     if let (Some(props), Value::Object(obj)) = (schema.get("properties"), v) {
         let props = props.as_object().unwrap();
         for (k, val) in obj {

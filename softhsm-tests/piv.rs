@@ -172,7 +172,8 @@ fn check_people(s: &ScepServer, ca: &TestCa, other: &TestCa, revoked_serial: u64
 
     // The card's other certificates, from the same CA and naming the same person, do not
     // sign in: one for email (protection only), one for encryption (key usage without
-    // signatures).
+    // signatures), the digital-signature one (non-repudiation, no extended key usage), the
+    // card-authentication one (usable without the PIN).
     let upn = Some("oscar@agency.test");
     for (ekus, kus, why) in [
         (
@@ -184,6 +185,22 @@ fn check_people(s: &ScepServer, ca: &TestCa, other: &TestCa, revoked_serial: u64
             vec![ExtendedKeyUsagePurpose::ClientAuth],
             vec![KeyUsagePurpose::KeyEncipherment],
             "key usage does not allow digital signatures",
+        ),
+        (
+            vec![],
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
+            "non-repudiation",
+        ),
+        (
+            vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::Other(vec![2, 16, 840, 1, 101, 3, 6, 8]),
+            ],
+            vec![KeyUsagePurpose::DigitalSignature],
+            "card authentication",
         ),
     ] {
         let (cert, key) = ca.person_for("Oscar Officer", upn, 14, ekus, kus);

@@ -167,7 +167,8 @@ pub(super) async fn get(
     params(("id" = String, Path, description = "The registration's id")),
     responses((status = 200, description = "The registration", body = RegistrationView),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not open", body = ApiError)))]
+              (status = 409, description = "Not open", body = ApiError),
+              (status = 422, description = "The credential is no longer configured", body = ApiError)))]
 pub(super) async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -184,6 +185,7 @@ pub(super) async fn refresh(
 #[utoipa::path(post, path = "/registrations/{id}/request", tag = "registrations",
     params(("id" = String, Path, description = "The registration's id")), request_body = DeviceChoice,
     responses((status = 200, description = "The registration, requested", body = RegistrationView),
+              (status = 400, description = "A body that is not a device choice", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
               (status = 409, description = "Not open", body = ApiError),
               (status = 422, description = "The device is not one of the person's, or not eligible", body = ApiError)))]
@@ -241,9 +243,11 @@ async fn decide(
 #[utoipa::path(post, path = "/registrations/{id}/approve", tag = "registrations", operation_id = "approve_registration",
     params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
     responses((status = 200, description = "The registration, approved", body = RegistrationView),
+              (status = 400, description = "A body that is not a decision", body = ApiError),
               (status = 403, description = "The two-person rule refuses this officer", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not requested", body = ApiError)))]
+              (status = 409, description = "Not requested", body = ApiError),
+              (status = 422, description = "The credential is no longer configured", body = ApiError)))]
 pub(super) async fn approve(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -259,9 +263,11 @@ pub(super) async fn approve(
 #[utoipa::path(post, path = "/registrations/{id}/reject", tag = "registrations", operation_id = "reject_registration",
     params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
     responses((status = 200, description = "The registration, rejected", body = RegistrationView),
+              (status = 400, description = "A body that is not a decision", body = ApiError),
               (status = 403, description = "Not this officer's to decide", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not requested", body = ApiError)))]
+              (status = 409, description = "Not requested", body = ApiError),
+              (status = 422, description = "The credential is no longer configured", body = ApiError)))]
 pub(super) async fn reject(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -296,7 +302,8 @@ pub(crate) fn request_base(req: &HttpRequest, state: &AppState) -> String {
     params(("id" = String, Path, description = "The registration's id")),
     responses((status = 200, description = "The payload", body = ScepPayload),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not approved", body = ApiError)))]
+              (status = 409, description = "Not approved", body = ApiError),
+              (status = 422, description = "The credential or its profile is no longer configured", body = ApiError)))]
 pub(super) async fn scep_payload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -318,6 +325,7 @@ pub(super) async fn scep_payload(
 #[utoipa::path(post, path = "/registrations/{id}/revoke", tag = "registrations",
     params(("id" = String, Path, description = "The registration's id")), request_body = super::api::bodies::Revocation,
     responses((status = 200, description = "The certificates revoked", body = RegistrationRevoked),
+              (status = 400, description = "A bad reason", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
               (status = 409, description = "Not issued", body = ApiError)))]
 pub(super) async fn revoke(
@@ -348,6 +356,7 @@ pub(super) async fn revoke(
 #[utoipa::path(post, path = "/registrations/{id}/withdraw", tag = "registrations",
     params(("id" = String, Path, description = "The registration's id")), request_body(content = Option<DecisionBody>),
     responses((status = 200, description = "The registration, withdrawn", body = RegistrationView),
+              (status = 400, description = "A body that is not a decision", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
               (status = 409, description = "Already issued, rejected or expired", body = ApiError)))]
 pub(super) async fn withdraw(

@@ -299,28 +299,51 @@ const SIGN_IN_PURPOSES: [&str; 4] = [
     "2.5.29.37.0",
 ];
 
-/// Is this certificate meant for signing in? Its extended key usage, when it has one, names a
-/// sign-in purpose ([`SIGN_IN_PURPOSES`]), and its key usage, when it has one, allows digital
-/// signatures (what the TLS handshake's proof of possession is). A card's signing or
-/// encryption certificate from the same CA is refused, whoever holds it.
+/// The PIV Card Authentication key's purpose (FIPS 201): that key works without the PIN, so its
+/// certificate proves only that the card is present, not who holds it.
+const PIV_CARD_AUTH: &str = "2.16.840.1.101.3.6.8";
+
+/// Is this certificate meant for signing in? It is an end entity's; its extended key usage,
+/// when it has one, names a sign-in purpose ([`SIGN_IN_PURPOSES`]) and not the PIV card
+/// authentication purpose; its key usage, when it has one, allows digital signatures (what the
+/// TLS handshake's proof of possession is) and not non-repudiation (the mark of a card's
+/// digital-signature certificate, which FIPS 201 keeps apart from the authentication one). A
+/// card's signing, encryption or card-authentication certificate from the same CA is refused,
+/// whoever holds it.
 fn for_signing_in(der: &[u8]) -> Result<(), String> {
+    const USE: &str = "use the card's PIV authentication certificate";
     let (_, c) = x509_parser::parse_x509_certificate(der)
         .map_err(|_| "the client certificate does not read".to_string())?;
+    let not_for =
+        |why: &str| format!("the client certificate is not one for signing in: {why} ({USE})");
+    let basic = c
+        .basic_constraints()
+        .map_err(|_| "the client certificate's basic constraints do not read".to_string())?;
+    if basic.is_some_and(|b| b.value.ca) {
+        return Err(not_for("it is a CA certificate"));
+    }
     let eku = c
         .extended_key_usage()
         .map_err(|_| "the client certificate's extended key usage does not read".to_string())?;
     if let Some(eku) = eku {
         let e = &eku.value;
+        if e.other
+            .iter()
+            .any(|oid| oid.to_id_string() == PIV_CARD_AUTH)
+        {
+            return Err(not_for(
+                "it is a card authentication certificate, usable without the PIN",
+            ));
+        }
         let named = e.client_auth
             || e.any
             || e.other
                 .iter()
                 .any(|oid| SIGN_IN_PURPOSES.contains(&oid.to_id_string().as_str()));
         if !named {
-            return Err(
-                "the client certificate is not one for signing in: its extended key usage names neither client authentication nor smart card logon (use the card's PIV authentication certificate)"
-                    .into(),
-            );
+            return Err(not_for(
+                "its extended key usage names neither client authentication nor smart card logon",
+            ));
         }
     }
     let ku = c
@@ -328,10 +351,12 @@ fn for_signing_in(der: &[u8]) -> Result<(), String> {
         .map_err(|_| "the client certificate's key usage does not read".to_string())?;
     if let Some(ku) = ku {
         if !ku.value.digital_signature() {
-            return Err(
-                "the client certificate is not one for signing in: its key usage does not allow digital signatures (use the card's PIV authentication certificate)"
-                    .into(),
-            );
+            return Err(not_for("its key usage does not allow digital signatures"));
+        }
+        if ku.value.non_repudiation() {
+            return Err(not_for(
+                "its key usage includes non-repudiation: it is a signing certificate",
+            ));
         }
     }
     Ok(())

@@ -348,7 +348,7 @@ impl TokenScope {
 pub struct AuditRecord {
     /// Position in the log, from 1.
     pub seq: i64,
-    /// When (Unix seconds).
+    /// When (Unix seconds; RFC 3339 in JSON).
     #[serde(serialize_with = "rfc3339_seconds")]
     #[schema(value_type = String, format = DateTime)]
     pub at: i64,

@@ -79,6 +79,7 @@ fn approval_error(e: ApprovalError) -> HttpResponse {
     params(("id" = String, Path, description = "The enrollment's or the registration's id")),
     request_body(content = Option<DecisionBody>),
     responses((status = 200, description = "Issued (an enrollment), or the registration approved", body = Decided),
+              (status = 400, description = "A body that is not a decision", body = ApiError),
               (status = 403, description = "The two-person rule refuses this officer", body = ApiError),
               (status = 404, description = "No such enrollment or registration", body = ApiError),
               (status = 409, description = "Not pending, or decided meanwhile", body = ApiError),
@@ -102,7 +103,9 @@ pub(super) async fn approve(
     responses((status = 200, description = "Rejected (an enrollment), or the registration rejected", body = Decided),
               (status = 403, description = "Not this officer's to decide", body = ApiError),
               (status = 404, description = "No such enrollment or registration", body = ApiError),
-              (status = 409, description = "Not pending", body = ApiError)))]
+              (status = 400, description = "A body that is not a decision", body = ApiError),
+              (status = 409, description = "Not pending", body = ApiError),
+              (status = 422, description = "Not one enrollment, or the registration's credential is no longer configured", body = ApiError)))]
 pub(super) async fn reject(
     req: HttpRequest,
     state: web::Data<AppState>,

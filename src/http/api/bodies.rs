@@ -280,8 +280,10 @@ pub(crate) struct DecisionBody {
     pub(crate) comment: String,
 }
 
-/// A PENDING enrollment decided.
+/// A PENDING enrollment decided (closed: no other property, which tells it from a
+/// registration in [`Decided`]).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnrollmentDecided {
     /// The enrollment's id.
     pub id: String,
@@ -458,6 +460,11 @@ impl From<&RegistrationRecord> for RegistrationView {
         }
     }
 }
+
+/// A signed Apple configuration profile (CMS SignedData, DER).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct SignedProfile(pub Vec<u8>);
 
 /// One entry of the approval queue.
 #[derive(Debug, Serialize, ToSchema)]

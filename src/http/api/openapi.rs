@@ -60,8 +60,8 @@ use super::ROUTES;
 )]
 struct ApiDoc;
 
-/// Adds what every operation shares: the bearer scheme, the roles from [`ROUTES`], and the
-/// answers of the access check (401, 403, 429, 503).
+/// Adds what every operation shares: the bearer scheme, the roles from [`ROUTES`], the
+/// answers of the access check (401, 403, 429, 503) and of the body limit (413).
 struct FromRoutes;
 
 impl Modify for FromRoutes {
@@ -114,6 +114,11 @@ impl Modify for FromRoutes {
                 answers.entry("403".into()).or_insert_with(|| {
                     error("The caller's roles do not include one of this operation's")
                 });
+                if method != "GET" {
+                    answers
+                        .entry("413".into())
+                        .or_insert_with(|| error("The body is over 64 KiB"));
+                }
                 answers
                     .entry("429".into())
                     .or_insert_with(|| error("Too many failed authentications from this address"));

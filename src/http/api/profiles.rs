@@ -105,7 +105,8 @@ async fn signed(state: &AppState, p: ScepProfile) -> HttpResponse {
 /// its scope).
 #[utoipa::path(get, path = "/profiles/{name}/mobileconfig", tag = "profiles",
     params(("name" = String, Path, description = "The certificate profile"), ProfileQuery),
-    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = super::bodies::SignedProfile),
+              (status = 400, description = "A bad query, TTL or name", body = ApiError),
               (status = 403, description = "The profile is not open to this token", body = ApiError),
               (status = 404, description = "No such profile", body = ApiError)))]
 pub(super) async fn mobileconfig(
@@ -127,6 +128,7 @@ pub(super) async fn mobileconfig(
 #[utoipa::path(get, path = "/profiles/{name}/ddm", tag = "profiles",
     params(("name" = String, Path, description = "The certificate profile"), ProfileQuery),
     responses((status = 200, description = "The asset document (Apple's schema)", body = Object),
+              (status = 400, description = "A bad query, TTL or name", body = ApiError),
               (status = 403, description = "The profile is not open to this token", body = ApiError),
               (status = 404, description = "No such profile", body = ApiError)))]
 pub(super) async fn ddm(
@@ -149,10 +151,11 @@ pub(super) async fn ddm(
 /// `mdm` token scoped to the credential's directory); each call mints a new challenge.
 #[utoipa::path(get, path = "/registrations/{id}/mobileconfig", tag = "profiles",
     params(("id" = String, Path, description = "The registration's id")),
-    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = Vec<u8>),
+    responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = super::bodies::SignedProfile),
               (status = 403, description = "Not in this token's scope", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not approved", body = ApiError)))]
+              (status = 409, description = "Not approved", body = ApiError),
+              (status = 422, description = "The credential or its profile is no longer configured", body = ApiError)))]
 pub(super) async fn registration_mobileconfig(
     req: HttpRequest,
     state: web::Data<AppState>,
