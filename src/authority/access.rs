@@ -360,6 +360,7 @@ pub async fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<Call
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::BREAK_GLASS;
 
     #[test]
     fn roles_read_back_rank_and_grant_power_as_documented() {
@@ -426,6 +427,44 @@ mod tests {
         assert_eq!(c.actor(), "token:abc");
         assert!(c.holds(Role::Officer) && c.holds(Role::User));
         assert!(!c.holds(Role::Admin) && !c.holds(Role::Mdm));
+    }
+
+    /// A user token acts for the email it is named after, whoever made it; a token of its own
+    /// is its own person, known by its name as an email when it is one.
+    #[tokio::test]
+    async fn a_user_token_acts_for_the_email_it_is_named_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("s.db"))
+            .await
+            .unwrap();
+        let token = |role: &str, name: &str, owner: Option<&str>| TokenRecord {
+            id: "t1".into(),
+            name: name.into(),
+            role: role.into(),
+            hash: String::new(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            scope: TokenScope::default(),
+            owner: owner.map(String::from),
+            awaiting_approval: false,
+            approved_by: None,
+        };
+        let p = token_person(&store, &token("user", " Bob@Agency.GOV", Some(BREAK_GLASS)))
+            .await
+            .unwrap();
+        assert_eq!(p.id, BREAK_GLASS);
+        assert_eq!(p.email.as_deref(), Some("bob@agency.gov"));
+        let p = token_person(&store, &token("officer", "Bob@Agency.GOV", None))
+            .await
+            .unwrap();
+        assert_eq!(p.id, "token:t1");
+        assert_eq!(p.email.as_deref(), Some("bob@agency.gov"));
+        let p = token_person(&store, &token("mdm", "jamf", None))
+            .await
+            .unwrap();
+        assert_eq!((p.id.as_str(), p.email), ("token:t1", None));
     }
 
     #[test]
