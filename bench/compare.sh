@@ -3,6 +3,7 @@
 #   bench/compare.sh              # N=500 enrollments per run, concurrency 1 4 16 64
 #   N=1000 CONCURRENCY="16" bench/compare.sh
 #   BASELINE=/path/to/an/older/sigil CONCURRENCY=16 bench/compare.sh   # and that build too
+#   BENCH_SIGIL=/path/to/a/sigil ...    # measure that build instead of building this tree
 # Starts Sigil on SoftHSM with SQLite, Sigil on SoftHSM with PostgreSQL, and
 # `scepserver` (Debian package scep) with an RSA-2048 CA; RSA-2048 keys everywhere. Each
 # concurrency level runs the targets interleaved (A B C, A B C, ...) with `sigil bench`, which
@@ -15,9 +16,13 @@ CONCURRENCY="${CONCURRENCY:-1 4 16 64}"
 CHALLENGE="bench-challenge"
 
 bash deploy/ensure-packages.sh softhsm2 opensc scep openssl libssl-dev pkg-config python3 >&2
-echo "== building sigil (release)" >&2
-cargo build --release --quiet --bin sigil
-sigil="$PWD/target/release/sigil"
+if [ -n "${BENCH_SIGIL:-}" ]; then
+  sigil="$BENCH_SIGIL"   # a build made elsewhere (e.g. to compare two older builds)
+else
+  echo "== building sigil (release)" >&2
+  cargo build --release --quiet --bin sigil
+  sigil="$PWD/target/release/sigil"
+fi
 
 work="$PWD/target/compare"
 rm -rf "$work"
