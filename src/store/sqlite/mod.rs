@@ -209,9 +209,15 @@ impl SqliteStore {
             let mut conn = Connection::open(&path).map_err(|e| {
                 StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
             })?;
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                // Readers then wait for the writer (and it for them); correct, but slower.
+                tracing::warn!(%mode, path = %path.display(), "SQLite is not in WAL mode on this file system: searches and issuance wait for each other");
+            }
             conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(err)?;
             // Take the write lock when a transaction begins: a read that later upgrades to a
