@@ -12,6 +12,7 @@ mod bad_config;
 mod ceremony;
 mod console;
 mod directory;
+mod evidence;
 mod fake_intune;
 mod fake_mdm;
 mod fake_push;
