@@ -448,6 +448,23 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     resp
 }
 
+/// `/auth/session`: who is signed in.
+#[derive(serde::Serialize)]
+struct SessionView {
+    /// How the person appears in the audit log (`oidc:…`, `piv:…`).
+    actor: String,
+    /// Their email, when known.
+    email: Option<String>,
+    /// Their name.
+    name: String,
+    /// Their roles.
+    roles: Vec<&'static str>,
+    /// The CSRF token state-changing requests send back (`X-CSRF-Token`).
+    csrf: String,
+    /// When the session ends at the latest (RFC 3339).
+    expires_at: String,
+}
+
 async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let Some(cookie) = session_cookie(&req) else {
         return super::api::error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in");
@@ -455,14 +472,14 @@ async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match state.ra.session(&cookie).await {
         Ok(Some(s)) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({
-                "actor": s.caller.actor,
-                "email": s.caller.person.email,
-                "name": s.caller.person.name,
-                "roles": s.caller.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                "csrf": s.csrf,
-                "expires_at": crate::clock::rfc3339(s.expires_at),
-            })),
+            .json(SessionView {
+                roles: s.caller.roles.iter().map(|r| r.as_str()).collect(),
+                expires_at: crate::clock::rfc3339(s.expires_at),
+                actor: s.caller.actor,
+                email: s.caller.person.email,
+                name: s.caller.person.name,
+                csrf: s.csrf,
+            }),
         Ok(None) => super::api::error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",

@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use serde_json::json;
 
 pub mod api;
 mod auth;
@@ -113,8 +112,54 @@ impl AppState {
     }
 }
 
+/// `/healthz` and `/readyz` answers.
+#[derive(serde::Serialize)]
+struct Health {
+    /// `ok`, `ready` or `not ready`.
+    status: &'static str,
+    /// The token the node signs with (ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// Each CA's published CRL against its revocations (ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crl: Option<Vec<CrlState>>,
+    /// What an operator should know though the node is ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<&'static str>>,
+    /// Why the node is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl Health {
+    fn status(status: &'static str) -> Health {
+        Health {
+            status,
+            token: None,
+            crl: None,
+            warnings: None,
+            reason: None,
+        }
+    }
+}
+
+/// One CA's CRL in `/readyz`, or why it could not be read.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum CrlState {
+    Known {
+        ca: String,
+        current: bool,
+        missing_revocations: i64,
+        stale_since: Option<String>,
+    },
+    Unknown {
+        error: String,
+    },
+}
+
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health::status("ok"))
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -126,34 +171,37 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             let crl = match state.ra.crl_status().await {
                 Ok(marks) => marks
                     .into_iter()
-                    .map(|(ca, m)| {
-                        json!({
-                            "ca": ca,
-                            "current": m.lacking() == 0,
-                            "missing_revocations": m.lacking(),
-                            "stale_since": (m.lacking() > 0)
-                                .then(|| crate::clock::rfc3339(m.since)),
-                        })
+                    .map(|(ca, m)| CrlState::Known {
+                        ca,
+                        current: m.lacking() == 0,
+                        missing_revocations: m.lacking(),
+                        stale_since: (m.lacking() > 0).then(|| crate::clock::rfc3339(m.since)),
                     })
                     .collect::<Vec<_>>(),
-                Err(e) => vec![json!({"error": e.to_string()})],
+                Err(e) => vec![CrlState::Unknown {
+                    error: e.to_string(),
+                }],
             };
-            let stale = crl.iter().any(|c| c["current"] == json!(false));
-            HttpResponse::Ok().json(json!({
-                "status": "ready",
-                "token": state.ra.token_name(),
-                "crl": crl,
-                "warnings": if stale {
+            let stale = crl
+                .iter()
+                .any(|c| matches!(c, CrlState::Known { current: false, .. }));
+            HttpResponse::Ok().json(Health {
+                token: Some(state.ra.token_name().to_string()),
+                crl: Some(crl),
+                warnings: Some(if stale {
                     vec!["a published CRL is older than the newest revocation; a new one is being made"]
                 } else {
                     Vec::new()
-                },
-            }))
+                }),
+                ..Health::status("ready")
+            })
         }
         Err(reason) => {
             tracing::warn!(%reason, "readiness check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({"status": "not ready", "reason": reason}))
+            HttpResponse::ServiceUnavailable().json(Health {
+                reason: Some(reason.to_string()),
+                ..Health::status("not ready")
+            })
         }
     }
 }
