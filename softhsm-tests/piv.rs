@@ -56,6 +56,18 @@ impl TestCa {
         )
     }
 
+    /// A CA certificate (basic constraints cA) that otherwise looks like a person's.
+    fn person_ca(&self, cn: &str, upn: Option<&str>, serial: u64) -> (String, String) {
+        self.issue(
+            cn,
+            upn,
+            serial,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![KeyUsagePurpose::DigitalSignature],
+            true,
+        )
+    }
+
     /// A person's certificate with these extended key usages and key usages (empty: the
     /// extension is left out).
     fn person_for(
@@ -66,12 +78,27 @@ impl TestCa {
         ekus: Vec<ExtendedKeyUsagePurpose>,
         kus: Vec<KeyUsagePurpose>,
     ) -> (String, String) {
+        self.issue(cn, upn, serial, ekus, kus, false)
+    }
+
+    fn issue(
+        &self,
+        cn: &str,
+        upn: Option<&str>,
+        serial: u64,
+        ekus: Vec<ExtendedKeyUsagePurpose>,
+        kus: Vec<KeyUsagePurpose>,
+        is_ca: bool,
+    ) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
         p.serial_number = Some(SerialNumber::from(serial));
         p.extended_key_usages = ekus;
         p.key_usages = kus;
+        if is_ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
         if let Some(u) = upn {
             p.subject_alt_names
                 .push(SanType::OtherName((UPN.to_vec(), u.into())));
@@ -212,6 +239,11 @@ fn check_people(s: &ScepServer, ca: &TestCa, other: &TestCa, revoked_serial: u64
         );
         assert_eq!(b.session(&s.base).unwrap_err(), 401);
     }
+    // A CA certificate of the trusted hierarchy naming the person does not sign in either.
+    let (cert, key) = ca.person_ca("Oscar Officer", upn, 15);
+    let (status, body, _) = piv_sign_in(s, Some(identity(&cert, &key)));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("it is a CA certificate"), "{body}");
     // A PIV authentication certificate asserting smart card logon only, and one with neither
     // extension (any purpose), do.
     for (ekus, kus) in [

@@ -135,11 +135,15 @@ async fn decide(
     };
     let ra = &state.ra;
     if id.starts_with("reg_") {
-        return crate::http::registrations::answer(
-            ra.decide_registration(&caller, &id, approve, &d.comment)
-                .await,
-            StatusCode::OK,
-        );
+        return match ra
+            .decide_registration(&caller, &id, approve, &d.comment)
+            .await
+        {
+            Ok(r) => {
+                HttpResponse::Ok().json(Decided::Registration(Box::new(RegistrationView::from(&r))))
+            }
+            Err(e) => crate::http::registrations::registration_error(e),
+        };
     }
     let actor = caller.actor();
     if approve {
