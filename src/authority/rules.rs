@@ -6,11 +6,16 @@ use openssl::x509::X509;
 use sha2::Digest;
 use time::OffsetDateTime;
 
+use std::collections::HashMap;
+
 use super::enroll::{serial_hex, store_err};
-use super::{Authority, Profile, RequestError};
+use super::{Authority, CredentialSettings, Profile, RequestError};
+use crate::pki::Csr;
+use crate::store::{CertificateRecord, ChallengeRecord};
 
 /// A one-time challenge that counted: consumed with the record; its bindings may fix the
 /// certificate's identity and name the device (and the registration that pre-approved it).
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct OneTime {
     pub(crate) hash: String,
     /// Its public id, recorded on the transaction and in the audit trail.
@@ -19,6 +24,7 @@ pub(crate) struct OneTime {
 }
 
 /// Why a challenge did not count.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// A one-time challenge that was used (perhaps a moment ago by this very transaction).
     Spent(String),
@@ -32,15 +38,13 @@ pub(crate) enum Refusal {
 
 impl Authority {
     /// Why a request signed by `old` (a certificate of this CA) is not a valid renewal under
-    /// `profile`, or `None` when it is: `old` is recorded, from this profile, not revoked (nor
-    /// on hold), not renewed already, valid now and in its renewal window, and the CSR keeps
-    /// its subject and SANs (a certificate from one profile is no ticket into another, nor to
-    /// another identity). A stolen device key whose certificate was revoked renews nothing.
+    /// `profile`, or `None` when it is: `old` must be recorded, and then meet
+    /// [`renewal_refusal`].
     pub(super) async fn renewal_problem(
         &self,
         profile: &Profile,
         old: &X509,
-        csr: &crate::pki::Csr,
+        csr: &Csr,
     ) -> Result<Option<String>, RequestError> {
         let serial = match old.serial_number().to_bn().map(|b| b.to_vec()) {
             Ok(b) => serial_hex(&b),
@@ -57,118 +61,13 @@ impl Authority {
                 "the signing certificate (serial {serial}) is not in this CA's records"
             )));
         };
-        if rec.status == crate::store::CertStatus::Revoked {
-            let why = match rec.revocation_reason {
-                Some(6) => "is on hold (certificateHold)",
-                Some(4) => "was superseded",
-                _ => "is revoked",
-            };
-            return Ok(Some(format!(
-                "the signing certificate (serial {serial}) {why}"
-            )));
-        }
-        if let Some(next) = &rec.renewed_by {
-            return Ok(Some(format!(
-                "the signing certificate (serial {serial}) was already renewed (by {next}); a certificate renews once"
-            )));
-        }
-        if rec.profile != profile.name {
-            return Ok(Some(format!(
-                "the signing certificate was issued under profile `{}`, not `{}`",
-                rec.profile, profile.name
-            )));
-        }
-        let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
-            return Ok(Some("the recorded certificate does not read".into()));
-        };
-        let same_subject = match &profile.cert.subject_template {
-            // The subject is forced; only the common name comes from the CSR.
-            Some(_) => {
-                let cn = |attrs: &[crate::pki::NameAttribute]| {
-                    attrs
-                        .iter()
-                        .find(|a| a.oid == [2, 5, 4, 3])
-                        .map(|a| a.value.clone())
-                };
-                cn(&old_subject) == csr.common_name().map(str::to_owned)
-            }
-            None => {
-                let key = |attrs: &[crate::pki::NameAttribute]| {
-                    attrs
-                        .iter()
-                        .map(|a| (a.oid.clone(), a.value.clone()))
-                        .collect::<Vec<_>>()
-                };
-                key(&old_subject) == key(&csr.subject)
-            }
-        };
-        if !same_subject {
-            return Ok(Some(
-                "a renewal must keep the subject of the certificate being renewed".into(),
-            ));
-        }
-        let mut a: Vec<String> = old_sans.iter().map(|s| format!("{s:?}")).collect();
-        let mut b: Vec<String> = csr.sans.iter().map(|s| format!("{s:?}")).collect();
-        a.sort();
-        b.sort();
-        if a != b {
-            return Ok(Some(
-                "a renewal must keep the subject alternative names of the certificate being renewed"
-                    .into(),
-            ));
-        }
-        // A profile a credential names keeps that credential's key rule on renewal too (the
-        // strictest, if several name it): a renewal cannot weaken the key.
-        let mut naming: Vec<&String> = self
-            .inner
-            .credentials
-            .iter()
-            .filter(|(_, c)| c.profile == profile.name)
-            .map(|(name, _)| name)
-            .collect();
-        naming.sort();
-        for name in naming {
-            if let Err(why) = self.credential_key_rule(name, csr) {
-                return Ok(Some(why));
-            }
-        }
-        if !profile.policy.renewal_same_key {
-            let same = x509_parser::parse_x509_certificate(&rec.der)
-                .ok()
-                .is_some_and(|(_, c)| c.public_key().raw == csr.spki.as_slice());
-            if same {
-                return Ok(Some(format!(
-                    "profile `{}` needs a new key on renewal; the CSR reuses the old one",
-                    profile.name
-                )));
-            }
-        }
-        let now = OffsetDateTime::now_utc();
-        let Some((not_before, not_after)) =
-            x509_parser::parse_x509_certificate(&rec.der)
-                .ok()
-                .map(|(_, c)| {
-                    (
-                        c.validity().not_before.to_datetime(),
-                        c.validity().not_after.to_datetime(),
-                    )
-                })
-        else {
-            return Ok(Some("the recorded certificate does not read".into()));
-        };
-        if now < not_before || now > not_after {
-            return Ok(Some("the signing certificate is not valid now".into()));
-        }
-        let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
-        if now < opens {
-            let when = opens
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| opens.to_string());
-            return Ok(Some(format!(
-                "too early to renew: the renewal window opens on {when}"
-            )));
-        }
-        Ok(None)
+        Ok(renewal_refusal(
+            profile,
+            &rec,
+            csr,
+            &self.inner.credentials,
+            OffsetDateTime::now_utc(),
+        ))
     }
 
     /// Check the CSR's challenge: the profile's static one (compared in constant time), or a
@@ -177,105 +76,261 @@ impl Authority {
     pub(super) async fn challenge_check(
         &self,
         profile: &Profile,
-        csr: &crate::pki::Csr,
+        csr: &Csr,
     ) -> Result<Result<Option<OneTime>, Refusal>, RequestError> {
-        let Some(given) = csr.challenge.as_deref() else {
-            if profile.policy.allow_without_challenge {
-                return Ok(Ok(None));
-            }
-            return Ok(Err(Refusal::Other(
-                "the CSR carries no challenge password".into(),
-            )));
+        let hash = match first_look(profile, csr) {
+            FirstLook::Decided(answer) => return Ok(answer),
+            FirstLook::OneTime(hash) => hash,
         };
-        let got = sha2::Sha256::digest(given.as_bytes());
-        let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
-        if want.len() == got.len() && openssl::memcmp::eq(&got, &want) && !profile.registration_only
-        {
-            return Ok(Ok(None));
-        }
-        let hash = hex::encode(got);
         let Some(c) = self.inner.store.challenge(&hash).await.map_err(store_err)? else {
             return Ok(Err(Refusal::Other(
                 "the challenge password is wrong".into(),
             )));
         };
-        if c.profile != profile.name {
-            return Ok(Err(Refusal::Other(format!(
-                "the one-time challenge is for profile `{}`",
-                c.profile
-            ))));
-        }
-        if c.used_at.is_some() {
-            return Ok(Err(Refusal::Spent(
-                "the one-time challenge was already used".into(),
-            )));
-        }
-        if c.expires_at <= crate::store::now() {
-            return Ok(Err(Refusal::Other(
-                "the one-time challenge has expired".into(),
-            )));
-        }
-        let bindings = match crate::authority::challenge::Bindings::from_json(&c.bindings) {
-            Ok(b) => b,
-            Err(why) => return Ok(Err(Refusal::Other(why))),
-        };
-        if profile.registration_only && bindings.registration.is_none() {
-            return Ok(Err(Refusal::Bound(format!(
-                "profile `{}` issues only through a registration's challenge (an officer's approval); this challenge was not minted by one",
-                profile.name
-            ))));
-        }
-        if let Err(why) = crate::authority::challenge::bindings_met(&bindings, csr) {
-            return Ok(Err(Refusal::Bound(why)));
-        }
-        if let Some(name) = &bindings.credential {
-            if let Err(why) = self.credential_key_rule(name, csr) {
-                return Ok(Err(Refusal::Bound(why)));
-            }
-        }
-        Ok(Ok(Some(OneTime {
+        Ok(one_time_use(
+            profile,
+            c,
             hash,
-            id: c.id,
-            bindings,
-        })))
-    }
-
-    /// The credential's key type and size, enforced at enrollment (not only written into the
-    /// payload the MDM pushes): the same type, and at least the size.
-    pub(super) fn credential_key_rule(
-        &self,
-        credential: &str,
-        csr: &crate::pki::Csr,
-    ) -> Result<(), String> {
-        use crate::pki::RequestedKey;
-        let Some(cred) = self.inner.credentials.get(credential) else {
-            return Err(format!(
-                "the challenge is for credential profile `{credential}`, which is no longer configured"
-            ));
-        };
-        let (kind, bits) = match csr.key {
-            RequestedKey::Rsa(bits) => ("rsa", bits),
-            RequestedKey::P256 => ("p256", 256),
-            RequestedKey::P384 => ("p384", 384),
-            RequestedKey::Other => ("other", 0),
-        };
-        let want = cred.key_type.to_ascii_lowercase();
-        let type_ok = match want.as_str() {
-            "ec" | "ecc" | "ecdsa" => kind == "p256" || kind == "p384",
-            w => w == kind,
-        };
-        if !type_ok {
-            return Err(format!(
-                "credential profile `{credential}` needs a {} key; the CSR has {kind}",
-                cred.key_type
-            ));
-        }
-        if bits < cred.key_size {
-            return Err(format!(
-                "credential profile `{credential}` needs a key of at least {} bits; the CSR's has {bits}",
-                cred.key_size
-            ));
-        }
-        Ok(())
+            csr,
+            &self.inner.credentials,
+            crate::store::now(),
+        )
+        .map(Some))
     }
 }
+
+/// Why `rec` (the record of the certificate that signed the request) does not renew under
+/// `profile` at `now`, or `None` when it does: from this profile, not revoked (nor on hold),
+/// not renewed already, valid now and in its renewal window, and the CSR keeps its subject and
+/// SANs (a certificate from one profile is no ticket into another, nor to another identity)
+/// and meets the key rule of every credential naming the profile. A stolen device key whose
+/// certificate was revoked renews nothing.
+pub(crate) fn renewal_refusal(
+    profile: &Profile,
+    rec: &CertificateRecord,
+    csr: &Csr,
+    credentials: &HashMap<String, CredentialSettings>,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let serial = &rec.serial;
+    if rec.status == crate::store::CertStatus::Revoked {
+        let why = match rec.revocation_reason {
+            Some(6) => "is on hold (certificateHold)",
+            Some(4) => "was superseded",
+            _ => "is revoked",
+        };
+        return Some(format!("the signing certificate (serial {serial}) {why}"));
+    }
+    if let Some(next) = &rec.renewed_by {
+        return Some(format!(
+            "the signing certificate (serial {serial}) was already renewed (by {next}); a certificate renews once"
+        ));
+    }
+    if rec.profile != profile.name {
+        return Some(format!(
+            "the signing certificate was issued under profile `{}`, not `{}`",
+            rec.profile, profile.name
+        ));
+    }
+    let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
+        return Some("the recorded certificate does not read".into());
+    };
+    let same_subject = match &profile.cert.subject_template {
+        // The subject is forced; only the common name comes from the CSR.
+        Some(_) => {
+            let cn = |attrs: &[crate::pki::NameAttribute]| {
+                attrs
+                    .iter()
+                    .find(|a| a.oid == [2, 5, 4, 3])
+                    .map(|a| a.value.clone())
+            };
+            cn(&old_subject) == csr.common_name().map(str::to_owned)
+        }
+        None => {
+            let key = |attrs: &[crate::pki::NameAttribute]| {
+                attrs
+                    .iter()
+                    .map(|a| (a.oid.clone(), a.value.clone()))
+                    .collect::<Vec<_>>()
+            };
+            key(&old_subject) == key(&csr.subject)
+        }
+    };
+    if !same_subject {
+        return Some("a renewal must keep the subject of the certificate being renewed".into());
+    }
+    let mut a: Vec<String> = old_sans.iter().map(|s| format!("{s:?}")).collect();
+    let mut b: Vec<String> = csr.sans.iter().map(|s| format!("{s:?}")).collect();
+    a.sort();
+    b.sort();
+    if a != b {
+        return Some(
+            "a renewal must keep the subject alternative names of the certificate being renewed"
+                .into(),
+        );
+    }
+    // A profile a credential names keeps that credential's key rule on renewal too (the
+    // strictest, if several name it): a renewal cannot weaken the key.
+    let mut naming: Vec<&String> = credentials
+        .iter()
+        .filter(|(_, c)| c.profile == profile.name)
+        .map(|(name, _)| name)
+        .collect();
+    naming.sort();
+    for name in naming {
+        if let Err(why) = key_rule(credentials, name, csr) {
+            return Some(why);
+        }
+    }
+    let parsed = x509_parser::parse_x509_certificate(&rec.der).ok();
+    if !profile.policy.renewal_same_key {
+        let same = parsed
+            .as_ref()
+            .is_some_and(|(_, c)| c.public_key().raw == csr.spki.as_slice());
+        if same {
+            return Some(format!(
+                "profile `{}` needs a new key on renewal; the CSR reuses the old one",
+                profile.name
+            ));
+        }
+    }
+    let Some((not_before, not_after)) = parsed.map(|(_, c)| {
+        (
+            c.validity().not_before.to_datetime(),
+            c.validity().not_after.to_datetime(),
+        )
+    }) else {
+        return Some("the recorded certificate does not read".into());
+    };
+    if now < not_before || now > not_after {
+        return Some("the signing certificate is not valid now".into());
+    }
+    let opens = not_after - time::Duration::days(profile.policy.renewal_days.into());
+    if now < opens {
+        let when = opens
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| opens.to_string());
+        return Some(format!(
+            "too early to renew: the renewal window opens on {when}"
+        ));
+    }
+    None
+}
+
+/// What the CSR's challenge password settles before the store is asked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FirstLook {
+    /// Settled: no challenge where none is needed, the profile's static one, or refused.
+    Decided(Result<Option<OneTime>, Refusal>),
+    /// Look this hash (SHA-256, hex) up among the one-time challenges.
+    OneTime(String),
+}
+
+/// The CSR's challenge against the profile: none (counts only where the profile allows it),
+/// the static one (compared in constant time; never on a registration-only profile), or the
+/// hash of what to look up.
+pub(crate) fn first_look(profile: &Profile, csr: &Csr) -> FirstLook {
+    let Some(given) = csr.challenge.as_deref() else {
+        return FirstLook::Decided(if profile.policy.allow_without_challenge {
+            Ok(None)
+        } else {
+            Err(Refusal::Other(
+                "the CSR carries no challenge password".into(),
+            ))
+        });
+    };
+    let got = sha2::Sha256::digest(given.as_bytes());
+    let want = hex::decode(&profile.policy.challenge_sha256).unwrap_or_default();
+    if want.len() == got.len() && openssl::memcmp::eq(&got, &want) && !profile.registration_only {
+        return FirstLook::Decided(Ok(None));
+    }
+    FirstLook::OneTime(hex::encode(got))
+}
+
+/// Whether the stored one-time challenge `c` (found by `hash`) counts for this CSR under
+/// `profile` at `now` (Unix seconds): for this profile, unused, unexpired, its bindings
+/// readable and met, minted by a registration where the profile demands one, and its
+/// credential's key rule kept.
+pub(crate) fn one_time_use(
+    profile: &Profile,
+    c: ChallengeRecord,
+    hash: String,
+    csr: &Csr,
+    credentials: &HashMap<String, CredentialSettings>,
+    now: i64,
+) -> Result<OneTime, Refusal> {
+    if c.profile != profile.name {
+        return Err(Refusal::Other(format!(
+            "the one-time challenge is for profile `{}`",
+            c.profile
+        )));
+    }
+    if c.used_at.is_some() {
+        return Err(Refusal::Spent(
+            "the one-time challenge was already used".into(),
+        ));
+    }
+    if c.expires_at <= now {
+        return Err(Refusal::Other("the one-time challenge has expired".into()));
+    }
+    let bindings =
+        crate::authority::challenge::Bindings::from_json(&c.bindings).map_err(Refusal::Other)?;
+    if profile.registration_only && bindings.registration.is_none() {
+        return Err(Refusal::Bound(format!(
+            "profile `{}` issues only through a registration's challenge (an officer's approval); this challenge was not minted by one",
+            profile.name
+        )));
+    }
+    crate::authority::challenge::bindings_met(&bindings, csr).map_err(Refusal::Bound)?;
+    if let Some(name) = &bindings.credential {
+        key_rule(credentials, name, csr).map_err(Refusal::Bound)?;
+    }
+    Ok(OneTime {
+        hash,
+        id: c.id,
+        bindings,
+    })
+}
+
+/// The credential's key type and size, enforced at enrollment (not only written into the
+/// payload the MDM pushes): the same type, and at least the size.
+pub(crate) fn key_rule(
+    credentials: &HashMap<String, CredentialSettings>,
+    credential: &str,
+    csr: &Csr,
+) -> Result<(), String> {
+    use crate::pki::RequestedKey;
+    let Some(cred) = credentials.get(credential) else {
+        return Err(format!(
+            "the challenge is for credential profile `{credential}`, which is no longer configured"
+        ));
+    };
+    let (kind, bits) = match csr.key {
+        RequestedKey::Rsa(bits) => ("rsa", bits),
+        RequestedKey::P256 => ("p256", 256),
+        RequestedKey::P384 => ("p384", 384),
+        RequestedKey::Other => ("other", 0),
+    };
+    let want = cred.key_type.to_ascii_lowercase();
+    let type_ok = match want.as_str() {
+        "ec" | "ecc" | "ecdsa" => kind == "p256" || kind == "p384",
+        w => w == kind,
+    };
+    if !type_ok {
+        return Err(format!(
+            "credential profile `{credential}` needs a {} key; the CSR has {kind}",
+            cred.key_type
+        ));
+    }
+    if bits < cred.key_size {
+        return Err(format!(
+            "credential profile `{credential}` needs a key of at least {} bits; the CSR's has {bits}",
+            cred.key_size
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
