@@ -158,6 +158,9 @@ fn identity_config(dir: &Path, issuer: &str) -> String {
              "last_check_in": "2026-12-01T09:00:00Z"},
             {"id": "oscar-phone", "user": "oscar@agency.test", "name": "Oscar's phone",
              "os": "iOS", "serial_number": "O1", "compliance": "compliant", "managed": true,
+             "last_check_in": "2026-12-01T09:00:00Z"},
+            {"id": "alice-phone", "user": "alice@agency.test", "name": "Alice's phone",
+             "os": "iOS", "serial_number": "A1", "compliance": "compliant", "managed": true,
              "last_check_in": "2026-12-01T09:00:00Z"}
         ])
         .to_string(),
@@ -682,6 +685,36 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
         Some(json!({"comment": "checked"})),
     );
     assert_eq!(status, 200, "{done}");
+    // Nor does a token of one's own approve one's own credential when the token's name is not
+    // the email: Alice's officer token "script" is still Alice.
+    let (status, reg) = olga.api(
+        "POST",
+        &format!("{base}/api/v1/registrations"),
+        Some(&olga_csrf),
+        Some(json!({"email": "alice@agency.test", "credential": "derived"})),
+    );
+    assert_eq!(status, 201, "{reg}");
+    let rid = reg["id"].as_str().unwrap().to_string();
+    let (status, r) = olga.api(
+        "POST",
+        &format!("{base}/api/v1/registrations/{rid}/request"),
+        Some(&olga_csrf),
+        Some(json!({"device_id": "alice-phone"})),
+    );
+    assert_eq!(status, 200, "{r}");
+    let r = s
+        .http
+        .post(format!("{base}/api/v1/registrations/{rid}/approve"))
+        .bearer_auth(&officer_token)
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let why: Value = r.json().unwrap();
+    assert!(
+        why["message"].as_str().unwrap().contains("own credential"),
+        "{why}"
+    );
     // Each refusal is on the record, with the person who tried.
     let refused: Vec<Value> = audit(&s)
         .into_iter()

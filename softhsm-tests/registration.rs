@@ -71,6 +71,18 @@ fn get(s: &ScepServer, path: &str, token: &str) -> (u16, Value) {
 
 #[test]
 fn a_derived_credential_is_registered_approved_and_enrolled() {
+    // Seconds from a registration's `from` time to its expiry.
+    let waits = |r: &serde_json::Value, from: &str| {
+        let t = |k: &str| {
+            time::OffsetDateTime::parse(
+                r[k].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+            .unix_timestamp()
+        };
+        t("expires_at") - t(from)
+    };
     crate::common::ensure_tool("scepclient", "scep");
     let iphone = "0f5b1c2e-iphone";
     let mdm = fake_mdm::intune(
@@ -136,6 +148,13 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     assert_eq!(st, 201, "{reg}");
     let id = reg["id"].as_str().unwrap().to_string();
     assert_eq!(reg["state"], "open");
+    // Each step waits `request_ttl` (an hour here) for the next.
+    assert_eq!(waits(&reg, "created_at"), 3600, "{reg}");
+    // Another user does not see it, not even by its id; an officer does.
+    let (bob, _) = new_token(&s, "user", "bob@agency.gov");
+    assert_eq!(get(&s, &format!("/api/v1/registrations/{id}"), &bob).0, 404);
+    let (st, theirs) = get(&s, "/api/v1/registrations", &bob);
+    assert_eq!((st, theirs), (200, json!([])));
     assert_eq!(reg["email"], ALICE);
     assert!(reg["directory_error"].is_null(), "{reg}");
     let devices = reg["devices"].as_array().unwrap();
@@ -224,6 +243,11 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     );
     assert_eq!(st, 200, "{reg}");
     assert_eq!(reg["state"], "approved");
+    assert_eq!(
+        waits(&reg, "updated_at"),
+        3600,
+        "the device has an hour to enroll: {reg}"
+    );
     assert_eq!(
         reg["comment"],
         "device facts checked against the asset register"
@@ -319,7 +343,17 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     let (out, _) = scepclient("second", payload["challenge"].as_str().unwrap());
     assert!(!out.status.success());
 
-    // Revoking the registration revokes its credential; OCSP agrees at once.
+    // Revoking the registration revokes its credential, and no other device's.
+    let (_, _, bystander) = enroll_with(&s, "default", "bystander", CHALLENGE);
+    assert_eq!(bystander.status, PkiStatus::Success);
+    let bystander = hex::encode(
+        X509::from_der(&bystander.certs[0])
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_vec(),
+    );
     assert_eq!(
         post(
             &s,
@@ -341,6 +375,8 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     let (_, c) = get(&s, &format!("/api/v1/certificates/{serial}"), &olivia);
     assert_eq!(c["status"], "revoked");
     assert_eq!(c["device_id"], format!("intune:{iphone}"));
+    let (_, c) = get(&s, &format!("/api/v1/certificates/{bystander}"), &olivia);
+    assert_eq!(c["status"], "valid", "{c}");
 
     // Alice sees only her own registrations; Olivia sees them all.
     let (_, mine) = get(&s, "/api/v1/registrations", &alice);
