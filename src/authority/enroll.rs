@@ -655,6 +655,7 @@ impl Authority {
                 .await
             {
                 Ok(()) => {
+                    self.inner.ocsp.prepared.note_issued();
                     tracing::info!(serial = %record.serial, subject = %record.subject, "issued");
                     return Ok(Decision::Issued { certificate: der });
                 }

@@ -32,6 +32,13 @@ const PRODUCE_EVERY: Duration = Duration::from_secs(5);
 const PRODUCE_BUDGET: Duration = Duration::from_secs(3);
 /// Certificates read per batch.
 const BATCH: usize = 256;
+/// The producer waits while this node issued a certificate within this many milliseconds:
+/// enrollments come first on the token (an answer for a certificate seconds old is seldom
+/// asked for, and the live path signs it if it is).
+const YIELD_MS: i64 = 1_000;
+/// ...but its answers wait at most this long (milliseconds), so a steady stream of
+/// enrollments does not starve it.
+const YIELD_MAX_MS: i64 = 60_000;
 
 /// One answer held in memory.
 struct Held {
@@ -56,6 +63,8 @@ pub(crate) struct Prepared {
     revisions: AtomicI64,
     /// When it was last read (milliseconds since the Unix epoch).
     checked_ms: AtomicI64,
+    /// When this node last issued a certificate (milliseconds since the Unix epoch).
+    issued_ms: AtomicI64,
 }
 
 impl Prepared {
@@ -66,7 +75,13 @@ impl Prepared {
             epoch: AtomicU64::new(0),
             revisions: AtomicI64::new(-1),
             checked_ms: AtomicI64::new(0),
+            issued_ms: AtomicI64::new(0),
         }
+    }
+
+    /// This node issued a certificate: the producer yields for a moment.
+    pub(crate) fn note_issued(&self) {
+        self.issued_ms.store(now_ms(), Ordering::Relaxed);
     }
 
     fn get(&self, serial: &str, at: i64) -> Option<Bytes> {
@@ -130,6 +145,13 @@ impl Prepared {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         held.clear();
     }
+}
+
+/// Whether a production round waits for enrollments at `now_ms`: this node issued within
+/// [`YIELD_MS`], and the answers have not been waiting (since `waiting_since_ms`) for
+/// [`YIELD_MAX_MS`] already.
+fn yields(now_ms: i64, issued_ms: i64, waiting_since_ms: Option<i64>) -> bool {
+    now_ms - issued_ms < YIELD_MS && waiting_since_ms.is_none_or(|w| now_ms - w < YIELD_MAX_MS)
 }
 
 fn now_ms() -> i64 {
@@ -279,7 +301,8 @@ impl Authority {
 
     /// The producer: on the node leading "ocsp", every few seconds, sign answers for the
     /// active CA's certificates in force that have none, a stale one, or one stating another
-    /// status. Runs until the process ends.
+    /// status. Runs until the process ends. It yields to enrollments on this node (see
+    /// [`YIELD_MS`]), for a minute at most.
     ///
     /// Looking for work reads every certificate in force, so after a round that found none
     /// the producer rests for an eighth of the answers' validity (an answer is then at most
@@ -294,8 +317,16 @@ impl Authority {
         let mut seen = -1;
         let mut new_since = now();
         let (mut full_cursor, mut new_cursor) = (None, None);
+        let mut waiting_since = None;
         loop {
             tick.tick().await;
+            let t = now_ms();
+            let issued = self.inner.ocsp.prepared.issued_ms.load(Ordering::Relaxed);
+            if yields(t, issued, waiting_since) {
+                waiting_since.get_or_insert(t);
+                continue;
+            }
+            waiting_since = None;
             match self.inner.store.lead("ocsp").await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -413,5 +444,27 @@ impl Authority {
             tracing::debug!(made, "OCSP answers pre-produced");
         }
         Ok(made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_yields_to_a_recent_issue_for_a_minute_at_most() {
+        let t = 1_800_000_000_000;
+        // Nothing issued lately: produce.
+        assert!(!yields(t, 0, None));
+        assert!(!yields(t, t - YIELD_MS, None));
+        // Issued within the last second: wait.
+        assert!(yields(t, t - YIELD_MS + 1, None));
+        assert!(yields(t, t, None));
+        // Waiting, but not for a minute yet: still wait.
+        assert!(yields(t, t, Some(t - YIELD_MAX_MS + 1)));
+        // A minute of waiting: produce, however busy.
+        assert!(!yields(t, t, Some(t - YIELD_MAX_MS)));
+        // Not busy any more: produce, however short the wait.
+        assert!(!yields(t, t - 5_000, Some(t - 1)));
     }
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Where Sigil's CPU goes during enrollments: one Sigil (SoftHSM + SQLite, RSA-2048) under
+# `sigil bench` at concurrency 16, sampled by `perf record` for the whole run, then a flat
+# profile by shared object and by function (self time), the token's share apart.
+#   bench/profile.sh                 # N=2000 enrollments
+#   N=4000 bench/profile.sh
+#   BENCH_SIGIL=/path/to/a/sigil bench/profile.sh
+# Writes target/profile/perf.data and target/profile/report.txt. Needs `perf` (package
+# linux-perf) and root or kernel.perf_event_paranoid <= 1. Loopback only.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N="${N:-2000}"
+C="${C:-16}"
+CHALLENGE="bench-challenge"
+
+bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config python3 linux-perf >&2
+if [ -n "${BENCH_SIGIL:-}" ]; then
+  sigil="$BENCH_SIGIL"
+else
+  echo "== building sigil (release, with line tables)" >&2
+  cargo build --release --quiet --bin sigil
+  sigil="$PWD/target/release/sigil"
+fi
+
+work="$PWD/target/profile"
+rm -rf "$work"
+mkdir -p "$work"
+pid=""
+cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
+
+bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
+export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
+hash="$(printf '%s' "$CHALLENGE" | sha256sum | cut -d' ' -f1)"
+cat > "$work/sigil.toml" <<TOML
+[hsm]
+token = "sigil"
+pin_file = "$work/hsm/user.pin"
+
+[profiles.default]
+challenge_sha256 = "$hash"
+key_types = ["rsa"]
+TOML
+export SIGIL_CONFIG="$work/sigil.toml"
+SIGIL_SERVER_DATA_DIR="$work/data" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
+port="$(free_port)"
+SIGIL_SERVER_DATA_DIR="$work/data" SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_LOG_LEVEL=warn \
+  "$sigil" serve 2>"$work/sigil.log" &
+pid=$!
+wait_up "http://127.0.0.1:$port/healthz"
+
+# A warm-up run (the first connections, the token's sessions), then the sampled one.
+"$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
+  -c "$C" -n 200 --server-pid "$pid" >/dev/null
+perf record -q -F 400 --call-graph dwarf,16384 -p "$pid" -o "$work/perf.data" 2>"$work/perf.log" &
+perf_pid=$!
+sleep 0.5
+line="$("$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
+  -c "$C" -n "$N" --server-pid "$pid")"
+kill -INT "$perf_pid"
+wait "$perf_pid" || true
+echo "$line" | tee "$work/bench.json"
+
+set +o pipefail   # `head` closes the pipes early
+{
+  echo "== bench: $line"
+  echo
+  echo "== self time by shared object"
+  perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20
+  echo
+  echo "== self time by function, top 60"
+  perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -60
+  echo
+  echo "== time including callees, Sigil's own functions, top 60"
+  perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
+    | grep -v '^#' | grep -E 'sigil::|actix|tokio|rusqlite|sqlite3' | head -60
+} > "$work/report.txt"
+cat "$work/report.txt"
