@@ -78,5 +78,10 @@ set +o pipefail   # `head` closes the pipes early
   echo "== time including callees, Sigil's own functions, top 60"
   perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
     | grep -v '^#' | grep -E 'sigil::|actix|tokio|rusqlite|sqlite3' | head -60
+  echo
+  echo "== the token's share and the host's (bench/profile_split.py)"
+  perf script -i "$work/perf.data" 2>/dev/null > "$work/perf.txt"
+  cpu="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server_cpu_ms_per_enrollment"])' "$work/bench.json")"
+  python3 bench/profile_split.py "$work/perf.txt" "$cpu"
 } > "$work/report.txt"
 cat "$work/report.txt"
