@@ -322,12 +322,11 @@ fn payload_of<'a>(profile: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-#[test]
-fn wifi_and_vpn_payloads_use_the_enrolled_certificate_and_meet_apples_schemas() {
-    // The RADIUS servers' CA: another root (made here with openssl, as an agency's would be).
-    let radius = tempfile::tempdir().unwrap();
-    let key = radius.path().join("radius-ca.key");
-    let pem = radius.path().join("radius-ca.pem");
+/// The RADIUS servers' CA: another root (made with openssl, as an agency's would be), as PEM
+/// in `dir`.
+fn radius_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = dir.join("radius-ca.key");
+    let pem = dir.join("radius-ca.pem");
     let out = Command::new("openssl")
         .args([
             "req",
@@ -351,6 +350,13 @@ fn wifi_and_vpn_payloads_use_the_enrolled_certificate_and_meet_apples_schemas() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    pem
+}
+
+#[test]
+fn wifi_and_vpn_payloads_use_the_enrolled_certificate_and_meet_apples_schemas() {
+    let radius = tempfile::tempdir().unwrap();
+    let pem = radius_ca(radius.path());
     let s = ScepServer::start_with(&format!(
         r#"
 [profiles.wifi]
@@ -509,4 +515,121 @@ fn a_wifi_profile_without_pinned_server_names_is_refused_at_start() {
         err.contains("profiles.default") && err.contains("trusted_server_names"),
         "{err}"
     );
+}
+
+/// A registration's profile: signed, its SCEP payload carrying the registration's name and a
+/// challenge that enrolls; when its Wi-Fi cannot be written (the RADIUS CA file gone) it says
+/// so, and the challenge the device already has keeps working.
+#[test]
+fn a_registrations_profile_enrolls_and_a_missing_radius_ca_voids_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = radius_ca(dir.path());
+    let devices = dir.path().join("devices.json");
+    std::fs::write(
+        &devices,
+        json!([{"id": "mac-1", "user": "alice@agency.gov", "name": "Alice's Mac",
+                "os": "macOS", "serial_number": "C02X1", "compliance": "compliant",
+                "managed": true, "last_check_in": "2026-12-01T09:00:00Z"}])
+        .to_string(),
+    )
+    .unwrap();
+    let s = ScepServer::start_with(&format!(
+        r#"
+[profiles.wifi-derived]
+allowed_sans = ["email"]
+
+[profiles.wifi-derived.wifi]
+ssid = "agency-secure"
+encryption = "WPA2"
+trusted_server_names = ["radius.agency.gov"]
+radius_ca_file = "{pem}"
+
+[directories.inventory]
+kind = "file"
+path = "{devices}"
+
+[credentials.wifi]
+description = "Wi-Fi for managed Macs"
+profile = "wifi-derived"
+directory = "inventory"
+subject = "CN={{user}} {{serial_number}},O=Agency"
+sans = ["email:{{email}}"]
+request_ttl = "1h"
+challenge_ttl = "10m"
+"#,
+        pem = pem.display(),
+        devices = devices.display(),
+    ));
+    let (alice, _) = new_token(&s, "user", "alice@agency.gov");
+    let (olivia, _) = new_token(&s, "officer", "olivia@agency.gov");
+    let (oscar, _) = new_token(&s, "officer", "oscar@agency.gov");
+    let (mdm, _) = new_token(&s, "mdm", "jamf");
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        let r = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().unwrap())
+    };
+    let (st, reg) = post(
+        "/api/v1/registrations",
+        &alice,
+        json!({"email": "alice@agency.gov", "credential": "wifi"}),
+    );
+    assert_eq!(st, 201, "{reg}");
+    let id = reg["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/registrations/{id}/mobileconfig");
+    // Not before it is approved.
+    assert_eq!(get(&s, &path, &mdm).status(), 409);
+    let (st, v) = post(
+        &format!("/api/v1/registrations/{id}/request"),
+        &olivia,
+        json!({"device_id": "mac-1"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = post(
+        &format!("/api/v1/registrations/{id}/approve"),
+        &oscar,
+        json!({}),
+    );
+    assert_eq!(st, 200, "{v}");
+    // A user does not collect it.
+    assert_eq!(get(&s, &path, &alice).status(), 403);
+
+    let r = get(&s, &path, &mdm);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let profile = verified(&s, &r.bytes().unwrap(), "registration");
+    let problems = crate::apple_schema::problems(&profile);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let scep = payload_of(&profile, "com.apple.security.scep")[0];
+    let c = dict(scep, "PayloadContent");
+    check_scep_content(c);
+    let subject = c.get("Subject").unwrap().as_array().unwrap();
+    let cn = subject[0].as_array().unwrap()[0].as_array().unwrap();
+    assert_eq!(cn[1].as_string(), Some("alice C02X1"));
+    assert_eq!(payload_of(&profile, "com.apple.wifi.managed").len(), 1);
+    let challenge = c
+        .get("Challenge")
+        .and_then(Value::as_string)
+        .unwrap()
+        .to_string();
+
+    // The RADIUS CA file is gone: 503, and the challenge the device holds still enrolls.
+    std::fs::remove_file(&pem).unwrap();
+    let r = get(&s, &path, &mdm);
+    assert_eq!(r.status(), 503, "{}", r.text().unwrap());
+    let (_, _, reply) = enroll_with(&s, "wifi-derived", "whatever", &challenge);
+    assert_eq!(
+        reply.status,
+        sigil::scep::PkiStatus::Success,
+        "{:?}",
+        reply.fail_text
+    );
+    let cert = openssl::x509::X509::from_der(&reply.certs[0]).unwrap();
+    let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
+    assert!(text.contains("Subject: CN=alice C02X1, O=Agency"), "{text}");
 }

@@ -90,6 +90,12 @@ fn networks(
     Ok((wifi, profile.policy.vpn.clone()))
 }
 
+/// Whether the networks of certificate profile `name` can be written into a profile now
+/// (their files readable), before anything is minted for it.
+pub fn networks_readable(ra: &Authority, name: &str) -> Result<(), RequestError> {
+    networks(ra, name).map(|_| ())
+}
+
 /// Apple's key-usage bits for the profile's `key_usage` words.
 pub fn apple_key_usage(words: &[String]) -> u32 {
     let mut bits = 0;

@@ -163,6 +163,23 @@ pub(super) async fn registration_mobileconfig(
 ) -> HttpResponse {
     let caller = guard!(req, state, "GET", "/api/v1/registrations/{id}/mobileconfig");
     let base = crate::http::registrations::request_base(&req, &state);
+    // The profile's networks first: when they cannot be written (a RADIUS CA file gone),
+    // the device's current challenge is not replaced by one nobody receives.
+    let registration = match state.ra.registration(&caller, &id).await {
+        Ok(r) => r,
+        Err(e) => return crate::http::registrations::registration_error(e),
+    };
+    let profile = state
+        .ra
+        .credential_list()
+        .into_iter()
+        .find(|c| c.name == registration.credential)
+        .map(|c| c.profile);
+    if let Some(profile) = profile {
+        if let Err(e) = crate::profiles::networks_readable(&state.ra, &profile) {
+            return profile_error(e);
+        }
+    }
     match state.ra.scep_payload(&caller, &id, &base).await {
         Ok(payload) => match crate::profiles::for_registration(&state.ra, &payload) {
             Ok(p) => signed(&state, p).await,
