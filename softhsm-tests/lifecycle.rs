@@ -275,6 +275,46 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    // An answer without a nonce, by GET, may be kept by an HTTP cache (RFC 5019 §6.2), for a
+    // minute at most; its ETag is the SHA-1 of the response, Last-Modified its producedAt.
+    let header = |r: &reqwest::blocking::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let cache_control = header(&r, "cache-control");
+    let max_age: i64 = cache_control
+        .strip_prefix("max-age=")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{cache_control}"));
+    assert!((1..=60).contains(&max_age), "{cache_control}");
+    assert!(
+        cache_control.ends_with(", public, no-transform, must-revalidate"),
+        "{cache_control}"
+    );
+    assert!(!header(&r, "expires").is_empty() && !header(&r, "last-modified").is_empty());
+    let etag = header(&r, "etag");
+    let got = r.bytes().unwrap();
+    assert_eq!(
+        etag,
+        format!("\"{}\"", hex::encode(openssl::sha::sha1(&got)))
+    );
+    assert_eq!(status_of(&got), OcspCertStatus::GOOD);
+    // With a nonce the answer is for that request alone: not to be cached.
+    let escaped_nonce = base64::engine::general_purpose::STANDARD
+        .encode(&with_nonce)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let r = s
+        .http
+        .get(format!("{}/ocsp/{escaped_nonce}", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(header(&r, "cache-control"), "no-cache");
+    assert!(header(&r, "etag").is_empty());
     assert_eq!(status_of(&r.bytes().unwrap()), OcspCertStatus::GOOD);
     // Without a nonce the signed answer is reused (kept as the pre-produced answer); with
     // one, each answer is new.
@@ -336,6 +376,11 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-cache",
+        "errors are not cached"
+    );
     assert_eq!(
         OcspResponse::from_der(&r.bytes().unwrap())
             .unwrap()

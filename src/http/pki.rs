@@ -59,7 +59,12 @@ async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpRespons
     }
 }
 
-async fn answer(ra: &Authority, body: &[u8]) -> HttpResponse {
+/// How long an HTTP cache in front of Sigil may keep a GET answer (seconds, at most): a
+/// revocation reaches Sigil's own answers within a second, and those behind a cache within
+/// this.
+const OCSP_MAX_AGE: i64 = 60;
+
+async fn answer(ra: &Authority, body: &[u8], get: bool) -> HttpResponse {
     let (der, outcome) = ra.ocsp(body).await;
     crate::telemetry::ocsp_outcome(match outcome {
         OcspOutcome::Signed => "signed",
@@ -70,15 +75,46 @@ async fn answer(ra: &Authority, body: &[u8]) -> HttpResponse {
         OcspOutcome::Unauthorized => "unauthorized",
     });
     // OCSP errors are OCSP responses too (RFC 6960 §2.3): always 200.
-    HttpResponse::Ok()
-        .content_type("application/ocsp-response")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(der)
+    let mut reply = HttpResponse::Ok();
+    reply.content_type("application/ocsp-response");
+    // A GET answer without a nonce may be kept by HTTP caches (RFC 5019 §6.2), briefly; POST
+    // answers are not cached by HTTP caches anyway, and are not parsed again here.
+    let fresh = if get {
+        crate::pki::ocsp::freshness(&der)
+    } else {
+        None
+    };
+    let at = crate::clock::now();
+    match fresh.filter(|f| f.next_update > at) {
+        Some(f) => {
+            let date = |unix: i64| {
+                header::HttpDate::from(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
+                )
+            };
+            let max_age = (f.next_update - at).min(OCSP_MAX_AGE);
+            reply
+                .insert_header((
+                    header::CACHE_CONTROL,
+                    format!("max-age={max_age}, public, no-transform, must-revalidate"),
+                ))
+                .insert_header((header::LAST_MODIFIED, date(f.produced_at)))
+                .insert_header((header::EXPIRES, date(at + max_age)))
+                .insert_header((
+                    header::ETAG,
+                    format!("\"{}\"", hex::encode(openssl::sha::sha1(&der))),
+                ));
+        }
+        None => {
+            reply.insert_header((header::CACHE_CONTROL, "no-cache"));
+        }
+    }
+    reply.body(der)
 }
 
 async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let ra = &state.ra;
-    answer(ra, &body).await
+    answer(ra, &body, false).await
 }
 
 async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -87,5 +123,5 @@ async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     let raw = req.uri().path().trim_start_matches("/ocsp/");
     let decoded = super::scep::query_param(&format!("r={raw}"), "r").unwrap_or_default();
     let body = super::scep::lenient_base64(&decoded).unwrap_or_default();
-    answer(ra, &body).await
+    answer(ra, &body, true).await
 }

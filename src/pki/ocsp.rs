@@ -390,6 +390,47 @@ pub fn signed_response(
     .map_err(build)
 }
 
+/// How long a successful response may be kept by an HTTP cache (RFC 5019 §6.2), read from the
+/// response itself: when it was produced and the earliest `nextUpdate` of its answers. None
+/// for an error response, one that echoes a nonce (made for one request), an answer without
+/// `nextUpdate`, or bytes that do not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// producedAt (Unix seconds).
+    pub produced_at: i64,
+    /// The earliest nextUpdate (Unix seconds).
+    pub next_update: i64,
+}
+
+/// The [`Freshness`] of an OCSPResponse (DER).
+pub fn freshness(der: &[u8]) -> Option<Freshness> {
+    let unix = |t: &GeneralizedTime| i64::try_from(t.to_unix_duration().as_secs()).ok();
+    let response = OcspResponse::from_der(der).ok()?;
+    let bytes = response.response_bytes?;
+    if response.response_status != ResponseStatus::Successful || bytes.response_type != BASIC {
+        return None;
+    }
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).ok()?;
+    let data = ResponseData::from_der(&basic.tbs_response_data.to_der().ok()?).ok()?;
+    if data
+        .response_extensions
+        .iter()
+        .flatten()
+        .any(|e| e.extn_id == NONCE)
+    {
+        return None;
+    }
+    let mut next_update: Option<i64> = None;
+    for r in &data.responses {
+        let n = unix(r.next_update.as_ref()?)?;
+        next_update = Some(next_update.map_or(n, |m| m.min(n)));
+    }
+    Some(Freshness {
+        produced_at: unix(&data.produced_at)?,
+        next_update: next_update?,
+    })
+}
+
 /// An unsuccessful OCSPResponse (no signature, as RFC 6960 §2.3 has it).
 pub fn error_response(status: ResponseStatus) -> Vec<u8> {
     // Three fixed bytes: SEQUENCE { ENUMERATED status }.
@@ -432,6 +473,35 @@ mod tests {
         }
         .to_der()
         .unwrap()
+    }
+
+    #[test]
+    fn a_response_says_how_long_it_may_be_cached_unless_it_echoes_a_nonce() {
+        let id = parse_request(&request(false)).unwrap().cert_ids.remove(0);
+        let alg = AlgorithmIdentifierOwned {
+            oid: SHA256,
+            parameters: None,
+        }
+        .to_der()
+        .unwrap();
+        let response = |nonce: Option<&Extension>, answers: &[(CertId, Status)]| {
+            let data = response_data(b"key", 1_800_000_000, 1_800_003_600, answers, nonce).unwrap();
+            signed_response(&data, &alg, &[0x55; 8], &[]).unwrap()
+        };
+        let good = [(id.clone(), Status::Good)];
+        assert_eq!(
+            freshness(&response(None, &good)),
+            Some(Freshness {
+                produced_at: 1_800_000_000,
+                next_update: 1_800_003_600,
+            })
+        );
+        let nonce = parse_request(&request(true)).unwrap().nonce.unwrap();
+        assert_eq!(freshness(&response(Some(&nonce), &good)), None);
+        assert_eq!(freshness(&error_response(ResponseStatus::TryLater)), None);
+        assert_eq!(freshness(b"not a response"), None);
+        let full = response(None, &good);
+        assert_eq!(freshness(&full[..full.len() - 1]), None);
     }
 
     #[test]
