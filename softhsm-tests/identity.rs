@@ -19,6 +19,8 @@ pub struct Browser {
     pub http: reqwest::blocking::Client,
     /// Every URL visited, in order.
     pub visited: Vec<String>,
+    /// Every `Set-Cookie` header received, in order.
+    pub set_cookies: Vec<String>,
 }
 
 pub struct Page {
@@ -41,12 +43,19 @@ impl Browser {
         Browser {
             http: b.build().unwrap(),
             visited: Vec::new(),
+            set_cookies: Vec::new(),
         }
     }
 
     fn finish(&mut self, mut resp: reqwest::blocking::Response) -> Page {
         for _ in 0..20 {
             let url = resp.url().clone();
+            self.set_cookies.extend(
+                resp.headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(String::from)),
+            );
             if resp.status().is_redirection() {
                 let loc = resp
                     .headers()
@@ -418,6 +427,26 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
     let base = s.base.clone();
     let mut ursula = Browser::new(&s, None);
     assert_eq!(ursula.oidc_sign_in(&base, "ursula").status, 200);
+    // The session cookie can only be set by this host over TLS, for the whole site, and is
+    // out of scripts' and other sites' reach (`__Host-`: Secure, Path=/, no Domain); the
+    // sign-in's binding cookie is `__Secure-`.
+    let session = ursula
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-sigil_session="))
+        .unwrap_or_else(|| panic!("{:?}", ursula.set_cookies));
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(session.split("; ").any(|a| a == attr), "{attr}: {session}");
+    }
+    assert!(!session.contains("Domain"), "{session}");
+    assert!(
+        ursula
+            .set_cookies
+            .iter()
+            .any(|c| c.starts_with("__Secure-sigil_login=") && c.contains("Secure")),
+        "{:?}",
+        ursula.set_cookies
+    );
     let who = ursula.session(&base).unwrap();
     let csrf = who["csrf"].as_str().unwrap().to_string();
     // Self-service: Ursula starts her own registration, no token handed out. Without the

@@ -22,9 +22,9 @@ use crate::authority::SignIn;
 use crate::identity::{no_role, roles_for, Assertion, RoleMap, SignInError};
 
 /// The session cookie.
-pub(crate) const SESSION_COOKIE: &str = "sigil_session";
+pub(crate) const SESSION_COOKIE: &str = "__Host-sigil_session";
 /// The cookie binding an OIDC sign-in to the browser that started it.
-const LOGIN_COOKIE: &str = "sigil_login";
+const LOGIN_COOKIE: &str = "__Secure-sigil_login";
 /// How long a sign-in may take at the identity provider.
 const LOGIN_TTL_SECS: i64 = 600;
 
