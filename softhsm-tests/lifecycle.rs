@@ -245,6 +245,11 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "application/ocsp-response");
+        assert_eq!(
+            r.headers()["cache-control"],
+            "no-cache",
+            "HTTP caches do not keep POST answers"
+        );
         r.bytes().unwrap().to_vec()
     };
     let status_of = |der: &[u8]| {
@@ -294,7 +299,21 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         cache_control.ends_with(", public, no-transform, must-revalidate"),
         "{cache_control}"
     );
-    assert!(!header(&r, "expires").is_empty() && !header(&r, "last-modified").is_empty());
+    let time = |name: &str| {
+        let text = header(&r, name);
+        let at: actix_web::http::header::HttpDate =
+            text.parse().unwrap_or_else(|_| panic!("{name}: {text}"));
+        std::time::SystemTime::from(at)
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (expires, date, modified) = (time("expires"), time("date"), time("last-modified"));
+    assert!((1..=60).contains(&(expires - date)), "{expires} {date}");
+    assert!(
+        modified <= date && date - modified < 600,
+        "{modified} {date}"
+    );
     let etag = header(&r, "etag");
     let got = r.bytes().unwrap();
     assert_eq!(

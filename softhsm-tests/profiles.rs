@@ -583,8 +583,12 @@ challenge_ttl = "10m"
     assert_eq!(st, 201, "{reg}");
     let id = reg["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/registrations/{id}/mobileconfig");
-    // Not before it is approved.
+    // Not before it is approved, whatever else is wrong (the RADIUS CA file gone too).
     assert_eq!(get(&s, &path, &mdm).status(), 409);
+    let pem_text = std::fs::read(&pem).unwrap();
+    std::fs::remove_file(&pem).unwrap();
+    assert_eq!(get(&s, &path, &mdm).status(), 409);
+    std::fs::write(&pem, &pem_text).unwrap();
     let (st, v) = post(
         &format!("/api/v1/registrations/{id}/request"),
         &olivia,

@@ -205,6 +205,8 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     let (st, reg) = post(&s, &req_path, &olivia, json!({"device_id": iphone}));
     assert_eq!(st, 200, "{reg}");
     assert_eq!(reg["state"], "requested");
+    assert_eq!(waits(&reg, "updated_at"), 3600, "{reg}");
+    let requested_until = reg["expires_at"].as_str().unwrap().to_string();
     let subject = "CN=alice F2LXK1,OU=Devices,O=Agency,C=US";
     assert_eq!(reg["subject"], subject);
     assert_eq!(
@@ -234,7 +236,9 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     assert_eq!(st, 403, "{v}");
     assert!(v["message"].as_str().unwrap().contains("two people"), "{v}");
     assert_eq!(post(&s, &approve, &alice, json!({})).0, 403);
-    // Oscar approves, through the shared queue's route.
+    // Oscar approves, through the shared queue's route (a second later: the device's hour
+    // starts at the approval).
+    std::thread::sleep(Duration::from_millis(1100));
     let (st, reg) = post(
         &s,
         &format!("/api/v1/approvals/{id}/approve"),
@@ -247,6 +251,10 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
         waits(&reg, "updated_at"),
         3600,
         "the device has an hour to enroll: {reg}"
+    );
+    assert!(
+        reg["expires_at"].as_str().unwrap() > requested_until.as_str(),
+        "{reg}"
     );
     assert_eq!(
         reg["comment"],

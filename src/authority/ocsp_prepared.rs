@@ -63,8 +63,11 @@ pub(crate) struct Prepared {
     revisions: AtomicI64,
     /// When it was last read (milliseconds since the Unix epoch).
     checked_ms: AtomicI64,
-    /// When this node last issued a certificate (milliseconds since the Unix epoch).
+    /// When this node last issued a certificate (milliseconds on [`Prepared::clock_ms`]).
     issued_ms: AtomicI64,
+    /// The monotonic clock's origin (a wall clock stepping back must not make the producer
+    /// wait again).
+    started: Instant,
 }
 
 impl Prepared {
@@ -75,13 +78,20 @@ impl Prepared {
             epoch: AtomicU64::new(0),
             revisions: AtomicI64::new(-1),
             checked_ms: AtomicI64::new(0),
-            issued_ms: AtomicI64::new(0),
+            // Long ago: nothing issued yet.
+            issued_ms: AtomicI64::new(-YIELD_MAX_MS),
+            started: Instant::now(),
         }
+    }
+
+    /// Milliseconds since this node's producer state was made (monotonic).
+    fn clock_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// This node issued a certificate: the producer yields for a moment.
     pub(crate) fn note_issued(&self) {
-        self.issued_ms.store(now_ms(), Ordering::Relaxed);
+        self.issued_ms.store(self.clock_ms(), Ordering::Relaxed);
     }
 
     fn get(&self, serial: &str, at: i64) -> Option<Bytes> {
@@ -147,7 +157,7 @@ impl Prepared {
     }
 }
 
-/// Whether a production round waits for enrollments at `now_ms`: this node issued within
+/// Whether a round for new certificates waits for enrollments at `now_ms`: this node issued within
 /// [`YIELD_MS`], and the answers have not been waiting (since `waiting_since_ms`) for
 /// [`YIELD_MAX_MS`] already.
 fn yields(now_ms: i64, issued_ms: i64, waiting_since_ms: Option<i64>) -> bool {
@@ -301,14 +311,15 @@ impl Authority {
 
     /// The producer: on the node leading "ocsp", every few seconds, sign answers for the
     /// active CA's certificates in force that have none, a stale one, or one stating another
-    /// status. Runs until the process ends. It yields to enrollments on this node (see
-    /// [`YIELD_MS`]), for a minute at most.
+    /// status. Runs until the process ends. Its rounds for new certificates yield to
+    /// enrollments on this node (see [`YIELD_MS`]), for a minute at most.
     ///
     /// Looking for work reads every certificate in force, so after a round that found none
     /// the producer rests for an eighth of the answers' validity (an answer is then at most
     /// five eighths of its validity old when replaced, and nodes serve it until three
     /// quarters), unless a revocation came meanwhile; meanwhile it looks only at certificates
-    /// stored since its last look (through an index), so new ones get answers within seconds.
+    /// stored since its last look (through an index), so new ones get answers within seconds
+    /// of a pause in enrollment, and within a minute and some seconds under a steady stream.
     pub async fn preparing_ocsp(self) {
         let mut tick = tokio::time::interval(PRODUCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -320,13 +331,6 @@ impl Authority {
         let mut waiting_since = None;
         loop {
             tick.tick().await;
-            let t = now_ms();
-            let issued = self.inner.ocsp.prepared.issued_ms.load(Ordering::Relaxed);
-            if yields(t, issued, waiting_since) {
-                waiting_since.get_or_insert(t);
-                continue;
-            }
-            waiting_since = None;
             match self.inner.store.lead("ocsp").await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -344,6 +348,16 @@ impl Authority {
             };
             // Resting: only certificates stored since the last look (an index read).
             let resting = revisions == seen && quiet_until.is_some_and(|t| Instant::now() < t);
+            // A round for new certificates only waits while this node issues (a minute at
+            // most); full passes, which refresh answers before they lapse and follow
+            // revocations, never wait.
+            let prepared = &self.inner.ocsp.prepared;
+            let t = prepared.clock_ms();
+            if resting && yields(t, prepared.issued_ms.load(Ordering::Relaxed), waiting_since) {
+                waiting_since.get_or_insert(t);
+                continue;
+            }
+            waiting_since = None;
             let looked_at = now() - 2;
             let since = if resting { Some(new_since) } else { None };
             seen = revisions;

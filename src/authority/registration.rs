@@ -533,6 +533,19 @@ impl Authority {
         id: &str,
         base_url: &str,
     ) -> Result<ScepPayload, RegistrationError> {
+        let r = self.payload_collectable(caller, id).await?;
+        self.payload_for(&r, &caller.actor(), base_url).await
+    }
+
+    /// The approved registration whose payload `caller` may collect now, or why not (not
+    /// visible, not approved, outside an integration's directories). Nothing is minted: a
+    /// front end checks what else the payload's profile needs before
+    /// [`Authority::scep_payload`] replaces the device's challenge.
+    pub async fn payload_collectable(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Approved)?;
         let cred = self.credential(&r.credential)?.clone();
@@ -549,7 +562,7 @@ impl Authority {
                 }
             )));
         }
-        self.payload_for(&r, &caller.actor(), base_url).await
+        Ok(r)
     }
 
     /// The SCEP payload of approved registration `r`, with a fresh one-time challenge minted

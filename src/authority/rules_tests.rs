@@ -599,3 +599,62 @@ fn the_key_rule_wants_the_type_and_at_least_the_size() {
     assert_eq!(rule(&creds, &p384), Ok(()));
     assert!(rule(&creds, &p256).is_err());
 }
+
+/// The order of the checks decides which refusal a request breaking several rules gets, and
+/// the kind matters: only `Spent` sends the enrollment to look for an earlier answer to the
+/// same transaction.
+#[test]
+fn when_a_challenge_breaks_several_rules_the_first_decides_the_refusal() {
+    let p = profile("devices");
+    let req = csr(&ec_key(), &[("CN", "laptop-8")], &[]);
+    let none = Bindings::default();
+    let used = |c: ChallengeRecord| ChallengeRecord {
+        used_at: Some(NOW - 5),
+        ..c
+    };
+    // Used, and for another profile: the profile is named.
+    let r = use_of(&profile("wifi"), used(stored(&none, NOW + 60)), &req);
+    assert_eq!(
+        r,
+        Err(Refusal::Other(
+            "the one-time challenge is for profile `devices`".into()
+        ))
+    );
+    // Used and expired since: spent.
+    let r = use_of(&p, used(stored(&none, NOW - 60)), &req);
+    assert_eq!(
+        r,
+        Err(Refusal::Spent(
+            "the one-time challenge was already used".into()
+        ))
+    );
+    // Expired, with unreadable bindings: expired.
+    let broken = ChallengeRecord {
+        bindings: "not json".into(),
+        ..stored(&none, NOW)
+    };
+    assert_eq!(
+        use_of(&p, broken, &req),
+        Err(Refusal::Other("the one-time challenge has expired".into()))
+    );
+    // Not a registration's, on a registration-only profile, and its bound name unmet: the
+    // registration rule speaks.
+    let bound = Bindings {
+        cn: Some("laptop-7".into()),
+        credential: Some("gone".into()),
+        ..Bindings::default()
+    };
+    let only = Profile {
+        registration_only: true,
+        ..profile("devices")
+    };
+    match use_of(&only, stored(&bound, NOW + 60), &req) {
+        Err(Refusal::Bound(m)) => assert!(m.contains("only through a registration"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The bound name unmet and the credential gone: the name speaks.
+    match use_of(&p, stored(&bound, NOW + 60), &req) {
+        Err(Refusal::Bound(m)) => assert!(!m.contains("credential"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

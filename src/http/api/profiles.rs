@@ -163,9 +163,10 @@ pub(super) async fn registration_mobileconfig(
 ) -> HttpResponse {
     let caller = guard!(req, state, "GET", "/api/v1/registrations/{id}/mobileconfig");
     let base = crate::http::registrations::request_base(&req, &state);
-    // The profile's networks first: when they cannot be written (a RADIUS CA file gone),
-    // the device's current challenge is not replaced by one nobody receives.
-    let registration = match state.ra.registration(&caller, &id).await {
+    // Who may collect it first (404, 409, 403), then whether its profile's networks can be
+    // written (a RADIUS CA file gone: 503), and only then a new challenge: the device's
+    // current one is not replaced by one nobody receives.
+    let registration = match state.ra.payload_collectable(&caller, &id).await {
         Ok(r) => r,
         Err(e) => return crate::http::registrations::registration_error(e),
     };
