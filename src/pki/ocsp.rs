@@ -502,6 +502,26 @@ mod tests {
         assert_eq!(freshness(b"not a response"), None);
         let full = response(None, &good);
         assert_eq!(freshness(&full[..full.len() - 1]), None);
+        // The same basic response under another type, or with an error status: not read.
+        let bytes = OcspResponse::from_der(&full)
+            .unwrap()
+            .response_bytes
+            .unwrap();
+        for (status, oid) in [
+            (ResponseStatus::Successful, NONCE),
+            (ResponseStatus::TryLater, BASIC),
+        ] {
+            let odd = OcspResponse {
+                response_status: status,
+                response_bytes: Some(ResponseBytes {
+                    response_type: oid,
+                    response: bytes.response.clone(),
+                }),
+            }
+            .to_der()
+            .unwrap();
+            assert_eq!(freshness(&odd), None, "{status:?} {oid}");
+        }
     }
 
     #[test]
