@@ -309,7 +309,9 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
             .as_secs() as i64
     };
     let (expires, date, modified) = (time("expires"), time("date"), time("last-modified"));
-    assert!((1..=60).contains(&(expires - date)), "{expires} {date}");
+    // Expires is now + max-age; the server's Date header is refreshed about twice a second,
+    // so it may trail by one.
+    assert!((1..=61).contains(&(expires - date)), "{expires} {date}");
     assert!(
         modified <= date && date - modified < 600,
         "{modified} {date}"
