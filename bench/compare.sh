@@ -16,13 +16,8 @@ CONCURRENCY="${CONCURRENCY:-1 4 16 64}"
 CHALLENGE="bench-challenge"
 
 bash deploy/ensure-packages.sh softhsm2 opensc scep openssl libssl-dev pkg-config python3 >&2
-if [ -n "${BENCH_SIGIL:-}" ]; then
-  sigil="$BENCH_SIGIL"   # a build made elsewhere (e.g. to compare two older builds)
-else
-  echo "== building sigil (release)" >&2
-  cargo build --release --quiet --bin sigil
-  sigil="$PWD/target/release/sigil"
-fi
+. bench/lib.sh
+bench_sigil
 
 work="$PWD/target/compare"
 rm -rf "$work"
@@ -34,8 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
 
 # --- Sigil: one token, two stores (SQLite, PostgreSQL) ---------------------------------------
 bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2

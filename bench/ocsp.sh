@@ -16,9 +16,8 @@ ROUNDS="${ROUNDS:-3}"
 REQUESTS="${REQUESTS:-40000}"
 
 bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config python3 apache2-utils curl >&2
-echo "== building sigil (release)" >&2
-cargo build --release --quiet --bin sigil
-sigil="$PWD/target/release/sigil"
+. bench/lib.sh
+bench_sigil
 
 work="$PWD/target/bench-ocsp"
 rm -rf "$work"
@@ -27,8 +26,6 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 400); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
@@ -51,7 +48,7 @@ port="$(free_port)"
 SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/serve.log" &
 pid=$!
 base="http://127.0.0.1:$port"
-wait_up "$base/healthz"
+wait_up "$base/healthz" 400
 echo "== waiting for the answers to be pre-produced (server CPU quiet)" >&2
 started=$(date +%s)
 while :; do

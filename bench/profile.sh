@@ -14,13 +14,8 @@ C="${C:-16}"
 CHALLENGE="bench-challenge"
 
 bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config python3 linux-perf >&2
-if [ -n "${BENCH_SIGIL:-}" ]; then
-  sigil="$BENCH_SIGIL"
-else
-  echo "== building sigil (release, with line tables)" >&2
-  cargo build --release --quiet --bin sigil
-  sigil="$PWD/target/release/sigil"
-fi
+. bench/lib.sh
+bench_sigil
 
 work="$PWD/target/profile"
 rm -rf "$work"
@@ -29,8 +24,6 @@ pid=""
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 200); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
 
 bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
 export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"

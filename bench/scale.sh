@@ -20,9 +20,8 @@ SAMPLES="${SAMPLES:-200}"
 STORES="${STORES:-sqlite postgres}"
 
 bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config python3 curl >&2
-echo "== building sigil (release)" >&2
-cargo build --release --quiet --bin sigil
-sigil="$PWD/target/release/sigil"
+. bench/lib.sh
+bench_sigil
 
 work="$PWD/target/bench-scale"
 rm -rf "$work"
@@ -33,8 +32,6 @@ cleanup() {
   if declare -F pg_test_drop >/dev/null; then pg_test_drop; fi
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "$1 did not come up" >&2; return 1; }
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
@@ -80,7 +77,7 @@ for store in $STORES; do
   SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/serve-$store.log" &
   pid=$!
   base="http://127.0.0.1:$port"
-  wait_up "$base/healthz"
+  wait_up "$base/healthz" 600
   crl_bytes="$(curl -fsS "$base/crl/$(curl -s "$base/crl/x.crl" | sed -n 's|.*/crl/\([^ ,]*\)\.crl.*|\1|p' | head -1).crl" | wc -c)"
   cp "$data/ca.pem" "$work/ca-$store.pem"
   measured="$(python3 - "$base" "$token" "$work/ca-$store.pem" "$SAMPLES" "$sigil" <<'PY'

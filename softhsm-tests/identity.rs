@@ -671,21 +671,26 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
     assert_eq!(status, 200, "{ok}");
 
     // Olga files a registration for Oscar (whose provider writes his email with capitals).
-    let (status, reg) = olga.api(
-        "POST",
-        &format!("{base}/api/v1/registrations"),
-        Some(&olga_csrf),
-        Some(json!({"email": "OSCAR@agency.test", "credential": "derived"})),
-    );
-    assert_eq!(status, 201, "{reg}");
-    let rid = reg["id"].as_str().unwrap().to_string();
-    let (status, r) = olga.api(
-        "POST",
-        &format!("{base}/api/v1/registrations/{rid}/request"),
-        Some(&olga_csrf),
-        Some(json!({"device_id": "oscar-phone"})),
-    );
-    assert_eq!(status, 200, "{r}");
+    // Olga files a request for a person's device: the registration's id.
+    let filed = |email: &str, device: &str| {
+        let (status, reg) = olga.api(
+            "POST",
+            &format!("{base}/api/v1/registrations"),
+            Some(&olga_csrf),
+            Some(json!({"email": email, "credential": "derived"})),
+        );
+        assert_eq!(status, 201, "{reg}");
+        let rid = reg["id"].as_str().unwrap().to_string();
+        let (status, r) = olga.api(
+            "POST",
+            &format!("{base}/api/v1/registrations/{rid}/request"),
+            Some(&olga_csrf),
+            Some(json!({"device_id": device})),
+        );
+        assert_eq!(status, 200, "{r}");
+        rid
+    };
+    let rid = filed("OSCAR@agency.test", "oscar-phone");
     // Oscar cannot approve his own credential, whatever the case of his email ...
     let (status, why) = oscar.api(
         "POST",
@@ -717,21 +722,7 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
     assert_eq!(status, 200, "{done}");
     // Nor does a token of one's own approve one's own credential when the token's name is not
     // the email: Alice's officer token "script" is still Alice.
-    let (status, reg) = olga.api(
-        "POST",
-        &format!("{base}/api/v1/registrations"),
-        Some(&olga_csrf),
-        Some(json!({"email": "alice@agency.test", "credential": "derived"})),
-    );
-    assert_eq!(status, 201, "{reg}");
-    let rid = reg["id"].as_str().unwrap().to_string();
-    let (status, r) = olga.api(
-        "POST",
-        &format!("{base}/api/v1/registrations/{rid}/request"),
-        Some(&olga_csrf),
-        Some(json!({"device_id": "alice-phone"})),
-    );
-    assert_eq!(status, 200, "{r}");
+    let rid = filed("alice@agency.test", "alice-phone");
     let r = s
         .http
         .post(format!("{base}/api/v1/registrations/{rid}/approve"))

@@ -269,11 +269,15 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
     };
     // GET: base64 in the path, as RFC 6960 appendix A has it (here percent-escaped).
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&plain);
-    let escaped = b64
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D");
+    // Base64 in the path, percent-escaped.
+    let in_path = |der: &[u8]| {
+        base64::engine::general_purpose::STANDARD
+            .encode(der)
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    };
+    let escaped = in_path(&plain);
     let r = s
         .http
         .get(format!("{}/ocsp/{escaped}", s.base))
@@ -324,11 +328,7 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
     );
     assert_eq!(status_of(&got), OcspCertStatus::GOOD);
     // With a nonce the answer is for that request alone: not to be cached.
-    let escaped_nonce = base64::engine::general_purpose::STANDARD
-        .encode(&with_nonce)
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D");
+    let escaped_nonce = in_path(&with_nonce);
     let r = s
         .http
         .get(format!("{}/ocsp/{escaped_nonce}", s.base))

@@ -280,7 +280,8 @@ fn requests(c: &Cluster, n: usize, challenge: &str) -> Vec<Request> {
     out.into_inner().unwrap()
 }
 
-fn serial_of(cert: &[u8]) -> String {
+/// The serial (hex) of a certificate (DER).
+pub(crate) fn serial_of(cert: &[u8]) -> String {
     let b = X509::from_der(cert)
         .unwrap()
         .serial_number()

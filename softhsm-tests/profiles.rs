@@ -84,6 +84,14 @@ fn check_scep_content(c: &plist::Dictionary) {
     assert!([0, 1, 4, 5].contains(&usage), "Key Usage {usage}");
 }
 
+/// The SCEP payload's one-time challenge.
+fn challenge_of(c: &plist::Dictionary) -> String {
+    c.get("Challenge")
+        .and_then(Value::as_string)
+        .unwrap()
+        .to_string()
+}
+
 fn payload_header(p: &plist::Dictionary, kind: &str) {
     assert_eq!(p.get("PayloadType").and_then(Value::as_string), Some(kind));
     assert_eq!(
@@ -168,11 +176,7 @@ fn a_signed_mobileconfig_carries_the_chain_and_its_challenge_enrolls() {
     assert_eq!(cn[1].as_string(), Some("mac-7"));
 
     // Its one-time challenge enrolls the device it names, once.
-    let challenge = c
-        .get("Challenge")
-        .and_then(Value::as_string)
-        .unwrap()
-        .to_string();
+    let challenge = challenge_of(c);
     let (_, _, reply) = enroll_with(&s, "default", "mac-7", &challenge);
     assert_eq!(
         reply.status,
@@ -616,11 +620,7 @@ challenge_ttl = "10m"
     let cn = subject[0].as_array().unwrap()[0].as_array().unwrap();
     assert_eq!(cn[1].as_string(), Some("alice C02X1"));
     assert_eq!(payload_of(&profile, "com.apple.wifi.managed").len(), 1);
-    let challenge = c
-        .get("Challenge")
-        .and_then(Value::as_string)
-        .unwrap()
-        .to_string();
+    let challenge = challenge_of(c);
 
     // The RADIUS CA file is gone: 503, and the challenge the device holds still enrolls.
     std::fs::remove_file(&pem).unwrap();

@@ -354,14 +354,7 @@ fn a_derived_credential_is_registered_approved_and_enrolled() {
     // Revoking the registration revokes its credential, and no other device's.
     let (_, _, bystander) = enroll_with(&s, "default", "bystander", CHALLENGE);
     assert_eq!(bystander.status, PkiStatus::Success);
-    let bystander = hex::encode(
-        X509::from_der(&bystander.certs[0])
-            .unwrap()
-            .serial_number()
-            .to_bn()
-            .unwrap()
-            .to_vec(),
-    );
+    let bystander = crate::multinode::serial_of(&bystander.certs[0]);
     assert_eq!(
         post(
             &s,
