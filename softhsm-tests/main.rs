@@ -11,6 +11,7 @@ mod audit;
 mod bad_config;
 mod ceremony;
 mod console;
+mod crl_partitions;
 mod directory;
 mod evidence;
 mod fake_intune;

@@ -255,7 +255,7 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
     assert!(
         String::from_utf8(X509::from_der(&d.certs[0]).unwrap().to_text().unwrap())
             .unwrap()
-            .contains("/crl/sigil-ca-g2.crl"),
+            .contains("/crl/sigil-ca-g2/"),
         "new certificates point at the new CA's CRL"
     );
 
@@ -286,6 +286,29 @@ fn rollover_offers_the_next_ca_then_switches_and_the_old_one_keeps_answering() {
     );
     let new_crl = crl_of(&s, &dir, "sigil-ca-g2", &next_pem);
     assert!(new_crl.contains("No Revoked Certificates"), "{new_crl}");
+    // A's own CRL partition is the retired CA's too, signed by it and listing A.
+    let a_point = X509::from_der(&a.certs[0])
+        .unwrap()
+        .crl_distribution_points()
+        .unwrap()[0]
+        .distpoint()
+        .unwrap()
+        .fullname()
+        .unwrap()[0]
+        .uri()
+        .unwrap()
+        .to_string();
+    let part = a_point
+        .strip_prefix(&format!("{}/crl/", s.base))
+        .and_then(|p| p.strip_suffix(".crl"))
+        .unwrap();
+    assert!(part.starts_with("sigil-ca/"), "{a_point}");
+    std::fs::create_dir_all(dir.join("sigil-ca")).unwrap();
+    let old_part = crl_of(&s, &dir, part, &old_pem);
+    assert!(
+        old_part.contains(&serial(&a.certs[0]).to_ascii_uppercase()),
+        "{old_part}"
+    );
 
     // SCEP GetCRL about an old-CA certificate answers with the old CA's CRL.
     let old_subject = X509::from_der(&old_ca)

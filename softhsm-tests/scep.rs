@@ -69,7 +69,7 @@ fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16, tls: boo
         .expect("spawn sigil serve")
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(openssl::sha::sha256(s.as_bytes()))
 }
 

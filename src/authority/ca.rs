@@ -105,15 +105,17 @@ impl CaGeneration {
 pub(crate) async fn revoked_by(
     store: &dyn crate::store::Store,
     issuer_text: &str,
+    not_after_in: Option<(i64, i64)>,
 ) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, StoreError> {
     Ok(store
         .certificates(&CertFilter {
             status: Some(CertStatus::Revoked),
+            issuer: Some(issuer_text.to_string()),
+            not_after_in,
             ..Default::default()
         })
         .await?
         .into_iter()
-        .filter(|c| c.issuer == issuer_text)
         .filter_map(|c| {
             let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
             let serial = hex::decode(if c.serial.len() % 2 == 1 {

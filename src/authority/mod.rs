@@ -19,8 +19,10 @@ mod push;
 pub use purpose_key::{ProfileSigner, PurposeKey};
 pub mod external;
 pub use ca::{CaOverview, CertSummary};
+pub use crl_partitions::NoPartition;
 pub mod challenge;
 mod credential_settings;
+mod crl_partitions;
 mod decision;
 mod enroll;
 mod expiry;
@@ -407,7 +409,7 @@ impl Authority {
             // profile names others.
             if !public.is_empty() {
                 if p.cert.crl_url.is_empty() {
-                    p.cert.crl_url = format!("{public}/crl/{ca_name}.crl");
+                    p.cert.crl_url = crl_partitions::url_template(public, &ca_name);
                 }
                 if p.cert.ocsp_url.is_empty() {
                     p.cert.ocsp_url = format!("{public}/ocsp");

@@ -197,6 +197,11 @@ impl ProfileSettings {
                 )))
             }
         }
+        if self.crl_url.contains(crate::pki::PARTITION_PLACEHOLDER) {
+            return Err(bad(
+                "crl_url: {partition} is for Sigil's own CRL partitions; leave crl_url unset to have certificates name their partition on this server".into(),
+            ));
+        }
         if !self.subject.is_empty() {
             crate::pki::parse_dn(&self.subject.replace("{cn}", "x"))
                 .map_err(|e| bad(format!("subject: {e}")))?;
@@ -219,5 +224,25 @@ impl ProfileSettings {
             ocsp_url: self.ocsp_url.clone(),
             ca_issuers_url: self.ca_issuers_url.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crl_url_is_used_as_written_and_the_partition_placeholder_is_sigils_own() {
+        let mut p = ProfileSettings {
+            crl_url: "https://pki.example/ca.crl".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.cert_profile("default").map(|c| c.crl_url).as_deref(),
+            Ok("https://pki.example/ca.crl")
+        );
+        p.crl_url = "https://mirror.example/crl/{partition}.crl".into();
+        let e = p.cert_profile("default").map(|_| ()).unwrap_err();
+        assert!(e.contains("leave crl_url unset"), "{e}");
     }
 }

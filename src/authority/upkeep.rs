@@ -167,7 +167,7 @@ impl Authority {
     }
 
     /// The issuer text of a generation's certificates.
-    fn generation_issuer(&self, generation: Option<usize>) -> &str {
+    pub(super) fn generation_issuer(&self, generation: Option<usize>) -> &str {
         match generation.and_then(|i| self.inner.retired.get(i)) {
             Some(g) => &g.issuer_text,
             None => &self.inner.ca_issuer_text,
@@ -196,7 +196,7 @@ impl Authority {
         std::iter::once(None).chain((0..self.inner.retired.len()).map(Some))
     }
 
-    fn generation_label(&self, generation: Option<usize>) -> &str {
+    pub(super) fn generation_label(&self, generation: Option<usize>) -> &str {
         match generation.and_then(|i| self.inner.retired.get(i)) {
             Some(g) => &g.label,
             None => &self.inner.ca_name,
@@ -215,6 +215,19 @@ impl Authority {
         &self,
         generation: Option<usize>,
     ) -> Result<Vec<u8>, RequestError> {
+        self.make_crl(generation, None).await
+    }
+
+    /// Make, sign and publish a CRL of a generation: the full one (`partition` `None`) or one
+    /// partition's, which lists only the revoked certificates ending in its week and names
+    /// `partition`'s URL in its issuing distribution point. A partition's CRL is stored as the
+    /// issuer's revocation count it covers (8 bytes, big-endian) followed by its DER, fenced
+    /// by its own number like the full one; it leaves the full CRL's out-of-date mark alone.
+    pub(crate) async fn make_crl(
+        &self,
+        generation: Option<usize>,
+        partition: Option<(crate::pki::CrlPartition, String)>,
+    ) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
         let issuer_text = self.generation_issuer(generation).to_string();
@@ -224,7 +237,8 @@ impl Authority {
         // The number next: a CRL numbered after another always read the revocations
         // committed before that one's list was read.
         let number = store.next_crl_number().await.map_err(unavailable)?;
-        let revoked = ca::revoked_by(store.as_ref(), &issuer_text)
+        let window = partition.as_ref().map(|(p, _)| p.window());
+        let revoked = ca::revoked_by(store.as_ref(), &issuer_text, window)
             .await
             .map_err(unavailable)?;
         let _permit = self
@@ -234,35 +248,54 @@ impl Authority {
             .admit(crate::hsm::WorkClass::Background)
             .await
             .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        let entries = revoked.len();
         let ra = self.clone();
+        let url = partition.as_ref().map(|(_, url)| url.clone());
         let der = tokio::task::spawn_blocking(move || {
             let (issuer, cert) = match generation.and_then(|i| ra.inner.retired.get(i)) {
                 Some(g) => (&g.issuer, &g.cert),
                 None => (&ra.inner.issuer, &ra.inner.ca_cert),
             };
-            crate::pki::build_crl(issuer, cert, &revoked, number.max(1) as u64, CRL_HOURS)
+            crate::pki::build_crl(
+                issuer,
+                cert,
+                &revoked,
+                number.max(1) as u64,
+                CRL_HOURS,
+                url.as_deref(),
+            )
         })
         .await
         .map_err(|e| RequestError::Unavailable(e.to_string()))?
         .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let label = self.generation_label(generation).to_string();
+        let (key, stored, covers) = match &partition {
+            None => (label.clone(), der.clone(), mark),
+            Some((p, _)) => (
+                format!("{label}/{}", p.name()),
+                [&mark.revisions.to_be_bytes()[..], &der].concat(),
+                // Covers nothing of the full CRL's mark.
+                crate::store::CrlMark::default(),
+            ),
+        };
         if store
-            .publish_crl(&label, number, &der, &mark)
+            .publish_crl(&key, number, &stored, &covers)
             .await
             .map_err(unavailable)?
         {
-            tracing::info!(ca = %label, crl_number = number, "CRL refreshed");
+            tracing::info!(ca = %key, crl_number = number, entries, "CRL refreshed");
             return Ok(der);
         }
         // Another node published a newer CRL meanwhile: that one is current.
-        match store
-            .state(&format!("crl:{label}"))
+        let newer = store
+            .state(&format!("crl:{key}"))
             .await
-            .map_err(unavailable)?
-        {
-            Some(newer) => Ok(newer),
-            None => Ok(der),
-        }
+            .map_err(unavailable)?;
+        Ok(match (newer, &partition) {
+            (Some(newer), None) => newer,
+            (Some(newer), Some(_)) if newer.len() > 8 => newer[8..].to_vec(),
+            _ => der,
+        })
     }
 
     /// After revocations: new CRLs for the active CA and every retired one (a revoked

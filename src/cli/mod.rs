@@ -266,6 +266,7 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                 subject_contains: subject,
                 device_id: device,
                 limit,
+                ..Default::default()
             };
             with_store(config, OpenMode::Existing, |store| async move {
                 let certs = store.certificates(&filter).await?;

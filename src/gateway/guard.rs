@@ -41,6 +41,7 @@ fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
 
 fn name_ok(s: &str) -> bool {
     !s.is_empty()
+        && !s.starts_with('.')
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
@@ -66,7 +67,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, Refusal> {
         };
     }
     if let Some(file) = path.strip_prefix("/crl/") {
-        if !file.strip_suffix(".crl").is_some_and(name_ok) {
+        // `<ca>.crl`, or a partition's `<ca>/<YYYY-Www>.crl`.
+        let (ca, file) = file.split_once('/').unwrap_or(("x", file));
+        if !name_ok(ca) || !file.strip_suffix(".crl").is_some_and(name_ok) {
             return Err(refuse(404, "no such CRL"));
         }
         return if method == "GET" {
@@ -94,7 +97,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, Refusal> {
     }
     Err(refuse(
         404,
-        "not a public route (SCEP, /crl/<ca>.crl, /ocsp)",
+        "not a public route (SCEP, /crl/<ca>.crl, /crl/<ca>/<week>.crl, /ocsp)",
     ))
 }
 
@@ -243,6 +246,7 @@ mod tests {
         assert_eq!(route("GET", "/certsrv/mscep/mscep.dll"), Ok(Route::Scep));
         assert_eq!(route("GET", "/cgi-bin/pkiclient.exe"), Ok(Route::Scep));
         assert_eq!(route("GET", "/crl/sigil-ca.crl"), Ok(Route::Crl));
+        assert_eq!(route("GET", "/crl/sigil-ca/2027-W49.crl"), Ok(Route::Crl));
         assert_eq!(route("POST", "/ocsp"), Ok(Route::Ocsp));
         assert_eq!(route("GET", "/ocsp/MEUwQzBB"), Ok(Route::Ocsp));
         assert_eq!(route("PUT", "/scep").unwrap_err().status, 405);
@@ -252,6 +256,13 @@ mod tests {
             "/metrics",
             "/certsrv/mscep_admin/",
             "/crl/../etc/passwd",
+            "/crl/../x.crl",
+            "/crl/./x.crl",
+            "/crl/ca/../x.crl",
+            "/crl/ca/2027-W49/x.crl",
+            "/crl/ca/2027-W49",
+            "/crl//x.crl",
+            "/crl/...crl",
             "/scep/../api",
             "/readyz",
         ] {

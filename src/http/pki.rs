@@ -1,5 +1,6 @@
-//! Relying-party endpoints: the CRL at `/crl/{ca}.crl` (the URL to put in issued
-//! certificates' CRL distribution point) and the OCSP responder at `/ocsp` (POST with a DER
+//! Relying-party endpoints: the full CRL at `/crl/{ca}.crl`, a CRL partition at
+//! `/crl/{ca}/{YYYY-Www}.crl` (the URL Sigil puts in issued certificates' CRL distribution
+//! point) and the OCSP responder at `/ocsp` (POST with a DER
 //! body, or GET with the base64 request in the path, RFC 6960 appendix A).
 
 use actix_web::http::header;
@@ -11,6 +12,7 @@ use crate::authority::{Authority, OcspOutcome, RequestError};
 /// Register the routes.
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/crl/{file}", web::get().to(crl))
+        .route("/crl/{ca}/{file}", web::get().to(partition_crl))
         .route("/ocsp", web::post().to(ocsp_post))
         .route("/ocsp/{request:.*}", web::get().to(ocsp_get));
 }
@@ -44,6 +46,27 @@ async fn crl(state: web::Data<AppState>, file: web::Path<String>) -> HttpRespons
             Err(e) => Err(e),
         }
     };
+    crl_answer(crl)
+}
+
+async fn partition_crl(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (ca, file) = path.into_inner();
+    match state.ra.partition_crl(&ca, &file).await {
+        Ok(Ok(der)) => crl_answer(Ok(der)),
+        Ok(Err(missing)) => {
+            tracing::info!(%ca, %file, reason = %missing, "no such CRL partition");
+            HttpResponse::NotFound()
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("no such CRL: {missing}\n"))
+        }
+        Err(e) => crl_answer(Err(e)),
+    }
+}
+
+fn crl_answer(crl: Result<Vec<u8>, RequestError>) -> HttpResponse {
     match crl {
         Ok(der) => HttpResponse::Ok()
             .content_type("application/pkix-crl")

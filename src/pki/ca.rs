@@ -263,14 +263,17 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// A full CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
-/// (serial bytes, revocation time, RFC 5280 reason code).
+/// A CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
+/// (serial bytes, revocation time, RFC 5280 reason code). `partition_url`: a partition's CRL,
+/// which names that URL in a critical issuing distribution point (end-entity certificates
+/// only); `None`: the full CRL.
 pub fn build_crl(
     issuer: &rcgen::Issuer<'_, impl SigningKey>,
     ca_der: &[u8],
     revoked: &[(Vec<u8>, OffsetDateTime, i32)],
     crl_number: u64,
     hours: i64,
+    partition_url: Option<&str>,
 ) -> Result<Vec<u8>, PkiError> {
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
@@ -287,7 +290,12 @@ pub fn build_crl(
         this_update: now,
         next_update: now + Duration::hours(hours),
         crl_number: SerialNumber::from(crl_number),
-        issuing_distribution_point: None,
+        issuing_distribution_point: partition_url.map(|url| rcgen::CrlIssuingDistributionPoint {
+            distribution_point: rcgen::CrlDistributionPoint {
+                uris: vec![url.to_string()],
+            },
+            scope: Some(rcgen::CrlScope::UserCertsOnly),
+        }),
         revoked_certs: revoked
             .iter()
             .map(|(serial, at, reason)| rcgen::RevokedCertParams {

@@ -3,6 +3,7 @@
 //! decides nothing about who may have a certificate.
 
 mod ca;
+mod crl_partition;
 mod csr;
 mod name;
 pub mod ocsp;
@@ -14,6 +15,7 @@ pub use ca::{
     read_certificates, revocation_reason_name, self_signed_ca, sha256_fingerprint, subject_text,
     to_pem, PkiError, REVOCATION_REASONS,
 };
+pub use crl_partition::{crl_url_for, CrlPartition, PARTITION_PLACEHOLDER};
 pub use csr::{
     certificate_facts, certificate_identity, name_text, parse_csr, CertificateFacts, Csr, CsrError,
     NameAttribute, RequestedKey, San,

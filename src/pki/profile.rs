@@ -43,7 +43,8 @@ pub struct CertProfile {
     pub key_types: Vec<String>,
     /// Certificate policy OIDs.
     pub policy_oids: Vec<Vec<u64>>,
-    /// CRL distribution point URL (empty: none).
+    /// CRL distribution point URL (empty: none); `{partition}` in it becomes the
+    /// certificate's CRL partition (see [`super::CrlPartition`]).
     pub crl_url: String,
     /// OCSP responder URL for AIA (empty: none).
     pub ocsp_url: String,
@@ -400,7 +401,10 @@ impl CertProfile {
         p.serial_number = Some(random_serial()?);
         if !self.crl_url.is_empty() {
             p.crl_distribution_points = vec![CrlDistributionPoint {
-                uris: vec![self.crl_url.clone()],
+                uris: vec![super::crl_partition::crl_url_for(
+                    &self.crl_url,
+                    p.not_after,
+                )],
             }];
         }
         p.custom_extensions = self.extensions()?;

@@ -537,6 +537,11 @@ pub struct CertFilter {
     pub subject_contains: Option<String>,
     /// Only certificates issued to this device.
     pub device_id: Option<String>,
+    /// Only certificates of this issuer (its text, as recorded).
+    pub issuer: Option<String>,
+    /// Only certificates whose notAfter is in this window (Unix seconds, start inclusive,
+    /// end exclusive): a CRL partition.
+    pub not_after_in: Option<(i64, i64)>,
     /// At most this many (newest first); 0: no limit.
     pub limit: usize,
 }

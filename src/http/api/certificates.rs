@@ -60,6 +60,7 @@ pub(super) async fn list_certificates(
         subject_contains: q.subject.clone(),
         device_id: q.device.clone(),
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+        ..Default::default()
     };
     let ra = &state.ra;
     match ra.certificates(&filter).await {

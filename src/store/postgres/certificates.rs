@@ -58,6 +58,16 @@ impl CertificateStore for PostgresStore {
             args.push(Box::new(d.clone()));
             sql.push_str(&format!(" AND device_id = ${}", args.len()));
         }
+        if let Some(i) = &filter.issuer {
+            args.push(Box::new(i.clone()));
+            sql.push_str(&format!(" AND issuer = ${}", args.len()));
+        }
+        if let Some((from, to)) = filter.not_after_in {
+            args.push(Box::new(from));
+            sql.push_str(&format!(" AND not_after >= ${}", args.len()));
+            args.push(Box::new(to));
+            sql.push_str(&format!(" AND not_after < ${}", args.len()));
+        }
         sql.push_str(" ORDER BY created_at DESC, serial");
         if filter.limit > 0 {
             sql.push_str(&format!(" LIMIT {}", filter.limit));

@@ -54,6 +54,16 @@ impl CertificateStore for SqliteStore {
                 args.push(d.clone().into());
                 sql.push_str(&format!(" AND device_id = ?{}", args.len()));
             }
+            if let Some(i) = &f.issuer {
+                args.push(i.clone().into());
+                sql.push_str(&format!(" AND issuer = ?{}", args.len()));
+            }
+            if let Some((from, to)) = f.not_after_in {
+                args.push(from.into());
+                sql.push_str(&format!(" AND not_after >= ?{}", args.len()));
+                args.push(to.into());
+                sql.push_str(&format!(" AND not_after < ?{}", args.len()));
+            }
             sql.push_str(" ORDER BY created_at DESC, serial");
             if f.limit > 0 {
                 sql.push_str(&format!(" LIMIT {}", f.limit));

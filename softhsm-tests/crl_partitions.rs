@@ -1,0 +1,214 @@
+//! CRL partitions seen by a relying party: each certificate names the CRL of the ISO week its
+//! validity ends in, that CRL lists only that week's revocations and says so in a critical
+//! issuing distribution point, and `openssl verify -crl_check` (which matches the point
+//! against the certificate's) takes it for its own certificates only.
+
+use std::path::{Path, PathBuf};
+
+use openssl::asn1::Asn1Time;
+use openssl::x509::X509;
+use serde_json::json;
+use sigil::pki::CrlPartition;
+use sigil::scep::PkiStatus;
+
+use crate::api::{call, enroll_with, new_token};
+use crate::common::{openssl, write_pem};
+use crate::multinode::serial_of;
+use crate::scep::{sha256_hex, ScepServer, CHALLENGE};
+
+/// The only URI of a certificate's CRL distribution point.
+fn crl_point(der: &[u8]) -> String {
+    let x = X509::from_der(der).unwrap();
+    let points = x
+        .crl_distribution_points()
+        .expect("a CRL distribution point");
+    assert_eq!(points.len(), 1);
+    let names = points[0].distpoint().unwrap().fullname().unwrap();
+    assert_eq!(names.len(), 1);
+    names[0].uri().unwrap().to_string()
+}
+
+/// The partition a certificate's notAfter falls in, computed from the certificate.
+fn partition_of(der: &[u8]) -> CrlPartition {
+    let x = X509::from_der(der).unwrap();
+    let epoch = Asn1Time::from_unix(0).unwrap();
+    let d = epoch.diff(x.not_after()).unwrap();
+    let secs = i64::from(d.days) * 86_400 + i64::from(d.secs);
+    CrlPartition::of(time::OffsetDateTime::from_unix_timestamp(secs).unwrap())
+}
+
+/// GET a CRL: its DER written as PEM and `openssl crl -text -verify` of it.
+fn fetch(s: &ScepServer, url: &str, ca: &Path, dir: &Path, name: &str) -> (String, PathBuf) {
+    let r = s.http.get(url).send().unwrap();
+    assert_eq!(r.status(), 200, "{url}: {}", s.log());
+    assert_eq!(r.headers()["content-type"], "application/pkix-crl");
+    let der = dir.join(format!("{name}.der"));
+    std::fs::write(&der, r.bytes().unwrap()).unwrap();
+    let pem = dir.join(format!("{name}.pem"));
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der.to_str().unwrap(),
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-noout",
+        "-text",
+        "-verify",
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    let (ok, out) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        der.to_str().unwrap(),
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    (text, pem)
+}
+
+fn crl_number(text: &str) -> u64 {
+    let line = text
+        .lines()
+        .skip_while(|l| !l.contains("X509v3 CRL Number"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CRL number in {text}"));
+    line.trim().parse().unwrap()
+}
+
+fn verify(ca: &Path, crl: &Path, cert: &Path) -> (bool, String) {
+    openssl(&[
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        "-CRLfile",
+        crl.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
+    let h = sha256_hex(CHALLENGE);
+    let s = ScepServer::start_with(&format!(
+        "\n[profiles.month]\nchallenge_sha256 = \"{h}\"\nvalidity_days = 30\n"
+    ));
+    let dir = s.token.path().join("relying-party");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = write_pem(&dir, "ca.pem", &s.ca);
+    let (officer, _) = new_token(&s, "officer", "officer");
+    let mut certs = Vec::new();
+    for (profile, device) in [
+        ("default", "year-a"),
+        ("default", "year-b"),
+        ("month", "month-c"),
+    ] {
+        let (_, _, r) = enroll_with(&s, profile, device, CHALLENGE);
+        assert_eq!(r.status, PkiStatus::Success, "{:?}", r.fail_text);
+        certs.push(r.certs[0].clone());
+    }
+    let [a, b, c] = [&certs[0], &certs[1], &certs[2]];
+    let pem = |name: &str, der: &[u8]| write_pem(&dir, name, der);
+    let (a_pem, b_pem, c_pem) = (pem("a.pem", a), pem("b.pem", b), pem("c.pem", c));
+
+    // Each certificate names its week's CRL on this server; a year's and a month's differ.
+    let url_of = |der: &[u8]| format!("{}/crl/sigil-ca/{}.crl", s.base, partition_of(der).name());
+    for der in [a, b, c] {
+        assert_eq!(crl_point(der), url_of(der));
+    }
+    assert_eq!(crl_point(a), crl_point(b));
+    assert_ne!(crl_point(a), crl_point(c));
+    let (year_url, month_url) = (crl_point(a), crl_point(c));
+
+    // Before: the year's partition lists nothing, names itself in a critical issuing
+    // distribution point for end-entity certificates only, and is kept, not re-signed.
+    let (text, before) = fetch(&s, &year_url, &ca, &dir, "year-before");
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    assert!(
+        text.contains("X509v3 Issuing Distribution Point: critical"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("URI:{year_url}")), "{text}");
+    assert!(text.contains("Only User Certificates"), "{text}");
+    let first_number = crl_number(&text);
+    let (again, _) = fetch(&s, &year_url, &ca, &dir, "year-again");
+    assert_eq!(
+        crl_number(&again),
+        first_number,
+        "a held partition is served as it is"
+    );
+    assert!(verify(&ca, &before, &a_pem).0);
+
+    // Revoke A.
+    let serial_a = serial_of(a);
+    let r = call(
+        &s,
+        "POST",
+        &format!("/api/v1/certificates/{serial_a}/revoke"),
+        Some(&officer),
+        Some(json!({"reason": "keyCompromise"})),
+    );
+    assert_eq!(r.status(), 200);
+
+    // After: A's partition is made again and lists A; B (same week) still verifies with it.
+    let (text, year) = fetch(&s, &year_url, &ca, &dir, "year-after");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains(&serial_a.to_ascii_lowercase()),
+        "{text}"
+    );
+    assert!(crl_number(&text) > first_number, "{text}");
+    let (ok, out) = verify(&ca, &year, &a_pem);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    assert!(verify(&ca, &year, &b_pem).0);
+
+    // The month's partition does not list A, and is not A's CRL: a relying party holding
+    // only it cannot check A at all (its point is not A's), rather than finding A good.
+    let (text, month) = fetch(&s, &month_url, &ca, &dir, "month");
+    assert!(text.contains("No Revoked Certificates"), "{text}");
+    assert!(verify(&ca, &month, &c_pem).0);
+    let (ok, out) = verify(&ca, &month, &a_pem);
+    assert!(!ok && out.contains("different CRL scope"), "{out}");
+    // And the year's partition is not C's.
+    let (ok, out) = verify(&ca, &year, &c_pem);
+    assert!(!ok && out.contains("different CRL scope"), "{out}");
+
+    // The full CRL still lists A, with no issuing distribution point: good for every
+    // certificate.
+    let (text, full) = fetch(
+        &s,
+        &format!("{}/crl/sigil-ca.crl", s.base),
+        &ca,
+        &dir,
+        "full",
+    );
+    assert!(!text.contains("Issuing Distribution Point"), "{text}");
+    assert!(!verify(&ca, &full, &a_pem).0);
+    assert!(verify(&ca, &full, &c_pem).0);
+
+    // Names that are not a partition of a CA here: 404 with the reason.
+    for (path, reason) in [
+        ("/crl/sigil-ca/2027-W54.crl", "not a CRL partition"),
+        ("/crl/sigil-ca/2027-W49.pem", "not a CRL partition"),
+        ("/crl/sigil-ca/2027-12-06.crl", "not a CRL partition"),
+        ("/crl/sigil-ca/1999-W01.crl", "outside the CA's validity"),
+        ("/crl/nobody/2027-W01.crl", "no CA is called"),
+    ] {
+        let r = s.http.get(format!("{}{path}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body = r.text().unwrap();
+        assert!(body.contains(reason), "{path}: {body}");
+    }
+    let r = s
+        .http
+        .get(format!("{}/crl/sigil-ca/2027-W49/x.crl", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
