@@ -4,6 +4,8 @@
 #   - the fill itself, and the database's size;
 #   - a revocation from the command line, which makes and signs the CRL over every revoked
 #     certificate (its time), and the CRL's size as served;
+#   - CRL partitions (the weeks 1, 26 and 50 weeks from now): the first request, which makes
+#     and signs the partition's CRL, the next (held), and the size;
 #   - the certificate search of the API (`GET /api/v1/certificates`): by exact device, by
 #     subject text, revoked ones, expiring within 7 days, each SAMPLES times, p50 and p99;
 #   - OCSP: a request with a nonce (a status read and a signature) for SAMPLES different
@@ -74,15 +76,17 @@ for store in $STORES; do
   token="$("$sigil" --log-level error token create --role officer --name bench-scale 2>/dev/null | tail -1)"
 
   port="$(free_port)"
-  SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/serve-$store.log" &
+  SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_SERVER_PUBLIC_URL="http://127.0.0.1:$port" \
+    SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/serve-$store.log" &
   pid=$!
   base="http://127.0.0.1:$port"
   wait_up "$base/healthz" 600
-  crl_bytes="$(curl -fsS "$base/crl/$(curl -s "$base/crl/x.crl" | sed -n 's|.*/crl/\([^ ,]*\)\.crl.*|\1|p' | head -1).crl" | wc -c)"
+  label="$(curl -s "$base/crl/x.crl" | sed -n 's|.*/crl/\([^ ,]*\)\.crl.*|\1|p' | head -1)"
+  crl_bytes="$(curl -fsS "$base/crl/$label.crl" | wc -c)"
   cp "$data/ca.pem" "$work/ca-$store.pem"
-  measured="$(python3 - "$base" "$token" "$work/ca-$store.pem" "$SAMPLES" "$sigil" <<'PY'
-import json, os, random, subprocess, sys, time, urllib.request
-base, token, ca, samples, sigil = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+  measured="$(python3 - "$base" "$token" "$work/ca-$store.pem" "$SAMPLES" "$label" <<'PY'
+import datetime, json, os, random, subprocess, sys, time, urllib.request
+base, token, ca, samples, label = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 def get(path):
     r = urllib.request.Request(base + path, headers={"authorization": f"Bearer {token}"})
     t = time.perf_counter()
@@ -103,6 +107,14 @@ searches = {
 for name, path in searches.items():
     k = samples if name != "by_subject_text" else max(5, samples // 20)
     out[name] = pct([get(path())[0] for _ in range(k)])
+# CRL partitions: made on the first request, held for the next.
+out["crl_partitions"] = {}
+for weeks in (1, 26, 50):
+    y, w, _ = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(weeks=weeks)).isocalendar()
+    path = f"/crl/{label}/{y:04d}-W{w:02d}.crl"
+    made, body = get(path)
+    held, _ = get(path)
+    out["crl_partitions"][f"{y:04d}-W{w:02d}"] = {"first_ms": round(made, 1), "held_ms": round(held, 1), "bytes": len(body)}
 # OCSP: serials from the device search, then requests made by openssl.
 serials = []
 while len(serials) < samples:
