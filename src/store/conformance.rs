@@ -678,44 +678,7 @@ pub(super) async fn suite(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(limited.len(), 2);
-    // A CRL partition: one issuer, notAfter in [start, end).
-    let soon_ends = soon[0].not_after;
-    let window = |from: i64, to: i64, issuer: &str| {
-        let s = s.clone();
-        let issuer = issuer.to_string();
-        async move {
-            s.certificates(&CertFilter {
-                issuer: Some(issuer),
-                not_after_in: Some((from, to)),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.serial)
-            .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(
-        window(soon_ends, soon_ends + 1, "CN=Test CA").await,
-        vec!["0c"]
-    );
-    assert!(window(soon_ends - 10, soon_ends, "CN=Test CA")
-        .await
-        .is_empty());
-    assert!(window(soon_ends, soon_ends + 1, "CN=Other CA")
-        .await
-        .is_empty());
-    assert_eq!(
-        s.certificates(&CertFilter {
-            issuer: Some("CN=Test CA".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len(),
-        5
-    );
+    super::conformance_records::crl_partition_filter(&s, soon[0].not_after).await;
 
     // Concurrency: one challenge, ten requests, one certificate.
     s.insert_challenge(&challenge("h-race", now() + 3600), "test")

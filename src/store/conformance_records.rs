@@ -436,3 +436,45 @@ pub(super) async fn pushes(s: Arc<dyn Store>) {
         "{actions:?}"
     );
 }
+
+/// The filters behind a CRL partition: one issuer, notAfter in [start, end). `soon_ends`: the
+/// notAfter of the only certificate of `CN=Test CA` that ends within 30 days (of five).
+pub(super) async fn crl_partition_filter(s: &Arc<dyn Store>, soon_ends: i64) {
+    // A CRL partition: one issuer, notAfter in [start, end).
+    let window = |from: i64, to: i64, issuer: &str| {
+        let s = s.clone();
+        let issuer = issuer.to_string();
+        async move {
+            s.certificates(&CertFilter {
+                issuer: Some(issuer),
+                not_after_in: Some((from, to)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.serial)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        window(soon_ends, soon_ends + 1, "CN=Test CA").await,
+        vec!["0c"]
+    );
+    assert!(window(soon_ends - 10, soon_ends, "CN=Test CA")
+        .await
+        .is_empty());
+    assert!(window(soon_ends, soon_ends + 1, "CN=Other CA")
+        .await
+        .is_empty());
+    assert_eq!(
+        s.certificates(&CertFilter {
+            issuer: Some("CN=Test CA".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        5
+    );
+}
