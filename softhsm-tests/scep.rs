@@ -31,7 +31,7 @@ pub struct ScepServer {
     pub second_admin: String,
     pub http: reqwest::blocking::Client,
     cfg_path: std::path::PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     /// Served over HTTPS (the TLS CA is `tls/ca.pem` in the token directory).
     tls: bool,
 }
@@ -44,9 +44,14 @@ impl Drop for ScepServer {
 }
 
 fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16, tls: bool) -> Child {
-    token
-        .sigil()
-        .env("SIGIL_CONFIG", cfg_path)
+    serve_command(token, cfg_path, port, tls)
+        .spawn()
+        .expect("spawn sigil serve")
+}
+
+fn serve_command(token: &TokenDir, cfg_path: &std::path::Path, port: u16, tls: bool) -> Command {
+    let mut c = token.sigil();
+    c.env("SIGIL_CONFIG", cfg_path)
         .env("SIGIL_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "SIGIL_SERVER_PUBLIC_URL",
@@ -64,9 +69,8 @@ fn spawn_serve(token: &TokenDir, cfg_path: &std::path::Path, port: u16, tls: boo
                 .append(true)
                 .open(token.path().join("serve.log"))
                 .unwrap(),
-        ))
-        .spawn()
-        .expect("spawn sigil serve")
+        ));
+    c
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
@@ -272,6 +276,18 @@ extended_key_usage = ["serverAuth"]
     pub fn restart(&mut self) {
         self.stop();
         self.child = spawn_serve(&self.token, &self.cfg_path, self.port, self.tls);
+        self.wait_up();
+        self.read_ca_certs();
+    }
+
+    /// Start `sigil serve` again like `restart`, but told that its public URL is
+    /// `public_url` (another name for the same address, as after a move).
+    pub fn restart_at(&mut self, public_url: &str) {
+        self.stop();
+        self.child = serve_command(&self.token, &self.cfg_path, self.port, self.tls)
+            .env("SIGIL_SERVER_PUBLIC_URL", public_url)
+            .spawn()
+            .expect("spawn sigil serve");
         self.wait_up();
         self.read_ca_certs();
     }

@@ -23,8 +23,11 @@ pub enum NoPartition {
     /// The week is outside the CA certificate's validity: no certificate of it ends then.
     #[error("no certificate of {0} can end in {1}: it is outside the CA's validity")]
     OutsideValidity(String, String),
-    /// Without `server.public_url` certificates name no partition, and a partition's CRL
-    /// could not name its own URL.
+    /// No certificate of the CA ends in the week (so no certificate names this CRL).
+    #[error("no certificate of {0} ends in {1}")]
+    NoCertificates(String, String),
+    /// No public URL was ever set (`server.public_url`): certificates name no partition, and
+    /// a partition's CRL could not name its own URL.
     #[error("this server has no public URL (server.public_url), so it names no CRL partitions")]
     NoPublicUrl,
 }
@@ -38,10 +41,64 @@ pub(crate) fn url_template(public_url: &str, ca_label: &str) -> String {
     )
 }
 
+/// Store state: the public URLs certificates have been issued under, one per line. A
+/// partition's issuing distribution point names the partition at each of them, so the
+/// certificates issued before `server.public_url` changed still find their CRL in scope.
+const BASES: &str = "crl_partition_bases";
+
 impl Authority {
+    /// Add this node's public URL to the ones partitions name (at start, before serving).
+    pub async fn record_crl_base(&self) -> Result<(), crate::store::StoreError> {
+        let public = self.inner.public_url.trim_end_matches('/');
+        if public.is_empty() {
+            return Ok(());
+        }
+        let mut bases = self.recorded_bases().await?;
+        if !bases.iter().any(|b| b == public) {
+            bases.push(public.to_string());
+            self.inner
+                .store
+                .set_state(BASES, bases.join("\n").as_bytes())
+                .await?;
+            tracing::info!(
+                public_url = public,
+                "CRL partitions will name this public URL too"
+            );
+        }
+        Ok(())
+    }
+
+    /// The public URLs partitions name: every one recorded, and this node's.
+    async fn crl_bases(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        let mut bases = self.recorded_bases().await?;
+        let public = self.inner.public_url.trim_end_matches('/');
+        if !public.is_empty() && !bases.iter().any(|b| b == public) {
+            bases.push(public.to_string());
+        }
+        Ok(bases)
+    }
+
+    async fn recorded_bases(&self) -> Result<Vec<String>, crate::store::StoreError> {
+        Ok(self
+            .inner
+            .store
+            .state(BASES)
+            .await?
+            .map(|v| {
+                String::from_utf8_lossy(&v)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The CRL of one partition of a CA generation (`label`: the active CA's name or a
     /// retired one's; `file`: `YYYY-Www.crl`), from the store while it covers every
-    /// revocation of its CA and has half its life left, else made now.
+    /// revocation of its CA and has half its life left, else made now. One partition is made
+    /// at a time on a node; when one cannot be made (the token busy, the store down) the
+    /// held one is served while it has not expired.
     pub async fn partition_crl(
         &self,
         label: &str,
@@ -55,13 +112,9 @@ impl Authority {
                 None => return Ok(Err(NoPartition::NoSuchCa(label.to_string()))),
             }
         };
-        let name = file.strip_suffix(".crl").unwrap_or(file);
-        let Some(partition) = CrlPartition::parse(name) else {
+        let Some(partition) = file.strip_suffix(".crl").and_then(CrlPartition::parse) else {
             return Ok(Err(NoPartition::NotAPartition(file.to_string())));
         };
-        if self.inner.public_url.trim_end_matches('/').is_empty() {
-            return Ok(Err(NoPartition::NoPublicUrl));
-        }
         if !self.may_end_in(generation, &partition) {
             return Ok(Err(NoPartition::OutsideValidity(
                 label.to_string(),
@@ -69,29 +122,90 @@ impl Authority {
             )));
         }
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let key = format!("crl:{label}/{}", partition.name());
+        if let Held::Current(der) = self.held_partition(generation, &key).await? {
+            return Ok(Ok(der));
+        }
+        // One build at a time on this node; whoever waited finds it made.
+        let _building = self.inner.building_partition.lock().await;
+        let held = match self.held_partition(generation, &key).await? {
+            Held::Current(der) => return Ok(Ok(der)),
+            Held::Lapsing(der) => Some(der),
+            Held::None => None,
+        };
+        if held.is_none() {
+            // Only weeks in which a certificate of this CA ends get a CRL: a week picked at
+            // random costs an indexed lookup, never a signature.
+            let any = self
+                .inner
+                .store
+                .certificates(&crate::store::CertFilter {
+                    issuer: Some(self.generation_issuer(generation).to_string()),
+                    not_after_in: Some(partition.window()),
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?;
+            if any.is_empty() {
+                return Ok(Err(NoPartition::NoCertificates(
+                    label.to_string(),
+                    partition.name(),
+                )));
+            }
+        }
+        let bases = self.crl_bases().await.map_err(unavailable)?;
+        if bases.is_empty() {
+            return Ok(Err(NoPartition::NoPublicUrl));
+        }
+        let urls = bases
+            .iter()
+            .map(|b| url_template(b, label).replace(PARTITION_PLACEHOLDER, &partition.name()))
+            .collect();
+        match self.make_crl(generation, Some((partition, urls))).await {
+            Ok(der) => Ok(Ok(der)),
+            Err(e) => match held {
+                Some(der) if crl_fresh(&der, 0) => {
+                    tracing::warn!(error = %e, crl = %key, "could not make the partition's CRL again; serving the one held until it expires");
+                    Ok(Ok(der))
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The held CRL of a partition: current (covers every revocation of its CA, names every
+    /// public URL, and has half its life left), lapsing (held but not current), or none.
+    async fn held_partition(
+        &self,
+        generation: Option<usize>,
+        key: &str,
+    ) -> Result<Held, RequestError> {
+        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
+        let Some(held) = store.state(key).await.map_err(unavailable)? else {
+            return Ok(Held::None);
+        };
+        let Some((header, der)) = held.split_first_chunk::<16>() else {
+            return Ok(Held::None);
+        };
+        let (covered, named) = header.split_at(8);
+        let number = |b: &[u8]| b.try_into().map(i64::from_be_bytes).unwrap_or(0);
         let mark = store
             .crl_mark(self.generation_issuer(generation))
             .await
             .map_err(unavailable)?;
-        if let Some(held) = store
-            .state(&format!("crl:{label}/{}", partition.name()))
-            .await
-            .map_err(unavailable)?
-        {
-            if let Some((covered, der)) = held.split_first_chunk::<8>() {
-                if i64::from_be_bytes(*covered) >= mark.revisions
-                    && crl_fresh(der, CRL_HOURS * 3600 / 2)
-                {
-                    return Ok(Ok(der.to_vec()));
-                }
-            }
-        }
-        let url = url_template(&self.inner.public_url, label)
-            .replace(PARTITION_PLACEHOLDER, &partition.name());
-        self.make_crl(generation, Some((partition, url)))
-            .await
-            .map(Ok)
+        let bases = self.crl_bases().await.map_err(unavailable)?;
+        Ok(
+            if number(covered) >= mark.revisions
+                && number(named) >= bases.len() as i64
+                && crl_fresh(der, CRL_HOURS * 3600 / 2)
+            {
+                Held::Current(der.to_vec())
+            } else {
+                Held::Lapsing(der.to_vec())
+            },
+        )
     }
 
     /// Can a certificate of this generation end in this partition's week (does the week
@@ -107,4 +221,10 @@ impl Authority {
         let (start, end) = partition.window();
         start <= ca.validity().not_after.timestamp() && ca.validity().not_before.timestamp() < end
     }
+}
+
+enum Held {
+    Current(Vec<u8>),
+    Lapsing(Vec<u8>),
+    None,
 }

@@ -242,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) channels: push::Channels,
     /// One push round at a time on this node.
     pub(crate) pushing: tokio::sync::Mutex<()>,
+    /// One CRL partition made at a time on this node.
+    pub(crate) building_partition: tokio::sync::Mutex<()>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -502,6 +504,7 @@ impl Authority {
                 last_seal: Default::default(),
                 channels,
                 pushing: Default::default(),
+                building_partition: Default::default(),
             }),
         })
     }

@@ -220,13 +220,14 @@ impl Authority {
 
     /// Make, sign and publish a CRL of a generation: the full one (`partition` `None`) or one
     /// partition's, which lists only the revoked certificates ending in its week and names
-    /// `partition`'s URL in its issuing distribution point. A partition's CRL is stored as the
-    /// issuer's revocation count it covers (8 bytes, big-endian) followed by its DER, fenced
-    /// by its own number like the full one; it leaves the full CRL's out-of-date mark alone.
+    /// the partition's URLs in its issuing distribution point. A partition's CRL is stored as the
+    /// issuer's revocation count it covers and the number of URLs it names (8 bytes each,
+    /// big-endian) followed by its DER, fenced by its own number like the full one; it leaves
+    /// the full CRL's out-of-date mark alone.
     pub(crate) async fn make_crl(
         &self,
         generation: Option<usize>,
-        partition: Option<(crate::pki::CrlPartition, String)>,
+        partition: Option<(crate::pki::CrlPartition, Vec<String>)>,
     ) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
         let store = &self.inner.store;
@@ -249,8 +250,9 @@ impl Authority {
             .await
             .map_err(|e| RequestError::Unavailable(e.to_string()))?;
         let entries = revoked.len();
+        let urls_named = partition.as_ref().map_or(0, |(_, urls)| urls.len());
         let ra = self.clone();
-        let url = partition.as_ref().map(|(_, url)| url.clone());
+        let urls = partition.as_ref().map(|(_, urls)| urls.clone());
         let der = tokio::task::spawn_blocking(move || {
             let (issuer, cert) = match generation.and_then(|i| ra.inner.retired.get(i)) {
                 Some(g) => (&g.issuer, &g.cert),
@@ -262,7 +264,7 @@ impl Authority {
                 &revoked,
                 number.max(1) as u64,
                 CRL_HOURS,
-                url.as_deref(),
+                urls.as_deref(),
             )
         })
         .await
@@ -273,7 +275,12 @@ impl Authority {
             None => (label.clone(), der.clone(), mark),
             Some((p, _)) => (
                 format!("{label}/{}", p.name()),
-                [&mark.revisions.to_be_bytes()[..], &der].concat(),
+                [
+                    &mark.revisions.to_be_bytes()[..],
+                    &(urls_named as i64).to_be_bytes(),
+                    &der,
+                ]
+                .concat(),
                 // Covers nothing of the full CRL's mark.
                 crate::store::CrlMark::default(),
             ),
@@ -293,7 +300,7 @@ impl Authority {
             .map_err(unavailable)?;
         Ok(match (newer, &partition) {
             (Some(newer), None) => newer,
-            (Some(newer), Some(_)) if newer.len() > 8 => newer[8..].to_vec(),
+            (Some(newer), Some(_)) if newer.len() > 16 => newer[16..].to_vec(),
             _ => der,
         })
     }

@@ -683,6 +683,7 @@ fn serve(config: Config) -> Result<()> {
         ra.record_configuration(&shared.to_toml())
             .await
             .context("store")?;
+        ra.record_crl_base().await.context("store")?;
         ra.seal_audit().await.context("audit seal")?;
         actix_web::rt::spawn(ra.clone().sealing());
         actix_web::rt::spawn(ra.clone().preparing_ocsp());

@@ -57,7 +57,7 @@ async fn partition_crl(
     match state.ra.partition_crl(&ca, &file).await {
         Ok(Ok(der)) => crl_answer(Ok(der)),
         Ok(Err(missing)) => {
-            tracing::info!(%ca, %file, reason = %missing, "no such CRL partition");
+            tracing::debug!(?ca, ?file, reason = ?missing, "no such CRL partition");
             HttpResponse::NotFound()
                 .content_type("text/plain; charset=utf-8")
                 .body(format!("no such CRL: {missing}\n"))

@@ -264,16 +264,17 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
 }
 
 /// A CRL signed by the CA key on the token (blocking), valid `hours`. `revoked` holds
-/// (serial bytes, revocation time, RFC 5280 reason code). `partition_url`: a partition's CRL,
-/// which names that URL in a critical issuing distribution point (end-entity certificates
-/// only); `None`: the full CRL.
+/// (serial bytes, revocation time, RFC 5280 reason code). `partition_urls`: a partition's CRL,
+/// which names those URLs (one name, any of which a certificate's distribution point may
+/// match) in a critical issuing distribution point (end-entity certificates only); `None`: the
+/// full CRL.
 pub fn build_crl(
     issuer: &rcgen::Issuer<'_, impl SigningKey>,
     ca_der: &[u8],
     revoked: &[(Vec<u8>, OffsetDateTime, i32)],
     crl_number: u64,
     hours: i64,
-    partition_url: Option<&str>,
+    partition_urls: Option<&[String]>,
 ) -> Result<Vec<u8>, PkiError> {
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
         .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
@@ -290,9 +291,9 @@ pub fn build_crl(
         this_update: now,
         next_update: now + Duration::hours(hours),
         crl_number: SerialNumber::from(crl_number),
-        issuing_distribution_point: partition_url.map(|url| rcgen::CrlIssuingDistributionPoint {
+        issuing_distribution_point: partition_urls.map(|urls| rcgen::CrlIssuingDistributionPoint {
             distribution_point: rcgen::CrlDistributionPoint {
-                uris: vec![url.to_string()],
+                uris: urls.to_vec(),
             },
             scope: Some(rcgen::CrlScope::UserCertsOnly),
         }),
