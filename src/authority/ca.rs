@@ -11,7 +11,7 @@ use super::{Authority, LoadError, RequestError};
 use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeyUri};
 use crate::pki::ocsp::IssuerHashes;
-use crate::store::{CertFilter, CertStatus, StoreError};
+use crate::store::StoreError;
 
 /// One CA generation: its certificate and key on the token.
 pub(crate) struct CaGeneration {
@@ -101,20 +101,12 @@ impl CaGeneration {
     }
 }
 
-/// Revoked certificates of one issuer, as the CRL builder wants them.
-pub(crate) async fn revoked_by(
-    store: &dyn crate::store::Store,
-    issuer_text: &str,
-    not_after_in: Option<(i64, i64)>,
-) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, StoreError> {
-    Ok(store
-        .certificates(&CertFilter {
-            status: Some(CertStatus::Revoked),
-            issuer: Some(issuer_text.to_string()),
-            not_after_in,
-            ..Default::default()
-        })
-        .await?
+/// Revoked certificates as the CRL builder wants them: (serial bytes, revocation time,
+/// reason code).
+pub(crate) fn crl_entries(
+    revoked: Vec<crate::store::CertificateRecord>,
+) -> Vec<(Vec<u8>, time::OffsetDateTime, i32)> {
+    revoked
         .into_iter()
         .filter_map(|c| {
             let at = time::OffsetDateTime::from_unix_timestamp(c.revoked_at?).ok()?;
@@ -126,7 +118,7 @@ pub(crate) async fn revoked_by(
             .ok()?;
             Some((serial, at, c.revocation_reason.unwrap_or(0)))
         })
-        .collect())
+        .collect()
 }
 
 impl Authority {

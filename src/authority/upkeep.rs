@@ -235,13 +235,14 @@ impl Authority {
         // The out-of-date mark first: if a revocation commits after the list is read, the
         // mark has moved on and stays after this CRL is published.
         let mark = store.crl_mark(&issuer_text).await.map_err(unavailable)?;
-        // The number next: a CRL numbered after another always read the revocations
-        // committed before that one's list was read.
-        let number = store.next_crl_number().await.map_err(unavailable)?;
+        // The number and the list together: a CRL numbered after another lists at least
+        // what that one did.
         let window = partition.as_ref().map(|(p, _)| p.window());
-        let revoked = ca::revoked_by(store.as_ref(), &issuer_text, window)
+        let (number, revoked) = store
+            .crl_listing(&issuer_text, window)
             .await
             .map_err(unavailable)?;
+        let revoked = ca::crl_entries(revoked);
         let _permit = self
             .inner
             .key

@@ -17,6 +17,7 @@ async fn sqlite_engine() {
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
+    super::conformance_records::crl_listings(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
@@ -58,6 +59,7 @@ async fn postgres_engine() {
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
+    super::conformance_records::crl_listings(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;

@@ -478,3 +478,90 @@ pub(super) async fn crl_partition_filter(s: &Arc<dyn Store>, soon_ends: i64) {
         5
     );
 }
+
+/// CRL listings: the number and the revoked certificates of one issuer (in a notAfter
+/// window, for a partition); under concurrent revocations, a listing numbered after another
+/// holds at least what that one did.
+pub(super) async fn crl_listings(s: Arc<dyn Store>) {
+    let at = now();
+    let issuer = "CN=Listing CA";
+    let serial = |i: i64| format!("c1{i:02x}");
+    for i in 0..24 {
+        let mut c = cert(
+            &serial(i),
+            &format!("t-{}", serial(i)),
+            "CN=l",
+            at + (i + 1) * 86_400,
+        );
+        c.issuer = issuer.into();
+        issue(
+            s.as_ref(),
+            &tx_issuing(&format!("t-{}", serial(i)), &serial(i)),
+            &c,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let listed = |v: Vec<CertificateRecord>| {
+        let mut v: Vec<String> = v.into_iter().map(|c| c.serial).collect();
+        v.sort();
+        v
+    };
+    let (n0, none) = s.crl_listing(issuer, None).await.unwrap();
+    assert!(none.is_empty());
+    for i in [0, 5] {
+        assert!(s
+            .revoke_certificate(&serial(i), 1, "keyCompromise", "o")
+            .await
+            .unwrap());
+    }
+    let (n1, both) = s.crl_listing(issuer, None).await.unwrap();
+    assert!(n1 > n0);
+    assert_eq!(listed(both), vec![serial(0), serial(5)]);
+    // A partition: notAfter in [start, end); another issuer's window lists nothing of it.
+    let week = Some((at + 6 * 86_400, at + 7 * 86_400));
+    let (n2, one) = s.crl_listing(issuer, week).await.unwrap();
+    assert!(n2 > n1);
+    assert_eq!(listed(one), vec![serial(5)]);
+    let (_, other) = s.crl_listing("CN=Another CA", None).await.unwrap();
+    assert!(other.is_empty());
+    // Revocations and listings at once.
+    let mut revocations = Vec::new();
+    for i in (1..24).filter(|i| *i != 5) {
+        let s = s.clone();
+        let serial = serial(i);
+        revocations.push(tokio::spawn(async move {
+            s.revoke_certificate(&serial, 4, "superseded", "o")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut listings = Vec::new();
+    for _ in 0..12 {
+        let s = s.clone();
+        listings.push(tokio::spawn(async move {
+            s.crl_listing(issuer, None).await.unwrap()
+        }));
+    }
+    for r in revocations {
+        assert!(r.await.unwrap());
+    }
+    let mut seen = Vec::new();
+    for l in listings {
+        let (n, v) = l.await.unwrap();
+        seen.push((n, listed(v)));
+    }
+    seen.sort();
+    for w in seen.windows(2) {
+        assert!(w[0].0 < w[1].0, "numbers are distinct");
+        assert!(
+            w[0].1.iter().all(|s| w[1].1.contains(s)),
+            "CRL {} lists what {} did",
+            w[1].0,
+            w[0].0
+        );
+    }
+    let (_, all) = s.crl_listing(issuer, None).await.unwrap();
+    assert_eq!(all.len(), 24);
+}

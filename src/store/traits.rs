@@ -296,6 +296,16 @@ pub trait CaStateStore: Send + Sync {
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// The next CRL number: one more than any before, across all nodes.
     async fn next_crl_number(&self) -> Result<i64, StoreError>;
+    /// The next CRL number and the revoked certificates of `issuer` (only those whose
+    /// notAfter is in `not_after_in`, when given), read after the number is taken and before
+    /// anyone, on any node or process, can take the next one: a CRL numbered after another
+    /// lists at least what that one did (RFC 5280 §3.3: an entry leaves a scope's CRLs only
+    /// once the certificate has expired).
+    async fn crl_listing(
+        &self,
+        issuer: &str,
+        not_after_in: Option<(i64, i64)>,
+    ) -> Result<(i64, Vec<CertificateRecord>), StoreError>;
     /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
     /// higher number was published for it meanwhile (by another node): the published number
     /// never goes backwards. True when published. `covers` is the issuer's mark as read

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::store::{CaStateStore, CrlMark, StoreError};
+use crate::store::{CaStateStore, CertificateRecord, CrlMark, StoreError};
 
-use super::{err, pool_err, PostgresStore};
+use super::{cert_from_row, err, pool_err, PostgresStore, CERT_COLUMNS};
 
 #[async_trait]
 impl CaStateStore for PostgresStore {
@@ -55,6 +55,51 @@ impl CaStateStore for PostgresStore {
         .map_err(err)?;
         t.commit().await.map_err(err)?;
         Ok(next)
+    }
+    async fn crl_listing(
+        &self,
+        issuer: &str,
+        not_after_in: Option<(i64, i64)>,
+    ) -> Result<(i64, Vec<CertificateRecord>), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let t = c.transaction().await.map_err(err)?;
+        // The counter's row lock is held until commit, so the next caller on any node takes
+        // its number after this list was read (and, read committed, lists at least as much).
+        t.execute(
+            "INSERT INTO ca_state (name, value) VALUES ('crl_number', '0') ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+        let current: Vec<u8> = t
+            .query_one(
+                "SELECT value FROM ca_state WHERE name = 'crl_number' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        let next = crate::store::parse_number(Some(current), "crl_number")? + 1;
+        t.execute(
+            "UPDATE ca_state SET value = $1 WHERE name = 'crl_number'",
+            &[&next.to_string().into_bytes()],
+        )
+        .await
+        .map_err(err)?;
+        let (from, to) = not_after_in.unwrap_or((i64::MIN, i64::MAX));
+        let rows = t
+            .query(
+                &format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'revoked' \
+                     AND issuer = $1 AND not_after >= $2 AND not_after < $3"
+                ),
+                &[&issuer, &from, &to],
+            )
+            .await
+            .map_err(err)?;
+        let revoked = rows.iter().map(cert_from_row).collect();
+        t.commit().await.map_err(err)?;
+        Ok((next, revoked))
     }
     async fn publish_crl(
         &self,

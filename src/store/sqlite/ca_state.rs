@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
-use crate::store::{CaStateStore, CrlMark, StoreError};
+use crate::store::{CaStateStore, CertificateRecord, CrlMark, StoreError};
 
-use super::{err, SqliteStore};
+use super::{cert_from_row, err, SqliteStore, CERT_COLUMNS};
 
 #[async_trait]
 impl CaStateStore for SqliteStore {
@@ -53,6 +53,52 @@ impl CaStateStore for SqliteStore {
             .map_err(err)?;
             t.commit().map_err(err)?;
             Ok(next)
+        })
+        .await
+    }
+    async fn crl_listing(
+        &self,
+        issuer: &str,
+        not_after_in: Option<(i64, i64)>,
+    ) -> Result<(i64, Vec<CertificateRecord>), StoreError> {
+        let issuer = issuer.to_owned();
+        // One IMMEDIATE transaction on the writer: the database's write lock is held from the
+        // number to the end of the list, so no revocation and no other CRL number (this
+        // process or another, such as `sigil cert revoke`) comes between them.
+        self.with(move |c| {
+            let t = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let current: Option<Vec<u8>> = t
+                .query_row(
+                    "SELECT value FROM ca_state WHERE name = 'crl_number'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let next = crate::store::parse_number(current, "crl_number")? + 1;
+            t.execute(
+                "INSERT INTO ca_state (name, value) VALUES ('crl_number', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [next.to_string().into_bytes()],
+            )
+            .map_err(err)?;
+            let (from, to) = not_after_in.unwrap_or((i64::MIN, i64::MAX));
+            let revoked = {
+                let mut stmt = t
+                    .prepare_cached(&format!(
+                        "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'revoked' \
+                         AND issuer = ?1 AND not_after >= ?2 AND not_after < ?3"
+                    ))
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map(params![issuer, from, to], cert_from_row)
+                    .map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+            };
+            t.commit().map_err(err)?;
+            Ok((next, revoked))
         })
         .await
     }
