@@ -84,18 +84,33 @@ impl CaStateStore for SqliteStore {
                 [next.to_string().into_bytes()],
             )
             .map_err(err)?;
-            let (from, to) = not_after_in.unwrap_or((i64::MIN, i64::MAX));
-            let revoked = {
-                let mut stmt = t
-                    .prepare_cached(&format!(
-                        "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'revoked' \
-                         AND issuer = ?1 AND not_after >= ?2 AND not_after < ?3"
-                    ))
-                    .map_err(err)?;
-                let rows = stmt
-                    .query_map(params![issuer, from, to], cert_from_row)
-                    .map_err(err)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+            // The whole list by status, a partition by (status, notAfter): a week's revoked
+            // rows. A range over all time would walk every certificate, and so would the
+            // (issuer, notAfter) index for a week of a one-CA store (`+issuer` keeps the
+            // planner off it: 60 against 14 ms for a week at a million).
+            let revoked = match not_after_in {
+                None => {
+                    let mut stmt = t
+                        .prepare_cached(&format!(
+                            "SELECT {CERT_COLUMNS} FROM certificates \
+                             WHERE status = 'revoked' AND issuer = ?1"
+                        ))
+                        .map_err(err)?;
+                    let rows = stmt.query_map([&issuer], cert_from_row).map_err(err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+                }
+                Some((from, to)) => {
+                    let mut stmt = t
+                        .prepare_cached(&format!(
+                            "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'revoked' \
+                             AND +issuer = ?1 AND not_after >= ?2 AND not_after < ?3"
+                        ))
+                        .map_err(err)?;
+                    let rows = stmt
+                        .query_map(params![issuer, from, to], cert_from_row)
+                        .map_err(err)?;
+                    rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+                }
             };
             t.commit().map_err(err)?;
             Ok((next, revoked))
