@@ -1,8 +1,9 @@
 //! The embedded engine: one SQLite file in WAL mode, written by one connection at a time on
 //! blocking threads. Searches and lookups that only read (certificate listings, the audit
-//! log, pre-produced OCSP answers) go through a second, read-only connection: in WAL mode a
-//! reader sees the last commit and neither waits for the writer nor holds it up, so a long
-//! search does not stall issuance and a burst of writes does not stall a search.
+//! log, pre-produced OCSP answers, named CA state such as the CRLs) go through a second,
+//! read-only connection: in WAL mode a reader sees the last commit and neither waits for the
+//! writer nor holds it up, so a long search does not stall issuance and a burst of writes
+//! does not stall a search.
 
 mod audit;
 mod ca_state;
