@@ -142,24 +142,25 @@ impl Authority {
     }
 
     /// Withdrawals for delivered registrations that ended, renewals for certificates entering
-    /// their renewal window.
+    /// their renewal window. The store names the registrations that may need one (a query, not
+    /// a walk over every push); each is then read and decided here.
     async fn queue_follow_ups(&self) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let mut by_registration: HashMap<String, Vec<PushRecord>> = HashMap::new();
-        for p in store.pushes(None, 0).await? {
-            by_registration
-                .entry(p.registration_id.clone())
-                .or_default()
-                .push(p);
-        }
+        let windows: Vec<(String, i64)> = self
+            .inner
+            .channels
+            .iter()
+            .map(|(credential, channel)| {
+                let days = if channel.delivery.renews() {
+                    i64::from(channel.settings.renew_within_days)
+                } else {
+                    0
+                };
+                (credential.clone(), days * 86_400)
+            })
+            .collect();
         let at = now();
-        for (id, pushes) in by_registration {
-            let delivered = pushes
-                .iter()
-                .any(|p| p.action == PushAction::Deliver && p.state != PushState::Failed);
-            if !delivered || pushes.iter().any(|p| p.action == PushAction::Withdraw) {
-                continue;
-            }
+        for id in store.push_follow_ups(at, &windows).await? {
             let Some(r) = store.registration(&id).await? else {
                 continue;
             };

@@ -18,6 +18,7 @@ async fn sqlite_engine() {
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
+    super::conformance_records::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
@@ -60,6 +61,7 @@ async fn postgres_engine() {
     super::conformance_records::identity(s.clone()).await;
     super::conformance_records::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
+    super::conformance_records::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;

@@ -565,3 +565,193 @@ pub(super) async fn crl_listings(s: Arc<dyn Store>) {
     let (_, all) = s.crl_listing(issuer, None).await.unwrap();
     assert_eq!(all.len(), 24);
 }
+
+/// The registrations a push round follows up: delivered, never withdrawn, of a credential with
+/// a channel, and ended (rejected, expired, certificate revoked) or in their credential's
+/// renewal window without a renewal push.
+pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
+    use crate::store::{PushAction, PushRecord, PushState};
+    let at = now();
+    let day = 86_400;
+    let push = |reg: &str, key: &str, action: PushAction, state: PushState| PushRecord {
+        id: format!("push_{reg}_{key}"),
+        registration_id: reg.into(),
+        key: key.into(),
+        action,
+        state,
+        attempts: 1,
+        next_at: at,
+        message: String::new(),
+        created_at: at,
+        updated_at: at,
+    };
+    // (registration, credential, state, certificate's notAfter (issued ones), its pushes)
+    let delivered = || vec![("deliver", PushAction::Deliver, PushState::Delivered)];
+    let cases: Vec<(&str, &str, RegistrationState, Option<i64>, Vec<_>)> = vec![
+        (
+            "reg_f_renew",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 5 * day),
+            delivered(),
+        ),
+        (
+            "reg_f_later",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 200 * day),
+            delivered(),
+        ),
+        (
+            "reg_f_revoked",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 200 * day),
+            delivered(),
+        ),
+        (
+            "reg_f_rejected",
+            "piv",
+            RegistrationState::Rejected,
+            None,
+            delivered(),
+        ),
+        (
+            "reg_f_failed",
+            "piv",
+            RegistrationState::Rejected,
+            None,
+            vec![("deliver", PushAction::Deliver, PushState::Failed)],
+        ),
+        (
+            "reg_f_withdrawn",
+            "piv",
+            RegistrationState::Expired,
+            None,
+            vec![
+                ("deliver", PushAction::Deliver, PushState::Delivered),
+                ("withdraw", PushAction::Withdraw, PushState::Pending),
+            ],
+        ),
+        (
+            "reg_f_renewed",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 5 * day),
+            vec![
+                ("deliver", PushAction::Deliver, PushState::Delivered),
+                (
+                    "renew:f0reg_f_renewed",
+                    PushAction::Renew,
+                    PushState::Pending,
+                ),
+            ],
+        ),
+        (
+            "reg_f_other",
+            "wifi",
+            RegistrationState::Rejected,
+            None,
+            delivered(),
+        ),
+        (
+            "reg_f_no_renewals",
+            "laptop",
+            RegistrationState::Issued,
+            Some(at + 5 * day),
+            delivered(),
+        ),
+        (
+            "reg_f_undelivered",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 5 * day),
+            vec![],
+        ),
+        (
+            "reg_f_lapsed",
+            "piv",
+            RegistrationState::Issued,
+            Some(at - day),
+            delivered(),
+        ),
+    ];
+    for (id, credential, state, not_after, pushes) in cases {
+        let mut r = registration(id, &format!("{id}@agency.gov"), at + 3600);
+        r.credential = credential.into();
+        r.state = state;
+        if let Some(not_after) = not_after {
+            let serial = format!("f0{id}");
+            let tid = format!("t-{id}");
+            issue(
+                s.as_ref(),
+                &tx_issuing(&tid, id),
+                &cert(&serial, &tid, "CN=f", not_after),
+                None,
+            )
+            .await
+            .unwrap();
+            r.serial = Some(serial);
+        }
+        s.insert_registration(&r, "token:a").await.unwrap();
+        for (key, action, state) in pushes {
+            assert!(s
+                .queue_push(&push(id, key, action, state), "sigil")
+                .await
+                .unwrap());
+        }
+    }
+    assert!(s
+        .revoke_certificate("f0reg_f_revoked", 3, "affiliationChanged", "o")
+        .await
+        .unwrap());
+    let windows = vec![("piv".to_string(), 10 * day), ("laptop".to_string(), 0)];
+    assert_eq!(
+        s.push_follow_ups(at, &windows).await.unwrap(),
+        vec!["reg_f_rejected", "reg_f_renew", "reg_f_revoked"]
+    );
+    // The "laptop" credential renewing within ten days too: its registration joins.
+    let both = vec![
+        ("piv".to_string(), 10 * day),
+        ("laptop".to_string(), 10 * day),
+    ];
+    assert_eq!(
+        s.push_follow_ups(at, &both).await.unwrap(),
+        vec![
+            "reg_f_no_renewals",
+            "reg_f_rejected",
+            "reg_f_renew",
+            "reg_f_revoked"
+        ]
+    );
+    // Once followed up, a registration leaves the list.
+    assert!(s
+        .queue_push(
+            &push(
+                "reg_f_renew",
+                "renew:f0reg_f_renew",
+                PushAction::Renew,
+                PushState::Pending
+            ),
+            "sigil"
+        )
+        .await
+        .unwrap());
+    assert!(s
+        .queue_push(
+            &push(
+                "reg_f_rejected",
+                "withdraw",
+                PushAction::Withdraw,
+                PushState::Pending
+            ),
+            "sigil"
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        s.push_follow_ups(at, &windows).await.unwrap(),
+        vec!["reg_f_revoked"]
+    );
+    assert!(s.push_follow_ups(at, &[]).await.unwrap().is_empty());
+}

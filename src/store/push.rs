@@ -165,3 +165,38 @@ pub(crate) fn push_details(p: &PushRecord) -> serde_json::Value {
         "attempts": p.attempts, "message": p.message,
     })
 }
+
+/// The query behind [`crate::store::PushStore::push_follow_ups`], for `credentials`
+/// credentials, with `p(i)` the engine's i-th placeholder (from 1): `now` first, then each
+/// credential's name and renewal horizon (`now` plus its window; `now`: no renewals). It walks
+/// the delivered registrations only, by their one `deliver` push.
+pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) -> String {
+    let windows: Vec<String> = (0..credentials)
+        .map(|i| {
+            format!(
+                "(r.credential = {} AND c.not_after <= {})",
+                p(2 + 2 * i),
+                p(3 + 2 * i)
+            )
+        })
+        .collect();
+    let names: Vec<String> = (0..credentials).map(|i| p(2 + 2 * i)).collect();
+    format!(
+        "SELECT r.id FROM pushes d JOIN registrations r ON r.id = d.registration_id \
+         WHERE d.action = 'deliver' AND d.state <> 'failed' \
+         AND r.credential IN ({names}) \
+         AND NOT EXISTS (SELECT 1 FROM pushes w WHERE w.registration_id = r.id \
+                         AND w.action = 'withdraw') \
+         AND (r.state IN ('rejected', 'expired') \
+              OR EXISTS (SELECT 1 FROM certificates c WHERE c.serial = r.serial \
+                         AND (c.status = 'revoked' \
+                              OR (c.not_after > {now} AND ({windows}) \
+                                  AND NOT EXISTS (SELECT 1 FROM pushes n \
+                                      WHERE n.registration_id = r.id \
+                                      AND n.key = 'renew:' || c.serial))))) \
+         ORDER BY r.id",
+        names = names.join(", "),
+        now = p(1),
+        windows = windows.join(" OR "),
+    )
+}

@@ -261,6 +261,17 @@ pub trait PushStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Pending pushes due at `now`, oldest first, at most `limit`.
     async fn due_pushes(&self, now: i64, limit: usize) -> Result<Vec<PushRecord>, StoreError>;
+    /// Registrations whose delivery may need a follow-up: delivered (a `deliver` push that
+    /// did not fail), never withdrawn, of a credential in `windows`, and either ended
+    /// (rejected, expired, their certificate revoked) or holding a certificate valid at `now`
+    /// that ends within its credential's window (`windows`: credential and window in seconds;
+    /// 0, no renewals) with no renewal push for it yet. Their ids, in order. One query: the
+    /// push round no longer reads every push and every registration.
+    async fn push_follow_ups(
+        &self,
+        now: i64,
+        windows: &[(String, i64)],
+    ) -> Result<Vec<String>, StoreError>;
     /// The pushes of one registration (oldest first), or every push (newest first, at most
     /// `limit`).
     async fn pushes(

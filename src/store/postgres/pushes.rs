@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::store::push::{push_details, push_from_parts, PUSH_COLUMNS};
+use crate::store::push::{follow_ups_sql, push_details, push_from_parts, PUSH_COLUMNS};
 use crate::store::{PushRecord, PushStore, StoreError};
 
 use super::{append_audit, err, pool_err, PostgresStore};
@@ -120,6 +120,34 @@ impl PushStore for PostgresStore {
         .iter()
         .map(row)
         .collect()
+    }
+
+    async fn push_follow_ups(
+        &self,
+        now: i64,
+        windows: &[(String, i64)],
+    ) -> Result<Vec<String>, StoreError> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> =
+            vec![Box::new(now)];
+        for (credential, window) in windows {
+            args.push(Box::new(credential.clone()));
+            args.push(Box::new(now.saturating_add(*window.max(&0))));
+        }
+        let sql = follow_ups_sql(windows.len(), |i| format!("${i}"));
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+            .iter()
+            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let c = self.pool.get().await.map_err(pool_err)?;
+        Ok(c.query(&sql, &params)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     async fn pushes(

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::params;
 
-use crate::store::push::{push_details, push_from_parts, PUSH_COLUMNS};
+use crate::store::push::{follow_ups_sql, push_details, push_from_parts, PUSH_COLUMNS};
 use crate::store::{PushRecord, PushStore, StoreError};
 
 use super::{append_audit, err, SqliteStore};
@@ -125,6 +125,32 @@ impl PushStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(err)?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn push_follow_ups(
+        &self,
+        now: i64,
+        windows: &[(String, i64)],
+    ) -> Result<Vec<String>, StoreError> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<rusqlite::types::Value> = vec![now.into()];
+        for (credential, window) in windows {
+            args.push(credential.clone().into());
+            args.push(now.saturating_add(*window.max(&0)).into());
+        }
+        let sql = follow_ups_sql(windows.len(), |i| format!("?{i}"));
+        self.read(move |c| {
+            let mut st = c.prepare(&sql).map_err(err)?;
+            let ids = st
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+                .map_err(err)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(err)?;
+            Ok(ids)
         })
         .await
     }
