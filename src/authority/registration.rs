@@ -145,6 +145,15 @@ impl Authority {
         })
     }
 
+    /// The certificate profile a credential's certificates are issued under (`None`: no such
+    /// credential is configured).
+    pub fn credential_profile(&self, credential: &str) -> Option<&str> {
+        self.inner
+            .credentials
+            .get(credential)
+            .map(|c| c.profile.as_str())
+    }
+
     /// The credential profiles, for users and officers choosing one.
     pub fn credential_list(&self) -> Vec<CredentialView> {
         let mut names: Vec<&String> = self.inner.credentials.keys().collect();

@@ -170,14 +170,8 @@ pub(super) async fn registration_mobileconfig(
         Ok(r) => r,
         Err(e) => return crate::http::registrations::registration_error(e),
     };
-    let profile = state
-        .ra
-        .credential_list()
-        .into_iter()
-        .find(|c| c.name == registration.credential)
-        .map(|c| c.profile);
-    if let Some(profile) = profile {
-        if let Err(e) = crate::profiles::networks_readable(&state.ra, &profile) {
+    if let Some(profile) = state.ra.credential_profile(&registration.credential) {
+        if let Err(e) = crate::profiles::networks_readable(&state.ra, profile) {
             return profile_error(e);
         }
     }
