@@ -104,7 +104,7 @@ impl CaGeneration {
 /// Revoked certificates as the CRL builder wants them: (serial bytes, revocation time,
 /// reason code).
 pub(crate) fn crl_entries(
-    revoked: Vec<crate::store::CertificateRecord>,
+    revoked: Vec<crate::store::CrlEntry>,
 ) -> Vec<(Vec<u8>, time::OffsetDateTime, i32)> {
     revoked
         .into_iter()
@@ -116,7 +116,7 @@ pub(crate) fn crl_entries(
                 c.serial.clone()
             })
             .ok()?;
-            Some((serial, at, c.revocation_reason.unwrap_or(0)))
+            Some((serial, at, c.reason.unwrap_or(0)))
         })
         .collect()
 }

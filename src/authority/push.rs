@@ -161,46 +161,52 @@ impl Authority {
             .collect();
         let at = now();
         for id in store.push_follow_ups(at, &windows).await? {
-            let Some(r) = store.registration(&id).await? else {
-                continue;
-            };
-            let Some(channel) = self.inner.channels.get(&r.credential) else {
-                continue;
-            };
-            let ended = match r.state {
-                RegistrationState::Rejected | RegistrationState::Expired => true,
-                RegistrationState::Issued => {
-                    let cert = match &r.serial {
-                        Some(s) => store.certificate(s).await?,
-                        None => None,
-                    };
-                    match cert {
-                        Some(c) if c.status == CertStatus::Revoked => true,
-                        Some(c) => {
-                            let window = i64::from(channel.settings.renew_within_days) * 86_400;
-                            if channel.delivery.renews()
-                                && window > 0
-                                && c.not_after - at <= window
-                                && c.not_after > at
-                            {
-                                self.queue_push(
-                                    &r,
-                                    PushAction::Renew,
-                                    &format!("renew:{}", c.serial),
-                                )
-                                .await?;
-                            }
-                            false
-                        }
-                        None => false,
-                    }
-                }
-                _ => false,
-            };
-            if ended {
-                self.queue_push(&r, PushAction::Withdraw, "withdraw")
-                    .await?;
+            // One registration that cannot be followed up now does not hold up the others.
+            if let Err(e) = self.follow_up(&id, at).await {
+                tracing::warn!(registration = %id, error = %e, "push: cannot follow up; next round");
             }
+        }
+        Ok(())
+    }
+
+    /// Queue the withdrawal or renewal one registration needs, if any.
+    async fn follow_up(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let Some(r) = store.registration(id).await? else {
+            return Ok(());
+        };
+        let Some(channel) = self.inner.channels.get(&r.credential) else {
+            return Ok(());
+        };
+        let ended = match r.state {
+            RegistrationState::Rejected | RegistrationState::Expired => true,
+            RegistrationState::Issued => {
+                let cert = match &r.serial {
+                    Some(s) => store.certificate(s).await?,
+                    None => None,
+                };
+                match cert {
+                    Some(c) if c.status == CertStatus::Revoked => true,
+                    Some(c) => {
+                        let window = i64::from(channel.settings.renew_within_days) * 86_400;
+                        if channel.delivery.renews()
+                            && window > 0
+                            && c.not_after - at <= window
+                            && c.not_after > at
+                        {
+                            self.queue_push(&r, PushAction::Renew, &format!("renew:{}", c.serial))
+                                .await?;
+                        }
+                        false
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if ended {
+            self.queue_push(&r, PushAction::Withdraw, "withdraw")
+                .await?;
         }
         Ok(())
     }

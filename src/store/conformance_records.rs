@@ -503,7 +503,7 @@ pub(super) async fn crl_listings(s: Arc<dyn Store>) {
         .await
         .unwrap();
     }
-    let listed = |v: Vec<CertificateRecord>| {
+    let listed = |v: Vec<CrlEntry>| {
         let mut v: Vec<String> = v.into_iter().map(|c| c.serial).collect();
         v.sort();
         v

@@ -166,6 +166,17 @@ impl CertStatus {
     }
 }
 
+/// A revoked certificate as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlEntry {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason code.
+    pub reason: Option<i32>,
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {

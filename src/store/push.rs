@@ -168,8 +168,10 @@ pub(crate) fn push_details(p: &PushRecord) -> serde_json::Value {
 
 /// The query behind [`crate::store::PushStore::push_follow_ups`], for `credentials`
 /// credentials, with `p(i)` the engine's i-th placeholder (from 1): `now` first, then each
-/// credential's name and renewal horizon (`now` plus its window; `now`: no renewals). It walks
-/// the delivered registrations only, by their one `deliver` push.
+/// credential's name and renewal horizon (`now` plus its window; `now`: no renewals). It reads
+/// every push row once (no index on the action) and, for the delivered registrations only,
+/// point lookups by the (registration, key) and serial indexes: one statement per round
+/// instead of a store call per registration.
 pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) -> String {
     let windows: Vec<String> = (0..credentials)
         .map(|i| {
@@ -186,7 +188,7 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
          WHERE d.action = 'deliver' AND d.state <> 'failed' \
          AND r.credential IN ({names}) \
          AND NOT EXISTS (SELECT 1 FROM pushes w WHERE w.registration_id = r.id \
-                         AND w.action = 'withdraw') \
+                         AND w.key = 'withdraw') \
          AND (r.state IN ('rejected', 'expired') \
               OR EXISTS (SELECT 1 FROM certificates c WHERE c.serial = r.serial \
                          AND (c.status = 'revoked' \

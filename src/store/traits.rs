@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlMark, OcspAnswer, OcspDue,
-    PersonRecord, PushRecord, RegistrationRecord, RegistrationState, SessionRecord, StoreError,
-    TokenRecord, TransactionRecord,
+    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlEntry, CrlMark, OcspAnswer,
+    OcspDue, PersonRecord, PushRecord, RegistrationRecord, RegistrationState, SessionRecord,
+    StoreError, TokenRecord, TransactionRecord,
 };
 
 /// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
@@ -305,7 +305,8 @@ pub trait CaStateStore: Send + Sync {
     async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Set a named piece of CA state.
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
-    /// The next CRL number: one more than any before, across all nodes.
+    /// The next CRL number: one more than any before, across all nodes. To make a CRL use
+    /// [`CaStateStore::crl_listing`], which reads the list under the same lock.
     async fn next_crl_number(&self) -> Result<i64, StoreError>;
     /// The next CRL number and the revoked certificates of `issuer` (only those whose
     /// notAfter is in `not_after_in`, when given), read after the number is taken and before
@@ -316,7 +317,7 @@ pub trait CaStateStore: Send + Sync {
         &self,
         issuer: &str,
         not_after_in: Option<(i64, i64)>,
-    ) -> Result<(i64, Vec<CertificateRecord>), StoreError>;
+    ) -> Result<(i64, Vec<CrlEntry>), StoreError>;
     /// Publish a CRL as the current one of CA `ca` (state `crl:<ca>`), unless a CRL with a
     /// higher number was published for it meanwhile (by another node): the published number
     /// never goes backwards. True when published. `covers` is the issuer's mark as read

@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::store::{CaStateStore, CertificateRecord, CrlMark, StoreError};
+use crate::store::{CaStateStore, CrlEntry, CrlMark, StoreError};
 
-use super::{cert_from_row, err, pool_err, PostgresStore, CERT_COLUMNS};
+use super::{err, pool_err, PostgresStore};
 
 #[async_trait]
 impl CaStateStore for PostgresStore {
@@ -60,9 +60,16 @@ impl CaStateStore for PostgresStore {
         &self,
         issuer: &str,
         not_after_in: Option<(i64, i64)>,
-    ) -> Result<(i64, Vec<CertificateRecord>), StoreError> {
+    ) -> Result<(i64, Vec<CrlEntry>), StoreError> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
-        let t = c.transaction().await.map_err(err)?;
+        // Read committed whatever the server's default: the list must see what committed
+        // while this waited for the counter.
+        let t = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(err)?;
         // The counter's row lock is held until commit, so the next caller on any node takes
         // its number after this list was read (and, read committed, lists at least as much).
         t.execute(
@@ -86,31 +93,35 @@ impl CaStateStore for PostgresStore {
         )
         .await
         .map_err(err)?;
-        // The whole list by status, a partition by notAfter (see the SQLite engine).
+        // Only what a CRL lists, not the certificates' DER (see the SQLite engine).
         let rows = match not_after_in {
             None => {
                 t.query(
-                    &format!(
-                        "SELECT {CERT_COLUMNS} FROM certificates \
-                         WHERE status = 'revoked' AND issuer = $1"
-                    ),
+                    "SELECT serial, revoked_at, revocation_reason FROM certificates \
+                     WHERE status = 'revoked' AND issuer = $1",
                     &[&issuer],
                 )
                 .await
             }
             Some((from, to)) => {
                 t.query(
-                    &format!(
-                        "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'revoked' \
-                         AND issuer = $1 AND not_after >= $2 AND not_after < $3"
-                    ),
+                    "SELECT serial, revoked_at, revocation_reason FROM certificates \
+                     WHERE status = 'revoked' AND issuer = $1 \
+                     AND not_after >= $2 AND not_after < $3",
                     &[&issuer, &from, &to],
                 )
                 .await
             }
         }
         .map_err(err)?;
-        let revoked = rows.iter().map(cert_from_row).collect();
+        let revoked = rows
+            .iter()
+            .map(|r| CrlEntry {
+                serial: r.get(0),
+                revoked_at: r.get(1),
+                reason: r.get(2),
+            })
+            .collect();
         t.commit().await.map_err(err)?;
         Ok((next, revoked))
     }
