@@ -4,6 +4,7 @@
 #   - the fill itself, and the database's size;
 #   - a revocation from the command line, which makes and signs the CRL over every revoked
 #     certificate (its time), and the CRL's size as served;
+#   - the full CRL downloaded 20 times, p50 and p99;
 #   - CRL partitions (the weeks 1, 26 and 50 weeks from now): the first request, which makes
 #     and signs the partition's CRL, the next (held), and the size;
 #   - the certificate search of the API (`GET /api/v1/certificates`): by exact device, by
@@ -107,6 +108,8 @@ searches = {
 for name, path in searches.items():
     k = samples if name != "by_subject_text" else max(5, samples // 20)
     out[name] = pct([get(path())[0] for _ in range(k)])
+# The full CRL, downloaded again and again (held in memory while its number is current).
+out["full_crl_get"] = pct([get(f"/crl/{label}.crl")[0] for _ in range(20)])
 # CRL partitions: made on the first request, held for the next.
 out["crl_partitions"] = {}
 for weeks in (1, 26, 50):

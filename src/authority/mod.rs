@@ -27,6 +27,7 @@ mod decision;
 mod enroll;
 mod expiry;
 pub mod generations;
+mod held_crls;
 mod ocsp;
 mod ocsp_prepared;
 mod officer;
@@ -244,6 +245,8 @@ pub(crate) struct Inner {
     pub(crate) pushing: tokio::sync::Mutex<()>,
     /// One CRL partition made at a time on this node.
     pub(crate) building_partition: tokio::sync::Mutex<()>,
+    /// Full CRLs, held by their published number.
+    pub(crate) held_crls: held_crls::HeldCrls,
 }
 
 /// The registration authority. Cheap to clone.
@@ -505,6 +508,7 @@ impl Authority {
                 channels,
                 pushing: Default::default(),
                 building_partition: Default::default(),
+                held_crls: Default::default(),
             }),
         })
     }

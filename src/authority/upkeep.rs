@@ -157,10 +157,34 @@ impl Authority {
     /// one), from the store while fresh.
     pub(crate) async fn crl_of(&self, generation: Option<usize>) -> Result<Vec<u8>, RequestError> {
         let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
-        let key = format!("crl:{}", self.generation_label(generation));
-        if let Some(der) = self.inner.store.state(&key).await.map_err(unavailable)? {
-            if crl_fresh(&der, 0) {
-                return Ok(der);
+        let label = self.generation_label(generation);
+        let store = &self.inner.store;
+        let held = &self.inner.held_crls;
+        // The published number first (a small row): while it is the held CRL's, no read of
+        // the CRL itself.
+        let number = crate::store::parse_number(
+            store
+                .state(&format!("crl_published_number:{label}"))
+                .await
+                .map_err(unavailable)?,
+            "crl_published_number",
+        )
+        .map_err(unavailable)?;
+        if let Some(der) = held.get(label, number, crate::store::now()) {
+            return Ok(der.to_vec());
+        }
+        if let Some(der) = store
+            .state(&format!("crl:{label}"))
+            .await
+            .map_err(unavailable)?
+        {
+            if let Some(next) = super::held_crls::next_update(&der) {
+                if next > crate::store::now() {
+                    // Held under the number read before it: if a newer one came between,
+                    // the next request sees the number move and reads again.
+                    held.put(label, number, bytes::Bytes::copy_from_slice(&der), next);
+                    return Ok(der);
+                }
             }
         }
         self.refresh_crl_of(generation).await
@@ -292,6 +316,16 @@ impl Authority {
             .map_err(unavailable)?
         {
             tracing::info!(ca = %key, crl_number = number, entries, "CRL refreshed");
+            if partition.is_none() {
+                if let Some(next) = super::held_crls::next_update(&der) {
+                    self.inner.held_crls.put(
+                        &key,
+                        number,
+                        bytes::Bytes::copy_from_slice(&der),
+                        next,
+                    );
+                }
+            }
             return Ok(der);
         }
         // Another node published a newer CRL meanwhile: that one is current.

@@ -583,7 +583,8 @@ pub enum StoreError {
     Invalid(String),
 }
 
-fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
+/// A number kept in `ca_state` (absent: 0).
+pub(crate) fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreError> {
     match v {
         None => Ok(0),
         Some(bytes) => String::from_utf8(bytes)
