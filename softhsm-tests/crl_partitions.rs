@@ -37,8 +37,15 @@ fn partition_of(der: &[u8]) -> CrlPartition {
     CrlPartition::of(time::OffsetDateTime::from_unix_timestamp(secs).unwrap())
 }
 
-/// GET a CRL: its DER written as PEM and `openssl crl -text -verify` of it.
-fn fetch(s: &ScepServer, url: &str, ca: &Path, dir: &Path, name: &str) -> (String, PathBuf) {
+/// GET a CRL (200, `application/pkix-crl`): `openssl crl -text -verify` of it against `ca`,
+/// and the CRL written as PEM under `dir` for `openssl verify -CRLfile`.
+pub(crate) fn fetch_crl(
+    s: &ScepServer,
+    url: &str,
+    ca: &Path,
+    dir: &Path,
+    name: &str,
+) -> (String, PathBuf) {
     let r = s.http.get(url).send().unwrap();
     assert_eq!(r.status(), 200, "{url}: {}", s.log());
     assert_eq!(r.headers()["content-type"], "application/pkix-crl");
@@ -80,7 +87,8 @@ fn crl_number(text: &str) -> u64 {
     line.trim().parse().unwrap()
 }
 
-fn verify(ca: &Path, crl: &Path, cert: &Path) -> (bool, String) {
+/// `openssl verify -crl_check` of `cert` with only `crl`.
+pub(crate) fn verify_with_crl(ca: &Path, crl: &Path, cert: &Path) -> (bool, String) {
     openssl(&[
         "verify",
         "-crl_check",
@@ -129,7 +137,7 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
 
     // Before: the year's partition lists nothing, names itself in a critical issuing
     // distribution point for end-entity certificates only, and is kept, not re-signed.
-    let (text, before) = fetch(&s, &year_url, &ca, &dir, "year-before");
+    let (text, before) = fetch_crl(&s, &year_url, &ca, &dir, "year-before");
     assert!(text.contains("No Revoked Certificates"), "{text}");
     assert!(
         text.contains("X509v3 Issuing Distribution Point: critical"),
@@ -138,13 +146,13 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
     assert!(text.contains(&format!("URI:{year_url}")), "{text}");
     assert!(text.contains("Only User Certificates"), "{text}");
     let first_number = crl_number(&text);
-    let (again, _) = fetch(&s, &year_url, &ca, &dir, "year-again");
+    let (again, _) = fetch_crl(&s, &year_url, &ca, &dir, "year-again");
     assert_eq!(
         crl_number(&again),
         first_number,
         "a held partition is served as it is"
     );
-    assert!(verify(&ca, &before, &a_pem).0);
+    assert!(verify_with_crl(&ca, &before, &a_pem).0);
 
     // Revoke A.
     let serial_a = serial_of(a);
@@ -172,31 +180,31 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
     });
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "one CRL made");
     // It lists A; B (same week) still verifies with it.
-    let (text, year) = fetch(&s, &year_url, &ca, &dir, "year-after");
+    let (text, year) = fetch_crl(&s, &year_url, &ca, &dir, "year-after");
     assert!(
         text.to_ascii_lowercase()
             .contains(&serial_a.to_ascii_lowercase()),
         "{text}"
     );
     assert!(crl_number(&text) > first_number, "{text}");
-    let (ok, out) = verify(&ca, &year, &a_pem);
+    let (ok, out) = verify_with_crl(&ca, &year, &a_pem);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
-    assert!(verify(&ca, &year, &b_pem).0);
+    assert!(verify_with_crl(&ca, &year, &b_pem).0);
 
     // The month's partition does not list A, and is not A's CRL: a relying party holding
     // only it cannot check A at all (its point is not A's), rather than finding A good.
-    let (text, month) = fetch(&s, &month_url, &ca, &dir, "month");
+    let (text, month) = fetch_crl(&s, &month_url, &ca, &dir, "month");
     assert!(text.contains("No Revoked Certificates"), "{text}");
-    assert!(verify(&ca, &month, &c_pem).0);
-    let (ok, out) = verify(&ca, &month, &a_pem);
+    assert!(verify_with_crl(&ca, &month, &c_pem).0);
+    let (ok, out) = verify_with_crl(&ca, &month, &a_pem);
     assert!(!ok && out.contains("different CRL scope"), "{out}");
     // And the year's partition is not C's.
-    let (ok, out) = verify(&ca, &year, &c_pem);
+    let (ok, out) = verify_with_crl(&ca, &year, &c_pem);
     assert!(!ok && out.contains("different CRL scope"), "{out}");
 
     // The full CRL still lists A, with no issuing distribution point: good for every
     // certificate.
-    let (text, full) = fetch(
+    let (text, full) = fetch_crl(
         &s,
         &format!("{}/crl/sigil-ca.crl", s.base),
         &ca,
@@ -204,8 +212,8 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
         "full",
     );
     assert!(!text.contains("Issuing Distribution Point"), "{text}");
-    assert!(!verify(&ca, &full, &a_pem).0);
-    assert!(verify(&ca, &full, &c_pem).0);
+    assert!(!verify_with_crl(&ca, &full, &a_pem).0);
+    assert!(verify_with_crl(&ca, &full, &c_pem).0);
 
     // Names that are not a partition of a CA here: 404 with the reason. A week in which no
     // certificate ends costs a lookup, not a signature.
@@ -252,7 +260,7 @@ fn a_moved_public_url_keeps_the_certificates_issued_before_in_scope() {
     let old_url = crl_point(&old);
     assert!(old_url.starts_with("http://127.0.0.1:"), "{old_url}");
     // The partition is made and held under the first URL.
-    let (text, _) = fetch(&s, &old_url, &ca, &dir, "before");
+    let (text, _) = fetch_crl(&s, &old_url, &ca, &dir, "before");
     assert!(text.contains(&format!("URI:{old_url}")), "{text}");
 
     // The same server, now reached as localhost.
@@ -265,7 +273,7 @@ fn a_moved_public_url_keeps_the_certificates_issued_before_in_scope() {
     let new_url = crl_point(&new);
     assert!(new_url.starts_with(&moved), "{new_url}");
     // The held CRL named only the first URL: it is made again, naming both.
-    let (text, _) = fetch(&s, &new_url, &ca, &dir, "moved");
+    let (text, _) = fetch_crl(&s, &new_url, &ca, &dir, "moved");
     assert!(text.contains(&format!("URI:{old_url}")), "{text}");
     assert!(text.contains(&format!("URI:{new_url}")), "{text}");
     let r = call(
@@ -279,15 +287,15 @@ fn a_moved_public_url_keeps_the_certificates_issued_before_in_scope() {
 
     // After a revocation, one CRL for the week, named by both URLs: each certificate finds
     // it in scope.
-    let (text, crl) = fetch(&s, &new_url, &ca, &dir, "after");
+    let (text, crl) = fetch_crl(&s, &new_url, &ca, &dir, "after");
     assert!(text.contains(&format!("URI:{old_url}")), "{text}");
     assert!(text.contains(&format!("URI:{new_url}")), "{text}");
     let (old_pem, new_pem) = (
         write_pem(&dir, "old.pem", &old),
         write_pem(&dir, "new.pem", &new),
     );
-    let (ok, out) = verify(&ca, &crl, &old_pem);
+    let (ok, out) = verify_with_crl(&ca, &crl, &old_pem);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
-    let (ok, out) = verify(&ca, &crl, &new_pem);
+    let (ok, out) = verify_with_crl(&ca, &crl, &new_pem);
     assert!(ok, "{out}");
 }

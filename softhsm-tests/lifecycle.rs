@@ -76,49 +76,8 @@ fn crl_and_ocsp_agree_with_the_store_before_and_after_a_revocation() {
         "{text}"
     );
 
-    let fetch_crl = |name: &str| {
-        let r = s.http.get(&crl_url).send().unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "application/pkix-crl");
-        let p = dir.join(name);
-        std::fs::write(&p, r.bytes().unwrap()).unwrap();
-        let (ok, out) = openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            p.to_str().unwrap(),
-            "-CAfile",
-            ca.to_str().unwrap(),
-            "-noout",
-            "-text",
-            "-verify",
-        ]);
-        assert!(ok && out.contains("verify OK"), "{out}");
-        let pem = dir.join(format!("{name}.pem"));
-        let (ok, out2) = openssl(&[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            p.to_str().unwrap(),
-            "-out",
-            pem.to_str().unwrap(),
-        ]);
-        assert!(ok, "{out2}");
-        (out, pem)
-    };
-    let verify = |cert: &Path, crl: &Path| {
-        openssl(&[
-            "verify",
-            "-crl_check",
-            "-CAfile",
-            ca.to_str().unwrap(),
-            "-CRLfile",
-            crl.to_str().unwrap(),
-            cert.to_str().unwrap(),
-        ])
-    };
+    let fetch_crl = |name: &str| crate::crl_partitions::fetch_crl(&s, &crl_url, &ca, &dir, name);
+    let verify = |cert: &Path, crl: &Path| crate::crl_partitions::verify_with_crl(&ca, crl, cert);
 
     // Before: the CRL lists nothing, both verify, OCSP says good; a serial never issued is
     // unknown.

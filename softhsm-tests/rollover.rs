@@ -62,28 +62,8 @@ fn ocsp(s: &ScepServer, issuer: &Path, cert: &Path) -> String {
 }
 
 fn crl_of(s: &ScepServer, dir: &Path, name: &str, ca: &Path) -> String {
-    let r = s
-        .http
-        .get(format!("{}/crl/{name}.crl", s.base))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "/crl/{name}.crl");
-    let p = dir.join(format!("{name}.crl"));
-    std::fs::write(&p, r.bytes().unwrap()).unwrap();
-    let (ok, out) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        p.to_str().unwrap(),
-        "-CAfile",
-        ca.to_str().unwrap(),
-        "-noout",
-        "-text",
-        "-verify",
-    ]);
-    assert!(ok && out.contains("verify OK"), "{out}");
-    out
+    let url = format!("{}/crl/{name}.crl", s.base);
+    crate::crl_partitions::fetch_crl(s, &url, ca, dir, name).0
 }
 
 #[test]

@@ -260,10 +260,7 @@ pub(crate) const CRL_HOURS: i64 = 24;
 
 /// Is this CRL valid for at least `margin_secs` more?
 pub(crate) fn crl_fresh(der: &[u8], margin_secs: i64) -> bool {
-    x509_parser::parse_x509_crl(der)
-        .ok()
-        .and_then(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
-        .is_some_and(|next| next - margin_secs > crate::store::now())
+    held_crls::next_update(der).is_some_and(|next| next - margin_secs > crate::store::now())
 }
 
 fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {

@@ -195,8 +195,8 @@ pub(super) async fn suite(s: Arc<dyn Store>) {
     s.set_state("crl", b"one").await.unwrap();
     s.set_state("crl", b"two").await.unwrap();
     assert_eq!(s.state("crl").await.unwrap().as_deref(), Some(&b"two"[..]));
-    assert_eq!(s.next_crl_number().await.unwrap(), 1);
-    assert_eq!(s.next_crl_number().await.unwrap(), 2);
+    assert_eq!(s.crl_listing("CN=Nobody", None).await.unwrap().0, 1);
+    assert_eq!(s.crl_listing("CN=Nobody", None).await.unwrap().0, 2);
     assert!(s.lead("task").await.unwrap());
     assert!(s.lead("task").await.unwrap(), "a leader stays the leader");
     // Publication is fenced: an older CRL never replaces a newer one.

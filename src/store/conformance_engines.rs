@@ -73,9 +73,9 @@ async fn postgres_engine() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let s = if i % 2 == 0 { a.clone() } else { other.clone() };
-        tasks.push(tokio::spawn(
-            async move { s.next_crl_number().await.unwrap() },
-        ));
+        tasks.push(tokio::spawn(async move {
+            s.crl_listing("CN=Nobody", None).await.unwrap().0
+        }));
     }
     let mut numbers = Vec::new();
     for t in tasks {

@@ -305,10 +305,8 @@ pub trait CaStateStore: Send + Sync {
     async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Set a named piece of CA state.
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
-    /// The next CRL number: one more than any before, across all nodes. To make a CRL use
-    /// [`CaStateStore::crl_listing`], which reads the list under the same lock.
-    async fn next_crl_number(&self) -> Result<i64, StoreError>;
-    /// The next CRL number and the revoked certificates of `issuer` (only those whose
+    /// The next CRL number (one more than any before, across all nodes) and the revoked
+    /// certificates of `issuer` (only those whose
     /// notAfter is in `not_after_in`, when given), read after the number is taken and before
     /// anyone, on any node or process, can take the next one: a CRL numbered after another
     /// lists at least what that one did (RFC 5280 §3.3: an entry leaves a scope's CRLs only

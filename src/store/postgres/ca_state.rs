@@ -28,34 +28,6 @@ impl CaStateStore for PostgresStore {
         .map(|_| ())
         .map_err(err)
     }
-    async fn next_crl_number(&self) -> Result<i64, StoreError> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let t = c.transaction().await.map_err(err)?;
-        // Row lock on the counter: concurrent callers on any node get distinct numbers.
-        t.execute(
-            "INSERT INTO ca_state (name, value) VALUES ('crl_number', '0') ON CONFLICT DO NOTHING",
-            &[],
-        )
-        .await
-        .map_err(err)?;
-        let current: Vec<u8> = t
-            .query_one(
-                "SELECT value FROM ca_state WHERE name = 'crl_number' FOR UPDATE",
-                &[],
-            )
-            .await
-            .map_err(err)?
-            .get(0);
-        let next = crate::store::parse_number(Some(current), "crl_number")? + 1;
-        t.execute(
-            "UPDATE ca_state SET value = $1 WHERE name = 'crl_number'",
-            &[&next.to_string().into_bytes()],
-        )
-        .await
-        .map_err(err)?;
-        t.commit().await.map_err(err)?;
-        Ok(next)
-    }
     async fn crl_listing(
         &self,
         issuer: &str,

@@ -35,29 +35,6 @@ impl CaStateStore for SqliteStore {
         })
         .await
     }
-    async fn next_crl_number(&self) -> Result<i64, StoreError> {
-        self.with(|c| {
-            let t = c.transaction().map_err(err)?;
-            let current: Option<Vec<u8>> = t
-                .query_row(
-                    "SELECT value FROM ca_state WHERE name = 'crl_number'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            let next = crate::store::parse_number(current, "crl_number")? + 1;
-            t.execute(
-                "INSERT INTO ca_state (name, value) VALUES ('crl_number', ?1) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [next.to_string().into_bytes()],
-            )
-            .map_err(err)?;
-            t.commit().map_err(err)?;
-            Ok(next)
-        })
-        .await
-    }
     async fn crl_listing(
         &self,
         issuer: &str,
