@@ -178,6 +178,13 @@ impl Authority {
                 .map_err(store_err)?
             {
                 Some(t) => tx = t,
+                // Gone after it lapsed: the upkeep round dropped it (its node stopped), as a
+                // lapse seen here would have: decide afresh.
+                None if matches!(tx.state, TransactionState::Issuing { until }
+                    if until <= crate::store::now()) =>
+                {
+                    return Ok(None)
+                }
                 // Released: the copy being signed failed; its own answer said why.
                 None => {
                     return Ok(Some(refuse(
