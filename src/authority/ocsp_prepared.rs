@@ -222,8 +222,9 @@ impl Authority {
     pub(crate) async fn answer_seen_request(&self, body: &[u8]) -> Option<Bytes> {
         let prepared = &self.inner.ocsp.prepared;
         let serial = prepared.serial_of_request(body)?;
-        self.watch_revocations().await;
-        prepared.get(&serial, now())
+        let t = now_ms();
+        self.watch_revocations_at(t).await;
+        prepared.get(&serial, t.div_euclid(1000))
     }
 
     /// The epoch to pass to [`Authority::keep_answer`]: read it before the status.
@@ -282,8 +283,12 @@ impl Authority {
     /// Read the CA's revocation count, at most every [`WATCH_MS`]; drop what is held when it
     /// moved.
     async fn watch_revocations(&self) {
+        self.watch_revocations_at(now_ms()).await
+    }
+
+    /// [`Authority::watch_revocations`] with the time (milliseconds) already read.
+    async fn watch_revocations_at(&self, t: i64) {
         let prepared = &self.inner.ocsp.prepared;
-        let t = now_ms();
         let last = prepared.checked_ms.load(Ordering::SeqCst);
         if t - last < WATCH_MS
             || prepared

@@ -13,10 +13,14 @@ use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 
-/// A request body that fails once its deadline passes.
+/// A request body that fails once its deadline passes. The timer is armed only when the body
+/// first makes its reader wait: a body that came with its head (an OCSP request, most SCEP
+/// messages) costs no timer.
 pub(crate) struct TimedPayload {
     inner: actix_web::dev::Payload,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the head was read plus the timeout.
+    until: tokio::time::Instant,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
 }
 
@@ -24,7 +28,8 @@ impl TimedPayload {
     pub(crate) fn new(inner: actix_web::dev::Payload, timeout: Duration) -> TimedPayload {
         TimedPayload {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            until: tokio::time::Instant::now() + timeout,
+            deadline: None,
             timeout,
         }
     }
@@ -42,7 +47,11 @@ impl Stream for TimedPayload {
         if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
             return Poll::Ready(item);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let until = self.until;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if deadline.as_mut().poll(cx).is_ready() {
             let secs = self.timeout.as_secs();
             return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,

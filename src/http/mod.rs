@@ -214,7 +214,8 @@ async fn metrics() -> HttpResponse {
 
 /// Register the routes of `sigil serve` on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.configure(pki::first_routes)
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .configure(scep::routes)

@@ -9,11 +9,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::AppState;
 use crate::authority::{Authority, OcspOutcome, RequestError};
 
-/// Register the routes.
+/// Register the OCSP POST route: first of all, since relying parties ask on every
+/// connection and actix tries routes in order (a dynamic pattern before it would cost each
+/// request a regular-expression match).
+pub(super) fn first_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ocsp", web::post().to(ocsp_post));
+}
+
+/// Register the other routes.
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/crl/{file}", web::get().to(crl))
         .route("/crl/{ca}/{file}", web::get().to(partition_crl))
-        .route("/ocsp", web::post().to(ocsp_post))
         .route("/ocsp/{request:.*}", web::get().to(ocsp_get));
 }
 
@@ -103,13 +109,12 @@ async fn answer(ra: &Authority, body: &[u8], get: bool) -> HttpResponse {
     // A GET answer without a nonce may be kept by HTTP caches (RFC 5019 §6.2), briefly; POST
     // answers are not cached by HTTP caches anyway, and are not parsed again here.
     let fresh = if get {
-        crate::pki::ocsp::freshness(&der)
+        crate::pki::ocsp::freshness(&der).map(|f| (f, crate::clock::now()))
     } else {
         None
     };
-    let at = crate::clock::now();
-    match fresh.filter(|f| f.next_update > at) {
-        Some(f) => {
+    match fresh.filter(|(f, at)| f.next_update > *at) {
+        Some((f, at)) => {
             let date = |unix: i64| {
                 header::HttpDate::from(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
