@@ -284,12 +284,23 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         "{modified} {date}"
     );
     let etag = header(&r, "etag");
+    let modified_text = header(&r, "last-modified");
     let got = r.bytes().unwrap();
     assert_eq!(
         etag,
         format!("\"{}\"", hex::encode(openssl::sha::sha1(&got)))
     );
     assert_eq!(status_of(&got), OcspCertStatus::GOOD);
+    // Asked again, the answer comes from memory with the caching facts worked out when it
+    // was taken in: the same bytes, the same tag.
+    let again = s
+        .http
+        .get(format!("{}/ocsp/{escaped}", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(header(&again, "etag"), etag);
+    assert_eq!(header(&again, "last-modified"), modified_text);
+    assert_eq!(again.bytes().unwrap(), got);
     // With a nonce the answer is for that request alone: not to be cached.
     let escaped_nonce = in_path(&with_nonce);
     let r = s
@@ -371,6 +382,18 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
             .status(),
         OcspResponseStatus::MALFORMED_REQUEST
     );
+    // Under /ocsp, only a POST to /ocsp and a GET of /ocsp/{request}: anything else is told
+    // what is, not answered as an OCSP request.
+    let r = s.http.get(format!("{}/ocsp", s.base)).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("POST to /ocsp"));
+    let r = s
+        .http
+        .put(format!("{}/ocsp/{escaped}", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))

@@ -64,19 +64,64 @@ pub enum OcspOutcome {
     Unauthorized,
 }
 
+/// What HTTP caches may be told about an answer held ahead of time, worked out once when it
+/// was taken in (so a GET answered from memory costs no parse and no hash).
+#[derive(Debug, Clone)]
+pub struct Caching {
+    /// producedAt and the earliest nextUpdate.
+    pub fresh: crate::pki::ocsp::Freshness,
+    /// The entity tag: the SHA-1 of the answer, hex, quoted.
+    pub etag: std::sync::Arc<str>,
+}
+
+impl Caching {
+    /// The caching facts of a nonce-less, successful answer (None for any other).
+    pub fn of(der: &[u8]) -> Option<Caching> {
+        crate::pki::ocsp::freshness(der).map(|fresh| Caching {
+            fresh,
+            etag: format!("\"{}\"", hex::encode(openssl::sha::sha1(der))).into(),
+        })
+    }
+}
+
+/// An OCSP answer.
+#[derive(Debug, Clone)]
+pub struct OcspReply {
+    /// The OCSPResponse (DER).
+    pub der: bytes::Bytes,
+    /// How it was come by.
+    pub outcome: OcspOutcome,
+    /// Its caching facts, when they were worked out ahead (a held answer).
+    pub caching: Option<Caching>,
+}
+
+impl OcspReply {
+    fn new(der: impl Into<bytes::Bytes>, outcome: OcspOutcome) -> OcspReply {
+        OcspReply {
+            der: der.into(),
+            outcome,
+            caching: None,
+        }
+    }
+}
+
 impl Authority {
     /// Answer one OCSPRequest (DER) with an OCSPResponse (DER). Never fails: problems are
     /// OCSP error statuses.
-    pub async fn ocsp(&self, body: &[u8]) -> (bytes::Bytes, OcspOutcome) {
-        if let Some(der) = self.answer_seen_request(body).await {
-            return (der, OcspOutcome::Prepared);
+    pub async fn ocsp(&self, body: &[u8]) -> OcspReply {
+        if let Some((der, caching)) = self.answer_seen_request(body).await {
+            return OcspReply {
+                der,
+                outcome: OcspOutcome::Prepared,
+                caching,
+            };
         }
         let query = match parse_request(body) {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(error = %e, "OCSP request refused");
-                return (
-                    error_response(ResponseStatus::MalformedRequest).into(),
+                return OcspReply::new(
+                    error_response(ResponseStatus::MalformedRequest),
                     OcspOutcome::Malformed,
                 );
             }
@@ -85,8 +130,12 @@ impl Authority {
         let preparable = super::ocsp_prepared::preparable(&responder.issuer, &query);
         if let Some(serial) = &preparable {
             responder.prepared.remember_request(body, serial);
-            if let Some(der) = self.prepared_answer(serial).await {
-                return (der, OcspOutcome::Prepared);
+            if let Some((der, caching)) = self.prepared_answer(serial).await {
+                return OcspReply {
+                    der,
+                    outcome: OcspOutcome::Prepared,
+                    caching,
+                };
             }
         }
         // Read before the statuses: an answer whose status predates a revocation seen since
@@ -104,8 +153,8 @@ impl Authority {
         };
         // Nothing about this CA's certificates: no signature is spent (RFC 5019 §2.2.3).
         let Some(signer_gen) = query.cert_ids.iter().find_map(generation) else {
-            return (
-                error_response(ResponseStatus::Unauthorized).into(),
+            return OcspReply::new(
+                error_response(ResponseStatus::Unauthorized),
                 OcspOutcome::Unauthorized,
             );
         };
@@ -127,8 +176,8 @@ impl Authority {
                     Ok(_) => Status::Unknown,
                     Err(e) => {
                         tracing::warn!(error = %e, "OCSP: store unavailable");
-                        return (
-                            error_response(ResponseStatus::TryLater).into(),
+                        return OcspReply::new(
+                            error_response(ResponseStatus::TryLater),
                             OcspOutcome::TryLater,
                         );
                     }
@@ -154,7 +203,7 @@ impl Authority {
             let cache = responder.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(c) = cache.get(k) {
                 if c.statuses == statuses && at - c.signed_at < responder.validity_secs / 2 {
-                    return (c.der.clone().into(), OcspOutcome::Cached);
+                    return OcspReply::new(c.der.clone(), OcspOutcome::Cached);
                 }
             }
         }
@@ -169,7 +218,7 @@ impl Authority {
             .await
         {
             Ok(d) => d,
-            Err(status) => return (error_response(status).into(), OcspOutcome::TryLater),
+            Err(status) => return OcspReply::new(error_response(status), OcspOutcome::TryLater),
         };
         if let (Some(serial), [status]) = (&preparable, statuses.as_slice()) {
             self.keep_answer(serial, *status, &der, at, epoch).await;
@@ -191,7 +240,7 @@ impl Authority {
                 },
             );
         }
-        (der.into(), OcspOutcome::Signed)
+        OcspReply::new(der, OcspOutcome::Signed)
     }
     /// Sign `answers` as the delegated responder of generation `generation` (None: the
     /// active CA), valid from `at` for the configured validity, echoing `nonce`. The token

@@ -40,9 +40,14 @@ const YIELD_MS: i64 = 1_000;
 /// enrollments does not starve it.
 const YIELD_MAX_MS: i64 = 60_000;
 
+/// An answer as it is served: its bytes and, when it states freshness, its caching facts.
+pub(crate) type Served = (Bytes, Option<super::ocsp::Caching>);
+
 /// One answer held in memory.
 struct Held {
     der: Bytes,
+    /// Worked out when taken in.
+    caching: Option<super::ocsp::Caching>,
     /// Served until then (Unix seconds): a quarter of the validity before its nextUpdate.
     serve_until: i64,
     /// When it was taken in (for dropping the oldest).
@@ -94,18 +99,21 @@ impl Prepared {
         self.issued_ms.store(self.clock_ms(), Ordering::Relaxed);
     }
 
-    fn get(&self, serial: &str, at: i64) -> Option<Bytes> {
+    fn get(&self, serial: &str, at: i64) -> Option<Served> {
         let held = self.held.read().unwrap_or_else(|p| p.into_inner());
         held.get(serial)
             .filter(|h| h.serve_until > at)
-            .map(|h| h.der.clone())
+            .map(|h| (h.der.clone(), h.caching.clone()))
     }
 
     /// Take an answer in, unless what is held was dropped since its status was read.
-    fn hold(&self, serial: &str, der: Bytes, serve_until: i64, epoch: u64) {
+    /// Returns it as served.
+    fn hold(&self, serial: &str, der: Bytes, serve_until: i64, epoch: u64) -> Served {
+        let caching = super::ocsp::Caching::of(&der);
+        let served = (der.clone(), caching.clone());
         let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
         if self.epoch.load(Ordering::SeqCst) != epoch {
-            return;
+            return served;
         }
         if held.len() >= HELD_MAX && !held.contains_key(serial) {
             // Drop the older half: the answers asked for recently come back on demand.
@@ -118,10 +126,12 @@ impl Prepared {
             serial.to_string(),
             Held {
                 der,
+                caching,
                 serve_until,
                 taken: now(),
             },
         );
+        served
     }
 
     /// The serial a request with exactly these bytes asked about, if one was seen.
@@ -194,20 +204,18 @@ pub(crate) fn preparable(
 impl Authority {
     /// The pre-produced answer for `serial`, from memory or the store (then held). None: the
     /// live path answers (and keeps what it signs, [`Authority::keep_answer`]).
-    pub(crate) async fn prepared_answer(&self, serial: &str) -> Option<Bytes> {
+    pub(crate) async fn prepared_answer(&self, serial: &str) -> Option<Served> {
         let prepared = &self.inner.ocsp.prepared;
         self.watch_revocations().await;
         let epoch = prepared.epoch.load(Ordering::SeqCst);
         let at = now();
-        if let Some(der) = prepared.get(serial, at) {
-            return Some(der);
+        if let Some(served) = prepared.get(serial, at) {
+            return Some(served);
         }
         let margin = self.inner.ocsp.validity_secs / 4;
         match self.inner.store.ocsp_answer(serial, at + margin).await {
             Ok(Some(a)) => {
-                let der = Bytes::from(a.der);
-                prepared.hold(serial, der.clone(), a.next_update - margin, epoch);
-                Some(der)
+                Some(prepared.hold(serial, Bytes::from(a.der), a.next_update - margin, epoch))
             }
             Ok(None) => None,
             Err(e) => {
@@ -219,7 +227,7 @@ impl Authority {
 
     /// The answer to a request whose exact bytes were read before and asked about a
     /// certificate whose answer is held: no parsing, no signature, no store read.
-    pub(crate) async fn answer_seen_request(&self, body: &[u8]) -> Option<Bytes> {
+    pub(crate) async fn answer_seen_request(&self, body: &[u8]) -> Option<Served> {
         let prepared = &self.inner.ocsp.prepared;
         let serial = prepared.serial_of_request(body)?;
         let t = now_ms();

@@ -7,20 +7,21 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::AppState;
-use crate::authority::{Authority, OcspOutcome, RequestError};
+use crate::authority::{Authority, Caching, OcspOutcome, RequestError};
 
-/// Register the OCSP POST route: first of all, since relying parties ask on every
-/// connection and actix tries routes in order (a dynamic pattern before it would cost each
-/// request a regular-expression match).
+/// Register the OCSP routes: first of all, since relying parties ask on every connection and
+/// actix tries routes in order (each dynamic pattern before them would cost every request a
+/// regular-expression match): POST `/ocsp` as a static path, then GET `/ocsp/{request}` under
+/// the static prefix `/ocsp`.
 pub(super) fn first_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ocsp", web::post().to(ocsp_post));
+    cfg.route("/ocsp", web::post().to(ocsp_post))
+        .service(web::scope("/ocsp").default_service(web::to(ocsp_get)));
 }
 
-/// Register the other routes.
+/// Register the CRL routes.
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/crl/{file}", web::get().to(crl))
-        .route("/crl/{ca}/{file}", web::get().to(partition_crl))
-        .route("/ocsp/{request:.*}", web::get().to(ocsp_get));
+        .route("/crl/{ca}/{file}", web::get().to(partition_crl));
 }
 
 fn not_found(ra: &Authority) -> HttpResponse {
@@ -94,8 +95,8 @@ fn crl_answer(crl: Result<Vec<u8>, RequestError>) -> HttpResponse {
 const OCSP_MAX_AGE: i64 = 60;
 
 async fn answer(ra: &Authority, body: &[u8], get: bool) -> HttpResponse {
-    let (der, outcome) = ra.ocsp(body).await;
-    crate::telemetry::ocsp_outcome(match outcome {
+    let reply = ra.ocsp(body).await;
+    crate::telemetry::ocsp_outcome(match reply.outcome {
         OcspOutcome::Signed => "signed",
         OcspOutcome::Cached => "cached",
         OcspOutcome::Prepared => "prepared",
@@ -104,40 +105,40 @@ async fn answer(ra: &Authority, body: &[u8], get: bool) -> HttpResponse {
         OcspOutcome::Unauthorized => "unauthorized",
     });
     // OCSP errors are OCSP responses too (RFC 6960 §2.3): always 200.
-    let mut reply = HttpResponse::Ok();
-    reply.content_type("application/ocsp-response");
+    let mut http = HttpResponse::Ok();
+    http.content_type("application/ocsp-response");
     // A GET answer without a nonce may be kept by HTTP caches (RFC 5019 §6.2), briefly; POST
-    // answers are not cached by HTTP caches anyway, and are not parsed again here.
-    let fresh = if get {
-        crate::pki::ocsp::freshness(&der).map(|f| (f, crate::clock::now()))
+    // answers are not cached by HTTP caches anyway, and are not parsed again here. A held
+    // answer's caching facts were worked out when it was taken in.
+    let caching = if get {
+        reply
+            .caching
+            .or_else(|| Caching::of(&reply.der))
+            .map(|c| (c, crate::clock::now()))
     } else {
         None
     };
-    match fresh.filter(|(f, at)| f.next_update > *at) {
-        Some((f, at)) => {
+    match caching.filter(|(c, at)| c.fresh.next_update > *at) {
+        Some((c, at)) => {
             let date = |unix: i64| {
                 header::HttpDate::from(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
                 )
             };
-            let max_age = (f.next_update - at).min(OCSP_MAX_AGE);
-            reply
-                .insert_header((
-                    header::CACHE_CONTROL,
-                    format!("max-age={max_age}, public, no-transform, must-revalidate"),
-                ))
-                .insert_header((header::LAST_MODIFIED, date(f.produced_at)))
-                .insert_header((header::EXPIRES, date(at + max_age)))
-                .insert_header((
-                    header::ETAG,
-                    format!("\"{}\"", hex::encode(openssl::sha::sha1(&der))),
-                ));
+            let max_age = (c.fresh.next_update - at).min(OCSP_MAX_AGE);
+            http.insert_header((
+                header::CACHE_CONTROL,
+                format!("max-age={max_age}, public, no-transform, must-revalidate"),
+            ))
+            .insert_header((header::LAST_MODIFIED, date(c.fresh.produced_at)))
+            .insert_header((header::EXPIRES, date(at + max_age)))
+            .insert_header((header::ETAG, c.etag.as_ref()));
         }
         None => {
-            reply.insert_header((header::CACHE_CONTROL, "no-cache"));
+            http.insert_header((header::CACHE_CONTROL, "no-cache"));
         }
     }
-    reply.body(der)
+    http.body(reply.der)
 }
 
 async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
@@ -145,10 +146,21 @@ async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse
     answer(ra, &body, false).await
 }
 
+/// GET `/ocsp/{request}`; anything else under `/ocsp` is not found (404) or not allowed (405).
 async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let ra = &state.ra;
     // The raw path: base64 may hold `/` and `+`, percent-escaped or not.
-    let raw = req.uri().path().trim_start_matches("/ocsp/");
+    let Some(raw) = req.uri().path().strip_prefix("/ocsp/") else {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("an OCSP request is a POST to /ocsp or a GET of /ocsp/{base64 request}\n");
+    };
+    if req.method() != actix_web::http::Method::GET {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, "GET"))
+            .content_type("text/plain; charset=utf-8")
+            .body("an OCSP request is a POST to /ocsp or a GET of /ocsp/{base64 request}\n");
+    }
     let decoded = super::scep::query_param(&format!("r={raw}"), "r").unwrap_or_default();
     let body = super::scep::lenient_base64(&decoded).unwrap_or_default();
     answer(ra, &body, true).await
