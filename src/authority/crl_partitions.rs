@@ -46,6 +46,19 @@ pub(crate) fn url_template(public_url: &str, ca_label: &str) -> String {
 /// certificates issued before `server.public_url` changed still find their CRL in scope.
 const BASES: &str = "crl_partition_bases";
 
+/// The public URLs recorded in state [`BASES`], one per line.
+fn parse_bases(recorded: Option<&[u8]>) -> Vec<String> {
+    recorded
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Authority {
     /// Add this node's public URL to the ones partitions name (at start, before serving).
     pub async fn record_crl_base(&self) -> Result<(), crate::store::StoreError> {
@@ -53,19 +66,31 @@ impl Authority {
         if public.is_empty() {
             return Ok(());
         }
-        let mut bases = self.recorded_bases().await?;
-        if !bases.iter().any(|b| b == public) {
+        // Read, add, and write only if nobody wrote meanwhile: two nodes with new public URLs
+        // starting together both end up in the list.
+        for _ in 0..16 {
+            let recorded = self.inner.store.state(BASES).await?;
+            let mut bases = parse_bases(recorded.as_deref());
+            if bases.iter().any(|b| b == public) {
+                return Ok(());
+            }
             bases.push(public.to_string());
-            self.inner
+            if self
+                .inner
                 .store
-                .set_state(BASES, bases.join("\n").as_bytes())
-                .await?;
-            tracing::info!(
-                public_url = public,
-                "CRL partitions will name this public URL too"
-            );
+                .replace_state(BASES, recorded.as_deref(), bases.join("\n").as_bytes())
+                .await?
+            {
+                tracing::info!(
+                    public_url = public,
+                    "CRL partitions will name this public URL too"
+                );
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(crate::store::StoreError::Conflict(
+            "the list of public CRL URLs kept changing; not recorded".into(),
+        ))
     }
 
     /// The public URLs partitions name: every one recorded, and this node's.
@@ -79,19 +104,7 @@ impl Authority {
     }
 
     async fn recorded_bases(&self) -> Result<Vec<String>, crate::store::StoreError> {
-        Ok(self
-            .inner
-            .store
-            .state(BASES)
-            .await?
-            .map(|v| {
-                String::from_utf8_lossy(&v)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(parse_bases(self.inner.store.state(BASES).await?.as_deref()))
     }
 
     /// The CRL of one partition of a CA generation (`label`: the active CA's name or a

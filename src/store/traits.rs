@@ -305,6 +305,15 @@ pub trait CaStateStore: Send + Sync {
     async fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Set a named piece of CA state.
     async fn set_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Set a named piece of CA state only if it is still `expected` (None: not set), so that
+    /// two nodes adding to one list cannot lose each other's addition. True when set; false
+    /// when it had changed (read it again and retry).
+    async fn replace_state(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError>;
     /// The next CRL number (one more than any before, across all nodes) and the revoked
     /// certificates of `issuer` (only those whose
     /// notAfter is in `not_after_in`, when given), read after the number is taken and before

@@ -28,6 +28,33 @@ impl CaStateStore for PostgresStore {
         .map(|_| ())
         .map_err(err)
     }
+    async fn replace_state(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let changed = match expected {
+            None => {
+                c.execute(
+                    "INSERT INTO ca_state (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name, &value],
+                )
+                .await
+            }
+            Some(old) => {
+                c.execute(
+                    "UPDATE ca_state SET value = $3 WHERE name = $1 AND value = $2",
+                    &[&name, &old, &value],
+                )
+                .await
+            }
+        }
+        .map_err(err)?;
+        Ok(changed == 1)
+    }
     async fn crl_listing(
         &self,
         issuer: &str,

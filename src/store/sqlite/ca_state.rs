@@ -35,6 +35,34 @@ impl CaStateStore for SqliteStore {
         })
         .await
     }
+    async fn replace_state(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (name, expected, value) = (
+            name.to_owned(),
+            expected.map(<[u8]>::to_vec),
+            value.to_vec(),
+        );
+        self.with(move |c| {
+            let changed = match &expected {
+                None => c.execute(
+                    "INSERT INTO ca_state (name, value) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO NOTHING",
+                    params![name, value],
+                ),
+                Some(old) => c.execute(
+                    "UPDATE ca_state SET value = ?3 WHERE name = ?1 AND value = ?2",
+                    params![name, old, value],
+                ),
+            }
+            .map_err(err)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
     async fn crl_listing(
         &self,
         issuer: &str,
