@@ -195,37 +195,7 @@ pub(super) async fn suite(s: Arc<dyn Store>) {
     s.set_state("crl", b"one").await.unwrap();
     s.set_state("crl", b"two").await.unwrap();
     assert_eq!(s.state("crl").await.unwrap().as_deref(), Some(&b"two"[..]));
-    // Compare and set: only over the value read; the loser is told, and changes nothing.
-    assert!(s.replace_state("bases", None, b"a").await.unwrap());
-    assert!(!s.replace_state("bases", None, b"b").await.unwrap());
-    assert!(!s.replace_state("bases", Some(b"x"), b"b").await.unwrap());
-    assert!(s.replace_state("bases", Some(b"a"), b"a\nb").await.unwrap());
-    assert!(!s.replace_state("bases", Some(b"a"), b"a\nc").await.unwrap());
-    assert_eq!(
-        s.state("bases").await.unwrap().as_deref(),
-        Some(&b"a\nb"[..])
-    );
-    // Eight writers adding to one list at once, each reading and replacing until it lands:
-    // nobody's addition is lost.
-    let adders = (0..8).map(|i| {
-        let s = s.clone();
-        tokio::spawn(async move {
-            loop {
-                let old = s.state("list").await.unwrap();
-                let mut new = old.clone().unwrap_or_default();
-                new.push(b'0' + i);
-                if s.replace_state("list", old.as_deref(), &new).await.unwrap() {
-                    break;
-                }
-            }
-        })
-    });
-    for a in adders.collect::<Vec<_>>() {
-        a.await.unwrap();
-    }
-    let mut list = s.state("list").await.unwrap().unwrap();
-    list.sort_unstable();
-    assert_eq!(list, b"01234567");
+    super::conformance_records::replace_state(&s).await;
     assert_eq!(s.crl_listing("CN=Nobody", None).await.unwrap().0, 1);
     assert_eq!(s.crl_listing("CN=Nobody", None).await.unwrap().0, 2);
     assert!(s.lead("task").await.unwrap());

@@ -1,6 +1,6 @@
 //! Conformance of the records around enrollment, on both engines: registrations (their
-//! states, compare-and-set, expiry) and certificate expiry (counts, the webhook's list, CRL
-//! marks).
+//! states, compare-and-set, expiry), certificate expiry (counts, the webhook's list, CRL
+//! marks) and named CA state set by compare-and-set.
 
 use std::sync::Arc;
 
@@ -754,4 +754,39 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         vec!["reg_f_revoked"]
     );
     assert!(s.push_follow_ups(at, &[]).await.unwrap().is_empty());
+}
+
+/// Named CA state by compare-and-set: only over the value read; the loser is told, changes
+/// nothing, and concurrent adders to one list all land.
+pub(super) async fn replace_state(s: &Arc<dyn Store>) {
+    assert!(s.replace_state("bases", None, b"a").await.unwrap());
+    assert!(!s.replace_state("bases", None, b"b").await.unwrap());
+    assert!(!s.replace_state("bases", Some(b"x"), b"b").await.unwrap());
+    assert!(s.replace_state("bases", Some(b"a"), b"a\nb").await.unwrap());
+    assert!(!s.replace_state("bases", Some(b"a"), b"a\nc").await.unwrap());
+    assert_eq!(
+        s.state("bases").await.unwrap().as_deref(),
+        Some(&b"a\nb"[..])
+    );
+    // Eight writers adding to one list at once, each reading and replacing until it lands:
+    // nobody's addition is lost.
+    let adders = (0..8).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            loop {
+                let old = s.state("list").await.unwrap();
+                let mut new = old.clone().unwrap_or_default();
+                new.push(b'0' + i);
+                if s.replace_state("list", old.as_deref(), &new).await.unwrap() {
+                    break;
+                }
+            }
+        })
+    });
+    for a in adders.collect::<Vec<_>>() {
+        a.await.unwrap();
+    }
+    let mut list = s.state("list").await.unwrap().unwrap();
+    list.sort_unstable();
+    assert_eq!(list, b"01234567");
 }
