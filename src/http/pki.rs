@@ -85,7 +85,13 @@ fn crl_answer(crl: Result<Vec<u8>, RequestError>) -> HttpResponse {
                 .insert_header((header::RETRY_AFTER, "5"))
                 .body(format!("temporarily unavailable: {why}\n"))
         }
-        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+        // Not produced by the CRL paths today; answered for what they say, never as a 500.
+        Err(e @ RequestError::UnknownProfile(_)) => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{e}\n")),
+        Err(e @ RequestError::Malformed(_)) => HttpResponse::BadRequest()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{e}\n")),
     }
 }
 
