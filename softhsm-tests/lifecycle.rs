@@ -293,6 +293,19 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
     assert_eq!(status_of(&got), OcspCertStatus::GOOD);
     // Asked again, the answer comes from memory with the caching facts worked out when it
     // was taken in: the same bytes, the same tag.
+    let prepared_count = || -> f64 {
+        let m = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("sigil_ocsp_answers_total{outcome=\"prepared\"} "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let before = prepared_count();
     let again = s
         .http
         .get(format!("{}/ocsp/{escaped}", s.base))
@@ -301,6 +314,7 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
     assert_eq!(header(&again, "etag"), etag);
     assert_eq!(header(&again, "last-modified"), modified_text);
     assert_eq!(again.bytes().unwrap(), got);
+    assert_eq!(prepared_count(), before + 1.0, "answered from memory");
     // With a nonce the answer is for that request alone: not to be cached.
     let escaped_nonce = in_path(&with_nonce);
     let r = s
@@ -385,7 +399,8 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
     // Under /ocsp, only a POST to /ocsp and a GET of /ocsp/{request}: anything else is told
     // what is, not answered as an OCSP request.
     let r = s.http.get(format!("{}/ocsp", s.base)).send().unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
     assert!(r.text().unwrap().contains("POST to /ocsp"));
     let r = s
         .http
@@ -393,7 +408,15 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    // HEAD is GET without the body.
+    let r = s
+        .http
+        .head(format!("{}/ocsp/{escaped}", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "application/ocsp-response");
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))

@@ -87,10 +87,21 @@ impl Authority {
                 );
                 return Ok(());
             }
+            // Another node wrote meanwhile: let it finish before reading again.
+            let mut b = [0u8; 1];
+            let jitter = match openssl::rand::rand_bytes(&mut b) {
+                Ok(()) => u64::from(b[0] % 40),
+                Err(_) => 20,
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(10 + jitter)).await;
         }
-        Err(crate::store::StoreError::Conflict(
-            "the list of public CRL URLs kept changing; not recorded".into(),
-        ))
+        // Still named by this node's own partitions (crl_bases adds it); the next start
+        // tries again.
+        tracing::warn!(
+            public_url = public,
+            "the list of public CRL URLs kept changing; this URL is not recorded for the other nodes"
+        );
+        Ok(())
     }
 
     /// The public URLs partitions name: every one recorded, and this node's.

@@ -220,8 +220,9 @@ impl Authority {
             Ok(d) => d,
             Err(status) => return OcspReply::new(error_response(status), OcspOutcome::TryLater),
         };
+        let mut caching = None;
         if let (Some(serial), [status]) = (&preparable, statuses.as_slice()) {
-            self.keep_answer(serial, *status, &der, at, epoch).await;
+            caching = self.keep_answer(serial, *status, &der, at, epoch).await;
         }
         if let Some(k) = key {
             let mut cache = responder.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -240,7 +241,11 @@ impl Authority {
                 },
             );
         }
-        OcspReply::new(der, OcspOutcome::Signed)
+        OcspReply {
+            der: der.into(),
+            outcome: OcspOutcome::Signed,
+            caching,
+        }
     }
     /// Sign `answers` as the delegated responder of generation `generation` (None: the
     /// active CA), valid from `at` for the configured validity, echoing `nonce`. The token

@@ -242,6 +242,7 @@ impl Authority {
 
     /// The live path signed an answer a pre-produced one could have been: keep it, in memory
     /// and in the store (for the other nodes), so the next request costs no signature.
+    /// Returns its caching facts, worked out as it was taken in.
     pub(crate) async fn keep_answer(
         &self,
         serial: &str,
@@ -249,12 +250,10 @@ impl Authority {
         der: &[u8],
         produced_at: i64,
         epoch: u64,
-    ) {
-        let Some(answer) = self.answer_of(serial, status, der, produced_at) else {
-            return;
-        };
+    ) -> Option<super::ocsp::Caching> {
+        let answer = self.answer_of(serial, status, der, produced_at)?;
         let margin = self.inner.ocsp.validity_secs / 4;
-        self.inner.ocsp.prepared.hold(
+        let (_, caching) = self.inner.ocsp.prepared.hold(
             serial,
             Bytes::copy_from_slice(der),
             answer.next_update - margin,
@@ -263,6 +262,7 @@ impl Authority {
         if let Err(e) = self.inner.store.put_ocsp_answers(&[answer]).await {
             tracing::debug!(error = %e, "OCSP: could not store the answer for the other nodes");
         }
+        caching
     }
 
     /// What the store keeps of a signed answer (None for `unknown`, which is not kept).

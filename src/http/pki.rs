@@ -152,20 +152,24 @@ async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse
     answer(ra, &body, false).await
 }
 
-/// GET `/ocsp/{request}`; anything else under `/ocsp` is not found (404) or not allowed (405).
+/// GET (or HEAD) `/ocsp/{request}`; any other method under `/ocsp` is not allowed (405,
+/// saying which are).
 async fn ocsp_get(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    use actix_web::http::Method;
     let ra = &state.ra;
+    let not_allowed = |allow: &'static str| {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, allow))
+            .content_type("text/plain; charset=utf-8")
+            .body("an OCSP request is a POST to /ocsp or a GET of /ocsp/{base64 request}\n")
+    };
     // The raw path: base64 may hold `/` and `+`, percent-escaped or not.
     let Some(raw) = req.uri().path().strip_prefix("/ocsp/") else {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body("an OCSP request is a POST to /ocsp or a GET of /ocsp/{base64 request}\n");
+        // `/ocsp` itself: a POST is routed before this.
+        return not_allowed("POST");
     };
-    if req.method() != actix_web::http::Method::GET {
-        return HttpResponse::MethodNotAllowed()
-            .insert_header((header::ALLOW, "GET"))
-            .content_type("text/plain; charset=utf-8")
-            .body("an OCSP request is a POST to /ocsp or a GET of /ocsp/{base64 request}\n");
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return not_allowed("GET, HEAD");
     }
     let decoded = super::scep::query_param(&format!("r={raw}"), "r").unwrap_or_default();
     let body = super::scep::lenient_base64(&decoded).unwrap_or_default();
