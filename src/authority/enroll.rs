@@ -133,7 +133,7 @@ fn holder_token() -> Result<String, RequestError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RequestError> {
-    tokio::task::spawn_blocking(f)
+    crate::offload::blocking(f)
         .await
         .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
 }
