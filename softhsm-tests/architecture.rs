@@ -114,7 +114,6 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("telemetry", &["*"]),
     ("clock", &["*"]),
-    ("offload", &["*"]),
     ("wire", &["*"]),
     ("secret", &["*"]),
 ];

@@ -29,7 +29,6 @@ pub mod identity;
 pub mod intune;
 #[cfg(feature = "core")]
 pub mod mdm;
-pub mod offload;
 #[cfg(feature = "core")]
 pub mod pki;
 #[cfg(feature = "core")]

@@ -133,7 +133,7 @@ fn holder_token() -> Result<String, RequestError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RequestError> {
-    crate::offload::blocking(f)
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
 }

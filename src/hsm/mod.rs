@@ -373,7 +373,7 @@ impl Hsm {
         data: Vec<u8>,
     ) -> Result<Vec<u8>, HsmError> {
         let (hsm, key) = (self.clone(), key.clone());
-        crate::offload::blocking(move || hsm.sign_blocking(&key, alg, &data))
+        tokio::task::spawn_blocking(move || hsm.sign_blocking(&key, alg, &data))
             .await
             .map_err(|e| HsmError::Worker(e.to_string()))?
     }
@@ -386,7 +386,7 @@ impl Hsm {
         data: Vec<u8>,
     ) -> Result<Vec<u8>, HsmError> {
         let (hsm, key) = (self.clone(), key.clone());
-        crate::offload::blocking(move || hsm.decrypt_blocking(&key, alg, &data))
+        tokio::task::spawn_blocking(move || hsm.decrypt_blocking(&key, alg, &data))
             .await
             .map_err(|e| HsmError::Worker(e.to_string()))?
     }

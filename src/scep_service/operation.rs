@@ -45,7 +45,7 @@ fn requester(msg: &PkiMessage) -> Requester {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RequestError> {
-    crate::offload::blocking(f)
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
 }
@@ -111,49 +111,30 @@ impl ScepService {
                 .admit(class)
                 .await
                 .map_err(|e| RequestError::Unavailable(e.to_string()))?;
-            // Decided and answered on one blocking thread, the token's, the store's and the
-            // codec's work in place (see `offload`): admitted first, so a flood of requests
-            // waits for the token without holding threads.
-            let (this, profile) = (self.clone(), profile.clone());
-            let span = tracing::Span::current();
-            crate::offload::in_place(
-                async move { this.decide_and_answer(&profile, msg).await }.instrument(span),
-            )
-            .await
-            .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))?
+            // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
+            let envelope = msg.envelope();
+            let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
+            let outcome = self.decide(profile, &msg, envelope).await?;
+            match &outcome {
+                Outcome::Success { .. } => tracing::info!("SUCCESS"),
+                Outcome::Pending => tracing::info!("PENDING"),
+                Outcome::Failure { info, text } => {
+                    tracing::warn!(fail_info = %info, reason = %text, "FAILURE")
+                }
+            }
+            let (status, info) = match &outcome {
+                Outcome::Success { .. } => ("success", String::new()),
+                Outcome::Pending => ("pending", String::new()),
+                Outcome::Failure { info, .. } => ("failure", info.to_string()),
+            };
+            crate::telemetry::scep_outcome(&msg.message_type.to_string(), status, &info);
+            let ttl = super::replay::ReplayCache::ttl(msg.message_type, &outcome);
+            let reply = self.answer(profile, &msg, outcome, cipher).await?;
+            self.replays.put(replay_key, &reply, ttl);
+            Ok(reply)
         }
         .instrument(span)
         .await
-        .inspect(|reply| self.replays.put(replay_key, reply.0.as_slice(), reply.1))
-        .map(|(reply, _)| reply)
-    }
-
-    /// Verify, decrypt, decide and sign the CertRep, with how long its answer is kept.
-    async fn decide_and_answer(
-        &self,
-        profile: &Profile,
-        msg: PkiMessage,
-    ) -> Result<(Vec<u8>, std::time::Duration), RequestError> {
-        // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
-        let envelope = msg.envelope();
-        let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
-        let outcome = self.decide(profile, &msg, envelope).await?;
-        match &outcome {
-            Outcome::Success { .. } => tracing::info!("SUCCESS"),
-            Outcome::Pending => tracing::info!("PENDING"),
-            Outcome::Failure { info, text } => {
-                tracing::warn!(fail_info = %info, reason = %text, "FAILURE")
-            }
-        }
-        let (status, info) = match &outcome {
-            Outcome::Success { .. } => ("success", String::new()),
-            Outcome::Pending => ("pending", String::new()),
-            Outcome::Failure { info, .. } => ("failure", info.to_string()),
-        };
-        crate::telemetry::scep_outcome(&msg.message_type.to_string(), status, &info);
-        let ttl = super::replay::ReplayCache::ttl(msg.message_type, &outcome);
-        let reply = self.answer(profile, &msg, outcome, cipher).await?;
-        Ok((reply, ttl))
     }
 
     /// Build and sign the CertRep on a blocking thread.

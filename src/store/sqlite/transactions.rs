@@ -52,7 +52,7 @@ impl TransactionStore for SqliteStore {
             lease_secs,
         };
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
-        match crate::offload::blocking(move || issues.write(&conn, job))
+        match tokio::task::spawn_blocking(move || issues.write(&conn, job))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))??
         {
@@ -189,7 +189,7 @@ impl TransactionStore for SqliteStore {
             tx, cert, challenge, actor,
         )));
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
-        crate::offload::blocking(move || issues.write(&conn, job))
+        tokio::task::spawn_blocking(move || issues.write(&conn, job))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
             .map(|_| ())
