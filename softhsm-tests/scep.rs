@@ -325,6 +325,18 @@ extended_key_usage = ["serverAuth"]
         std::fs::read_to_string(self.token.path().join("serve.log")).unwrap_or_default()
     }
 
+    /// The value of a series in `/metrics` (0 when absent), named with its labels as the
+    /// exposition writes them: `sigil_ocsp_answers_total{outcome="prepared"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, _, body) = self.get("/metrics");
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{series} ")).map(str::to_owned))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn get(&self, path_and_query: &str) -> (u16, String, Vec<u8>) {
         let r = self
             .http

@@ -74,17 +74,6 @@ fn subject_text(c: &X509) -> String {
         .replace(" = ", "=")
 }
 
-/// The value of a counter in `/metrics`.
-fn metric(s: &ScepServer, name: &str) -> f64 {
-    let (_, _, body) = s.get("/metrics");
-    String::from_utf8(body)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn audit(s: &ScepServer) -> Vec<Value> {
     let (_, v) = get(s, "/api/v1/audit?limit=100000", &s.admin);
     v.as_array().unwrap().clone()
@@ -390,7 +379,7 @@ fn transaction_ids_belong_to_their_requester_and_each_certificate_is_signed_once
             SHA,
         )
         .unwrap();
-    let before = metric(&s, "sigil_certificates_signed_total");
+    let before = s.metric("sigil_certificates_signed_total");
     let replies: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| s.pki("default", msg.clone(), false)))
@@ -403,7 +392,7 @@ fn transaction_ids_belong_to_their_requester_and_each_certificate_is_signed_once
         .collect();
     assert_eq!(serials.len(), 1, "copies got different certificates");
     assert_eq!(
-        metric(&s, "sigil_certificates_signed_total") - before,
+        s.metric("sigil_certificates_signed_total") - before,
         1.0,
         "the CA key signed more than once"
     );
@@ -426,14 +415,14 @@ fn transaction_ids_belong_to_their_requester_and_each_certificate_is_signed_once
             SHA,
         )
         .unwrap();
-    let replays = metric(&s, "sigil_scep_replays_total");
+    let replays = s.metric("sigil_scep_replays_total");
     let first = s.pki("default", getcert.clone(), false);
     let second = s.pki("default", getcert, false);
     assert_eq!(
         first, second,
         "a replay was answered anew (fresh senderNonce)"
     );
-    assert_eq!(metric(&s, "sigil_scep_replays_total") - replays, 1.0);
+    assert_eq!(s.metric("sigil_scep_replays_total") - replays, 1.0);
     assert_eq!(serial(&issued(&b.read(&first).unwrap())), serial(&cb));
 }
 
@@ -847,7 +836,7 @@ fn a_revocation_whose_crl_could_not_be_made_is_published_within_seconds() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(metric(&s, "sigil_crl_stale_seconds{ca=\"sigil-ca\"}") == 0.0);
+    assert!(s.metric("sigil_crl_stale_seconds{ca=\"sigil-ca\"}") == 0.0);
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub(crate) struct CaGeneration {
     /// Certificate (DER).
     pub(crate) cert: Vec<u8>,
     pub(crate) x509: X509,
+    /// notBefore and notAfter (Unix seconds).
+    pub(crate) validity: (i64, i64),
     /// Subject (DER), as GetCert's IssuerAndSerialNumber names it.
     pub(crate) subject_der: Vec<u8>,
     /// Subject as the store writes certificates' issuer.
@@ -62,6 +64,10 @@ impl CaGeneration {
             x509_parser::parse_x509_certificate(&cert).map_err(|e| bad(e.to_string()))?;
         let subject_der = parsed.subject().as_raw().to_vec();
         let issuer_text = parsed.subject().to_string();
+        let validity = (
+            parsed.validity().not_before.timestamp(),
+            parsed.validity().not_after.timestamp(),
+        );
         let hashes = IssuerHashes::new(&subject_der, &parsed.public_key().subject_public_key.data);
         let x509 = X509::from_der(&cert).map_err(|e| bad(e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&cert.clone().into(), key.clone())
@@ -81,6 +87,7 @@ impl CaGeneration {
                 label: label.to_string(),
                 cert,
                 x509,
+                validity,
                 subject_der,
                 issuer_text,
                 issuer,

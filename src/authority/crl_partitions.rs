@@ -46,6 +46,25 @@ pub(crate) fn url_template(public_url: &str, ca_label: &str) -> String {
 /// certificates issued before `server.public_url` changed still find their CRL in scope.
 const BASES: &str = "crl_partition_bases";
 
+/// A partition's CRL as the store keeps it: the issuer's revocation count it covers and the
+/// number of public URLs it names (8 bytes each, big-endian), then its DER.
+pub(super) fn stored(covered: i64, named: usize, der: &[u8]) -> Vec<u8> {
+    [
+        &covered.to_be_bytes()[..],
+        &(named as i64).to_be_bytes(),
+        der,
+    ]
+    .concat()
+}
+
+/// [`stored`] read back: (covered, named, DER), or None for anything else.
+pub(super) fn from_stored(held: &[u8]) -> Option<(i64, i64, &[u8])> {
+    let (header, der) = held.split_first_chunk::<16>()?;
+    let (covered, named) = header.split_at(8);
+    let number = |b: &[u8]| b.try_into().ok().map(i64::from_be_bytes);
+    Some((number(covered)?, number(named)?, der))
+}
+
 /// The public URLs recorded in state [`BASES`], one per line.
 fn parse_bases(recorded: Option<&[u8]>) -> Vec<String> {
     recorded
@@ -210,19 +229,17 @@ impl Authority {
         let Some(held) = store.state(key).await.map_err(unavailable)? else {
             return Ok(Held::None);
         };
-        let Some((header, der)) = held.split_first_chunk::<16>() else {
+        let Some((covered, named, der)) = from_stored(&held) else {
             return Ok(Held::None);
         };
-        let (covered, named) = header.split_at(8);
-        let number = |b: &[u8]| b.try_into().map(i64::from_be_bytes).unwrap_or(0);
         let mark = store
             .crl_mark(self.generation_issuer(generation))
             .await
             .map_err(unavailable)?;
         let bases = self.crl_bases().await.map_err(unavailable)?;
         Ok(
-            if number(covered) >= mark.revisions
-                && number(named) >= bases.len() as i64
+            if covered >= mark.revisions
+                && named >= bases.len() as i64
                 && crl_fresh(der, CRL_HOURS * 3600 / 2)
             {
                 Held::Current(der.to_vec())
@@ -235,15 +252,15 @@ impl Authority {
     /// Can a certificate of this generation end in this partition's week (does the week
     /// meet the CA certificate's validity)?
     fn may_end_in(&self, generation: Option<usize>, partition: &CrlPartition) -> bool {
-        let cert = match generation.and_then(|i| self.inner.retired.get(i)) {
-            Some(g) => &g.cert,
-            None => &self.inner.ca_cert,
-        };
-        let Ok((_, ca)) = x509_parser::parse_x509_certificate(cert) else {
-            return false;
+        let (not_before, not_after) = match generation.and_then(|i| self.inner.retired.get(i)) {
+            Some(g) => g.validity,
+            None => (
+                self.inner.ca_not_before,
+                self.inner.ca_not_after.unix_timestamp(),
+            ),
         };
         let (start, end) = partition.window();
-        start <= ca.validity().not_after.timestamp() && ca.validity().not_before.timestamp() < end
+        start <= not_after && not_before < end
     }
 }
 
@@ -251,4 +268,26 @@ enum Held {
     Current(Vec<u8>),
     Lapsing(Vec<u8>),
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_partition_reads_back_and_nothing_else_does() {
+        let held = stored(41, 2, b"crl");
+        assert_eq!(from_stored(&held), Some((41, 2, &b"crl"[..])));
+        assert_eq!(from_stored(&held[..15]), None, "truncated header");
+        assert_eq!(from_stored(&[]), None);
+    }
+
+    #[test]
+    fn recorded_bases_skip_blank_lines() {
+        assert_eq!(
+            parse_bases(Some(b"https://a\n\nhttps://b\n")),
+            vec!["https://a".to_string(), "https://b".to_string()]
+        );
+        assert!(parse_bases(None).is_empty());
+    }
 }

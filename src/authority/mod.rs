@@ -196,6 +196,8 @@ pub enum LoadError {
 pub(crate) struct Inner {
     pub(crate) ca_cert: Vec<u8>,
     pub(crate) ca_not_after: time::OffsetDateTime,
+    /// The CA certificate's notBefore (Unix seconds).
+    pub(crate) ca_not_before: i64,
     /// The CA certificate parsed once, for checking renewal signers.
     pub(crate) ca_x509: openssl::x509::X509,
     /// DER of the CA's subject name (GetCert matches issuers against it).
@@ -419,10 +421,11 @@ impl Authority {
             }
             profiles.insert(p.name.clone(), p);
         }
-        let (ca_not_after, ca_subject, ca_key_bits, ca_issuer_text) =
+        let (ca_not_before, ca_not_after, ca_subject, ca_key_bits, ca_issuer_text) =
             x509_parser::parse_x509_certificate(&ca_cert)
                 .map(|(_, c)| {
                     (
+                        c.validity().not_before.timestamp(),
                         c.validity().not_after.to_datetime(),
                         c.subject().as_raw().to_vec(),
                         c.public_key().subject_public_key.data.to_vec(),
@@ -476,6 +479,7 @@ impl Authority {
                 webhook: expiry::Webhook::new(&config.notify).map_err(LoadError::Integration)?,
                 ca_issuer_text,
                 retired,
+                ca_not_before,
                 ca_not_after,
                 ca_x509,
                 ca_subject,

@@ -300,12 +300,7 @@ impl Authority {
             None => (label.clone(), der.clone(), mark),
             Some((p, _)) => (
                 format!("{label}/{}", p.name()),
-                [
-                    &mark.revisions.to_be_bytes()[..],
-                    &(urls_named as i64).to_be_bytes(),
-                    &der,
-                ]
-                .concat(),
+                super::crl_partitions::stored(mark.revisions, urls_named, &der),
                 // Covers nothing of the full CRL's mark.
                 crate::store::CrlMark::default(),
             ),
@@ -335,7 +330,9 @@ impl Authority {
             .map_err(unavailable)?;
         Ok(match (newer, &partition) {
             (Some(newer), None) => newer,
-            (Some(newer), Some(_)) if newer.len() > 16 => newer[16..].to_vec(),
+            (Some(newer), Some(_)) => {
+                super::crl_partitions::from_stored(&newer).map_or(der, |(_, _, d)| d.to_vec())
+            }
             _ => der,
         })
     }
