@@ -39,6 +39,18 @@ pub(crate) struct Channel {
     pub(crate) settings: PushSettings,
 }
 
+impl Channel {
+    /// How long before a certificate ends its renewal is pushed (seconds; 0: this channel's
+    /// MDM renews by itself, or renewals are off).
+    fn renewal_window(&self) -> i64 {
+        if self.delivery.renews() {
+            i64::from(self.settings.renew_within_days) * 86_400
+        } else {
+            0
+        }
+    }
+}
+
 /// The channels, by credential.
 pub(crate) type Channels = HashMap<String, Channel>;
 
@@ -150,14 +162,7 @@ impl Authority {
             .inner
             .channels
             .iter()
-            .map(|(credential, channel)| {
-                let days = if channel.delivery.renews() {
-                    i64::from(channel.settings.renew_within_days)
-                } else {
-                    0
-                };
-                (credential.clone(), days * 86_400)
-            })
+            .map(|(credential, channel)| (credential.clone(), channel.renewal_window()))
             .collect();
         let at = now();
         for id in store.push_follow_ups(at, &windows).await? {
@@ -188,12 +193,8 @@ impl Authority {
                 match cert {
                     Some(c) if c.status == CertStatus::Revoked => true,
                     Some(c) => {
-                        let window = i64::from(channel.settings.renew_within_days) * 86_400;
-                        if channel.delivery.renews()
-                            && window > 0
-                            && c.not_after - at <= window
-                            && c.not_after > at
-                        {
+                        let window = channel.renewal_window();
+                        if window > 0 && c.not_after - at <= window && c.not_after > at {
                             self.queue_push(&r, PushAction::Renew, &format!("renew:{}", c.serial))
                                 .await?;
                         }

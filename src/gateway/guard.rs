@@ -68,8 +68,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, Refusal> {
     }
     if let Some(file) = path.strip_prefix("/crl/") {
         // `<ca>.crl`, or a partition's `<ca>/<YYYY-Www>.crl`.
-        let (ca, file) = file.split_once('/').unwrap_or(("x", file));
-        if !name_ok(ca) || !file.strip_suffix(".crl").is_some_and(name_ok) {
+        let (ca, file) = match file.split_once('/') {
+            Some((ca, file)) => (Some(ca), file),
+            None => (None, file),
+        };
+        if !ca.is_none_or(name_ok) || !file.strip_suffix(".crl").is_some_and(name_ok) {
             return Err(refuse(404, "no such CRL"));
         }
         return if method == "GET" {
