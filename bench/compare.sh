@@ -8,7 +8,8 @@
 # `scepserver` (Debian package scep) with an RSA-2048 CA; RSA-2048 keys everywhere. Each
 # concurrency level runs the targets interleaved (A B C, A B C, ...) with `sigil bench`, which
 # checks every answer. Prints one JSON line per run, then a table with the ratios
-# Sigil/micromdm, and `sigil bench hsm` (the token's floor). Sends traffic only to 127.0.0.1.
+# Sigil/micromdm, the host overhead measured (server CPU outside PKCS#11 calls, from Sigil's
+# `sigil_hsm_cpu_seconds_total`), and `sigil bench hsm` (the token's floor). Loopback only.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${N:-500}"
@@ -63,8 +64,8 @@ pids+=("$sqlite_pid")
 . softhsm-tests/postgres.sh >&2
 SIGIL_HSM_TOKEN=sigil-pg SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SERVER_DATA_DIR="$work/data-pg" \
   "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-read -r pg_port pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
-pids+=("$pg_pid")
+read -r sigil_pg_port sigil_pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
+pids+=("$sigil_pg_pid")
 
 # --- optionally an older build of Sigil (SQLite, a token of its own), to compare builds ----
 targets=("sigil-sqlite $sqlite_port $sqlite_pid")
@@ -93,7 +94,7 @@ wait_up "http://127.0.0.1:$mm_port/scep?operation=GetCACaps"
 results="$work/results.jsonl"
 : > "$results"
 for c in $CONCURRENCY; do
-  for target in "${targets[@]}" "micromdm $mm_port $mm_pid" "sigil-postgres $pg_port $pg_pid"; do
+  for target in "${targets[@]}" "micromdm $mm_port $mm_pid" "sigil-postgres $sigil_pg_port $sigil_pg_pid"; do
     read -r name port pid <<<"$target"
     line="$("$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
       -c "$c" -n "$N" --server-pid "$pid")"
@@ -138,6 +139,18 @@ for c in sorted(rows):
     cpu = (s["server_cpu_ms_per_enrollment"] or float("nan")) / hsm["floor_ms_per_enrollment"] if s else float("nan")
     tail = s["p99_ms"] / s["p50_ms"] if s and s["p50_ms"] else float("nan")
     print(f"| {c} | {ratio:.2f} | {pg:.2f} | {cpu:.2f} | {tail:.2f} |")
+print()
+print("Host overhead measured (the server's CPU outside PKCS#11 calls, `sigil_hsm_cpu_seconds_total`), ms per enrollment:")
+print()
+print("| concurrency | target | server CPU | the token's | the host's |")
+print("| ---: | --- | ---: | ---: | ---: |")
+for c in sorted(rows):
+    for t in ("sigil-sqlite", "baseline-sqlite", "sigil-postgres"):
+        r = rows[c].get(t)
+        if not r or r.get("server_host_cpu_ms_per_enrollment") is None:
+            continue
+        print(f"| {c} | {t} | {r['server_cpu_ms_per_enrollment']:.2f} | "
+              f"{r['server_token_cpu_ms_per_enrollment']:.2f} | {r['server_host_cpu_ms_per_enrollment']:.2f} |")
 if any("baseline-sqlite" in r for r in rows.values()):
     print()
     print("| concurrency | this build / baseline enroll/s | server CPU ms/enroll (this, baseline) | host overhead above the floor, ms (this, baseline) |")

@@ -380,6 +380,8 @@ fn transaction_ids_belong_to_their_requester_and_each_certificate_is_signed_once
         )
         .unwrap();
     let before = s.metric("sigil_certificates_signed_total");
+    let token_cpu = |op: &str| s.metric(&format!("sigil_hsm_cpu_seconds_total{{op=\"{op}\"}}"));
+    let (signing, decrypting) = (token_cpu("sign"), token_cpu("decrypt"));
     let replies: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| scope.spawn(|| s.pki("default", msg.clone(), false)))
@@ -395,6 +397,13 @@ fn transaction_ids_belong_to_their_requester_and_each_certificate_is_signed_once
         s.metric("sigil_certificates_signed_total") - before,
         1.0,
         "the CA key signed more than once"
+    );
+    // The token's share of the CPU is counted (what `sigil bench` subtracts to give the
+    // host's): the RA decrypted eight copies and signed their answers on the token.
+    assert!(token_cpu("sign") > signing, "signatures' CPU counted");
+    assert!(
+        token_cpu("decrypt") > decrypting,
+        "decryptions' CPU counted"
     );
 
     // A replayed GetCert costs no new signature: the same bytes get the same answer.

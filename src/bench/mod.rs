@@ -8,7 +8,9 @@
 //! senderNonce, decrypted with the device key, SUCCESS, the certificate's key equal to the
 //! requested one, the certificate signed by the CA, and no serial issued twice. Given the
 //! server's PID, its CPU time (from `/proc/PID/stat`) per enrollment and its peak RSS (VmHWM)
-//! are reported too. The result is one JSON line.
+//! are reported too, and, when the server is a Sigil (its `/metrics` beside the SCEP URL), the
+//! part of that CPU spent inside PKCS#11 calls (`sigil_hsm_cpu_seconds_total`): the token's,
+//! and the rest, the host's. The result is one JSON line.
 
 pub mod fill;
 pub mod hsm;
@@ -76,6 +78,11 @@ pub struct LoadReport {
     pub server_cpu_ms_per_request: Option<f64>,
     /// The server's peak resident memory (VmHWM), when its PID was given.
     pub server_peak_rss_mb: Option<f64>,
+    /// Of the server's CPU per checked enrollment, the time inside PKCS#11 calls (a Sigil
+    /// server with its PID given): on a hardware HSM this work leaves the host.
+    pub server_token_cpu_ms_per_enrollment: Option<f64>,
+    /// The rest of it: what the host spends per checked enrollment besides the token.
+    pub server_host_cpu_ms_per_enrollment: Option<f64>,
 }
 
 struct Prepared {
@@ -97,6 +104,32 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The `/metrics` URL of the server behind a SCEP URL (`http://h:p/scep/x` → `http://h:p/metrics`).
+fn metrics_url(scep_url: &str) -> Option<String> {
+    let (scheme, rest) = scep_url.split_once("://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    Some(format!("{scheme}://{authority}/metrics"))
+}
+
+/// The sum of `sigil_hsm_cpu_seconds_total` over its operations in a Prometheus text page;
+/// `None` when the page has no such series (not a Sigil).
+fn token_cpu_seconds(page: &str) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("sigil_hsm_cpu_seconds_total")
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+async fn server_token_cpu(http: &reqwest::Client, url: Option<&str>) -> Option<f64> {
+    let page = http.get(url?).send().await.ok()?.text().await.ok()?;
+    token_cpu_seconds(&page)
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {
@@ -315,6 +348,8 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
     } else {
         None
     };
+    let metrics = opts.server_pid.and_then(|_| metrics_url(&url));
+    let token_before = server_token_cpu(&http, metrics.as_deref()).await;
     let cpu_before = opts.server_pid.and_then(cpu_ticks);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -399,6 +434,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
     }
     let elapsed = start.elapsed();
     let cpu_after = opts.server_pid.and_then(cpu_ticks);
+    let token_after = server_token_cpu(&http, metrics.as_deref()).await;
     // Checks after the clock.
     let s = server.clone();
     let checked = tokio::task::spawn_blocking(move || {
@@ -440,6 +476,11 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
         }
         _ => None,
     };
+    let token_ms = match (token_before, token_after) {
+        (Some(a), Some(b)) if ok > 0 => Some((b - a).max(0.0) * 1000.0 / ok as f64),
+        _ => None,
+    };
+    let host_ms = cpu_ms.zip(token_ms).map(|(all, token)| all - token);
     Ok(LoadReport {
         url,
         concurrency: opts.concurrency,
@@ -455,12 +496,35 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
         server_cpu_ms_per_enrollment: cpu_ms,
         server_cpu_ms_per_request: cpu_ms_request,
         server_peak_rss_mb: opts.server_pid.and_then(peak_rss_mb),
+        server_token_cpu_ms_per_enrollment: token_ms,
+        server_host_cpu_ms_per_enrollment: host_ms,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_cpu_is_read_from_a_metrics_page() {
+        assert_eq!(
+            metrics_url("http://127.0.0.1:8080/scep/derived").as_deref(),
+            Some("http://127.0.0.1:8080/metrics")
+        );
+        assert_eq!(
+            metrics_url("https://h/scep").as_deref(),
+            Some("https://h/metrics")
+        );
+        assert_eq!(metrics_url("no-scheme"), None);
+        let page = "# HELP sigil_hsm_cpu_seconds_total CPU\n\
+                    # TYPE sigil_hsm_cpu_seconds_total counter\n\
+                    sigil_hsm_cpu_seconds_total{op=\"sign\"} 1.5\n\
+                    sigil_hsm_cpu_seconds_total{op=\"decrypt\"} 0.25\n\
+                    sigil_hsm_cpu_seconds_total_other 9\n\
+                    sigil_hsm_operations_total{op=\"sign\",outcome=\"ok\"} 7\n";
+        assert_eq!(token_cpu_seconds(page), Some(1.75));
+        assert_eq!(token_cpu_seconds("sigil_http_requests_total 3\n"), None);
+    }
 
     #[test]
     fn percentiles_and_proc_parsing() {

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 use prometheus::{IntGaugeVec, Opts};
 
 /// The metrics.
@@ -35,6 +35,9 @@ pub struct Metrics {
     pub hsm_ops: IntCounterVec,
     /// PKCS#11 operation latency.
     pub hsm_latency: HistogramVec,
+    /// CPU time spent inside PKCS#11 calls, by operation: the token's share of this
+    /// process's CPU (on a hardware HSM, the host side of the calls only).
+    pub hsm_cpu: CounterVec,
     /// Configured session pool size.
     pub hsm_pool_size: IntGauge,
     /// Working sessions open.
@@ -111,6 +114,13 @@ impl Metrics {
                 ]),
                 &["op"],
             )?,
+            hsm_cpu: CounterVec::new(
+                Opts::new(
+                    "sigil_hsm_cpu_seconds_total",
+                    "CPU time of this process spent inside PKCS#11 calls (the calling thread's clock), by operation",
+                ),
+                &["op"],
+            )?,
             hsm_pool_size: IntGauge::new(
                 "sigil_hsm_pool_size",
                 "configured PKCS#11 session pool size",
@@ -152,6 +162,7 @@ impl Metrics {
             Box::new(self.crl_stale_seconds.clone()),
             Box::new(self.hsm_ops.clone()),
             Box::new(self.hsm_latency.clone()),
+            Box::new(self.hsm_cpu.clone()),
             Box::new(self.hsm_pool_size.clone()),
             Box::new(self.hsm_pool_open.clone()),
             Box::new(self.hsm_pool_idle.clone()),
@@ -162,14 +173,17 @@ impl Metrics {
         ]
     }
 
-    /// Count one PKCS#11 operation.
-    pub fn hsm_observe(&self, op: &str, took: Duration, ok: bool) {
+    /// Count one PKCS#11 operation: its time on the clock and the CPU time of its calls.
+    pub fn hsm_observe(&self, op: &str, took: Duration, cpu: Duration, ok: bool) {
         self.hsm_ops
             .with_label_values(&[op, if ok { "ok" } else { "error" }])
             .inc();
         self.hsm_latency
             .with_label_values(&[op])
             .observe(took.as_secs_f64());
+        self.hsm_cpu
+            .with_label_values(&[op])
+            .inc_by(cpu.as_secs_f64());
     }
 }
 
