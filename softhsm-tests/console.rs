@@ -607,6 +607,22 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.check("audit");
     b.goto(&format!("{base}/console/reports"));
     assert!(b.text().contains("Certificates expiring"), "{}", b.text());
+    // Counted by the store: today's row (the last) of the issued table has this visit's
+    // certificate (revoked since, still issued today).
+    let source = b.source();
+    let issued = source
+        .split("<table id=\"issued-table\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the issued table");
+    let today = issued.rsplit("<tr>").next().unwrap_or_default();
+    let total: u64 = today
+        .rsplit("<td>")
+        .next()
+        .and_then(|c| c.split('<').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("today's total");
+    assert!(total >= 1, "{today}");
     b.check("reports");
     // An officer's page for someone who is not: refused in words.
     b.sign_out();

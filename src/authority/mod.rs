@@ -57,8 +57,8 @@ use crate::store::Store;
 /// The records front ends show, as the store keeps them.
 pub use crate::store::{
     AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, PushAction, PushRecord,
-    PushState, RegistrationRecord, RegistrationState, StoreError, TokenRecord, TokenScope,
-    TransactionRecord,
+    PushState, RegistrationRecord, RegistrationState, SpanCount, SpanOf, StoreError, TokenRecord,
+    TokenScope, TransactionRecord,
 };
 pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};

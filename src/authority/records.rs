@@ -7,8 +7,8 @@ use super::access::{self, Caller};
 use super::challenge::{Bindings, Minted};
 use super::Authority;
 use crate::store::{
-    AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, StoreError, TokenRecord,
-    TransactionRecord,
+    AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, SpanCount, SpanOf, StoreError,
+    TokenRecord, TransactionRecord,
 };
 
 impl Authority {
@@ -77,6 +77,21 @@ impl Authority {
         filter: &CertFilter,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         self.inner.store.certificates(filter).await
+    }
+
+    /// Certificates per profile in `spans` spans of `width` seconds from `start`, by the
+    /// time `by` names (the console's charts): counted by the store, never listed.
+    pub async fn counts_per_span(
+        &self,
+        by: SpanOf,
+        start: i64,
+        width: i64,
+        spans: u32,
+    ) -> Result<Vec<SpanCount>, StoreError> {
+        self.inner
+            .store
+            .counts_per_span(by, start, width, spans)
+            .await
     }
 
     /// The certificate with this serial (hex).

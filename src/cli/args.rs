@@ -229,7 +229,7 @@ pub(super) enum DbCommand {
 
 #[derive(Subcommand, Debug)]
 pub(super) enum CertCommand {
-    /// List certificates, newest first.
+    /// List certificates, newest first (with --expiring: valid ones, soonest ending first).
     List {
         /// Only this profile.
         #[arg(long)]

@@ -21,6 +21,7 @@ async fn sqlite_engine() {
     super::conformance_records::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
+    super::conformance_reports::spans_and_expiring_order(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
@@ -64,6 +65,7 @@ async fn postgres_engine() {
     super::conformance_records::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
+    super::conformance_reports::spans_and_expiring_order(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();

@@ -28,6 +28,8 @@ mod conformance_engines;
 mod conformance_ocsp;
 #[cfg(test)]
 mod conformance_records;
+#[cfg(test)]
+mod conformance_reports;
 
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ pub use traits::{
 };
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way
@@ -535,6 +537,27 @@ impl CrlMark {
     }
 }
 
+/// Which time of a certificate [`Store::counts_per_span`] counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanOf {
+    /// A valid certificate's notAfter: what ends when.
+    ValidEnding,
+    /// When the certificate was stored: issued here, or imported (`sigil bench fill`, a
+    /// migration) on the day it was loaded.
+    Stored,
+}
+
+/// How many certificates of one profile fall in one span (see [`Store::counts_per_span`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanCount {
+    /// The span, from 0.
+    pub span: u32,
+    /// The profile.
+    pub profile: String,
+    /// Certificates.
+    pub count: i64,
+}
+
 /// Filters for [`Store::certificates`].
 #[derive(Debug, Clone, Default)]
 pub struct CertFilter {
@@ -542,7 +565,8 @@ pub struct CertFilter {
     pub profile: Option<String>,
     /// Only this status.
     pub status: Option<CertStatus>,
-    /// Only certificates expiring within this many seconds from now (and not yet expired).
+    /// Only valid certificates expiring within this many seconds from now (and not yet
+    /// expired); listed soonest ending first instead of newest first.
     pub expiring_within_secs: Option<i64>,
     /// Only subjects containing this text.
     pub subject_contains: Option<String>,
@@ -553,7 +577,7 @@ pub struct CertFilter {
     /// Only certificates whose notAfter is in this window (Unix seconds, start inclusive,
     /// end exclusive): a CRL partition.
     pub not_after_in: Option<(i64, i64)>,
-    /// At most this many (newest first); 0: no limit.
+    /// At most this many (newest first, or soonest ending first when expiring); 0: no limit.
     pub limit: usize,
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::{
     AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlEntry, CrlMark, OcspAnswer,
     OcspDue, PersonRecord, PushRecord, RegistrationRecord, RegistrationState, SessionRecord,
-    StoreError, TokenRecord, TransactionRecord,
+    SpanCount, SpanOf, StoreError, TokenRecord, TransactionRecord,
 };
 
 /// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
@@ -107,6 +107,16 @@ pub trait CertificateStore: Send + Sync {
         at: i64,
         within_secs: i64,
     ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Certificates counted per profile in `spans` consecutive spans of `width` seconds from
+    /// `start`, by the time `by` names: one aggregate query, whatever the fleet's size. Only
+    /// the spans and profiles with certificates, in span then profile order.
+    async fn counts_per_span(
+        &self,
+        by: SpanOf,
+        start: i64,
+        width: i64,
+        spans: u32,
+    ) -> Result<Vec<SpanCount>, StoreError>;
     /// Valid certificates ending within `within_secs` of `at` that the expiry webhook has not
     /// announced, soonest first, at most `limit`.
     async fn expiring_unannounced(

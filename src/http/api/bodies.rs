@@ -161,13 +161,15 @@ pub(crate) struct CertQuery {
     pub(crate) profile: Option<String>,
     /// `valid` or `revoked`.
     pub(crate) status: Option<String>,
-    /// Valid certificates ending within this span: `30d`, `12h`, `45m`.
+    /// Valid certificates ending within this span: `30d`, `12h`, `45m`; listed soonest
+    /// ending first.
     pub(crate) expiring_within: Option<String>,
     /// Subjects containing this text.
     pub(crate) subject: Option<String>,
     /// Certificates issued to this MDM device ID.
     pub(crate) device: Option<String>,
-    /// At most this many (1 to 10000, default 1000), newest first.
+    /// At most this many (1 to 10000, default 1000), newest first (soonest ending first
+    /// with `expiring_within`).
     pub(crate) limit: Option<usize>,
 }
 

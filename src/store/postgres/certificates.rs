@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 
-use crate::store::{now, CertFilter, CertificateRecord, CertificateStore, CrlMark, StoreError};
+use crate::store::{
+    now, CertFilter, CertificateRecord, CertificateStore, CrlMark, SpanCount, SpanOf, StoreError,
+};
 
 use super::{append_audit, cert_from_row, err, pool_err, PostgresStore, CERT_COLUMNS};
 
@@ -40,7 +42,10 @@ impl CertificateStore for PostgresStore {
         }
         if let Some(w) = filter.expiring_within_secs {
             args.push(Box::new(at));
-            sql.push_str(&format!(" AND not_after > ${}", args.len()));
+            sql.push_str(&format!(
+                " AND status = 'valid' AND not_after > ${}",
+                args.len()
+            ));
             args.push(Box::new(at + w));
             sql.push_str(&format!(" AND not_after <= ${}", args.len()));
         }
@@ -68,7 +73,12 @@ impl CertificateStore for PostgresStore {
             args.push(Box::new(to));
             sql.push_str(&format!(" AND not_after < ${}", args.len()));
         }
-        sql.push_str(" ORDER BY created_at DESC, serial");
+        // Expiring: soonest first, in the (status, notAfter) index's order.
+        sql.push_str(if filter.expiring_within_secs.is_some() {
+            " ORDER BY not_after, serial"
+        } else {
+            " ORDER BY created_at DESC, serial"
+        });
         if filter.limit > 0 {
             sql.push_str(&format!(" LIMIT {}", filter.limit));
         }
@@ -154,6 +164,29 @@ impl CertificateStore for PostgresStore {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         counts(&self.pool, at, within_secs).await
     }
+    async fn counts_per_span(
+        &self,
+        by: SpanOf,
+        start: i64,
+        width: i64,
+        spans: u32,
+    ) -> Result<Vec<SpanCount>, StoreError> {
+        let width = width.max(1);
+        let end = start.saturating_add(width.saturating_mul(i64::from(spans)));
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(span_query(by), &[&start, &width, &end])
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| SpanCount {
+                span: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+                profile: r.get(1),
+                count: r.get(2),
+            })
+            .collect())
+    }
     async fn expiring_unannounced(
         &self,
         at: i64,
@@ -164,6 +197,23 @@ impl CertificateStore for PostgresStore {
     }
     async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
         announced(&self.pool, serial, actor).await
+    }
+}
+
+/// The aggregate of [`CertificateStore::counts_per_span`]: $1 start, $2 width, $3 end.
+fn span_query(by: SpanOf) -> &'static str {
+    match by {
+        // From the (status, notAfter, profile) index alone.
+        SpanOf::ValidEnding => {
+            "SELECT (not_after - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
+             WHERE status = 'valid' AND not_after >= $1 AND not_after < $3 \
+             GROUP BY span, profile ORDER BY span, profile"
+        }
+        SpanOf::Stored => {
+            "SELECT (created_at - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
+             WHERE created_at >= $1 AND created_at < $3 \
+             GROUP BY span, profile ORDER BY span, profile"
+        }
     }
 }
 

@@ -44,6 +44,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres_0007_identity.sql")),
     (8, include_str!("../migrations/postgres_0008_pushes.sql")),
     (9, include_str!("../migrations/postgres_0009_ocsp.sql")),
+    (
+        10,
+        include_str!("../migrations/postgres_0010_expiry_index.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

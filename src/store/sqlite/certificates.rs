@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::{now, CertFilter, CertificateRecord, CertificateStore, CrlMark, StoreError};
+use crate::store::{
+    now, CertFilter, CertificateRecord, CertificateStore, CrlMark, SpanCount, SpanOf, StoreError,
+};
 
 use super::{append_audit, cert_from_row, err, SqliteStore, CERT_COLUMNS};
 
@@ -42,7 +44,10 @@ impl CertificateStore for SqliteStore {
             }
             if let Some(w) = f.expiring_within_secs {
                 args.push(at.into());
-                sql.push_str(&format!(" AND not_after > ?{}", args.len()));
+                sql.push_str(&format!(
+                    " AND status = 'valid' AND not_after > ?{}",
+                    args.len()
+                ));
                 args.push((at + w).into());
                 sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
             }
@@ -64,7 +69,13 @@ impl CertificateStore for SqliteStore {
                 args.push(to.into());
                 sql.push_str(&format!(" AND not_after < ?{}", args.len()));
             }
-            sql.push_str(" ORDER BY created_at DESC, serial");
+            // Expiring: soonest first, read in the (status, notAfter) index's order, so a
+            // limit stops the read early.
+            sql.push_str(if f.expiring_within_secs.is_some() {
+                " ORDER BY not_after, serial"
+            } else {
+                " ORDER BY created_at DESC, serial"
+            });
             if f.limit > 0 {
                 sql.push_str(&format!(" LIMIT {}", f.limit));
             }
@@ -154,6 +165,31 @@ impl CertificateStore for SqliteStore {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(move |c| counts(c, at, within_secs)).await
     }
+    async fn counts_per_span(
+        &self,
+        by: SpanOf,
+        start: i64,
+        width: i64,
+        spans: u32,
+    ) -> Result<Vec<SpanCount>, StoreError> {
+        let width = width.max(1);
+        let end = start.saturating_add(width.saturating_mul(i64::from(spans)));
+        self.read(move |c| {
+            c.prepare_cached(span_query(by))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![start, width, end], |r| {
+                        Ok(SpanCount {
+                            span: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                            profile: r.get(1)?,
+                            count: r.get(2)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(err)
+        })
+        .await
+    }
     async fn expiring_unannounced(
         &self,
         at: i64,
@@ -166,6 +202,23 @@ impl CertificateStore for SqliteStore {
     async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
         let (serial, actor) = (serial.to_owned(), actor.to_owned());
         self.with(move |c| announced(c, &serial, &actor)).await
+    }
+}
+
+/// The aggregate of [`CertificateStore::counts_per_span`]: ?1 start, ?2 width, ?3 end.
+fn span_query(by: SpanOf) -> &'static str {
+    match by {
+        // From the (status, notAfter, profile) index alone.
+        SpanOf::ValidEnding => {
+            "SELECT (not_after - ?1) / ?2 AS span, profile, COUNT(*) FROM certificates \
+             WHERE status = 'valid' AND not_after >= ?1 AND not_after < ?3 \
+             GROUP BY span, profile ORDER BY span, profile"
+        }
+        SpanOf::Stored => {
+            "SELECT (created_at - ?1) / ?2 AS span, profile, COUNT(*) FROM certificates \
+             WHERE created_at >= ?1 AND created_at < ?3 \
+             GROUP BY span, profile ORDER BY span, profile"
+        }
     }
 }
 

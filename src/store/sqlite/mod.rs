@@ -52,6 +52,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite_0007_identity.sql")),
     (8, include_str!("../migrations/sqlite_0008_pushes.sql")),
     (9, include_str!("../migrations/sqlite_0009_ocsp.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite_0010_expiry_index.sql"),
+    ),
 ];
 
 /// SQLite engine.

@@ -1,0 +1,94 @@
+//! Conformance: what the console's charts and the expiry listing read, counted and ordered by
+//! the store (the same on every engine).
+
+use std::sync::Arc;
+
+use super::conformance::cert;
+use super::*;
+
+/// Certificates counted per span and profile by notAfter (valid only) and by when they were
+/// stored; the expiring listing is valid certificates only, soonest ending first.
+pub(super) async fn spans_and_expiring_order(s: Arc<dyn Store>) {
+    const WEEK: i64 = 7 * 86_400;
+    let at = now();
+    let base = at + 1_000;
+    let mk = |serial: &str, profile: &str, not_after: i64, revoked: bool| {
+        let mut c = cert(serial, &format!("tx-{serial}"), "CN=span", not_after);
+        c.profile = profile.into();
+        if revoked {
+            c.status = CertStatus::Revoked;
+            c.revoked_at = Some(at);
+            c.revocation_reason = Some(1);
+        }
+        c
+    };
+    let certs = [
+        mk("5a01", "span-a", base + WEEK + 20, false),
+        mk("5a02", "span-a", base + WEEK + 10, false),
+        mk("5a03", "span-a", base + 3 * WEEK, false),
+        mk("5a04", "span-b", base + 10, false),
+        // Revoked, expired, and past the last span: none is counted by notAfter.
+        mk("5a05", "span-a", base + 5, true),
+        mk("5a06", "span-a", at - 10, false),
+        mk("5a07", "span-a", base + 4 * WEEK, false),
+    ];
+    assert_eq!(s.import_certificates(&certs, "test").await.unwrap(), 7);
+    let ours = |v: Vec<SpanCount>| -> Vec<(u32, String, i64)> {
+        v.into_iter()
+            .filter(|c| c.profile.starts_with("span-"))
+            .map(|c| (c.span, c.profile, c.count))
+            .collect()
+    };
+    let ending = ours(
+        s.counts_per_span(SpanOf::ValidEnding, base, WEEK, 4)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        ending,
+        [
+            (0, "span-b".to_string(), 1),
+            (1, "span-a".to_string(), 2),
+            (3, "span-a".to_string(), 1)
+        ],
+        "by span, then profile"
+    );
+    let stored = ours(
+        s.counts_per_span(SpanOf::Stored, at - 100, 1_000, 1)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        stored,
+        [(0, "span-a".to_string(), 6), (0, "span-b".to_string(), 1)]
+    );
+    assert!(ours(
+        s.counts_per_span(SpanOf::Stored, at + 10_000, 1_000, 3)
+            .await
+            .unwrap()
+    )
+    .is_empty());
+
+    // Expiring: valid only, soonest ending first (not newest first), a limit keeps the soonest.
+    let expiring = |status: Option<CertStatus>, limit: usize| CertFilter {
+        profile: Some("span-a".into()),
+        status,
+        expiring_within_secs: Some(5 * WEEK),
+        limit,
+        ..CertFilter::default()
+    };
+    let serials = |v: Vec<CertificateRecord>| v.into_iter().map(|c| c.serial).collect::<Vec<_>>();
+    assert_eq!(
+        serials(s.certificates(&expiring(None, 0)).await.unwrap()),
+        ["5a02", "5a01", "5a03", "5a07"]
+    );
+    assert_eq!(
+        serials(s.certificates(&expiring(None, 2)).await.unwrap()),
+        ["5a02", "5a01"]
+    );
+    assert!(s
+        .certificates(&expiring(Some(CertStatus::Revoked), 0))
+        .await
+        .unwrap()
+        .is_empty());
+}
