@@ -1,5 +1,5 @@
-//! Conformance: what the console's charts and the expiry listing read, counted and ordered by
-//! the store (the same on every engine).
+//! Conformance: what the console's charts and the certificate listings read, counted,
+//! matched and ordered by the store (the same on every engine).
 
 use std::sync::Arc;
 
@@ -91,4 +91,33 @@ pub(super) async fn spans_and_expiring_order(s: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+
+    // Subject text is matched as typed: `_` and `%` are not wildcards; case does not matter.
+    let named = [
+        mk("5b01", "span-c", base, false),
+        mk("5b02", "span-c", base, false),
+        mk("5b03", "span-c", base, false),
+    ];
+    let mut named = named.to_vec();
+    named[0].subject = "CN=lab_1,O=Agency".into();
+    named[1].subject = "CN=labX1,O=Agency".into();
+    named[2].subject = "CN=100% sure,O=Agency".into();
+    assert_eq!(s.import_certificates(&named, "test").await.unwrap(), 3);
+    let find = |text: &str| CertFilter {
+        profile: Some("span-c".into()),
+        subject_contains: Some(text.into()),
+        ..CertFilter::default()
+    };
+    let mut found = serials(s.certificates(&find("lab_1")).await.unwrap());
+    found.sort();
+    assert_eq!(found, ["5b01"], "`_` is itself");
+    assert_eq!(
+        serials(s.certificates(&find("0% s")).await.unwrap()),
+        ["5b03"],
+        "`%` is itself"
+    );
+    assert!(s.certificates(&find("%")).await.unwrap().len() == 1);
+    let mut any_case = serials(s.certificates(&find("LAB")).await.unwrap());
+    any_case.sort();
+    assert_eq!(any_case, ["5b01", "5b02"]);
 }

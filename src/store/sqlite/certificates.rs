@@ -52,8 +52,9 @@ impl CertificateStore for SqliteStore {
                 sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
             }
             if let Some(s) = &f.subject_contains {
-                args.push(format!("%{s}%").into());
-                sql.push_str(&format!(" AND subject LIKE ?{}", args.len()));
+                // The text as typed: `%` and `_` match themselves (as on PostgreSQL).
+                args.push(format!("%{}%", super::like_escape(s)).into());
+                sql.push_str(&format!(" AND subject LIKE ?{} ESCAPE '\\'", args.len()));
             }
             if let Some(d) = &f.device_id {
                 args.push(d.clone().into());
