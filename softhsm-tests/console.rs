@@ -604,7 +604,14 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.goto(&format!("{base}/console/audit"));
     assert!(b.text().contains("Intact"), "{}", b.text());
     assert!(b.text().contains("registration_approved"), "{}", b.text());
+    assert!(b.text().contains("registration_created"), "{}", b.text());
     b.check("audit");
+    // Filtered by the store: only the records whose action holds the text (any case).
+    b.goto(&format!(
+        "{base}/console/audit?action=Registration_Approved"
+    ));
+    assert!(b.text().contains("registration_approved"), "{}", b.text());
+    assert!(!b.text().contains("registration_created"), "{}", b.text());
     b.goto(&format!("{base}/console/reports"));
     assert!(b.text().contains("Certificates expiring"), "{}", b.text());
     // Counted by the store: today's row (the last) of the issued table has this visit's

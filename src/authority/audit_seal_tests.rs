@@ -135,6 +135,13 @@ async fn appends_during_a_check_are_followed_not_reported() {
             }
             self.0.audit_records(after, limit).await
         }
+        async fn audit_newest(
+            &self,
+            query: &crate::store::AuditQuery,
+            limit: usize,
+        ) -> Result<Vec<AuditRecord>, StoreError> {
+            self.0.audit_newest(query, limit).await
+        }
         async fn audit_head(&self) -> Result<(i64, String), StoreError> {
             self.0.audit_head().await
         }

@@ -56,9 +56,9 @@ use crate::store::Store;
 
 /// The records front ends show, as the store keeps them.
 pub use crate::store::{
-    AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, PushAction, PushRecord,
-    PushState, RegistrationRecord, RegistrationState, SpanCount, SpanOf, StoreError, TokenRecord,
-    TokenScope, TransactionRecord,
+    AuditQuery, AuditRecord, CertFilter, CertStatus, CertificateRecord, CrlMark, PushAction,
+    PushRecord, PushState, RegistrationRecord, RegistrationState, SpanCount, SpanOf, StoreError,
+    TokenRecord, TokenScope, TransactionRecord,
 };
 pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};

@@ -7,8 +7,8 @@ use super::access::{self, Caller};
 use super::challenge::{Bindings, Minted};
 use super::Authority;
 use crate::store::{
-    AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, SpanCount, SpanOf, StoreError,
-    TokenRecord, TransactionRecord,
+    AuditQuery, AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, SpanCount, SpanOf,
+    StoreError, TokenRecord, TransactionRecord,
 };
 
 impl Authority {
@@ -55,6 +55,15 @@ impl Authority {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.store.audit_records(after, limit).await
+    }
+
+    /// The newest audit records matching `query`, newest first, at most `limit`.
+    pub async fn audit_newest(
+        &self,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.store.audit_newest(query, limit).await
     }
 
     /// Record something that changed no data (a failed sign-in) in the audit chain.

@@ -22,6 +22,7 @@ async fn sqlite_engine() {
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;
+    super::conformance_reports::newest_audit_records(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
     // Opening again applies nothing new; a newer schema is refused.
     SqliteStore::open(&path).await.unwrap();
@@ -66,6 +67,7 @@ async fn postgres_engine() {
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;
+    super::conformance_reports::newest_audit_records(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s.clone()).await;
     // Another node does not lead the same task while the first lives.
     let other = PostgresStore::connect(&url, 2).await.unwrap();

@@ -121,3 +121,49 @@ pub(super) async fn spans_and_expiring_order(s: Arc<dyn Store>) {
     any_case.sort();
     assert_eq!(any_case, ["5b01", "5b02"]);
 }
+
+/// The newest audit records, newest first, matched by action, actor and subject text (ASCII
+/// case not minding, `%` and `_` as typed), at most the limit.
+pub(super) async fn newest_audit_records(s: Arc<dyn Store>) {
+    let details = serde_json::json!({});
+    for (actor, action, subject) in [
+        ("piv:Auditor@agency.gov", "report_viewed", "q_1"),
+        ("token:mdm", "challenge_created", "qX1"),
+        ("piv:auditor@agency.gov", "report_viewed", "100% q"),
+        ("token:mdm", "report_viewed", "q_2"),
+    ] {
+        s.audit(actor, action, subject, &details).await.unwrap();
+    }
+    let q = |action: &str, actor: &str, subject: &str| AuditQuery {
+        action: action.into(),
+        actor: actor.into(),
+        subject: subject.into(),
+    };
+    let subjects = |v: Vec<AuditRecord>| v.into_iter().map(|r| r.subject).collect::<Vec<_>>();
+    let all = s.audit_newest(&q("", "", ""), 3).await.unwrap();
+    assert_eq!(
+        subjects(all.clone()),
+        ["q_2", "100% q", "qX1"],
+        "newest first, limited"
+    );
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(
+        subjects(
+            s.audit_newest(&q("REPORT", "auditor@", ""), 10)
+                .await
+                .unwrap()
+        ),
+        ["100% q", "q_1"],
+        "case does not matter; every text must match"
+    );
+    assert_eq!(
+        subjects(s.audit_newest(&q("", "", "q_"), 10).await.unwrap()),
+        ["q_2", "q_1"],
+        "`_` is itself"
+    );
+    assert_eq!(
+        subjects(s.audit_newest(&q("", "", "0%"), 10).await.unwrap()),
+        ["100% q"],
+        "`%` is itself"
+    );
+}

@@ -355,6 +355,18 @@ impl TokenScope {
     }
 }
 
+/// Texts the newest audit records are searched by ([`Store::audit_newest`]): each matches
+/// records whose field contains it, ASCII case not minding; an empty text matches any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// In the action.
+    pub action: String,
+    /// In the actor.
+    pub actor: String,
+    /// In the subject.
+    pub subject: String,
+}
+
 /// One record of the audit log. In JSON `at` is RFC 3339 (whole seconds, so the hash can be
 /// recomputed from it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

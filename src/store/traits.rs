@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlEntry, CrlMark, OcspAnswer,
-    OcspDue, PersonRecord, PushRecord, RegistrationRecord, RegistrationState, SessionRecord,
-    SpanCount, SpanOf, StoreError, TokenRecord, TransactionRecord,
+    AuditQuery, AuditRecord, CertFilter, CertificateRecord, ChallengeRecord, CrlEntry, CrlMark,
+    OcspAnswer, OcspDue, PersonRecord, PushRecord, RegistrationRecord, RegistrationState,
+    SessionRecord, SpanCount, SpanOf, StoreError, TokenRecord, TransactionRecord,
 };
 
 /// SCEP transactions: reserved before the CA signs, PENDING, issued with their certificate, rejected.
@@ -194,6 +194,13 @@ pub trait AuditStore: Send + Sync {
     async fn audit_records(
         &self,
         after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest audit records matching `query`, newest first, at most `limit`: read from the
+    /// end of the log, so a page of the newest costs the same whatever the log's length.
+    async fn audit_newest(
+        &self,
+        query: &AuditQuery,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The stored head of the audit log: the last sequence number and hash.

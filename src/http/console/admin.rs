@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{field, message, render, see_other, unavailable, when, Visit};
 use crate::authority::access::Role;
-use crate::authority::TokenError;
+use crate::authority::{AuditQuery, TokenError};
 use crate::http::api::tokens::{make_token, NewToken};
 use crate::http::AppState;
 
@@ -280,23 +280,18 @@ pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Ok(c) => c,
         Err(e) => return unavailable(e),
     };
-    let records = match ra.audit_records(0, 0).await {
+    // The newest 200 that match, read from the end of the log by the store.
+    let query = AuditQuery {
+        action: f.action.clone(),
+        actor: f.actor.clone(),
+        subject: f.subject.clone(),
+    };
+    let records = match ra.audit_newest(&query, 200).await {
         Ok(r) => r,
         Err(e) => return unavailable(e),
     };
-    let has = |hay: &str, needle: &str| {
-        needle.trim().is_empty()
-            || hay
-                .to_ascii_lowercase()
-                .contains(&needle.trim().to_ascii_lowercase())
-    };
     let shown: Vec<_> = records
         .iter()
-        .rev()
-        .filter(|r| {
-            has(&r.action, &f.action) && has(&r.actor, &f.actor) && has(&r.subject, &f.subject)
-        })
-        .take(200)
         .map(|r| {
             json!({"seq": r.seq, "at": when(r.at), "actor": r.actor, "action": r.action,
                    "subject": r.subject, "details": r.details})

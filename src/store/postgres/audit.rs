@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::store::{AuditRecord, AuditStore, StoreError};
+use crate::store::{AuditQuery, AuditRecord, AuditStore, StoreError};
 
 use super::{err, pool_err, PostgresStore};
 
@@ -34,19 +34,35 @@ impl AuditStore for PostgresStore {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
         let rows = c.query(&sql, &[&after_seq]).await.map_err(err)?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRecord {
-                seq: r.get(0),
-                at: r.get(1),
-                actor: r.get(2),
-                action: r.get(3),
-                subject: r.get(4),
-                details: r.get(5),
-                prev_hash: r.get(6),
-                hash: r.get(7),
-            })
-            .collect())
+        Ok(rows.iter().map(record_from_row).collect())
+    }
+    async fn audit_newest(
+        &self,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let pattern = |t: &str| format!("%{}%", crate::store::sqlite::like_escape(t.trim()));
+        // ASCII case not minding, as on SQLite (`lower` folds more than ASCII: the texts
+        // searched here, actions, identities and serials, are ASCII in practice).
+        let rows = c
+            .query(
+                "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+                 FROM audit_log WHERE lower(action) LIKE lower($1) ESCAPE '\\' \
+                 AND lower(actor) LIKE lower($2) ESCAPE '\\' \
+                 AND lower(subject) LIKE lower($3) ESCAPE '\\' \
+                 ORDER BY seq DESC LIMIT $4",
+                &[
+                    &pattern(&query.action),
+                    &pattern(&query.actor),
+                    &pattern(&query.subject),
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(err)?;
+        Ok(rows.iter().map(record_from_row).collect())
     }
     async fn audit_head(&self) -> Result<(i64, String), StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
@@ -55,6 +71,19 @@ impl AuditStore for PostgresStore {
             .await
             .map_err(err)?;
         Ok((r.get(0), r.get(1)))
+    }
+}
+
+fn record_from_row(r: &tokio_postgres::Row) -> AuditRecord {
+    AuditRecord {
+        seq: r.get(0),
+        at: r.get(1),
+        actor: r.get(2),
+        action: r.get(3),
+        subject: r.get(4),
+        details: r.get(5),
+        prev_hash: r.get(6),
+        hash: r.get(7),
     }
 }
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
-use crate::store::{now, AuditRecord, AuditStore, StoreError};
+use crate::store::{now, AuditQuery, AuditRecord, AuditStore, StoreError};
 
 use super::{err, SqliteStore};
 
@@ -43,19 +43,39 @@ impl AuditStore for SqliteStore {
                 sql.push_str(&format!(" LIMIT {limit}"));
             }
             let mut stmt = c.prepare(&sql).map_err(err)?;
+            let rows = stmt.query_map([after_seq], record_from_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+    async fn audit_newest(
+        &self,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = query.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // SQLite's LIKE does not mind ASCII case; `%` and `_` typed are themselves.
+        let pattern = |t: &str| format!("%{}%", super::like_escape(t.trim()));
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+                     FROM audit_log WHERE action LIKE ?1 ESCAPE '\\' \
+                     AND actor LIKE ?2 ESCAPE '\\' AND subject LIKE ?3 ESCAPE '\\' \
+                     ORDER BY seq DESC LIMIT ?4",
+                )
+                .map_err(err)?;
             let rows = stmt
-                .query_map([after_seq], |r| {
-                    Ok(AuditRecord {
-                        seq: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        subject: r.get(4)?,
-                        details: r.get(5)?,
-                        prev_hash: r.get(6)?,
-                        hash: r.get(7)?,
-                    })
-                })
+                .query_map(
+                    params![
+                        pattern(&q.action),
+                        pattern(&q.actor),
+                        pattern(&q.subject),
+                        limit
+                    ],
+                    record_from_row,
+                )
                 .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)
         })
@@ -70,6 +90,19 @@ impl AuditStore for SqliteStore {
         })
         .await
     }
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        subject: r.get(4)?,
+        details: r.get(5)?,
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
 }
 
 /// Append an audit record inside `t`, after the head (locked by the IMMEDIATE transaction).
