@@ -138,21 +138,7 @@ fn run(cli: Cli) -> Result<()> {
             identity_client_key(&config, label, certificate)
         }
         Command::Audit(AuditCommand::Verify { heads }) => audit::verify(&config, heads.as_deref()),
-        Command::Audit(AuditCommand::Export { out }) => {
-            with_store(&config, OpenMode::Existing, |store| async move {
-                let mut text = String::new();
-                for r in store.audit_records(0, 0).await? {
-                    text.push_str(&serde_json::to_string(&r)?);
-                    text.push('\n');
-                }
-                match out {
-                    Some(path) => std::fs::write(&path, text)
-                        .with_context(|| format!("cannot write {}", path.display()))?,
-                    None => print!("{text}"),
-                }
-                Ok(())
-            })
-        }
+        Command::Audit(AuditCommand::Export { out }) => audit::export(&config, out.as_deref()),
         Command::Challenge(ChallengeCommand::Create {
             profile,
             cn,
