@@ -556,6 +556,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         .status(),
         400
     );
+    // Filters that cannot hold together, or a search text past its bound: 400, with why.
+    let long = "a".repeat(257);
+    for (path, code) in [
+        (
+            "/api/v1/certificates?status=revoked&expiring_within=30d".to_string(),
+            "bad_filter",
+        ),
+        (
+            format!("/api/v1/certificates?subject={long}"),
+            "bad_subject",
+        ),
+    ] {
+        let r = call(&s, "GET", &path, Some(&s.admin), None);
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.json::<Value>().unwrap()["error"], code, "{path}");
+    }
     assert_eq!(
         call(&s, "GET", "/api/v1/nothing", Some(&s.admin), None).status(),
         404
@@ -653,6 +669,11 @@ fn the_audit_log_records_decisions_and_exposes_tampering() {
     );
     let export = crate::common::ok(&cli(&["audit", "export"]));
     assert_eq!(export.lines().count(), actions.len());
+    // To a file: the same lines, renamed into place whole (no partial file left beside it).
+    let file = s.token.path().join("audit.jsonl");
+    crate::common::ok(&cli(&["audit", "export", "--out", file.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), export);
+    assert!(!s.token.path().join("audit.jsonl.partial").exists());
     // Edit one record directly in the database: verify fails and names it.
     let db = s.token.data().join("sigil.db");
     {

@@ -67,26 +67,40 @@ pub(super) fn verify(config: &Config, heads: Option<&std::path::Path>) -> Result
     })
 }
 
-/// `sigil audit export [--out FILE]`: every record as a JSON line, oldest first.
+/// `sigil audit export [--out FILE]`: every record as a JSON line, oldest first. A file is
+/// written beside its name and renamed into place once whole: an export that fails halfway
+/// leaves no truncated file under that name.
 pub(super) fn export(config: &Config, out: Option<&std::path::Path>) -> Result<()> {
     use anyhow::Context;
     use std::io::Write;
+    let page = sigil::authority::audit_seal::PAGE;
     with_store(config, OpenMode::Existing, |store| async move {
-        // Opened once the store is: a store that does not open leaves no empty export behind.
-        let mut sink: Box<dyn Write> = match out {
-            Some(path) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-            )),
-            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        let Some(path) = out else {
+            let mut sink = std::io::BufWriter::new(std::io::stdout().lock());
+            write_records(store.as_ref(), page, &mut sink).await?;
+            return sink.flush().context("cannot write the export");
         };
-        write_records(
-            store.as_ref(),
-            sigil::authority::audit_seal::PAGE,
-            &mut sink,
-        )
-        .await?;
-        sink.flush().context("cannot write the export")
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let written = async {
+            let mut sink = std::io::BufWriter::new(
+                std::fs::File::create(&partial)
+                    .with_context(|| format!("cannot write {}", partial.display()))?,
+            );
+            write_records(store.as_ref(), page, &mut sink).await?;
+            sink.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot write {}", path.display()))
+        }
+        .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     })
 }
 

@@ -239,6 +239,11 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
             device,
             limit,
         } => {
+            if expiring.is_some() && status.as_deref() == Some("revoked") {
+                anyhow::bail!(
+                    "--expiring lists valid certificates: it cannot be combined with --status revoked"
+                );
+            }
             let filter = CertFilter {
                 profile,
                 status: status.map(|s| {

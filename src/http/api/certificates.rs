@@ -17,6 +17,10 @@ use crate::http::AppState;
 
 /// List certificates
 ///
+/// The longest text a search takes (SQLite refuses LIKE patterns past 50,000 bytes; no
+/// subject is near this).
+const MAX_SEARCH_TEXT: usize = 256;
+
 /// Newest first, filtered by profile, status, expiry, subject text or device.
 #[utoipa::path(get, path = "/certificates", tag = "certificates", params(CertQuery),
     responses((status = 200, description = "The certificates (without PEM)", body = Vec<CertificateView>),
@@ -53,6 +57,23 @@ pub(super) async fn list_certificates(
             )
         }
     };
+    if expiring.is_some() && status == Some(CertStatus::Revoked) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_filter",
+            "expiring_within lists valid certificates: it cannot be combined with status=revoked",
+        );
+    }
+    if q.subject
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_SEARCH_TEXT)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_subject",
+            "subject is a text of at most 256 bytes to search for",
+        );
+    }
     let filter = CertFilter {
         profile: q.profile.clone(),
         status,

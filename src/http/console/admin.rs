@@ -281,10 +281,13 @@ pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Err(e) => return unavailable(e),
     };
     // The newest 200 that match, read from the end of the log by the store.
+    // A search text is at most 256 characters (SQLite refuses LIKE patterns past 50,000
+    // bytes): what is longer is cut, not refused.
+    let cut = |t: &str| t.chars().take(256).collect::<String>();
     let query = AuditQuery {
-        action: f.action.clone(),
-        actor: f.actor.clone(),
-        subject: f.subject.clone(),
+        action: cut(&f.action),
+        actor: cut(&f.actor),
+        subject: cut(&f.subject),
     };
     let records = match ra.audit_newest(&query, 200).await {
         Ok(r) => r,

@@ -45,13 +45,15 @@ impl AuditStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let pattern = |t: &str| format!("%{}%", crate::store::sqlite::like_escape(t.trim()));
         // ASCII case not minding, as on SQLite (`lower` folds more than ASCII: the texts
-        // searched here, actions, identities and serials, are ASCII in practice).
+        // searched here, actions, identities and serials, are ASCII in practice). Backslash
+        // is LIKE's default escape on PostgreSQL: no ESCAPE clause, whose '\' literal would
+        // not even parse with standard_conforming_strings off.
         let rows = c
             .query(
                 "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
-                 FROM audit_log WHERE lower(action) LIKE lower($1) ESCAPE '\\' \
-                 AND lower(actor) LIKE lower($2) ESCAPE '\\' \
-                 AND lower(subject) LIKE lower($3) ESCAPE '\\' \
+                 FROM audit_log WHERE lower(action) LIKE lower($1) \
+                 AND lower(actor) LIKE lower($2) \
+                 AND lower(subject) LIKE lower($3) \
                  ORDER BY seq DESC LIMIT $4",
                 &[
                     &pattern(&query.action),

@@ -46,7 +46,7 @@ impl CertificateStore for PostgresStore {
                 " AND status = 'valid' AND not_after > ${}",
                 args.len()
             ));
-            args.push(Box::new(at + w));
+            args.push(Box::new(at.saturating_add(w)));
             sql.push_str(&format!(" AND not_after <= ${}", args.len()));
         }
         if let Some(s) = &filter.subject_contains {
@@ -54,10 +54,7 @@ impl CertificateStore for PostgresStore {
                 "%{}%",
                 crate::store::sqlite::like_escape(s)
             )));
-            sql.push_str(&format!(
-                " AND lower(subject) LIKE lower(${}) ESCAPE '\\'",
-                args.len()
-            ));
+            sql.push_str(&format!(" AND lower(subject) LIKE lower(${})", args.len()));
         }
         if let Some(d) = &filter.device_id {
             args.push(Box::new(d.clone()));
@@ -224,7 +221,7 @@ async fn counts(pool: &Pool, at: i64, within: i64) -> Result<Vec<(String, i64)>,
     Ok(c.query(
         "SELECT profile, COUNT(*) FROM certificates WHERE status = 'valid' \
          AND not_after > $1 AND not_after <= $2 GROUP BY profile ORDER BY profile",
-        &[&at, &(at + within)],
+        &[&at, &at.saturating_add(within)],
     )
     .await
     .map_err(err)?
@@ -246,7 +243,7 @@ async fn unannounced(
              AND not_after > $1 AND not_after <= $2 AND expiry_notified_at IS NULL \
              ORDER BY not_after LIMIT $3"
         ),
-        &[&at, &(at + within), &(limit as i64)],
+        &[&at, &at.saturating_add(within), &(limit as i64)],
     )
     .await
     .map_err(err)?

@@ -48,7 +48,7 @@ impl CertificateStore for SqliteStore {
                     " AND status = 'valid' AND not_after > ?{}",
                     args.len()
                 ));
-                args.push((at + w).into());
+                args.push(at.saturating_add(w).into());
                 sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
             }
             if let Some(s) = &f.subject_contains {
@@ -233,7 +233,9 @@ fn counts(c: &mut Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>
         )
         .map_err(err)?;
     let rows = stmt
-        .query_map(params![at, at + within], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(params![at, at.saturating_add(within)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
@@ -252,7 +254,10 @@ fn unannounced(
         ))
         .map_err(err)?;
     let rows = stmt
-        .query_map(params![at, at + within, limit as i64], cert_from_row)
+        .query_map(
+            params![at, at.saturating_add(within), limit as i64],
+            cert_from_row,
+        )
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }

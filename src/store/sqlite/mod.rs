@@ -32,7 +32,8 @@ use super::{
     now, state_from, CertStatus, CertificateRecord, StoreError, TokenRecord, TransactionRecord,
 };
 
-/// Escape `%`, `_` and `\` for LIKE … ESCAPE '\'.
+/// Escape `%`, `_` and `\` for LIKE with backslash as its escape character (SQLite's `ESCAPE
+/// '\'`; PostgreSQL's default).
 pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
