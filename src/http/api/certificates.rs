@@ -15,13 +15,14 @@ use super::{authorize, error, unavailable};
 use crate::authority::{CertFilter, CertStatus};
 use crate::http::AppState;
 
-/// List certificates
-///
 /// The longest text a search takes (SQLite refuses LIKE patterns past 50,000 bytes; no
 /// subject is near this).
 const MAX_SEARCH_TEXT: usize = 256;
 
-/// Newest first, filtered by profile, status, expiry, subject text or device.
+/// List certificates
+///
+/// Newest first (valid ones soonest ending first with `expiring_within`), filtered by
+/// profile, status, expiry, subject text or device.
 #[utoipa::path(get, path = "/certificates", tag = "certificates", params(CertQuery),
     responses((status = 200, description = "The certificates (without PEM)", body = Vec<CertificateView>),
               (status = 400, description = "A bad filter", body = ApiError)))]
