@@ -167,3 +167,11 @@ pub(super) async fn newest_audit_records(s: Arc<dyn Store>) {
         "`%` is itself"
     );
 }
+
+#[test]
+fn span_bounds_keep_a_width_of_a_second_at_least_and_saturate() {
+    assert_eq!(SpanOf::bounds(100, 10, 3), (100, 10, 130));
+    assert_eq!(SpanOf::bounds(100, 0, 3), (100, 1, 103));
+    assert_eq!(SpanOf::bounds(100, -5, 2), (100, 1, 102));
+    assert_eq!(SpanOf::bounds(i64::MAX - 5, 10, 3).2, i64::MAX);
+}

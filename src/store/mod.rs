@@ -559,6 +559,38 @@ pub enum SpanOf {
     Stored,
 }
 
+impl SpanOf {
+    /// The aggregate of [`Store::counts_per_span`], the same text on both engines: `$1` the
+    /// start, `$2` the width, `$3` the end (SQLite numbers `$N` parameters in order of first
+    /// appearance, which is this order). Each reads one index alone: (status, notAfter,
+    /// profile) or (created_at, profile).
+    pub(crate) fn query(self) -> &'static str {
+        match self {
+            SpanOf::ValidEnding => {
+                "SELECT (not_after - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
+                 WHERE status = 'valid' AND not_after >= $1 AND not_after < $3 \
+                 GROUP BY span, profile ORDER BY span, profile"
+            }
+            SpanOf::Stored => {
+                "SELECT (created_at - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
+                 WHERE created_at >= $1 AND created_at < $3 \
+                 GROUP BY span, profile ORDER BY span, profile"
+            }
+        }
+    }
+
+    /// The query's parameters for `spans` spans of `width` seconds from `start`: the start,
+    /// the width (at least a second) and the end, saturating.
+    pub(crate) fn bounds(start: i64, width: i64, spans: u32) -> (i64, i64, i64) {
+        let width = width.max(1);
+        (
+            start,
+            width,
+            start.saturating_add(width.saturating_mul(i64::from(spans))),
+        )
+    }
+}
+
 /// How many certificates of one profile fall in one span (see [`Store::counts_per_span`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanCount {

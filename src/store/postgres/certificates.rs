@@ -168,11 +168,10 @@ impl CertificateStore for PostgresStore {
         width: i64,
         spans: u32,
     ) -> Result<Vec<SpanCount>, StoreError> {
-        let width = width.max(1);
-        let end = start.saturating_add(width.saturating_mul(i64::from(spans)));
+        let (start, width, end) = SpanOf::bounds(start, width, spans);
         let c = self.pool.get().await.map_err(pool_err)?;
         let rows = c
-            .query(span_query(by), &[&start, &width, &end])
+            .query(by.query(), &[&start, &width, &end])
             .await
             .map_err(err)?;
         Ok(rows
@@ -194,23 +193,6 @@ impl CertificateStore for PostgresStore {
     }
     async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
         announced(&self.pool, serial, actor).await
-    }
-}
-
-/// The aggregate of [`CertificateStore::counts_per_span`]: $1 start, $2 width, $3 end.
-fn span_query(by: SpanOf) -> &'static str {
-    match by {
-        // From the (status, notAfter, profile) index alone.
-        SpanOf::ValidEnding => {
-            "SELECT (not_after - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
-             WHERE status = 'valid' AND not_after >= $1 AND not_after < $3 \
-             GROUP BY span, profile ORDER BY span, profile"
-        }
-        SpanOf::Stored => {
-            "SELECT (created_at - $1) / $2 AS span, profile, COUNT(*) FROM certificates \
-             WHERE created_at >= $1 AND created_at < $3 \
-             GROUP BY span, profile ORDER BY span, profile"
-        }
     }
 }
 

@@ -173,10 +173,9 @@ impl CertificateStore for SqliteStore {
         width: i64,
         spans: u32,
     ) -> Result<Vec<SpanCount>, StoreError> {
-        let width = width.max(1);
-        let end = start.saturating_add(width.saturating_mul(i64::from(spans)));
+        let (start, width, end) = SpanOf::bounds(start, width, spans);
         self.read(move |c| {
-            c.prepare_cached(span_query(by))
+            c.prepare_cached(by.query())
                 .and_then(|mut stmt| {
                     stmt.query_map(params![start, width, end], |r| {
                         Ok(SpanCount {
@@ -203,23 +202,6 @@ impl CertificateStore for SqliteStore {
     async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
         let (serial, actor) = (serial.to_owned(), actor.to_owned());
         self.with(move |c| announced(c, &serial, &actor)).await
-    }
-}
-
-/// The aggregate of [`CertificateStore::counts_per_span`]: ?1 start, ?2 width, ?3 end.
-fn span_query(by: SpanOf) -> &'static str {
-    match by {
-        // From the (status, notAfter, profile) index alone.
-        SpanOf::ValidEnding => {
-            "SELECT (not_after - ?1) / ?2 AS span, profile, COUNT(*) FROM certificates \
-             WHERE status = 'valid' AND not_after >= ?1 AND not_after < ?3 \
-             GROUP BY span, profile ORDER BY span, profile"
-        }
-        SpanOf::Stored => {
-            "SELECT (created_at - ?1) / ?2 AS span, profile, COUNT(*) FROM certificates \
-             WHERE created_at >= ?1 AND created_at < ?3 \
-             GROUP BY span, profile ORDER BY span, profile"
-        }
     }
 }
 
