@@ -222,8 +222,13 @@ impl SqliteStore {
                 // Readers then wait for the writer (and it for them); correct, but slower.
                 tracing::warn!(%mode, path = %path.display(), "SQLite is not in WAL mode on this file system: searches and issuance wait for each other");
             }
+            // temp_store = MEMORY keeps the statement journal of each issuance's savepoint in
+            // memory: on files, a group of issuances that outgrew 64 KiB of it created, wrote
+            // and deleted a temporary file per commit. It only ever rolls a savepoint back;
+            // the durable record is the WAL.
             conn.execute_batch(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                 PRAGMA temp_store = MEMORY;",
             )
             .map_err(err)?;
             // Take the write lock when a transaction begins: a read that later upgrades to a
