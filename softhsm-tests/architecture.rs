@@ -114,6 +114,7 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("telemetry", &["*"]),
     ("clock", &["*"]),
+    ("reason", &["*"]),
     ("wire", &["*"]),
     ("secret", &["*"]),
 ];

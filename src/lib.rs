@@ -34,6 +34,8 @@ pub mod pki;
 #[cfg(feature = "core")]
 pub mod profiles;
 #[cfg(feature = "core")]
+pub mod reason;
+#[cfg(feature = "core")]
 pub mod scep;
 #[cfg(feature = "core")]
 pub mod scep_service;

@@ -8,6 +8,7 @@
 //! may be active at once, so an MDM integration's token can be rotated without downtime:
 //! create the new one, distribute it, revoke the old one.
 
+use crate::reason::Reason;
 use sha2::Digest;
 
 use crate::store::{now, Store, StoreError, TokenRecord, TokenScope};
@@ -149,7 +150,7 @@ fn hash(secret: &str) -> String {
 fn random_hex(n: usize) -> Result<String, StoreError> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)
-        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
     Ok(hex::encode(b))
 }
 

@@ -13,6 +13,7 @@
 //! labelled `audit.key` (default `sigil-audit`), independent of CA rollovers, so seals made
 //! before a rollover still verify after it.
 
+use crate::reason::Reason;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -428,14 +429,14 @@ impl Authority {
         self.audit_key_blocking()?
             .public_key()
             .to_openssl()
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))
     }
 
     /// Seal the audit log's head if it moved since this node last sealed it: sign it with the
     /// audit key, append it to the heads file, send it to syslog, keep it in the store.
     /// Returns the seal made, if any.
     pub async fn seal_audit(&self) -> Result<Option<Seal>, RequestError> {
-        let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable = |e: StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let store = &self.inner.store;
         let (seq, hash) = store.audit_head().await.map_err(unavailable)?;
         let last = self
@@ -451,7 +452,7 @@ impl Authority {
             .hsm
             .admit(crate::hsm::WorkClass::Background)
             .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
         let ra = self.clone();
         let seal = tokio::task::spawn_blocking(move || -> Result<Seal, RequestError> {
             let key = ra.audit_key_blocking()?;
@@ -460,7 +461,7 @@ impl Authority {
             let spki = key
                 .public_key()
                 .spki_der()
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
             let seal = Seal {
                 seq,
                 hash,
@@ -470,10 +471,13 @@ impl Authority {
             };
             let outlets = &ra.inner.seal;
             outlets.append(&seal).map_err(|e| {
-                RequestError::Unavailable(format!(
-                    "cannot append to the audit heads file {}: {e}",
-                    outlets.heads_file.display()
-                ))
+                RequestError::Unavailable(
+                    format!(
+                        "cannot append to the audit heads file {}: {e}",
+                        outlets.heads_file.display()
+                    )
+                    .into(),
+                )
             })?;
             if let Err(e) = outlets.syslog(&seal) {
                 tracing::warn!(error = %e, "could not send the audit seal to syslog");
@@ -481,7 +485,7 @@ impl Authority {
             Ok(seal)
         })
         .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))??;
+        .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))??;
         store
             .set_state(STATE_KEY, seal.to_line().as_bytes())
             .await
@@ -521,10 +525,10 @@ impl Authority {
         let ra = self.clone();
         let key = tokio::task::spawn_blocking(move || ra.audit_public_key_blocking())
             .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))??;
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))??;
         let stored = stored_seal(self.inner.store.as_ref())
             .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
         check_log(
             self.inner.store.as_ref(),
             stored,
@@ -534,7 +538,7 @@ impl Authority {
             PAGE,
         )
         .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))
+        .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! renewals; the next one is offered by GetNextCACert with its RA certificate and the link
 //! certificate signed by the active CA.
 
+use crate::reason::Reason;
 use openssl::x509::X509;
 use rcgen::Issuer;
 
@@ -148,13 +149,13 @@ impl Authority {
         Generations::read(self.inner.store.as_ref())
             .await
             .map(|g| g.next)
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))
     }
 
     /// The next CA certificate, its RA certificate(s) and the link certificate (the next
     /// CA's key certified by the active CA); `None` when no rollover is in progress.
     pub async fn next_ca_certificates(&self) -> Result<Option<Vec<Vec<u8>>>, RequestError> {
-        let unavailable = |e: StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable = |e: StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let Some(label) = self.next_ca().await? else {
             return Ok(None);
         };
@@ -170,9 +171,9 @@ impl Authority {
             }
         }
         if certs.is_empty() {
-            return Err(RequestError::Unavailable(format!(
-                "the next CA `{label}` has no certificates recorded"
-            )));
+            return Err(RequestError::Unavailable(
+                format!("the next CA `{label}` has no certificates recorded").into(),
+            ));
         }
         Ok(Some(certs))
     }

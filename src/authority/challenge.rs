@@ -6,6 +6,7 @@
 //! exactly the bound name (the CN, through the profile's subject template if it has one) and
 //! the bound SANs, whatever else the CSR asks for.
 
+use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -183,7 +184,7 @@ pub fn generate() -> Result<String, StoreError> {
     while out.len() < 32 {
         let mut b = [0u8; 64];
         openssl::rand::rand_bytes(&mut b)
-            .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
         for x in b {
             // Rejection sampling keeps the distribution uniform.
             if (x as usize) < 256 - 256 % ALPHABET.len() && out.len() < 32 {
@@ -206,7 +207,7 @@ pub fn mint(
     let challenge = generate()?;
     let mut id = [0u8; 8];
     openssl::rand::rand_bytes(&mut id)
-        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
     let record = ChallengeRecord {
         id: format!("chl_{}", hex::encode(id)),
         hash: hex::encode(sha2::Sha256::digest(challenge.as_bytes())),

@@ -10,6 +10,7 @@
 
 use super::{crl_fresh, Authority, RequestError, CRL_HOURS};
 use crate::pki::{CrlPartition, PARTITION_PLACEHOLDER};
+use crate::reason::Reason;
 
 /// Why there is no such partition CRL (HTTP 404, with this as the reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +165,8 @@ impl Authority {
                 partition.name(),
             )));
         }
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let key = format!("crl:{label}/{}", partition.name());
         if let Held::Current(der) = self.held_partition(generation, &key).await? {
             return Ok(Ok(der));
@@ -224,7 +226,8 @@ impl Authority {
         generation: Option<usize>,
         key: &str,
     ) -> Result<Held, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let store = &self.inner.store;
         let Some(held) = store.state(key).await.map_err(unavailable)? else {
             return Ok(Held::None);

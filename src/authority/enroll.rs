@@ -8,6 +8,7 @@
 //! certificate of ours) stay in the server log; those of authenticated requesters go into
 //! the audit chain (repeats counted, see refusals.rs).
 
+use crate::reason::Reason;
 use openssl::x509::X509;
 use sha2::Digest;
 
@@ -95,7 +96,7 @@ pub(crate) fn certificate_record(
 }
 
 pub(super) fn store_err(e: StoreError) -> RequestError {
-    RequestError::Unavailable(e.to_string())
+    RequestError::Unavailable(Reason::caused_by(e))
 }
 
 /// The key a request is recorded under (see `TransactionRecord::key`): its transactionID,
@@ -126,7 +127,7 @@ pub(crate) fn serial_hex(bytes: &[u8]) -> String {
 fn holder_token() -> Result<String, RequestError> {
     let mut b = [0u8; 16];
     openssl::rand::rand_bytes(&mut b)
-        .map_err(|e| RequestError::Unavailable(format!("random: {e}")))?;
+        .map_err(|e| RequestError::Unavailable(Reason::context("random", e)))?;
     Ok(hex::encode(b))
 }
 
@@ -135,7 +136,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, RequestError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
+        .map_err(|e| RequestError::Unavailable(Reason::context("worker", e)))
 }
 
 impl Authority {
@@ -378,10 +379,9 @@ impl Authority {
                     .get(&profile.policy.intune)
                     .cloned()
                     .ok_or_else(|| {
-                        RequestError::Unavailable(format!(
-                            "no [intune.{}] connection",
-                            profile.policy.intune
-                        ))
+                        RequestError::Unavailable(
+                            format!("no [intune.{}] connection", profile.policy.intune).into(),
+                        )
                     })?;
                 match ext.validate(&req.transaction_id, &csr.der).await {
                     Ok(()) => {
@@ -647,13 +647,13 @@ impl Authority {
             {
                 Ok(d) => d,
                 Err(PkiError::Policy(reason)) => return Ok(refuse(reason)),
-                Err(e) => return Err(RequestError::Unavailable(e.to_string())),
+                Err(e) => return Err(RequestError::Unavailable(Reason::caused_by(e))),
             };
             if let Some(m) = crate::telemetry::metrics() {
                 m.certificates_signed.inc();
             }
             let mut record = certificate_record(&der, &profile.name, &tx.transaction_id)
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
             record.device_id = device_id.clone();
             match self
                 .inner

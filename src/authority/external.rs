@@ -23,7 +23,7 @@ pub enum ExternalRefusal {
     },
     /// It could not be reached, or failed (after the retries its contract allows).
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
 }
 
 /// A certificate issued on the external authority's word, as it is told of it.

@@ -150,7 +150,7 @@ pub enum RequestError {
     Malformed(String),
     /// The token or the store failed; the client should retry.
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
 }
 
 /// Why an approval or rejection did not happen.
@@ -173,7 +173,7 @@ pub enum ApprovalError {
     Refused(String),
     /// Store or token down.
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
 }
 
 /// Errors loading the RA.

@@ -11,6 +11,7 @@
 //! in every node's answers within a quarter of a second; and an answer whose status was read
 //! before such a drop is never taken into memory after it (the epoch).
 
+use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -410,7 +411,7 @@ impl Authority {
     ) -> Result<usize, super::RequestError> {
         let started = Instant::now();
         let unavailable =
-            |e: crate::store::StoreError| super::RequestError::Unavailable(e.to_string());
+            |e: crate::store::StoreError| super::RequestError::Unavailable(Reason::caused_by(e));
         let validity = self.inner.ocsp.validity_secs;
         let mut made = 0;
         let after = cursor;
@@ -448,12 +449,12 @@ impl Authority {
                     .ocsp
                     .issuer
                     .sha1_cert_id(&c.serial)
-                    .map_err(|e| super::RequestError::Unavailable(e.to_string()))?;
+                    .map_err(|e| super::RequestError::Unavailable(Reason::caused_by(e)))?;
                 let signed_at = now();
                 let der = self
                     .sign_answers(None, &[(id, status)], None, signed_at)
                     .await
-                    .map_err(|e| super::RequestError::Unavailable(format!("{e:?}")))?;
+                    .map_err(|e| super::RequestError::Unavailable(format!("{e:?}").into()))?;
                 answers.extend(self.answer_of(&c.serial, status, &der, signed_at));
                 made += 1;
                 if started.elapsed() >= budget {

@@ -4,6 +4,7 @@
 
 use super::access::Caller;
 use super::{ApprovalError, Authority, RequestError};
+use crate::reason::Reason;
 
 impl Authority {
     /// The PENDING enrollment an officer names: by its record key (what the approval queue
@@ -13,7 +14,8 @@ impl Authority {
         &self,
         id: &str,
     ) -> Result<crate::store::TransactionRecord, ApprovalError> {
-        let unavailable = |e: crate::store::StoreError| ApprovalError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| ApprovalError::Unavailable(Reason::caused_by(e));
         let store = &self.inner.store;
         if let Some(tx) = store.transaction(id).await.map_err(unavailable)? {
             return Ok(tx);
@@ -69,7 +71,8 @@ impl Authority {
     /// recorded; the device gets it at its next CertPoll. Whoever minted that challenge may
     /// not approve it (two people). Returns the serial.
     pub async fn approve(&self, id: &str, caller: &Caller) -> Result<String, ApprovalError> {
-        let unavailable = |e: crate::store::StoreError| ApprovalError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| ApprovalError::Unavailable(Reason::caused_by(e));
         let tx = self.pending_enrollment(id).await?;
         if tx.state != crate::store::TransactionState::Pending {
             return Err(ApprovalError::NotPending);
@@ -123,7 +126,7 @@ impl Authority {
             Ok(super::Decision::Refused(r)) => Err(ApprovalError::Refused(r.reason)),
             // Still PENDING after issue: another officer's claim holds it.
             Ok(super::Decision::Pending) => Err(ApprovalError::Busy),
-            Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
+            Err(e) => Err(ApprovalError::Unavailable(Reason::caused_by(e))),
         }
     }
 
@@ -135,7 +138,8 @@ impl Authority {
         reason: i32,
         actor: &str,
     ) -> Result<bool, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
         if !self
             .inner
@@ -166,7 +170,8 @@ impl Authority {
         reason: i32,
         actor: &str,
     ) -> Result<Vec<String>, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let certs = self
             .inner
             .store
@@ -189,7 +194,8 @@ impl Authority {
         reason: i32,
         actor: &str,
     ) -> Result<Vec<String>, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let mut done = Vec::new();
         for serial in serials {
             if self
@@ -225,7 +231,7 @@ impl Authority {
                 Ok(())
             }
             Err(crate::store::StoreError::Conflict(_)) => Err(ApprovalError::NotPending),
-            Err(e) => Err(ApprovalError::Unavailable(e.to_string())),
+            Err(e) => Err(ApprovalError::Unavailable(Reason::caused_by(e))),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! names; a token that grants power (admin, officer, integration) made through the API works
 //! only once a second admin approves it.
 
+use crate::reason::Reason;
 use sha2::Digest;
 
 use super::access::{self, Caller, Owner, Person, Role, TokenOwnership};
@@ -82,7 +83,7 @@ pub enum TokenError {
 fn random_hex(n: usize) -> Result<String, StoreError> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)
-        .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
     Ok(hex::encode(b))
 }
 

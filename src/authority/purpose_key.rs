@@ -7,6 +7,7 @@
 
 use super::{Authority, RequestError};
 use crate::hsm::{KeySpec, KeyUri, KeyUsage, PublicKey, SignAlg, TokenKey};
+use crate::reason::Reason;
 
 /// Days a purpose certificate lives (capped at the CA's).
 const DAYS: u32 = 365;
@@ -26,7 +27,7 @@ impl PurposeKey {
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, RequestError> {
         self.key
             .sign_blocking(data)
-            .map_err(|e| RequestError::Unavailable(format!("signature on the token: {e}")))
+            .map_err(|e| RequestError::Unavailable(Reason::context("signature on the token", e)))
     }
 
     /// The public key.
@@ -79,7 +80,7 @@ impl Authority {
         common_name: &str,
     ) -> Result<PurposeKey, RequestError> {
         let hsm = self.inner.key.hsm.clone();
-        let unavailable = |e: crate::hsm::HsmError| RequestError::Unavailable(e.to_string());
+        let unavailable = |e: crate::hsm::HsmError| RequestError::Unavailable(Reason::caused_by(e));
         let uri = KeyUri::labelled(hsm.token(), label);
         if !hsm.key_exists(&uri).map_err(unavailable)? {
             hsm.generate_blocking(
@@ -111,7 +112,7 @@ impl Authority {
                     DAYS,
                     vec![crate::pki::KeyUsagePurpose::DigitalSignature],
                 )
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
                 // Replaces the old certificate object, if any.
                 hsm.store_certificate_blocking(label, &der)
                     .map_err(unavailable)?;

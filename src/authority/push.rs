@@ -7,6 +7,7 @@
 //! or `max_attempts` run out, and audited at each step; its state (pending, delivered, failed
 //! with the MDM's words) is shown on the registration.
 
+use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -114,7 +115,7 @@ impl Authority {
         let at = now();
         let mut id = [0u8; 8];
         openssl::rand::rand_bytes(&mut id)
-            .map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
         let push = PushRecord {
             id: format!("push_{}", hex::encode(id)),
             registration_id: r.id.clone(),

@@ -20,6 +20,7 @@
 //!
 //! Every step is in the audit log with who did it.
 
+use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::json;
 
@@ -47,11 +48,11 @@ pub enum RegistrationError {
     Invalid(String),
     /// Store down.
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
 }
 
 fn unavailable(e: StoreError) -> RegistrationError {
-    RegistrationError::Unavailable(e.to_string())
+    RegistrationError::Unavailable(Reason::caused_by(e))
 }
 
 /// A credential as people choosing one see it.
@@ -236,7 +237,7 @@ impl Authority {
         let at = now();
         let mut id = [0u8; 8];
         openssl::rand::rand_bytes(&mut id)
-            .map_err(|e| RegistrationError::Unavailable(format!("random: {e}")))?;
+            .map_err(|e| RegistrationError::Unavailable(Reason::context("random", e)))?;
         let r = RegistrationRecord {
             id: format!("reg_{}", hex::encode(id)),
             email,
@@ -725,7 +726,7 @@ impl Authority {
         let done = self
             .revoke_serials(serials, reason, &caller.actor())
             .await
-            .map_err(|e| RegistrationError::Unavailable(e.to_string()))?;
+            .map_err(|e| RegistrationError::Unavailable(Reason::caused_by(e)))?;
         self.inner
             .store
             .audit(

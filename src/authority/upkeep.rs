@@ -3,6 +3,7 @@
 //! background round that runs them on the node leading each task.
 
 use super::{ca, crl_fresh, Authority, RequestError, CRL_HOURS};
+use crate::reason::Reason;
 
 impl Authority {
     /// Record the CA certificate, its chain and the RA certificate(s) in the store, so every
@@ -156,7 +157,8 @@ impl Authority {
     /// The current CRL of a generation (`None`: the active CA; `Some(i)`: the i-th retired
     /// one), from the store while fresh.
     pub(crate) async fn crl_of(&self, generation: Option<usize>) -> Result<Vec<u8>, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let label = self.generation_label(generation);
         let store = &self.inner.store;
         let held = &self.inner.held_crls;
@@ -253,7 +255,8 @@ impl Authority {
         generation: Option<usize>,
         partition: Option<(crate::pki::CrlPartition, Vec<String>)>,
     ) -> Result<Vec<u8>, RequestError> {
-        let unavailable = |e: crate::store::StoreError| RequestError::Unavailable(e.to_string());
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
         let store = &self.inner.store;
         let issuer_text = self.generation_issuer(generation).to_string();
         // The out-of-date mark first: if a revocation commits after the list is read, the
@@ -273,7 +276,7 @@ impl Authority {
             .hsm
             .admit(crate::hsm::WorkClass::Background)
             .await
-            .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
         let entries = revoked.len();
         let urls_named = partition.as_ref().map_or(0, |(_, urls)| urls.len());
         let ra = self.clone();
@@ -293,8 +296,8 @@ impl Authority {
             )
         })
         .await
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?
-        .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+        .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?
+        .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
         let label = self.generation_label(generation).to_string();
         let (key, stored, covers) = match &partition {
             None => (label.clone(), der.clone(), mark),

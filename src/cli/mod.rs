@@ -27,7 +27,8 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: a store or token error's text already ends with its cause's.
+            eprintln!("error: {}", sigil::reason::chain(&*e));
             ExitCode::from(2)
         }
     }

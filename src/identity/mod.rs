@@ -36,7 +36,7 @@ pub enum SignInError {
     NoRole(String),
     /// The identity provider, OCSP responder or CRL cannot be reached (sign-in fails closed).
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
 }
 
 /// The Sigil roles (names) an assertion's memberships give under `map`; `*` in a role's list

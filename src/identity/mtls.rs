@@ -41,9 +41,12 @@ fn refused(why: impl Into<String>) -> SignInError {
 }
 
 fn unknown(why: impl std::fmt::Display) -> SignInError {
-    SignInError::Unavailable(format!(
-        "the certificate's revocation status cannot be learned ({why}); sign-in fails closed"
-    ))
+    SignInError::Unavailable(
+        format!(
+            "the certificate's revocation status cannot be learned ({why}); sign-in fails closed"
+        )
+        .into(),
+    )
 }
 
 impl Mtls {

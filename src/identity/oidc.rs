@@ -4,6 +4,7 @@
 //! when it signs with a key Sigil has not seen (key rotation), so Sigil starts even while the
 //! provider is down.
 
+use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -91,8 +92,11 @@ pub struct Oidc {
     discovered: tokio::sync::RwLock<Option<Arc<Discovered>>>,
 }
 
-fn unreachable(e: impl std::fmt::Display) -> SignInError {
-    SignInError::Unavailable(format!("the identity provider cannot be reached: {e}"))
+fn unreachable(e: impl std::error::Error + Send + Sync + 'static) -> SignInError {
+    SignInError::Unavailable(Reason::context(
+        "the identity provider cannot be reached",
+        e,
+    ))
 }
 
 impl Oidc {
@@ -133,7 +137,7 @@ impl Oidc {
             }
         }
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
-            .map_err(|e| SignInError::Unavailable(format!("identity.oidc.issuer: {e}")))?;
+            .map_err(|e| SignInError::Unavailable(Reason::context("identity.oidc.issuer", e)))?;
         let meta = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(unreachable)?;
@@ -147,12 +151,12 @@ impl Oidc {
                 self.settings
                     .client_secret()
                     .and_then(|s| s.read())
-                    .map_err(SignInError::Unavailable)?
+                    .map_err(|e| SignInError::Unavailable(e.into()))?
                     .unwrap_or_default(),
             ))
         };
         let redirect = RedirectUrl::new(self.redirect.clone())
-            .map_err(|e| SignInError::Unavailable(format!("server.public_url: {e}")))?;
+            .map_err(|e| SignInError::Unavailable(Reason::context("server.public_url", e)))?;
         let client = Client::from_provider_metadata(
             meta,
             ClientId::new(self.settings.client_id.clone()),
@@ -182,10 +186,10 @@ impl Oidc {
             client_assertion(key.as_ref(), &client_id, &audience, now, &jti)
         })
         .await
-        .map_err(|e| SignInError::Unavailable(format!("client assertion: {e}")))?
+        .map_err(|e| SignInError::Unavailable(Reason::context("client assertion", e)))?
         .map_err(|e| {
             tracing::error!(error = %e, "the OIDC client key could not sign");
-            SignInError::Unavailable(e.to_string())
+            SignInError::Unavailable(Reason::caused_by(e))
         })
     }
 
@@ -258,7 +262,7 @@ impl Oidc {
                         r.error_description()
                             .map(|d| format!(": {d}"))
                             .unwrap_or_default()
-                    ))
+                    ).into())
                 }
                 openidconnect::RequestTokenError::ServerResponse(r) => SignInError::Refused(
                     format!(

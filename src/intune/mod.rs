@@ -16,6 +16,7 @@
 
 mod settings;
 
+use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +47,8 @@ fn caller_info() -> String {
     format!("Sigil/{}", env!("CARGO_PKG_VERSION"))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ExternalRefusal {
-    ExternalRefusal::Unavailable(e.to_string())
+fn unavailable(why: impl Into<Reason>) -> ExternalRefusal {
+    ExternalRefusal::Unavailable(why.into())
 }
 
 /// One Intune tenant.
@@ -156,8 +157,8 @@ impl Intune {
                     client_assertion(key.as_ref(), &client, &aud, now, &jti)
                 })
                 .await
-                .map_err(unavailable)?
-                .map_err(unavailable)?;
+                .map_err(|e| unavailable(Reason::caused_by(e)))?
+                .map_err(|e| unavailable(Reason::caused_by(e)))?;
                 form.push((
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
@@ -167,13 +168,12 @@ impl Intune {
             (None, Some(secret)) => form.push(("client_secret", secret.clone())),
             (None, None) => return Err(unavailable("no client credential")),
         }
-        let resp = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("Entra ID cannot be reached at {url}: {e}")))?;
+        let resp = self.http.post(&url).form(&form).send().await.map_err(|e| {
+            unavailable(Reason::context(
+                format!("Entra ID cannot be reached at {url}"),
+                e,
+            ))
+        })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -216,7 +216,7 @@ impl Intune {
             .header("client-request-id", uuid())
             .send()
             .await
-            .map_err(|e| unavailable(format!("Microsoft Graph cannot be reached: {e}")))?;
+            .map_err(|e| unavailable(Reason::context("Microsoft Graph cannot be reached", e)))?;
         let status = resp.status();
         if status.as_u16() == 401 {
             self.tokens.lock().await.remove(GRAPH_SCOPE);

@@ -83,7 +83,9 @@ fn networks(
     let wifi = match &profile.policy.wifi {
         Some(w) => Some(Wifi {
             settings: w.clone(),
-            radius_ca: w.radius_ca().map_err(RequestError::Unavailable)?,
+            radius_ca: w
+                .radius_ca()
+                .map_err(|e| RequestError::Unavailable(e.into()))?,
         }),
         None => None,
     };

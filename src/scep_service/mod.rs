@@ -12,6 +12,7 @@ mod ra_key;
 mod replay;
 
 use crate::authority::{Authority, Profile, RequestError};
+use crate::reason::Reason;
 
 pub use ra_key::TokenRaKey;
 
@@ -88,7 +89,7 @@ impl ScepService {
         }
         crate::scep::degenerate(&certs, &[])
             .map(|b| ("application/x-x509-ca-ra-cert", b))
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))
     }
 
     /// GetNextCACert: the next CA's certificates (see
@@ -102,9 +103,9 @@ impl ScepService {
         let built =
             tokio::task::spawn_blocking(move || crate::scep::next_ca_response(&certs, &sign, &key))
                 .await
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
         built
             .map(Some)
-            .map_err(|e| RequestError::Unavailable(e.to_string()))
+            .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))
     }
 }

@@ -3,6 +3,7 @@
 //! Answers are kept a short while by the bytes of the request, so a replayed message costs
 //! no decryption, signature or write.
 
+use crate::reason::Reason;
 use tracing::Instrument;
 
 use super::ScepService;
@@ -27,7 +28,7 @@ fn unreadable() -> Outcome {
 
 fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
     match e {
-        ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
+        ScepError::Token(t) => Err(RequestError::Unavailable(t.as_str().into())),
         // Decryption failures carry no detail to the client (see scep::UNREADABLE).
         ScepError::Decrypt(_) => Ok(unreadable()),
         other => Ok(fail(other.fail_info(), other.to_string())),
@@ -47,7 +48,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, RequestError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| RequestError::Unavailable(format!("worker: {e}")))
+        .map_err(|e| RequestError::Unavailable(Reason::context("worker", e)))
 }
 
 impl ScepService {
@@ -110,7 +111,7 @@ impl ScepService {
                 .hsm
                 .admit(class)
                 .await
-                .map_err(|e| RequestError::Unavailable(e.to_string()))?;
+                .map_err(|e| RequestError::Unavailable(Reason::caused_by(e)))?;
             // Parsed once: decide needs it to decrypt, answer to reply with the same cipher.
             let envelope = msg.envelope();
             let cipher = envelope.as_ref().ok().and_then(|e| e.cipher.clone().ok());
@@ -181,7 +182,7 @@ impl ScepService {
             ScepError::UnsupportedAlgorithm(why) => {
                 RequestError::Malformed(format!("cannot answer this requester: {why}"))
             }
-            other => RequestError::Unavailable(other.to_string()),
+            other => RequestError::Unavailable(Reason::caused_by(other)),
         })
     }
 

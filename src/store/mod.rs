@@ -645,7 +645,7 @@ pub enum StoreError {
     SerialTaken,
     /// The database cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::reason::Reason),
     /// The database schema is newer than this program, or the data is not what it should be.
     #[error("{0}")]
     Invalid(String),

@@ -27,6 +27,7 @@
 //! stalls it for at most the connection's `lock_timeout` (5 s, see `PostgresStore`). It has a thread of its
 //! own, is started by the first issuance, and again by the next one if it has stopped.
 
+use crate::reason::Reason;
 use std::sync::Mutex;
 
 use deadpool_postgres::{Pool, Transaction};
@@ -185,11 +186,11 @@ fn spawn_writer(pool: Pool, queue: mpsc::UnboundedReceiver<Job>) -> Result<(), S
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StoreError::Unavailable(format!("issuance writer: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(Reason::context("issuance writer", e)))?;
     std::thread::Builder::new()
         .name("sigil-pg-writer".into())
         .spawn(move || runtime.block_on(writer(pool, queue)))
-        .map_err(|e| StoreError::Unavailable(format!("issuance writer: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(Reason::context("issuance writer", e)))?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod registrations;
 mod tokens;
 mod transactions;
 
+use crate::reason::Reason;
 use audit::append_audit;
 use transactions::consume;
 
@@ -86,8 +87,14 @@ pub(super) fn err(e: tokio_postgres::Error) -> StoreError {
         }
         _ => match e.as_db_error() {
             // "db error" alone says nothing: add the server's message.
-            Some(db) => StoreError::Unavailable(format!("PostgreSQL: {}", db.message())),
-            None => StoreError::Unavailable(format!("PostgreSQL: {}", chain(&e))),
+            Some(db) => {
+                let text = format!("PostgreSQL: {}", db.message());
+                StoreError::Unavailable(Reason::caused_by(e).with_text(text))
+            }
+            None => {
+                let text = format!("PostgreSQL: {}", chain(&e));
+                StoreError::Unavailable(Reason::caused_by(e).with_text(text))
+            }
         },
     }
 }
@@ -101,7 +108,7 @@ pub(super) fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
         },
         other => other.to_string(),
     };
-    StoreError::Unavailable(format!("PostgreSQL: {text}"))
+    StoreError::Unavailable(Reason::caused_by(e).with_text(format!("PostgreSQL: {text}")))
 }
 
 /// An error with its causes, `: `-joined (tokio-postgres's own text is often just "error
@@ -392,7 +399,8 @@ impl PostgresStore {
         };
         store.migrate(mode).await.map_err(|e| match e {
             StoreError::Unavailable(m) => {
-                StoreError::Unavailable(connect_hint(&m, &cfg_hint, &described))
+                let hinted = connect_hint(m.text(), &cfg_hint, &described);
+                StoreError::Unavailable(m.with_text(hinted))
             }
             other => other,
         })?;

@@ -19,6 +19,7 @@ mod registrations;
 mod tokens;
 mod transactions;
 
+use crate::reason::Reason;
 use audit::append_audit;
 use transactions::consume;
 use transactions::reserve_rows;
@@ -76,7 +77,7 @@ pub(super) fn err(e: rusqlite::Error) -> StoreError {
         {
             StoreError::Conflict(e.to_string())
         }
-        _ => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Unavailable(Reason::caused_by(e)),
     }
 }
 
@@ -181,7 +182,7 @@ pub(super) fn cert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Certifica
 fn private_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |what: &str, p: &Path, e: std::io::Error| {
-        StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()))
+        StoreError::Unavailable(Reason::context(format!("cannot {what} {}", p.display()), e))
     };
     if path.exists() {
         return Ok(());
@@ -213,7 +214,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             private_file(&path)?;
             let mut conn = Connection::open(&path).map_err(|e| {
-                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+                StoreError::Unavailable(Reason::context(format!("cannot open {}", path.display()), e))
             })?;
             let mode: String = conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -242,7 +243,7 @@ impl SqliteStore {
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(|e| {
-                StoreError::Unavailable(format!("cannot open {} to read: {e}", path.display()))
+                StoreError::Unavailable(Reason::context(format!("cannot open {} to read", path.display()), e))
             })?;
             reader
                 .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
@@ -254,7 +255,7 @@ impl SqliteStore {
             })
         })
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
     }
 
     /// Run `f` on the read-only connection (a blocking thread): for queries that write
@@ -269,7 +270,7 @@ impl SqliteStore {
             f(&c)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
     }
 
     pub(super) async fn with<T: Send + 'static>(
@@ -282,7 +283,7 @@ impl SqliteStore {
             f(&mut c)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
     }
 }
 
@@ -290,6 +291,38 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::store::{AuditStore, CertFilter, CertificateStore};
+
+    /// An engine's failure keeps the engine's error as its cause, not only its text: a
+    /// caller (or an operator's tool) can walk to it and tell a full disk from a corrupt file.
+    #[tokio::test]
+    async fn a_failure_keeps_the_engines_error() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        std::fs::write(
+            &path,
+            b"not a database, and long enough to be read as a header: ".repeat(200),
+        )
+        .unwrap();
+        let e = SqliteStore::open(&path)
+            .await
+            .err()
+            .expect("a file that is no database fails");
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        let mut causes = Vec::new();
+        let mut next = e.source();
+        while let Some(c) = next {
+            causes.push(c);
+            next = c.source();
+        }
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.downcast_ref::<rusqlite::Error>().is_some()),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("not a database"), "{e}");
+    }
 
     /// Searches go through the read-only connection: they see every commit, they complete
     /// while the writer's connection is held (were they on it, this test would hang until the

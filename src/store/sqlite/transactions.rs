@@ -1,6 +1,7 @@
 //! SQLite: SCEP transactions: reserved before the CA signs (with their one-time challenge
 //! claimed), PENDING, issued from either, rejected; lookups by record key and transactionID.
 
+use crate::reason::Reason;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -54,7 +55,7 @@ impl TransactionStore for SqliteStore {
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
         match tokio::task::spawn_blocking(move || issues.write(&conn, job))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))??
+            .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))??
         {
             super::issue::Written::Reserved(existing) => Ok(existing.map(|b| *b)),
             super::issue::Written::Issued => Err(StoreError::Unavailable(
@@ -191,7 +192,7 @@ impl TransactionStore for SqliteStore {
         let (conn, issues) = (self.conn.clone(), self.issues.clone());
         tokio::task::spawn_blocking(move || issues.write(&conn, job))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
             .map(|_| ())
     }
     async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), StoreError> {

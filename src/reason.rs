@@ -1,0 +1,169 @@
+//! Why something is unavailable: a sentence for people, and the error that caused it kept
+//! whole.
+//!
+//! The domain errors (`StoreError`, `RequestError`, `ApprovalError`, …) say *what* failed in
+//! their own variants; when the answer is "unavailable, retry later" the cause is another
+//! layer's error (SQLite's, PostgreSQL's, the token's, the system's). A [`Reason`] keeps that
+//! error as the variant's `source()`, so a caller can walk the chain or downcast to it, and
+//! keeps a complete sentence for the log line that prints only the top error.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+/// The error underneath, shared: one failure can answer several callers (a group commit), and
+/// the error types that carry a `Reason` stay `Clone`.
+type Cause = Arc<dyn Error + Send + Sync + 'static>;
+
+/// Why something is unavailable: a sentence, and the error that caused it when there is one.
+///
+/// Two reasons are equal when they read the same: a test compares what people are told, not
+/// the identity of the error underneath.
+#[derive(Clone)]
+pub struct Reason {
+    text: String,
+    cause: Option<Cause>,
+}
+
+impl Reason {
+    /// A reason with no error underneath (an invariant the code checks itself).
+    pub fn new(text: impl Into<String>) -> Reason {
+        Reason {
+            text: text.into(),
+            cause: None,
+        }
+    }
+
+    /// The error itself is the reason: its text, and the error kept as the cause.
+    pub fn caused_by(e: impl Error + Send + Sync + 'static) -> Reason {
+        Reason {
+            text: e.to_string(),
+            cause: Some(Arc::new(e)),
+        }
+    }
+
+    /// What was being done when `e` happened: "`context`: `e`", and `e` kept as the cause.
+    pub fn context(context: impl fmt::Display, e: impl Error + Send + Sync + 'static) -> Reason {
+        Reason {
+            text: format!("{context}: {e}"),
+            cause: Some(Arc::new(e)),
+        }
+    }
+
+    /// The sentence.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The same cause with another sentence (a hint added for people).
+    pub fn with_text(self, text: impl Into<String>) -> Reason {
+        Reason {
+            text: text.into(),
+            cause: self.cause,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(c) => write!(f, "{:?} (caused by {c:?})", self.text),
+            None => write!(f, "{:?}", self.text),
+        }
+    }
+}
+
+impl Error for Reason {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn Error + 'static))
+    }
+}
+
+impl PartialEq for Reason {
+    fn eq(&self, other: &Reason) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Reason {}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        Reason::new(text)
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Reason {
+        Reason::new(text)
+    }
+}
+
+/// An error and its causes on one line, each cause once: "a: b: c". A layer whose text already
+/// ends with its cause's (a `Reason` made by [`Reason::caused_by`] or [`Reason::context`])
+/// does not repeat it.
+pub fn chain(e: &(dyn Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let t = c.to_string();
+        if !t.is_empty() && !out.ends_with(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        next = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk I/O error")]
+    struct Disk;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Top {
+        #[error("store unavailable: {0}")]
+        Unavailable(#[source] Reason),
+    }
+
+    #[test]
+    fn the_cause_is_kept_and_can_be_found() {
+        let e = Top::Unavailable(Reason::caused_by(Disk));
+        let reason = e.source().expect("the reason");
+        let cause = reason.source().expect("the cause");
+        assert!(cause.downcast_ref::<Disk>().is_some());
+        assert_eq!(e.to_string(), "store unavailable: disk I/O error");
+    }
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let e = Top::Unavailable(Reason::caused_by(Disk));
+        assert_eq!(chain(&e), "store unavailable: disk I/O error");
+        let e = Top::Unavailable(Reason::context("writing the CRL", Disk));
+        assert_eq!(
+            chain(&e),
+            "store unavailable: writing the CRL: disk I/O error"
+        );
+        let e = Top::Unavailable("no cause".into());
+        assert!(e.source().and_then(|r| r.source()).is_none());
+        assert_eq!(chain(&e), "store unavailable: no cause");
+    }
+
+    #[test]
+    fn reasons_compare_by_what_they_say() {
+        assert_eq!(Reason::caused_by(Disk), Reason::new("disk I/O error"));
+        assert_ne!(Reason::new("a"), Reason::new("b"));
+        let hinted = Reason::caused_by(Disk).with_text("disk I/O error (is the disk full?)");
+        assert!(hinted.source().is_some());
+    }
+}
