@@ -606,6 +606,43 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     assert!(b.text().contains("registration_approved"), "{}", b.text());
     assert!(b.text().contains("registration_created"), "{}", b.text());
     b.check("audit");
+    // The chain is checked by verification runs: a visit shows the latest one (younger than
+    // ten minutes) instead of reading the whole log again, and "Verify now" runs one.
+    b.click("#verify-now");
+    assert!(b.url().ends_with("/console/audit"), "{}", b.url());
+    assert!(b.text().contains("Intact"), "{}", b.text());
+    assert!(b.text().contains("Checked at"), "{}", b.text());
+    let db = s.token.data().join("sigil.db");
+    let original: String = {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let o = c
+            .query_row("SELECT subject FROM audit_log WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        c.execute("UPDATE audit_log SET subject = 'forged' WHERE seq = 2", [])
+            .unwrap();
+        o
+    };
+    b.goto(&format!("{base}/console/audit"));
+    assert!(
+        b.text().contains("Intact"),
+        "the latest run is shown, not a new one: {}",
+        b.text()
+    );
+    b.click("#verify-now");
+    assert!(b.text().contains("does not verify"), "{}", b.text());
+    assert!(b.text().contains("record 2"), "{}", b.text());
+    b.check("audit-broken");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE audit_log SET subject = ?1 WHERE seq = 2",
+            [original],
+        )
+        .unwrap();
+    b.click("#verify-now");
+    assert!(b.text().contains("Intact"), "{}", b.text());
     // Filtered by the store: only the records whose action holds the text (any case).
     b.goto(&format!(
         "{base}/console/audit?action=Registration_Approved"

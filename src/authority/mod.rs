@@ -10,6 +10,7 @@
 //! active CA generation from the store.
 
 pub mod access;
+pub mod audit_runs;
 pub mod audit_seal;
 pub mod binding;
 mod ca;
@@ -249,6 +250,8 @@ pub(crate) struct Inner {
     pub(crate) building_partition: tokio::sync::Mutex<()>,
     /// Full CRLs, held by their published number.
     pub(crate) held_crls: held_crls::HeldCrls,
+    /// The console's audit verification runs.
+    pub(crate) audit_runs: audit_runs::AuditRuns,
 }
 
 /// The registration authority. Cheap to clone.
@@ -510,6 +513,7 @@ impl Authority {
                 pushing: Default::default(),
                 building_partition: Default::default(),
                 held_crls: Default::default(),
+                audit_runs: Default::default(),
             }),
         })
     }

@@ -79,6 +79,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(admin::token_action),
         )
         .route("/console/audit", web::get().to(admin::audit))
+        .route("/console/audit/verify", web::post().to(admin::verify_audit))
         .route("/console/reports", web::get().to(reports::reports));
 }
 
