@@ -105,19 +105,20 @@ impl From<&str> for Reason {
     }
 }
 
-/// An error and its causes on one line, each cause once: "a: b: c". A layer whose text already
-/// ends with its cause's (a `Reason` made by [`Reason::caused_by`] or [`Reason::context`])
-/// does not repeat it.
+/// An error and its causes on one line, each said once: "a: b: c". A cause whose text the line
+/// already ends with is not repeated, and the walk stops at a [`Reason`]: its sentence already
+/// says what its cause says (made from it, or written to replace it with a hint).
 pub fn chain(e: &(dyn Error + 'static)) -> String {
     let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(c) = next {
+    let mut at = e;
+    while at.downcast_ref::<Reason>().is_none() {
+        let Some(c) = at.source() else { break };
         let t = c.to_string();
         if !t.is_empty() && !out.ends_with(&t) {
             out.push_str(": ");
             out.push_str(&t);
         }
-        next = c.source();
+        at = c;
     }
     out
 }
@@ -154,6 +155,12 @@ mod tests {
             chain(&e),
             "store unavailable: writing the CRL: disk I/O error"
         );
+        // A sentence that replaced its cause's text (a hint) stands for it.
+        let e = Top::Unavailable(Reason::caused_by(Disk).with_text("disk I/O error: is it full?"));
+        assert_eq!(chain(&e), "store unavailable: disk I/O error: is it full?");
+        // Layers above a reason are each said once.
+        let wrapped = std::io::Error::other(Top::Unavailable(Reason::caused_by(Disk)));
+        assert_eq!(chain(&wrapped), "store unavailable: disk I/O error");
         let e = Top::Unavailable("no cause".into());
         assert!(e.source().and_then(|r| r.source()).is_none());
         assert_eq!(chain(&e), "store unavailable: no cause");

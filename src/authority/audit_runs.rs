@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::audit_seal::AuditCheck;
-use super::{Authority, RequestError};
+use super::Authority;
 
 /// One verification run and what it found.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct AuditRun {
     /// What it found.
     pub check: AuditCheck,
     started: Instant,
+    /// The log was read to its end (a run that could not read it is shown, but never reused).
+    read_whole: bool,
 }
 
 /// The latest run, and the lock that lets one run at a time.
@@ -46,33 +48,50 @@ impl AuditRuns {
 }
 
 impl Authority {
-    /// The latest verification run if it started less than `max_age` ago, else a new one.
+    /// The latest verification run if it started less than `max_age` ago, else a new one. A
+    /// log that cannot be read to its end is a run whose check names the problem.
     /// Callers that ask while a run is under way wait for it and share its result (when it
     /// started after they asked); `Duration::ZERO` always gets a run that started after the
     /// call.
-    pub async fn audit_verification(&self, max_age: Duration) -> Result<AuditRun, RequestError> {
+    pub async fn audit_verification(&self, max_age: Duration) -> AuditRun {
         let runs = &self.inner.audit_runs;
         let asked = Instant::now();
         if let Some(run) = runs.latest() {
-            if !max_age.is_zero() && asked.duration_since(run.started) < max_age {
-                return Ok(run);
+            if run.read_whole && !max_age.is_zero() && asked.duration_since(run.started) < max_age {
+                return run;
             }
         }
         let _one_at_a_time = runs.running.lock().await;
+        // A run that started after the call, or one young enough (finished while this call
+        // waited for the lock), answers it too.
         if let Some(run) = runs.latest() {
-            if run.started >= asked {
-                return Ok(run);
+            let young = run.read_whole && !max_age.is_zero() && run.started.elapsed() < max_age;
+            if run.started >= asked || young {
+                return run;
             }
         }
         let (started, at) = (Instant::now(), crate::clock::now());
-        let check = self.verify_audit().await?;
+        // A log that cannot be read to its end does not verify: the run says so, and it
+        // replaces an older "intact" rather than leaving it on show.
+        let (check, read_whole) = match self.verify_audit().await {
+            Ok(check) => (check, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit log could not be read to verify it");
+                let check = AuditCheck {
+                    problem: Some(format!("the log could not be read to its end: {e}")),
+                    ..AuditCheck::default()
+                };
+                (check, false)
+            }
+        };
         let run = AuditRun {
             at,
             took: started.elapsed(),
             check,
             started,
+            read_whole,
         };
         runs.keep(&run);
-        Ok(run)
+        run
     }
 }

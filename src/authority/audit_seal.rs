@@ -471,13 +471,11 @@ impl Authority {
             };
             let outlets = &ra.inner.seal;
             outlets.append(&seal).map_err(|e| {
-                RequestError::Unavailable(
-                    format!(
-                        "cannot append to the audit heads file {}: {e}",
-                        outlets.heads_file.display()
-                    )
-                    .into(),
-                )
+                let file = outlets.heads_file.display();
+                RequestError::Unavailable(Reason::context(
+                    format!("cannot append to the audit heads file {file}"),
+                    e,
+                ))
             })?;
             if let Err(e) = outlets.syslog(&seal) {
                 tracing::warn!(error = %e, "could not send the audit seal to syslog");

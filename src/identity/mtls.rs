@@ -3,6 +3,7 @@
 //! from the UPN (or email) in the subject alternative names, and revocation is checked by OCSP
 //! or a CRL, failing closed: no answer, no sign-in.
 
+use crate::reason::Reason;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -40,13 +41,12 @@ fn refused(why: impl Into<String>) -> SignInError {
     SignInError::Refused(why.into())
 }
 
-fn unknown(why: impl std::fmt::Display) -> SignInError {
-    SignInError::Unavailable(
-        format!(
-            "the certificate's revocation status cannot be learned ({why}); sign-in fails closed"
-        )
-        .into(),
-    )
+fn unknown(why: impl Into<Reason>) -> SignInError {
+    let why = why.into();
+    let text = format!(
+        "the certificate's revocation status cannot be learned ({why}); sign-in fails closed"
+    );
+    SignInError::Unavailable(why.with_text(text))
 }
 
 impl Mtls {
@@ -169,12 +169,15 @@ impl Mtls {
         let der = self.crl().await?;
         let crl = X509Crl::from_der(&der)
             .or_else(|_| X509Crl::from_pem(&der))
-            .map_err(|e| unknown(format!("the CRL does not read: {e}")))?;
-        let key = issuer.public_key().map_err(unknown)?;
+            .map_err(|e| unknown(Reason::context("the CRL does not read", e)))?;
+        let key = issuer
+            .public_key()
+            .map_err(|e| unknown(Reason::caused_by(e)))?;
         if !crl.verify(&key).unwrap_or(false) {
             return Err(unknown("the CRL is not signed by the certificate's issuer"));
         }
-        let now = openssl::asn1::Asn1Time::days_from_now(0).map_err(unknown)?;
+        let now =
+            openssl::asn1::Asn1Time::days_from_now(0).map_err(|e| unknown(Reason::caused_by(e)))?;
         match crl.next_update() {
             Some(next) if next > now => {}
             _ => return Err(unknown("the CRL is out of date")),
@@ -195,7 +198,7 @@ impl Mtls {
                     return Ok(c.der.clone());
                 }
             }
-            let der = std::fs::read(path).map_err(|e| unknown(format!("{path}: {e}")))?;
+            let der = std::fs::read(path).map_err(|e| unknown(Reason::context(path, e)))?;
             *self.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedCrl {
                 der: der.clone(),
                 until: i64::MAX,
@@ -213,7 +216,7 @@ impl Mtls {
             .get(&self.settings.crl_url)
             .send()
             .await
-            .map_err(|e| unknown(format!("{}: {e}", self.settings.crl_url)))?;
+            .map_err(|e| unknown(Reason::context(&self.settings.crl_url, e)))?;
         if !resp.status().is_success() {
             return Err(unknown(format!(
                 "{} answered {}",
@@ -221,7 +224,11 @@ impl Mtls {
                 resp.status()
             )));
         }
-        let der = resp.bytes().await.map_err(unknown)?.to_vec();
+        let der = resp
+            .bytes()
+            .await
+            .map_err(|e| unknown(Reason::caused_by(e)))?
+            .to_vec();
         let until = x509_parser::parse_x509_crl(&der)
             .ok()
             .and_then(|(_, c)| c.next_update().map(|t| t.timestamp()))
@@ -245,11 +252,12 @@ impl Mtls {
         };
         let id = || {
             OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), cert, issuer)
-                .map_err(unknown)
+                .map_err(|e| unknown(Reason::caused_by(e)))
         };
-        let mut req = OcspRequest::new().map_err(unknown)?;
-        req.add_id(id()?).map_err(unknown)?;
-        let body = req.to_der().map_err(unknown)?;
+        let mut req = OcspRequest::new().map_err(|e| unknown(Reason::caused_by(e)))?;
+        req.add_id(id()?)
+            .map_err(|e| unknown(Reason::caused_by(e)))?;
+        let body = req.to_der().map_err(|e| unknown(Reason::caused_by(e)))?;
         let resp = self
             .http
             .post(&url)
@@ -257,31 +265,36 @@ impl Mtls {
             .body(body)
             .send()
             .await
-            .map_err(|e| unknown(format!("{url}: {e}")))?;
+            .map_err(|e| unknown(Reason::context(&url, e)))?;
         if !resp.status().is_success() {
             return Err(unknown(format!("{url} answered {}", resp.status())));
         }
-        let der = resp.bytes().await.map_err(unknown)?;
-        let answer = OcspResponse::from_der(&der).map_err(unknown)?;
+        let der = resp
+            .bytes()
+            .await
+            .map_err(|e| unknown(Reason::caused_by(e)))?;
+        let answer = OcspResponse::from_der(&der).map_err(|e| unknown(Reason::caused_by(e)))?;
         if answer.status() != OcspResponseStatus::SUCCESSFUL {
             return Err(unknown(format!(
                 "the OCSP responder answered {:?}",
                 answer.status()
             )));
         }
-        let basic = answer.basic().map_err(unknown)?;
-        let mut certs = Stack::new().map_err(unknown)?;
-        certs.push(issuer.clone()).map_err(unknown)?;
+        let basic = answer.basic().map_err(|e| unknown(Reason::caused_by(e)))?;
+        let mut certs = Stack::new().map_err(|e| unknown(Reason::caused_by(e)))?;
+        certs
+            .push(issuer.clone())
+            .map_err(|e| unknown(Reason::caused_by(e)))?;
         basic
             .verify(&certs, &self.store, OcspFlag::empty())
-            .map_err(|e| unknown(format!("the OCSP answer does not verify: {e}")))?;
+            .map_err(|e| unknown(Reason::context("the OCSP answer does not verify", e)))?;
         let id = id()?;
         let status = basic
             .find_status(&id)
             .ok_or_else(|| unknown("the OCSP answer is about another certificate"))?;
         status
             .check_validity(300, None)
-            .map_err(|e| unknown(format!("the OCSP answer is out of date: {e}")))?;
+            .map_err(|e| unknown(Reason::context("the OCSP answer is out of date", e)))?;
         if status.status == OcspCertStatus::GOOD {
             Ok(())
         } else if status.status == OcspCertStatus::REVOKED {

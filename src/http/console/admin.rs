@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{field, message, render, see_other, unavailable, when, Visit};
 use crate::authority::access::Role;
+use crate::authority::audit_runs::AuditRun;
 use crate::authority::{AuditQuery, TokenError};
 use crate::http::api::tokens::{make_token, NewToken};
 use crate::http::AppState;
@@ -270,7 +271,8 @@ pub(super) struct AuditFilter {
 /// one at once.
 const VERIFIED_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// `/console/audit/verify`: a verification run now, then back to the audit page.
+/// `/console/audit/verify`: a verification run now, shown at once (by the node that ran it:
+/// behind a load balancer, a redirect could land on a node with an older run of its own).
 pub(super) async fn verify_audit(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -280,15 +282,11 @@ pub(super) async fn verify_audit(
         Ok(v) => v,
         Err(r) => return r,
     };
-    match state.ra.audit_verification(std::time::Duration::ZERO).await {
-        Ok(run) => {
-            tracing::info!(actor = %visit.caller.actor, records = run.check.records,
-                problem = ?run.check.problem, took_ms = run.took.as_millis() as u64,
-                "audit log verified from the console");
-            see_other("/console/audit")
-        }
-        Err(e) => unavailable(e),
-    }
+    let run = state.ra.audit_verification(std::time::Duration::ZERO).await;
+    tracing::info!(actor = %visit.caller.actor, records = run.check.records,
+        problem = ?run.check.problem, took_ms = millis(&run),
+        "audit log verified from the console");
+    audit_page(&state, visit, AuditFilter::default(), run).await
 }
 
 /// `/console/audit`: the newest records, filtered, and the chain checked (by the latest
@@ -301,11 +299,16 @@ pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let f: AuditFilter = web::Query::<AuditFilter>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
+    let run = state.ra.audit_verification(VERIFIED_WITHIN).await;
+    audit_page(&state, visit, f, run).await
+}
+
+fn millis(run: &AuditRun) -> u64 {
+    u64::try_from(run.took.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn audit_page(state: &AppState, visit: Visit, f: AuditFilter, run: AuditRun) -> HttpResponse {
     let ra = &state.ra;
-    let run = match ra.audit_verification(VERIFIED_WITHIN).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
     // The newest 200 that match, read from the end of the log by the store.
     // A search text is at most 256 characters (SQLite refuses LIKE patterns past 50,000
     // bytes): what is longer is cut, not refused.
@@ -332,9 +335,10 @@ pub(super) async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         "Audit log",
         Some(&visit),
         json!({
-            "check": run.check,
+            "check": &run.check,
             "checked_at": when(run.at),
-            "checked_in_ms": run.took.as_millis(),
+            "checked_in_ms": millis(&run),
+            "fresh_minutes": VERIFIED_WITHIN.as_secs() / 60,
             "records": shown,
             "filter": {"action": f.action, "actor": f.actor, "subject": f.subject},
         }),

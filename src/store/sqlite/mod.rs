@@ -223,13 +223,8 @@ impl SqliteStore {
                 // Readers then wait for the writer (and it for them); correct, but slower.
                 tracing::warn!(%mode, path = %path.display(), "SQLite is not in WAL mode on this file system: searches and issuance wait for each other");
             }
-            // temp_store = MEMORY keeps the statement journal of each issuance's savepoint in
-            // memory: on files, a group of issuances that outgrew 64 KiB of it created, wrote
-            // and deleted a temporary file per commit. It only ever rolls a savepoint back;
-            // the durable record is the WAL.
             conn.execute_batch(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                 PRAGMA temp_store = MEMORY;",
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(err)?;
             // Take the write lock when a transaction begins: a read that later upgrades to a
@@ -237,6 +232,15 @@ impl SqliteStore {
             // tool) writes, without waiting for busy_timeout.
             conn.set_transaction_behavior(TransactionBehavior::Immediate);
             migrate(&mut conn, migrate_schema)?;
+            // Once migrated (an index built over millions of rows sorts through temporary
+            // files, not memory), temp_store = MEMORY keeps the statement journal of each
+            // issuance's savepoint in memory: on files, a group of issuances that outgrew
+            // 64 KiB of it created, wrote and deleted a temporary file per commit. That
+            // journal only ever rolls a savepoint back; the durable record is the WAL. It also
+            // keeps this connection's temporary tables and sorts in memory: the writer runs
+            // none larger than a group of writes.
+            conn.execute_batch("PRAGMA temp_store = MEMORY;")
+                .map_err(err)?;
             let reader = Connection::open_with_flags(
                 &path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
