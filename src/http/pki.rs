@@ -80,10 +80,12 @@ fn crl_answer(crl: Result<Vec<u8>, RequestError>) -> HttpResponse {
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
             .body(der),
         Err(RequestError::Unavailable(why)) => {
+            // The detail (database or token error text) is logged, not sent: anyone may ask.
             tracing::warn!(%why, "CRL unavailable");
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, "5"))
-                .body(format!("temporarily unavailable: {why}\n"))
+                .content_type("text/plain; charset=utf-8")
+                .body("temporarily unavailable (certificate store or HSM); retry later\n")
         }
         // Not produced by the CRL paths today; answered for what they say, never as a 500.
         Err(e @ RequestError::UnknownProfile(_)) => HttpResponse::NotFound()

@@ -198,7 +198,9 @@ impl Mtls {
                     return Ok(c.der.clone());
                 }
             }
-            let der = std::fs::read(path).map_err(|e| unknown(Reason::context(path, e)))?;
+            // Named by its setting, not its path: the page is shown before sign-in.
+            let der = std::fs::read(path)
+                .map_err(|e| unknown(Reason::context("identity.mtls.crl_file", e)))?;
             *self.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedCrl {
                 der: der.clone(),
                 until: i64::MAX,
