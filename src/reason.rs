@@ -166,6 +166,28 @@ mod tests {
         assert_eq!(chain(&e), "store unavailable: no cause");
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing the CRL")]
+    struct Writing(#[source] Disk);
+
+    #[test]
+    fn a_chain_without_a_reason_is_walked_to_its_end() {
+        assert_eq!(chain(&Writing(Disk)), "writing the CRL: disk I/O error");
+    }
+
+    #[test]
+    fn the_sentence_and_the_debug_form_say_what_happened() {
+        let r = Reason::caused_by(Disk);
+        assert_eq!(r.text(), "disk I/O error");
+        assert_eq!(r.clone().with_text("full").text(), "full");
+        let debug = format!("{r:?}");
+        assert!(
+            debug.contains("disk I/O error") && debug.contains("Disk"),
+            "{debug}"
+        );
+        assert_eq!(format!("{:?}", Reason::new("alone")), "\"alone\"");
+    }
+
     #[test]
     fn reasons_compare_by_what_they_say() {
         assert_eq!(Reason::caused_by(Disk), Reason::new("disk I/O error"));
