@@ -613,6 +613,8 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     assert!(b.url().ends_with("/console/audit/verify"), "{}", b.url());
     assert!(b.text().contains("Intact"), "{}", b.text());
     assert!(b.text().contains("Checked at"), "{}", b.text());
+    // The review is on the record, by the person who asked for it.
+    assert!(b.text().contains("audit_verified"), "{}", b.text());
     let db = s.token.data().join("sigil.db");
     let original: String = {
         let c = rusqlite::Connection::open(&db).unwrap();

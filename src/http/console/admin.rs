@@ -286,6 +286,20 @@ pub(super) async fn verify_audit(
     tracing::info!(actor = %visit.caller.actor, records = run.check.records,
         problem = ?run.check.problem, took_ms = millis(&run),
         "audit log verified from the console");
+    // A review of the log by a person is itself on the record (who, when, what it found).
+    let details = json!({
+        "records": run.check.records,
+        "head_seq": run.check.head_seq,
+        "signed_head_seq": run.check.signed_head_seq,
+        "problem": run.check.problem,
+    });
+    if let Err(e) = state
+        .ra
+        .audit_event(&visit.caller.actor, "audit_verified", "audit_log", &details)
+        .await
+    {
+        tracing::warn!(error = %e, "the verification run could not be recorded");
+    }
     audit_page(&state, visit, AuditFilter::default(), run).await
 }
 
