@@ -32,39 +32,20 @@ trap cleanup EXIT
 
 
 # --- Sigil: one token, two stores (SQLite, PostgreSQL) ---------------------------------------
-bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
-export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
-hash="$(printf '%s' "$CHALLENGE" | sha256sum | cut -d' ' -f1)"
-cat > "$work/sigil.toml" <<TOML
-[hsm]
-token = "sigil"
-pin_file = "$work/hsm/user.pin"
-
-[profiles.default]
-challenge_sha256 = "$hash"
-key_types = ["rsa"]
-TOML
-export SIGIL_CONFIG="$work/sigil.toml"
+enroll_setup "$work"
 SIGIL_SERVER_DATA_DIR="$work/data-sqlite" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
 # One CA, one store: the PostgreSQL target is a CA of its own (same key sizes), on a second
 # token of the same SoftHSM directory, made after PostgreSQL is up (below).
 bash hsm-config/softhsm-token.sh "$work/hsm" sigil-pg >&2
 
-start_sigil() { # name data_dir [database_url]
-  local port; port="$(free_port)"
-  SIGIL_SERVER_DATA_DIR="$2" SIGIL_DATABASE_URL="${3:-}" SIGIL_SERVER_LISTEN="127.0.0.1:$port" \
-    SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$work/$1.log" &
-  wait_up "http://127.0.0.1:$port/healthz"
-  echo "$port $!"
-}
-read -r sqlite_port sqlite_pid < <(start_sigil sigil-sqlite "$work/data-sqlite")
+read -r sqlite_port sqlite_pid < <(bench_serve "$work" sigil-sqlite "$work/data-sqlite")
 pids+=("$sqlite_pid")
 
 # shellcheck source=softhsm-tests/postgres.sh
 . softhsm-tests/postgres.sh >&2
 SIGIL_HSM_TOKEN=sigil-pg SIGIL_DATABASE_URL="$SIGIL_TEST_DATABASE_URL" SIGIL_SERVER_DATA_DIR="$work/data-pg" \
   "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-read -r sigil_pg_port sigil_pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg start_sigil sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
+read -r sigil_pg_port sigil_pg_pid < <(SIGIL_HSM_TOKEN=sigil-pg bench_serve "$work" sigil-postgres "$work/data-pg" "$SIGIL_TEST_DATABASE_URL")
 pids+=("$sigil_pg_pid")
 
 # --- optionally an older build of Sigil (SQLite, a token of its own), to compare builds ----

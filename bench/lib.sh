@@ -21,3 +21,32 @@ wait_up() { # URL [TRIES]
   echo "$1 did not come up" >&2
   return 1
 }
+
+# A SoftHSM token "sigil" under WORK/hsm and a configuration with one RSA profile whose static
+# challenge is $CHALLENGE, for the enrollment benches; exports SOFTHSM2_CONF and SIGIL_CONFIG.
+enroll_setup() { # WORK
+  bash hsm-config/softhsm-token.sh "$1/hsm" sigil >&2
+  export SOFTHSM2_CONF="$1/hsm/softhsm2.conf"
+  local hash; hash="$(printf '%s' "$CHALLENGE" | sha256sum | cut -d' ' -f1)"
+  cat > "$1/sigil.toml" <<TOML
+[hsm]
+token = "sigil"
+pin_file = "$1/hsm/user.pin"
+
+[profiles.default]
+challenge_sha256 = "$hash"
+key_types = ["rsa"]
+TOML
+  export SIGIL_CONFIG="$1/sigil.toml"
+}
+
+# Start `$sigil serve` (warn logs to WORK/NAME.log) on a free port; prints "PORT PID" once it
+# answers. The CA must have been made (`sigil init`) in DATA_DIR.
+bench_serve() { # WORK NAME DATA_DIR [DATABASE_URL]
+  local port; port="$(free_port)"
+  SIGIL_SERVER_DATA_DIR="$3" SIGIL_DATABASE_URL="${4:-}" SIGIL_SERVER_LISTEN="127.0.0.1:$port" \
+    SIGIL_LOG_LEVEL=warn "$sigil" serve 2>"$1/$2.log" &
+  local pid=$!
+  wait_up "http://127.0.0.1:$port/healthz" >&2
+  echo "$port $pid"
+}

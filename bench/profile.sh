@@ -25,25 +25,9 @@ cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
 
-bash hsm-config/softhsm-token.sh "$work/hsm" sigil >&2
-export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
-hash="$(printf '%s' "$CHALLENGE" | sha256sum | cut -d' ' -f1)"
-cat > "$work/sigil.toml" <<TOML
-[hsm]
-token = "sigil"
-pin_file = "$work/hsm/user.pin"
-
-[profiles.default]
-challenge_sha256 = "$hash"
-key_types = ["rsa"]
-TOML
-export SIGIL_CONFIG="$work/sigil.toml"
+enroll_setup "$work"
 SIGIL_SERVER_DATA_DIR="$work/data" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-port="$(free_port)"
-SIGIL_SERVER_DATA_DIR="$work/data" SIGIL_SERVER_LISTEN="127.0.0.1:$port" SIGIL_LOG_LEVEL=warn \
-  "$sigil" serve 2>"$work/sigil.log" &
-pid=$!
-wait_up "http://127.0.0.1:$port/healthz"
+read -r port pid < <(bench_serve "$work" sigil "$work/data")
 
 # A warm-up run (the first connections, the token's sessions), then the sampled one.
 "$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
