@@ -677,6 +677,34 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.goto(&format!("{base}/console/desk"));
     assert_eq!(b.title(), "Not for your role · Sigil");
     b.check("refused-role");
+    // A verification run is for admins and auditors: a user posting the form with her own
+    // session's CSRF token is refused, and nothing is recorded.
+    let reviews = || {
+        let audit: Vec<Value> = s
+            .http
+            .get(format!("{}/api/v1/audit?limit=10000", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        audit
+            .iter()
+            .filter(|r| r["action"] == "audit_verified")
+            .count()
+    };
+    let before = reviews();
+    assert!(before >= 3, "each Verify now above is recorded: {before}");
+    b.goto(&format!("{base}/console/me"));
+    b.js_leave(
+        "const f = document.createElement('form'); f.method = 'post';
+         f.action = '/console/audit/verify';
+         const i = document.createElement('input'); i.type = 'hidden'; i.name = 'csrf';
+         i.value = document.querySelector('input[name=csrf]').value;
+         f.appendChild(i); document.body.appendChild(f); f.submit();",
+    );
+    assert_eq!(b.title(), "Not for your role · Sigil", "{}", b.text());
+    assert_eq!(reviews(), before);
     assert!(b.checked.len() >= 20, "{:?}", b.checked);
 }
 

@@ -8,9 +8,9 @@
 //! may be active at once, so an MDM integration's token can be rotated without downtime:
 //! create the new one, distribute it, revoke the old one.
 
-use crate::reason::Reason;
 use sha2::Digest;
 
+use crate::reason::Reason;
 use crate::store::{now, Store, StoreError, TokenRecord, TokenScope};
 
 /// An API role.

@@ -13,7 +13,6 @@
 //! labelled `audit.key` (default `sigil-audit`), independent of CA rollovers, so seals made
 //! before a rollover still verify after it.
 
-use crate::reason::Reason;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -22,6 +21,7 @@ use openssl::pkey::{PKey, Public};
 use serde::{Deserialize, Serialize};
 
 use super::{Authority, RequestError};
+use crate::reason::Reason;
 use crate::store::{AuditStore, ChainCheck, StoreError};
 
 /// The store's state key holding the latest seal.

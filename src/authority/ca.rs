@@ -3,7 +3,6 @@
 //! renewals; the next one is offered by GetNextCACert with its RA certificate and the link
 //! certificate signed by the active CA.
 
-use crate::reason::Reason;
 use openssl::x509::X509;
 use rcgen::Issuer;
 
@@ -12,6 +11,7 @@ use super::{Authority, LoadError, RequestError};
 use crate::hsm::TokenKey;
 use crate::hsm::{Hsm, KeyUri};
 use crate::pki::ocsp::IssuerHashes;
+use crate::reason::Reason;
 use crate::store::StoreError;
 
 /// One CA generation: its certificate and key on the token.

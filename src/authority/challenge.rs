@@ -6,11 +6,11 @@
 //! exactly the bound name (the CN, through the profile's subject template if it has one) and
 //! the bound SANs, whatever else the CSR asks for.
 
-use crate::reason::Reason;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::pki::Csr;
+use crate::reason::Reason;
 use crate::store::{now, ChallengeRecord, Store, StoreError};
 
 /// What a one-time challenge is bound to; every field set must match the CSR.

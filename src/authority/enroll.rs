@@ -8,7 +8,6 @@
 //! certificate of ours) stay in the server log; those of authenticated requesters go into
 //! the audit chain (repeats counted, see refusals.rs).
 
-use crate::reason::Reason;
 use openssl::x509::X509;
 use sha2::Digest;
 
@@ -18,6 +17,7 @@ use super::external::{ChallengeAuthority, ExternalRefusal, IssuedNotice};
 use super::rules::Refusal;
 use super::{Authority, Profile, RequestError};
 use crate::pki::{parse_csr, PkiError};
+use crate::reason::Reason;
 use crate::store::{CertificateRecord, StoreError, TransactionRecord, TransactionState};
 
 /// What makes an issuance possible beyond the CSR: the one-time challenge to spend with the

@@ -11,7 +11,6 @@
 //! in every node's answers within a quarter of a second; and an answer whose status was read
 //! before such a drop is never taken into memory after it (the epoch).
 
-use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::Authority;
 use crate::pki::ocsp::{serial_hex, CertId, OcspQuery, Status};
+use crate::reason::Reason;
 use crate::store::{now, CertStatus, OcspAnswer, OcspDue};
 
 /// How often (milliseconds) a node reads the CA's revocation count, at most.

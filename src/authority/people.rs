@@ -4,11 +4,11 @@
 //! names; a token that grants power (admin, officer, integration) made through the API works
 //! only once a second admin approves it.
 
-use crate::reason::Reason;
 use sha2::Digest;
 
 use super::access::{self, Caller, Owner, Person, Role, TokenOwnership};
 use super::Authority;
+use crate::reason::Reason;
 use crate::store::{
     now, PersonRecord, SessionKind, SessionRecord, StoreError, TokenRecord, TokenScope, BREAK_GLASS,
 };

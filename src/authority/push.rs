@@ -7,11 +7,11 @@
 //! or `max_attempts` run out, and audited at each step; its state (pending, delivered, failed
 //! with the MDM's words) is shown on the registration.
 
-use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::mdm::push::{Delivery, PushError, PushEvent, PushSettings, PushTarget};
+use crate::reason::Reason;
 use crate::store::{
     now, CertStatus, PushAction, PushRecord, PushState, RegistrationRecord, RegistrationState,
     StoreError,

@@ -20,7 +20,6 @@
 //!
 //! Every step is in the audit log with who did it.
 
-use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::json;
 
@@ -29,6 +28,7 @@ use super::challenge::{mint, Bindings};
 use super::Authority;
 use super::{fill, CredentialSettings};
 use crate::mdm::{assess, Compliance, Device};
+use crate::reason::Reason;
 use crate::store::{now, PushAction, RegistrationRecord, RegistrationState, StoreError};
 
 /// Why a registration step did not happen.

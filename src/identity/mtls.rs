@@ -3,7 +3,6 @@
 //! from the UPN (or email) in the subject alternative names, and revocation is checked by OCSP
 //! or a CRL, failing closed: no answer, no sign-in.
 
-use crate::reason::Reason;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use openssl::x509::{X509Crl, X509StoreContext, X509};
 
 use super::settings::MtlsSettings;
 use super::{Assertion, SignInError};
+use crate::reason::Reason;
 
 /// The UPN other-name (Microsoft, `1.3.6.1.4.1.311.20.2.3`), as PIV authentication
 /// certificates carry it.

@@ -4,7 +4,6 @@
 //! when it signs with a key Sigil has not seen (key rotation), so Sigil starts even while the
 //! provider is down.
 
-use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::client_assertion::{client_assertion, ClientKey};
 use super::settings::OidcSettings;
 use super::{Assertion, SignInError};
+use crate::reason::Reason;
 
 /// Claims besides the standard ones (the groups claim, whatever its name).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -16,7 +16,6 @@
 
 mod settings;
 
-use crate::reason::Reason;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +31,7 @@ use crate::authority::external::{
     ChallengeAuthority, ExternalRefusal, IssuedNotice, RevocationRequest, RevocationResult,
 };
 use crate::identity::client_assertion::{client_assertion, ClientKey};
+use crate::reason::Reason;
 
 /// Intune's first-party application id, whose service principal lists the endpoints.
 const INTUNE_APP_ID: &str = "0000000a-0000-0000-c000-000000000000";

@@ -3,11 +3,11 @@
 //! Answers are kept a short while by the bytes of the request, so a replayed message costs
 //! no decryption, signature or write.
 
-use crate::reason::Reason;
 use tracing::Instrument;
 
 use super::ScepService;
 use crate::authority::{Decision, EnrollRequest, Profile, RefusalKind, RequestError, Requester};
+use crate::reason::Reason;
 use crate::scep::{
     CertRep, ContentCipher, DigestAlg, FailInfo, IssuerAndSerial, IssuerAndSubject, MessageType,
     Outcome, PkiMessage, ScepError,

@@ -27,7 +27,6 @@
 //! stalls it for at most the connection's `lock_timeout` (5 s, see `PostgresStore`). It has a thread of its
 //! own, is started by the first issuance, and again by the next one if it has stopped.
 
-use crate::reason::Reason;
 use std::sync::Mutex;
 
 use deadpool_postgres::{Pool, Transaction};
@@ -35,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{err, pool_err, registrations as reg};
 
+use crate::reason::Reason;
 use crate::store::{
     now, CertificateRecord, Issuance, StoreError, TransactionRecord, TransactionState,
 };

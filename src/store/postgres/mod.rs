@@ -17,7 +17,6 @@ mod registrations;
 mod tokens;
 mod transactions;
 
-use crate::reason::Reason;
 use audit::append_audit;
 use transactions::consume;
 
@@ -31,6 +30,7 @@ use super::{
     now, state_from, CertStatus, CertificateRecord, StoreError, TokenRecord, TransactionRecord,
     TransactionState,
 };
+use crate::reason::Reason;
 
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres_0001_initial.sql")),

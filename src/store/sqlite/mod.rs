@@ -19,7 +19,6 @@ mod registrations;
 mod tokens;
 mod transactions;
 
-use crate::reason::Reason;
 use audit::append_audit;
 use transactions::consume;
 use transactions::reserve_rows;
@@ -32,6 +31,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::{
     now, state_from, CertStatus, CertificateRecord, StoreError, TokenRecord, TransactionRecord,
 };
+use crate::reason::Reason;
 
 /// Escape `%`, `_` and `\` for LIKE with backslash as its escape character (SQLite's `ESCAPE
 /// '\'`; PostgreSQL's default).

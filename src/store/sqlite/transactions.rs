@@ -1,10 +1,10 @@
 //! SQLite: SCEP transactions: reserved before the CA signs (with their one-time challenge
 //! claimed), PENDING, issued from either, rejected; lookups by record key and transactionID.
 
-use crate::reason::Reason;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::reason::Reason;
 use crate::store::{
     now, CertificateRecord, StoreError, TransactionRecord, TransactionState, TransactionStore,
 };
