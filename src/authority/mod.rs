@@ -188,7 +188,7 @@ pub enum LoadError {
     Certificate(String),
     /// The store could not be read.
     #[error("store: {0}")]
-    Store(String),
+    Store(#[source] crate::store::StoreError),
     /// An outside integration (an MDM directory, the expiry webhook) cannot be set up.
     #[error("{0}")]
     Integration(String),
@@ -298,7 +298,7 @@ impl Authority {
         config: &AuthoritySettings,
         store: Arc<dyn Store>,
     ) -> Result<Authority, LoadError> {
-        let st = |e: crate::store::StoreError| LoadError::Store(e.to_string());
+        let st = LoadError::Store;
         let gens = generations::Generations::read(store.as_ref())
             .await
             .map_err(st)?;

@@ -292,13 +292,13 @@ impl Authority {
             .store
             .registration(&p.registration_id)
             .await
-            .map_err(|e| PushError::Webhook(format!("the store: {e}")))?
+            .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?
             .ok_or_else(|| gone("the registration is gone".into()))?;
         if p.action != PushAction::Withdraw {
             let withdrawn = self
                 .registration_pushes(&r.id)
                 .await
-                .map_err(|e| PushError::Webhook(format!("the store: {e}")))?
+                .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?
                 .iter()
                 .any(|w| w.action == PushAction::Withdraw);
             if withdrawn {
@@ -331,7 +331,7 @@ impl Authority {
                 .store
                 .certificate(s)
                 .await
-                .map_err(|e| PushError::Webhook(format!("the store: {e}")))?,
+                .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?,
             None => None,
         };
         let scep_payload = if p.action == PushAction::Deliver
@@ -341,7 +341,7 @@ impl Authority {
             let payload = self
                 .payload_for(&r, ACTOR, "")
                 .await
-                .map_err(|e| PushError::Webhook(format!("the SCEP payload: {e}")))?;
+                .map_err(|e| PushError::Unavailable(Reason::context("the SCEP payload", e)))?;
             serde_json::to_value(payload).ok()
         } else {
             None

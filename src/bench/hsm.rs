@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::hsm::{DecryptAlg, Hsm, HsmError, KeyUri, SignAlg};
+use crate::reason::Reason;
 
 /// Operations per second with one and two threads.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -78,11 +79,11 @@ pub fn run(
     let public = hsm.public_key_blocking(ra_decrypt)?.to_openssl()?;
     let rsa = public
         .rsa()
-        .map_err(|e| HsmError::Worker(format!("the RA decryption key is not RSA: {e}")))?;
+        .map_err(|e| HsmError::Worker(Reason::context("the RA decryption key is not RSA", e)))?;
     let mut ct = vec![0u8; rsa.size() as usize];
     let n = rsa
         .public_encrypt(&[7u8; 32], &mut ct, openssl::rsa::Padding::PKCS1)
-        .map_err(|e| HsmError::Worker(e.to_string()))?;
+        .map_err(|e| HsmError::Worker(Reason::caused_by(e)))?;
     ct.truncate(n);
     let digest = vec![1u8; 32];
     let rate = |op: Arc<dyn Fn() -> Result<(), HsmError> + Send + Sync>| -> Result<Rate, HsmError> {

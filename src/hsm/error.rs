@@ -27,7 +27,7 @@ pub enum HsmError {
     },
     /// The PIN source is missing or unreadable.
     #[error("cannot read the token PIN: {0}")]
-    Pin(String),
+    Pin(#[source] crate::reason::Reason),
     /// The token refused the PIN.
     #[error("the token `{0}` refused the PIN (CKR_PIN_INCORRECT): check the file named by hsm.pin_file / the variable named by hsm.pin_env")]
     WrongPin(String),
@@ -95,7 +95,7 @@ pub enum HsmError {
     },
     /// A session-level failure that persisted after reopening and logging in again.
     #[error("the token dropped the session and the retry failed: {0}")]
-    SessionLost(String),
+    SessionLost(#[source] Box<HsmError>),
     /// No session became free in time (the token is slow or hung).
     #[error(
         "no PKCS#11 session became free within {0} s: the token is overloaded or not answering"
@@ -106,7 +106,7 @@ pub enum HsmError {
     Overloaded(&'static str),
     /// The blocking task running the operation died.
     #[error("HSM worker failed: {0}")]
-    Worker(String),
+    Worker(#[source] crate::reason::Reason),
 }
 
 impl HsmError {

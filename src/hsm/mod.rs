@@ -375,7 +375,7 @@ impl Hsm {
         let (hsm, key) = (self.clone(), key.clone());
         tokio::task::spawn_blocking(move || hsm.sign_blocking(&key, alg, &data))
             .await
-            .map_err(|e| HsmError::Worker(e.to_string()))?
+            .map_err(|e| HsmError::Worker(crate::reason::Reason::caused_by(e)))?
     }
 
     /// Decrypt on a blocking thread.
@@ -388,7 +388,7 @@ impl Hsm {
         let (hsm, key) = (self.clone(), key.clone());
         tokio::task::spawn_blocking(move || hsm.decrypt_blocking(&key, alg, &data))
             .await
-            .map_err(|e| HsmError::Worker(e.to_string()))?
+            .map_err(|e| HsmError::Worker(crate::reason::Reason::caused_by(e)))?
     }
 
     /// True when a private key with this URI exists.

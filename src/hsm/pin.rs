@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use cryptoki::types::AuthPin;
 
 use super::HsmError;
+use crate::reason::Reason;
 
 /// The configured source of the user PIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,21 +24,24 @@ impl PinSource {
         let pin = match self {
             PinSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    HsmError::Pin(format!(
+                    let text = format!(
                         "the PIN file `{}` cannot be read ({e}); set hsm.pin_file (SIGIL_HSM_PIN_FILE) to a readable file",
                         path.display()
-                    ))
+                    );
+                    HsmError::Pin(Reason::caused_by(e).with_text(text))
                 })?;
                 text.lines().next().unwrap_or("").trim_end().to_owned()
             }
-            PinSource::Env(var) => std::env::var(var).map_err(|_| {
-                HsmError::Pin(format!(
+            PinSource::Env(var) => std::env::var(var).map_err(|e| {
+                HsmError::Pin(Reason::caused_by(e).with_text(format!(
                     "the environment variable `{var}` named by hsm.pin_env is not set"
-                ))
+                )))
             })?,
         };
         if pin.is_empty() {
-            return Err(HsmError::Pin(format!("{self} holds an empty PIN")));
+            return Err(HsmError::Pin(Reason::new(format!(
+                "{self} holds an empty PIN"
+            ))));
         }
         Ok(AuthPin::new(pin.into()))
     }

@@ -335,7 +335,7 @@ impl SessionPool {
                     }
                     Err(OpError::Ck(w, e)) if recovery_for(&e) == Recovery::Reopen => {
                         lease.forget();
-                        Err(HsmError::SessionLost(HsmError::from_ck(w, e).to_string()))
+                        Err(HsmError::SessionLost(Box::new(HsmError::from_ck(w, e))))
                     }
                     Err(OpError::Ck(w, e)) => {
                         lease.give_back();

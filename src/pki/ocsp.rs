@@ -153,7 +153,7 @@ pub enum OcspError {
     Malformed(String),
     /// Building the answer failed.
     #[error("OCSP response: {0}")]
-    Build(String),
+    Build(#[source] crate::reason::Reason),
 }
 
 /// A parsed request: the certificates asked about and the nonce extension, if any.
@@ -235,13 +235,14 @@ impl IssuerHashes {
     /// `serial_hex` (the store's form): SHA-1, with NULL parameters, as OpenSSL writes it.
     /// Pre-produced answers carry this CertID, and answer only requests that carry it.
     pub fn sha1_cert_id(&self, serial_hex: &str) -> Result<CertId, OcspError> {
-        let build = |e: der::Error| OcspError::Build(e.to_string());
+        let build = |e: der::Error| OcspError::Build(crate::reason::Reason::caused_by(e));
         let even = if serial_hex.len() % 2 == 1 {
             format!("0{serial_hex}")
         } else {
             serial_hex.to_string()
         };
-        let serial = hex::decode(even).map_err(|e| OcspError::Build(e.to_string()))?;
+        let serial =
+            hex::decode(even).map_err(|e| OcspError::Build(crate::reason::Reason::caused_by(e)))?;
         Ok(CertId {
             hash_algorithm: AlgorithmIdentifierOwned {
                 oid: SHA1,
@@ -295,7 +296,7 @@ pub enum Status {
 
 fn gtime(unix: i64) -> Result<GeneralizedTime, OcspError> {
     GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(unix.max(0) as u64))
-        .map_err(|e| OcspError::Build(e.to_string()))
+        .map_err(|e| OcspError::Build(crate::reason::Reason::caused_by(e)))
 }
 
 fn reason(code: i32) -> Option<CrlReason> {
@@ -321,7 +322,7 @@ pub fn response_data(
     answers: &[(CertId, Status)],
     nonce: Option<&Extension>,
 ) -> Result<Vec<u8>, OcspError> {
-    let build = |e: der::Error| OcspError::Build(e.to_string());
+    let build = |e: der::Error| OcspError::Build(crate::reason::Reason::caused_by(e));
     let responses = answers
         .iter()
         .map(|(id, status)| {
@@ -359,7 +360,7 @@ pub fn signed_response(
     signature: &[u8],
     certs: &[Vec<u8>],
 ) -> Result<Vec<u8>, OcspError> {
-    let build = |e: der::Error| OcspError::Build(e.to_string());
+    let build = |e: der::Error| OcspError::Build(crate::reason::Reason::caused_by(e));
     let basic = BasicOcspResponse {
         tbs_response_data: Any::from_der(response_data).map_err(build)?,
         signature_algorithm: AlgorithmIdentifierOwned::from_der(signature_algorithm)

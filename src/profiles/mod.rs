@@ -190,7 +190,7 @@ pub fn signed_blocking(ra: &Authority, p: &ScepProfile) -> Result<Vec<u8>, Profi
     crate::scep::signed_content(xml, &certs, &|data| {
         signer
             .sign(data)
-            .map_err(|e| crate::scep::ScepError::Token(e.to_string()))
+            .map_err(|e| crate::scep::ScepError::Token(crate::reason::Reason::caused_by(e)))
     })
     .map_err(ProfileError::Sign)
 }

@@ -128,7 +128,7 @@ impl DigestAlg {
     pub fn digest(self, data: &[u8]) -> Result<Vec<u8>, ScepError> {
         openssl::hash::hash(self.md(), data)
             .map(|d| d.to_vec())
-            .map_err(|e| ScepError::Crypto(e.to_string()))
+            .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))
     }
 
     /// Name for messages.

@@ -47,12 +47,12 @@ impl RaKey for SoftKey {
     }
 
     fn sign(&self, digest: DigestAlg, data: &[u8]) -> Result<Vec<u8>, ScepError> {
-        let mut s =
-            Signer::new(digest.md(), &self.0).map_err(|e| ScepError::Crypto(e.to_string()))?;
+        let mut s = Signer::new(digest.md(), &self.0)
+            .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
         s.update(data)
-            .map_err(|e| ScepError::Crypto(e.to_string()))?;
+            .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
         s.sign_to_vec()
-            .map_err(|e| ScepError::Crypto(e.to_string()))
+            .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))
     }
 }
 
@@ -227,8 +227,8 @@ pub struct Device {
     rcgen_key: rcgen::KeyPair,
 }
 
-fn dev_err(e: impl std::fmt::Display) -> ScepError {
-    ScepError::Crypto(e.to_string())
+fn dev_err(e: impl std::error::Error + Send + Sync + 'static) -> ScepError {
+    ScepError::Crypto(crate::reason::Reason::caused_by(e))
 }
 
 impl Device {

@@ -273,7 +273,8 @@ impl Envelope {
             Err(ScepError::Token(t)) => return Err(ScepError::Token(t)),
             _ => {
                 let mut k = vec![0u8; cipher.key_len()];
-                openssl::rand::rand_bytes(&mut k).map_err(|e| ScepError::Crypto(e.to_string()))?;
+                openssl::rand::rand_bytes(&mut k)
+                    .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
                 k
             }
         };
@@ -289,7 +290,10 @@ pub fn seal(
     cipher: ContentCipher,
 ) -> Result<Vec<u8>, ScepError> {
     let rsa = super::request::certificate_public_key(recipient_cert)
-        .and_then(|k| k.rsa().map_err(|e| ScepError::Crypto(e.to_string())))
+        .and_then(|k| {
+            k.rsa()
+                .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))
+        })
         .map_err(|_| {
             ScepError::UnsupportedAlgorithm(
                 "the requester's certificate has no RSA key to encrypt the reply to".into(),
@@ -297,14 +301,16 @@ pub fn seal(
         })?;
     let mut cek = vec![0u8; cipher.key_len()];
     let mut iv = vec![0u8; cipher.iv_len()];
-    openssl::rand::rand_bytes(&mut cek).map_err(|e| ScepError::Crypto(e.to_string()))?;
-    openssl::rand::rand_bytes(&mut iv).map_err(|e| ScepError::Crypto(e.to_string()))?;
+    openssl::rand::rand_bytes(&mut cek)
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
+    openssl::rand::rand_bytes(&mut iv)
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     let ciphertext = openssl::symm::encrypt(cipher.cipher(), &cek, Some(&iv), plain)
-        .map_err(|e| ScepError::Crypto(e.to_string()))?;
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     let mut ek = vec![0u8; rsa.size() as usize];
     let n = rsa
         .public_encrypt(&cek, &mut ek, openssl::rsa::Padding::PKCS1)
-        .map_err(|e| ScepError::Crypto(e.to_string()))?;
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     ek.truncate(n);
     // Encoded by hand: the requester's certificate may carry a serial longer than RFC 5280's
     // 20 octets (certmonger's are 32), which the typed CMS structures refuse.

@@ -62,10 +62,10 @@ pub enum ScepError {
     Decrypt(String),
     /// The RA key operation failed on the token.
     #[error("RA key operation failed: {0}")]
-    Token(String),
+    Token(#[source] crate::reason::Reason),
     /// Encoding or crypto library failure.
     #[error("internal crypto error: {0}")]
-    Crypto(String),
+    Crypto(#[source] crate::reason::Reason),
 }
 
 impl ScepError {

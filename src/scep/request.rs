@@ -93,7 +93,8 @@ fn parse_p7(bytes: &[u8]) -> Result<openssl::pkcs7::Pkcs7, ScepError> {
 
 /// The certificate OpenSSL finds for the (single) signerInfo, as DER.
 fn openssl_signer(p7: &openssl::pkcs7::Pkcs7Ref) -> Result<Vec<u8>, ScepError> {
-    let none = openssl::stack::Stack::new().map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let none = openssl::stack::Stack::new()
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     let signers = p7
         .signers(&none, openssl::pkcs7::Pkcs7Flags::empty())
         .map_err(|_| malformed("the signer's certificate is not in the message"))?;
@@ -112,9 +113,10 @@ fn openssl_signer(p7: &openssl::pkcs7::Pkcs7Ref) -> Result<Vec<u8>, ScepError> {
 fn openssl_content(p7: &openssl::pkcs7::Pkcs7Ref, verify: bool) -> Result<Vec<u8>, ScepError> {
     use openssl::pkcs7::Pkcs7Flags;
     let store = openssl::x509::store::X509StoreBuilder::new()
-        .map_err(|e| ScepError::Crypto(e.to_string()))?
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?
         .build();
-    let certs = openssl::stack::Stack::new().map_err(|e| ScepError::Crypto(e.to_string()))?;
+    let certs = openssl::stack::Stack::new()
+        .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     let mut flags = Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY;
     if !verify {
         flags |= Pkcs7Flags::NOSIGS;

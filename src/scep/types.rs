@@ -169,8 +169,9 @@ impl Nonce {
     /// A fresh random 16-byte nonce.
     pub fn random() -> Result<Nonce, super::ScepError> {
         let mut n = vec![0u8; 16];
-        openssl::rand::rand_bytes(&mut n)
-            .map_err(|e| super::ScepError::Crypto(format!("random nonce: {e}")))?;
+        openssl::rand::rand_bytes(&mut n).map_err(|e| {
+            super::ScepError::Crypto(crate::reason::Reason::context("random nonce", e))
+        })?;
         Ok(Nonce(n))
     }
 }

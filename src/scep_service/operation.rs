@@ -28,7 +28,7 @@ fn unreadable() -> Outcome {
 
 fn from_scep(e: &ScepError) -> Result<Outcome, RequestError> {
     match e {
-        ScepError::Token(t) => Err(RequestError::Unavailable(t.as_str().into())),
+        ScepError::Token(t) => Err(RequestError::Unavailable(t.clone())),
         // Decryption failures carry no detail to the client (see scep::UNREADABLE).
         ScepError::Decrypt(_) => Ok(unreadable()),
         other => Ok(fail(other.fail_info(), other.to_string())),

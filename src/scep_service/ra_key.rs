@@ -2,6 +2,7 @@
 
 use crate::authority::RaKeys;
 use crate::hsm::{DecryptAlg, HsmError, SignAlg};
+use crate::reason::Reason;
 use crate::scep::{DigestAlg, KeyTransport, RaKey, ScepError};
 
 /// The RA's token keys (one key, or separate signing and decryption keys) as the codec's
@@ -31,7 +32,7 @@ fn unavailable(e: &HsmError) -> bool {
 fn map(e: HsmError) -> ScepError {
     match e {
         HsmError::MechanismUnsupported(_) => ScepError::UnsupportedAlgorithm(e.to_string()),
-        e if unavailable(&e) => ScepError::Token(e.to_string()),
+        e if unavailable(&e) => ScepError::Token(Reason::caused_by(e)),
         // Anything else the token says about a ciphertext is about the input; the codec turns
         // it into implicit rejection.
         other => ScepError::Decrypt(other.to_string()),
@@ -68,6 +69,43 @@ impl RaKey for TokenRaKey {
         self.0
             .hsm
             .sign_blocking(&self.0.sign, alg, data)
-            .map_err(|e| ScepError::Token(e.to_string()))
+            .map_err(|e| ScepError::Token(Reason::caused_by(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_token_failure_keeps_the_tokens_error_as_its_cause() {
+        let lost = HsmError::SessionLost(Box::new(HsmError::Busy(3)));
+        let e = map(lost);
+        assert!(matches!(e, ScepError::Token(_)), "{e:?}");
+        // ScepError → Reason → the HsmError itself, whose own cause is the first failure.
+        let reason = e.source().expect("a reason");
+        let hsm = reason
+            .source()
+            .and_then(|c| c.downcast_ref::<HsmError>())
+            .expect("the token's error, kept whole");
+        assert!(matches!(hsm, HsmError::SessionLost(_)));
+        assert_eq!(
+            hsm.source().map(|c| c.to_string()),
+            Some(HsmError::Busy(3).to_string())
+        );
+        assert_eq!(
+            crate::reason::chain(&e),
+            format!("RA key operation failed: {hsm}")
+        );
+    }
+
+    #[test]
+    fn a_bad_ciphertext_is_the_inputs_fault_not_the_tokens() {
+        let e = map(HsmError::BadInput {
+            op: "decrypt",
+            rv: "EncryptedDataInvalid".into(),
+        });
+        assert!(matches!(e, ScepError::Decrypt(_)), "{e:?}");
     }
 }

@@ -203,6 +203,9 @@ pub enum PushError {
     /// The webhook could not be reached or refused.
     #[error("webhook: {0}")]
     Webhook(String),
+    /// Sigil's own side could not prepare the push (the store, the SCEP payload): try again.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(#[source] crate::reason::Reason),
     /// A step that undoes part of the delivery succeeded, the next did not: must be tried
     /// again (a Jamf re-push that left the device out of its group).
     #[error("interrupted: {0}")]
@@ -220,7 +223,7 @@ impl PushError {
                 *status == 429 || *status == 401 || *status >= 500
             }
             PushError::Mdm(_) => false,
-            PushError::Webhook(_) | PushError::Interrupted(_) => true,
+            PushError::Webhook(_) | PushError::Unavailable(_) | PushError::Interrupted(_) => true,
         }
     }
 }

@@ -65,8 +65,9 @@ impl Delivery for Webhook {
     }
 
     async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError> {
-        let body = serde_json::to_vec(&json!({"event": event, "target": target}))
-            .map_err(|e| PushError::Webhook(e.to_string()))?;
+        let body = serde_json::to_vec(&json!({"event": event, "target": target})).map_err(|e| {
+            PushError::Unavailable(crate::reason::Reason::context("encoding the event", e))
+        })?;
         let at = crate::clock::now();
         let mut req = self
             .client
