@@ -390,6 +390,22 @@ fn people_sign_in_with_the_identity_provider_and_their_groups_give_their_roles()
         assert!(page.body.contains("already used"), "{}", page.body);
     }
 
+    // The provider's "no" (or anyone's link posing as it): refused, the page naming the
+    // standard code only; the words in the link go to the record, not onto the page.
+    let mut b = Browser::new(&s, None);
+    let page = b.get(&format!(
+        "{base}/auth/oidc/callback?error=access_denied&error_description=Call+555-0100+to+restore+access"
+    ));
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("access_denied"), "{}", page.body);
+    assert!(!page.body.contains("555-0100"), "{}", page.body);
+    let page = b.get(&format!(
+        "{base}/auth/oidc/callback?error=Your+account+is+locked.+Call+555-0100"
+    ));
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(!page.body.contains("555-0100"), "{}", page.body);
+    assert!(page.body.contains("do not define"), "{}", page.body);
+
     // The provider rotates its signing key: Sigil reads its keys again and signs people in.
     idp.rotate_keys();
     let mut b = Browser::new(&s, None);
@@ -413,6 +429,7 @@ fn people_sign_in_with_the_identity_provider_and_their_groups_give_their_roles()
         "expired",
         "another application",
         "already used",
+        "access_denied (Call 555-0100 to restore access)",
     ] {
         assert!(
             refusals.iter().any(|d| d.contains(want)),

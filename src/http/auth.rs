@@ -149,6 +149,30 @@ fn refusal_page(e: &SignInError, again: &str) -> HttpResponse {
     )
 }
 
+/// An error code of an authorization response as OAuth 2.0 (RFC 6749 §4.1.2.1) and OpenID
+/// Connect Core (§3.1.2.6) define them; anything else is not repeated to the visitor.
+fn oauth_error_code(given: &str) -> Option<&'static str> {
+    const CODES: &[&str] = &[
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+        "invalid_request_uri",
+        "invalid_request_object",
+        "request_not_supported",
+        "request_uri_not_supported",
+        "registration_not_supported",
+    ];
+    CODES.iter().copied().find(|c| *c == given)
+}
+
 /// Where to go after signing in: a path on this server, never elsewhere.
 fn next_path(given: Option<&str>) -> String {
     match given {
@@ -243,15 +267,18 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         );
     };
     if let Some(err) = &q.error {
-        let why = format!(
-            "the identity provider ended the sign-in: {err}{}",
-            q.error_description
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        );
-        refused(&state, ip, "oidc", oidc.issuer(), &why).await;
-        return refusal_page(&SignInError::Refused(why), again);
+        // Anyone can send a browser here with any text in the query: the page names the
+        // error only by a code the standards define, and the provider's own words go to the
+        // record, not to the page (where they could pose as this server's instructions).
+        let code = oauth_error_code(err).unwrap_or("an error code the standards do not define");
+        let said: String = q
+            .error_description
+            .as_deref()
+            .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
+            .unwrap_or_default();
+        let shown = format!("the identity provider ended the sign-in: {code}");
+        refused(&state, ip, "oidc", oidc.issuer(), &format!("{shown}{said}")).await;
+        return refusal_page(&SignInError::Refused(shown), again);
     }
     let (Some(code), Some(st)) = (q.code.as_deref(), q.state.as_deref()) else {
         return refusal_page(
@@ -514,6 +541,9 @@ mod tests {
         assert_eq!(next_path(Some("/\t/evil.example")), "/console/");
         assert_eq!(next_path(Some("/\n/evil.example")), "/console/");
         assert_eq!(next_path(None), "/console/");
+        assert_eq!(oauth_error_code("access_denied"), Some("access_denied"));
+        assert_eq!(oauth_error_code("Call 555-0100 to reset"), None);
+        assert_eq!(oauth_error_code("ACCESS_DENIED"), None);
         assert_eq!(
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
