@@ -69,6 +69,42 @@ pub(super) async fn spans_and_expiring_order(s: Arc<dyn Store>) {
     )
     .is_empty());
 
+    // One window for the chart, the counts and the expiry scan: a certificate ending at the
+    // window's start is still valid then (RFC 5280) and counted; one ending at its end is the
+    // next window's.
+    let edge = [
+        mk("5a08", "span-e", base, false),
+        mk("5a09", "span-e", base + WEEK, false),
+    ];
+    assert_eq!(s.import_certificates(&edge, "test").await.unwrap(), 2);
+    let chart: Vec<_> = s
+        .counts_per_span(SpanOf::ValidEnding, base, WEEK, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.profile == "span-e")
+        .map(|c| c.count)
+        .collect();
+    assert_eq!(chart, [1], "the chart's first week");
+    // (A one-second window: the certificate ending at its start alone.)
+    let counted: Vec<_> = s
+        .expiring_counts(base, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| p == "span-e")
+        .collect();
+    assert_eq!(counted, [("span-e".to_string(), 1)], "the counts");
+    let scanned: Vec<_> = s
+        .expiring_unannounced(base, WEEK, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.profile == "span-e")
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(scanned, ["5a08"], "the expiry scan");
+
     // Expiring: valid only, soonest ending first (not newest first), a limit keeps the soonest.
     let expiring = |status: Option<CertStatus>, limit: usize| CertFilter {
         profile: Some("span-a".into()),

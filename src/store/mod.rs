@@ -610,7 +610,9 @@ pub struct CertFilter {
     /// Only this status.
     pub status: Option<CertStatus>,
     /// Only valid certificates expiring within this many seconds from now (and not yet
-    /// expired); listed soonest ending first instead of newest first.
+    /// expired); listed soonest ending first instead of newest first. The window is the
+    /// charts' and the expiry scan's: notAfter from now (still valid at its notAfter, RFC
+    /// 5280 §4.1.2.5) up to, not including, now + the seconds.
     pub expiring_within_secs: Option<i64>,
     /// Only subjects containing this text.
     pub subject_contains: Option<String>,

@@ -101,7 +101,8 @@ pub trait CertificateStore: Send + Sync {
     /// The "CRL out of date" mark of the CA whose certificates have issuer `issuer`: set by
     /// every revocation, cleared by the CRL publication that covers it.
     async fn crl_mark(&self, issuer: &str) -> Result<CrlMark, StoreError>;
-    /// Valid certificates that end within `within_secs` of `at`, counted per profile.
+    /// Valid certificates that end within `within_secs` of `at` (notAfter in
+    /// `[at, at + within_secs)`, the window of every expiry query), counted per profile.
     async fn expiring_counts(
         &self,
         at: i64,

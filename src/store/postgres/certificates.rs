@@ -43,11 +43,11 @@ impl CertificateStore for PostgresStore {
         if let Some(w) = filter.expiring_within_secs {
             args.push(Box::new(at));
             sql.push_str(&format!(
-                " AND status = 'valid' AND not_after > ${}",
+                " AND status = 'valid' AND not_after >= ${}",
                 args.len()
             ));
             args.push(Box::new(at.saturating_add(w)));
-            sql.push_str(&format!(" AND not_after <= ${}", args.len()));
+            sql.push_str(&format!(" AND not_after < ${}", args.len()));
         }
         if let Some(s) = &filter.subject_contains {
             args.push(Box::new(format!(
@@ -202,7 +202,7 @@ async fn counts(pool: &Pool, at: i64, within: i64) -> Result<Vec<(String, i64)>,
     let c = pool.get().await.map_err(pool_err)?;
     Ok(c.query(
         "SELECT profile, COUNT(*) FROM certificates WHERE status = 'valid' \
-         AND not_after > $1 AND not_after <= $2 GROUP BY profile ORDER BY profile",
+         AND not_after >= $1 AND not_after < $2 GROUP BY profile ORDER BY profile",
         &[&at, &at.saturating_add(within)],
     )
     .await
@@ -222,7 +222,7 @@ async fn unannounced(
     Ok(c.query(
         &format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'valid' \
-             AND not_after > $1 AND not_after <= $2 AND expiry_notified_at IS NULL \
+             AND not_after >= $1 AND not_after < $2 AND expiry_notified_at IS NULL \
              ORDER BY not_after LIMIT $3"
         ),
         &[&at, &at.saturating_add(within), &(limit as i64)],

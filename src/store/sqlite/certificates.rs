@@ -45,11 +45,11 @@ impl CertificateStore for SqliteStore {
             if let Some(w) = f.expiring_within_secs {
                 args.push(at.into());
                 sql.push_str(&format!(
-                    " AND status = 'valid' AND not_after > ?{}",
+                    " AND status = 'valid' AND not_after >= ?{}",
                     args.len()
                 ));
                 args.push(at.saturating_add(w).into());
-                sql.push_str(&format!(" AND not_after <= ?{}", args.len()));
+                sql.push_str(&format!(" AND not_after < ?{}", args.len()));
             }
             if let Some(s) = &f.subject_contains {
                 // The text as typed: `%` and `_` match themselves (as on PostgreSQL).
@@ -211,7 +211,7 @@ fn counts(c: &mut Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>
     let mut stmt = c
         .prepare(
             "SELECT profile, COUNT(*) FROM certificates WHERE status = 'valid' \
-             AND not_after > ?1 AND not_after <= ?2 GROUP BY profile ORDER BY profile",
+             AND not_after >= ?1 AND not_after < ?2 GROUP BY profile ORDER BY profile",
         )
         .map_err(err)?;
     let rows = stmt
@@ -231,7 +231,7 @@ fn unannounced(
     let mut stmt = c
         .prepare(&format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE status = 'valid' \
-             AND not_after > ?1 AND not_after <= ?2 AND expiry_notified_at IS NULL \
+             AND not_after >= ?1 AND not_after < ?2 AND expiry_notified_at IS NULL \
              ORDER BY not_after LIMIT ?3"
         ))
         .map_err(err)?;
