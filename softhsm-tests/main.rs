@@ -35,3 +35,4 @@ mod scep;
 mod serve;
 mod store_binding;
 mod trust_model;
+mod web_client;

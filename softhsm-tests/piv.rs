@@ -14,8 +14,8 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::common::free_port;
-use crate::identity::Browser;
 use crate::scep::ScepServer;
+use crate::web_client::Browser;
 
 const UPN: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 20, 2, 3];
 
