@@ -246,9 +246,13 @@ extended_key_usage = ["serverAuth"]
         s
     }
 
-    fn wait_up(&self) {
+    fn wait_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // A server that exited (a port taken, a configuration refused) says so now.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sigil serve exited ({status}): {}", self.log());
+            }
             if self
                 .http
                 .get(format!("{}/healthz", self.base))

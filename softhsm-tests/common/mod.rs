@@ -152,8 +152,33 @@ pub fn openssl_verify(ca: &Path, cert: &Path) {
     );
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for a server a test starts.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), where
+/// `bind(0)` and every outgoing connection take their ports: a port from there, free when
+/// checked, can become another test's client port before the server binds it, and the server
+/// then does not start. Each port is handed out once per test run.
 pub fn free_port() -> u16 {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    if high > low + 1_000 {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..200 {
+            let mut r = [0u8; 2];
+            openssl::rand::rand_bytes(&mut r).unwrap();
+            let port = low + u16::from_be_bytes(r) % (high - low);
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
