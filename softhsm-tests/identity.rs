@@ -294,7 +294,8 @@ fn people_sign_in_with_the_identity_provider_and_their_groups_give_their_roles()
         "expired",
         "another application",
         "already used",
-        "access_denied (Call 555-0100 to restore access)",
+        "access_denied (as given in the link, unverified: Call 555-0100 to restore access)",
+        "unverified: error `Your account is locked. Call 555-0100`",
     ] {
         assert!(
             refusals.iter().any(|d| d.contains(want)),

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::AppState;
 use crate::authority::access::{Caller, Person, Role};
 use crate::authority::SignIn;
-use crate::identity::{no_role, roles_for, Assertion, RoleMap, SignInError};
+use crate::identity::{as_given, no_role, roles_for, Assertion, RoleMap, SignInError};
 
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "__Host-sigil_session";
@@ -270,12 +270,21 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         // Anyone can send a browser here with any text in the query: the page names the
         // error only by a code the standards define, and the provider's own words go to the
         // record, not to the page (where they could pose as this server's instructions).
+        // The record keeps what the link said, shortened and without invisible characters,
+        // and says it is unverified: this answer comes before the sign-in's state is checked.
         let code = oauth_error_code(err).unwrap_or("an error code the standards do not define");
-        let said: String = q
-            .error_description
-            .as_deref()
-            .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
-            .unwrap_or_default();
+        let said = match (oauth_error_code(err), q.error_description.as_deref()) {
+            (Some(_), None) => String::new(),
+            (known, d) => format!(
+                " (as given in the link, unverified: {}{})",
+                if known.is_some() {
+                    String::new()
+                } else {
+                    format!("error `{}` ", as_given(err, 64))
+                },
+                d.map(|d| as_given(d, 200)).unwrap_or_default()
+            ),
+        };
         let shown = format!("the identity provider ended the sign-in: {code}");
         refused(&state, ip, "oidc", oidc.issuer(), &format!("{shown}{said}")).await;
         return refusal_page(&SignInError::Refused(shown), again);

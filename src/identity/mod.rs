@@ -72,9 +72,30 @@ pub fn no_role(a: &Assertion, map: &RoleMap) -> SignInError {
     ))
 }
 
+/// Text a visitor's link or browser supplied, fit for a record and a sentence: at most `max`
+/// characters, without control characters or the invisible ones that reorder or hide text
+/// (bidirectional overrides, zero-width characters, line and paragraph separators).
+pub fn as_given(text: &str, max: usize) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}')
+    };
+    text.chars().filter(|c| !invisible(*c)).take(max).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_as_given_is_short_and_visible() {
+        assert_eq!(as_given("Call\u{202E}555\n\u{200B}now", 100), "Call555now");
+        assert_eq!(as_given("ünïcödé", 3), "ünï");
+        assert_eq!(as_given("a\u{2028}b\u{FEFF}", 10), "ab");
+    }
 
     #[test]
     fn roles_come_from_memberships() {

@@ -231,7 +231,8 @@ impl Oidc {
         if let Some(iss) = iss {
             if iss.trim_end_matches('/') != self.settings.issuer.trim_end_matches('/') {
                 return Err(SignInError::Refused(format!(
-                    "the sign-in came back from `{iss}`, not from the configured provider"
+                    "the sign-in came back from `{}`, not from the configured provider",
+                    super::as_given(iss, 100)
                 )));
             }
         }
