@@ -32,10 +32,16 @@ impl PinSource {
                 })?;
                 text.lines().next().unwrap_or("").trim_end().to_owned()
             }
+            // No cause kept: a variable that is set but not Unicode would carry the PIN in it.
             PinSource::Env(var) => std::env::var(var).map_err(|e| {
-                HsmError::Pin(Reason::caused_by(e).with_text(format!(
-                    "the environment variable `{var}` named by hsm.pin_env is not set"
-                )))
+                HsmError::Pin(Reason::new(match e {
+                    std::env::VarError::NotPresent => {
+                        format!("the environment variable `{var}` named by hsm.pin_env is not set")
+                    }
+                    std::env::VarError::NotUnicode(_) => {
+                        format!("the environment variable `{var}` named by hsm.pin_env is not Unicode text")
+                    }
+                }))
             })?,
         };
         if pin.is_empty() {
