@@ -195,7 +195,7 @@ impl Authority {
                     Some(c) if c.status == CertStatus::Revoked => true,
                     Some(c) => {
                         let window = channel.renewal_window();
-                        if window > 0 && c.not_after - at <= window && c.not_after > at {
+                        if window > 0 && c.not_after - at < window && c.not_after >= at {
                             self.queue_push(&r, PushAction::Renew, &format!("renew:{}", c.serial))
                                 .await?;
                         }

@@ -176,7 +176,7 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
     let windows: Vec<String> = (0..credentials)
         .map(|i| {
             format!(
-                "(r.credential = {} AND c.not_after <= {})",
+                "(r.credential = {} AND c.not_after < {})",
                 p(2 + 2 * i),
                 p(3 + 2 * i)
             )
@@ -192,7 +192,7 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
          AND (r.state IN ('rejected', 'expired') \
               OR EXISTS (SELECT 1 FROM certificates c WHERE c.serial = r.serial \
                          AND (c.status = 'revoked' \
-                              OR (c.not_after > {now} AND ({windows}) \
+                              OR (c.not_after >= {now} AND ({windows}) \
                                   AND NOT EXISTS (SELECT 1 FROM pushes n \
                                       WHERE n.registration_id = r.id \
                                       AND n.key = 'renew:' || c.serial))))) \
