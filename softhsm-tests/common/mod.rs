@@ -166,7 +166,8 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    // (Below 30000 too: Kubernetes' NodePorts, 30000-32767, are redirected without a bind.)
+    let (low, high) = (10_000u16, ephemeral_low.min(30_000));
     if high > low + 1_000 {
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         for _ in 0..200 {
