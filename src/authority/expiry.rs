@@ -114,7 +114,7 @@ impl Authority {
             .expiring_unannounced(now(), hook.within_secs, PER_ROUND)
             .await
             .map_err(|e| e.to_string())?;
-        let secret = hook.secret.read()?;
+        let secret = hook.secret.read().map_err(|e| e.to_string())?;
         let mut sent = 0;
         for c in due {
             let body = json!({

@@ -147,11 +147,14 @@ impl Oidc {
         let secret = if self.client_key.is_some() {
             None
         } else {
+            let source = self
+                .settings
+                .client_secret()
+                .map_err(|e| SignInError::Unavailable(e.into()))?;
             Some(ClientSecret::new(
-                self.settings
-                    .client_secret()
-                    .and_then(|s| s.read())
-                    .map_err(|e| SignInError::Unavailable(e.into()))?
+                source
+                    .read()
+                    .map_err(|e| SignInError::Unavailable(Reason::caused_by(e)))?
                     .unwrap_or_default(),
             ))
         };

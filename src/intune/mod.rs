@@ -105,7 +105,7 @@ impl Intune {
         }
         let secret = settings
             .client_secret()
-            .and_then(|s| s.read())
+            .and_then(|s| s.read().map_err(|e| e.to_string()))
             .map_err(|e| format!("intune.{name}: {e}"))?
             .map(|s| s.trim().to_string());
         let http = reqwest::Client::builder()

@@ -109,7 +109,7 @@ impl Api {
         match s.read() {
             Ok(Some(v)) if !v.is_empty() => Ok(v),
             Ok(_) => Err(self.config_error(format!("the {what} is not configured or empty"))),
-            Err(e) => Err(self.config_error(e)),
+            Err(e) => Err(self.config_error(e.to_string())),
         }
     }
 

@@ -75,7 +75,11 @@ impl Delivery for Webhook {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", idempotency_key(target))
             .header("X-Sigil-Timestamp", at.to_string());
-        if let Some(secret) = self.secret.read().map_err(PushError::Webhook)? {
+        if let Some(secret) = self
+            .secret
+            .read()
+            .map_err(|e| PushError::Unavailable(crate::reason::Reason::caused_by(e)))?
+        {
             req = req.header(
                 "X-Sigil-Signature",
                 signature(secret.as_bytes(), at, &body).map_err(PushError::Webhook)?,
