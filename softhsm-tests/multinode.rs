@@ -86,10 +86,19 @@ struct Cluster {
     ra: Vec<u8>,
     ca: Vec<u8>,
     http: reqwest::blocking::Client,
+    /// How long a reservation holds (`scep.reservation_secs`).
+    reservation_secs: u32,
 }
 
 impl Cluster {
+    /// Nodes whose reservations hold 30 s: under load on a slow machine a request can take
+    /// seconds between its reservation and its record, and must not lose it meanwhile.
     fn start(nodes: usize) -> Cluster {
+        Self::start_with_reservations(nodes, 30)
+    }
+
+    /// Nodes whose reservations hold `reservation_secs` (a killed node's lapse soon after).
+    fn start_with_reservations(nodes: usize, reservation_secs: u32) -> Cluster {
         let token = TokenDir::new();
         let url = pg_schema_url();
         // The ceremony makes the cluster's store: the shared database.
@@ -121,6 +130,7 @@ impl Cluster {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            reservation_secs,
         };
         for i in 0..nodes {
             let port = free_port();
@@ -148,8 +158,10 @@ impl Cluster {
         let mut cmd = self.token.sigil();
         cmd.env("SIGIL_CONFIG", &self.config)
             .env("SIGIL_DATABASE_URL", &self.url)
-            // A killed node's reservations lapse seconds later; the devices' resends take them over.
-            .env("SIGIL_SCEP_RESERVATION_SECS", "3")
+            .env(
+                "SIGIL_SCEP_RESERVATION_SECS",
+                self.reservation_secs.to_string(),
+            )
             .env("SIGIL_LOG_LEVEL", "info");
         cmd
     }
@@ -487,7 +499,8 @@ fn background_work_runs_on_one_node_and_fails_over() {
 #[test]
 fn a_killed_node_loses_nothing() {
     let _pg = pg_lock();
-    let mut c = Cluster::start(1);
+    // The killed node's reservations lapse seconds later; the devices' resends take them over.
+    let mut c = Cluster::start_with_reservations(1, 3);
     let reqs = requests(&c, 60, CHALLENGE);
     let received = Mutex::new(Vec::<(usize, String)>::new());
     let next = AtomicUsize::new(0);
