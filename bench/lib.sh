@@ -50,3 +50,21 @@ bench_serve() { # WORK NAME DATA_DIR [DATABASE_URL]
   wait_up "http://127.0.0.1:$port/healthz" >&2
   echo "$port $pid"
 }
+
+# One Sigil on SQLite for a profiling script: a fresh WORK, the token, profile and CA, the
+# server started (stopped when the script exits) and warmed up with WARMUP enrollments at
+# concurrency $C and challenge $CHALLENGE. Sets `work`, `port` and `pid`.
+warm_sigil() { # WORK WARMUP
+  work="$1"
+  rm -rf "$work"
+  mkdir -p "$work"
+  pid=""
+  trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi' EXIT
+  enroll_setup "$work"
+  SIGIL_SERVER_DATA_DIR="$work/data" "$sigil" --log-level warn init --ca-key rsa2048 \
+    --ca-subject "CN=Bench CA" >/dev/null
+  read -r port pid < <(bench_serve "$work" sigil "$work/data")
+  # The first connections and the token's sessions, before anything is counted.
+  "$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
+    -c "$C" -n "$2" --server-pid "$pid" >/dev/null
+}

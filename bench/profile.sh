@@ -17,21 +17,7 @@ bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config pyt
 . bench/lib.sh
 bench_sigil
 
-work="$PWD/target/profile"
-rm -rf "$work"
-mkdir -p "$work"
-pid=""
-cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
-trap cleanup EXIT
-
-
-enroll_setup "$work"
-SIGIL_SERVER_DATA_DIR="$work/data" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-read -r port pid < <(bench_serve "$work" sigil "$work/data")
-
-# A warm-up run (the first connections, the token's sessions), then the sampled one.
-"$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
-  -c "$C" -n 200 --server-pid "$pid" >/dev/null
+warm_sigil "$PWD/target/profile" 200
 perf record -q -F 400 --call-graph dwarf,16384 -p "$pid" -o "$work/perf.data" 2>"$work/perf.log" &
 perf_pid=$!
 sleep 0.5

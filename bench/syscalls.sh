@@ -16,20 +16,7 @@ bash deploy/ensure-packages.sh softhsm2 opensc openssl libssl-dev pkg-config pyt
 . bench/lib.sh
 bench_sigil
 
-work="$PWD/target/syscalls"
-rm -rf "$work"
-mkdir -p "$work"
-pid=""
-cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
-trap cleanup EXIT
-
-enroll_setup "$work"
-SIGIL_SERVER_DATA_DIR="$work/data" "$sigil" --log-level warn init --ca-key rsa2048 --ca-subject "CN=Bench CA" >/dev/null
-read -r port pid < <(bench_serve "$work" sigil "$work/data")
-
-# A warm-up run (the first connections, the token's sessions), then the counted one.
-"$sigil" --log-level error bench --url "http://127.0.0.1:$port/scep" --challenge "$CHALLENGE" \
-  -c "$C" -n 300 --server-pid "$pid" >/dev/null
+warm_sigil "$PWD/target/syscalls" 300
 events="syscalls:sys_enter_futex,syscalls:sys_enter_pwrite64,syscalls:sys_enter_fsync"
 events="$events,syscalls:sys_enter_fdatasync,syscalls:sys_enter_sched_yield"
 events="$events,syscalls:sys_enter_openat,syscalls:sys_enter_epoll_wait,context-switches"

@@ -680,15 +680,7 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     // A verification run is for admins and auditors: a user posting the form with her own
     // session's CSRF token is refused, and nothing is recorded.
     let reviews = || {
-        let audit: Vec<Value> = s
-            .http
-            .get(format!("{}/api/v1/audit?limit=10000", s.base))
-            .bearer_auth(&s.admin)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        audit
+        s.audit_log()
             .iter()
             .filter(|r| r["action"] == "audit_verified")
             .count()

@@ -173,16 +173,6 @@ fn roles(v: &Value) -> Vec<String> {
     r
 }
 
-fn audit(s: &ScepServer) -> Vec<Value> {
-    s.http
-        .get(format!("{}/api/v1/audit?limit=10000", s.base))
-        .bearer_auth(&s.admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 #[test]
 fn people_sign_in_with_the_identity_provider_and_their_groups_give_their_roles() {
     let (s, mut idp, _dir) = start();
@@ -279,7 +269,7 @@ fn people_sign_in_with_the_identity_provider_and_their_groups_give_their_roles()
     assert_eq!(roles(&b.session(&base).unwrap()), vec!["user"]);
 
     // On the record: who signed in, and every refusal with its reason.
-    let log = audit(&s);
+    let log = s.audit_log();
     assert!(log
         .iter()
         .any(|r| r["action"] == "signed_in" && r["actor"].as_str().unwrap().ends_with("#alice")));
@@ -358,7 +348,8 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
     );
     assert_eq!(status, 403);
     // The registration's actor is Ursula, not a token.
-    assert!(audit(&s)
+    assert!(s
+        .audit_log()
         .iter()
         .any(|r| r["action"] == "registration_created"
             && r["actor"].as_str().unwrap().ends_with("#ursula")));
@@ -464,7 +455,9 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
         "{made}"
     );
     assert!(
-        audit(&s).iter().any(|r| r["action"] == "break_glass_used"),
+        s.audit_log()
+            .iter()
+            .any(|r| r["action"] == "break_glass_used"),
         "every use of the break-glass token is on the record"
     );
 
@@ -620,7 +613,8 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
         "{why}"
     );
     // Each refusal is on the record, with the person who tried.
-    let refused: Vec<Value> = audit(&s)
+    let refused: Vec<Value> = s
+        .audit_log()
         .into_iter()
         .filter(|r| r["action"] == "approval_refused")
         .collect();

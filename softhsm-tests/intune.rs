@@ -581,21 +581,12 @@ fn intunes_revocation_feed_revokes_and_reports_back() {
         assert!(Instant::now() < deadline, "the CRL does not list it");
         std::thread::sleep(Duration::from_millis(250));
     }
-    let audit: serde_json::Value = s
-        .http
-        .get(format!("{}/api/v1/audit?limit=10000", s.base))
-        .bearer_auth(&s.admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let audit = s.audit_log();
     assert!(
         audit
-            .as_array()
-            .unwrap()
             .iter()
             .any(|r| r["action"] == "external_revocations" && r["actor"] == "intune:contoso"),
-        "{audit}"
+        "{audit:?}"
     );
 }
 

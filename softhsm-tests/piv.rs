@@ -291,14 +291,7 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("fails closed"), "{body}");
     // Every refusal is on the record.
-    let audit: Vec<serde_json::Value> = s
-        .http
-        .get(format!("{}/api/v1/audit?limit=10000", s.base))
-        .bearer_auth(&s.admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let audit = s.audit_log();
     let refused = audit
         .iter()
         .filter(|r| r["action"] == "sign_in_refused")
@@ -310,14 +303,7 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
     for _ in 0..30 {
         assert_eq!(piv_sign_in(&s, Some(identity(&cert, &key))).0, 401);
     }
-    let audit: Vec<serde_json::Value> = s
-        .http
-        .get(format!("{}/api/v1/audit?limit=10000", s.base))
-        .bearer_auth(&s.admin)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let audit = s.audit_log();
     let refused = audit
         .iter()
         .filter(|r| r["action"] == "sign_in_refused")

@@ -296,6 +296,17 @@ extended_key_usage = ["serverAuth"]
         self.read_ca_certs();
     }
 
+    /// The whole audit log, as the API gives it to the admin.
+    pub fn audit_log(&self) -> Vec<serde_json::Value> {
+        self.http
+            .get(format!("{}/api/v1/audit?limit=10000", self.base))
+            .bearer_auth(&self.admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// Run a `sigil` command with the server's configuration.
     pub fn sigil(&self, args: &[&str]) -> std::process::Output {
         self.token
