@@ -43,10 +43,10 @@ impl CaGeneration {
         responder_days: u32,
     ) -> Result<(CaGeneration, Option<Vec<u8>>), LoadError> {
         let cert = hsm.certificate_blocking(label)?.ok_or_else(|| {
-            LoadError::Certificate(format!(
+            LoadError::Certificate(Reason::new(format!(
                 "no CA certificate `{label}` on token `{}`",
                 hsm.token()
-            ))
+            )))
         })?;
         let key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), label))?;
         Self::from_parts(hsm, label, cert, key, stored_responder, responder_days)
@@ -60,9 +60,11 @@ impl CaGeneration {
         stored_responder: Option<Vec<u8>>,
         responder_days: u32,
     ) -> Result<(CaGeneration, Option<Vec<u8>>), LoadError> {
-        let bad = |e: String| LoadError::Certificate(format!("CA certificate `{label}`: {e}"));
+        let bad = |e: Reason| {
+            LoadError::Certificate(Reason::context(format!("CA certificate `{label}`"), e))
+        };
         let (_, parsed) =
-            x509_parser::parse_x509_certificate(&cert).map_err(|e| bad(e.to_string()))?;
+            x509_parser::parse_x509_certificate(&cert).map_err(|e| bad(Reason::caused_by(e)))?;
         let subject_der = parsed.subject().as_raw().to_vec();
         let issuer_text = parsed.subject().to_string();
         let validity = (
@@ -70,9 +72,9 @@ impl CaGeneration {
             parsed.validity().not_after.timestamp(),
         );
         let hashes = IssuerHashes::new(&subject_der, &parsed.public_key().subject_public_key.data);
-        let x509 = X509::from_der(&cert).map_err(|e| bad(e.to_string()))?;
+        let x509 = X509::from_der(&cert).map_err(|e| bad(Reason::caused_by(e)))?;
         let issuer = Issuer::from_ca_cert_der(&cert.clone().into(), key.clone())
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(Reason::caused_by(e)))?;
         let (responder, fresh) = super::responder::ensure(
             hsm,
             label,
@@ -82,7 +84,7 @@ impl CaGeneration {
             stored_responder,
             responder_days,
         )
-        .map_err(|e| LoadError::Certificate(e.to_string()))?;
+        .map_err(|e| LoadError::Certificate(Reason::caused_by(e)))?;
         Ok((
             CaGeneration {
                 label: label.to_string(),

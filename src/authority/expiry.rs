@@ -10,6 +10,7 @@ use serde_json::json;
 use serde::{Deserialize, Serialize};
 
 use super::Authority;
+use crate::reason::Reason;
 use crate::secret::SecretSource;
 use crate::store::now;
 
@@ -59,7 +60,7 @@ pub(crate) struct Webhook {
 }
 
 impl Webhook {
-    pub(crate) fn new(c: &NotifySettings) -> Result<Option<Webhook>, String> {
+    pub(crate) fn new(c: &NotifySettings) -> Result<Option<Webhook>, Reason> {
         if c.webhook_url.is_empty() {
             return Ok(None);
         }
@@ -67,7 +68,7 @@ impl Webhook {
             .timeout(Duration::from_secs(c.timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("notify: HTTP client: {e}"))?;
+            .map_err(|e| Reason::context("notify: HTTP client", e))?;
         Ok(Some(Webhook {
             url: c.webhook_url.clone(),
             secret: c.secret()?,
@@ -104,7 +105,7 @@ impl Authority {
 
     /// Announce certificates entering their last days to the webhook (one node: the
     /// "notify" leader). Returns how many were announced.
-    pub async fn announce_expiring(&self) -> Result<usize, String> {
+    pub async fn announce_expiring(&self) -> Result<usize, Reason> {
         let Some(hook) = &self.inner.webhook else {
             return Ok(0);
         };
@@ -113,8 +114,8 @@ impl Authority {
             .store
             .expiring_unannounced(now(), hook.within_secs, PER_ROUND)
             .await
-            .map_err(|e| e.to_string())?;
-        let secret = hook.secret.read().map_err(|e| e.to_string())?;
+            .map_err(Reason::caused_by)?;
+        let secret = hook.secret.read().map_err(Reason::caused_by)?;
         let mut sent = 0;
         for c in due {
             let body = json!({
@@ -141,18 +142,19 @@ impl Authority {
                         .store
                         .expiry_announced(&c.serial, "sigil")
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Reason::caused_by)?;
                     sent += 1;
                 }
                 Ok(r) => {
-                    return Err(format!(
+                    return Err(Reason::new(format!(
                         "the expiry webhook answered HTTP {}; retrying next round",
                         r.status().as_u16()
-                    ))
+                    )))
                 }
                 Err(e) => {
-                    return Err(format!(
-                        "the expiry webhook is unreachable ({e}); retrying next round"
+                    return Err(Reason::context(
+                        "the expiry webhook is unreachable; retrying next round",
+                        e,
                     ))
                 }
             }

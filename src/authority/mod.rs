@@ -53,6 +53,7 @@ use rcgen::Issuer;
 use crate::hsm::Hsm;
 use crate::hsm::TokenKey;
 use crate::pki::CertProfile;
+use crate::reason::Reason;
 use crate::store::Store;
 
 /// The records front ends show, as the store keeps them.
@@ -185,13 +186,13 @@ pub enum LoadError {
     Hsm(#[from] crate::hsm::HsmError),
     /// Missing or bad certificate.
     #[error("{0}")]
-    Certificate(String),
+    Certificate(#[source] Reason),
     /// The store could not be read.
     #[error("store: {0}")]
     Store(#[source] crate::store::StoreError),
     /// An outside integration (an MDM directory, the expiry webhook) cannot be set up.
     #[error("{0}")]
-    Integration(String),
+    Integration(#[source] Reason),
 }
 
 pub(crate) struct Inner {
@@ -279,7 +280,7 @@ fn read_chain(data_dir: &Path, ca: &[u8]) -> Result<Vec<Vec<u8>>, LoadError> {
     }
     if let Ok(pem) = std::fs::read(&path) {
         let certs = crate::pki::read_certificates(&pem)
-            .map_err(|e| LoadError::Certificate(format!("{}: {e}", path.display())))?;
+            .map_err(|e| LoadError::Certificate(Reason::context(path.display(), e)))?;
         for c in certs {
             if c != ca {
                 chain.push(c);
@@ -361,10 +362,10 @@ impl Authority {
         let cert_of = |uri: &crate::hsm::KeyUri, role: &str| -> Result<Vec<u8>, LoadError> {
             let label = uri.label()?;
             hsm.certificate_blocking(label)?.ok_or_else(|| {
-                LoadError::Certificate(format!(
+                LoadError::Certificate(Reason::new(format!(
                     "no {role} certificate `{label}` on token `{}`: run `sigil init` first",
                     hsm.token()
-                ))
+                )))
             })
         };
         let ca_uri = match &gens.active {
@@ -374,7 +375,7 @@ impl Authority {
         let ca_cert = cert_of(&ca_uri, "CA")?;
         let ca_key = TokenKey::open(hsm, &ca_uri)?;
         let issuer = Issuer::from_ca_cert_der(&ca_cert.clone().into(), ca_key.clone())
-            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+            .map_err(|e| LoadError::Certificate(Reason::context("CA certificate", e)))?;
         let sign = config.ra_sign.clone();
         let decrypt = config.ra_decrypt.clone();
         // A rolled-over generation's RA certificates (same keys, issued by the new CA) are in
@@ -402,7 +403,7 @@ impl Authority {
             responders.remove(&ca_name),
             days,
         )
-        .map_err(|e| LoadError::Certificate(e.to_string()))?;
+        .map_err(|e| LoadError::Certificate(Reason::caused_by(e)))?;
         let mut retired = Vec::new();
         for label in &gens.retired {
             let stored = responders.remove(label);
@@ -435,24 +436,27 @@ impl Authority {
                         c.subject().to_string(),
                     )
                 })
-                .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+                .map_err(|e| LoadError::Certificate(Reason::context("CA certificate", e)))?;
         let ca_x509 = openssl::x509::X509::from_der(&ca_cert)
-            .map_err(|e| LoadError::Certificate(format!("CA certificate: {e}")))?;
+            .map_err(|e| LoadError::Certificate(Reason::context("CA certificate", e)))?;
         let ca_chain = read_chain(&config.data_dir, &ca_cert)?;
         for c in &ca_chain {
             // Every chain certificate goes into CertRep and GetCACert: check now, not per request.
             x509_cert::Certificate::from_der(c).map_err(|e| {
-                LoadError::Certificate(format!("a certificate of the CA chain cannot be sent: {e}"))
+                LoadError::Certificate(Reason::context(
+                    "a certificate of the CA chain cannot be sent",
+                    e,
+                ))
             })?;
         }
         for p in profiles.values() {
             if p.policy.challenge == "intune"
                 && !config.challenge_authorities.contains_key(&p.policy.intune)
             {
-                return Err(LoadError::Integration(format!(
+                return Err(LoadError::Integration(Reason::new(format!(
                     "profile `{}`: no [intune.{}] connection",
                     p.name, p.policy.intune
-                )));
+                ))));
             }
         }
         let mut directories = HashMap::new();

@@ -59,15 +59,18 @@ pub(crate) type Channels = HashMap<String, Channel>;
 pub(crate) fn channels(
     credentials: &std::collections::BTreeMap<String, super::CredentialSettings>,
     directories: &std::collections::BTreeMap<String, crate::mdm::DirectorySettings>,
-) -> Result<Channels, String> {
+) -> Result<Channels, Reason> {
     let mut out = HashMap::new();
     for (name, c) in credentials {
         let Some(push) = &c.push else { continue };
-        let directory = directories
-            .get(&c.directory)
-            .ok_or_else(|| format!("credentials.{name}: no directory `{}`", c.directory))?;
+        let directory = directories.get(&c.directory).ok_or_else(|| {
+            Reason::new(format!(
+                "credentials.{name}: no directory `{}`",
+                c.directory
+            ))
+        })?;
         let delivery = crate::mdm::push::connect(&c.directory, directory, push)
-            .map_err(|e| format!("credentials.{name}: {e}"))?;
+            .map_err(|e| Reason::context(format!("credentials.{name}"), e))?;
         out.insert(
             name.clone(),
             Channel {

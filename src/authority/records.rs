@@ -6,6 +6,7 @@
 use super::access::{self, Caller};
 use super::challenge::{Bindings, Minted};
 use super::Authority;
+use crate::reason::Reason;
 use crate::store::{
     AuditQuery, AuditRecord, CertFilter, CertificateRecord, RegistrationRecord, SpanCount, SpanOf,
     StoreError, TokenRecord, TransactionRecord,
@@ -13,15 +14,15 @@ use crate::store::{
 
 impl Authority {
     /// Ready to serve: the CA key signs on the token, and the store answers.
-    pub async fn ready(&self) -> Result<(), String> {
+    pub async fn ready(&self) -> Result<(), Reason> {
         let (uri, alg) = self.ca_key();
         self.inner
             .key
             .hsm
             .sign(&uri, alg, b"sigil readiness probe".to_vec())
             .await
-            .map_err(|e| e.to_string())?;
-        self.inner.store.ping().await.map_err(|e| e.to_string())
+            .map_err(Reason::caused_by)?;
+        self.inner.store.ping().await.map_err(Reason::caused_by)
     }
 
     /// The token's label.

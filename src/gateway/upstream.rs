@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::config::GatewayConfig;
+use crate::reason::Reason;
 
 /// Largest answer passed back from a core.
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
@@ -60,17 +61,17 @@ pub(super) struct Unavailable(pub String);
 
 impl Upstreams {
     /// The client identity and trust from the configuration.
-    pub(super) fn new(c: &GatewayConfig) -> Result<Upstreams, String> {
+    pub(super) fn new(c: &GatewayConfig) -> Result<Upstreams, Reason> {
         let read = |what: &str, p: &str| {
-            std::fs::read(p).map_err(|e| format!("gateway.{what} `{p}`: {e}"))
+            std::fs::read(p).map_err(|e| Reason::context(format!("gateway.{what} `{p}`"), e))
         };
         let identity = reqwest::Identity::from_pkcs8_pem(
             &read("client_cert", &c.client_cert)?,
             &read("client_key", &c.client_key)?,
         )
-        .map_err(|e| format!("gateway client certificate and key (PKCS#8 PEM): {e}"))?;
+        .map_err(|e| Reason::context("gateway client certificate and key (PKCS#8 PEM)", e))?;
         let ca = reqwest::Certificate::from_pem_bundle(&read("upstream_ca", &c.upstream_ca)?)
-            .map_err(|e| format!("gateway.upstream_ca: {e}"))?;
+            .map_err(|e| Reason::context("gateway.upstream_ca", e))?;
         let build = |timeout: Duration| {
             let mut b = reqwest::Client::builder()
                 .use_native_tls()
@@ -83,7 +84,8 @@ impl Upstreams {
             for cert in &ca {
                 b = b.add_root_certificate(cert.clone());
             }
-            b.build().map_err(|e| format!("gateway HTTP client: {e}"))
+            b.build()
+                .map_err(|e| Reason::context("gateway HTTP client", e))
         };
         Ok(Upstreams {
             list: c

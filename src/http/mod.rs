@@ -26,7 +26,7 @@ const READY_CACHE: Duration = Duration::from_secs(2);
 
 /// State shared by the handlers.
 pub struct AppState {
-    ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    ready: Mutex<Option<(Instant, Result<(), crate::reason::Reason>)>>,
     ra: Authority,
     scep: crate::scep_service::ScepService,
     limiter: api::AuthLimiter,
@@ -77,7 +77,7 @@ impl AppState {
         identity: &crate::identity::IdentitySettings,
         public_url: &str,
         client_key: Option<std::sync::Arc<dyn crate::identity::client_assertion::ClientKey>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::reason::Reason> {
         if let Some(o) = &identity.oidc {
             self.oidc = Some(std::sync::Arc::new(crate::identity::oidc::Oidc::new(
                 o, public_url, client_key,
@@ -95,7 +95,7 @@ impl AppState {
         self
     }
 
-    async fn check_ready(&self) -> Result<(), String> {
+    async fn check_ready(&self) -> Result<(), crate::reason::Reason> {
         if let Some((at, r)) = self
             .ready
             .lock()

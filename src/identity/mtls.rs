@@ -51,26 +51,23 @@ fn unknown(why: impl Into<Reason>) -> SignInError {
 
 impl Mtls {
     /// From the settings: reads the CA bundle now.
-    pub fn new(settings: &MtlsSettings) -> Result<Mtls, String> {
-        let pem = std::fs::read(&settings.ca_file)
-            .map_err(|e| format!("identity.mtls.ca_file `{}`: {e}", settings.ca_file))?;
-        let cas = X509::stack_from_pem(&pem)
-            .map_err(|e| format!("identity.mtls.ca_file `{}`: {e}", settings.ca_file))?;
+    pub fn new(settings: &MtlsSettings) -> Result<Mtls, Reason> {
+        let file = || format!("identity.mtls.ca_file `{}`", settings.ca_file);
+        let pem = std::fs::read(&settings.ca_file).map_err(|e| Reason::context(file(), e))?;
+        let cas = X509::stack_from_pem(&pem).map_err(|e| Reason::context(file(), e))?;
         if cas.is_empty() {
-            return Err(format!(
-                "identity.mtls.ca_file `{}` holds no certificate",
-                settings.ca_file
-            ));
+            return Err(Reason::new(format!("{} holds no certificate", file())));
         }
-        let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        let mut b = X509StoreBuilder::new().map_err(Reason::caused_by)?;
         for c in &cas {
-            b.add_cert(c.clone()).map_err(|e| e.to_string())?;
+            b.add_cert(c.clone())
+                .map_err(|e| Reason::context(file(), e))?;
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("identity.mtls: HTTP client: {e}"))?;
+            .map_err(|e| Reason::context("identity.mtls: HTTP client", e))?;
         Ok(Mtls {
             settings: settings.clone(),
             store: b.build(),

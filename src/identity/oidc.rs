@@ -106,16 +106,18 @@ impl Oidc {
         settings: &OidcSettings,
         public_url: &str,
         client_key: Option<Arc<dyn ClientKey>>,
-    ) -> Result<Oidc, String> {
+    ) -> Result<Oidc, Reason> {
         if settings.client_key.is_empty() != client_key.is_none() {
-            return Err("identity.oidc.client_key: the key on the token was not opened".into());
+            return Err(Reason::new(
+                "identity.oidc.client_key: the key on the token was not opened",
+            ));
         }
         let http = reqwest::Client::builder()
             // Never follow a redirect from the provider's endpoints.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(10))
             .build()
-            .map_err(|e| format!("identity.oidc: HTTP client: {e}"))?;
+            .map_err(|e| Reason::context("identity.oidc: HTTP client", e))?;
         Ok(Oidc {
             settings: settings.clone(),
             client_key,

@@ -94,26 +94,27 @@ impl Intune {
         name: &str,
         settings: &IntuneSettings,
         key: Option<Arc<dyn ClientKey>>,
-    ) -> Result<Intune, String> {
+    ) -> Result<Intune, Reason> {
         settings
             .check()
-            .map_err(|e| format!("intune.{name}: {e}"))?;
+            .map_err(|e| Reason::new(format!("intune.{name}: {e}")))?;
         if settings.client_key.is_empty() != key.is_none() {
-            return Err(format!(
+            return Err(Reason::new(format!(
                 "intune.{name}.client_key: the key on the token was not opened"
-            ));
+            )));
         }
         let secret = settings
             .client_secret()
-            .and_then(|s| s.read().map_err(|e| e.to_string()))
-            .map_err(|e| format!("intune.{name}: {e}"))?
+            .map_err(|e| Reason::new(format!("intune.{name}: {e}")))?
+            .read()
+            .map_err(|e| Reason::context(format!("intune.{name}"), e))?
             .map(|s| s.trim().to_string());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(settings.timeout_secs))
             .user_agent(caller_info())
             .build()
-            .map_err(|e| format!("intune.{name}: HTTP client: {e}"))?;
+            .map_err(|e| Reason::context(format!("intune.{name}: HTTP client"), e))?;
         Ok(Intune {
             name: name.into(),
             settings: settings.clone(),
@@ -367,9 +368,9 @@ impl Intune {
     }
 
     /// What `sigil intune check` reports: each step, in words; an error at the first failure.
-    pub async fn check(&self) -> Result<Vec<String>, String> {
+    pub async fn check(&self) -> Result<Vec<String>, Reason> {
         let mut done = Vec::new();
-        self.token(GRAPH_SCOPE).await.map_err(|e| e.to_string())?;
+        self.token(GRAPH_SCOPE).await.map_err(Reason::caused_by)?;
         done.push(format!(
             "signed in to Microsoft Graph as {}",
             self.settings.client_id
@@ -378,12 +379,12 @@ impl Intune {
             let url = self
                 .endpoint(service, true)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(Reason::caused_by)?;
             done.push(format!("{service}: {url}"));
         }
         self.token(&self.settings.intune_scope)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Reason::caused_by)?;
         done.push(format!(
             "a token for the Intune API ({})",
             self.settings.intune_scope

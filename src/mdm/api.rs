@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::DirectoryError;
 use super::{HttpSettings, Secrets};
+use crate::reason::Reason;
 use crate::secret::SecretSource;
 
 /// Largest answer read from an MDM (one page).
@@ -76,7 +77,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 impl Api {
-    pub(crate) fn new(name: &str, c: HttpSettings, secrets: Secrets) -> Result<Api, String> {
+    pub(crate) fn new(name: &str, c: HttpSettings, secrets: Secrets) -> Result<Api, Reason> {
         let origin = format!("directories.{name}");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(c.timeout_secs))
@@ -85,7 +86,7 @@ impl Api {
             // Redirects could carry a bearer token elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("{origin}: HTTP client: {e}"))?;
+            .map_err(|e| Reason::context(format!("{origin}: HTTP client"), e))?;
         Ok(Api {
             name: name.into(),
             client,

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::reason::Reason;
+
 pub use api::json_at;
 pub use settings::{
     DirectorySettings, FileSettings, GenericSettings, HttpSettings, IntuneSettings, JamfSettings,
@@ -143,11 +145,11 @@ pub trait MdmDirectory: Send + Sync {
 }
 
 /// Build the connector for `[directories.<name>]`.
-pub fn connect(name: &str, settings: &DirectorySettings) -> Result<Arc<dyn MdmDirectory>, String> {
+pub fn connect(name: &str, settings: &DirectorySettings) -> Result<Arc<dyn MdmDirectory>, Reason> {
     let api = |http: HttpSettings| {
         let secrets = settings
             .secrets()
-            .map_err(|e| format!("directories.{name}: {e}"))?;
+            .map_err(|e| Reason::new(format!("directories.{name}: {e}")))?;
         api::Api::new(name, http, secrets)
     };
     Ok(match settings {

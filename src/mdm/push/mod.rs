@@ -29,6 +29,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::reason::Reason;
+
 use super::{DirectoryError, DirectorySettings};
 
 /// `[credentials.NAME.push]`: how the credential's MDM is told to deliver.
@@ -248,7 +250,7 @@ pub fn connect(
     directory_name: &str,
     directory: &DirectorySettings,
     push: &PushSettings,
-) -> Result<Arc<dyn Delivery>, String> {
+) -> Result<Arc<dyn Delivery>, Reason> {
     push.check(directory.kind())?;
     if !push.webhook_url.is_empty() {
         return Ok(Arc::new(webhook::Webhook::new(push)?));
@@ -256,7 +258,7 @@ pub fn connect(
     let api = |http| {
         let secrets = directory
             .secrets()
-            .map_err(|e| format!("directories.{directory_name}: {e}"))?;
+            .map_err(|e| Reason::new(format!("directories.{directory_name}: {e}")))?;
         super::api::Api::new(directory_name, http, secrets)
     };
     Ok(match directory {

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
+use crate::reason::Reason;
 use crate::secret::SecretSource;
 
 use super::{Delivery, PushError, PushEvent, PushSettings, PushTarget};
@@ -20,13 +21,13 @@ pub(super) struct Webhook {
 }
 
 impl Webhook {
-    pub(super) fn new(s: &PushSettings) -> Result<Webhook, String> {
+    pub(super) fn new(s: &PushSettings) -> Result<Webhook, Reason> {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("sigil/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("push webhook: {e}"))?;
+            .map_err(|e| Reason::context("push webhook", e))?;
         Ok(Webhook {
             url: s.webhook_url.clone(),
             secret: SecretSource::from_pair("push.secret", &s.secret_file, &s.secret_env)?,
