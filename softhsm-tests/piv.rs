@@ -387,4 +387,15 @@ fn piv_sign_in_asks_an_ocsp_responder_and_fails_closed_without_one() {
     let (status, body, _) = piv_sign_in(&s, Some(identity(&cert, &key)));
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("fails closed"), "{body}");
+    // The responder's address and the error underneath are for the operator, in the audit
+    // record; the person is told what happened and what to do.
+    let responder_at = url.trim_start_matches("http://");
+    assert!(!body.contains(responder_at), "{body}");
+    let audit = s.audit_log();
+    let last = audit
+        .iter()
+        .rev()
+        .find(|r| r["action"] == "sign_in_refused")
+        .unwrap();
+    assert!(last.to_string().contains(responder_at), "{last}");
 }

@@ -131,6 +131,11 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// What a person with a card is told when its revocation status cannot be learned.
+const PIV_UNKNOWN: &str = "Your card certificate's revocation status cannot be learned right \
+now, so sign-in is refused: Sigil fails closed. Try again in a minute; if it goes on, tell the \
+administrator (the cause is in Sigil's audit log, action sign_in_refused).";
+
 fn refusal_page(e: &SignInError, again: &str) -> HttpResponse {
     let status = match e {
         SignInError::Refused(_) => StatusCode::UNAUTHORIZED,
@@ -446,6 +451,12 @@ async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         }
         Err(e) => {
             refused(&state, ip, "piv", &peer.common_name, &e.to_string()).await;
+            // Why the status could not be learned (the responder's or the CRL's address, the
+            // error underneath) is for the operator: it is in the audit record just written.
+            let e = match e {
+                SignInError::Unavailable(r) => SignInError::Unavailable(r.with_text(PIV_UNKNOWN)),
+                e => e,
+            };
             refusal_page(&e, again)
         }
     }
