@@ -277,8 +277,9 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         // record, not to the page (where they could pose as this server's instructions).
         // The record keeps what the link said, shortened and without invisible characters,
         // and says it is unverified: this answer comes before the sign-in's state is checked.
-        let code = oauth_error_code(err).unwrap_or("an error code the standards do not define");
-        let said = match (oauth_error_code(err), q.error_description.as_deref()) {
+        let known = oauth_error_code(err);
+        let code = known.unwrap_or("an error code the standards do not define");
+        let said = match (known, q.error_description.as_deref()) {
             (Some(_), None) => String::new(),
             (known, d) => format!(
                 " (as given in the link, unverified: {}{})",
