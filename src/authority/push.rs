@@ -52,6 +52,13 @@ impl Channel {
     }
 }
 
+/// Whether a certificate ending at `not_after` is in its renewal window at `at`: notAfter in
+/// `[at, at + window)`, the window every expiry query uses (a certificate is still valid at
+/// its notAfter). A window of 0 renews nothing.
+fn renews(not_after: i64, at: i64, window: i64) -> bool {
+    window > 0 && not_after >= at && not_after.saturating_sub(at) < window
+}
+
 /// The channels, by credential.
 pub(crate) type Channels = HashMap<String, Channel>;
 
@@ -197,8 +204,7 @@ impl Authority {
                 match cert {
                     Some(c) if c.status == CertStatus::Revoked => true,
                     Some(c) => {
-                        let window = channel.renewal_window();
-                        if window > 0 && c.not_after - at < window && c.not_after >= at {
+                        if renews(c.not_after, at, channel.renewal_window()) {
                             self.queue_push(&r, PushAction::Renew, &format!("renew:{}", c.serial))
                                 .await?;
                         }
@@ -382,6 +388,18 @@ fn nothing_to_take_back(action: PushAction, e: PushError) -> Result<String, Push
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_renewal_window_is_half_open() {
+        let (at, w) = (1_000_000, 864_000);
+        assert!(super::renews(at, at, w));
+        assert!(super::renews(at + w - 1, at, w));
+        assert!(!super::renews(at + w, at, w));
+        assert!(!super::renews(at - 1, at, w));
+        assert!(!super::renews(at, at, 0));
+        // Far-off values do not overflow into the window.
+        assert!(!super::renews(i64::MAX, i64::MIN + 1, w));
+    }
+
     #[test]
     fn waits_double_up_to_an_hour() {
         assert_eq!(super::backoff(60, 0), 60);

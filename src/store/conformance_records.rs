@@ -675,6 +675,36 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
             Some(at - day),
             delivered(),
         ),
+        // The window's edges, [now, now + window): a certificate is still valid at its
+        // notAfter, so one ending now is renewed; one ending at now + window is not yet.
+        (
+            "reg_f_edge_now",
+            "piv",
+            RegistrationState::Issued,
+            Some(at),
+            delivered(),
+        ),
+        (
+            "reg_f_edge_last",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 10 * day - 1),
+            delivered(),
+        ),
+        (
+            "reg_f_edge_end",
+            "piv",
+            RegistrationState::Issued,
+            Some(at + 10 * day),
+            delivered(),
+        ),
+        (
+            "reg_f_edge_gone",
+            "piv",
+            RegistrationState::Issued,
+            Some(at - 1),
+            delivered(),
+        ),
     ];
     for (id, credential, state, not_after, pushes) in cases {
         let mut r = registration(id, &format!("{id}@agency.gov"), at + 3600);
@@ -708,7 +738,13 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     let windows = vec![("piv".to_string(), 10 * day), ("laptop".to_string(), 0)];
     assert_eq!(
         s.push_follow_ups(at, &windows).await.unwrap(),
-        vec!["reg_f_rejected", "reg_f_renew", "reg_f_revoked"]
+        vec![
+            "reg_f_edge_last",
+            "reg_f_edge_now",
+            "reg_f_rejected",
+            "reg_f_renew",
+            "reg_f_revoked"
+        ]
     );
     // The "laptop" credential renewing within ten days too: its registration joins.
     let both = vec![
@@ -718,6 +754,8 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     assert_eq!(
         s.push_follow_ups(at, &both).await.unwrap(),
         vec![
+            "reg_f_edge_last",
+            "reg_f_edge_now",
             "reg_f_no_renewals",
             "reg_f_rejected",
             "reg_f_renew",
@@ -749,6 +787,11 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         )
         .await
         .unwrap());
+    for id in ["reg_f_edge_now", "reg_f_edge_last"] {
+        let key = format!("renew:f0{id}");
+        let renewal = push(id, &key, PushAction::Renew, PushState::Pending);
+        assert!(s.queue_push(&renewal, "sigil").await.unwrap());
+    }
     assert_eq!(
         s.push_follow_ups(at, &windows).await.unwrap(),
         vec!["reg_f_revoked"]
