@@ -33,7 +33,6 @@ pub mod mdm;
 pub mod pki;
 #[cfg(feature = "core")]
 pub mod profiles;
-#[cfg(feature = "core")]
 pub mod reason;
 #[cfg(feature = "core")]
 pub mod scep;
