@@ -16,9 +16,9 @@ async fn sqlite_engine() {
     super::conformance_records::registrations(s.clone()).await;
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
-    super::conformance_records::pushes(s.clone()).await;
+    super::conformance_pushes::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
-    super::conformance_records::push_follow_ups(s.clone()).await;
+    super::conformance_pushes::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;
@@ -61,9 +61,9 @@ async fn postgres_engine() {
     super::conformance_records::registrations(s.clone()).await;
     super::conformance_records::expiry(s.clone()).await;
     super::conformance_records::identity(s.clone()).await;
-    super::conformance_records::pushes(s.clone()).await;
+    super::conformance_pushes::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
-    super::conformance_records::push_follow_ups(s.clone()).await;
+    super::conformance_pushes::push_follow_ups(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;

@@ -27,6 +27,8 @@ mod conformance_engines;
 #[cfg(test)]
 mod conformance_ocsp;
 #[cfg(test)]
+mod conformance_pushes;
+#[cfg(test)]
 mod conformance_records;
 #[cfg(test)]
 mod conformance_reports;
