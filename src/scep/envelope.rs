@@ -289,12 +289,15 @@ pub fn seal(
     recipient_cert: &[u8],
     cipher: ContentCipher,
 ) -> Result<Vec<u8>, ScepError> {
-    let rsa = super::request::certificate_public_key(recipient_cert)
-        .and_then(|k| {
-            k.rsa()
-                .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))
-        })
-        .map_err(|_| {
+    // Encoded by hand: the requester's certificate may carry a serial longer than RFC 5280's
+    // 20 octets (certmonger's are 32), which the typed CMS structures refuse.
+    let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
+        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
+    let spki = parsed.public_key();
+    let rsa = (spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION)
+        .then(|| openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data).ok())
+        .flatten()
+        .ok_or_else(|| {
             ScepError::UnsupportedAlgorithm(
                 "the requester's certificate has no RSA key to encrypt the reply to".into(),
             )
@@ -312,10 +315,6 @@ pub fn seal(
         .public_encrypt(&cek, &mut ek, openssl::rsa::Padding::PKCS1)
         .map_err(|e| ScepError::Crypto(crate::reason::Reason::caused_by(e)))?;
     ek.truncate(n);
-    // Encoded by hand: the requester's certificate may carry a serial longer than RFC 5280's
-    // 20 octets (certmonger's are 32), which the typed CMS structures refuse.
-    let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
-        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
     let mut isn = parsed.tbs_certificate.issuer.as_raw().to_vec();
     isn.extend(tlv(0x02, parsed.tbs_certificate.raw_serial()));
     let rsa_alg = AlgorithmIdentifierOwned {

@@ -4,12 +4,7 @@
 //! Signed attributes are a DER SET (sorted), with a fresh senderNonce and the recipientNonce
 //! the client expects.
 
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
-};
-use der::asn1::{Any, ObjectIdentifier, OctetString, SetOfVec, UtcTime, Utf8StringRef};
+use der::asn1::{Any, ObjectIdentifier, UtcTime, Utf8StringRef};
 use der::{Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
@@ -62,19 +57,6 @@ pub struct CertRep<'a> {
     pub extra_certs: &'a [Vec<u8>],
 }
 
-fn cert_choices(certs: &[Vec<u8>]) -> Result<Option<CertificateSet>, ScepError> {
-    if certs.is_empty() {
-        return Ok(None);
-    }
-    let mut set = SetOfVec::new();
-    for c in certs {
-        let cert = x509_cert::Certificate::from_der(c).map_err(ScepError::encode)?;
-        set.insert(CertificateChoices::Certificate(cert))
-            .map_err(ScepError::encode)?;
-    }
-    Ok(Some(CertificateSet(set)))
-}
-
 /// DER TLV with a definite length.
 pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -102,7 +84,7 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 /// OpenSSL and Go keep insertion order too.
 pub fn degenerate(certs: &[Vec<u8>], crls: &[Vec<u8>]) -> Result<Vec<u8>, ScepError> {
     for c in certs {
-        x509_cert::Certificate::from_der(c).map_err(ScepError::encode)?;
+        whole_sequence(c)?;
     }
     for c in crls {
         x509_parser::parse_x509_crl(c).map_err(ScepError::encode)?;
@@ -220,6 +202,11 @@ pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
 /// A SignedData pkiMessage around `content` with the SCEP attributes
 /// given, contentType, messageDigest and signingTime added, signed by `certs[0]`'s key through
 /// `sign` (which gets the DER SET of signed attributes).
+///
+/// Encoded by hand from DER pieces, each encoded once: the typed `cms` structures would parse
+/// every certificate to put it back, and sort the SETs by encoding each element again for
+/// every comparison (a third of a CertRep's cost without the token). The output is the same
+/// canonical DER (the tests decode it with `cms` and re-encode it byte for byte).
 pub(super) fn signed_message(
     content: Vec<u8>,
     scep_attrs: Vec<Attribute>,
@@ -228,84 +215,88 @@ pub(super) fn signed_message(
     certs: &[Vec<u8>],
     sign: &SignFn<'_>,
 ) -> Result<Vec<u8>, ScepError> {
-    let mut attrs = SetOfVec::new();
-    let mut add = |a| attrs.insert(a).map_err(ScepError::encode);
-    add(attr(
-        oid::CONTENT_TYPE,
-        Any::encode_from(&oid::DATA).map_err(ScepError::encode)?,
-    )?)?;
-    add(attr(
-        oid::MESSAGE_DIGEST,
-        asn1::octets(&digest.digest(&content)?)?,
-    )?)?;
     let now = UtcTime::from_system_time(std::time::SystemTime::now()).map_err(ScepError::encode)?;
-    add(attr(
-        oid::SIGNING_TIME,
-        Any::encode_from(&now).map_err(ScepError::encode)?,
-    )?)?;
-    for a in scep_attrs {
-        add(a)?;
-    }
-    let signed_attrs_der = attrs.to_der().map_err(ScepError::encode)?;
-    let signature = sign(&signed_attrs_der)?;
+    let mut attrs = vec![
+        attr(
+            oid::CONTENT_TYPE,
+            Any::encode_from(&oid::DATA).map_err(ScepError::encode)?,
+        )?,
+        attr(
+            oid::MESSAGE_DIGEST,
+            asn1::octets(&digest.digest(&content)?)?,
+        )?,
+        attr(
+            oid::SIGNING_TIME,
+            Any::encode_from(&now).map_err(ScepError::encode)?,
+        )?,
+    ];
+    attrs.extend(scep_attrs);
+    let attrs = set_of(
+        attrs
+            .iter()
+            .map(|a| a.to_der().map_err(ScepError::encode))
+            .collect::<Result<_, _>>()?,
+    );
+    let signature = sign(&tlv(0x31, &attrs))?;
     let signer_cert = certs
         .first()
         .ok_or_else(|| ScepError::Malformed("no signer certificate".into()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(signer_cert)
         .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))?;
-    let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-        issuer: x509_cert::name::Name::from_der(parsed.tbs_certificate.issuer.as_raw())
-            .map_err(ScepError::encode)?,
-        serial_number: x509_cert::serial_number::SerialNumber::new(
-            parsed.tbs_certificate.raw_serial(),
-        )
-        .map_err(ScepError::encode)?,
-    });
+    let mut sid = parsed.tbs_certificate.issuer.as_raw().to_vec();
+    sid.extend(tlv(0x02, parsed.tbs_certificate.raw_serial()));
     let digest_alg = AlgorithmIdentifierOwned {
         oid: digest.oid(),
         parameters: Some(Any::null()),
-    };
-    let signer = SignerInfo {
-        version: CmsVersion::V1,
-        sid,
-        digest_alg: digest_alg.clone(),
-        signed_attrs: Some(attrs),
-        signature_algorithm: AlgorithmIdentifierOwned {
-            oid: signature_alg,
-            parameters: if signature_alg == oid::RSA_ENCRYPTION {
-                Some(Any::null())
-            } else {
-                None
-            },
-        },
-        signature: OctetString::new(signature).map_err(ScepError::encode)?,
-        unsigned_attrs: None,
-    };
-    let mut signers = SetOfVec::new();
-    signers.insert(signer).map_err(ScepError::encode)?;
-    let mut digests = SetOfVec::new();
-    digests.insert(digest_alg).map_err(ScepError::encode)?;
-    let sd = SignedData {
-        version: CmsVersion::V1,
-        digest_algorithms: digests,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: oid::DATA,
-            // Always present (empty for PENDING and FAILURE): some clients treat a missing
-            // eContent as detached content and fail to verify.
-            econtent: Some(
-                Any::encode_from(&OctetString::new(content).map_err(ScepError::encode)?)
-                    .map_err(ScepError::encode)?,
-            ),
-        },
-        certificates: cert_choices(certs)?,
-        crls: None,
-        signer_infos: SignerInfos(signers),
-    };
-    let ci = ContentInfo {
-        content_type: oid::SIGNED_DATA,
-        content: Any::encode_from(&sd).map_err(ScepError::encode)?,
-    };
-    ci.to_der().map_err(ScepError::encode)
+    }
+    .to_der()
+    .map_err(ScepError::encode)?;
+    let signature_alg = AlgorithmIdentifierOwned {
+        oid: signature_alg,
+        parameters: (signature_alg == oid::RSA_ENCRYPTION).then(Any::null),
+    }
+    .to_der()
+    .map_err(ScepError::encode)?;
+    let mut signer = tlv(0x02, &[1]); // version 1
+    signer.extend(tlv(0x30, &sid)); // issuerAndSerialNumber
+    signer.extend_from_slice(&digest_alg);
+    signer.extend(tlv(0xa0, &attrs)); // [0] IMPLICIT signedAttrs
+    signer.extend(signature_alg);
+    signer.extend(tlv(0x04, &signature));
+    let mut encap = oid::DATA.to_der().map_err(ScepError::encode)?;
+    // Always present (empty for PENDING and FAILURE): some clients treat a missing eContent as
+    // detached content and fail to verify.
+    encap.extend(tlv(0xa0, &tlv(0x04, &content)));
+    let mut sd = tlv(0x02, &[1]); // version 1
+    sd.extend(tlv(0x31, &digest_alg)); // digestAlgorithms
+    sd.extend(tlv(0x30, &encap)); // encapContentInfo
+    if !certs.is_empty() {
+        for c in certs {
+            whole_sequence(c)?;
+        }
+        sd.extend(tlv(0xa0, &set_of(certs.to_vec()))); // [0] IMPLICIT CertificateSet
+    }
+    sd.extend(tlv(0x31, &tlv(0x30, &signer))); // signerInfos
+    let mut ci = oid::SIGNED_DATA.to_der().map_err(ScepError::encode)?;
+    ci.extend(tlv(0xa0, &tlv(0x30, &sd)));
+    Ok(tlv(0x30, &ci))
+}
+
+/// The contents of a DER SET OF these encodings: sorted as octet strings (X.690 §11.6).
+fn set_of(mut encodings: Vec<Vec<u8>>) -> Vec<u8> {
+    encodings.sort_unstable();
+    encodings.concat()
+}
+
+/// `der` is one whole DER SEQUENCE (a certificate, before it goes into a certificate set).
+fn whole_sequence(der: &[u8]) -> Result<(), ScepError> {
+    let any = der::asn1::AnyRef::from_der(der).map_err(ScepError::encode)?;
+    if der::Tagged::tag(&any) != der::Tag::Sequence {
+        return Err(ScepError::Malformed(
+            "a certificate to send is not a DER SEQUENCE".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// transactionIDs are PrintableString; free text outside that alphabet goes as UTF8String.

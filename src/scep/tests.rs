@@ -345,6 +345,7 @@ fn request_round_trip_every_cipher_and_digest() {
 fn cert_rep_round_trip_and_openssl_agrees() {
     let (client, ra) = (party("device", 2048), party("ra", 2048));
     let issued = party("issued", 2048).cert;
+    let chain = [party("ca", 2048).cert, party("root", 2048).cert];
     let tid = TransactionId("ABC123".into());
     let nonce = Nonce(vec![9; 16]);
     for outcome in [
@@ -366,10 +367,23 @@ fn cert_rep_round_trip_and_openssl_agrees() {
             cipher: ContentCipher::Aes128Cbc,
             digest: DigestAlg::Sha256,
             ra_cert: &ra.cert,
-            extra_certs: &[],
+            extra_certs: &chain,
         }
         .build(&SoftKey(ra.key.clone()))
         .unwrap();
+        // Canonical DER, as the typed CMS structures write it: decoded and encoded again
+        // (SETs sorted, lengths minimal), the same bytes.
+        {
+            use der::{Decode, Encode};
+            let ci = cms::content_info::ContentInfo::from_der(&bytes).unwrap();
+            let sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();
+            assert_eq!(sd.certificates.as_ref().unwrap().0.len(), 3);
+            let again = cms::content_info::ContentInfo {
+                content_type: ci.content_type,
+                content: der::asn1::Any::encode_from(&sd).unwrap(),
+            };
+            assert_eq!(again.to_der().unwrap(), bytes);
+        }
         let reply = read_reply(&bytes, &client.cert, &client.key).unwrap();
         assert_eq!(reply.transaction_id, tid);
         assert_eq!(reply.recipient_nonce, nonce);
