@@ -422,6 +422,47 @@ fn cert_rep_round_trip_and_openssl_agrees() {
     }
 }
 
+/// A signed configuration profile is larger than 64 KiB when it carries a Wi-Fi payload and a
+/// long chain: lengths in three octets, and the same canonical DER as the typed structures.
+#[test]
+fn large_signed_content_is_canonical_der_and_verifies() {
+    use der::{Decode, Encode};
+    let signer = party("profile signer", 2048);
+    let chain = vec![signer.cert.clone(), party("ca", 2048).cert];
+    let content = vec![b'p'; 70_000];
+    let key = SoftKey(signer.key.clone());
+    let bytes = signed_content(content.clone(), &chain, &|data| {
+        key.sign(DigestAlg::Sha256, data)
+    })
+    .unwrap();
+    let ci = cms::content_info::ContentInfo::from_der(&bytes).unwrap();
+    let sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();
+    assert_eq!(sd.version, cms::content_info::CmsVersion::V1);
+    assert_eq!(
+        sd.signer_infos.0.get(0).unwrap().version,
+        cms::content_info::CmsVersion::V1
+    );
+    let again = cms::content_info::ContentInfo {
+        content_type: ci.content_type,
+        content: der::asn1::Any::encode_from(&sd).unwrap(),
+    };
+    assert_eq!(again.to_der().unwrap(), bytes);
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&bytes).unwrap();
+    let store = openssl::x509::store::X509StoreBuilder::new()
+        .unwrap()
+        .build();
+    let mut out = Vec::new();
+    p7.verify(
+        &openssl::stack::Stack::new().unwrap(),
+        &store,
+        None,
+        Some(&mut out),
+        openssl::pkcs7::Pkcs7Flags::NOVERIFY,
+    )
+    .unwrap();
+    assert_eq!(out, content);
+}
+
 #[test]
 fn degenerate_signed_data_reads_back_in_openssl() {
     let a = party("a", 2048).cert;
