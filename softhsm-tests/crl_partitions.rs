@@ -153,6 +153,12 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
         "a held partition is served as it is"
     );
     assert!(verify_with_crl(&ca, &before, &a_pem).0);
+    let raw = |url: &str| {
+        let r = s.http.get(url).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        r.bytes().unwrap().to_vec()
+    };
+    let month_before = raw(&month_url);
 
     // Revoke A.
     let serial_a = serial_of(a);
@@ -193,6 +199,8 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
 
     // The month's partition does not list A, and is not A's CRL: a relying party holding
     // only it cannot check A at all (its point is not A's), rather than finding A good.
+    // A's revocation is not in the month's week: its CRL is kept as it was, not signed again.
+    assert_eq!(raw(&month_url), month_before, "the month's CRL is kept");
     let (text, month) = fetch_crl(&s, &month_url, &ca, &dir, "month");
     assert!(text.contains("No Revoked Certificates"), "{text}");
     assert!(verify_with_crl(&ca, &month, &c_pem).0);
@@ -241,6 +249,25 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
+
+    // A revocation in the month's week after it was kept: made again, listing C.
+    let serial_c = serial_of(c);
+    let r = call(
+        &s,
+        "POST",
+        &format!("/api/v1/certificates/{serial_c}/revoke"),
+        Some(&officer),
+        Some(json!({"reason": "superseded"})),
+    );
+    assert_eq!(r.status(), 200);
+    let (text, month) = fetch_crl(&s, &month_url, &ca, &dir, "month-after");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains(&serial_c.to_ascii_lowercase()),
+        "{text}"
+    );
+    let (ok, out) = verify_with_crl(&ca, &month, &c_pem);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
 

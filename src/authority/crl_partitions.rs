@@ -5,7 +5,10 @@
 //!
 //! A partition's CRL is made when first asked for and kept in the store (shared by every
 //! node) until a revocation of its CA or half its life has passed; then the next request
-//! makes a new one. The full CRL at `/crl/<ca>.crl` stays, kept current by the CRL round, for
+//! makes a new one. After revocations only (the CRL names every public URL and has half its
+//! life left), the next request first reads the week's revocations again: when none of the
+//! new ones is in the week, the CRL held still lists exactly what a new one would, and is kept
+//! (recorded as covering them) without another signature. The full CRL at `/crl/<ca>.crl` stays, kept current by the CRL round, for
 //! relying parties that load one file and for certificates issued before partitions.
 
 use super::{crl_fresh, Authority, RequestError, CRL_HOURS};
@@ -175,7 +178,21 @@ impl Authority {
         let _building = self.inner.building_partition.lock().await;
         let held = match self.held_partition(generation, &key).await? {
             Held::Current(der) => return Ok(Ok(der)),
-            Held::Lapsing(der) => Some(der),
+            Held::Lapsing {
+                der,
+                stored,
+                named,
+                recheck,
+            } => {
+                if recheck
+                    && self
+                        .reconfirm(generation, &key, &partition, &der, &stored, named)
+                        .await?
+                {
+                    return Ok(Ok(der));
+                }
+                Some(der)
+            }
             Held::None => None,
         };
         if held.is_none() {
@@ -240,16 +257,54 @@ impl Authority {
             .await
             .map_err(unavailable)?;
         let bases = self.crl_bases().await.map_err(unavailable)?;
-        Ok(
-            if covered >= mark.revisions
-                && named >= bases.len() as i64
-                && crl_fresh(der, CRL_HOURS * 3600 / 2)
-            {
-                Held::Current(der.to_vec())
-            } else {
-                Held::Lapsing(der.to_vec())
-            },
-        )
+        let complete = named >= bases.len() as i64 && crl_fresh(der, CRL_HOURS * 3600 / 2);
+        Ok(if complete && covered >= mark.revisions {
+            Held::Current(der.to_vec())
+        } else {
+            Held::Lapsing {
+                der: der.to_vec(),
+                named,
+                recheck: complete,
+                stored: held,
+            }
+        })
+    }
+
+    /// A held partition CRL made before the latest revocations of its CA: if the week's
+    /// revocations read now are exactly the ones it lists, record it as covering every
+    /// revocation up to the mark read first (a revocation committed meanwhile moves the mark
+    /// on, and the next request looks again) and keep it. True when kept. Written only over
+    /// the value read, so a CRL another node published meanwhile is never replaced.
+    async fn reconfirm(
+        &self,
+        generation: Option<usize>,
+        key: &str,
+        partition: &CrlPartition,
+        der: &[u8],
+        held: &[u8],
+        named: i64,
+    ) -> Result<bool, RequestError> {
+        let unavailable =
+            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
+        let store = &self.inner.store;
+        let issuer = self.generation_issuer(generation).to_string();
+        let mark = store.crl_mark(&issuer).await.map_err(unavailable)?;
+        let (_, listed) = store
+            .crl_listing(&issuer, Some(partition.window()))
+            .await
+            .map_err(unavailable)?;
+        if !lists_exactly(der, &super::ca::crl_entries(listed)) {
+            return Ok(false);
+        }
+        let named = usize::try_from(named).unwrap_or(0);
+        let kept = store
+            .replace_state(key, Some(held), &stored(mark.revisions, named, der))
+            .await
+            .map_err(unavailable)?;
+        if kept {
+            tracing::debug!(crl = %key, "no new revocation in this partition's week: its CRL is kept");
+        }
+        Ok(kept)
     }
 
     /// Can a certificate of this generation end in this partition's week (does the week
@@ -269,8 +324,46 @@ impl Authority {
 
 enum Held {
     Current(Vec<u8>),
-    Lapsing(Vec<u8>),
+    /// Held, not current. `recheck`: it names every public URL and has half its life left,
+    /// so only revocations came since it was made. `stored`: the store's value, as read.
+    Lapsing {
+        der: Vec<u8>,
+        stored: Vec<u8>,
+        named: i64,
+        recheck: bool,
+    },
     None,
+}
+
+/// Whether the CRL `der` lists exactly these revocations (serial, time, reason; in any order).
+/// Anything that does not read, or differs in any way, is false: the CRL is then made again.
+fn lists_exactly(der: &[u8], revoked: &[(Vec<u8>, time::OffsetDateTime, i32)]) -> bool {
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(der) else {
+        return false;
+    };
+    let trim = |b: &[u8]| {
+        b.iter()
+            .skip_while(|x| **x == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    let mut listed: Vec<(Vec<u8>, i64, i32)> = crl
+        .iter_revoked_certificates()
+        .map(|r| {
+            (
+                trim(r.raw_serial()),
+                r.revocation_date.timestamp(),
+                r.reason_code().map_or(0, |(_, c)| i32::from(c.0)),
+            )
+        })
+        .collect();
+    let mut wanted: Vec<(Vec<u8>, i64, i32)> = revoked
+        .iter()
+        .map(|(serial, at, reason)| (trim(serial), at.unix_timestamp(), *reason))
+        .collect();
+    listed.sort();
+    wanted.sort();
+    listed == wanted
 }
 
 #[cfg(test)]
@@ -283,6 +376,46 @@ mod tests {
         assert_eq!(from_stored(&held), Some((41, 2, &b"crl"[..])));
         assert_eq!(from_stored(&held[..15]), None, "truncated header");
         assert_eq!(from_stored(&[]), None);
+    }
+
+    #[test]
+    fn a_crl_lists_exactly_what_it_was_made_from_and_nothing_else() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            crate::pki::ca_params(crate::pki::parse_dn("CN=Test CA").unwrap(), 30).unwrap();
+        let ca = crate::pki::self_signed_ca(&key, &params).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_der(&ca.clone().into(), &key).unwrap();
+        let at = |t: i64| time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+        let revoked = vec![
+            (vec![0x01, 0x02], at(1_800_000_000), 1),
+            (vec![0x00, 0x9f, 0x33], at(1_800_000_100), 4),
+            (vec![0x7e], at(1_800_000_200), 0),
+        ];
+        let urls = vec!["https://ca.example/crl/ca/2027-W01.crl".to_string()];
+        let der = crate::pki::build_crl(&issuer, &ca, &revoked, 7, 24, Some(&urls)).unwrap();
+        // The same revocations in another order, the serial with its sign octet or without.
+        let mut same = revoked.clone();
+        same.reverse();
+        same[1].0 = vec![0x9f, 0x33];
+        assert!(lists_exactly(&der, &same));
+        // One more, one fewer, another time, another reason, another serial: not the same.
+        let mut more = revoked.clone();
+        more.push((vec![0x55], at(1_800_000_300), 1));
+        assert!(!lists_exactly(&der, &more));
+        assert!(!lists_exactly(&der, &revoked[1..]));
+        let mut later = revoked.clone();
+        later[0].1 = at(1_800_000_001);
+        assert!(!lists_exactly(&der, &later));
+        let mut reason = revoked.clone();
+        reason[0].2 = 3;
+        assert!(!lists_exactly(&der, &reason));
+        let mut serial = revoked.clone();
+        serial[2].0 = vec![0x7f];
+        assert!(!lists_exactly(&der, &serial));
+        // An empty CRL lists nothing; bytes that are not a CRL list nothing at all.
+        let empty = crate::pki::build_crl(&issuer, &ca, &[], 8, 24, Some(&urls)).unwrap();
+        assert!(lists_exactly(&empty, &[]));
+        assert!(!lists_exactly(b"not a CRL", &[]));
     }
 
     #[test]
