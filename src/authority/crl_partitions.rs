@@ -8,8 +8,9 @@
 //! makes a new one. After revocations only (the CRL names every public URL and has half its
 //! life left), the next request first reads the week's revocations again: when none of the
 //! new ones is in the week, the CRL held still lists exactly what a new one would, and is kept
-//! (recorded as covering them) without another signature. The full CRL at `/crl/<ca>.crl` stays, kept current by the CRL round, for
-//! relying parties that load one file and for certificates issued before partitions.
+//! (recorded as covering them) without another signature. The full CRL at `/crl/<ca>.crl`
+//! stays, kept current by the CRL round, for relying parties that load one file and for
+//! certificates issued before partitions.
 
 use super::{crl_fresh, Authority, RequestError, CRL_HOURS};
 use crate::pki::{CrlPartition, PARTITION_PLACEHOLDER};
@@ -184,12 +185,19 @@ impl Authority {
                 named,
                 recheck,
             } => {
-                if recheck
-                    && self
+                if recheck {
+                    // A store that cannot answer now: make it again, or serve the one held
+                    // while it has not expired (below), as for any lapsing CRL.
+                    match self
                         .reconfirm(generation, &key, &partition, &der, &stored, named)
-                        .await?
-                {
-                    return Ok(Ok(der));
+                        .await
+                    {
+                        Ok(true) => return Ok(Ok(der)),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, crl = %key, "could not check the partition's CRL against its week's revocations");
+                        }
+                    }
                 }
                 Some(der)
             }
