@@ -278,11 +278,8 @@ impl Authority {
         })
     }
 
-    /// A held partition CRL made before the latest revocations of its CA: if the week's
-    /// revocations read now are exactly the ones it lists, record it as covering every
-    /// revocation up to the mark read first (a revocation committed meanwhile moves the mark
-    /// on, and the next request looks again) and keep it. True when kept. Written only over
-    /// the value read, so a CRL another node published meanwhile is never replaced.
+    /// A held partition CRL made before the latest revocations of its CA: kept when its
+    /// week's revocations are still exactly the ones it lists ([`keep_if_unchanged`]).
     async fn reconfirm(
         &self,
         generation: Option<usize>,
@@ -291,24 +288,11 @@ impl Authority {
         der: &[u8],
         held: &[u8],
         named: i64,
-    ) -> Result<bool, RequestError> {
-        let unavailable =
-            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
-        let store = &self.inner.store;
+    ) -> Result<bool, crate::store::StoreError> {
         let issuer = self.generation_issuer(generation).to_string();
-        let mark = store.crl_mark(&issuer).await.map_err(unavailable)?;
-        let (_, listed) = store
-            .crl_listing(&issuer, Some(partition.window()))
-            .await
-            .map_err(unavailable)?;
-        if !lists_exactly(der, &super::ca::crl_entries(listed)) {
-            return Ok(false);
-        }
-        let named = usize::try_from(named).unwrap_or(0);
-        let kept = store
-            .replace_state(key, Some(held), &stored(mark.revisions, named, der))
-            .await
-            .map_err(unavailable)?;
+        let book = self.inner.store.as_ref();
+        let kept =
+            keep_if_unchanged(book, &issuer, key, partition.window(), der, held, named).await?;
         if kept {
             tracing::debug!(crl = %key, "no new revocation in this partition's week: its CRL is kept");
         }
@@ -341,6 +325,76 @@ enum Held {
         recheck: bool,
     },
     None,
+}
+
+/// What keeping a partition's CRL reads and writes in the store.
+#[async_trait::async_trait]
+trait PartitionBook: Send + Sync {
+    /// Revocations of the issuer, ever (its CRL mark).
+    async fn revisions(&self, issuer: &str) -> Result<i64, crate::store::StoreError>;
+    /// The issuer's revocations whose notAfter is in the window, as a CRL lists them.
+    async fn revoked_in(
+        &self,
+        issuer: &str,
+        window: (i64, i64),
+    ) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, crate::store::StoreError>;
+    /// Compare-and-set of a named piece of CA state.
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, crate::store::StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<S: crate::store::Store + ?Sized> PartitionBook for S {
+    async fn revisions(&self, issuer: &str) -> Result<i64, crate::store::StoreError> {
+        Ok(self.crl_mark(issuer).await?.revisions)
+    }
+
+    async fn revoked_in(
+        &self,
+        issuer: &str,
+        window: (i64, i64),
+    ) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, crate::store::StoreError> {
+        let (_, listed) = self.crl_listing(issuer, Some(window)).await?;
+        Ok(super::ca::crl_entries(listed))
+    }
+
+    async fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, crate::store::StoreError> {
+        self.replace_state(key, Some(expected), value).await
+    }
+}
+
+/// Keep a partition's held CRL (`held`: the store's value as read, `der` its CRL) when the
+/// week's revocations read now are exactly the ones it lists: record it as covering every
+/// revocation up to the mark, which is read *before* the list, so a revocation committed
+/// between the two is either in the list (the CRL is then made again) or after the mark (the
+/// next request looks again). Written only over the value read, so a CRL another node
+/// published meanwhile is never replaced. True when kept.
+async fn keep_if_unchanged<B: PartitionBook + ?Sized>(
+    book: &B,
+    issuer: &str,
+    key: &str,
+    window: (i64, i64),
+    der: &[u8],
+    held: &[u8],
+    named: i64,
+) -> Result<bool, crate::store::StoreError> {
+    let revisions = book.revisions(issuer).await?;
+    let revoked = book.revoked_in(issuer, window).await?;
+    if !lists_exactly(der, &revoked) {
+        return Ok(false);
+    }
+    let named = usize::try_from(named).unwrap_or(0);
+    book.replace(key, held, &stored(revisions, named, der))
+        .await
 }
 
 /// Whether the CRL `der` lists exactly these revocations (serial, time, reason; in any order).
@@ -424,6 +478,113 @@ mod tests {
         let empty = crate::pki::build_crl(&issuer, &ca, &[], 8, 24, Some(&urls)).unwrap();
         assert!(lists_exactly(&empty, &[]));
         assert!(!lists_exactly(b"not a CRL", &[]));
+    }
+
+    /// A store in which one more revocation in the week commits after `commit_after` reads
+    /// (the mark's and the list's, in whatever order they come).
+    struct Book {
+        reads: std::sync::Mutex<usize>,
+        commit_after: usize,
+        before: Vec<(Vec<u8>, time::OffsetDateTime, i32)>,
+        state: std::sync::Mutex<Vec<u8>>,
+    }
+
+    impl Book {
+        fn committed(&self) -> bool {
+            let mut reads = self.reads.lock().unwrap();
+            let done = *reads >= self.commit_after;
+            *reads += 1;
+            done
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl PartitionBook for Book {
+        async fn revisions(&self, _: &str) -> Result<i64, crate::store::StoreError> {
+            Ok(10 + i64::from(self.committed()))
+        }
+
+        async fn revoked_in(
+            &self,
+            _: &str,
+            _: (i64, i64),
+        ) -> Result<Vec<(Vec<u8>, time::OffsetDateTime, i32)>, crate::store::StoreError> {
+            let mut listed = self.before.clone();
+            if self.committed() {
+                let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_500).unwrap();
+                listed.push((vec![0x42], at, 1));
+            }
+            Ok(listed)
+        }
+
+        async fn replace(
+            &self,
+            _: &str,
+            expected: &[u8],
+            value: &[u8],
+        ) -> Result<bool, crate::store::StoreError> {
+            let mut state = self.state.lock().unwrap();
+            if state.as_slice() != expected {
+                return Ok(false);
+            }
+            *state = value.to_vec();
+            Ok(true)
+        }
+    }
+
+    async fn keep(b: &Book, der: &[u8], held: &[u8]) -> bool {
+        keep_if_unchanged(b, "CN=Test CA", "crl:k", (0, 1), der, held, 1)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_revocation_committed_during_the_check_is_never_covered_unseen() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            crate::pki::ca_params(crate::pki::parse_dn("CN=Test CA").unwrap(), 30).unwrap();
+        let ca = crate::pki::self_signed_ca(&key, &params).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_der(&ca.clone().into(), &key).unwrap();
+        let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let before = vec![(vec![0x07], at, 4)];
+        let der = crate::pki::build_crl(&issuer, &ca, &before, 3, 24, None).unwrap();
+        let held = stored(9, 1, &der);
+        let book = |commit_after: usize| Book {
+            reads: std::sync::Mutex::new(0),
+            commit_after,
+            before: before.clone(),
+            state: std::sync::Mutex::new(held.clone()),
+        };
+        // Nothing new in the week: kept, covering the mark.
+        let quiet = book(usize::MAX);
+        assert!(keep(&quiet, &der, &held).await);
+        assert_eq!(
+            from_stored(&quiet.state.lock().unwrap()),
+            Some((10, 1, &der[..]))
+        );
+        // Committed before the first read, or between the two: the list has it, so the CRL
+        // is made again and the store keeps what it had.
+        for commit_after in [0, 1] {
+            let b = book(commit_after);
+            assert!(
+                !keep(&b, &der, &held).await,
+                "committed after {commit_after} reads"
+            );
+            assert_eq!(*b.state.lock().unwrap(), held);
+        }
+        // Committed after both reads: kept, but covering only the mark read before it, so
+        // the next request looks again.
+        let late = book(2);
+        assert!(keep(&late, &der, &held).await);
+        assert_eq!(
+            from_stored(&late.state.lock().unwrap()),
+            Some((10, 1, &der[..]))
+        );
+        // Another node published meanwhile: its CRL stays.
+        let other = book(usize::MAX);
+        *other.state.lock().unwrap() = b"newer".to_vec();
+        assert!(!keep(&other, &der, &held).await);
+        assert_eq!(*other.state.lock().unwrap(), b"newer".to_vec());
     }
 
     #[test]
