@@ -268,6 +268,8 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
     );
     let (ok, out) = verify_with_crl(&ca, &month, &c_pem);
     assert!(!ok && out.contains("certificate revoked"), "{out}");
+    // C is not in the year's week: the year's CRL, which lists A, is kept as it was.
+    assert_eq!(raw(&year_url), bodies[0], "the year's CRL is kept");
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
 
