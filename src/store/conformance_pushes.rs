@@ -7,22 +7,29 @@ use super::conformance::{cert, issue, tx_issuing};
 use super::conformance_records::registration;
 use super::*;
 
-/// Pushes: queued once per registration and key, claimed by one node at a time, settled
-/// with an audit record, listed per registration.
-pub(super) async fn pushes(s: Arc<dyn Store>) {
-    use crate::store::{PushAction, PushRecord, PushState};
-    let at = now();
-    let push = |id: &str, key: &str, action: PushAction| PushRecord {
-        id: id.into(),
-        registration_id: "reg_push".into(),
+/// A push of registration `reg` as queued at `at` (id `push_<reg>_<key>`).
+fn record(reg: &str, key: &str, action: PushAction, state: PushState, at: i64) -> PushRecord {
+    PushRecord {
+        id: format!("push_{reg}_{key}"),
+        registration_id: reg.into(),
         key: key.into(),
         action,
-        state: PushState::Pending,
+        state,
         attempts: 0,
         next_at: at,
         message: String::new(),
         created_at: at,
         updated_at: at,
+    }
+}
+
+/// Pushes: queued once per registration and key, claimed by one node at a time, settled
+/// with an audit record, listed per registration.
+pub(super) async fn pushes(s: Arc<dyn Store>) {
+    let at = now();
+    let push = |id: &str, key: &str, action: PushAction| PushRecord {
+        id: id.into(),
+        ..record("reg_push", key, action, PushState::Pending, at)
     };
     let deliver = push("push_1", "deliver", PushAction::Deliver);
     assert!(s.queue_push(&deliver, "sigil").await.unwrap());
@@ -81,20 +88,10 @@ pub(super) async fn pushes(s: Arc<dyn Store>) {
 /// a channel, and ended (rejected, expired, certificate revoked) or in their credential's
 /// renewal window without a renewal push.
 pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
-    use crate::store::{PushAction, PushRecord, PushState};
     let at = now();
     let day = 86_400;
-    let push = |reg: &str, key: &str, action: PushAction, state: PushState| PushRecord {
-        id: format!("push_{reg}_{key}"),
-        registration_id: reg.into(),
-        key: key.into(),
-        action,
-        state,
-        attempts: 1,
-        next_at: at,
-        message: String::new(),
-        created_at: at,
-        updated_at: at,
+    let push = |reg: &str, key: &str, action: PushAction, state: PushState| {
+        record(reg, key, action, state, at)
     };
     // (registration, credential, state, certificate's notAfter (issued ones), its pushes)
     let delivered = || vec![("deliver", PushAction::Deliver, PushState::Delivered)];
@@ -274,34 +271,20 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         ]
     );
     // Once followed up, a registration leaves the list.
-    assert!(s
-        .queue_push(
-            &push(
-                "reg_f_renew",
-                "renew:f0reg_f_renew",
-                PushAction::Renew,
-                PushState::Pending
-            ),
-            "sigil"
-        )
-        .await
-        .unwrap());
-    assert!(s
-        .queue_push(
-            &push(
-                "reg_f_rejected",
-                "withdraw",
-                PushAction::Withdraw,
-                PushState::Pending
-            ),
-            "sigil"
-        )
-        .await
-        .unwrap());
-    for id in ["reg_f_edge_now", "reg_f_edge_last"] {
-        let key = format!("renew:f0{id}");
-        let renewal = push(id, &key, PushAction::Renew, PushState::Pending);
-        assert!(s.queue_push(&renewal, "sigil").await.unwrap());
+    let renew = |id: &str| (id.to_string(), format!("renew:f0{id}"), PushAction::Renew);
+    let withdraw = (
+        "reg_f_rejected".into(),
+        "withdraw".into(),
+        PushAction::Withdraw,
+    );
+    for (id, key, action) in [
+        renew("reg_f_renew"),
+        withdraw,
+        renew("reg_f_edge_now"),
+        renew("reg_f_edge_last"),
+    ] {
+        let followed = push(&id, &key, action, PushState::Pending);
+        assert!(s.queue_push(&followed, "sigil").await.unwrap());
     }
     assert_eq!(
         s.push_follow_ups(at, &windows).await.unwrap(),
