@@ -39,6 +39,19 @@ fn partition_of(der: &[u8]) -> CrlPartition {
 
 /// GET a CRL (200, `application/pkix-crl`): `openssl crl -text -verify` of it against `ca`,
 /// and the CRL written as PEM under `dir` for `openssl verify -CRLfile`.
+/// Revoke a certificate through the API as `officer`.
+fn revoke(s: &ScepServer, officer: &str, serial: &str, reason: &str) {
+    let path = format!("/api/v1/certificates/{serial}/revoke");
+    let r = call(
+        s,
+        "POST",
+        &path,
+        Some(officer),
+        Some(json!({ "reason": reason })),
+    );
+    assert_eq!(r.status(), 200, "{}", s.log());
+}
+
 pub(crate) fn fetch_crl(
     s: &ScepServer,
     url: &str,
@@ -162,14 +175,7 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
 
     // Revoke A.
     let serial_a = serial_of(a);
-    let r = call(
-        &s,
-        "POST",
-        &format!("/api/v1/certificates/{serial_a}/revoke"),
-        Some(&officer),
-        Some(json!({"reason": "keyCompromise"})),
-    );
-    assert_eq!(r.status(), 200);
+    revoke(&s, &officer, &serial_a, "keyCompromise");
 
     // After: A's partition is made again, once, whoever asks at the same moment.
     let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
@@ -252,14 +258,7 @@ fn certificates_name_their_weeks_crl_and_each_partition_lists_only_its_own() {
 
     // A revocation in the month's week after it was kept: made again, listing C.
     let serial_c = serial_of(c);
-    let r = call(
-        &s,
-        "POST",
-        &format!("/api/v1/certificates/{serial_c}/revoke"),
-        Some(&officer),
-        Some(json!({"reason": "superseded"})),
-    );
-    assert_eq!(r.status(), 200);
+    revoke(&s, &officer, &serial_c, "superseded");
     let (text, month) = fetch_crl(&s, &month_url, &ca, &dir, "month-after");
     assert!(
         text.to_ascii_lowercase()
@@ -305,14 +304,7 @@ fn a_moved_public_url_keeps_the_certificates_issued_before_in_scope() {
     let (text, _) = fetch_crl(&s, &new_url, &ca, &dir, "moved");
     assert!(text.contains(&format!("URI:{old_url}")), "{text}");
     assert!(text.contains(&format!("URI:{new_url}")), "{text}");
-    let r = call(
-        &s,
-        "POST",
-        &format!("/api/v1/certificates/{}/revoke", serial_of(&old)),
-        Some(&officer),
-        Some(json!({"reason": "superseded"})),
-    );
-    assert_eq!(r.status(), 200);
+    revoke(&s, &officer, &serial_of(&old), "superseded");
 
     // After a revocation, one CRL for the week, named by both URLs: each certificate finds
     // it in scope.
