@@ -341,6 +341,47 @@ fn request_round_trip_every_cipher_and_digest() {
     );
 }
 
+/// The SignedData in a ContentInfo, read with the typed CMS structures.
+fn typed_signed_data(bytes: &[u8]) -> cms::signed_data::SignedData {
+    use der::Decode;
+    let ci = cms::content_info::ContentInfo::from_der(bytes).unwrap();
+    ci.content.decode_as().unwrap()
+}
+
+/// `bytes` is canonical DER: the typed CMS structures decode it and encode it again byte for
+/// byte (lengths minimal, SETs sorted). One correction to that oracle: the `cms` crate orders
+/// a certificate set by its own comparison (it compares each certificate's encoding as a
+/// SEQUENCE OF INTEGER, so the order follows how many bytes are over 0x7f), not as octet
+/// strings as X.690 §11.6 asks; its certificate run is put in octet order before comparing.
+fn assert_canonical_signed_data(bytes: &[u8]) {
+    use der::{Decode, Encode};
+    let ci = cms::content_info::ContentInfo::from_der(bytes).unwrap();
+    let sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();
+    let mut certs: Vec<Vec<u8>> = sd
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .map(|c| c.to_der().unwrap())
+        .collect();
+    let crate_order = certs.concat();
+    certs.sort();
+    let octet_order = certs.concat();
+    let mut expected = cms::content_info::ContentInfo {
+        content_type: ci.content_type,
+        content: der::asn1::Any::encode_from(&sd).unwrap(),
+    }
+    .to_der()
+    .unwrap();
+    if !crate_order.is_empty() {
+        let at = expected
+            .windows(crate_order.len())
+            .position(|w| w == crate_order.as_slice())
+            .unwrap();
+        expected[at..at + crate_order.len()].copy_from_slice(&octet_order);
+    }
+    assert_eq!(expected, bytes);
+}
+
 #[test]
 fn cert_rep_round_trip_and_openssl_agrees() {
     let (client, ra) = (party("device", 2048), party("ra", 2048));
@@ -373,17 +414,8 @@ fn cert_rep_round_trip_and_openssl_agrees() {
         .unwrap();
         // Canonical DER, as the typed CMS structures write it: decoded and encoded again
         // (SETs sorted, lengths minimal), the same bytes.
-        {
-            use der::{Decode, Encode};
-            let ci = cms::content_info::ContentInfo::from_der(&bytes).unwrap();
-            let sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();
-            assert_eq!(sd.certificates.as_ref().unwrap().0.len(), 3);
-            let again = cms::content_info::ContentInfo {
-                content_type: ci.content_type,
-                content: der::asn1::Any::encode_from(&sd).unwrap(),
-            };
-            assert_eq!(again.to_der().unwrap(), bytes);
-        }
+        assert_eq!(typed_signed_data(&bytes).certificates.unwrap().0.len(), 3);
+        assert_canonical_signed_data(&bytes);
         let reply = read_reply(&bytes, &client.cert, &client.key).unwrap();
         assert_eq!(reply.transaction_id, tid);
         assert_eq!(reply.recipient_nonce, nonce);
@@ -426,7 +458,6 @@ fn cert_rep_round_trip_and_openssl_agrees() {
 /// long chain: lengths in three octets, and the same canonical DER as the typed structures.
 #[test]
 fn large_signed_content_is_canonical_der_and_verifies() {
-    use der::{Decode, Encode};
     let signer = party("profile signer", 2048);
     let chain = vec![signer.cert.clone(), party("ca", 2048).cert];
     let content = vec![b'p'; 70_000];
@@ -435,18 +466,13 @@ fn large_signed_content_is_canonical_der_and_verifies() {
         key.sign(DigestAlg::Sha256, data)
     })
     .unwrap();
-    let ci = cms::content_info::ContentInfo::from_der(&bytes).unwrap();
-    let sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();
+    let sd = typed_signed_data(&bytes);
     assert_eq!(sd.version, cms::content_info::CmsVersion::V1);
     assert_eq!(
         sd.signer_infos.0.get(0).unwrap().version,
         cms::content_info::CmsVersion::V1
     );
-    let again = cms::content_info::ContentInfo {
-        content_type: ci.content_type,
-        content: der::asn1::Any::encode_from(&sd).unwrap(),
-    };
-    assert_eq!(again.to_der().unwrap(), bytes);
+    assert_canonical_signed_data(&bytes);
     let p7 = openssl::pkcs7::Pkcs7::from_der(&bytes).unwrap();
     let store = openssl::x509::store::X509StoreBuilder::new()
         .unwrap()
