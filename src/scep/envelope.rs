@@ -293,15 +293,11 @@ pub fn seal(
     // 20 octets (certmonger's are 32), which the typed CMS structures refuse.
     let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
         .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
-    let spki = parsed.public_key();
-    let rsa = (spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION)
-        .then(|| openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data).ok())
-        .flatten()
-        .ok_or_else(|| {
-            ScepError::UnsupportedAlgorithm(
-                "the requester's certificate has no RSA key to encrypt the reply to".into(),
-            )
-        })?;
+    let rsa = super::request::rsa_public_key(parsed.public_key()).ok_or_else(|| {
+        ScepError::UnsupportedAlgorithm(
+            "the requester's certificate has no RSA key to encrypt the reply to".into(),
+        )
+    })?;
     let mut cek = vec![0u8; cipher.key_len()];
     let mut iv = vec![0u8; cipher.iv_len()];
     openssl::rand::rand_bytes(&mut cek)

@@ -206,7 +206,8 @@ pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, ScepError> + 'a;
 /// Encoded by hand from DER pieces, each encoded once: the typed `cms` structures would parse
 /// every certificate to put it back, and sort the SETs by encoding each element again for
 /// every comparison (a third of a CertRep's cost without the token). The output is the same
-/// canonical DER (the tests decode it with `cms` and re-encode it byte for byte).
+/// canonical DER (the tests decode it with `cms` and re-encode it byte for byte, the
+/// certificate set put in X.690's octet order, which `cms` does not keep).
 pub(super) fn signed_message(
     content: Vec<u8>,
     scep_attrs: Vec<Attribute>,

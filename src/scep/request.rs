@@ -62,21 +62,26 @@ struct Direct {
 /// cost more than everything else Sigil does with a request besides the token's work. Other
 /// key types go through the certificate.
 pub fn certificate_public_key(cert_der: &[u8]) -> Result<PKey<Public>, ScepError> {
-    const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
     if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert_der) {
-        let spki = c.public_key();
-        if spki.algorithm.algorithm.to_id_string() == RSA_ENCRYPTION {
-            if let Ok(k) =
-                openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data)
-                    .and_then(PKey::from_rsa)
-            {
-                return Ok(k);
-            }
+        if let Some(k) = rsa_public_key(c.public_key()).and_then(|r| PKey::from_rsa(r).ok()) {
+            return Ok(k);
         }
     }
     X509::from_der(cert_der)
         .and_then(|c| c.public_key())
         .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))
+}
+
+/// The RSA key of a SubjectPublicKeyInfo, read straight from its PKCS#1 bits (1 µs, against
+/// hundreds for OpenSSL 3's generic decoder); `None` for another kind of key or bits that do
+/// not read.
+pub(crate) fn rsa_public_key(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Option<openssl::rsa::Rsa<Public>> {
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
+        return None;
+    }
+    openssl::rsa::Rsa::public_key_from_der_pkcs1(&spki.subject_public_key.data).ok()
 }
 
 /// SHA-256 (hex) of a certificate's SubjectPublicKeyInfo, read without OpenSSL.
