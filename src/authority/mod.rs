@@ -149,7 +149,7 @@ pub enum RequestError {
     UnknownProfile(String),
     /// Not a pkiMessage Sigil can answer (no signer, no transactionID, not SignedData).
     #[error("{0}")]
-    Malformed(String),
+    Malformed(#[source] crate::reason::Reason),
     /// The token or the store failed; the client should retry.
     #[error("temporarily unavailable: {0}")]
     Unavailable(#[source] crate::reason::Reason),

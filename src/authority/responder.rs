@@ -142,13 +142,16 @@ pub(crate) fn ensure(
 /// key ceremony, a rollover); returns its certificate for the store.
 pub fn make_for_ca(hsm: &Hsm, ca_label: &str, days: u32) -> Result<Vec<u8>, ResponderError> {
     let ca_der = hsm.certificate_blocking(ca_label)?.ok_or_else(|| {
-        ResponderError::Pki(PkiError::BadCertificate(format!(
-            "no CA certificate `{ca_label}` on the token"
-        )))
+        ResponderError::Pki(PkiError::BadCertificate(
+            format!("no CA certificate `{ca_label}` on the token").into(),
+        ))
     })?;
     let ca_key = TokenKey::open(hsm, &KeyUri::labelled(hsm.token(), ca_label))?;
-    let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), ca_key.clone())
-        .map_err(|e| ResponderError::Pki(PkiError::BadCertificate(e.to_string())))?;
+    let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), ca_key.clone()).map_err(|e| {
+        ResponderError::Pki(PkiError::BadCertificate(crate::reason::Reason::caused_by(
+            e,
+        )))
+    })?;
     let (r, _) = ensure(hsm, ca_label, &ca_key, &ca_der, &issuer, None, days)?;
     Ok(r.cert())
 }

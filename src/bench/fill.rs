@@ -125,7 +125,7 @@ impl Maker {
     fn new(ca_name: &[crate::pki::NameAttribute]) -> Result<Maker, FillError> {
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = crate::pki::parse_dn(&crate::pki::name_text(ca_name))
-            .map_err(|e| FillError::Read(crate::pki::CsrError::Malformed(e)))?;
+            .map_err(|e| FillError::Read(crate::pki::CsrError::Malformed(e.into())))?;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         Ok(Maker {

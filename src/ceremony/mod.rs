@@ -189,7 +189,7 @@ fn write(path: &Path, text: &str) -> Result<(), CeremonyError> {
 
 fn cert_report(der: &[u8], path: PathBuf) -> Result<CertReport, CeremonyError> {
     let (_, c) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))?;
     Ok(CertReport {
         subject: c.subject().to_string(),
         sha256: pki::sha256_fingerprint(der),
@@ -376,20 +376,24 @@ pub fn import_ca(
 ) -> Result<Report, CeremonyError> {
     let ca_uri = cfg.ca_key_uri()?;
     let ca_key = TokenKey::open(hsm, &ca_uri)?;
-    let x = X509::from_der(cert)
-        .map_err(|e| PkiError::BadCertificate(format!("does not parse: {e}")))?;
+    let x = X509::from_der(cert).map_err(|e| {
+        PkiError::BadCertificate(crate::reason::Reason::context("does not parse", e))
+    })?;
     let cert_spki = x
         .public_key()
         .and_then(|k| k.public_key_to_der())
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))?;
     if cert_spki != ca_key.public_key().spki_der()? {
-        return Err(PkiError::BadCertificate(format!(
+        return Err(PkiError::BadCertificate(
+            format!(
             "its public key is not the CA key `{ca_uri}` on the token (was it issued for this CSR?)"
-        ))
+        )
+            .into(),
+        )
         .into());
     }
     let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))?;
     let is_ca = parsed
         .basic_constraints()
         .ok()
@@ -407,11 +411,11 @@ pub fn import_ca(
             "--chain must hold the issuing CA certificate (and its parents)".into(),
         )
     })?;
-    let parent =
-        X509::from_der(parent).map_err(|e| PkiError::BadCertificate(format!("chain: {e}")))?;
+    let parent = X509::from_der(parent)
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::context("chain", e)))?;
     let parent_key = parent
         .public_key()
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))?;
     if !x.verify(&parent_key).unwrap_or(false) {
         return Err(PkiError::BadCertificate(
             "it is not signed by the first certificate of --chain".into(),

@@ -16,25 +16,26 @@ use rcgen::SigningKey;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// rcgen refused or the token signature failed.
-    #[error("could not build the {what}: {reason}")]
+    #[error("could not build the {what}: {cause}")]
     Build {
         /// What was being built.
         what: &'static str,
-        /// Why.
-        reason: String,
+        /// Why: rcgen's or the token's error.
+        #[source]
+        cause: crate::reason::Reason,
     },
     /// The request breaks a rule of the profile.
     #[error("{0}")]
     Policy(String),
     /// A certificate given to Sigil is unusable.
     #[error("certificate rejected: {0}")]
-    BadCertificate(String),
+    BadCertificate(#[source] crate::reason::Reason),
 }
 
 fn build_err(what: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
     move |e| PkiError::Build {
         what,
-        reason: e.to_string(),
+        cause: crate::reason::Reason::caused_by(e),
     }
 }
 
@@ -43,7 +44,7 @@ pub fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut bytes = [0u8; 16];
     openssl::rand::rand_bytes(&mut bytes).map_err(|e| PkiError::Build {
         what: "serial number",
-        reason: format!("random generator failed: {e}"),
+        cause: crate::reason::Reason::context("random generator failed", e),
     })?;
     // Positive (high bit clear) and exactly 16 octets (no leading zero byte).
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
@@ -102,8 +103,12 @@ pub fn issue_ra_certificate(
     days: u32,
     usages: Vec<KeyUsagePurpose>,
 ) -> Result<Vec<u8>, PkiError> {
-    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
-        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|e| {
+        PkiError::BadCertificate(crate::reason::Reason::context(
+            "CA certificate does not parse",
+            e,
+        ))
+    })?;
     let ca_not_after = ca.validity().not_after.to_datetime();
     let mut p = CertificateParams::default();
     p.distinguished_name = subject;
@@ -137,8 +142,12 @@ pub fn issue_ocsp_responder_certificate(
     subject: DistinguishedName,
     days: u32,
 ) -> Result<Vec<u8>, PkiError> {
-    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
-        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|e| {
+        PkiError::BadCertificate(crate::reason::Reason::context(
+            "CA certificate does not parse",
+            e,
+        ))
+    })?;
     let ca_not_after = ca.validity().not_after.to_datetime();
     let mut p = CertificateParams::default();
     p.distinguished_name = subject;
@@ -170,8 +179,12 @@ pub fn link_certificate(
     subject_key: &impl SigningKey,
     subject: DistinguishedName,
 ) -> Result<Vec<u8>, PkiError> {
-    let (_, issuer_cert) = x509_parser::parse_x509_certificate(issuer_der)
-        .map_err(|e| PkiError::BadCertificate(format!("CA certificate does not parse: {e}")))?;
+    let (_, issuer_cert) = x509_parser::parse_x509_certificate(issuer_der).map_err(|e| {
+        PkiError::BadCertificate(crate::reason::Reason::context(
+            "CA certificate does not parse",
+            e,
+        ))
+    })?;
     let not_after = issuer_cert.validity().not_after.to_datetime();
     let now = OffsetDateTime::now_utc();
     let days = ((not_after - now).whole_days()).clamp(1, 36_500) as u32;
@@ -228,17 +241,19 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
     use openssl::x509::X509;
     let certs = if bytes.starts_with(b"-----") || bytes.windows(5).any(|w| w == b"-----") {
-        X509::stack_from_pem(bytes)
-            .map_err(|e| PkiError::BadCertificate(format!("PEM does not parse: {e}")))?
+        X509::stack_from_pem(bytes).map_err(|e| {
+            PkiError::BadCertificate(crate::reason::Reason::context("PEM does not parse", e))
+        })?
     } else {
-        vec![X509::from_der(bytes)
-            .map_err(|e| PkiError::BadCertificate(format!("DER does not parse: {e}")))?]
+        vec![X509::from_der(bytes).map_err(|e| {
+            PkiError::BadCertificate(crate::reason::Reason::context("DER does not parse", e))
+        })?]
     };
     certs
         .into_iter()
         .map(|c| {
             c.to_der()
-                .map_err(|e| PkiError::BadCertificate(e.to_string()))
+                .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))
         })
         .collect()
 }
@@ -277,7 +292,7 @@ pub fn build_crl(
     partition_urls: Option<&[String]>,
 ) -> Result<Vec<u8>, PkiError> {
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
-        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        .map_err(|e| PkiError::BadCertificate(crate::reason::Reason::caused_by(e)))?;
     let ski = ca
         .extensions()
         .iter()

@@ -148,7 +148,7 @@ impl Csr {
 pub enum CsrError {
     /// Not a PKCS#10 request.
     #[error("the CSR does not parse: {0}")]
-    Malformed(String),
+    Malformed(#[source] crate::reason::Reason),
     /// The self-signature is wrong.
     #[error("the CSR's signature does not verify")]
     BadSignature,
@@ -247,7 +247,7 @@ pub struct CertificateFacts {
 /// Read the facts a store records from a certificate.
 pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, CsrError> {
     let (_, c) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| CsrError::Malformed(format!("certificate: {e}")))?;
+        .map_err(|e| CsrError::Malformed(crate::reason::Reason::context("certificate", e)))?;
     let raw = c.tbs_certificate.raw_serial();
     let lead = raw.iter().take_while(|b| **b == 0).count();
     let sans = c
@@ -277,11 +277,13 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, CsrError> {
 pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     // OpenSSL reads the request only when it is needed (a key other than RSA, an unusual
     // signature algorithm): its generic key decoder is slow.
-    let openssl_req =
-        || X509Req::from_der(der_bytes).map_err(|e| CsrError::Malformed(e.to_string()));
+    let openssl_req = || {
+        X509Req::from_der(der_bytes)
+            .map_err(|e| CsrError::Malformed(crate::reason::Reason::caused_by(e)))
+    };
     let (_, parsed) =
         x509_parser::certification_request::X509CertificationRequest::from_der(der_bytes)
-            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+            .map_err(|e| CsrError::Malformed(crate::reason::Reason::caused_by(e)))?;
     let info = &parsed.certification_request_info;
     // The key is read once, from the SubjectPublicKeyInfo as sent, and that same key verifies
     // the self-signature and goes into the certificate: no second reading can differ from it.
@@ -290,8 +292,9 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
     let key = match info.subject_pki.algorithm.algorithm.to_id_string().as_str() {
         "1.2.840.113549.1.1.1" => {
             let bits = &info.subject_pki.subject_public_key;
-            let rsa = openssl::rsa::Rsa::public_key_from_der_pkcs1(&bits.data)
-                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+            let rsa = openssl::rsa::Rsa::public_key_from_der_pkcs1(&bits.data).map_err(|e| {
+                CsrError::Malformed(crate::reason::Reason::context("public key", e))
+            })?;
             // Exactly one RSAPublicKey, in DER, and nothing after it: what is certified is
             // what was read.
             if bits.unused_bits != 0
@@ -302,12 +305,12 @@ pub fn parse_csr(der_bytes: &[u8]) -> Result<Csr, CsrError> {
                 ));
             }
             openssl::pkey::PKey::from_rsa(rsa)
-                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?
+                .map_err(|e| CsrError::Malformed(crate::reason::Reason::context("public key", e)))?
         }
         _ => {
-            let k = openssl_req()?
-                .public_key()
-                .map_err(|e| CsrError::Malformed(format!("public key: {e}")))?;
+            let k = openssl_req()?.public_key().map_err(|e| {
+                CsrError::Malformed(crate::reason::Reason::context("public key", e))
+            })?;
             if k.public_key_to_der().ok().as_deref() != Some(spki.as_slice()) {
                 return Err(CsrError::Malformed(
                     "the public key is not in its DER encoding".into(),
@@ -428,6 +431,24 @@ fn extended_key_usage_words(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_csr_keeps_the_parsers_error_as_its_cause() {
+        let der = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/scep/micromdm-scep/derived/PKCSReq.csr.der"
+        ))
+        .unwrap();
+        let e = parse_csr(&der[..der.len() - 20]).unwrap_err();
+        assert!(matches!(e, CsrError::Malformed(_)), "{e:?}");
+        // CsrError -> Reason -> x509-parser's error, not a sentence alone.
+        let reason = std::error::Error::source(&e).expect("the reason");
+        let cause = reason
+            .source()
+            .expect("the parser's error under the reason");
+        assert!(cause.downcast_ref::<crate::reason::Reason>().is_none());
+        assert!(!cause.to_string().is_empty());
+    }
 
     #[test]
     fn reads_the_macos_csr_with_version_2() {

@@ -150,7 +150,7 @@ struct OcspResponse {
 pub enum OcspError {
     /// Not an OCSPRequest.
     #[error("malformed OCSP request: {0}")]
-    Malformed(String),
+    Malformed(#[source] crate::reason::Reason),
     /// Building the answer failed.
     #[error("OCSP response: {0}")]
     Build(#[source] crate::reason::Reason),
@@ -168,12 +168,12 @@ pub struct OcspQuery {
 /// Read an OCSPRequest (DER).
 pub fn parse_request(der: &[u8]) -> Result<OcspQuery, OcspError> {
     if der.len() > MAX_REQUEST {
-        return Err(OcspError::Malformed(format!(
-            "{} bytes, more than {MAX_REQUEST}",
-            der.len()
-        )));
+        return Err(OcspError::Malformed(
+            format!("{} bytes, more than {MAX_REQUEST}", der.len()).into(),
+        ));
     }
-    let req = OcspRequest::from_der(der).map_err(|e| OcspError::Malformed(e.to_string()))?;
+    let req = OcspRequest::from_der(der)
+        .map_err(|e| OcspError::Malformed(crate::reason::Reason::caused_by(e)))?;
     if req.tbs_request.request_list.is_empty() {
         return Err(OcspError::Malformed("no certificate asked about".into()));
     }

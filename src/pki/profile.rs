@@ -264,7 +264,7 @@ impl CertProfile {
     fn extensions(&self) -> Result<Vec<CustomExtension>, PkiError> {
         let enc = |e: der::Error| PkiError::Build {
             what: "certificate extension",
-            reason: e.to_string(),
+            cause: crate::reason::Reason::caused_by(e),
         };
         let mut exts = Vec::new();
         if !self.policy_oids.is_empty() {
@@ -277,7 +277,7 @@ impl CertProfile {
                     .join(".");
                 let oid = der::asn1::ObjectIdentifier::new(&text).map_err(|e| PkiError::Build {
                     what: "certificate policy",
-                    reason: e.to_string(),
+                    cause: crate::reason::Reason::caused_by(e),
                 })?;
                 policies.push(x509_cert::ext::pkix::certpolicy::PolicyInformation {
                     policy_identifier: oid,
@@ -331,7 +331,7 @@ impl CertProfile {
         let mut b = [0u8; 8];
         openssl::rand::rand_bytes(&mut b).map_err(|e| PkiError::Build {
             what: "validity jitter",
-            reason: e.to_string(),
+            cause: crate::reason::Reason::caused_by(e),
         })?;
         // The modulo bias over a 64-bit draw is below 2^-30 for any span of days.
         Ok(Duration::seconds((u64::from_le_bytes(b) % span) as i64))
@@ -412,7 +412,7 @@ impl CertProfile {
             .map_err(|e| PkiError::Policy(format!("the CSR's public key is not usable: {e}")))?;
         let cert = p.signed_by(&public, issuer).map_err(|e| PkiError::Build {
             what: "certificate",
-            reason: e.to_string(),
+            cause: crate::reason::Reason::caused_by(e),
         })?;
         Ok(cert.der().to_vec())
     }

@@ -332,9 +332,9 @@ pub fn flatten_octets(input: &[u8], out: &mut Vec<u8>, depth: usize) -> Result<u
                 pos += flatten_octets(rest, out, depth + 1)?;
             }
         }
-        _ => Err(ScepError::Malformed(format!(
-            "expected an OCTET STRING, found tag 0x{tag:02x}"
-        ))),
+        _ => Err(ScepError::Malformed(
+            format!("expected an OCTET STRING, found tag 0x{tag:02x}").into(),
+        )),
     }
 }
 
@@ -369,14 +369,20 @@ pub fn children(value: &[u8]) -> Result<Vec<Any>, ScepError> {
         if r.peek_byte() == Some(0) {
             break;
         }
-        out.push(Any::decode(&mut r).map_err(|e| ScepError::Malformed(e.to_string()))?);
+        out.push(
+            Any::decode(&mut r)
+                .map_err(|e| ScepError::Malformed(crate::reason::Reason::caused_by(e)))?,
+        );
     }
     Ok(out)
 }
 
 /// Decode `T` from BER (or DER) bytes.
-pub fn from_ber<'a, T: Decode<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ScepError> {
-    T::from_ber(bytes).map_err(|e| ScepError::Malformed(format!("{what}: {e}")))
+pub fn from_ber<'a, T: Decode<'a>>(bytes: &'a [u8], what: &str) -> Result<T, ScepError>
+where
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    T::from_ber(bytes).map_err(|e| ScepError::Malformed(crate::reason::Reason::context(what, e)))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ impl RaKey for SoftKey {
         let rsa = self
             .0
             .rsa()
-            .map_err(|e| ScepError::Decrypt(format!("not an RSA key: {e}")))?;
+            .map_err(|e| ScepError::Decrypt(crate::reason::Reason::context("not an RSA key", e)))?;
         let padding = match transport {
             KeyTransport::RsaPkcs1v15 => Padding::PKCS1,
             KeyTransport::RsaOaep(DigestAlg::Sha1) => Padding::PKCS1_OAEP,
@@ -156,10 +156,9 @@ pub fn read_reply(
 ) -> Result<Reply, ScepError> {
     let msg = PkiMessage::parse(bytes)?;
     if msg.message_type != MessageType::CertRep {
-        return Err(ScepError::Malformed(format!(
-            "expected CertRep, got {}",
-            msg.message_type
-        )));
+        return Err(ScepError::Malformed(
+            format!("expected CertRep, got {}", msg.message_type).into(),
+        ));
     }
     msg.verify_signature()?;
     let status = msg
@@ -311,9 +310,9 @@ impl Device {
                 "UID" => rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
                 "serialNumber" => rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
                 other => {
-                    return Err(ScepError::Malformed(format!(
-                        "unknown subject attribute {other}"
-                    )))
+                    return Err(ScepError::Malformed(
+                        format!("unknown subject attribute {other}").into(),
+                    ))
                 }
             };
             p.distinguished_name.push(ty, *v);

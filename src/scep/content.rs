@@ -30,8 +30,9 @@ pub struct IssuerAndSubject {
 impl IssuerAndSubject {
     /// Decode.
     pub fn parse(bytes: &[u8]) -> Result<Self, ScepError> {
-        let v = IssuerAndSubjectAsn1::from_ber(bytes)
-            .map_err(|e| ScepError::Malformed(format!("IssuerAndSubject: {e}")))?;
+        let v = IssuerAndSubjectAsn1::from_ber(bytes).map_err(|e| {
+            ScepError::Malformed(crate::reason::Reason::context("IssuerAndSubject", e))
+        })?;
         Ok(IssuerAndSubject {
             issuer: v.issuer.to_der().map_err(ScepError::encode)?,
             subject: v.subject.to_der().map_err(ScepError::encode)?,
@@ -51,8 +52,9 @@ pub struct IssuerAndSerial {
 impl IssuerAndSerial {
     /// Decode.
     pub fn parse(bytes: &[u8]) -> Result<Self, ScepError> {
-        let v = IssuerAndSerialAsn1::from_ber(bytes)
-            .map_err(|e| ScepError::Malformed(format!("IssuerAndSerialNumber: {e}")))?;
+        let v = IssuerAndSerialAsn1::from_ber(bytes).map_err(|e| {
+            ScepError::Malformed(crate::reason::Reason::context("IssuerAndSerialNumber", e))
+        })?;
         if v.serial.tag() != der::Tag::Integer {
             return Err(ScepError::Malformed("serial is not an INTEGER".into()));
         }

@@ -114,8 +114,12 @@ fn transport_of(alg: &AlgorithmIdentifierOwned) -> Result<KeyTransport, ScepErro
                 None => DigestAlg::Sha1,
                 Some(p) => {
                     let der = p.to_der().map_err(ScepError::encode)?;
-                    let params = OaepParams::from_ber(&der)
-                        .map_err(|e| ScepError::Malformed(format!("RSAES-OAEP parameters: {e}")))?;
+                    let params = OaepParams::from_ber(&der).map_err(|e| {
+                        ScepError::Malformed(crate::reason::Reason::context(
+                            "RSAES-OAEP parameters",
+                            e,
+                        ))
+                    })?;
                     match params.hash {
                         None => DigestAlg::Sha1,
                         Some(h) => DigestAlg::from_oid(&h.oid).ok_or_else(|| {
@@ -137,10 +141,13 @@ impl Envelope {
     pub fn parse(bytes: &[u8]) -> Result<Envelope, ScepError> {
         let ci: ContentInfo = asn1::from_ber(bytes, "pkcsPKIEnvelope")?;
         if ci.content_type != oid::ENVELOPED_DATA {
-            return Err(ScepError::Malformed(format!(
-                "pkcsPKIEnvelope content type is {}, not envelopedData",
-                ci.content_type
-            )));
+            return Err(ScepError::Malformed(
+                format!(
+                    "pkcsPKIEnvelope content type is {}, not envelopedData",
+                    ci.content_type
+                )
+                .into(),
+            ));
         }
         let inner = ci.content.to_der().map_err(ScepError::encode)?;
         let ed: EnvelopedDataLenient = asn1::from_ber(&inner, "EnvelopedData")?;
@@ -211,10 +218,9 @@ impl Envelope {
                 asn1::octet_string_contents(any)?
             }
             Some(other) => {
-                return Err(ScepError::Malformed(format!(
-                    "encryptedContent has tag {}, not [0]",
-                    other.tag()
-                )))
+                return Err(ScepError::Malformed(
+                    format!("encryptedContent has tag {}, not [0]", other.tag()).into(),
+                ))
             }
             None => {
                 return Err(ScepError::Malformed(
@@ -259,11 +265,9 @@ impl Envelope {
             ));
         }
         if self.iv.len() != cipher.iv_len() {
-            return Err(ScepError::Malformed(format!(
-                "{} IV of {} bytes",
-                cipher.name(),
-                self.iv.len()
-            )));
+            return Err(ScepError::Malformed(
+                format!("{} IV of {} bytes", cipher.name(), self.iv.len()).into(),
+            ));
         }
         // Implicit rejection: a key transport that fails, or yields a key of the wrong size,
         // continues with a random key, so the answer is the same as for bad padding and
@@ -291,8 +295,9 @@ pub fn seal(
 ) -> Result<Vec<u8>, ScepError> {
     // Encoded by hand: the requester's certificate may carry a serial longer than RFC 5280's
     // 20 octets (certmonger's are 32), which the typed CMS structures refuse.
-    let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert)
-        .map_err(|e| ScepError::Malformed(format!("recipient certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(recipient_cert).map_err(|e| {
+        ScepError::Malformed(crate::reason::Reason::context("recipient certificate", e))
+    })?;
     let rsa = super::request::rsa_public_key(parsed.public_key()).ok_or_else(|| {
         ScepError::UnsupportedAlgorithm(
             "the requester's certificate has no RSA key to encrypt the reply to".into(),

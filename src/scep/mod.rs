@@ -47,7 +47,7 @@ pub trait RaKey {
 pub enum ScepError {
     /// Not the structure SCEP requires.
     #[error("malformed message: {0}")]
-    Malformed(String),
+    Malformed(#[source] crate::reason::Reason),
     /// A messageType Sigil does not know.
     #[error("unknown messageType `{0}`")]
     UnknownMessageType(String),
@@ -56,10 +56,10 @@ pub enum ScepError {
     UnsupportedAlgorithm(String),
     /// The requester's signature is wrong.
     #[error("bad signature: {0}")]
-    BadSignature(String),
+    BadSignature(#[source] crate::reason::Reason),
     /// The envelope does not decrypt.
     #[error("cannot decrypt: {0}")]
-    Decrypt(String),
+    Decrypt(#[source] crate::reason::Reason),
     /// The RA key operation failed on the token.
     #[error("RA key operation failed: {0}")]
     Token(#[source] crate::reason::Reason),
@@ -69,8 +69,8 @@ pub enum ScepError {
 }
 
 impl ScepError {
-    pub(crate) fn encode(e: impl std::fmt::Display) -> ScepError {
-        ScepError::Malformed(e.to_string())
+    pub(crate) fn encode(e: impl std::error::Error + Send + Sync + 'static) -> ScepError {
+        ScepError::Malformed(crate::reason::Reason::caused_by(e))
     }
 
     /// The failInfo a CertRep should carry for this error.

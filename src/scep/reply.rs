@@ -242,8 +242,9 @@ pub(super) fn signed_message(
     let signer_cert = certs
         .first()
         .ok_or_else(|| ScepError::Malformed("no signer certificate".into()))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(signer_cert)
-        .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(signer_cert).map_err(|e| {
+        ScepError::Malformed(crate::reason::Reason::context("signer certificate", e))
+    })?;
     let mut sid = parsed.tbs_certificate.issuer.as_raw().to_vec();
     sid.extend(tlv(0x02, parsed.tbs_certificate.raw_serial()));
     let digest_alg = AlgorithmIdentifierOwned {

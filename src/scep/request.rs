@@ -69,7 +69,7 @@ pub fn certificate_public_key(cert_der: &[u8]) -> Result<PKey<Public>, ScepError
     }
     X509::from_der(cert_der)
         .and_then(|c| c.public_key())
-        .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))
+        .map_err(|e| ScepError::Malformed(crate::reason::Reason::context("signer certificate", e)))
 }
 
 /// The RSA key of a SubjectPublicKeyInfo, read straight from its PKCS#1 bits (1 µs, against
@@ -92,8 +92,9 @@ pub fn spki_sha256(cert_der: &[u8]) -> Option<String> {
 }
 
 fn parse_p7(bytes: &[u8]) -> Result<openssl::pkcs7::Pkcs7, ScepError> {
-    openssl::pkcs7::Pkcs7::from_der(bytes)
-        .map_err(|e| ScepError::Malformed(format!("SignedData (OpenSSL): {e}")))
+    openssl::pkcs7::Pkcs7::from_der(bytes).map_err(|e| {
+        ScepError::Malformed(crate::reason::Reason::context("SignedData (OpenSSL)", e))
+    })
 }
 
 /// The certificate OpenSSL finds for the (single) signerInfo, as DER.
@@ -130,9 +131,12 @@ fn openssl_content(p7: &openssl::pkcs7::Pkcs7Ref, verify: bool) -> Result<Vec<u8
     p7.verify(&certs, &store, None, Some(&mut out), flags)
         .map_err(|e| {
             if verify {
-                ScepError::BadSignature(format!("the requester's signature does not verify ({e})"))
+                ScepError::BadSignature(crate::reason::Reason::context(
+                    "the requester's signature does not verify",
+                    e,
+                ))
             } else {
-                ScepError::Malformed(format!("SignedData content: {e}"))
+                ScepError::Malformed(crate::reason::Reason::context("SignedData content", e))
             }
         })?;
     Ok(out)
@@ -261,10 +265,13 @@ impl PkiMessage {
         }
         let ci: ContentInfo = asn1::from_ber(bytes, "pkiMessage ContentInfo")?;
         if ci.content_type != oid::SIGNED_DATA {
-            return Err(ScepError::Malformed(format!(
-                "pkiMessage content type is {}, not signedData",
-                ci.content_type
-            )));
+            return Err(ScepError::Malformed(
+                format!(
+                    "pkiMessage content type is {}, not signedData",
+                    ci.content_type
+                )
+                .into(),
+            ));
         }
         let sd = asn1::children(ci.content.value())?;
         // version, digestAlgorithms, encapContentInfo, [0] certificates?, [1] crls?, signerInfos
@@ -367,9 +374,9 @@ impl PkiMessage {
         let attr_list = signer.attrs;
         let text = |o: Oid, name: &str| -> Result<String, ScepError> {
             let v = find_attr(&attr_list, o)
-                .ok_or_else(|| ScepError::Malformed(format!("{name} attribute missing")))?;
+                .ok_or_else(|| ScepError::Malformed(format!("{name} attribute missing").into()))?;
             asn1::any_to_string(v)
-                .ok_or_else(|| ScepError::Malformed(format!("{name} is not a string")))
+                .ok_or_else(|| ScepError::Malformed(format!("{name} is not a string").into()))
         };
         let mt_text = text(oid::MESSAGE_TYPE, "messageType")?;
         let message_type =

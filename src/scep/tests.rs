@@ -606,3 +606,42 @@ mod fuzz {
         }
     }
 }
+
+/// The innermost error under `e` that is not a sentence of Sigil's own (`Reason` or a Sigil
+/// error type), if any.
+fn library_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut at = e.source();
+    let mut found = None;
+    while let Some(c) = at {
+        if c.downcast_ref::<crate::reason::Reason>().is_none()
+            && c.downcast_ref::<ScepError>().is_none()
+        {
+            found = Some(format!("{c:?}"));
+        }
+        at = c.source();
+    }
+    found
+}
+
+#[test]
+fn unreadable_input_keeps_the_decoders_error_as_its_cause() {
+    // Not SignedData at all: both readers refuse, and the library's own error stays under
+    // the sentence (an operator's log and a caller's downcast see it), not only its text.
+    let e = PkiMessage::parse(&[0x30, 0x03, 0x02, 0x01, 0x05]).unwrap_err();
+    assert!(matches!(e, ScepError::Malformed(_)), "{e:?}");
+    assert!(library_cause(&e).is_some(), "no cause under {e:?}");
+    // A truncated recorded request.
+    let full = vector("micromdm-scep/PKCSReq.der");
+    let e = PkiMessage::parse(&full[..full.len() / 2]).unwrap_err();
+    assert!(library_cause(&e).is_some(), "no cause under {e:?}");
+    // The typed reader of a SCEP structure.
+    let e = asn1::from_ber::<der::asn1::OctetString>(&[0x04, 0x05, 0x01], "the test's octets")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("malformed message: the test's octets: "),
+        "{e}"
+    );
+    let cause = library_cause(&e).expect("der's error kept");
+    assert!(cause.contains("Error") || cause.contains("kind"), "{cause}");
+}

@@ -88,7 +88,8 @@ impl ScepService {
             crate::telemetry::scep_replay();
             return Ok(reply);
         }
-        let msg = PkiMessage::parse(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let msg = PkiMessage::parse(body)
+            .map_err(|e| RequestError::Malformed(crate::reason::Reason::caused_by(e)))?;
         let span = tracing::info_span!(
             "scep",
             transaction_id = %msg.transaction_id,
@@ -180,7 +181,7 @@ impl ScepService {
         .await?;
         built.map_err(|e| match e {
             ScepError::UnsupportedAlgorithm(why) => {
-                RequestError::Malformed(format!("cannot answer this requester: {why}"))
+                RequestError::Malformed(format!("cannot answer this requester: {why}").into())
             }
             other => RequestError::Unavailable(Reason::caused_by(other)),
         })

@@ -35,7 +35,7 @@ fn map(e: HsmError) -> ScepError {
         e if unavailable(&e) => ScepError::Token(Reason::caused_by(e)),
         // Anything else the token says about a ciphertext is about the input; the codec turns
         // it into implicit rejection.
-        other => ScepError::Decrypt(other.to_string()),
+        other => ScepError::Decrypt(Reason::caused_by(other)),
     }
 }
 
