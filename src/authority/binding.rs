@@ -37,6 +37,15 @@ pub enum BindingError {
     /// They belong to others; the text names the fix.
     #[error("{0}")]
     Mismatch(String),
+    /// The store's binding record is not the JSON this program writes.
+    #[error("the store's binding record does not read or write: {0}")]
+    Record(#[source] serde_json::Error),
+    /// The blocking task that talks to the token did not finish (panicked or cancelled).
+    #[error("token worker: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+    /// The system's random generator failed while making a store id.
+    #[error("random generator: {0}")]
+    Random(#[source] openssl::error::ErrorStack),
 }
 
 fn fingerprint(der: &[u8]) -> String {
@@ -46,25 +55,22 @@ fn fingerprint(der: &[u8]) -> String {
 async fn read(store: &dyn Store) -> Result<Option<Binding>, BindingError> {
     match store.state(STATE).await? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            BindingError::Mismatch(format!("the store's binding record does not read: {e}"))
-        }),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(BindingError::Record),
     }
 }
 
 async fn token_store_id(hsm: &Hsm) -> Result<Option<String>, BindingError> {
     let hsm = hsm.clone();
-    let v = tokio::task::spawn_blocking(move || hsm.data_blocking(TOKEN_OBJECT))
-        .await
-        .map_err(|e| BindingError::Mismatch(format!("token worker: {e}")))??;
+    let v = tokio::task::spawn_blocking(move || hsm.data_blocking(TOKEN_OBJECT)).await??;
     Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 async fn set_token_store_id(hsm: &Hsm, id: &str) -> Result<(), BindingError> {
     let (hsm, id) = (hsm.clone(), id.to_owned());
     tokio::task::spawn_blocking(move || hsm.store_data_blocking(TOKEN_OBJECT, id.as_bytes()))
-        .await
-        .map_err(|e| BindingError::Mismatch(format!("token worker: {e}")))??;
+        .await??;
     Ok(())
 }
 
@@ -98,15 +104,13 @@ pub async fn bind(
         )));
     }
     let mut raw = [0u8; 16];
-    openssl::rand::rand_bytes(&mut raw)
-        .map_err(|e| BindingError::Mismatch(format!("random: {e}")))?;
+    openssl::rand::rand_bytes(&mut raw).map_err(BindingError::Random)?;
     let binding = Binding {
         store_id: format!("store_{}", hex::encode(raw)),
         token: hsm.token().to_string(),
         ca_sha256: vec![fp.clone()],
     };
-    let text = serde_json::to_vec(&binding)
-        .map_err(|e| BindingError::Mismatch(format!("binding record: {e}")))?;
+    let text = serde_json::to_vec(&binding).map_err(BindingError::Record)?;
     store.set_state(STATE, &text).await?;
     set_token_store_id(hsm, &binding.store_id).await?;
     store
@@ -168,8 +172,7 @@ pub async fn add_ca(store: &dyn Store, ca_cert: &[u8]) -> Result<(), BindingErro
     let fp = fingerprint(ca_cert);
     if !b.ca_sha256.contains(&fp) {
         b.ca_sha256.push(fp);
-        let text = serde_json::to_vec(&b)
-            .map_err(|e| BindingError::Mismatch(format!("binding record: {e}")))?;
+        let text = serde_json::to_vec(&b).map_err(BindingError::Record)?;
         store.set_state(STATE, &text).await?;
     }
     Ok(())

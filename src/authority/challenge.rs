@@ -203,7 +203,7 @@ pub fn mint(
     ttl_secs: i64,
     actor: &str,
 ) -> Result<(String, ChallengeRecord), StoreError> {
-    validate(bindings).map_err(StoreError::Invalid)?;
+    validate(bindings).map_err(|why| StoreError::Invalid(why.into()))?;
     let challenge = generate()?;
     let mut id = [0u8; 8];
     openssl::rand::rand_bytes(&mut id)
@@ -214,7 +214,7 @@ pub fn mint(
         created_by: actor.into(),
         profile: profile.into(),
         bindings: serde_json::to_string(bindings)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            .map_err(|e| StoreError::Invalid(crate::reason::Reason::caused_by(e)))?,
         expires_at: now() + ttl_secs.max(1),
         used_at: None,
     };

@@ -27,14 +27,19 @@ impl Generations {
     pub async fn read(store: &dyn Store) -> Result<Generations, StoreError> {
         match store.state(STATE).await? {
             None => Ok(Generations::default()),
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| StoreError::Invalid(format!("ca_state `{STATE}`: {e}"))),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                StoreError::Invalid(crate::reason::Reason::context(
+                    format!("ca_state `{STATE}`"),
+                    e,
+                ))
+            }),
         }
     }
 
     /// Write the record.
     pub async fn write(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let b = serde_json::to_vec(self).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let b = serde_json::to_vec(self)
+            .map_err(|e| StoreError::Invalid(crate::reason::Reason::caused_by(e)))?;
         store.set_state(STATE, &b).await
     }
 

@@ -93,20 +93,26 @@ impl Mtls {
     pub async fn check(&self, leaf: &[u8], chain: &[Vec<u8>]) -> Result<Assertion, SignInError> {
         let cert =
             X509::from_der(leaf).map_err(|_| refused("the client certificate does not read"))?;
-        let mut presented = Stack::new().map_err(|e| refused(e.to_string()))?;
+        let mut presented = Stack::new().map_err(|e| {
+            SignInError::Unavailable(Reason::context("checking the client certificate", e))
+        })?;
         for c in chain {
             if let Ok(x) = X509::from_der(c) {
                 let _ = presented.push(x);
             }
         }
-        let mut ctx = X509StoreContext::new().map_err(|e| refused(e.to_string()))?;
+        let mut ctx = X509StoreContext::new().map_err(|e| {
+            SignInError::Unavailable(Reason::context("checking the client certificate", e))
+        })?;
         let verified = ctx
             .init(&self.store, &cert, &presented, |c| {
                 let ok = c.verify_cert()?;
                 let issuer = c.chain().and_then(|ch| ch.get(1).map(|i| i.to_owned()));
                 Ok((ok, c.error().error_string().to_string(), issuer))
             })
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(|e| {
+                SignInError::Unavailable(Reason::context("checking the client certificate", e))
+            })?;
         let (ok, why, issuer) = verified;
         if !ok {
             return Err(refused(format!(

@@ -652,7 +652,7 @@ pub enum StoreError {
     Unavailable(#[source] crate::reason::Reason),
     /// The database schema is newer than this program, or the data is not what it should be.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[source] crate::reason::Reason),
 }
 
 /// A number kept in `ca_state` (absent: 0).
@@ -662,7 +662,9 @@ pub(crate) fn parse_number(v: Option<Vec<u8>>, name: &str) -> Result<i64, StoreE
         Some(bytes) => String::from_utf8(bytes)
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| StoreError::Invalid(format!("ca_state `{name}` is not a number"))),
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("ca_state `{name}` is not a number").into())
+            }),
     }
 }
 
@@ -741,7 +743,7 @@ pub async fn open(settings: &StoreSettings, mode: OpenMode) -> Result<Arc<dyn St
             return Err(StoreError::Invalid(format!(
                 "no store at {}: a store is made only by `sigil init` (with the CA) or `sigil db migrate --create`; if this CA's store is elsewhere, set server.data_dir (SIGIL_SERVER_DATA_DIR) or database.url to it",
                 path.display()
-            )));
+            ).into()));
         }
         Ok(Arc::new(SqliteStore::open_with(&path, migrate).await?))
     } else {
@@ -761,12 +763,12 @@ fn check_version(current: i64, migrate: bool) -> Result<(), StoreError> {
     if current > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
             "the database schema is version {current}, newer than this sigil (version {SCHEMA_VERSION}): upgrade sigil"
-        )));
+        ).into()));
     }
     if !migrate && current < SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
             "the database schema is version {current}; this sigil needs {SCHEMA_VERSION}: run `sigil db migrate`"
-        )));
+        ).into()));
     }
     Ok(())
 }

@@ -358,11 +358,14 @@ impl PostgresStore {
             ca_file: ca_file.is_some(),
         };
         let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
-            .map_err(|e| StoreError::Invalid(format!("TLS: {e}")))?;
+            .map_err(|e| StoreError::Invalid(crate::reason::Reason::context("TLS", e)))?;
         builder.set_verify(openssl::ssl::SslVerifyMode::PEER);
         if let Some(ca) = ca_file {
             builder.set_ca_file(ca).map_err(|e| {
-                StoreError::Invalid(format!("database.ca_file `{}`: {e}", ca.display()))
+                StoreError::Invalid(crate::reason::Reason::context(
+                    format!("database.ca_file `{}`", ca.display()),
+                    e,
+                ))
             })?;
         }
         let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
@@ -383,7 +386,9 @@ impl PostgresStore {
                     recycle: Some(Duration::from_secs(5)),
                 })
                 .build()
-                .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
+                .map_err(|e| {
+                    StoreError::Invalid(crate::reason::Reason::context("database pool", e))
+                })
         };
         let pool = pool_of(pool_size.max(1))?;
         // The issuance writer's own connections, driven by its own thread: a connection is
