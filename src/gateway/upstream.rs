@@ -57,7 +57,7 @@ pub(super) struct Upstreams {
 /// Why no core answered.
 #[derive(Debug, thiserror::Error)]
 #[error("no core answered: {0}")]
-pub(super) struct Unavailable(pub String);
+pub(super) struct Unavailable(#[source] pub Reason);
 
 impl Upstreams {
     /// The client identity and trust from the configuration.
@@ -118,7 +118,7 @@ impl Upstreams {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<&Upstream> = (0..n).map(|i| &self.list[(start + i) % n]).collect();
         order.sort_by_key(|u| !u.healthy.load(Ordering::Relaxed));
-        let mut last_err = String::new();
+        let mut last_err = Reason::new("no core is configured");
         let mut last_5xx = None;
         for u in order {
             let url = format!("{}{}", u.url, f.path_and_query);
@@ -169,7 +169,7 @@ impl Upstreams {
                     u.healthy.store(false, Ordering::Relaxed);
                     let why = explain(&e);
                     tracing::warn!(upstream = %u.url, error = %why, "core unreachable; trying the next");
-                    last_err = why;
+                    last_err = Reason::caused_by(e).with_text(why);
                 }
             }
         }
@@ -231,11 +231,11 @@ fn explain(e: &reqwest::Error) -> String {
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, Reason> {
     let mut out = Vec::new();
-    while let Some(c) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(c) = resp.chunk().await.map_err(Reason::caused_by)? {
         if out.len() + c.len() > MAX_ANSWER {
-            return Err("answer too large".into());
+            return Err(Reason::new("answer too large"));
         }
         out.extend_from_slice(&c);
     }

@@ -168,13 +168,14 @@ impl Api {
         loop {
             let (wait, err) = match make().send().await {
                 Err(e) => {
-                    let reason = if e.is_timeout() {
+                    let text = if e.is_timeout() {
                         format!("{what}: no answer within {}s", self.timeout.as_secs())
                     } else if e.is_connect() {
                         format!("{what}: cannot connect ({})", root_cause(&e))
                     } else {
                         format!("{what}: {}", root_cause(&e))
                     };
+                    let reason = Reason::caused_by(e).with_text(text);
                     (
                         None,
                         DirectoryError::Unreachable {
@@ -189,10 +190,11 @@ impl Api {
                     let body = match read_capped(resp).await {
                         Ok(b) => b,
                         Err(reason) => {
+                            let text = format!("{what}: {reason}");
                             return Err(Failure::Other(DirectoryError::Unreachable {
                                 directory: self.name.clone(),
-                                reason: format!("{what}: {reason}"),
-                            }))
+                                reason: reason.with_text(text),
+                            }));
                         }
                     };
                     if status == StatusCode::UNAUTHORIZED {
@@ -413,23 +415,27 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, Reason> {
     let mut out = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
                 if out.len() + c.len() > MAX_BODY {
-                    return Err(format!("answer larger than {} MiB", MAX_BODY >> 20));
+                    return Err(Reason::new(format!(
+                        "answer larger than {} MiB",
+                        MAX_BODY >> 20
+                    )));
                 }
                 out.extend_from_slice(&c);
             }
             Ok(None) => return Ok(out),
             Err(e) => {
-                return Err(if e.is_timeout() {
-                    "the answer did not arrive in time".into()
+                let text = if e.is_timeout() {
+                    "the answer did not arrive in time".to_string()
                 } else {
                     format!("reading the answer: {}", root_cause(&e))
-                })
+                };
+                return Err(Reason::caused_by(e).with_text(text));
             }
         }
     }

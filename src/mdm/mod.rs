@@ -103,8 +103,9 @@ pub enum DirectoryError {
     Unreachable {
         /// Directory name.
         directory: String,
-        /// What happened.
-        reason: String,
+        /// What happened, and the HTTP client's error underneath when there is one.
+        #[source]
+        reason: crate::reason::Reason,
     },
     /// The MDM refused (bad credentials, missing permission, bad request) or kept failing.
     #[error("{directory}: the MDM answered HTTP {status}: {message}")]
