@@ -14,8 +14,9 @@ pub enum HsmError {
     ModuleLoad {
         /// Module path.
         module: String,
-        /// Why.
-        reason: String,
+        /// Why: the loader's or `C_Initialize`'s error underneath.
+        #[source]
+        reason: crate::reason::Reason,
     },
     /// No slot holds a token with the configured label.
     #[error("no token labelled `{label}` (tokens present: {present}); set hsm.token (SIGIL_HSM_TOKEN) to one of them or create it (hsm-config/softhsm-token.sh)")]

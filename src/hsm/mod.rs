@@ -113,15 +113,15 @@ fn load_module(path: &Path) -> Result<Pkcs11, HsmError> {
     if let Some(ctx) = loaded.get(path) {
         return Ok(ctx.clone());
     }
-    let load_err = |reason: String| HsmError::ModuleLoad {
+    let load_err = |reason: crate::reason::Reason| HsmError::ModuleLoad {
         module: path.display().to_string(),
         reason,
     };
-    let ctx = Pkcs11::new(path).map_err(|e| load_err(e.to_string()))?;
+    let ctx = Pkcs11::new(path).map_err(|e| load_err(crate::reason::Reason::caused_by(e)))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) => {}
         Err(e) if is_rv(&e, RvError::CryptokiAlreadyInitialized) => {}
-        Err(e) => return Err(load_err(format!("C_Initialize: {e}"))),
+        Err(e) => return Err(load_err(crate::reason::Reason::context("C_Initialize", e))),
     }
     loaded.insert(path.to_owned(), ctx.clone());
     Ok(ctx)
