@@ -3,7 +3,9 @@
 //! log, pre-produced OCSP answers, named CA state such as the CRLs) go through a second,
 //! read-only connection: in WAL mode a reader sees the last commit and neither waits for the
 //! writer nor holds it up, so a long search does not stall issuance and a burst of writes
-//! does not stall a search.
+//! does not stall a search. Background scans (the OCSP producer's look for answers to make,
+//! which at a million certificates reads them all once per pass) have a read-only connection
+//! of their own, so no search or lookup waits behind them.
 
 mod audit;
 mod ca_state;
@@ -66,6 +68,8 @@ pub struct SqliteStore {
     pub(super) conn: Arc<Mutex<Connection>>,
     /// The read-only connection (see the module's header).
     reader: Arc<Mutex<Connection>>,
+    /// The read-only connection of background scans (see the module's header).
+    background: Arc<Mutex<Connection>>,
     /// Issuances waiting to share a commit (see `sqlite_issue`).
     issues: Arc<issue::IssueQueue>,
 }
@@ -241,20 +245,26 @@ impl SqliteStore {
             // none larger than a group of writes.
             conn.execute_batch("PRAGMA temp_store = MEMORY;")
                 .map_err(err)?;
-            let reader = Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| {
-                StoreError::Unavailable(Reason::context(format!("cannot open {} to read", path.display()), e))
-            })?;
-            reader
-                .execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
-                .map_err(err)?;
+            let read_only = || -> Result<Connection, StoreError> {
+                let c = Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| {
+                    StoreError::Unavailable(Reason::context(
+                        format!("cannot open {} to read", path.display()),
+                        e,
+                    ))
+                })?;
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
+                    .map_err(err)?;
+                Ok(c)
+            };
             Ok(SqliteStore {
                 conn: Arc::new(Mutex::new(conn)),
-                reader: Arc::new(Mutex::new(reader)),
+                reader: Arc::new(Mutex::new(read_only()?)),
+                background: Arc::new(Mutex::new(read_only()?)),
                 issues: Default::default(),
             })
         })
@@ -268,27 +278,38 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&c)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
+        on(self.reader.clone(), move |c| f(c)).await
     }
 
+    /// Run `f` on the background scans' read-only connection (a blocking thread): for a
+    /// long read that nothing waits for but its own task.
+    pub(super) async fn background_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        on(self.background.clone(), move |c| f(c)).await
+    }
+
+    /// Run `f` on the writing connection (a blocking thread).
     pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
+        on(self.conn.clone(), f).await
     }
+}
+
+/// Run `f` on a blocking thread holding `conn`.
+async fn on<T: Send + 'static>(
+    conn: Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
 }
 
 #[cfg(test)]
