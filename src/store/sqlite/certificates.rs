@@ -164,7 +164,8 @@ impl CertificateStore for SqliteStore {
         at: i64,
         within_secs: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        self.with(move |c| counts(c, at, within_secs)).await
+        self.background_read(move |c| counts(c, at, within_secs))
+            .await
     }
     async fn counts_per_span(
         &self,
@@ -196,7 +197,7 @@ impl CertificateStore for SqliteStore {
         within_secs: i64,
         limit: usize,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
-        self.with(move |c| unannounced(c, at, within_secs, limit))
+        self.background_read(move |c| unannounced(c, at, within_secs, limit))
             .await
     }
     async fn expiry_announced(&self, serial: &str, actor: &str) -> Result<(), StoreError> {
@@ -207,7 +208,7 @@ impl CertificateStore for SqliteStore {
 
 // The expiry queries.
 
-fn counts(c: &mut Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>, StoreError> {
+fn counts(c: &Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = c
         .prepare(
             "SELECT profile, COUNT(*) FROM certificates WHERE status = 'valid' \
@@ -223,7 +224,7 @@ fn counts(c: &mut Connection, at: i64, within: i64) -> Result<Vec<(String, i64)>
 }
 
 fn unannounced(
-    c: &mut Connection,
+    c: &Connection,
     at: i64,
     within: i64,
     limit: usize,

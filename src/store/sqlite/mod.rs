@@ -4,8 +4,9 @@
 //! read-only connection: in WAL mode a reader sees the last commit and neither waits for the
 //! writer nor holds it up, so a long search does not stall issuance and a burst of writes
 //! does not stall a search. Background scans (the OCSP producer's look for answers to make,
-//! which at a million certificates reads them all once per pass) have a read-only connection
-//! of their own, so no search or lookup waits behind them.
+//! which at a million certificates reads them all once per pass, and the expiry gauges and
+//! announcements) have a read-only connection of their own, so no search or lookup, and no
+//! issuance, waits behind them.
 
 mod audit;
 mod ca_state;
