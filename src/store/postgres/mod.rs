@@ -49,6 +49,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres_0010_expiry_index.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/postgres_0011_profile_index.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

@@ -31,55 +31,7 @@ impl CertificateStore for SqliteStore {
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let f = filter.clone();
         self.read(move |c| {
-            let at = now();
-            let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            if let Some(p) = &f.profile {
-                args.push(p.clone().into());
-                sql.push_str(&format!(" AND profile = ?{}", args.len()));
-            }
-            if let Some(s) = f.status {
-                args.push(s.as_str().to_string().into());
-                sql.push_str(&format!(" AND status = ?{}", args.len()));
-            }
-            if let Some(w) = f.expiring_within_secs {
-                args.push(at.into());
-                sql.push_str(&format!(
-                    " AND status = 'valid' AND not_after >= ?{}",
-                    args.len()
-                ));
-                args.push(at.saturating_add(w).into());
-                sql.push_str(&format!(" AND not_after < ?{}", args.len()));
-            }
-            if let Some(s) = &f.subject_contains {
-                // The text as typed: `%` and `_` match themselves (as on PostgreSQL).
-                args.push(format!("%{}%", super::like_escape(s)).into());
-                sql.push_str(&format!(" AND subject LIKE ?{} ESCAPE '\\'", args.len()));
-            }
-            if let Some(d) = &f.device_id {
-                args.push(d.clone().into());
-                sql.push_str(&format!(" AND device_id = ?{}", args.len()));
-            }
-            if let Some(i) = &f.issuer {
-                args.push(i.clone().into());
-                sql.push_str(&format!(" AND issuer = ?{}", args.len()));
-            }
-            if let Some((from, to)) = f.not_after_in {
-                args.push(from.into());
-                sql.push_str(&format!(" AND not_after >= ?{}", args.len()));
-                args.push(to.into());
-                sql.push_str(&format!(" AND not_after < ?{}", args.len()));
-            }
-            // Expiring: soonest first, read in the (status, notAfter) index's order, so a
-            // limit stops the read early.
-            sql.push_str(if f.expiring_within_secs.is_some() {
-                " ORDER BY not_after, serial"
-            } else {
-                " ORDER BY created_at DESC, serial"
-            });
-            if f.limit > 0 {
-                sql.push_str(&format!(" LIMIT {}", f.limit));
-            }
+            let (sql, args) = listing(&f, now());
             let mut stmt = c.prepare(&sql).map_err(err)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args), cert_from_row)
@@ -264,4 +216,131 @@ fn announced(c: &mut Connection, serial: &str, actor: &str) -> Result<(), StoreE
         )?;
     }
     t.commit().map_err(err)
+}
+
+/// The listing's query and its parameters, for `f` at time `at`.
+fn listing(f: &CertFilter, at: i64) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(p) = &f.profile {
+        args.push(p.clone().into());
+        sql.push_str(&format!(" AND profile = ?{}", args.len()));
+    }
+    if let Some(s) = f.status {
+        args.push(s.as_str().to_string().into());
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    if let Some(w) = f.expiring_within_secs {
+        args.push(at.into());
+        sql.push_str(&format!(
+            " AND status = 'valid' AND not_after >= ?{}",
+            args.len()
+        ));
+        args.push(at.saturating_add(w).into());
+        sql.push_str(&format!(" AND not_after < ?{}", args.len()));
+    }
+    if let Some(s) = &f.subject_contains {
+        // The text as typed: `%` and `_` match themselves (as on PostgreSQL).
+        args.push(format!("%{}%", super::like_escape(s)).into());
+        sql.push_str(&format!(" AND subject LIKE ?{} ESCAPE '\\'", args.len()));
+    }
+    if let Some(d) = &f.device_id {
+        args.push(d.clone().into());
+        sql.push_str(&format!(" AND device_id = ?{}", args.len()));
+    }
+    if let Some(i) = &f.issuer {
+        args.push(i.clone().into());
+        sql.push_str(&format!(" AND issuer = ?{}", args.len()));
+    }
+    if let Some((from, to)) = f.not_after_in {
+        args.push(from.into());
+        sql.push_str(&format!(" AND not_after >= ?{}", args.len()));
+        args.push(to.into());
+        sql.push_str(&format!(" AND not_after < ?{}", args.len()));
+    }
+    // Expiring: soonest first, read in the (status, notAfter) index's order, so a
+    // limit stops the read early.
+    sql.push_str(if f.expiring_within_secs.is_some() {
+        " ORDER BY not_after, serial"
+    } else {
+        " ORDER BY created_at DESC, serial"
+    });
+    if f.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", f.limit));
+    }
+    (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CertStatus;
+
+    /// The plan SQLite makes of the listing for `f`, on the schema as migrated.
+    async fn plan(store: &SqliteStore, f: CertFilter) -> String {
+        store
+            .read(move |c| {
+                let (sql, args) = listing(&f, 0);
+                let mut st = c
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .map_err(err)?;
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                    .map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            })
+            .await
+            .unwrap()
+            .join("\n")
+    }
+
+    /// A listing with a limit reads in an index's order and stops at the limit: no filter
+    /// (newest first), a profile, a status, both, and the soonest ending. Only ties of the
+    /// same second are sorted ("RIGHT PART"), never every certificate the filter matches (a
+    /// profile's newest 100 sorted all of the profile's certificates: 1.1 s at a million).
+    #[tokio::test]
+    async fn limited_listings_read_in_index_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let limited = |f: CertFilter| CertFilter { limit: 100, ..f };
+        let cases = [
+            ("newest", limited(CertFilter::default())),
+            (
+                "a profile",
+                limited(CertFilter {
+                    profile: Some("wifi".into()),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "a status",
+                limited(CertFilter {
+                    status: Some(CertStatus::Revoked),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "a profile and a status",
+                limited(CertFilter {
+                    profile: Some("wifi".into()),
+                    status: Some(CertStatus::Valid),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "expiring",
+                limited(CertFilter {
+                    expiring_within_secs: Some(7 * 86_400),
+                    ..Default::default()
+                }),
+            ),
+        ];
+        for (what, f) in cases {
+            let plan = plan(&store, f).await;
+            assert!(
+                !plan.contains("TEMP B-TREE FOR ORDER BY"),
+                "{what}: sorts everything it matches:\n{plan}"
+            );
+        }
+    }
 }

@@ -61,6 +61,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite_0010_expiry_index.sql"),
     ),
+    (
+        11,
+        include_str!("../migrations/sqlite_0011_profile_index.sql"),
+    ),
 ];
 
 /// SQLite engine.
