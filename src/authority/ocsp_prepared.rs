@@ -454,7 +454,13 @@ impl Authority {
                 let der = self
                     .sign_answers(None, &[(id, status)], None, signed_at)
                     .await
-                    .map_err(|e| super::RequestError::Unavailable(format!("{e:?}").into()))?;
+                    .map_err(|status| {
+                        // Why is in the log line `sign_answers` wrote; the status says what
+                        // a client would have been told.
+                        super::RequestError::Unavailable(
+                            format!("an answer could not be made ({status:?})").into(),
+                        )
+                    })?;
                 answers.extend(self.answer_of(&c.serial, status, &der, signed_at));
                 made += 1;
                 if started.elapsed() >= budget {
