@@ -7,9 +7,9 @@
 #   - the full CRL downloaded 20 times, p50 and p99;
 #   - CRL partitions (the weeks 1, 26 and 50 weeks from now): the first request, which makes
 #     and signs the partition's CRL, the next (held), and the size;
-#   - the certificate search of the API (`GET /api/v1/certificates`): by exact device, by
-#     subject text, revoked ones, the newest 100 of a profile, expiring within 7 days, each
-#     SAMPLES times, p50 and p99;
+#   - the certificate search of the API (`GET /api/v1/certificates`): by exact device (and
+#     its valid certificates, as revoking a device asks), by subject text, revoked ones,
+#     the newest 100 of a profile, expiring within 7 days, each SAMPLES times, p50 and p99;
 #   - OCSP: a request with a nonce (a status read and a signature) for SAMPLES different
 #     certificates, p50 and p99; and the same requests without a nonce, asked twice (the
 #     second from the pre-produced answer in memory);
@@ -102,6 +102,7 @@ rng = random.Random(7)
 n = int(os.environ.get("CERTS", "1000000"))
 searches = {
     "by_device": lambda: f"/api/v1/certificates?device=fill-device-{rng.randrange(n // 2):06d}",
+    "by_device_valid": lambda: f"/api/v1/certificates?device=fill-device-{rng.randrange(n // 2):06d}&status=valid",
     "by_subject_text": lambda: f"/api/v1/certificates?subject=fill-{rng.randrange(n):07d}&limit=10",
     "revoked_first_100": lambda: "/api/v1/certificates?status=revoked&limit=100",
     "profile_newest_100": lambda: "/api/v1/certificates?profile=bench-fill&limit=100",

@@ -220,7 +220,16 @@ fn announced(c: &mut Connection, serial: &str, actor: &str) -> Result<(), StoreE
 
 /// The listing's query and its parameters, for `f` at time `at`.
 fn listing(f: &CertFilter, at: i64) -> (String, Vec<rusqlite::types::Value>) {
-    let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE 1 = 1");
+    // A device has a handful of certificates: with one named, its index is the way in,
+    // whatever else is asked. Left to itself (no statistics) SQLite took the (status,
+    // created_at) index for "this device's valid certificates" and read every valid one:
+    // 18 s at a million, for revoking a device.
+    let source = if f.device_id.is_some() {
+        "certificates INDEXED BY certificates_device_id"
+    } else {
+        "certificates"
+    };
+    let mut sql = format!("SELECT {CERT_COLUMNS} FROM {source} WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(p) = &f.profile {
         args.push(p.clone().into());
@@ -340,6 +349,43 @@ mod tests {
             assert!(
                 !plan.contains("TEMP B-TREE FOR ORDER BY"),
                 "{what}: sorts everything it matches:\n{plan}"
+            );
+        }
+    }
+
+    /// A device's certificates are read through the device's index, whatever else the
+    /// filter names (a device's valid certificates read every valid one through the (status,
+    /// created_at) index: 18 s at a million, for revoking a device).
+    #[tokio::test]
+    async fn a_devices_certificates_are_read_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let device = |f: CertFilter| CertFilter {
+            device_id: Some("mdm:device-1".into()),
+            ..f
+        };
+        for (what, f) in [
+            ("alone", device(CertFilter::default())),
+            (
+                "valid ones",
+                device(CertFilter {
+                    status: Some(CertStatus::Valid),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "of a profile, newest 200",
+                device(CertFilter {
+                    profile: Some("wifi".into()),
+                    limit: 200,
+                    ..Default::default()
+                }),
+            ),
+        ] {
+            let plan = plan(&store, f).await;
+            assert!(
+                plan.contains("USING INDEX certificates_device_id"),
+                "{what}:\n{plan}"
             );
         }
     }
