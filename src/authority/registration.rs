@@ -601,8 +601,8 @@ impl Authority {
         };
         let (challenge, record) = mint(&cred.profile, &bindings, cred.challenge_ttl_secs(), actor)
             .map_err(|e| match e {
-                // The system's random generator, not the input.
-                StoreError::Unavailable(_) => unavailable(e),
+                // The system's random generator, not the input (nor the store).
+                StoreError::Unavailable(why) => RegistrationError::Unavailable(why),
                 other => RegistrationError::Invalid(other.to_string()),
             })?;
         let expires = record.expires_at;

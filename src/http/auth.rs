@@ -131,10 +131,12 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-/// What a person with a card is told when its revocation status cannot be learned.
-const PIV_UNKNOWN: &str = "Your card certificate's revocation status cannot be learned right \
-now, so sign-in is refused: Sigil fails closed. Try again in a minute; if it goes on, tell the \
-administrator (the cause is in Sigil's audit log, action sign_in_refused).";
+/// What a person with a card is told when the check of the card cannot be made (most often
+/// its revocation status cannot be learned).
+const PIV_UNKNOWN: &str = "Your card certificate cannot be checked right now (most often its \
+revocation status cannot be learned), so sign-in is refused: Sigil fails closed. Try again in \
+a minute; if it goes on, tell the administrator (the cause is in Sigil's audit log, action \
+sign_in_refused).";
 
 fn refusal_page(e: &SignInError, again: &str) -> HttpResponse {
     let status = match e {
