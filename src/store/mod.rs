@@ -10,6 +10,7 @@
 //! certificate (or the PENDING request); the certificate is committed before its CertRep is
 //! built. The same conformance tests (`conformance.rs`) run against both engines.
 
+mod listing;
 mod ocsp;
 mod postgres;
 mod push;

@@ -43,7 +43,7 @@ impl AuditStore for PostgresStore {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let pattern = |t: &str| format!("%{}%", crate::store::sqlite::like_escape(t.trim()));
+        let pattern = |t: &str| format!("%{}%", crate::store::listing::like_escape(t.trim()));
         // ASCII case not minding, as on SQLite (`lower` folds more than ASCII: the texts
         // searched here, actions, identities and serials, are ASCII in practice). Backslash
         // is LIKE's default escape on PostgreSQL: no ESCAPE clause, whose '\' literal would

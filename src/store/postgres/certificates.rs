@@ -30,55 +30,18 @@ impl CertificateStore for PostgresStore {
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         let at = now();
-        let mut sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        if let Some(p) = &filter.profile {
-            args.push(Box::new(p.clone()));
-            sql.push_str(&format!(" AND profile = ${}", args.len()));
-        }
-        if let Some(s) = filter.status {
-            args.push(Box::new(s.as_str().to_string()));
-            sql.push_str(&format!(" AND status = ${}", args.len()));
-        }
-        if let Some(w) = filter.expiring_within_secs {
-            args.push(Box::new(at));
-            sql.push_str(&format!(
-                " AND status = 'valid' AND not_after >= ${}",
-                args.len()
-            ));
-            args.push(Box::new(at.saturating_add(w)));
-            sql.push_str(&format!(" AND not_after < ${}", args.len()));
-        }
-        if let Some(s) = &filter.subject_contains {
-            args.push(Box::new(format!(
-                "%{}%",
-                crate::store::sqlite::like_escape(s)
-            )));
-            sql.push_str(&format!(" AND lower(subject) LIKE lower(${})", args.len()));
-        }
-        if let Some(d) = &filter.device_id {
-            args.push(Box::new(d.clone()));
-            sql.push_str(&format!(" AND device_id = ${}", args.len()));
-        }
-        if let Some(i) = &filter.issuer {
-            args.push(Box::new(i.clone()));
-            sql.push_str(&format!(" AND issuer = ${}", args.len()));
-        }
-        if let Some((from, to)) = filter.not_after_in {
-            args.push(Box::new(from));
-            sql.push_str(&format!(" AND not_after >= ${}", args.len()));
-            args.push(Box::new(to));
-            sql.push_str(&format!(" AND not_after < ${}", args.len()));
-        }
-        // Expiring: soonest first, in the (status, notAfter) index's order.
-        sql.push_str(if filter.expiring_within_secs.is_some() {
-            " ORDER BY not_after, serial"
-        } else {
-            " ORDER BY created_at DESC, serial"
-        });
-        if filter.limit > 0 {
-            sql.push_str(&format!(" LIMIT {}", filter.limit));
-        }
+        let (conditions, params) =
+            crate::store::listing::listing(filter, at, crate::store::listing::Dialect::Postgres);
+        let sql = format!("SELECT {CERT_COLUMNS} FROM certificates WHERE TRUE{conditions}");
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn ToSql + Sync + Send> {
+                match p {
+                    crate::store::listing::Param::Text(t) => Box::new(t),
+                    crate::store::listing::Param::Int(n) => Box::new(n),
+                }
+            })
+            .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))

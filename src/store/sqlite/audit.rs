@@ -56,7 +56,7 @@ impl AuditStore for SqliteStore {
         let q = query.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // SQLite's LIKE does not mind ASCII case; `%` and `_` typed are themselves.
-        let pattern = |t: &str| format!("%{}%", super::like_escape(t.trim()));
+        let pattern = |t: &str| format!("%{}%", crate::store::listing::like_escape(t.trim()));
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(

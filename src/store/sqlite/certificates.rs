@@ -9,6 +9,7 @@ use crate::store::{
 };
 
 use super::{append_audit, cert_from_row, err, SqliteStore, CERT_COLUMNS};
+use crate::store::listing::{Dialect, Param};
 
 #[async_trait]
 impl CertificateStore for SqliteStore {
@@ -229,55 +230,18 @@ fn listing(f: &CertFilter, at: i64) -> (String, Vec<rusqlite::types::Value>) {
     } else {
         "certificates"
     };
-    let mut sql = format!("SELECT {CERT_COLUMNS} FROM {source} WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    if let Some(p) = &f.profile {
-        args.push(p.clone().into());
-        sql.push_str(&format!(" AND profile = ?{}", args.len()));
-    }
-    if let Some(s) = f.status {
-        args.push(s.as_str().to_string().into());
-        sql.push_str(&format!(" AND status = ?{}", args.len()));
-    }
-    if let Some(w) = f.expiring_within_secs {
-        args.push(at.into());
-        sql.push_str(&format!(
-            " AND status = 'valid' AND not_after >= ?{}",
-            args.len()
-        ));
-        args.push(at.saturating_add(w).into());
-        sql.push_str(&format!(" AND not_after < ?{}", args.len()));
-    }
-    if let Some(s) = &f.subject_contains {
-        // The text as typed: `%` and `_` match themselves (as on PostgreSQL).
-        args.push(format!("%{}%", super::like_escape(s)).into());
-        sql.push_str(&format!(" AND subject LIKE ?{} ESCAPE '\\'", args.len()));
-    }
-    if let Some(d) = &f.device_id {
-        args.push(d.clone().into());
-        sql.push_str(&format!(" AND device_id = ?{}", args.len()));
-    }
-    if let Some(i) = &f.issuer {
-        args.push(i.clone().into());
-        sql.push_str(&format!(" AND issuer = ?{}", args.len()));
-    }
-    if let Some((from, to)) = f.not_after_in {
-        args.push(from.into());
-        sql.push_str(&format!(" AND not_after >= ?{}", args.len()));
-        args.push(to.into());
-        sql.push_str(&format!(" AND not_after < ?{}", args.len()));
-    }
-    // Expiring: soonest first, read in the (status, notAfter) index's order, so a
-    // limit stops the read early.
-    sql.push_str(if f.expiring_within_secs.is_some() {
-        " ORDER BY not_after, serial"
-    } else {
-        " ORDER BY created_at DESC, serial"
-    });
-    if f.limit > 0 {
-        sql.push_str(&format!(" LIMIT {}", f.limit));
-    }
-    (sql, args)
+    let (filter, params) = crate::store::listing::listing(f, at, Dialect::Sqlite);
+    let args = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Text(t) => t.into(),
+            Param::Int(n) => n.into(),
+        })
+        .collect();
+    (
+        format!("SELECT {CERT_COLUMNS} FROM {source} WHERE 1 = 1{filter}"),
+        args,
+    )
 }
 
 #[cfg(test)]
@@ -287,20 +251,8 @@ mod tests {
 
     /// The plan SQLite makes of the listing for `f`, on the schema as migrated.
     async fn plan(store: &SqliteStore, f: CertFilter) -> String {
-        store
-            .read(move |c| {
-                let (sql, args) = listing(&f, 0);
-                let mut st = c
-                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .map_err(err)?;
-                let rows = st
-                    .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
-                    .map_err(err)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(err)
-            })
-            .await
-            .unwrap()
-            .join("\n")
+        let (sql, args) = listing(&f, 0);
+        super::super::query_plan(store, sql, args).await
     }
 
     /// A listing with a limit reads in an index's order and stops at the limit: no filter

@@ -36,14 +36,6 @@ use super::{
 };
 use crate::reason::Reason;
 
-/// Escape `%`, `_` and `\` for LIKE with backslash as its escape character (SQLite's `ESCAPE
-/// '\'`; PostgreSQL's default).
-pub(crate) fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite_0001_initial.sql")),
     (2, include_str!("../migrations/sqlite_0002_tokens.sql")),
@@ -315,6 +307,34 @@ async fn on<T: Send + 'static>(
     })
     .await
     .map_err(|e| StoreError::Unavailable(Reason::caused_by(e)))?
+}
+
+/// The plan SQLite makes of `sql` (its `detail` lines), with `args` bound, or 0 for every
+/// parameter when `args` is empty: the plan tests beside each query.
+#[cfg(test)]
+pub(super) async fn query_plan(
+    store: &SqliteStore,
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+) -> String {
+    store
+        .read(move |c| {
+            let mut st = c
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(err)?;
+            let args = if args.is_empty() {
+                vec![0i64.into(); st.parameter_count()]
+            } else {
+                args
+            };
+            let rows = st
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+        .map(|lines| lines.join("\n"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(test)]

@@ -143,22 +143,8 @@ mod tests {
         let mut out = Vec::new();
         for since in [false, true] {
             for after in [false, true] {
-                let sql = format!("EXPLAIN QUERY PLAN {}", due_sql(since, after));
-                let plan = store
-                    .read(move |c| {
-                        let mut st = c.prepare(&sql).map_err(err)?;
-                        let n = st.parameter_count();
-                        let rows = st
-                            .query_map(
-                                rusqlite::params_from_iter(std::iter::repeat_n(0i64, n)),
-                                |r| r.get::<_, String>(3),
-                            )
-                            .map_err(err)?;
-                        rows.collect::<Result<Vec<_>, _>>().map_err(err)
-                    })
-                    .await
-                    .unwrap()
-                    .join("\n");
+                let plan =
+                    super::super::query_plan(&store, due_sql(since, after), Vec::new()).await;
                 out.push(((since, after), plan));
             }
         }
