@@ -41,6 +41,7 @@ mod refusals;
 pub mod registration;
 pub mod responder;
 mod rules;
+pub mod schema_watch;
 mod upkeep;
 
 use std::collections::HashMap;

@@ -689,15 +689,29 @@ fn serve(config: Config) -> Result<()> {
                 )),
                 _ => None,
             };
+        let watcher = ra.clone();
         let state = sigil::http::AppState::new(ra)
             .with_identity(&config.identity, &config.server.public_url, client_key)
             .map_err(anyhow::Error::msg)?
             .with_gateways(config.server.gateway_names.clone());
-        sigil::http::serve(&config, state).await.with_context(|| {
-            format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
-        })
+        // A newer node migrating the store stops this one (see authority::schema_watch).
+        let outgrown = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = outgrown.clone();
+        let watch = watcher.watching_schema(SCHEMA_CHECK);
+        sigil::http::serve(&config, state, async move { seen.set(Some(watch.await)) })
+            .await
+            .with_context(|| {
+                format!("HTTP server on {listen} (server.listen, SIGIL_SERVER_LISTEN)")
+            })?;
+        match outgrown.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     })
 }
+
+/// How often a serving node checks that no newer node has migrated its store.
+const SCHEMA_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn bench(config: &Config, args: BenchArgs) -> Result<()> {
     if let Some(BenchCommand::Fill {

@@ -305,8 +305,12 @@ fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     }
 }
 
-/// Serve until SIGTERM / SIGINT.
-pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
+/// Serve until SIGTERM / SIGINT, or until `until` completes (a graceful stop, as on SIGTERM).
+pub async fn serve(
+    config: &Config,
+    state: AppState,
+    until: impl std::future::Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let state = web::Data::new(state);
     let app_state = state.clone();
     let max = config.scep.max_message_bytes;
@@ -342,7 +346,13 @@ pub async fn serve(config: &Config, state: AppState) -> std::io::Result<()> {
         tls = !config.server.tls_cert.is_empty(),
         "sigil serve is listening"
     );
-    let result = server.run().await;
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        until.await;
+        handle.stop(true).await;
+    });
+    let result = server.await;
     tracing::info!("shut down; closing token sessions");
     state.ra.close();
     result

@@ -24,11 +24,14 @@ async fn sqlite_engine() {
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;
     super::conformance_reports::newest_audit_records(s.clone()).await;
     super::conformance_concurrency::concurrent_issuances(s).await;
-    // Opening again applies nothing new; a newer schema is refused.
-    SqliteStore::open(&path).await.unwrap();
+    // Opening again applies nothing new; a newer schema is refused, and an open store sees
+    // the migration another program made.
+    let running = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(running.schema_version().await.unwrap(), SCHEMA_VERSION);
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute("INSERT INTO schema_version (version) VALUES (99)", [])
         .unwrap();
+    assert_eq!(running.schema_version().await.unwrap(), 99);
     let e = SqliteStore::open(&path).await.err().unwrap();
     assert!(e.to_string().contains("newer than this sigil"), "{e}");
 }
@@ -95,7 +98,8 @@ async fn postgres_engine() {
         assert!(std::time::Instant::now() < deadline, "no failover");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    PostgresStore::connect(&url, 2).await.unwrap();
+    let running = PostgresStore::connect(&url, 2).await.unwrap();
+    assert_eq!(running.schema_version().await.unwrap(), SCHEMA_VERSION);
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -104,6 +108,7 @@ async fn postgres_engine() {
         .execute("INSERT INTO schema_version (version) VALUES (99)", &[])
         .await
         .unwrap();
+    assert_eq!(running.schema_version().await.unwrap(), 99);
     let e = PostgresStore::connect(&url, 2).await.err().unwrap();
     assert!(e.to_string().contains("newer than this sigil"), "{e}");
 }

@@ -366,6 +366,9 @@ pub trait ClusterStore: Send + Sync {
     async fn lead(&self, task: &str) -> Result<bool, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The schema version the database is at now (another node may have migrated it since
+    /// this one opened it).
+    async fn schema_version(&self) -> Result<i64, StoreError>;
 }
 
 /// Every topic: what an engine is, and what the authority holds.

@@ -49,4 +49,12 @@ impl ClusterStore for PostgresStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         c.execute("SELECT 1", &[]).await.map(|_| ()).map_err(err)
     }
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(err)?;
+        Ok(row.get(0))
+    }
 }

@@ -16,4 +16,15 @@ impl ClusterStore for SqliteStore {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(err))
             .await
     }
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)
+        })
+        .await
+    }
 }
