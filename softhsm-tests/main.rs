@@ -25,6 +25,7 @@ mod intune;
 mod intune_usage;
 mod lifecycle;
 mod multinode;
+mod multinode_upgrade;
 mod piv;
 mod profiles;
 mod push;
