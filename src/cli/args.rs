@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "sigil", version, about, long_about)]
 pub(super) struct Cli {
-    /// Configuration file (TOML).
-    #[arg(short, long, global = true, env = "SIGIL_CONFIG")]
+    /// Configuration file (TOML). Long form only: `-c` is `sigil bench`'s concurrency.
+    #[arg(long, global = true, env = "SIGIL_CONFIG")]
     pub(super) config: Option<PathBuf>,
     /// Log format: human or json (overrides [log] format).
     #[arg(long, global = true, value_parser = ["human", "json"])]
@@ -414,4 +414,17 @@ pub(super) enum CaCommand {
 pub(super) enum ConfigCommand {
     /// Print the effective configuration (file + environment) as TOML.
     Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks every subcommand's arguments (duplicate names and short options, a global
+    /// flag clashing with a subcommand's) only in debug builds, and only when that subcommand
+    /// is parsed: check them all here.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
