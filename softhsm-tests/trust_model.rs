@@ -674,6 +674,10 @@ fn registration_only_profiles_scoped_tokens_and_credential_key_rules() {
     assert_eq!(st, 200, "{payload}");
     let (st, v) = get(&s, &payload_path, &jamf_only);
     assert_eq!(st, 403, "{v}");
+    // Nor does an admin: the challenge enrolls as the registered person, and an admin acting
+    // as an integration would skip the second admin an integration token needs.
+    let (st, v) = get(&s, &payload_path, &s.admin);
+    assert_eq!(st, 403, "{v}");
     let _ = get(&s, &payload_path, &wifi_only);
     let challenge = payload["challenge"].as_str().unwrap();
     // The credential's key rules hold at enrollment: a 2048-bit key is refused...

@@ -556,6 +556,14 @@ impl Authority {
         caller: &Caller,
         id: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
+        // The payload's challenge enrolls as the registered person: only the integration
+        // that delivers it to the device holds it (an admin who wants one makes an mdm token,
+        // which another admin approves where that rule is on).
+        if caller.role != Role::Mdm {
+            return Err(RegistrationError::Forbidden(
+                "only an MDM integration token collects a registration's payload: its challenge enrolls as the registered person".into(),
+            ));
+        }
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Approved)?;
         let cred = self.credential(&r.credential)?.clone();

@@ -117,7 +117,7 @@ pub const ROUTES: &[(&str, &str, &[Role])] = &[
     (
         "GET",
         "/api/v1/registrations/{id}/scep-payload",
-        &[Role::Mdm, Role::Admin],
+        &[Role::Mdm],
     ),
 ];
 
