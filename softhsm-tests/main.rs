@@ -8,6 +8,7 @@ mod api_schema;
 mod apple_schema;
 mod architecture;
 mod audit;
+mod auth_failures;
 mod bad_config;
 mod ceremony;
 mod console;

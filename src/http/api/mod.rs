@@ -148,11 +148,13 @@ pub struct AuthLimiter {
 }
 
 impl AuthLimiter {
+    /// Whether `ip`'s source has failed more than `AUTH_FAILURES_PER_WINDOW` times in the
+    /// current window (the failures up to that many are answered as failures, not 429).
     fn blocked(&self, ip: IpAddr) -> bool {
         let ip = source_key(ip);
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&ip).is_some_and(|(start, n)| {
-            start.elapsed() < AUTH_WINDOW && *n >= AUTH_FAILURES_PER_WINDOW
+            start.elapsed() < AUTH_WINDOW && *n > AUTH_FAILURES_PER_WINDOW
         })
     }
 
