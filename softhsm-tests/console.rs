@@ -4,6 +4,10 @@
 //! page (no WCAG 2.1 A/AA violation), and a screenshot of every page under
 //! `target/console-screenshots/`. `softhsm-tests/console/install.sh` installs the browser and
 //! axe-core.
+//!
+//! Over 800 lines: one browser session walks the whole story (sign-in, registration, approval,
+//! enrollment, revocation, administration) and the refusals along it; split, each part would
+//! start the browser, the provider and the server again.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -687,17 +691,91 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     };
     let before = reviews();
     assert!(before >= 3, "each Verify now above is recorded: {before}");
-    b.goto(&format!("{base}/console/me"));
-    b.js_leave(
-        "const f = document.createElement('form'); f.method = 'post';
-         f.action = '/console/audit/verify';
-         const i = document.createElement('input'); i.type = 'hidden'; i.name = 'csrf';
-         i.value = document.querySelector('input[name=csrf]').value;
-         f.appendChild(i); document.body.appendChild(f); f.submit();",
-    );
+    post_with_own_csrf(&b, &base, "/console/audit/verify", &[]);
     assert_eq!(b.title(), "Not for your role · Sigil", "{}", b.text());
     assert_eq!(reviews(), before);
+    // So is every other page and form of another role, and nothing is done.
+    for page in [
+        "/console/admin",
+        "/console/audit",
+        "/console/admin/profiles/derived",
+    ] {
+        b.goto(&format!("{base}{page}"));
+        assert_eq!(
+            b.title(),
+            "Not for your role · Sigil",
+            "{page}: {}",
+            b.text()
+        );
+    }
+    // What any of these forms would record had it been done.
+    let records = || {
+        s.audit_log()
+            .iter()
+            .filter(|r| {
+                [
+                    "token_created",
+                    "revoked",
+                    "approved",
+                    "registration_approved",
+                    "registration_revoked",
+                ]
+                .contains(&r["action"].as_str().unwrap_or(""))
+            })
+            .count()
+    };
+    let before = records();
+    for (action, fields) in [
+        (
+            "/console/admin/tokens",
+            &[("role", "officer"), ("name", "ursula-officer")][..],
+        ),
+        (
+            "/console/devices/revoke",
+            &[
+                ("device_id", "intune:dev-oscar-phone"),
+                ("reason", "keyCompromise"),
+            ][..],
+        ),
+        (
+            "/console/registrations/nonexistent/approve",
+            &[("comment", "mine")][..],
+        ),
+    ] {
+        post_with_own_csrf(&b, &base, action, fields);
+        assert!(
+            b.title() == "Not for your role · Sigil" || b.title() == "Not allowed · Sigil",
+            "{action}: {} {}",
+            b.title(),
+            b.text()
+        );
+    }
+    assert_eq!(records(), before, "nothing recorded, so nothing done");
     assert!(b.checked.len() >= 20, "{:?}", b.checked);
+}
+
+/// Post a form to `action` from the console's own page, with the session's CSRF token: what a
+/// person who knows the form could send by hand.
+fn post_with_own_csrf(b: &Chrome, base: &str, action: &str, fields: &[(&str, &str)]) {
+    b.goto(&format!("{base}/console/me"));
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{{ const i = document.createElement('input'); i.type = 'hidden'; i.name = {}; i.value = {}; f.appendChild(i); }}",
+                json!(k),
+                json!(v)
+            )
+        })
+        .collect();
+    b.js_leave(&format!(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = {};
+         const c = document.createElement('input'); c.type = 'hidden'; c.name = 'csrf';
+         c.value = document.querySelector('input[name=csrf]').value; f.appendChild(c);
+         {inputs}
+         document.body.appendChild(f); f.submit();",
+        json!(action)
+    ));
 }
 
 /// Every console page carries the security headers; forms without a session or from another
