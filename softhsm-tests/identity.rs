@@ -460,6 +460,32 @@ fn the_two_person_rule_holds_between_people_whatever_tokens_or_names_they_use() 
             .any(|r| r["action"] == "break_glass_used"),
         "every use of the break-glass token is on the record"
     );
+    // Nor is it the second admin for a person's request: whoever holds it and signs in as an
+    // admin would otherwise be both admins.
+    let (status, t) = alice.api(
+        "POST",
+        &format!("{base}/api/v1/tokens"),
+        Some(&alice_csrf),
+        Some(json!({"role": "officer", "name": "script-2"})),
+    );
+    assert_eq!(status, 201, "{t}");
+    let waiting = t["token"].as_str().unwrap().to_string();
+    let approved = s
+        .http
+        .post(format!(
+            "{base}/api/v1/tokens/{}/approve",
+            t["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap();
+    assert_eq!(approved.status(), 403);
+    let why: Value = approved.json().unwrap();
+    assert!(
+        why["message"].as_str().unwrap().contains("break-glass"),
+        "{why}"
+    );
+    assert_eq!(try_token(&waiting), 401, "still waiting");
 
     // The same person through two tokens: Alice's integration token mints the challenge of a
     // PENDING enrollment; Alice, signed in as an officer, cannot approve it.

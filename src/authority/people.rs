@@ -347,8 +347,14 @@ impl Authority {
         .await?)
     }
 
-    /// A second admin approves a token that waits: never the person who asked for it.
+    /// A second admin approves a token that waits: a person, never the one who asked for it
+    /// (the break-glass token is no person: it approves nothing).
     pub async fn approve_token(&self, caller: &Caller, id: &str) -> Result<(), TokenError> {
+        if caller.break_glass {
+            let why = "two admins: the break-glass token is no person, so it cannot be the second admin; a person signed in (or an admin token made on the host) approves";
+            self.refuse_approval(caller, id, why).await;
+            return Err(TokenError::Forbidden(why.into()));
+        }
         let token = self
             .inner
             .store
