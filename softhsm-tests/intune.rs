@@ -545,16 +545,31 @@ fn intunes_revocation_feed_revokes_and_reports_back() {
     let cert = X509::from_der(&r.certs[0]).unwrap();
     let serial = cert.serial_number().to_bn().unwrap().to_vec();
     assert!(!ocsp_revoked(&s, &cert));
+    // A certificate of the same CA that Intune did not vouch for (another profile's).
+    let (_, other) = crate::scep::enroll(
+        &s,
+        "default",
+        "bystander",
+        Some(crate::scep::CHALLENGE),
+        ContentCipher::Aes128Cbc,
+        DigestAlg::Sha256,
+        false,
+    );
+    assert_eq!(other.status, PkiStatus::Success, "{:?}", other.fail_text);
+    let other = X509::from_der(&other.certs[0]).unwrap();
+    let other_serial = other.serial_number().to_bn().unwrap().to_vec();
     // The device is wiped: Intune queues a revocation request (and one for a certificate
-    // this CA never issued).
+    // this CA never issued, and one for that bystander).
     fake.state.revocations.lock().unwrap().extend([
         json!({"requestContext": "ctx-wiped", "serialNumber": hex::encode_upper(&serial),
                "issuerName": "Test SCEP CA", "caConfiguration": "sigil"}),
         json!({"requestContext": "ctx-stranger", "serialNumber": "DEADBEEF01",
                "issuerName": null, "caConfiguration": null}),
+        json!({"requestContext": "ctx-bystander", "serialNumber": hex::encode_upper(&other_serial),
+               "issuerName": "Test SCEP CA", "caConfiguration": "sigil"}),
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fake.state.uploaded.lock().unwrap().len() < 2 {
+    while fake.state.uploaded.lock().unwrap().len() < 3 {
         assert!(
             Instant::now() < deadline,
             "no results uploaded\n{}",
@@ -574,6 +589,13 @@ fn intunes_revocation_feed_revokes_and_reports_back() {
         .find(|r| r["requestContext"] == "ctx-stranger")
         .unwrap();
     assert_eq!(stranger["succeeded"], false);
+    // Intune revokes only what it vouched for: the bystander stays valid.
+    let bystander = up
+        .iter()
+        .find(|r| r["requestContext"] == "ctx-bystander")
+        .unwrap();
+    assert_eq!(bystander["succeeded"], false, "{bystander}");
+    assert!(!ocsp_revoked(&s, &other), "another profile's certificate");
     // Revoked: OCSP at once, the CRL within seconds; the audit log says who asked.
     assert!(ocsp_revoked(&s, &cert));
     let deadline = Instant::now() + Duration::from_secs(15);

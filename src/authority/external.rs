@@ -117,7 +117,7 @@ impl super::Authority {
             let actor = format!("intune:{name}");
             let mut results = Vec::with_capacity(requests.len());
             for r in &requests {
-                results.push(self.revoke_for_external(r, &actor).await);
+                results.push(self.revoke_for_external(name, r, &actor).await);
             }
             let revoked = results.iter().filter(|r| r.succeeded).count();
             match ext.revocation_results(&results).await {
@@ -145,7 +145,15 @@ impl super::Authority {
         }
     }
 
-    async fn revoke_for_external(&self, r: &RevocationRequest, actor: &str) -> RevocationResult {
+    /// Revoke what connection `name` asks for, if it is a certificate issued on its word: a
+    /// profile whose challenge is that connection's. Anything else of this CA (a registration's
+    /// derived credential, another tenant's device) is not Intune's to revoke.
+    async fn revoke_for_external(
+        &self,
+        name: &str,
+        r: &RevocationRequest,
+        actor: &str,
+    ) -> RevocationResult {
         let serial = normalise_serial(&r.serial);
         let found = match self.inner.store.certificate(&serial).await {
             Ok(c) => c,
@@ -164,6 +172,22 @@ impl super::Authority {
                 error: Some(format!("no certificate with serial {} here", r.serial)),
             };
         };
+        let vouched = self
+            .inner
+            .profiles
+            .get(&cert.profile)
+            .is_some_and(|p| p.policy.challenge == "intune" && p.policy.intune == name);
+        if !vouched {
+            tracing::warn!(intune = %name, serial = %serial, profile = %cert.profile, "revocation feed: a certificate not issued through this connection; not revoked");
+            return RevocationResult {
+                context: r.context.clone(),
+                succeeded: false,
+                error: Some(format!(
+                    "certificate {} was not issued through this Intune connection; not revoked",
+                    r.serial
+                )),
+            };
+        }
         if cert.revoked_at.is_some() {
             return RevocationResult {
                 context: r.context.clone(),
