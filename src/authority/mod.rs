@@ -36,6 +36,7 @@ mod people;
 mod profile_settings;
 mod queries;
 mod records;
+pub use records::MintError;
 pub use audit_seal::{AuditCheck, Seal, SealSettings};
 mod refusals;
 pub mod registration;

@@ -124,22 +124,33 @@ impl Authority {
         self.inner.store.revoke_token(id, actor).await
     }
 
-    /// Mint a one-time challenge for `profile` with these bindings.
+    /// Mint a one-time challenge for `profile` with these bindings, if the profile takes
+    /// minted challenges (not a registration-only one) and, for an integration token, its
+    /// `scope` names the profile ([`super::challenge::may_mint`], checked here whatever front
+    /// end asks).
     pub async fn mint_challenge(
         &self,
         profile: &str,
+        scope: Option<&crate::store::TokenScope>,
         bindings: &Bindings,
         ttl_secs: i64,
         actor: &str,
-    ) -> Result<Minted, StoreError> {
-        super::challenge::create(
+    ) -> Result<Minted, MintError> {
+        let p = self
+            .inner
+            .profiles
+            .get(profile)
+            .ok_or_else(|| MintError::NotAllowed(format!("no profile `{profile}`")))?;
+        super::challenge::may_mint(&p.name, p.registration_only, scope)
+            .map_err(MintError::NotAllowed)?;
+        Ok(super::challenge::create(
             self.inner.store.as_ref(),
             profile,
             bindings,
             ttl_secs,
             actor,
         )
-        .await
+        .await?)
     }
 
     /// This server's public base URL (`server.public_url`), else `fallback` (the request's).
@@ -176,4 +187,15 @@ impl Authority {
             })
             .collect()
     }
+}
+
+/// Why no challenge was minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The profile takes no minted challenge, or not from this caller (the reason says which).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The store could not record it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -110,15 +110,13 @@ pub(super) fn export_profile(
         sigil::store::OpenMode::Existing,
         |store| async move {
             let ra = sigil::authority::Authority::open(&hsm, &settings, store).await?;
-            let profile = ra.profile(Some(&name))?;
-            sigil::authority::challenge::may_mint(&profile.name, profile.registration_only, None)
-                .map_err(anyhow::Error::msg)?;
+            ra.profile(Some(&name))?;
             let bindings = sigil::authority::challenge::Bindings {
                 cn: cn.clone(),
                 ..Default::default()
             };
             let minted = ra
-                .mint_challenge(&name, &bindings, i64::from(ttl_minutes) * 60, "cli")
+                .mint_challenge(&name, None, &bindings, i64::from(ttl_minutes) * 60, "cli")
                 .await?;
             let subject = cn
                 .as_deref()

@@ -36,12 +36,6 @@ pub(super) async fn issue_challenge(
         }
     };
     let scope = (caller.role == Role::Mdm).then_some(&caller.scope);
-    if let Err(why) =
-        crate::authority::challenge::may_mint(&profile.name, profile.registration_only, scope)
-    {
-        tracing::warn!(by = %caller.actor, profile = %profile.name, %why, "challenge refused");
-        return Err(error(StatusCode::FORBIDDEN, "not_allowed", why));
-    }
     let profile = profile.name.clone();
     let minutes = c.ttl_minutes.unwrap_or(60);
     if !(1..=7 * 24 * 60).contains(&minutes) {
@@ -62,7 +56,10 @@ pub(super) async fn issue_challenge(
         return Err(error(StatusCode::BAD_REQUEST, "bad_bindings", why));
     }
     let actor = caller.actor();
-    match ra.mint_challenge(&profile, &bindings, ttl, &actor).await {
+    match ra
+        .mint_challenge(&profile, scope, &bindings, ttl, &actor)
+        .await
+    {
         Ok(m) => {
             tracing::info!(by = %caller.actor, %profile, challenge_id = %m.id, "one-time challenge issued");
             Ok(ChallengeIssued {
@@ -72,7 +69,11 @@ pub(super) async fn issue_challenge(
                 profile: m.profile,
             })
         }
-        Err(e) => Err(unavailable(e)),
+        Err(crate::authority::MintError::NotAllowed(why)) => {
+            tracing::warn!(by = %caller.actor, %profile, %why, "challenge refused");
+            Err(error(StatusCode::FORBIDDEN, "not_allowed", why))
+        }
+        Err(crate::authority::MintError::Store(e)) => Err(unavailable(e)),
     }
 }
 
