@@ -71,6 +71,11 @@ impl Authority {
     /// recorded; the device gets it at its next CertPoll. Whoever minted that challenge may
     /// not approve it (two people). Returns the serial.
     pub async fn approve(&self, id: &str, caller: &Caller) -> Result<String, ApprovalError> {
+        if caller.role != super::access::Role::Officer {
+            return Err(ApprovalError::Forbidden(
+                "only an officer approves an enrollment".into(),
+            ));
+        }
         let unavailable =
             |e: crate::store::StoreError| ApprovalError::Unavailable(Reason::caused_by(e));
         let tx = self.pending_enrollment(id).await?;
