@@ -595,6 +595,7 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.goto(&format!("{base}/console/admin"));
     b.type_into("#token-name", "jamf");
     b.type_into("#token-directories", "intune");
+    b.type_into("#token-days", "30");
     b.click("form[action='/console/admin/tokens'] button");
     assert!(b.text().contains("shown only this once"), "{}", b.text());
     assert!(b.text().contains("second admin"), "{}", b.text());
@@ -605,6 +606,25 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     assert!(b.text().contains("It replaces the token"), "{}", b.text());
     assert!(b.text().contains("shown only this once"), "{}", b.text());
     b.check("token-replaced");
+    // The replacement lives as long as the token it replaces.
+    let tokens: Value = s
+        .http
+        .get(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let jamf: Vec<&Value> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "jamf")
+        .collect();
+    assert_eq!(jamf.len(), 2, "{tokens}");
+    for t in jamf {
+        assert!(t["expires_at"].is_string(), "{t}");
+    }
     b.goto(&format!("{base}/console/audit"));
     assert!(b.text().contains("Intact"), "{}", b.text());
     assert!(b.text().contains("registration_approved"), "{}", b.text());

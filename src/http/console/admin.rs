@@ -194,8 +194,8 @@ pub(super) async fn token_action(
             ),
             Err(e) => unavailable(e),
         },
-        // A replacement with the same role, name and scope, shown once; the old token works
-        // until it is revoked, so the MDM can move over without a gap.
+        // A replacement with the same role, name, scope and lifetime, shown once; the old
+        // token works until it is revoked, so the MDM can move over without a gap.
         "rotate" => {
             let old = match state.ra.tokens().await {
                 Ok(t) => t.into_iter().find(|t| t.id == id && t.revoked_at.is_none()),
@@ -213,7 +213,12 @@ pub(super) async fn token_action(
             let asked = NewToken {
                 role: old.role.clone(),
                 name: old.name.clone(),
-                expires_in_days: None,
+                // A token that expired after so many days is replaced by one that does too.
+                expires_in_days: old.expires_at.map(|end| {
+                    u32::try_from(((end - old.created_at).max(0) + 86_399) / 86_400)
+                        .map(|d| d.max(1))
+                        .unwrap_or(u32::MAX)
+                }),
                 profiles: old.scope.profiles.clone(),
                 directories: old.scope.directories.clone(),
             };
