@@ -205,6 +205,25 @@ impl Authority {
         }
     }
 
+    /// Registrations are started and filed by the person (a user) or an officer; read by
+    /// them, admins and auditors; integrations only collect payloads.
+    fn may(caller: &Caller, act: bool) -> Result<(), RegistrationError> {
+        let allowed: &[Role] = if act {
+            &[Role::User, Role::Officer]
+        } else {
+            &[Role::User, Role::Officer, Role::Admin, Role::Auditor]
+        };
+        if allowed.contains(&caller.role) {
+            Ok(())
+        } else {
+            Err(RegistrationError::Forbidden(format!(
+                "the {} role does not {} registrations",
+                caller.role.as_str(),
+                if act { "start or file" } else { "read" }
+            )))
+        }
+    }
+
     /// May `caller` see or act on `r` as its person? Users only their own.
     fn own(caller: &Caller, r: &RegistrationRecord) -> Result<(), RegistrationError> {
         if caller.role == Role::User && !caller.name.eq_ignore_ascii_case(&r.email) {
@@ -221,6 +240,7 @@ impl Authority {
         email: &str,
         credential: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
+        Self::may(caller, true)?;
         let email = email.trim().to_ascii_lowercase();
         if !valid_email(&email) {
             return Err(RegistrationError::Invalid(format!(
@@ -274,6 +294,7 @@ impl Authority {
         caller: &Caller,
         id: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
+        Self::may(caller, false)?;
         let r = self
             .inner
             .store
@@ -291,6 +312,7 @@ impl Authority {
         caller: &Caller,
         email: Option<&str>,
     ) -> Result<Vec<RegistrationRecord>, RegistrationError> {
+        Self::may(caller, false)?;
         let email = match caller.role {
             Role::User => Some(caller.name.to_ascii_lowercase()),
             _ => email.map(|e| e.trim().to_ascii_lowercase()),
@@ -346,6 +368,7 @@ impl Authority {
         caller: &Caller,
         id: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
+        Self::may(caller, true)?;
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Open)?;
         let cred = self.credential(&r.credential)?.clone();
@@ -373,6 +396,7 @@ impl Authority {
         id: &str,
         device_id: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
+        Self::may(caller, true)?;
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Open)?;
         let cred = self.credential(&r.credential)?.clone();
@@ -564,7 +588,13 @@ impl Authority {
                 "only an MDM integration token collects a registration's payload: its challenge enrolls as the registered person".into(),
             ));
         }
-        let r = self.registration(caller, id).await?;
+        let r = self
+            .inner
+            .store
+            .registration(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RegistrationError::NotFound)?;
         Self::expect(&r, RegistrationState::Approved)?;
         let cred = self.credential(&r.credential)?.clone();
         // An integration collects only the payloads of the directories it serves (collecting

@@ -31,3 +31,35 @@ fn subject_values_are_escaped() {
     let dn = format!("CN={},O=Agency", dn_escape("Smith, John"));
     assert!(crate::pki::parse_dn(&dn).is_ok());
 }
+
+#[test]
+fn only_people_and_officers_start_or_file_and_integrations_read_nothing() {
+    let caller = |role: Role| Caller {
+        actor: "token:t".into(),
+        person: crate::authority::access::Person {
+            id: "token:t".into(),
+            email: None,
+            name: "t".into(),
+        },
+        role,
+        roles: vec![role],
+        name: "t".into(),
+        scope: Default::default(),
+        token_id: None,
+        break_glass: false,
+    };
+    for (role, act, read) in [
+        (Role::User, true, true),
+        (Role::Officer, true, true),
+        (Role::Admin, false, true),
+        (Role::Auditor, false, true),
+        (Role::Mdm, false, false),
+    ] {
+        assert_eq!(Authority::may(&caller(role), true).is_ok(), act, "{role:?}");
+        assert_eq!(
+            Authority::may(&caller(role), false).is_ok(),
+            read,
+            "{role:?}"
+        );
+    }
+}
