@@ -319,6 +319,9 @@ impl Authority {
         ttl_secs: Option<i64>,
         scope: TokenScope,
     ) -> Result<(String, TokenRecord), TokenError> {
+        if caller.role != Role::Admin {
+            return Err(TokenError::Forbidden("only an admin makes tokens".into()));
+        }
         if self.inner.people.grants == GrantPolicy::IdentityProvider
             && matches!(role, Role::Admin | Role::Officer | Role::Auditor)
         {
@@ -350,6 +353,11 @@ impl Authority {
     /// A second admin approves a token that waits: a person, never the one who asked for it
     /// (the break-glass token is no person: it approves nothing).
     pub async fn approve_token(&self, caller: &Caller, id: &str) -> Result<(), TokenError> {
+        if caller.role != Role::Admin {
+            return Err(TokenError::Forbidden(
+                "only an admin approves a token".into(),
+            ));
+        }
         if caller.break_glass {
             let why = "two admins: the break-glass token is no person, so it cannot be the second admin; a person signed in (or an admin token made on the host) approves";
             self.refuse_approval(caller, id, why).await;
