@@ -302,7 +302,7 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
     assert_eq!(ursula.oidc_sign_in(&base, "ursula").status, 200);
     // The session cookie can only be set by this host over TLS, for the whole site, and is
     // out of scripts' and other sites' reach (`__Host-`: Secure, Path=/, no Domain); the
-    // sign-in's binding cookie is `__Secure-`.
+    // sign-in's binding cookie too, so a sibling subdomain cannot plant one (login CSRF).
     let session = ursula
         .set_cookies
         .iter()
@@ -316,7 +316,10 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
         ursula
             .set_cookies
             .iter()
-            .any(|c| c.starts_with("__Secure-sigil_login=") && c.contains("Secure")),
+            .any(|c| c.starts_with("__Host-sigil_login=")
+                && c.contains("Secure")
+                && c.split("; ").any(|a| a == "Path=/")
+                && !c.contains("Domain")),
         "{:?}",
         ursula.set_cookies
     );
@@ -370,6 +373,27 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
     assert_eq!(ursula.session(&base).unwrap_err(), 401);
     let (status, _) = ursula.api("GET", &format!("{base}/api/v1/registrations"), None, None);
     assert_eq!(status, 401);
+    // Starting sign-ins is bounded per address (each keeps its state until the provider sends
+    // the person back): generous for an office behind one address, then 429 for a minute.
+    let starts = Browser::new(&s, None);
+    let mut statuses = Vec::new();
+    for _ in 0..130 {
+        let r = starts
+            .http
+            .get(format!("{base}/auth/oidc/login"))
+            .send()
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert_eq!(r.headers()["retry-after"], "60");
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() > 100 && statuses[..statuses.len() - 1].iter().all(|s| *s == 302),
+        "{statuses:?}"
+    );
 }
 
 /// A signed-in person's browser and CSRF token.

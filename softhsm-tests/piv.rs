@@ -297,6 +297,14 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
         .filter(|r| r["action"] == "sign_in_refused")
         .count();
     assert!(refused >= 4, "{audit:?}");
+    // What a refused card calls itself is recorded as a claim, never as a person.
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r["action"] == "sign_in_refused")
+            .any(|r| r["subject"].as_str().unwrap_or("").starts_with("unverified:")),
+        "{audit:?}"
+    );
     // A client that keeps trying cannot grow the audit chain: past 20 refusals a minute from
     // one source, refusals are counted in the log, not recorded.
     let (cert, key) = other.person("Mallory", Some("mallory@agency.test"), 12);

@@ -24,7 +24,9 @@ use crate::identity::{as_given, no_role, roles_for, Assertion, RoleMap, SignInEr
 /// The session cookie.
 pub(crate) const SESSION_COOKIE: &str = "__Host-sigil_session";
 /// The cookie binding an OIDC sign-in to the browser that started it.
-const LOGIN_COOKIE: &str = "__Secure-sigil_login";
+const LOGIN_COOKIE: &str = "__Host-sigil_login";
+/// Sign-ins one source (an IPv4 address, an IPv6 /64) may start in a minute.
+const SIGN_IN_STARTS_PER_MINUTE: u32 = 120;
 /// How long a sign-in may take at the identity provider.
 const LOGIN_TTL_SECS: i64 = 600;
 
@@ -215,6 +217,22 @@ async fn oidc_login(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
             None,
         );
     };
+    // Each start stores its state (PKCE verifier, nonce) until the provider sends the person
+    // back: a source gets a generous number a minute (a whole office behind one address signs
+    // in at nine), not an unbounded number of rows.
+    let ip = super::api::source(&req);
+    if !state.sign_in_starts.within(ip, SIGN_IN_STARTS_PER_MINUTE) {
+        tracing::warn!(source = %ip, "too many sign-ins started from this address");
+        let mut r = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins",
+            "<p>Too many sign-ins were started from this address in the last minute. Wait a minute and try again.</p>",
+            None,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+        return r;
+    }
     let next = web::Query::<LoginQuery>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.next.clone());
@@ -238,8 +256,10 @@ async fn oidc_login(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     {
         return super::api::unavailable(e);
     }
+    // `__Host-` (Path=/, no Domain): a sibling subdomain cannot plant its own binding and
+    // sign the visitor in as someone else.
     let cookie = Cookie::build(LOGIN_COOKIE, binding)
-        .path("/auth/oidc")
+        .path("/")
         .http_only(true)
         .secure(true)
         .same_site(SameSite::Lax)
@@ -341,7 +361,7 @@ async fn oidc_callback(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     let mut resp = open_session(&state, ip, assertion, oidc.roles(), "oidc", &next, again).await;
     // The binding cookie has done its job.
     let mut gone = Cookie::build(LOGIN_COOKIE, "")
-        .path("/auth/oidc")
+        .path("/")
         .secure(true)
         .http_only(true)
         .finish();
@@ -366,7 +386,7 @@ async fn open_session(
         .filter_map(|r| Role::parse(r))
         .collect();
     if roles.is_empty() {
-        let e = no_role(&a, map);
+        let e = no_role(&a, map, method == "piv");
         refused(state, ip, method, &a.id, &e.to_string()).await;
         return refusal_page(&e, again);
     }
@@ -453,7 +473,9 @@ async fn piv(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             .await
         }
         Err(e) => {
-            refused(&state, ip, "piv", &peer.common_name, &e.to_string()).await;
+            // The certificate may be anyone's self-signed one: its name is only a claim.
+            let claimed = format!("unverified:{}", as_given(&peer.common_name, 64));
+            refused(&state, ip, "piv", &claimed, &e.to_string()).await;
             // Why the status could not be learned (the responder's or the CRL's address, the
             // error underneath) is for the operator: it is in the audit record just written.
             let e = match e {

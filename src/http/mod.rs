@@ -32,6 +32,8 @@ pub struct AppState {
     limiter: api::AuthLimiter,
     /// Refused sign-ins per source: the first of a window is audited, the rest logged.
     sign_in_refusals: api::AuthLimiter,
+    /// Sign-ins started per source: each stores its login state for ten minutes.
+    sign_in_starts: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
     /// Sign-in with the identity provider, when configured.
@@ -63,6 +65,7 @@ impl AppState {
             ra,
             limiter: api::AuthLimiter::default(),
             sign_in_refusals: api::AuthLimiter::default(),
+            sign_in_starts: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
             oidc: None,
             mtls: None,

@@ -55,14 +55,22 @@ pub fn roles_for(map: &RoleMap, memberships: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The refusal for an assertion that maps to no role.
-pub fn no_role(a: &Assertion, map: &RoleMap) -> SignInError {
+/// The refusal for an assertion that maps to no role. When the map names groups (the
+/// identity provider's), the refusal lists the groups that would give one; when it names
+/// people (`[identity.mtls]`'s lists of UPNs and emails), it lists nobody: a refusal page must
+/// not hand a stranger the names of every officer and admin.
+pub fn no_role(a: &Assertion, map: &RoleMap, names_people: bool) -> SignInError {
+    let who = a.email.as_deref().unwrap_or(&a.name);
+    if names_people {
+        return SignInError::NoRole(format!(
+            "{who} signed in, but this card's holder is given no role in Sigil; ask an administrator to add you"
+        ));
+    }
     let mut wanted: Vec<&str> = map.values().flatten().map(String::as_str).collect();
     wanted.sort_unstable();
     wanted.dedup();
     SignInError::NoRole(format!(
-        "{} signed in, but {} gives no role in Sigil; ask for one of: {}",
-        a.email.as_deref().unwrap_or(&a.name),
+        "{who} signed in, but {} gives no role in Sigil; ask for one of: {}",
         if a.memberships.is_empty() {
             "no group".to_string()
         } else {
@@ -118,6 +126,14 @@ mod tests {
             name: "E".into(),
             memberships: vec!["x".into()],
         };
-        assert!(no_role(&a, &strict).to_string().contains("none of x"));
+        assert!(no_role(&a, &strict, false)
+            .to_string()
+            .contains("none of x"));
+        assert!(no_role(&a, &strict, false).to_string().contains(": o"));
+        let people: RoleMap =
+            [("officer".to_string(), vec!["oscar@agency.gov".to_string()])].into();
+        let refusal = no_role(&a, &people, true).to_string();
+        assert!(!refusal.contains("oscar"), "{refusal}");
+        assert!(refusal.contains("ask an administrator"), "{refusal}");
     }
 }

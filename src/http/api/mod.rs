@@ -164,6 +164,12 @@ impl AuthLimiter {
         self.count(ip) <= AUTH_FAILURES_PER_WINDOW
     }
 
+    /// Count an event of `ip`'s source; true while its source has had at most `budget` in
+    /// the current window.
+    pub(crate) fn within(&self, ip: IpAddr, budget: u32) -> bool {
+        self.count(ip) <= budget
+    }
+
     /// Count a failure; true when it is the first of its source in the current window.
     fn fail(&self, ip: IpAddr) -> bool {
         self.count(ip) == 1
