@@ -302,7 +302,10 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
         audit
             .iter()
             .filter(|r| r["action"] == "sign_in_refused")
-            .any(|r| r["subject"].as_str().unwrap_or("").starts_with("unverified:")),
+            .any(|r| r["subject"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("unverified:")),
         "{audit:?}"
     );
     // A client that keeps trying cannot grow the audit chain: past 20 refusals a minute from
