@@ -122,22 +122,7 @@ impl Authority {
         if !self.pushes_for(&r.credential) {
             return Ok(false);
         }
-        let at = now();
-        let mut id = [0u8; 8];
-        openssl::rand::rand_bytes(&mut id)
-            .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
-        let push = PushRecord {
-            id: format!("push_{}", hex::encode(id)),
-            registration_id: r.id.clone(),
-            key: key.to_owned(),
-            action,
-            state: PushState::Pending,
-            attempts: 0,
-            next_at: at,
-            message: String::new(),
-            created_at: at,
-            updated_at: at,
-        };
+        let push = new_push(&r.id, action, key)?;
         let queued = self.inner.store.queue_push(&push, ACTOR).await?;
         if queued {
             tracing::info!(registration = %r.id, action = %action, "push queued");
@@ -222,29 +207,38 @@ impl Authority {
         Ok(())
     }
 
-    /// Send every push that is due (each taken by this node alone), and record the outcome.
+    /// Send every push that is due (each taken by this node alone), and record the outcome;
+    /// once more if that queued a withdrawal to send at once.
     pub async fn send_due_pushes(&self) {
         let _one_at_a_time = self.inner.pushing.lock().await;
-        let due = match self.inner.store.due_pushes(now(), BATCH).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "push: cannot read due pushes");
-                return;
+        for _ in 0..2 {
+            let due = match self.inner.store.due_pushes(now(), BATCH).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push: cannot read due pushes");
+                    return;
+                }
+            };
+            let mut again = false;
+            for p in due {
+                match self.send_push(p).await {
+                    Ok(queued) => again |= queued,
+                    Err(e) => tracing::warn!(error = %e, "push: cannot record an attempt"),
+                }
             }
-        };
-        for p in due {
-            if let Err(e) = self.send_push(p).await {
-                tracing::warn!(error = %e, "push: cannot record an attempt");
+            if !again {
+                return;
             }
         }
     }
 
-    async fn send_push(&self, mut p: PushRecord) -> Result<(), StoreError> {
+    /// Send one push and record the outcome; true when that queued another to send now.
+    async fn send_push(&self, mut p: PushRecord) -> Result<bool, StoreError> {
         let store = &self.inner.store;
         let at = now();
         let lease = at + LEASE_SECS;
         if !store.claim_push(&p.id, at, lease).await? {
-            return Ok(()); // another node has it, or it is no longer due
+            return Ok(false); // another node has it, or it is no longer due
         }
         let span = tracing::info_span!("push", registration = %p.registration_id, action = %p.action, actor = ACTOR);
         p.attempts += 1;
@@ -286,8 +280,33 @@ impl Authority {
         };
         if !store.settle_push(&p, lease, action, ACTOR).await? {
             tracing::warn!("push: the lease ran out before the answer; another node has it");
+            return Ok(false);
         }
-        Ok(())
+        if p.state == PushState::Delivered && p.action != PushAction::Withdraw {
+            return self.withdraw_again_if_overtaken(&p).await;
+        }
+        Ok(false)
+    }
+
+    /// A deliver or renew is checked against withdrawals before the MDM is asked, but another
+    /// node may send a withdrawal while this one waits for the MDM: the deliver then lands
+    /// after it and puts the device back. Withdrawing is idempotent, so withdraw once more.
+    async fn withdraw_again_if_overtaken(&self, p: &PushRecord) -> Result<bool, StoreError> {
+        let overtaken = self
+            .registration_pushes(&p.registration_id)
+            .await?
+            .iter()
+            .any(|w| w.action == PushAction::Withdraw && w.state == PushState::Delivered);
+        if !overtaken {
+            return Ok(false);
+        }
+        tracing::warn!(registration = %p.registration_id, push = %p.id, "a push landed after the withdrawal: withdrawing again");
+        let again = new_push(
+            &p.registration_id,
+            PushAction::Withdraw,
+            &format!("withdraw:after:{}", p.id),
+        )?;
+        self.inner.store.queue_push(&again, ACTOR).await
     }
 
     /// One attempt: the registration and device, then the MDM.
@@ -370,6 +389,26 @@ impl Authority {
     }
 }
 
+/// A pending push of `action` for registration `registration`, due now.
+fn new_push(registration: &str, action: PushAction, key: &str) -> Result<PushRecord, StoreError> {
+    let at = now();
+    let mut id = [0u8; 8];
+    openssl::rand::rand_bytes(&mut id)
+        .map_err(|e| StoreError::Unavailable(Reason::context("random", e)))?;
+    Ok(PushRecord {
+        id: format!("push_{}", hex::encode(id)),
+        registration_id: registration.to_owned(),
+        key: key.to_owned(),
+        action,
+        state: PushState::Pending,
+        attempts: 0,
+        next_at: at,
+        message: String::new(),
+        created_at: at,
+        updated_at: at,
+    })
+}
+
 /// A withdrawal for a device its MDM no longer knows (retired, wiped, deleted) has nothing to
 /// take back: the membership or profile went with the device. It is settled as delivered,
 /// with the MDM's words, rather than failed for good.
@@ -388,6 +427,29 @@ fn nothing_to_take_back(action: PushAction, e: PushError) -> Result<String, Push
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_mdm_not_knowing_the_device_settles_a_withdrawal() {
+        let gone = PushError::UnknownDevice {
+            device: "mobile:7".into(),
+            said: "404".into(),
+        };
+        assert!(nothing_to_take_back(PushAction::Withdraw, gone).is_ok());
+        // Sigil's own inability to ask (no group configured, an unreadable ID) took nothing
+        // back: the withdrawal fails, for the operator to see.
+        let unpushable = PushError::Unpushable {
+            device: "mobile:7".into(),
+            why: "no static group is configured for mobile devices".into(),
+        };
+        assert!(nothing_to_take_back(PushAction::Withdraw, unpushable).is_err());
+        let gone = PushError::UnknownDevice {
+            device: "mobile:7".into(),
+            said: "404".into(),
+        };
+        assert!(nothing_to_take_back(PushAction::Deliver, gone).is_err());
+    }
+
     #[test]
     fn the_renewal_window_is_half_open() {
         let (at, w) = (1_000_000, 864_000);

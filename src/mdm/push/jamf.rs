@@ -114,15 +114,15 @@ impl Delivery for StaticGroup {
 
     async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError> {
         let Some((computer, id)) = parse(&target.device_id) else {
-            return Err(PushError::UnknownDevice {
+            return Err(PushError::Unpushable {
                 device: target.device_id.clone(),
-                said: "not a Jamf device ID (computer:ID or mobile:ID)".into(),
+                why: "not a Jamf device ID (computer:ID or mobile:ID)".into(),
             });
         };
         if (computer && self.computer_group == 0) || (!computer && self.mobile_group == 0) {
-            return Err(PushError::UnknownDevice {
+            return Err(PushError::Unpushable {
                 device: target.device_id.clone(),
-                said: format!(
+                why: format!(
                     "no static group is configured for {} (push.{})",
                     if computer {
                         "computers"

@@ -199,6 +199,15 @@ pub enum PushError {
         /// What the MDM said.
         said: String,
     },
+    /// Sigil cannot push to this device as configured (an ID it cannot read, no group set up
+    /// for that kind of device): the MDM was not asked, so a withdrawal took nothing back.
+    #[error("cannot push to device {device}: {why}")]
+    Unpushable {
+        /// The device ID.
+        device: String,
+        /// What is missing.
+        why: String,
+    },
     /// The MDM refused or could not be reached.
     #[error(transparent)]
     Mdm(#[from] DirectoryError),
@@ -219,7 +228,7 @@ impl PushError {
     /// does not know, a request it refuses: no.)
     pub fn retryable(&self) -> bool {
         match self {
-            PushError::UnknownDevice { .. } => false,
+            PushError::UnknownDevice { .. } | PushError::Unpushable { .. } => false,
             PushError::Mdm(DirectoryError::Unreachable { .. }) => true,
             PushError::Mdm(DirectoryError::Refused { status, .. }) => {
                 *status == 429 || *status == 401 || *status >= 500

@@ -81,6 +81,14 @@ impl Delivery for Webhook {
             .read()
             .map_err(|e| PushError::Unavailable(crate::reason::Reason::caused_by(e)))?
         {
+            // An empty key signs nothing a receiver could trust: refuse to send unsigned
+            // events dressed as signed ones.
+            if secret.trim().is_empty() {
+                return Err(PushError::Webhook(
+                    "the webhook's signing secret (push.secret_file or push.secret_env) is empty"
+                        .into(),
+                ));
+            }
             req = req.header(
                 "X-Sigil-Signature",
                 signature(secret.as_bytes(), at, &body).map_err(PushError::Webhook)?,
@@ -104,9 +112,8 @@ impl Delivery for Webhook {
         if status.is_success() {
             Ok(format!("webhook answered {}", status.as_u16()))
         } else {
-            if let Ok(text) = resp.text().await {
-                tracing::debug!(status = status.as_u16(), answer = %text.chars().take(200).collect::<String>(), "webhook refused");
-            }
+            // The receiver's words are not logged either: they may echo the challenge.
+            tracing::debug!(status = status.as_u16(), "webhook refused");
             Err(PushError::Webhook(format!(
                 "the receiver answered HTTP {}",
                 status.as_u16()

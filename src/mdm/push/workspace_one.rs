@@ -57,9 +57,9 @@ impl Delivery for ProfileInstall {
 
     async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError> {
         let Ok(device) = target.device_id.parse::<u64>() else {
-            return Err(PushError::UnknownDevice {
+            return Err(PushError::Unpushable {
                 device: target.device_id.clone(),
-                said: "not a Workspace ONE device ID (a number)".into(),
+                why: "not a Workspace ONE device ID (a number)".into(),
             });
         };
         let what = "device lookup";
