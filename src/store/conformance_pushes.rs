@@ -124,6 +124,8 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
             None,
             delivered(),
         ),
+        // A deliver that failed for good may still have reached the MDM (the answer lost):
+        // its registration is followed up like the others.
         (
             "reg_f_failed",
             "piv",
@@ -249,6 +251,7 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         vec![
             "reg_f_edge_last",
             "reg_f_edge_now",
+            "reg_f_failed",
             "reg_f_rejected",
             "reg_f_renew",
             "reg_f_revoked"
@@ -264,6 +267,7 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         vec![
             "reg_f_edge_last",
             "reg_f_edge_now",
+            "reg_f_failed",
             "reg_f_no_renewals",
             "reg_f_rejected",
             "reg_f_renew",
@@ -272,14 +276,11 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     );
     // Once followed up, a registration leaves the list.
     let renew = |id: &str| (id.to_string(), format!("renew:f0{id}"), PushAction::Renew);
-    let withdraw = (
-        "reg_f_rejected".into(),
-        "withdraw".into(),
-        PushAction::Withdraw,
-    );
+    let withdraw = |id: &str| (id.to_string(), "withdraw".to_string(), PushAction::Withdraw);
     for (id, key, action) in [
         renew("reg_f_renew"),
-        withdraw,
+        withdraw("reg_f_rejected"),
+        withdraw("reg_f_failed"),
         renew("reg_f_edge_now"),
         renew("reg_f_edge_last"),
     ] {

@@ -166,7 +166,9 @@ pub(crate) fn push_details(p: &PushRecord) -> serde_json::Value {
     })
 }
 
-/// The query behind [`crate::store::PushStore::push_follow_ups`], for `credentials`
+/// The query behind [`crate::store::PushStore::push_follow_ups`] (a registration whose deliver
+/// failed for good is followed up too: the MDM may have applied it without Sigil hearing so,
+/// and a withdrawal of what was never installed is harmless), for `credentials`
 /// credentials, with `p(i)` the engine's i-th placeholder (from 1): `now` first, then each
 /// credential's name and renewal horizon (`now` plus its window; `now`: no renewals). It reads
 /// every push row once (no index on the action) and, for the delivered registrations only,
@@ -185,7 +187,7 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
     let names: Vec<String> = (0..credentials).map(|i| p(2 + 2 * i)).collect();
     format!(
         "SELECT r.id FROM pushes d JOIN registrations r ON r.id = d.registration_id \
-         WHERE d.action = 'deliver' AND d.state <> 'failed' \
+         WHERE d.action = 'deliver' \
          AND r.credential IN ({names}) \
          AND NOT EXISTS (SELECT 1 FROM pushes w WHERE w.registration_id = r.id \
                          AND w.key = 'withdraw') \
