@@ -180,6 +180,12 @@ impl Authority {
             return Ok(());
         };
         let ended = match r.state {
+            // Approved, and its deliver never queued (the write after the approval failed):
+            // queue it now (queuing is once per key, so an existing one stays as it is).
+            RegistrationState::Approved => {
+                self.queue_push(&r, PushAction::Deliver, "deliver").await?;
+                false
+            }
             RegistrationState::Rejected | RegistrationState::Expired => true,
             RegistrationState::Issued => {
                 let cert = match &r.serial {

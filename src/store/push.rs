@@ -166,7 +166,9 @@ pub(crate) fn push_details(p: &PushRecord) -> serde_json::Value {
     })
 }
 
-/// The query behind [`crate::store::PushStore::push_follow_ups`] (a registration whose deliver
+/// The query behind [`crate::store::PushStore::push_follow_ups`] (an approved registration of
+/// a pushing credential with no deliver queued, which a failed write after the approval would
+/// leave behind, is named too; a registration whose deliver
 /// failed for good is followed up too: the MDM may have applied it without Sigil hearing so,
 /// and a withdrawal of what was never installed is harmless), for `credentials`
 /// credentials, with `p(i)` the engine's i-th placeholder (from 1): `now` first, then each
@@ -186,7 +188,13 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
         .collect();
     let names: Vec<String> = (0..credentials).map(|i| p(2 + 2 * i)).collect();
     format!(
-        "SELECT r.id FROM pushes d JOIN registrations r ON r.id = d.registration_id \
+        "SELECT id FROM (\
+         SELECT r.id FROM registrations r WHERE r.state = 'approved' \
+         AND r.credential IN ({names}) \
+         AND NOT EXISTS (SELECT 1 FROM pushes q WHERE q.registration_id = r.id \
+                         AND q.key = 'deliver') \
+         UNION \
+         SELECT r.id FROM pushes d JOIN registrations r ON r.id = d.registration_id \
          WHERE d.action = 'deliver' \
          AND r.credential IN ({names}) \
          AND NOT EXISTS (SELECT 1 FROM pushes w WHERE w.registration_id = r.id \
@@ -197,8 +205,8 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
                               OR (c.not_after >= {now} AND ({windows}) \
                                   AND NOT EXISTS (SELECT 1 FROM pushes n \
                                       WHERE n.registration_id = r.id \
-                                      AND n.key = 'renew:' || c.serial))))) \
-         ORDER BY r.id",
+                                      AND n.key = 'renew:' || c.serial)))))\
+         ) f ORDER BY id",
         names = names.join(", "),
         now = p(1),
         windows = windows.join(" OR "),
