@@ -40,6 +40,7 @@ pub use audit_seal::{AuditCheck, Seal, SealSettings};
 pub use records::MintError;
 mod refusals;
 pub mod registration;
+mod registration_payload;
 pub mod responder;
 mod rules;
 pub mod schema_watch;

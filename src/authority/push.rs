@@ -247,6 +247,14 @@ impl Authority {
             return Ok(false); // another node has it, or it is no longer due
         }
         let span = tracing::info_span!("push", registration = %p.registration_id, action = %p.action, actor = ACTOR);
+        // Read before the MDM is asked: a store failure after it would lose the answer, and
+        // the push would be sent again once the claim lapsed.
+        let channel = self
+            .inner
+            .store
+            .registration(&p.registration_id)
+            .await?
+            .and_then(|r| self.inner.channels.get(&r.credential).cloned());
         p.attempts += 1;
         p.updated_at = at;
         let outcome = {
@@ -254,12 +262,6 @@ impl Authority {
             self.attempt(&p).instrument(span.clone()).await
         };
         let _enter = span.enter();
-        let channel = self
-            .inner
-            .store
-            .registration(&p.registration_id)
-            .await?
-            .and_then(|r| self.inner.channels.get(&r.credential).cloned());
         let (retry_secs, max_attempts) = channel
             .map(|c| (c.settings.retry_secs, c.settings.max_attempts))
             .unwrap_or((60, 1));
