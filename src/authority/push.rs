@@ -288,8 +288,8 @@ impl Authority {
         };
         if !store.settle_push(&p, lease, action, ACTOR).await? {
             tracing::warn!("push: the lease ran out before the answer; another node has it");
-            return Ok(false);
         }
+        // Even when the claim lapsed: what this node sent reached the MDM.
         if p.state == PushState::Delivered && p.action != PushAction::Withdraw {
             return self.withdraw_again_if_overtaken(&p).await;
         }
@@ -298,13 +298,15 @@ impl Authority {
 
     /// A deliver or renew is checked against withdrawals before the MDM is asked, but another
     /// node may send a withdrawal while this one waits for the MDM: the deliver then lands
-    /// after it and puts the device back. Withdrawing is idempotent, so withdraw once more.
+    /// after it and puts the device back. Any withdrawal seen now was queued during the flight
+    /// (sent, or being sent, or about to be), and withdrawing is idempotent: withdraw once
+    /// more, after this deliver.
     async fn withdraw_again_if_overtaken(&self, p: &PushRecord) -> Result<bool, StoreError> {
         let overtaken = self
             .registration_pushes(&p.registration_id)
             .await?
             .iter()
-            .any(|w| w.action == PushAction::Withdraw && w.state == PushState::Delivered);
+            .any(|w| w.action == PushAction::Withdraw);
         if !overtaken {
             return Ok(false);
         }

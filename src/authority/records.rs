@@ -125,13 +125,13 @@ impl Authority {
     }
 
     /// Mint a one-time challenge for `profile` with these bindings, if the profile takes
-    /// minted challenges (not a registration-only one) and, for an integration token, its
-    /// `scope` names the profile ([`super::challenge::may_mint`], checked here whatever front
-    /// end asks).
+    /// minted challenges (not a registration-only one) and, when `caller` is an integration
+    /// token, its scope names the profile ([`super::challenge::may_mint`], checked here
+    /// whatever front end asks). `None`: the host's command line.
     pub async fn mint_challenge(
         &self,
         profile: &str,
-        scope: Option<&crate::store::TokenScope>,
+        caller: Option<&Caller>,
         bindings: &Bindings,
         ttl_secs: i64,
         actor: &str,
@@ -141,6 +141,9 @@ impl Authority {
             .profiles
             .get(profile)
             .ok_or_else(|| MintError::NotAllowed(format!("no profile `{profile}`")))?;
+        let scope = caller
+            .filter(|c| c.role == access::Role::Mdm)
+            .map(|c| &c.scope);
         super::challenge::may_mint(&p.name, p.registration_only, scope)
             .map_err(MintError::NotAllowed)?;
         Ok(super::challenge::create(

@@ -35,7 +35,6 @@ pub(super) async fn issue_challenge(
             ))
         }
     };
-    let scope = (caller.role == Role::Mdm).then_some(&caller.scope);
     let profile = profile.name.clone();
     let minutes = c.ttl_minutes.unwrap_or(60);
     if !(1..=7 * 24 * 60).contains(&minutes) {
@@ -57,7 +56,7 @@ pub(super) async fn issue_challenge(
     }
     let actor = caller.actor();
     match ra
-        .mint_challenge(&profile, scope, &bindings, ttl, &actor)
+        .mint_challenge(&profile, Some(caller), &bindings, ttl, &actor)
         .await
     {
         Ok(m) => {
