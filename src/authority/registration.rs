@@ -294,15 +294,35 @@ impl Authority {
         id: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
         Self::may(caller, false)?;
-        let r = self
-            .inner
+        let r = self.stored_registration(id).await?;
+        Self::own(caller, &r)?;
+        Ok(r)
+    }
+
+    /// The registration as stored, whoever asks (callers check who may see it).
+    pub(super) async fn stored_registration(
+        &self,
+        id: &str,
+    ) -> Result<RegistrationRecord, RegistrationError> {
+        self.inner
             .store
             .registration(id)
             .await
             .map_err(unavailable)?
-            .ok_or(RegistrationError::NotFound)?;
-        Self::own(caller, &r)?;
-        Ok(r)
+            .ok_or(RegistrationError::NotFound)
+    }
+
+    /// Refuse `caller` unless it acts in `role`; `what` completes "only an officer …".
+    pub(super) fn only(caller: &Caller, role: Role, what: &str) -> Result<(), RegistrationError> {
+        if caller.role == role {
+            Ok(())
+        } else {
+            let article = if role == Role::User { "a" } else { "an" };
+            Err(RegistrationError::Forbidden(format!(
+                "only {article} {} {what}",
+                role.as_str()
+            )))
+        }
     }
 
     /// Registrations the caller may see (a user: their own), newest first.
@@ -479,11 +499,7 @@ impl Authority {
         approve: bool,
         comment: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
-        if caller.role != Role::Officer {
-            return Err(RegistrationError::Forbidden(
-                "only an officer decides registrations".into(),
-            ));
-        }
+        Self::only(caller, Role::Officer, "decides registrations")?;
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Requested)?;
         if approve {
@@ -570,11 +586,7 @@ impl Authority {
         id: &str,
         comment: &str,
     ) -> Result<RegistrationRecord, RegistrationError> {
-        if caller.role != Role::Officer {
-            return Err(RegistrationError::Forbidden(
-                "only an officer withdraws registrations".into(),
-            ));
-        }
+        Self::only(caller, Role::Officer, "withdraws registrations")?;
         let r = self.registration(caller, id).await?;
         if !r.state.is_live() {
             return Err(RegistrationError::WrongState(format!(
@@ -612,11 +624,7 @@ impl Authority {
         id: &str,
         reason: i32,
     ) -> Result<Vec<String>, RegistrationError> {
-        if caller.role != Role::Officer {
-            return Err(RegistrationError::Forbidden(
-                "only an officer revokes credentials".into(),
-            ));
-        }
+        Self::only(caller, Role::Officer, "revokes credentials")?;
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Issued)?;
         let mut serials: Vec<String> = r.serial.iter().cloned().collect();

@@ -33,18 +33,12 @@ impl Authority {
         // The payload's challenge enrolls as the registered person: only the integration
         // that delivers it to the device holds it (an admin who wants one makes an mdm token,
         // which another admin approves where that rule is on).
-        if caller.role != Role::Mdm {
-            return Err(RegistrationError::Forbidden(
-                "only an MDM integration token collects a registration's payload: its challenge enrolls as the registered person".into(),
-            ));
-        }
-        let r = self
-            .inner
-            .store
-            .registration(id)
-            .await
-            .map_err(unavailable)?
-            .ok_or(RegistrationError::NotFound)?;
+        Self::only(
+            caller,
+            Role::Mdm,
+            "integration token collects a registration's payload: its challenge enrolls as the registered person",
+        )?;
+        let r = self.stored_registration(id).await?;
         Self::expect(&r, RegistrationState::Approved)?;
         let cred = self.credential(&r.credential)?.clone();
         // An integration collects only the payloads of the directories it serves (collecting

@@ -48,6 +48,23 @@ fn only_people_and_officers_start_or_file_and_integrations_read_nothing() {
         token_id: None,
         break_glass: false,
     };
+    // Deciding, withdrawing and revoking are an officer's; collecting a payload an
+    // integration's: every other role is refused, with the rule named.
+    for decider in [Role::Officer, Role::Mdm] {
+        for role in [
+            Role::User,
+            Role::Officer,
+            Role::Admin,
+            Role::Auditor,
+            Role::Mdm,
+        ] {
+            let r = Authority::only(&caller(role), decider, "decides");
+            assert_eq!(r.is_ok(), role == decider, "{role:?} as {decider:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().starts_with("only an "), "{e}");
+            }
+        }
+    }
     for (role, act, read) in [
         (Role::User, true, true),
         (Role::Officer, true, true),
