@@ -597,6 +597,41 @@ fn enroll(s: &ScepServer, payload: &Value, name: &str) {
     );
 }
 
+/// The device `enroll` made renews over SCEP (RenewalReq signed with the certificate it
+/// holds, for its own key, with the same subject and SANs); scepclient cannot put SANs in
+/// its request.
+fn renew_over_scep(s: &ScepServer, name: &str, subject: &[(&str, &str)], sans: &[&str]) {
+    use sigil::scep::{client::Device, ContentCipher, DigestAlg, MessageType, Nonce};
+    let dir = s.token.path().join(name);
+    let cert =
+        openssl::x509::X509::from_pem(&std::fs::read(dir.join("device.pem")).unwrap()).unwrap();
+    let key =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(dir.join("device.key")).unwrap())
+            .unwrap();
+    let mut d = Device::from_key(key, name).unwrap();
+    d.sign_with(cert.to_der().unwrap());
+    let csr = d.csr_named(subject, None, sans).unwrap();
+    let msg = d
+        .request(
+            MessageType::RenewalReq,
+            &format!("{name}-renewal"),
+            &Nonce::random().unwrap(),
+            &csr,
+            &s.ra,
+            ContentCipher::Aes128Cbc,
+            DigestAlg::Sha256,
+        )
+        .unwrap();
+    let reply = d.read(&s.pki("derived", msg, false)).unwrap();
+    assert_eq!(
+        reply.status,
+        sigil::scep::PkiStatus::Success,
+        "{:?}\n{}",
+        reply.fail_text,
+        s.log()
+    );
+}
+
 /// HMAC-SHA-256 as the receiver computes it, with the openssl command, not Sigil's code.
 fn receiver_signature(secret: &str, timestamp: &str, body: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -627,7 +662,10 @@ fn a_signed_webhook_delivers_the_payload_the_device_enrolls_with_then_renewal_an
     let secret = dir.path().join("hook-secret");
     std::fs::write(&secret, "whsec-test-1").unwrap();
     let s = ScepServer::start_with(&format!(
-        r#"{PROFILE}
+        r#"{PROFILE}validity_days = 365
+renewal_days = 400
+revoke_superseded = true
+
 [directories.inventory]
 kind = "file"
 path = "{inventory}"
@@ -740,6 +778,39 @@ renew_within_days = 3650
         1,
         "one renewal push per certificate"
     );
+    // The device renews over SCEP, signing with the certificate it holds (scepclient run
+    // again beside its key and certificate): the registration moves to the new certificate,
+    // and the old one, revoked as superseded, takes nothing back.
+    renew_over_scep(
+        &s,
+        "mac",
+        &[("CN", "alice C02X7"), ("O", "Agency"), ("C", "US")],
+        &[&format!("email:{ALICE}")],
+    );
+    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
+    assert_eq!(reg["state"], "issued");
+    let renewed = reg["serial"].as_str().unwrap().to_string();
+    assert_ne!(renewed, serial, "the registration follows the renewal");
+    let old = get(&s, &format!("/api/v1/certificates/{serial}"), &d.filer);
+    assert_eq!(old["status"], "revoked", "{old}");
+    let log = get(&s, "/api/v1/audit", &auditor).to_string();
+    assert!(log.contains("registration_renewed"), "{log}");
+    // The new certificate is inside the window too: a renewal push of its own, and no
+    // withdrawal for the superseded one.
+    let pushes = pushes_until(&s, &d.filer, &id, "second renewal", |p| {
+        p.iter()
+            .filter(|p| p["action"] == "renew" && p["state"] == "delivered")
+            .count()
+            == 2
+    });
+    assert!(
+        !pushes.iter().any(|p| p["action"] == "withdraw"),
+        "a superseded certificate withdraws nothing: {pushes:?}"
+    );
+    let renew: Value =
+        serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
+    assert_eq!(renew["event"], "renew");
+    assert_eq!(renew["target"]["serial"], renewed.as_str());
     // Revoked: the receiver is told to take it back.
     let (st, v) = post(
         &s,
@@ -754,7 +825,7 @@ renew_within_days = 3650
     let last: Value =
         serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
     assert_eq!(last["event"], "withdraw");
-    assert_eq!(last["target"]["serial"], serial.as_str());
+    assert_eq!(last["target"]["serial"], renewed.as_str());
 }
 
 #[test]

@@ -277,7 +277,7 @@ impl Device {
         self.csr_named(&[("CN", cn)], challenge, sans)
     }
 
-    /// As [`Device::csr`] with a subject of several attributes, in order: `CN`, `O`, `OU`,
+    /// As [`Device::csr`] with a subject of several attributes, in order: `CN`, `O`, `OU`, `C`,
     /// `E` (emailAddress), `UID`, `serialNumber`.
     pub fn csr_named(
         &self,
@@ -306,6 +306,7 @@ impl Device {
                 "CN" => rcgen::DnType::CommonName,
                 "O" => rcgen::DnType::OrganizationName,
                 "OU" => rcgen::DnType::OrganizationalUnitName,
+                "C" => rcgen::DnType::CountryName,
                 "E" => rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
                 "UID" => rcgen::DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
                 "serialNumber" => rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),

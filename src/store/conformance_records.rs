@@ -122,6 +122,20 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
             .as_deref(),
         Some("dev-1")
     );
+    // A renewal of the registration's certificate moves the registration to the new one.
+    let mut renewal = tx_issuing("reg-t3", "kr2");
+    renewal.renews = Some("ab02".into());
+    issue(
+        s.as_ref(),
+        &renewal,
+        &cert("ab03", "reg-t3", "CN=alice", now() + 2 * 86400),
+        None,
+    )
+    .await
+    .unwrap();
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.state, RegistrationState::Issued);
+    assert_eq!(got.serial.as_deref(), Some("ab03"));
     // Listing by person.
     s.insert_registration(
         &registration("reg_2", "bob@agency.gov", now() - 1),
@@ -179,6 +193,7 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
         "approved",
         "scep_payload_collected",
         "registration_issued",
+        "registration_renewed",
         "expired",
     ] {
         assert!(

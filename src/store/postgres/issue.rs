@@ -461,6 +461,9 @@ async fn issuance_rows(
     if let Some(h) = challenge {
         audits.extend(reg::link_rows(t, h, &cert.serial, &job.actor).await?);
     }
+    if let Some(old) = &tx.renews {
+        audits.extend(reg::relink_rows(t, old, &cert.serial, &job.actor).await?);
+    }
     Ok(Ok(audits))
 }
 

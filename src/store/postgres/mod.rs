@@ -53,6 +53,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/postgres_0011_profile_index.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/postgres_0012_registration_serial.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

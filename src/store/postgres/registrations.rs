@@ -314,6 +314,31 @@ pub(super) async fn link_rows(
     }))
 }
 
+/// The registration rows of a renewal: the issued registration whose certificate was `old`
+/// now has `new` (its next renewal and its withdrawal go by the certificate the device holds;
+/// the superseded one ends nothing). Returns its audit record, for the caller to chain.
+pub(super) async fn relink_rows(
+    t: &Transaction<'_>,
+    old: &str,
+    new: &str,
+    actor: &str,
+) -> Result<Option<AuditEntry>, StoreError> {
+    let row = t
+        .query_opt(
+            "UPDATE registrations SET serial = $1, updated_at = $2 \
+             WHERE serial = $3 AND state = 'issued' RETURNING id",
+            &[&new, &super::now(), &old],
+        )
+        .await
+        .map_err(err)?;
+    Ok(row.map(|r| AuditEntry {
+        actor: actor.into(),
+        action: "registration_renewed".into(),
+        subject: r.get(0),
+        details: serde_json::json!({"serial": new, "renews": old}),
+    }))
+}
+
 pub(super) async fn expire(
     pool: &Pool,
     at: i64,

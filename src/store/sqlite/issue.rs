@@ -217,6 +217,9 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
     if let Some(h) = challenge {
         reg::link(t, h, &cert.serial, &job.actor)?;
     }
+    if let Some(old) = &tx.renews {
+        reg::relink(t, old, &cert.serial, &job.actor)?;
+    }
     Ok(())
 }
 

@@ -57,6 +57,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../migrations/sqlite_0011_profile_index.sql"),
     ),
+    (
+        12,
+        include_str!("../migrations/sqlite_0012_registration_serial.sql"),
+    ),
 ];
 
 /// SQLite engine.

@@ -307,6 +307,37 @@ pub(super) fn link(
     )
 }
 
+/// Inside `record_issued`, for a renewal: the issued registration whose certificate was
+/// `old` now has `new`, so its follow-ups (the next renewal, a withdrawal when the new one is
+/// revoked) go by the certificate the device holds, and the old one, superseded, ends nothing.
+pub(super) fn relink(
+    t: &rusqlite::Connection,
+    old: &str,
+    new: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let id: Option<String> = t
+        .prepare_cached(
+            "UPDATE registrations SET serial = ?1, updated_at = ?2 \
+             WHERE serial = ?3 AND state = 'issued' RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![new, super::now(), old], |r| r.get(0))
+                .optional()
+        })
+        .map_err(err)?;
+    match id {
+        Some(id) => append_audit(
+            t,
+            actor,
+            "registration_renewed",
+            &id,
+            &serde_json::json!({"serial": new, "renews": old}),
+        ),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn expire(
     c: &mut Connection,
     at: i64,

@@ -1,0 +1,5 @@
+-- Sigil schema v12: the registration that holds a certificate, found from its serial. A
+-- renewal moves its registration to the new certificate (so the next renewal push and the
+-- withdrawal go by the certificate the device holds), and a renewal must not read every
+-- registration to find it.
+CREATE INDEX registrations_serial ON registrations (serial);
