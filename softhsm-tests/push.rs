@@ -345,6 +345,95 @@ max_attempts = 6
     }
 }
 
+/// A credential whose profile takes Intune's challenge: the device enrolls through Intune, so
+/// no enrollment ever uses the registration's challenge. Once the device is in the group the
+/// registration is done: it does not expire into a withdrawal that would take the profile
+/// (and the certificate) back a week later.
+#[test]
+fn an_intune_registration_is_done_once_delivered_and_does_not_expire() {
+    let devices = vec![fake_mdm::intune_device(
+        "dev-1",
+        ALICE,
+        "Alice's iPhone",
+        "iOS",
+        "compliant",
+        "F2L1",
+        "U1",
+    )];
+    let (mdm, graph) = fake_push::intune(devices, &["dev-1"], "grp-wifi");
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("graph-secret");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let s = ScepServer::start_with(&format!(
+        r#"
+[profiles.intune-wifi]
+challenge = "intune"
+intune = "contoso"
+allowed_sans = ["email"]
+
+[intune.contoso]
+tenant_id = "tenant-1"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{secret}"
+login_url = "{url}"
+graph_url = "{url}"
+revocation_interval_minutes = 0
+
+[directories.intune]
+kind = "intune"
+base_url = "{url}"
+token_url = "{url}/tenant-1/oauth2/v2.0/token"
+tenant_id = "tenant-1"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{secret}"
+timeout_secs = 2
+retries = 1
+
+[credentials.phone]
+profile = "intune-wifi"
+directory = "intune"
+request_ttl = "2s"
+
+[credentials.phone.push]
+group_id = "grp-wifi"
+retry_secs = 1
+"#,
+        url = mdm.url,
+        secret = secret.display(),
+    ));
+    let d = desk(&s);
+    let id = approve(&s, &d, "phone", "dev-1");
+    pushes_until(&s, &d.filer, &id, "delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    assert_eq!(graph.members(), vec!["obj-dev-1".to_string()]);
+    // Well past request_ttl, several background rounds later.
+    std::thread::sleep(Duration::from_secs(4));
+    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
+    assert_eq!(reg["state"], "approved", "{reg}");
+    assert!(
+        !reg["pushes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["action"] == "withdraw"),
+        "{reg}"
+    );
+    assert_eq!(graph.members(), vec!["obj-dev-1".to_string()]);
+    // An officer still takes it back.
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id}/withdraw"),
+        &d.filer,
+        json!({"comment": "left the agency"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    pushes_until(&s, &d.filer, &id, "withdrawal", |p| {
+        state_of(p, "withdraw") == Some("delivered")
+    });
+    assert!(graph.members().is_empty());
+}
+
 #[test]
 fn jamf_static_groups_and_workspace_one_profiles_are_joined_and_left() {
     let computers = vec![crate::directory::jamf_computer(1, ALICE, true)];

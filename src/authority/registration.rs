@@ -680,7 +680,25 @@ impl Authority {
                 (p.name.clone(), at - ttl)
             })
             .collect();
-        let (regs, txs) = self.inner.store.expire(at, &pending).await?;
+        // A credential whose profile takes Intune's challenge never sees its registration's
+        // challenge used: once Intune has the device in its group, the registration is done.
+        let delivered_suffices: Vec<String> = self
+            .inner
+            .credentials
+            .iter()
+            .filter(|(_, c)| {
+                self.inner
+                    .profiles
+                    .get(&c.profile)
+                    .is_some_and(|p| p.policy.challenge == "intune")
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let (regs, txs) = self
+            .inner
+            .store
+            .expire(at, &pending, &delivered_suffices)
+            .await?;
         if regs + txs > 0 {
             tracing::info!(registrations = regs, enrollments = txs, "expired");
         }

@@ -329,3 +329,48 @@ fn ours(ids: Vec<String>) -> Vec<String> {
         .filter(|id| id.starts_with("reg_f_"))
         .collect()
 }
+
+/// Expiry and delivery: an approved registration of a credential whose devices get their
+/// challenge from the MDM (Intune) is done once its deliver is delivered, and does not
+/// expire; the same registration of any other credential, or one whose deliver is still
+/// pending, does.
+pub(super) async fn delivered_registrations_last(s: Arc<dyn Store>) {
+    let at = now();
+    let lasting = vec!["wifi-intune".to_string()];
+    let mut ids = Vec::new();
+    for (id, credential, delivered) in [
+        ("reg_last_1", "wifi-intune", true),
+        ("reg_last_2", "wifi-intune", false),
+        ("reg_last_3", "laptop", true),
+    ] {
+        let mut r = registration(id, "carol@agency.gov", at - 1);
+        r.credential = credential.into();
+        r.state = RegistrationState::Approved;
+        s.insert_registration(&r, "token:a").await.unwrap();
+        let deliver = record(id, "deliver", PushAction::Deliver, PushState::Pending, at);
+        assert!(s.queue_push(&deliver, "sigil").await.unwrap());
+        if delivered {
+            assert!(s.claim_push(&deliver.id, at, at + 60).await.unwrap());
+            let mut done = deliver.clone();
+            done.state = PushState::Delivered;
+            done.attempts = 1;
+            assert!(s
+                .settle_push(&done, at + 60, "push_delivered", "sigil")
+                .await
+                .unwrap());
+        }
+        ids.push(id);
+    }
+    let (regs, _) = s.expire(at, &[], &lasting).await.unwrap();
+    assert!(regs >= 2, "{regs}");
+    let state = |id: &'static str| {
+        let s = s.clone();
+        async move { s.registration(id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state("reg_last_1").await, RegistrationState::Approved);
+    assert_eq!(state("reg_last_2").await, RegistrationState::Expired);
+    assert_eq!(state("reg_last_3").await, RegistrationState::Expired);
+    // Without the credential named, it expires like any other.
+    s.expire(at, &[], &[]).await.unwrap();
+    assert_eq!(state("reg_last_1").await, RegistrationState::Expired);
+}
