@@ -119,6 +119,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("reason", &["*"]),
     ("wire", &["*"]),
     ("secret", &["*"]),
+    ("client_address", &["*"]),
 ];
 
 fn src() -> PathBuf {

@@ -3,7 +3,7 @@
 //! signed webhook), a withdrawn or revoked one to take it back, and a certificate in its
 //! renewal window to re-push; each push retried with backoff, audited, and its state shown on
 //! the registration. Against the vendor-shaped fakes of `fake_push.rs`, with the MDM down,
-//! throttling, and forgetting a device.
+//! throttling, and forgetting a device. The webhook, end to end, is in `push_webhook.rs`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,32 +15,32 @@ use crate::fake_mdm::{self, CLIENT_ID, CLIENT_SECRET};
 use crate::fake_push;
 use crate::scep::ScepServer;
 
-const ALICE: &str = "alice@agency.gov";
+pub(crate) const ALICE: &str = "alice@agency.gov";
 
-const PROFILE: &str = r#"
+pub(crate) const PROFILE: &str = r#"
 [profiles.derived]
 allowed_sans = ["email", "upn", "uri"]
 legacy = true
 "#;
 
-fn post(s: &ScepServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+pub(crate) fn post(s: &ScepServer, path: &str, token: &str, body: Value) -> (u16, Value) {
     let r = call(s, "POST", path, Some(token), Some(body));
     let status = r.status().as_u16();
     (status, r.json().unwrap_or(Value::Null))
 }
 
-fn get(s: &ScepServer, path: &str, token: &str) -> Value {
+pub(crate) fn get(s: &ScepServer, path: &str, token: &str) -> Value {
     let r = call(s, "GET", path, Some(token), None);
     assert_eq!(r.status().as_u16(), 200);
     r.json().unwrap()
 }
 
-struct Desk {
-    filer: String,
-    approver: String,
+pub(crate) struct Desk {
+    pub(crate) filer: String,
+    pub(crate) approver: String,
 }
 
-fn desk(s: &ScepServer) -> Desk {
+pub(crate) fn desk(s: &ScepServer) -> Desk {
     Desk {
         filer: new_token(s, "officer", "olivia@agency.gov").0,
         approver: new_token(s, "officer", "oscar@agency.gov").0,
@@ -48,14 +48,14 @@ fn desk(s: &ScepServer) -> Desk {
 }
 
 /// Register `device` for Alice under `credential`, file it, and have a second officer approve.
-fn approve(s: &ScepServer, d: &Desk, credential: &str, device: &str) -> String {
+pub(crate) fn approve(s: &ScepServer, d: &Desk, credential: &str, device: &str) -> String {
     let id = file(s, d, credential, device);
     decide(s, d, &id);
     id
 }
 
 /// Register `device` for Alice under `credential` and file it.
-fn file(s: &ScepServer, d: &Desk, credential: &str, device: &str) -> String {
+pub(crate) fn file(s: &ScepServer, d: &Desk, credential: &str, device: &str) -> String {
     let (st, reg) = post(
         s,
         "/api/v1/registrations",
@@ -75,7 +75,7 @@ fn file(s: &ScepServer, d: &Desk, credential: &str, device: &str) -> String {
 }
 
 /// A second officer approves.
-fn decide(s: &ScepServer, d: &Desk, id: &str) {
+pub(crate) fn decide(s: &ScepServer, d: &Desk, id: &str) {
     let (st, reg) = post(
         s,
         &format!("/api/v1/registrations/{id}/approve"),
@@ -86,7 +86,7 @@ fn decide(s: &ScepServer, d: &Desk, id: &str) {
 }
 
 /// Wait until the registration's pushes satisfy `ok`; answer them.
-fn pushes_until(
+pub(crate) fn pushes_until(
     s: &ScepServer,
     token: &str,
     id: &str,
@@ -105,14 +105,14 @@ fn pushes_until(
     }
 }
 
-fn state_of<'a>(pushes: &'a [Value], action: &str) -> Option<&'a str> {
+pub(crate) fn state_of<'a>(pushes: &'a [Value], action: &str) -> Option<&'a str> {
     pushes
         .iter()
         .find(|p| p["action"] == action)
         .and_then(|p| p["state"].as_str())
 }
 
-fn audit_actions(s: &ScepServer) -> Vec<String> {
+pub(crate) fn audit_actions(s: &ScepServer) -> Vec<String> {
     let (auditor, _) = new_token(s, "auditor", "assessor");
     get(s, "/api/v1/audit", &auditor)
         .as_array()
@@ -666,7 +666,7 @@ renew_within_days = 3650
 }
 
 /// The device enrolls with scepclient and the payload's challenge.
-fn enroll(s: &ScepServer, payload: &Value, name: &str) {
+pub(crate) fn enroll(s: &ScepServer, payload: &Value, name: &str) {
     let ra_fp = hex::encode(openssl::sha::sha256(&s.ra));
     let device = s.token.path().join(name);
     std::fs::create_dir_all(&device).unwrap();
@@ -684,237 +684,6 @@ fn enroll(s: &ScepServer, payload: &Value, name: &str) {
         String::from_utf8_lossy(&out.stderr),
         s.log()
     );
-}
-
-/// The device `enroll` made renews over SCEP (RenewalReq signed with the certificate it
-/// holds, for its own key, with the same subject and SANs); scepclient cannot put SANs in
-/// its request.
-fn renew_over_scep(s: &ScepServer, name: &str, subject: &[(&str, &str)], sans: &[&str]) {
-    use sigil::scep::{client::Device, ContentCipher, DigestAlg, MessageType, Nonce};
-    let dir = s.token.path().join(name);
-    let cert =
-        openssl::x509::X509::from_pem(&std::fs::read(dir.join("device.pem")).unwrap()).unwrap();
-    let key =
-        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(dir.join("device.key")).unwrap())
-            .unwrap();
-    let mut d = Device::from_key(key, name).unwrap();
-    d.sign_with(cert.to_der().unwrap());
-    let csr = d.csr_named(subject, None, sans).unwrap();
-    let msg = d
-        .request(
-            MessageType::RenewalReq,
-            &format!("{name}-renewal"),
-            &Nonce::random().unwrap(),
-            &csr,
-            &s.ra,
-            ContentCipher::Aes128Cbc,
-            DigestAlg::Sha256,
-        )
-        .unwrap();
-    let reply = d.read(&s.pki("derived", msg, false)).unwrap();
-    assert_eq!(
-        reply.status,
-        sigil::scep::PkiStatus::Success,
-        "{:?}\n{}",
-        reply.fail_text,
-        s.log()
-    );
-}
-
-/// HMAC-SHA-256 as the receiver computes it, with the openssl command, not Sigil's code.
-fn receiver_signature(secret: &str, timestamp: &str, body: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let msg = dir.path().join("msg");
-    std::fs::write(&msg, format!("{timestamp}.{body}")).unwrap();
-    let out = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hmac", secret, "-r"])
-        .arg(&msg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    format!("v1={}", text.split_whitespace().next().unwrap())
-}
-
-#[test]
-fn a_signed_webhook_delivers_the_payload_the_device_enrolls_with_then_renewal_and_revocation() {
-    crate::common::ensure_tool("scepclient", "scep");
-    let hook = fake_push::webhook(1);
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("devices.json");
-    std::fs::write(
-        &inventory,
-        json!([{"id": "mac-7", "user": ALICE, "name": "Alice's Mac", "serial_number": "C02X7",
-                "compliance": "compliant", "last_check_in": "2026-12-01T10:00:00Z"}])
-        .to_string(),
-    )
-    .unwrap();
-    let secret = dir.path().join("hook-secret");
-    std::fs::write(&secret, "whsec-test-1").unwrap();
-    let s = ScepServer::start_with(&format!(
-        r#"{PROFILE}validity_days = 365
-renewal_days = 400
-revoke_superseded = true
-
-[directories.inventory]
-kind = "file"
-path = "{inventory}"
-
-[credentials.laptop]
-profile = "derived"
-directory = "inventory"
-subject = "CN={{user}} {{serial_number}},O=Agency,C=US"
-sans = ["email:{{email}}"]
-
-[credentials.laptop.push]
-webhook_url = "{hook}/sigil-events"
-secret_file = "{secret}"
-retry_secs = 1
-renew_within_days = 3650
-"#,
-        inventory = inventory.display(),
-        hook = hook.url,
-        secret = secret.display(),
-    ));
-    let d = desk(&s);
-    let id = approve(&s, &d, "laptop", "mac-7");
-    // The receiver was restarting at first (503): retried, then delivered.
-    let pushes = pushes_until(&s, &d.filer, &id, "webhook delivery", |p| {
-        state_of(p, "deliver") == Some("delivered")
-    });
-    assert_eq!(pushes[0]["attempts"], 2, "{pushes:?}");
-    let seen = hook.seen("/sigil-events");
-    let last = seen.last().unwrap();
-    // A retry is the same push, but each attempt at a delivery carries a fresh challenge
-    // that voids the last: the idempotency key names the attempt, so a receiver that
-    // deduplicates keeps the newest challenge.
-    assert_eq!(seen.len(), 2);
-    let first: Value = serde_json::from_str(&seen[0].body).unwrap();
-    let key = |r: &crate::fake_mdm::Req| r.header("idempotency-key").unwrap().to_string();
-    assert_eq!(
-        key(&seen[0]),
-        format!("{}.1", first["target"]["push"].as_str().unwrap())
-    );
-    assert_eq!(
-        key(last),
-        format!("{}.2", first["target"]["push"].as_str().unwrap())
-    );
-    assert!(key(last).starts_with("push_"));
-    // What is kept of the failed attempt names neither the URL nor the receiver's words.
-    let (auditor, _) = new_token(&s, "auditor", "hook-assessor");
-    let log = get(&s, "/api/v1/audit", &auditor).to_string();
-    assert!(log.contains("the receiver answered HTTP 503"), "{log}");
-    assert!(!log.contains(&hook.url) && !log.contains("receiver restarting"));
-    // The signature is HMAC-SHA-256 over "<timestamp>.<body>" with the shared secret.
-    let ts = last.header("x-sigil-timestamp").unwrap();
-    assert!((ts.parse::<i64>().unwrap() - sigil::clock::now()).abs() < 60);
-    assert_eq!(
-        last.header("x-sigil-signature").unwrap(),
-        receiver_signature("whsec-test-1", ts, &last.body)
-    );
-    assert_ne!(
-        receiver_signature("whsec-test-1", ts, &last.body.replace("mac-7", "mac-8")),
-        last.header("x-sigil-signature").unwrap(),
-        "a changed body does not verify"
-    );
-    let event: Value = serde_json::from_str(&last.body).unwrap();
-    assert_eq!(event["event"], "deliver");
-    assert_eq!(event["target"]["push"], first["target"]["push"]);
-    assert_eq!(event["target"]["attempt"], 2);
-    assert_ne!(
-        event["target"]["scep_payload"]["challenge"], first["target"]["scep_payload"]["challenge"],
-        "each attempt mints its own challenge"
-    );
-    assert_eq!(event["target"]["device_id"], "mac-7");
-    assert_eq!(event["target"]["email"], ALICE);
-    let payload = &event["target"]["scep_payload"];
-    assert_eq!(payload["subject"], "CN=alice C02X7,O=Agency,C=US");
-    // The device enrolls with the challenge the webhook carried.
-    enroll(&s, payload, "mac");
-    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
-    assert_eq!(reg["state"], "issued");
-    let serial = reg["serial"].as_str().unwrap().to_string();
-    // Its certificate is inside the renewal window (renew_within_days is longer than its
-    // life): the receiver is asked to re-push, once for this certificate.
-    pushes_until(&s, &d.filer, &id, "renewal", |p| {
-        state_of(p, "renew") == Some("delivered")
-    });
-    let renew: Value =
-        serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
-    assert_eq!(renew["event"], "renew");
-    assert_eq!(renew["target"]["serial"], serial.as_str());
-    assert!(
-        renew["target"]["scep_payload"].is_null(),
-        "no challenge on a renewal"
-    );
-    assert_eq!(
-        hook.seen("/sigil-events")
-            .last()
-            .unwrap()
-            .header("idempotency-key")
-            .unwrap(),
-        renew["target"]["push"].as_str().unwrap(),
-        "without a challenge, every retry is the same content and the same key"
-    );
-    std::thread::sleep(Duration::from_millis(2500));
-    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
-    assert_eq!(
-        reg["pushes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["action"] == "renew")
-            .count(),
-        1,
-        "one renewal push per certificate"
-    );
-    // The device renews over SCEP, signing with the certificate it holds (scepclient run
-    // again beside its key and certificate): the registration moves to the new certificate,
-    // and the old one, revoked as superseded, takes nothing back.
-    renew_over_scep(
-        &s,
-        "mac",
-        &[("CN", "alice C02X7"), ("O", "Agency"), ("C", "US")],
-        &[&format!("email:{ALICE}")],
-    );
-    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
-    assert_eq!(reg["state"], "issued");
-    let renewed = reg["serial"].as_str().unwrap().to_string();
-    assert_ne!(renewed, serial, "the registration follows the renewal");
-    let old = get(&s, &format!("/api/v1/certificates/{serial}"), &d.filer);
-    assert_eq!(old["status"], "revoked", "{old}");
-    let log = get(&s, "/api/v1/audit", &auditor).to_string();
-    assert!(log.contains("registration_renewed"), "{log}");
-    // The new certificate is inside the window too: a renewal push of its own, and no
-    // withdrawal for the superseded one.
-    let pushes = pushes_until(&s, &d.filer, &id, "second renewal", |p| {
-        p.iter()
-            .filter(|p| p["action"] == "renew" && p["state"] == "delivered")
-            .count()
-            == 2
-    });
-    assert!(
-        !pushes.iter().any(|p| p["action"] == "withdraw"),
-        "a superseded certificate withdraws nothing: {pushes:?}"
-    );
-    let renew: Value =
-        serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
-    assert_eq!(renew["event"], "renew");
-    assert_eq!(renew["target"]["serial"], renewed.as_str());
-    // Revoked: the receiver is told to take it back.
-    let (st, v) = post(
-        &s,
-        &format!("/api/v1/registrations/{id}/revoke"),
-        &d.filer,
-        json!({"reason": "affiliationChanged"}),
-    );
-    assert_eq!(st, 200, "{v}");
-    pushes_until(&s, &d.filer, &id, "withdrawal", |p| {
-        state_of(p, "withdraw") == Some("delivered")
-    });
-    let last: Value =
-        serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
-    assert_eq!(last["event"], "withdraw");
-    assert_eq!(last["target"]["serial"], renewed.as_str());
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub mod bench;
 #[cfg(feature = "core")]
 pub mod ceremony;
 #[cfg(feature = "core")]
+pub mod client_address;
+#[cfg(feature = "core")]
 pub mod clock;
 #[cfg(feature = "core")]
 pub mod config;

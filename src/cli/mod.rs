@@ -693,7 +693,13 @@ fn serve(config: Config) -> Result<()> {
         let state = sigil::http::AppState::new(ra)
             .with_identity(&config.identity, &config.server.public_url, client_key)
             .map_err(anyhow::Error::msg)?
-            .with_gateways(config.server.gateway_names.clone());
+            .with_gateways(config.server.gateway_names.clone())
+            .with_trusted_proxies(
+                sigil::client_address::TrustedProxies::parse(
+                    &config.server.trusted_proxies,
+                )
+                .map_err(anyhow::Error::msg)?,
+            );
         // A newer node migrating the store stops this one (see authority::schema_watch).
         let outgrown = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = outgrown.clone();

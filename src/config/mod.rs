@@ -228,6 +228,11 @@ pub struct ServerConfig {
     /// answered only to TLS clients presenting one of them (`sigil gateway`); CRL, OCSP and the
     /// API stay open as before.
     pub gateway_names: Vec<String>,
+    /// Load balancers or reverse proxies in front of Sigil (addresses or networks): from
+    /// these, the client is the rightmost `X-Forwarded-For` address that is not one of them
+    /// (per-source limits, the audit's sources, the access log). Empty: the connection's
+    /// address, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -245,6 +250,7 @@ impl Default for ServerConfig {
             tls_key: String::new(),
             client_ca: String::new(),
             gateway_names: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -677,6 +683,8 @@ impl Config {
                 "set both server.tls_cert and server.tls_key, or neither",
             ));
         }
+        crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|m| invalid("server", &m))?;
         if !self.server.gateway_names.is_empty()
             && (self.server.tls_cert.is_empty() || self.server.client_ca.is_empty())
         {

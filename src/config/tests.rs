@@ -89,6 +89,7 @@ fn env_overrides_file_and_keeps_types() {
             ("SIGIL_SERVER_LISTEN", "0.0.0.0:9000"),
             ("SIGIL_LOG_FORMAT", "json"),
             ("SIGIL_SERVER_GATEWAY_NAMES", "gw-1, gw-2"),
+            ("SIGIL_SERVER_TRUSTED_PROXIES", "10.0.0.5, 10.1.0.0/16"),
             ("SIGIL_SERVER_TLS_CERT", "/tls/core.pem"),
             ("SIGIL_SERVER_TLS_KEY", "/tls/core.key"),
             ("SIGIL_SERVER_CLIENT_CA", "/tls/ca.pem"),
@@ -104,6 +105,18 @@ fn env_overrides_file_and_keeps_types() {
     assert_eq!(c.server.listen, "0.0.0.0:9000");
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.server.gateway_names, ["gw-1", "gw-2"]);
+    assert_eq!(c.server.trusted_proxies, ["10.0.0.5", "10.1.0.0/16"]);
+    // A proxy named by host name, or a network that is not one, is refused at load.
+    let e = Config::load_with_env(
+        Some(&path),
+        env(&[("SIGIL_SERVER_TRUSTED_PROXIES", "lb.agency.gov")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("trusted_proxies") && e.contains("lb.agency.gov"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub struct AppState {
     sign_in_starts: api::AuthLimiter,
     /// Gateway certificate names allowed to forward SCEP; empty: SCEP is open.
     gateway_names: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    proxies: crate::client_address::TrustedProxies,
     /// Sign-in with the identity provider, when configured.
     oidc: Option<std::sync::Arc<crate::identity::oidc::Oidc>>,
     /// Sign-in with a client certificate, when configured.
@@ -67,6 +69,7 @@ impl AppState {
             sign_in_refusals: api::AuthLimiter::default(),
             sign_in_starts: api::AuthLimiter::default(),
             gateway_names: Vec::new(),
+            proxies: crate::client_address::TrustedProxies::default(),
             oidc: None,
             mtls: None,
         }
@@ -95,6 +98,12 @@ impl AppState {
     /// Answer SCEP only to TLS clients whose certificate has one of these common names.
     pub fn with_gateways(mut self, names: Vec<String>) -> Self {
         self.gateway_names = names;
+        self
+    }
+
+    /// Believe these proxies' `X-Forwarded-For` about who the client is.
+    pub fn with_trusted_proxies(mut self, proxies: crate::client_address::TrustedProxies) -> Self {
+        self.proxies = proxies;
         self
     }
 
@@ -323,7 +332,8 @@ pub async fn serve(
             .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(max))
             .wrap(
-                actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                actix_web::middleware::Logger::new("%{client}xi \"%r\" %s %b %Dms")
+                    .custom_request_replace("client", |req| api::source(req.request()).to_string())
                     .log_target("sigil::http"),
             )
             .wrap_fn(move |mut req, srv| {

@@ -206,10 +206,22 @@ fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client's address: the connection's, or the one a trusted proxy names (see
+/// [`crate::client_address`]).
 pub(crate) fn source(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
+    let peer = req
+        .peer_addr()
         .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.proxies.client(
+            peer,
+            req.headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok()),
+        ),
+        None => peer,
+    }
 }
 
 /// Authenticate the bearer token and check the route's roles.

@@ -1,0 +1,184 @@
+//! Who is at the other end: the connection's address, or, when that is one of
+//! `server.trusted_proxies` (a load balancer or reverse proxy in front of Sigil), the client
+//! it names in `X-Forwarded-For`. Limits per source (failed authentications, sign-ins started),
+//! the audit's `source:` records and the access log use it, so a fleet behind one proxy does
+//! not share one budget, and an assessor sees the person's address, not the proxy's.
+//!
+//! The header is read from the right: each proxy appends the address it received the request
+//! from, so the rightmost entry not itself a trusted proxy is the client. Entries to its left
+//! were written by the client and prove nothing. A header from a peer that is not a trusted
+//! proxy is ignored: anyone can send one.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// From `server.trusted_proxies`: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`).
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        list.iter()
+            .map(|s| {
+                let s = s.trim();
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "server.trusted_proxies: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client of a request that came from `peer` with these `X-Forwarded-For` header
+    /// values (in the order received; each may list several addresses).
+    pub fn client<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a str>) -> IpAddr {
+        if self.0.is_empty() || !self.trusts(peer) {
+            return canonical(peer);
+        }
+        let entries: Vec<&str> = forwarded.flat_map(|v| v.split(',')).collect();
+        let mut client = canonical(peer);
+        for entry in entries.iter().rev() {
+            if !self.trusts(client) {
+                break;
+            }
+            match address(entry) {
+                Some(ip) => client = ip,
+                // Not an address: nothing to its left can be believed; the last proxy that
+                // wrote a readable hop is as far as this goes.
+                None => break,
+            }
+        }
+        client
+    }
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:10.0.0.5`, as a dual-stack socket reports it)
+/// is that IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`10.0.0.5:5123`,
+/// `[2001:db8::1]:443`), as proxies write them.
+fn address(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Some(rest) = e.strip_prefix('[') {
+        let (inner, _) = rest.split_once(']')?;
+        return inner.parse::<IpAddr>().ok().map(canonical);
+    }
+    let (host, port) = e.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn proxies(list: &[&str]) -> TrustedProxies {
+        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn without_trusted_proxies_the_header_is_ignored() {
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client(ip("10.0.0.5"), ["198.51.100.7"].into_iter()),
+            ip("10.0.0.5")
+        );
+        // A peer that is not a trusted proxy cannot name another client.
+        let p = proxies(&["10.0.0.5"]);
+        assert_eq!(
+            p.client(ip("203.0.113.9"), ["198.51.100.7"].into_iter()),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_rightmost_address_not_a_trusted_proxy_is_the_client() {
+        let p = proxies(&["10.0.0.5", "10.1.0.0/16"]);
+        // One proxy.
+        assert_eq!(
+            p.client(ip("10.0.0.5"), ["198.51.100.7"].into_iter()),
+            ip("198.51.100.7")
+        );
+        // The client forged entries to the left of its own: they are not believed.
+        assert_eq!(
+            p.client(
+                ip("10.0.0.5"),
+                ["1.2.3.4, 198.51.100.7, 10.1.4.4"].into_iter()
+            ),
+            ip("198.51.100.7")
+        );
+        // Several header lines are one list, in order.
+        assert_eq!(
+            p.client(
+                ip("10.0.0.5"),
+                ["1.2.3.4", "198.51.100.7, 10.1.4.4"].into_iter()
+            ),
+            ip("198.51.100.7")
+        );
+        // Only proxies in the header: the leftmost is as far as it goes.
+        assert_eq!(
+            p.client(ip("10.0.0.5"), ["10.1.9.9, 10.1.4.4"].into_iter()),
+            ip("10.1.9.9")
+        );
+        // No header: the proxy itself.
+        assert_eq!(p.client(ip("10.0.0.5"), std::iter::empty()), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn garbage_stops_the_walk_and_ports_and_mapped_addresses_are_read() {
+        let p = proxies(&["10.0.0.5", "fd00::/8"]);
+        assert_eq!(
+            p.client(ip("10.0.0.5"), ["198.51.100.7, unknown"].into_iter()),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            p.client(ip("10.0.0.5"), ["198.51.100.7:5123"].into_iter()),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            p.client(ip("fd00::1"), ["[2001:db8::1]:443"].into_iter()),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            p.client(ip("::ffff:10.0.0.5"), ["198.51.100.7"].into_iter()),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            p.client(ip("::ffff:203.0.113.9"), ["198.51.100.7"].into_iter()),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_setting_names_addresses_or_networks() {
+        assert!(TrustedProxies::parse(&["10.0.0.5".into(), "10.1.0.0/16".into()]).is_ok());
+        assert!(TrustedProxies::parse(&["::1".into()]).is_ok());
+        let e = TrustedProxies::parse(&["proxy.agency.gov".into()]).unwrap_err();
+        assert!(e.contains("proxy.agency.gov"), "{e}");
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+    }
+}
