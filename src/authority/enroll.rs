@@ -503,7 +503,7 @@ impl Authority {
             // The new certificate is recorded: the one it replaces is superseded. If this
             // fails, the old one stays valid until it expires (it cannot renew again); the
             // renewal stands.
-            match self.revoke(&old, 4, "ra").await {
+            match self.revoke(&old, 4, super::Revoker::System("ra")).await {
                 Ok(true) => {
                     tracing::info!(serial = %old, "renewed: the old certificate is revoked as superseded")
                 }
@@ -562,7 +562,10 @@ impl Authority {
             }
             Err(e) => {
                 tracing::error!(serial = %serial, error = %e, "Intune could not be told of the certificate: it is withdrawn");
-                if let Err(e) = self.revoke(&serial, 5, "intune").await {
+                if let Err(e) = self
+                    .revoke(&serial, 5, super::Revoker::System("intune"))
+                    .await
+                {
                     tracing::error!(serial = %serial, error = %e, "the withdrawn certificate could not be revoked");
                 }
                 refuse(WITHDRAWN)

@@ -196,7 +196,7 @@ impl super::Authority {
             };
         }
         // Intune asks when a device is wiped or retired: cessationOfOperation.
-        match self.revoke(&serial, 5, actor).await {
+        match self.revoke(&serial, 5, super::Revoker::System(actor)).await {
             Ok(_) => RevocationResult {
                 context: r.context.clone(),
                 succeeded: true,

@@ -69,7 +69,7 @@ pub use credential_settings::{fill, CredentialSettings, PLACEHOLDERS};
 pub use decision::{Decision, EnrollRequest, Refusal, RefusalKind, Requester, UNREADABLE};
 pub use expiry::NotifySettings;
 pub use ocsp::{Caching, OcspOutcome, OcspReply};
-pub use officer::PendingEnrollment;
+pub use officer::{PendingEnrollment, RevokeError, Revoker};
 pub use people::{GrantPolicy, PeoplePolicy, Session, SignIn, TokenError};
 pub use profile_settings::ProfileSettings;
 

@@ -2,9 +2,45 @@
 //! enrollment, and revoking certificates (one, or every one of a device), each followed by a
 //! new CRL.
 
-use super::access::Caller;
-use super::{ApprovalError, Authority, RequestError};
+use super::access::{Caller, Role};
+use super::{ApprovalError, Authority};
 use crate::reason::Reason;
+
+/// Who revokes: a person, who must be acting as an officer (checked here, whatever route
+/// they came by), or Sigil itself and the local operator (a renewal superseding its
+/// certificate, Intune's revocation feed, `sigil cert revoke`), named as the audit records it.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoker<'a> {
+    /// A signed-in person or a token.
+    Person(&'a Caller),
+    /// Sigil's own work or the operator at the host (`ra`, `intune:<connection>`, `cli`).
+    System(&'a str),
+}
+
+impl Revoker<'_> {
+    /// The actor the audit records, once the role is checked.
+    fn actor(&self) -> Result<String, RevokeError> {
+        match self {
+            Revoker::Person(c) if c.role == Role::Officer => Ok(c.actor()),
+            Revoker::Person(c) => Err(RevokeError::Forbidden(format!(
+                "only an officer revokes certificates (this caller acts as {})",
+                c.role.as_str()
+            ))),
+            Revoker::System(name) => Ok((*name).to_string()),
+        }
+    }
+}
+
+/// Why a revocation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// The caller may not revoke; the text says why.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Store down.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(#[source] Reason),
+}
 
 impl Authority {
     /// The PENDING enrollment an officer names: by its record key (what the approval queue
@@ -71,7 +107,7 @@ impl Authority {
     /// recorded; the device gets it at its next CertPoll. Whoever minted that challenge may
     /// not approve it (two people). Returns the serial.
     pub async fn approve(&self, id: &str, caller: &Caller) -> Result<String, ApprovalError> {
-        if caller.role != super::access::Role::Officer {
+        if caller.role != Role::Officer {
             return Err(ApprovalError::Forbidden(
                 "only an officer approves an enrollment".into(),
             ));
@@ -141,10 +177,11 @@ impl Authority {
         &self,
         serial: &str,
         reason: i32,
-        actor: &str,
-    ) -> Result<bool, RequestError> {
+        by: Revoker<'_>,
+    ) -> Result<bool, RevokeError> {
+        let actor = &by.actor()?;
         let unavailable =
-            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
+            |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
         if !self
             .inner
@@ -160,7 +197,7 @@ impl Authority {
         {
             return Ok(false);
         }
-        tracing::info!(%serial, reason, actor, "revoked");
+        tracing::info!(%serial, reason, %actor, "revoked");
         self.inner.ocsp.prepared.forget(&serial);
         // The revocation is committed; new CRLs follow.
         self.refresh_all_crls().await;
@@ -173,10 +210,11 @@ impl Authority {
         &self,
         device_id: &str,
         reason: i32,
-        actor: &str,
-    ) -> Result<Vec<String>, RequestError> {
+        by: Revoker<'_>,
+    ) -> Result<Vec<String>, RevokeError> {
+        let actor = &by.actor()?;
         let unavailable =
-            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
+            |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let certs = self
             .inner
             .store
@@ -198,9 +236,9 @@ impl Authority {
         serials: Vec<String>,
         reason: i32,
         actor: &str,
-    ) -> Result<Vec<String>, RequestError> {
+    ) -> Result<Vec<String>, RevokeError> {
         let unavailable =
-            |e: crate::store::StoreError| RequestError::Unavailable(Reason::caused_by(e));
+            |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let mut done = Vec::new();
         for serial in serials {
             if self
@@ -228,9 +266,24 @@ impl Authority {
 
     /// An officer rejects a PENDING enrollment (named as for [`Authority::approve`]); the device
     /// gets FAILURE with `reason`.
-    pub async fn reject(&self, id: &str, reason: &str, actor: &str) -> Result<(), ApprovalError> {
+    pub async fn reject(
+        &self,
+        id: &str,
+        reason: &str,
+        caller: &Caller,
+    ) -> Result<(), ApprovalError> {
+        if caller.role != Role::Officer {
+            return Err(ApprovalError::Forbidden(
+                "only an officer rejects an enrollment".into(),
+            ));
+        }
         let tx = self.pending_enrollment(id).await?;
-        match self.inner.store.reject(&tx.id, reason, actor).await {
+        match self
+            .inner
+            .store
+            .reject(&tx.id, reason, &caller.actor())
+            .await
+        {
             Ok(()) => {
                 tracing::info!(transaction = %tx.id, reason, "rejected");
                 Ok(())
@@ -341,5 +394,48 @@ impl Authority {
             challenge_minted_by: minted_by,
             challenge_minted_by_name: minted_by_name,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role) -> Caller {
+        Caller {
+            actor: "token:t".into(),
+            person: crate::authority::access::Person {
+                id: "token:t".into(),
+                email: None,
+                name: "t".into(),
+            },
+            role,
+            roles: vec![role],
+            name: "t".into(),
+            scope: Default::default(),
+            token_id: None,
+            break_glass: false,
+        }
+    }
+
+    /// Revoking is an officer's, whatever route a person comes by; Sigil's own revocations
+    /// are recorded under their own names.
+    #[test]
+    fn only_an_officer_or_sigil_itself_revokes() {
+        assert_eq!(
+            Revoker::Person(&caller(Role::Officer)).actor().unwrap(),
+            "token:t"
+        );
+        for role in [Role::User, Role::Admin, Role::Auditor, Role::Mdm] {
+            let e = Revoker::Person(&caller(role)).actor().unwrap_err();
+            assert!(
+                matches!(&e, RevokeError::Forbidden(why) if why.contains("only an officer")),
+                "{role:?}: {e}"
+            );
+        }
+        assert_eq!(
+            Revoker::System("intune:contoso").actor().unwrap(),
+            "intune:contoso"
+        );
     }
 }

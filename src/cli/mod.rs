@@ -303,7 +303,10 @@ fn cert(config: &Config, c: CertCommand) -> Result<()> {
                     store,
                 )
                 .await?;
-                if !ra.revoke(&serial, code, "cli").await? {
+                if !ra
+                    .revoke(&serial, code, sigil::authority::Revoker::System("cli"))
+                    .await?
+                {
                     anyhow::bail!("no valid certificate with serial {serial}");
                 }
                 println!("revoked {serial} ({reason}); a new CRL is published");

@@ -145,7 +145,6 @@ async fn decide(
             Err(e) => crate::http::registrations::registration_error(e),
         };
     }
-    let actor = caller.actor();
     if approve {
         return match ra.approve(&id, &caller).await {
             Ok(serial) => {
@@ -164,7 +163,7 @@ async fn decide(
     } else {
         format!("rejected by an officer: {}", d.comment.trim())
     };
-    match ra.reject(&id, &reason, &actor).await {
+    match ra.reject(&id, &reason, &caller).await {
         Ok(()) => {
             tracing::info!(by = %caller.actor, transaction_id = %id, "rejection");
             HttpResponse::Ok().json(Decided::Enrollment(EnrollmentDecided {

@@ -12,7 +12,7 @@ use super::bodies::{
 };
 use super::query;
 use super::{authorize, error, unavailable};
-use crate::authority::{CertFilter, CertStatus};
+use crate::authority::{CertFilter, CertStatus, RevokeError, Revoker};
 use crate::http::AppState;
 
 /// The longest text a search takes (SQLite refuses LIKE patterns past 50,000 bytes; no
@@ -162,7 +162,10 @@ pub(super) async fn revoke_device(
         Err(resp) => return resp,
     };
     let ra = &state.ra;
-    match ra.revoke_device(&device, reason, &caller.actor()).await {
+    match ra
+        .revoke_device(&device, reason, Revoker::Person(&caller))
+        .await
+    {
         Ok(serials) if serials.is_empty() => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -173,7 +176,7 @@ pub(super) async fn revoke_device(
             revoked: serials,
             reason: crate::pki::revocation_reason_name(reason),
         }),
-        Err(e) => unavailable(e),
+        Err(e) => revoke_error(e),
     }
 }
 
@@ -197,7 +200,7 @@ pub(super) async fn revoke_certificate(
         Err(resp) => return resp,
     };
     let ra = &state.ra;
-    match ra.revoke(&serial, reason, &caller.actor()).await {
+    match ra.revoke(&serial, reason, Revoker::Person(&caller)).await {
         Ok(true) => HttpResponse::Ok().json(CertificateRevoked {
             serial: serial.to_ascii_lowercase(),
             status: "revoked",
@@ -208,6 +211,14 @@ pub(super) async fn revoke_certificate(
             "not_found",
             "no valid certificate with this serial",
         ),
-        Err(e) => unavailable(e),
+        Err(e) => revoke_error(e),
+    }
+}
+
+/// A revocation that did not happen: the caller's role (403), or the store (503).
+fn revoke_error(e: RevokeError) -> HttpResponse {
+    match e {
+        RevokeError::Forbidden(why) => error(StatusCode::FORBIDDEN, "forbidden", why),
+        RevokeError::Unavailable(_) => unavailable(e),
     }
 }

@@ -6,6 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::authority::{RevokeError, Revoker};
+
 use super::self_service::{refused, registration_view};
 use super::{field, message, render, see_other, unavailable, when, Visit};
 use crate::authority::access::Role;
@@ -217,7 +219,7 @@ pub(super) async fn enrollment_action(
             } else {
                 format!("rejected by an officer: {comment}")
             };
-            ra.reject(&id, &reason, &caller.actor()).await
+            ra.reject(&id, &reason, &caller).await
         }
         _ => {
             return message(
@@ -280,7 +282,11 @@ pub(super) async fn revoke_certificate(
     };
     match state
         .ra
-        .revoke(&serial, reason, &visit.acting(Role::Officer).actor())
+        .revoke(
+            &serial,
+            reason,
+            Revoker::Person(&visit.acting(Role::Officer)),
+        )
         .await
     {
         Ok(true) => see_other("/console/desk"),
@@ -291,7 +297,7 @@ pub(super) async fn revoke_certificate(
             "No valid certificate has this serial number (it may be revoked already).",
             "/console/desk",
         ),
-        Err(e) => unavailable(e),
+        Err(e) => revoke_error(&visit, e),
     }
 }
 
@@ -321,11 +327,15 @@ pub(super) async fn revoke_device(
     }
     match state
         .ra
-        .revoke_device(device, reason, &visit.acting(Role::Officer).actor())
+        .revoke_device(
+            device,
+            reason,
+            Revoker::Person(&visit.acting(Role::Officer)),
+        )
         .await
     {
         Ok(_) => see_other(&format!("/console/desk?device={}", urlencoded(device))),
-        Err(e) => unavailable(e),
+        Err(e) => revoke_error(&visit, e),
     }
 }
 
@@ -333,4 +343,18 @@ fn urlencoded(s: &str) -> String {
     serde_urlencoded::to_string([("", s)])
         .map(|x| x.trim_start_matches('=').to_string())
         .unwrap_or_default()
+}
+
+/// A revocation that did not happen: the caller's role (a page that says so), or the store.
+fn revoke_error(visit: &Visit, e: RevokeError) -> HttpResponse {
+    match e {
+        RevokeError::Forbidden(why) => message(
+            StatusCode::FORBIDDEN,
+            Some(visit),
+            "Not allowed",
+            &why,
+            "/console/desk",
+        ),
+        RevokeError::Unavailable(_) => unavailable(e),
+    }
 }
