@@ -411,6 +411,13 @@ retry_secs = 1
     std::thread::sleep(Duration::from_secs(4));
     let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
     assert_eq!(reg["state"], "approved", "{reg}");
+    assert_eq!(
+        reg["expires_at"], "9999-12-31T23:59:59Z",
+        "lasts until withdrawn: {reg}"
+    );
+    assert!(audit_actions(&s)
+        .iter()
+        .any(|a| a == "registration_delivered"));
     assert!(
         !reg["pushes"]
             .as_array()

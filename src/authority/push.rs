@@ -289,11 +289,61 @@ impl Authority {
         if !store.settle_push(&p, lease, action, ACTOR).await? {
             tracing::warn!("push: the lease ran out before the answer; another node has it");
         }
+        if p.state == PushState::Delivered && p.action == PushAction::Deliver {
+            self.lasts_once_delivered(&p).await?;
+        }
         // Even when the claim lapsed: what this node sent reached the MDM.
         if p.state == PushState::Delivered && p.action != PushAction::Withdraw {
             return self.withdraw_again_if_overtaken(&p).await;
         }
         Ok(false)
+    }
+
+    /// A registration whose device Intune enrolls with Intune's own challenge (the credential's
+    /// profile says `challenge = "intune"` and its push joins an Intune group) never sees its
+    /// own challenge used, so no enrollment moves it on: once the device is in the group it is
+    /// done, and lasts until an officer withdraws it instead of expiring into a withdrawal.
+    /// Recorded on the registration then (`registration_delivered`), so a later change of the
+    /// configuration does not end what was delivered.
+    async fn lasts_once_delivered(&self, p: &PushRecord) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let Some(mut r) = store.registration(&p.registration_id).await? else {
+            return Ok(());
+        };
+        if r.state != RegistrationState::Approved || r.expires_at >= super::registration::LASTING {
+            return Ok(());
+        }
+        let intune_enrolls = self
+            .inner
+            .credentials
+            .get(&r.credential)
+            .and_then(|c| self.inner.profiles.get(&c.profile))
+            .is_some_and(|profile| profile.policy.challenge == "intune");
+        let intune_group = self
+            .inner
+            .channels
+            .get(&r.credential)
+            .is_some_and(|c| c.delivery.kind() == "intune");
+        if !(intune_enrolls && intune_group) {
+            return Ok(());
+        }
+        r.expires_at = super::registration::LASTING;
+        r.updated_at = now();
+        let details = serde_json::json!({"push": p.id,
+            "lasts": "until withdrawn: Intune enrolls the device with its own challenge"});
+        if store
+            .update_registration(
+                &r,
+                RegistrationState::Approved,
+                "registration_delivered",
+                ACTOR,
+                &details,
+            )
+            .await?
+        {
+            tracing::info!(registration = %r.id, "delivered to Intune's group: the registration lasts until withdrawn");
+        }
+        Ok(())
     }
 
     /// A deliver or renew is checked against withdrawals before the MDM is asked, but another
@@ -362,6 +412,15 @@ impl Authority {
                 "superseded: the registration is {} now",
                 r.state
             )));
+        }
+        // A renewal asked for a certificate the device has renewed since: the new one has a
+        // renewal push of its own when its window opens.
+        if p.action == PushAction::Renew
+            && r.serial.as_deref().map(|s| format!("renew:{s}")).as_deref() != Some(p.key.as_str())
+        {
+            return Err(gone(
+                "superseded: the device renewed that certificate already".into(),
+            ));
         }
         let cert = match &r.serial {
             Some(s) => self

@@ -15,8 +15,10 @@
 //!    voids the previous one, so no challenge is ever stored in clear.
 //! 5. `issued`: the device enrolls with that challenge; the certificate carries the
 //!    registration's identity and device, and the registration is linked to it in the same
-//!    database transaction. A registration that waits longer than `request_ttl` for its next
-//!    step (or whose challenge expires unused) becomes `expired`.
+//!    database transaction; a renewal over SCEP moves it to the new certificate. A
+//!    registration that waits longer than `request_ttl` for its next step (or whose challenge
+//!    expires unused) becomes `expired`, except one delivered to Intune's group for a profile
+//!    that takes Intune's challenge: that lasts until withdrawn ([`LASTING`]).
 //!
 //! Every step is in the audit log with who did it.
 
@@ -29,6 +31,10 @@ use super::{fill, CredentialSettings};
 use crate::mdm::{assess, Compliance, Device};
 use crate::reason::Reason;
 use crate::store::{now, PushAction, RegistrationRecord, RegistrationState, StoreError};
+
+/// The `expires_at` of a registration that lasts until withdrawn (9999-12-31T23:59:59Z): one
+/// delivered to Intune's group, whose device enrolls with Intune's challenge.
+pub const LASTING: i64 = 253_402_300_799;
 
 /// Why a registration step did not happen.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -680,25 +686,7 @@ impl Authority {
                 (p.name.clone(), at - ttl)
             })
             .collect();
-        // A credential whose profile takes Intune's challenge never sees its registration's
-        // challenge used: once Intune has the device in its group, the registration is done.
-        let delivered_suffices: Vec<String> = self
-            .inner
-            .credentials
-            .iter()
-            .filter(|(_, c)| {
-                self.inner
-                    .profiles
-                    .get(&c.profile)
-                    .is_some_and(|p| p.policy.challenge == "intune")
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        let (regs, txs) = self
-            .inner
-            .store
-            .expire(at, &pending, &delivered_suffices)
-            .await?;
+        let (regs, txs) = self.inner.store.expire(at, &pending).await?;
         if regs + txs > 0 {
             tracing::info!(registrations = regs, enrollments = txs, "expired");
         }

@@ -19,7 +19,6 @@ async fn sqlite_engine() {
     super::conformance_pushes::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
     super::conformance_pushes::push_follow_ups(s.clone()).await;
-    super::conformance_pushes::delivered_registrations_last(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;
@@ -68,7 +67,6 @@ async fn postgres_engine() {
     super::conformance_pushes::pushes(s.clone()).await;
     super::conformance_records::crl_listings(s.clone()).await;
     super::conformance_pushes::push_follow_ups(s.clone()).await;
-    super::conformance_pushes::delivered_registrations_last(s.clone()).await;
     super::conformance_ocsp::ocsp_answers(s.clone()).await;
     super::conformance_ocsp::imported_certificates(s.clone()).await;
     super::conformance_reports::spans_and_expiring_order(s.clone()).await;

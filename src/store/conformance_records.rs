@@ -160,7 +160,7 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
     p.profile = "waiting".into();
     s.insert_pending(&p, None, "ra").await.unwrap();
     let (regs, txs) = s
-        .expire(now(), &[("waiting".to_string(), now() + 1)], &[])
+        .expire(now(), &[("waiting".to_string(), now() + 1)])
         .await
         .unwrap();
     assert_eq!((regs, txs), (1, 1));
@@ -178,7 +178,7 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
             reason: EXPIRED_REASON.into()
         }
     );
-    assert_eq!(s.expire(now(), &[], &[]).await.unwrap(), (0, 0));
+    assert_eq!(s.expire(now(), &[]).await.unwrap(), (0, 0));
     let actions: Vec<String> = s
         .audit_records(0, 0)
         .await

@@ -248,15 +248,11 @@ pub trait RegistrationStore: Send + Sync {
     /// Expire what waited too long: live registrations past their `expires_at` (their unused
     /// challenge is voided), and PENDING enrollments of each `(profile, created_before)` (they
     /// become rejected with [`EXPIRED_REASON`]). Each is audited as `expired`. Returns how many
-    /// registrations and how many enrollments expired. An approved registration of one of
-    /// the `delivered_suffices` credentials (whose devices get their challenge from the MDM,
-    /// as Intune's do, so no enrollment ever links back) is done once its deliver push is
-    /// delivered, and does not expire.
+    /// registrations and how many enrollments expired.
     async fn expire(
         &self,
         at: i64,
         pending: &[(String, i64)],
-        delivered_suffices: &[String],
     ) -> Result<(usize, usize), StoreError>;
 }
 

@@ -18,6 +18,7 @@ pub(super) fn state_text(r: &RegistrationRecord) -> String {
             "Started: choose the device that should receive the credential.".into()
         }
         RegistrationState::Requested => "Waiting for a security officer's decision.".into(),
+        RegistrationState::Approved if r.expires_at >= crate::authority::registration::LASTING => "Delivered: the device is in the MDM's group, and Intune enrolls it with its own challenge. It lasts until a security officer withdraws it.".into(),
         RegistrationState::Approved => "Approved: waiting for the device to collect its certificate (the MDM sends it the enrollment profile).".into(),
         RegistrationState::Issued => "Issued: the device has its certificate.".into(),
         RegistrationState::Rejected => match r.comment.as_deref().filter(|c| !c.is_empty()) {
@@ -57,7 +58,14 @@ pub(super) fn registration_view(r: &RegistrationRecord) -> Value {
         "serial": r.serial,
         "created_at": when(r.created_at),
         "updated_at": when(r.updated_at),
-        "expires_at": when(r.expires_at),
+        // Only while a next step is due: a registration lasting until withdrawn has none.
+        "expires_at": matches!(
+            r.state,
+            RegistrationState::Open | RegistrationState::Requested | RegistrationState::Approved
+        )
+        .then_some(r.expires_at)
+        .filter(|at| *at < crate::authority::registration::LASTING)
+        .map(when),
     })
 }
 

@@ -48,9 +48,8 @@ impl RegistrationStore for PostgresStore {
         &self,
         at: i64,
         pending: &[(String, i64)],
-        delivered_suffices: &[String],
     ) -> Result<(usize, usize), StoreError> {
-        expire(&self.pool, at, pending, delivered_suffices).await
+        expire(&self.pool, at, pending).await
     }
 }
 
@@ -344,7 +343,6 @@ pub(super) async fn expire(
     pool: &Pool,
     at: i64,
     pending: &[(String, i64)],
-    lasting: &[String],
 ) -> Result<(usize, usize), StoreError> {
     let mut c = pool.get().await.map_err(pool_err)?;
     let t = c.transaction().await.map_err(err)?;
@@ -352,13 +350,9 @@ pub(super) async fn expire(
     let mut audits = Vec::new();
     let regs = t
         .query(
-            "SELECT id, challenge_hash, state FROM registrations r \
-             WHERE state IN ('open', 'requested', 'approved') AND expires_at <= $1 \
-             AND NOT (state = 'approved' AND credential = ANY($2) \
-                      AND EXISTS (SELECT 1 FROM pushes p WHERE p.registration_id = r.id \
-                                  AND p.key = 'deliver' AND p.state = 'delivered')) \
-             FOR UPDATE OF r",
-            &[&at, &lasting],
+            "SELECT id, challenge_hash, state FROM registrations \
+             WHERE state IN ('open', 'requested', 'approved') AND expires_at <= $1 FOR UPDATE",
+            &[&at],
         )
         .await
         .map_err(err)?;

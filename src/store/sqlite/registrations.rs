@@ -60,11 +60,9 @@ impl RegistrationStore for SqliteStore {
         &self,
         at: i64,
         pending: &[(String, i64)],
-        delivered_suffices: &[String],
     ) -> Result<(usize, usize), StoreError> {
         let pending = pending.to_vec();
-        let lasting = serde_json::json!(delivered_suffices).to_string();
-        self.with(move |c| expire(c, at, &pending, &lasting)).await
+        self.with(move |c| expire(c, at, &pending)).await
     }
 }
 
@@ -340,29 +338,21 @@ pub(super) fn relink(
     }
 }
 
-/// `lasting`: the credentials whose delivered registrations do not expire, as a JSON array.
 pub(super) fn expire(
     c: &mut Connection,
     at: i64,
     pending: &[(String, i64)],
-    lasting: &str,
 ) -> Result<(usize, usize), StoreError> {
     let t = c.transaction().map_err(err)?;
     let regs: Vec<(String, Option<String>, String)> = {
         let mut stmt = t
             .prepare(
-                "SELECT id, challenge_hash, state FROM registrations r \
-                 WHERE state IN ('open', 'requested', 'approved') AND expires_at <= ?1 \
-                 AND NOT (state = 'approved' \
-                          AND credential IN (SELECT value FROM json_each(?2)) \
-                          AND EXISTS (SELECT 1 FROM pushes p WHERE p.registration_id = r.id \
-                                      AND p.key = 'deliver' AND p.state = 'delivered'))",
+                "SELECT id, challenge_hash, state FROM registrations \
+                 WHERE state IN ('open', 'requested', 'approved') AND expires_at <= ?1",
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![at, lasting], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_map([at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(err)?
     };
