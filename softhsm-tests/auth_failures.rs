@@ -105,4 +105,20 @@ fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
         "{}",
         s.log()
     );
+    // The console needs TLS to the client: through the trusted proxy, only its word that the
+    // client reached it over TLS counts (this host being the proxy does not make it private).
+    let console = |proto: Option<&str>| {
+        let mut r = s
+            .http
+            .get(format!("{}/console/", s.base))
+            .header("X-Forwarded-For", "198.51.100.9");
+        if let Some(p) = proto {
+            r = r.header("X-Forwarded-Proto", p);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(console(None), 403);
+    assert_eq!(console(Some("http")), 403);
+    assert_eq!(console(Some("https, http")), 403, "the client's own claim");
+    assert_ne!(console(Some("https")), 403);
 }

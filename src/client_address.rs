@@ -19,25 +19,54 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// From `server.trusted_proxies`: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`).
+    /// Refused: what is not an address or a network, and a network holding every address
+    /// (`0.0.0.0/0`, `::/0`: every client could then name itself anything). An IPv4 address
+    /// written mapped into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
     pub fn parse(list: &[String]) -> Result<Self, String> {
         list.iter()
             .map(|s| {
                 let s = s.trim();
-                s.parse::<IpNet>()
+                let net = s
+                    .parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
                         format!(
                             "server.trusted_proxies: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
                         )
-                    })
+                    })?;
+                if net.prefix_len() == 0 {
+                    return Err(format!(
+                        "server.trusted_proxies: `{s}` trusts every address, so any client could name itself anything: list the proxies"
+                    ));
+                }
+                Ok(match net {
+                    IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                        Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                            .map(IpNet::V4)
+                            .unwrap_or(net),
+                        None => net,
+                    },
+                    other => other,
+                })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(TrustedProxies)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether a request from `peer` reached the trusted proxy over TLS: the proxy's own
+    /// `X-Forwarded-Proto` (its rightmost value) says `https`.
+    pub fn forwarded_https<'a>(&self, peer: IpAddr, proto: impl Iterator<Item = &'a str>) -> bool {
+        self.trusts(peer)
+            && proto
+                .flat_map(|v| v.split(','))
+                .last()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
     }
 
     /// The client of a request that came from `peer` with these `X-Forwarded-For` header
@@ -180,5 +209,24 @@ mod tests {
         let e = TrustedProxies::parse(&["proxy.agency.gov".into()]).unwrap_err();
         assert!(e.contains("proxy.agency.gov"), "{e}");
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        for all in ["0.0.0.0/0", "::/0"] {
+            let e = TrustedProxies::parse(&[all.into()]).unwrap_err();
+            assert!(e.contains("every address"), "{e}");
+        }
+        // Written mapped into IPv6, an IPv4 proxy is still that proxy.
+        let p = proxies(&["::ffff:10.0.0.5", "::ffff:10.2.0.0/112"]);
+        assert!(p.trusts(ip("10.0.0.5")) && p.trusts(ip("::ffff:10.0.0.5")));
+        assert!(p.trusts(ip("10.2.3.4")) && !p.trusts(ip("10.3.0.1")));
+    }
+
+    #[test]
+    fn tls_is_the_trusted_proxys_word_only() {
+        let p = proxies(&["10.0.0.5"]);
+        assert!(p.forwarded_https(ip("10.0.0.5"), ["https"].into_iter()));
+        assert!(p.forwarded_https(ip("10.0.0.5"), ["http, HTTPS"].into_iter()));
+        // The client's own claim, left of what the proxy wrote, does not count.
+        assert!(!p.forwarded_https(ip("10.0.0.5"), ["https, http"].into_iter()));
+        assert!(!p.forwarded_https(ip("10.0.0.5"), std::iter::empty()));
+        assert!(!p.forwarded_https(ip("203.0.113.9"), ["https"].into_iter()));
     }
 }

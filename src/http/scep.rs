@@ -106,7 +106,7 @@ async fn handle(
                 ),
                 None => "SCEP is answered here only through the gateway\n".to_string(),
             };
-            tracing::warn!(peer = ?peer, source = ?req.peer_addr(), "SCEP refused: not from a listed gateway");
+            tracing::warn!(peer = ?peer, source = %super::api::source(&req), "SCEP refused: not from a listed gateway");
             return HttpResponse::Forbidden()
                 .content_type("text/plain; charset=utf-8")
                 .body(why);
@@ -115,11 +115,9 @@ async fn handle(
     let span = tracing::info_span!(
         "request",
         request_id = %request_id(&req),
-        forwarded_for = %req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
+        // The device's address: the gateway's X-Forwarded-For when the gateway is one of
+        // `server.trusted_proxies`, else the connection's.
+        client = %super::api::source(&req),
     );
     handle_scep(req, profile, body, state)
         .instrument(span)

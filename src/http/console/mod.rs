@@ -338,9 +338,26 @@ impl Visit {
     }
 }
 
-/// Over TLS, or from this machine.
+/// Over TLS; through a trusted proxy that says the client reached it over TLS
+/// (`X-Forwarded-Proto: https`); or from this machine, when that is not a trusted proxy (a
+/// proxy on this host forwards other machines' requests).
 fn transport_is_private(req: &HttpRequest) -> bool {
-    req.app_config().secure() || req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+    if req.app_config().secure() {
+        return true;
+    }
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return false;
+    };
+    let state = req.app_data::<web::Data<AppState>>();
+    if let Some(proxies) = state.map(|s| &s.proxies).filter(|p| p.trusts(peer)) {
+        let lines: Vec<String> = req
+            .headers()
+            .get_all("x-forwarded-proto")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        return proxies.forwarded_https(peer, lines.iter().map(String::as_str));
+    }
+    peer.is_loopback()
 }
 
 fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
