@@ -22,10 +22,16 @@ use super::Authority;
 /// Who pushes, in the audit log.
 const ACTOR: &str = "sigil:push";
 
-/// How long a node holds a push it is sending before another may take it: longer than the
-/// slowest attempt (a token request and three exchanges, each with its retries and the
-/// directory's timeout); a node that still overruns it records nothing (the claim is checked).
+/// How long a node holds a push it is sending before another may take it. An attempt is cut
+/// off a minute before (`ATTEMPT_SECS`), whatever the directory's timeouts and retries add up
+/// to (up to 300 s × 11 tries per exchange), so no node is still talking to the MDM about a
+/// push another node has taken; a node that still overruns records nothing (the claim is
+/// checked).
 const LEASE_SECS: i64 = 900;
+
+/// The longest one attempt at a push may take: the claim, less a minute for the request in
+/// flight when it is cut off to reach the MDM or fail.
+const ATTEMPT_SECS: u64 = (LEASE_SECS - 60) as u64;
 
 /// Pushes sent per round at most.
 const BATCH: usize = 50;
@@ -259,7 +265,17 @@ impl Authority {
         p.updated_at = at;
         let outcome = {
             use tracing::Instrument;
-            self.attempt(&p).instrument(span.clone()).await
+            let attempt = self.attempt(&p).instrument(span.clone());
+            match tokio::time::timeout(std::time::Duration::from_secs(ATTEMPT_SECS), attempt).await
+            {
+                Ok(outcome) => outcome,
+                // Retried like an MDM that did not answer; deliveries and withdrawals are
+                // idempotent, and a re-push cut off halfway is re-pushed whole.
+                Err(_) => Err(PushError::Unavailable(Reason::new(format!(
+                    "the MDM did not finish within {} minutes (this node's claim on the push); retried",
+                    ATTEMPT_SECS / 60
+                )))),
+            }
         };
         let _enter = span.enter();
         let (retry_secs, max_attempts) = channel
