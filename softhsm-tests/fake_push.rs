@@ -324,11 +324,15 @@ pub fn workspace_one(
     (fake, state)
 }
 
-/// A webhook receiver that answers 200, after failing the first `fail` deliveries with 503.
+/// A webhook receiver that answers 200, after failing the first `fail` deliveries with 503,
+/// and with 503 while `faults.broken` is set.
 pub fn webhook(fail: usize) -> FakeMdm {
     let left = Arc::new(Mutex::new(fail));
-    FakeMdm::start(move |_req: &Req, _f: &Faults| {
+    FakeMdm::start(move |_req: &Req, f: &Faults| {
         let mut n = left.lock().unwrap();
+        if f.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Resp::text(503, "receiver down");
+        }
         if *n > 0 {
             *n -= 1;
             return Resp::text(503, "receiver restarting");

@@ -46,6 +46,9 @@ fn renew_over_scep(s: &ScepServer, name: &str, subject: &[(&str, &str)], sans: &
         reply.fail_text,
         s.log()
     );
+    // The device keeps what it got, for its next renewal.
+    let new = openssl::x509::X509::from_der(&reply.certs[0]).unwrap();
+    std::fs::write(dir.join("device.pem"), new.to_pem().unwrap()).unwrap();
 }
 
 /// HMAC-SHA-256 as the receiver computes it, with the openssl command, not Sigil's code.
@@ -194,9 +197,15 @@ renew_within_days = 3650
         1,
         "one renewal push per certificate"
     );
-    // The device renews over SCEP, signing with the certificate it holds (scepclient run
-    // again beside its key and certificate): the registration moves to the new certificate,
-    // and the old one, revoked as superseded, takes nothing back.
+    // The device renews over SCEP, signing with the certificate it holds: the registration
+    // moves to the new certificate, and the old one, revoked as superseded, takes nothing
+    // back. The receiver is down meanwhile, so the new certificate's renewal push waits.
+    let down = |on: bool| {
+        hook.faults
+            .broken
+            .store(on, std::sync::atomic::Ordering::SeqCst)
+    };
+    down(true);
     renew_over_scep(
         &s,
         "mac",
@@ -211,14 +220,43 @@ renew_within_days = 3650
     assert_eq!(old["status"], "revoked", "{old}");
     let log = get(&s, "/api/v1/audit", &auditor).to_string();
     assert!(log.contains("registration_renewed"), "{log}");
-    // The new certificate is inside the window too: a renewal push of its own, and no
-    // withdrawal for the superseded one.
-    let pushes = pushes_until(&s, &d.filer, &id, "second renewal", |p| {
-        p.iter()
-            .filter(|p| p["action"] == "renew" && p["state"] == "delivered")
-            .count()
-            == 2
+    // The new certificate is inside the window too: a renewal push of its own, failing while
+    // the receiver is down.
+    pushes_until(&s, &d.filer, &id, "second renewal, tried", |p| {
+        p.iter().any(|p| {
+            p["action"] == "renew" && p["state"] == "pending" && p["attempts"].as_i64() >= Some(1)
+        })
     });
+    // The device renews again before that push got through: the push for the certificate it
+    // no longer holds is not sent; the newest certificate gets its own.
+    renew_over_scep(
+        &s,
+        "mac",
+        &[("CN", "alice C02X7"), ("O", "Agency"), ("C", "US")],
+        &[&format!("email:{ALICE}")],
+    );
+    let newest = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer)["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(newest, renewed);
+    down(false);
+    let pushes = pushes_until(&s, &d.filer, &id, "third renewal", |p| {
+        let renews = |state: &str| {
+            p.iter()
+                .filter(|p| p["action"] == "renew" && p["state"] == state)
+                .count()
+        };
+        renews("delivered") == 2 && renews("failed") == 1
+    });
+    let stale = pushes
+        .iter()
+        .find(|p| p["action"] == "renew" && p["state"] == "failed")
+        .unwrap();
+    assert!(
+        stale["message"].as_str().unwrap().contains("superseded"),
+        "{stale}"
+    );
     assert!(
         !pushes.iter().any(|p| p["action"] == "withdraw"),
         "a superseded certificate withdraws nothing: {pushes:?}"
@@ -226,7 +264,8 @@ renew_within_days = 3650
     let renew: Value =
         serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
     assert_eq!(renew["event"], "renew");
-    assert_eq!(renew["target"]["serial"], renewed.as_str());
+    assert_eq!(renew["target"]["serial"], newest.as_str());
+    let renewed = newest;
     // Revoked: the receiver is told to take it back.
     let (st, v) = post(
         &s,
