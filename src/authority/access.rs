@@ -119,6 +119,12 @@ impl Caller {
     pub fn holds(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+
+    /// Acts in this role, and holds it (a front end that set the acting role without
+    /// checking cannot lend a role the person lacks).
+    pub fn acts_as(&self, role: Role) -> bool {
+        self.role == role && self.holds(role)
+    }
 }
 
 /// An authenticated caller.

@@ -21,7 +21,7 @@ impl Revoker<'_> {
     /// The actor the audit records, once the role is checked.
     fn actor(&self) -> Result<String, RevokeError> {
         match self {
-            Revoker::Person(c) if c.role == Role::Officer => Ok(c.actor()),
+            Revoker::Person(c) if c.acts_as(Role::Officer) => Ok(c.actor()),
             Revoker::Person(c) => Err(RevokeError::Forbidden(format!(
                 "only an officer revokes certificates (this caller acts as {})",
                 c.role.as_str()
@@ -107,7 +107,7 @@ impl Authority {
     /// recorded; the device gets it at its next CertPoll. Whoever minted that challenge may
     /// not approve it (two people). Returns the serial.
     pub async fn approve(&self, id: &str, caller: &Caller) -> Result<String, ApprovalError> {
-        if caller.role != Role::Officer {
+        if !caller.acts_as(Role::Officer) {
             return Err(ApprovalError::Forbidden(
                 "only an officer approves an enrollment".into(),
             ));
@@ -272,7 +272,7 @@ impl Authority {
         reason: &str,
         caller: &Caller,
     ) -> Result<(), ApprovalError> {
-        if caller.role != Role::Officer {
+        if !caller.acts_as(Role::Officer) {
             return Err(ApprovalError::Forbidden(
                 "only an officer rejects an enrollment".into(),
             ));
@@ -437,5 +437,9 @@ mod tests {
             Revoker::System("intune:contoso").actor().unwrap(),
             "intune:contoso"
         );
+        // Acting as an officer without holding the role (a front end that set it unchecked).
+        let mut lent = caller(Role::User);
+        lent.role = Role::Officer;
+        assert!(Revoker::Person(&lent).actor().is_err());
     }
 }

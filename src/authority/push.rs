@@ -302,11 +302,15 @@ impl Authority {
                 }
             }
         };
-        if !store.settle_push(&p, lease, action, ACTOR).await? {
-            tracing::warn!("push: the lease ran out before the answer; another node has it");
-        }
+        // Recorded before the push is settled: if this write fails, or the node stops between
+        // the two, the push is still claimed, not settled, and is sent again (idempotently)
+        // once the claim lapses, which records it then. Settled first, a lost write here would
+        // leave the registration to expire into a withdrawal.
         if p.state == PushState::Delivered && p.action == PushAction::Deliver {
             self.lasts_once_delivered(&p).await?;
+        }
+        if !store.settle_push(&p, lease, action, ACTOR).await? {
+            tracing::warn!("push: the lease ran out before the answer; another node has it");
         }
         // Even when the claim lapsed: what this node sent reached the MDM.
         if p.state == PushState::Delivered && p.action != PushAction::Withdraw {

@@ -320,7 +320,7 @@ impl Authority {
 
     /// Refuse `caller` unless it acts in `role`; `what` completes "only an officer …".
     pub(super) fn only(caller: &Caller, role: Role, what: &str) -> Result<(), RegistrationError> {
-        if caller.role == role {
+        if caller.acts_as(role) {
             Ok(())
         } else {
             let article = if role == Role::User { "a" } else { "an" };
