@@ -631,6 +631,48 @@ fn abuse_is_refused_at_the_gateway_and_never_reaches_the_core() {
         .send()
         .unwrap();
     assert!(r.headers().get("retry-after").is_some());
+    // Without trusted proxies, a client naming itself someone else changes nothing.
+    let r = c
+        .get(format!("{strict_url}/scep?operation=GetCACaps"))
+        .header("X-Forwarded-For", "198.51.100.77")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429, "X-Forwarded-For from a stranger");
+
+    // Behind a load balancer (here this host, trusted): each client it names has its own
+    // budget, so one busy client does not starve the fleet behind the same balancer.
+    let (proxied, proxied_url) = site.gateway(
+        &[core_port],
+        (&gw_cert.0, &gw_cert.1),
+        "rate_per_second = 0.2\nburst = 3\nhealth_interval_secs = 300\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]",
+    );
+    let via = |client: &str| {
+        c.get(format!("{proxied_url}/scep?operation=GetCACaps"))
+            .header("X-Forwarded-For", client)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let busy: Vec<u16> = (0..4).map(|_| via("198.51.100.1")).collect();
+    assert_eq!(busy, [200, 200, 200, 429], "one client's bucket of 3");
+    assert_eq!(
+        via("198.51.100.2"),
+        200,
+        "another client behind the same proxy"
+    );
+    // A client cannot pass for a fresh one by writing addresses to the left of what the
+    // proxy appended: the rightmost untrusted entry is the client.
+    assert_eq!(
+        via("203.0.113.50, 198.51.100.1"),
+        429,
+        "spoofed left entries"
+    );
+    let log = proxied.log();
+    assert!(
+        log.contains("198.51.100.1") && log.contains("rate limited at the gateway"),
+        "the log names the client, not the proxy\n{log}"
+    );
 }
 
 /// PKCSReq from a fresh device through `url`, resent on 503 (as clients do) until answered.

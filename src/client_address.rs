@@ -1,8 +1,9 @@
 //! Who is at the other end: the connection's address, or, when that is one of
-//! `server.trusted_proxies` (a load balancer or reverse proxy in front of Sigil), the client
-//! it names in `X-Forwarded-For`. Limits per source (failed authentications, sign-ins started),
-//! the audit's `source:` records and the access log use it, so a fleet behind one proxy does
-//! not share one budget, and an assessor sees the person's address, not the proxy's.
+//! `server.trusted_proxies` or `gateway.trusted_proxies` (a load balancer or reverse proxy in
+//! front of Sigil), the client it names in `X-Forwarded-For`. Limits per source (failed
+//! authentications, sign-ins started, the gateway's rate limit), the audit's `source:` records
+//! and the logs use it, so a fleet behind one proxy does not share one budget, and an assessor
+//! sees the person's address, not the proxy's.
 //!
 //! The header is read from the right: each proxy appends the address it received the request
 //! from, so the rightmost entry not itself a trusted proxy is the client. Entries to its left
@@ -18,11 +19,12 @@ use ipnet::IpNet;
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    /// From `server.trusted_proxies`: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`).
-    /// Refused: what is not an address or a network, and a network holding every address
-    /// (`0.0.0.0/0`, `::/0`: every client could then name itself anything). An IPv4 address
-    /// written mapped into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
+    /// From the setting `setting` (`server.trusted_proxies`, `gateway.trusted_proxies`),
+    /// named in the errors: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`). Refused:
+    /// what is not an address or a network, and a network holding every address (`0.0.0.0/0`,
+    /// `::/0`: every client could then name itself anything). An IPv4 address written mapped
+    /// into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
+    pub fn parse(setting: &str, list: &[String]) -> Result<Self, String> {
         list.iter()
             .map(|s| {
                 let s = s.trim();
@@ -31,12 +33,12 @@ impl TrustedProxies {
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
                         format!(
-                            "server.trusted_proxies: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
+                            "{setting}: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
                         )
                     })?;
                 if net.prefix_len() == 0 {
                     return Err(format!(
-                        "server.trusted_proxies: `{s}` trusts every address, so any client could name itself anything: list the proxies"
+                        "{setting}: `{s}` trusts every address, so any client could name itself anything: list the proxies"
                     ));
                 }
                 Ok(match net {
@@ -126,7 +128,11 @@ mod tests {
     }
 
     fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        TrustedProxies::parse(
+            "server.trusted_proxies",
+            &list.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -204,13 +210,19 @@ mod tests {
 
     #[test]
     fn the_setting_names_addresses_or_networks() {
-        assert!(TrustedProxies::parse(&["10.0.0.5".into(), "10.1.0.0/16".into()]).is_ok());
-        assert!(TrustedProxies::parse(&["::1".into()]).is_ok());
-        let e = TrustedProxies::parse(&["proxy.agency.gov".into()]).unwrap_err();
+        assert!(TrustedProxies::parse(
+            "server.trusted_proxies",
+            &["10.0.0.5".into(), "10.1.0.0/16".into()]
+        )
+        .is_ok());
+        assert!(TrustedProxies::parse("server.trusted_proxies", &["::1".into()]).is_ok());
+        let e = TrustedProxies::parse("server.trusted_proxies", &["proxy.agency.gov".into()])
+            .unwrap_err();
         assert!(e.contains("proxy.agency.gov"), "{e}");
-        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(e.starts_with("server.trusted_proxies: "), "{e}");
+        assert!(TrustedProxies::parse("server.trusted_proxies", &["10.0.0.0/33".into()]).is_err());
         for all in ["0.0.0.0/0", "::/0"] {
-            let e = TrustedProxies::parse(&[all.into()]).unwrap_err();
+            let e = TrustedProxies::parse("server.trusted_proxies", &[all.into()]).unwrap_err();
             assert!(e.contains("every address"), "{e}");
         }
         // Written mapped into IPv6, an IPv4 proxy is still that proxy.

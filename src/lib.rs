@@ -14,7 +14,6 @@ pub mod authority;
 pub mod bench;
 #[cfg(feature = "core")]
 pub mod ceremony;
-#[cfg(feature = "core")]
 pub mod client_address;
 #[cfg(feature = "core")]
 pub mod clock;

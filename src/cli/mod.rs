@@ -699,6 +699,7 @@ fn serve(config: Config) -> Result<()> {
             .with_gateways(config.server.gateway_names.clone())
             .with_trusted_proxies(
                 sigil::client_address::TrustedProxies::parse(
+                    "server.trusted_proxies",
                     &config.server.trusted_proxies,
                 )
                 .map_err(anyhow::Error::msg)?,

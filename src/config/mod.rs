@@ -683,8 +683,11 @@ impl Config {
                 "set both server.tls_cert and server.tls_key, or neither",
             ));
         }
-        crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
-            .map_err(|m| invalid("server", &m))?;
+        crate::client_address::TrustedProxies::parse(
+            "server.trusted_proxies",
+            &self.server.trusted_proxies,
+        )
+        .map_err(|m| invalid("server", &m))?;
         if !self.server.gateway_names.is_empty()
             && (self.server.tls_cert.is_empty() || self.server.client_ca.is_empty())
         {

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client_address::TrustedProxies;
+
 /// `[gateway]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -43,6 +45,10 @@ pub struct GatewayConfig {
     pub health_interval_secs: u64,
     /// HTTP workers (0: one per core).
     pub workers: usize,
+    /// Load balancers or proxies in front of the gateway (addresses or networks) whose
+    /// `X-Forwarded-For` names the client: the rate limit is then per client, not per proxy,
+    /// and the client is what the cores are told. Empty: the connection's address.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +70,7 @@ impl Default for GatewayConfig {
             upstream_timeout_secs: 10,
             health_interval_secs: 5,
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -159,6 +166,11 @@ impl GatewayConfig {
         Ok(c)
     }
 
+    /// `trusted_proxies`, read.
+    pub fn proxies(&self) -> Result<TrustedProxies, String> {
+        TrustedProxies::parse("gateway.trusted_proxies", &self.trusted_proxies)
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.upstreams.is_empty() {
             return Err("gateway.upstreams names no `sigil serve` node".into());
@@ -187,6 +199,7 @@ impl GatewayConfig {
         if !self.rate_per_second.is_finite() || self.rate_per_second <= 0.0 || self.burst == 0 {
             return Err("rate_per_second and burst must be above zero".into());
         }
+        self.proxies()?;
         if self.max_body_bytes == 0 || self.max_query_bytes == 0 {
             return Err("max_body_bytes and max_query_bytes must be above zero".into());
         }
@@ -246,6 +259,39 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("https://"), "{e}");
         assert!(GatewayConfig::load(None, env(&[])).is_err(), "no upstream");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_never_everyone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "[gateway]\nupstreams = [\"https://a:1\"]\nupstream_ca = \"ca.pem\"\nclient_cert = \"g.pem\"\nclient_key = \"g.key\"\ntrusted_proxies = [\"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        let c = GatewayConfig::load(Some(&p), env(&[])).unwrap();
+        assert_eq!(c.trusted_proxies, ["10.0.0.5"]);
+        let c = GatewayConfig::load(
+            Some(&p),
+            env(&[("SIGIL_GATEWAY_TRUSTED_PROXIES", "10.1.0.0/16, fd00::/8")]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, ["10.1.0.0/16", "fd00::/8"]);
+        let p2 = c.proxies().unwrap();
+        assert!(p2.trusts("10.1.2.3".parse().unwrap()));
+        for (bad, why) in [
+            ("0.0.0.0/0", "every address"),
+            ("lb.agency.gov", "not an address"),
+        ] {
+            let e = GatewayConfig::load(Some(&p), env(&[("SIGIL_GATEWAY_TRUSTED_PROXIES", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("gateway.trusted_proxies") && e.contains(why),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

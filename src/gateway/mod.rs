@@ -1,8 +1,9 @@
 //! `sigil gateway`: the segmented SCEP front. It listens for the public routes only (SCEP and
 //! its NDES and pkiclient.exe aliases, `/crl/…`, `/ocsp`), refuses what is malformed or
 //! abusive before it reaches a core ([`guard`]), and forwards the rest to one or more
-//! `sigil serve` nodes over mutual TLS ([`upstream`]), with `X-Forwarded-For` and an
-//! `X-Request-Id` the core logs with the SCEP transaction.
+//! `sigil serve` nodes over mutual TLS ([`upstream`]), with `X-Forwarded-For` (the client:
+//! the connection's address, or the one a proxy in `gateway.trusted_proxies` names, see
+//! [`crate::client_address`]) and an `X-Request-Id` the core logs with the SCEP transaction.
 //!
 //! It holds no token PIN, no database URL and no CA or RA key, and serves no admin route; a
 //! build without the `core` feature (`cargo build --no-default-features`) contains this
@@ -21,11 +22,14 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
 
 pub use config::GatewayConfig;
+
+use crate::client_address::TrustedProxies;
 use guard::{RateLimiter, Refusal, Route};
 use upstream::{Forward, Upstreams};
 
 struct State {
     config: GatewayConfig,
+    proxies: TrustedProxies,
     limiter: RateLimiter,
     upstreams: Upstreams,
 }
@@ -81,10 +85,20 @@ async fn handle(
     payload: web::Payload,
     state: web::Data<Arc<State>>,
 ) -> HttpResponse {
-    let client = req
+    let peer = req
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    // A trusted proxy's word on who the client is (every line read, even one with bytes that
+    // are not text: a client cannot hide the line its proxy appended to by spoiling it).
+    let forwarded: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let client = state
+        .proxies
+        .client(peer, forwarded.iter().map(String::as_str));
     let path = req.path().to_string();
     let method = req.method().as_str().to_string();
     let c = &state.config;
@@ -222,6 +236,7 @@ pub fn run_command(
 pub async fn run(config: GatewayConfig) -> std::io::Result<()> {
     let upstreams = Upstreams::new(&config).map_err(std::io::Error::other)?;
     let state = Arc::new(State {
+        proxies: config.proxies().map_err(std::io::Error::other)?,
         limiter: RateLimiter::new(config.rate_per_second, config.burst),
         upstreams,
         config: config.clone(),
