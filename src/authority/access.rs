@@ -127,6 +127,27 @@ impl Caller {
     }
 }
 
+#[cfg(test)]
+impl Caller {
+    /// A token caller named `t` acting in (and holding only) `role`, for unit tests.
+    pub(crate) fn token_for_test(role: Role) -> Caller {
+        Caller {
+            actor: "token:t".into(),
+            person: Person {
+                id: "token:t".into(),
+                email: None,
+                name: "t".into(),
+            },
+            role,
+            roles: vec![role],
+            name: "t".into(),
+            scope: Default::default(),
+            token_id: None,
+            break_glass: false,
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

@@ -402,20 +402,7 @@ mod tests {
     use super::*;
 
     fn caller(role: Role) -> Caller {
-        Caller {
-            actor: "token:t".into(),
-            person: crate::authority::access::Person {
-                id: "token:t".into(),
-                email: None,
-                name: "t".into(),
-            },
-            role,
-            roles: vec![role],
-            name: "t".into(),
-            scope: Default::default(),
-            token_id: None,
-            break_glass: false,
-        }
+        Caller::token_for_test(role)
     }
 
     /// Revoking is an officer's, whatever route a person comes by; Sigil's own revocations
