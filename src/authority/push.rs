@@ -65,6 +65,23 @@ fn renews(not_after: i64, at: i64, window: i64) -> bool {
     window > 0 && not_after >= at && not_after.saturating_sub(at) < window
 }
 
+/// Whether an approved registration whose deliver was never queued gets one now. Not when
+/// the channel carries the SCEP payload and the MDM already collected it itself (say before
+/// the credential pushed): the deliver would mint a new challenge and void the one the device
+/// holds. A channel that only adds the device to a group or profile scope mints nothing, so
+/// it delivers whether or not the payload was collected.
+fn redelivers(carries_payload: bool, collected: bool) -> bool {
+    !(carries_payload && collected)
+}
+
+/// Whether a deliver or renew that ended so may have reached the MDM, and so must be taken
+/// back once more if a withdrawal was queued while it was in flight: it was delivered, or it
+/// failed in a way that is retried (no answer, cut off, the MDM's 5xx), which may have landed.
+/// A refusal (the MDM's 4xx, superseded, no device) changed nothing there.
+fn may_have_landed(action: PushAction, state: PushState, retryable_failure: bool) -> bool {
+    action != PushAction::Withdraw && (state == PushState::Delivered || retryable_failure)
+}
+
 /// The channels, by credential.
 pub(crate) type Channels = HashMap<String, Channel>;
 
@@ -189,7 +206,14 @@ impl Authority {
             // Approved, and its deliver never queued (the write after the approval failed):
             // queue it now (queuing is once per key, so an existing one stays as it is).
             RegistrationState::Approved => {
-                self.queue_push(&r, PushAction::Deliver, "deliver").await?;
+                if redelivers(
+                    channel.delivery.carries_payload(),
+                    r.challenge_hash.is_some(),
+                ) {
+                    self.queue_push(&r, PushAction::Deliver, "deliver").await?;
+                } else {
+                    tracing::debug!(registration = %r.id, "push: its payload was collected by the MDM; not delivered again");
+                }
                 false
             }
             RegistrationState::Rejected | RegistrationState::Expired => true,
@@ -247,6 +271,9 @@ impl Authority {
     /// Send one push and record the outcome; true when that queued another to send now.
     async fn send_push(&self, mut p: PushRecord) -> Result<bool, StoreError> {
         let store = &self.inner.store;
+        // The attempt's time is counted from before the claim, so that a slow claim or read
+        // does not eat into the margin before the claim ends.
+        let started = tokio::time::Instant::now();
         let at = now();
         let lease = at + LEASE_SECS;
         if !store.claim_push(&p.id, at, lease).await? {
@@ -266,8 +293,8 @@ impl Authority {
         let outcome = {
             use tracing::Instrument;
             let attempt = self.attempt(&p).instrument(span.clone());
-            match tokio::time::timeout(std::time::Duration::from_secs(ATTEMPT_SECS), attempt).await
-            {
+            let deadline = started + std::time::Duration::from_secs(ATTEMPT_SECS);
+            match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(outcome) => outcome,
                 // Retried like an MDM that did not answer; deliveries and withdrawals are
                 // idempotent, and a re-push cut off halfway is re-pushed whole.
@@ -281,6 +308,7 @@ impl Authority {
         let (retry_secs, max_attempts) = channel
             .map(|c| (c.settings.retry_secs, c.settings.max_attempts))
             .unwrap_or((60, 1));
+        let mut retryable_failure = false;
         let action = match outcome.or_else(|e| nothing_to_take_back(p.action, e)) {
             Ok(said) => {
                 p.state = PushState::Delivered;
@@ -290,6 +318,7 @@ impl Authority {
             }
             Err(e) => {
                 p.message = e.to_string();
+                retryable_failure = e.retryable();
                 if e.retryable() && p.attempts < i64::from(max_attempts) {
                     p.state = PushState::Pending;
                     p.next_at = at + backoff(retry_secs, p.attempts - 1);
@@ -312,8 +341,8 @@ impl Authority {
         if !store.settle_push(&p, lease, action, ACTOR).await? {
             tracing::warn!("push: the lease ran out before the answer; another node has it");
         }
-        // Even when the claim lapsed: what this node sent reached the MDM.
-        if p.state == PushState::Delivered && p.action != PushAction::Withdraw {
+        // Even when the claim lapsed: what this node sent reached the MDM, or may have.
+        if may_have_landed(p.action, p.state, retryable_failure) {
             return self.withdraw_again_if_overtaken(&p).await;
         }
         Ok(false)
@@ -537,6 +566,32 @@ mod tests {
             said: "404".into(),
         };
         assert!(nothing_to_take_back(PushAction::Deliver, gone).is_err());
+    }
+
+    #[test]
+    fn a_lost_deliver_is_queued_unless_it_would_void_a_collected_challenge() {
+        assert!(redelivers(true, false), "a webhook, nothing collected");
+        assert!(
+            !redelivers(true, true),
+            "a webhook would mint a new challenge"
+        );
+        assert!(redelivers(false, true), "a group add mints nothing");
+        assert!(redelivers(false, false));
+    }
+
+    #[test]
+    fn what_may_have_reached_the_mdm_is_withdrawn_again_if_overtaken() {
+        use PushAction::*;
+        assert!(may_have_landed(Deliver, PushState::Delivered, false));
+        assert!(may_have_landed(Renew, PushState::Delivered, false));
+        // No answer, cut off, or the MDM's 5xx: it may have landed, retried or not.
+        assert!(may_have_landed(Deliver, PushState::Pending, true));
+        assert!(may_have_landed(Renew, PushState::Failed, true));
+        // Refused: nothing changed at the MDM.
+        assert!(!may_have_landed(Deliver, PushState::Failed, false));
+        // A withdrawal is never followed by another.
+        assert!(!may_have_landed(Withdraw, PushState::Delivered, false));
+        assert!(!may_have_landed(Withdraw, PushState::Pending, true));
     }
 
     #[test]

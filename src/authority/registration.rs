@@ -218,7 +218,7 @@ impl Authority {
         } else {
             &[Role::User, Role::Officer, Role::Admin, Role::Auditor]
         };
-        if allowed.contains(&caller.role) {
+        if allowed.iter().any(|r| caller.acts_as(*r)) {
             Ok(())
         } else {
             Err(RegistrationError::Forbidden(format!(
@@ -653,10 +653,31 @@ impl Authority {
         }
         serials.sort();
         serials.dedup();
-        let done = self
+        let mut tried = serials.clone();
+        let mut done = self
             .revoke_serials(serials, reason, &caller.actor())
             .await
             .map_err(|e| RegistrationError::Unavailable(Reason::caused_by(e)))?;
+        // A renewal that committed between the read above and the revocation moved the
+        // registration to a certificate not in the list: revoke that one too (a revoked
+        // certificate renews no more, so this settles within a round or two).
+        for _ in 0..4 {
+            let now_holds = self
+                .inner
+                .store
+                .registration(&r.id)
+                .await
+                .map_err(unavailable)?
+                .and_then(|now| now.serial)
+                .filter(|s| !tried.contains(s));
+            let Some(serial) = now_holds else { break };
+            tried.push(serial.clone());
+            done.extend(
+                self.revoke_serials(vec![serial], reason, &caller.actor())
+                    .await
+                    .map_err(|e| RegistrationError::Unavailable(Reason::caused_by(e)))?,
+            );
+        }
         self.inner
             .store
             .audit(

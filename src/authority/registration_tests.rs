@@ -34,20 +34,7 @@ fn subject_values_are_escaped() {
 
 #[test]
 fn only_people_and_officers_start_or_file_and_integrations_read_nothing() {
-    let caller = |role: Role| Caller {
-        actor: "token:t".into(),
-        person: crate::authority::access::Person {
-            id: "token:t".into(),
-            email: None,
-            name: "t".into(),
-        },
-        role,
-        roles: vec![role],
-        name: "t".into(),
-        scope: Default::default(),
-        token_id: None,
-        break_glass: false,
-    };
+    let caller = Caller::token_for_test;
     // Deciding, withdrawing and revoking are an officer's; collecting a payload an
     // integration's: every other role is refused, with the rule named.
     for decider in [Role::Officer, Role::Mdm] {
@@ -78,5 +65,13 @@ fn only_people_and_officers_start_or_file_and_integrations_read_nothing() {
             read,
             "{role:?}"
         );
+    }
+    // A role acted in but not held (a front end that set it unchecked) is lent nothing.
+    for lent in [Role::Officer, Role::Mdm, Role::User, Role::Admin] {
+        let mut c = caller(Role::Auditor);
+        c.role = lent;
+        assert!(Authority::only(&c, lent, "decides").is_err(), "{lent:?}");
+        assert!(Authority::may(&c, true).is_err(), "{lent:?}");
+        assert!(Authority::may(&c, false).is_err(), "{lent:?}");
     }
 }

@@ -148,15 +148,6 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
             None,
             vec![],
         ),
-        // Approved before its credential pushed, and its payload collected by the MDM
-        // itself: a deliver now would mint a new challenge and void the one the device has.
-        (
-            "reg_f_approved_collected",
-            "piv",
-            RegistrationState::Approved,
-            None,
-            vec![],
-        ),
         // A deliver that failed for good may still have reached the MDM (the answer lost):
         // its registration is followed up like the others.
         (
@@ -253,9 +244,6 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         let mut r = registration(id, &format!("{id}@agency.gov"), at + 3600);
         r.credential = credential.into();
         r.state = state;
-        if id == "reg_f_approved_collected" {
-            r.challenge_hash = Some(format!("hash-{id}"));
-        }
         if let Some(not_after) = not_after {
             let serial = format!("f0{id}");
             let tid = format!("t-{id}");

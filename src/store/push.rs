@@ -168,8 +168,7 @@ pub(crate) fn push_details(p: &PushRecord) -> serde_json::Value {
 
 /// The query behind [`crate::store::PushStore::push_follow_ups`] (an approved registration of
 /// a pushing credential with no deliver queued, which a failed write after the approval would
-/// leave behind, is named too, unless the MDM collected its payload itself, say before the
-/// credential pushed: a deliver would mint a new challenge and void that one; a registration whose deliver
+/// leave behind, is named too; a registration whose deliver
 /// failed for good is followed up too: the MDM may have applied it without Sigil hearing so,
 /// and a withdrawal of what was never installed is harmless), for `credentials`
 /// credentials, with `p(i)` the engine's i-th placeholder (from 1): `now` first, then each
@@ -191,7 +190,7 @@ pub(crate) fn follow_ups_sql(credentials: usize, p: impl Fn(usize) -> String) ->
     format!(
         "SELECT id FROM (\
          SELECT r.id FROM registrations r WHERE r.state = 'approved' \
-         AND r.credential IN ({names}) AND r.challenge_hash IS NULL \
+         AND r.credential IN ({names}) \
          AND NOT EXISTS (SELECT 1 FROM pushes q WHERE q.registration_id = r.id \
                          AND q.key = 'deliver') \
          UNION \
