@@ -21,9 +21,9 @@ pub struct TrustedProxies(Vec<IpNet>);
 impl TrustedProxies {
     /// From the setting `setting` (`server.trusted_proxies`, `gateway.trusted_proxies`),
     /// named in the errors: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`). Refused:
-    /// what is not an address or a network, and a network holding every address (`0.0.0.0/0`,
-    /// `::/0`: every client could then name itself anything). An IPv4 address written mapped
-    /// into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
+    /// what is not an address or a network, and a network wider than a /8 (`0.0.0.0/0`,
+    /// `::/0`, `0.0.0.0/1`: every client could then name itself anything). An IPv4 address
+    /// written mapped into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
     pub fn parse(setting: &str, list: &[String]) -> Result<Self, String> {
         list.iter()
             .map(|s| {
@@ -36,12 +36,7 @@ impl TrustedProxies {
                             "{setting}: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
                         )
                     })?;
-                if net.prefix_len() == 0 {
-                    return Err(format!(
-                        "{setting}: `{s}` trusts every address, so any client could name itself anything: list the proxies"
-                    ));
-                }
-                Ok(match net {
+                let net = match net {
                     IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
                         Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
                             .map(IpNet::V4)
@@ -49,7 +44,16 @@ impl TrustedProxies {
                         None => net,
                     },
                     other => other,
-                })
+                };
+                // Checked once read as what it is: `::ffff:0.0.0.0/96` is every IPv4 address.
+                // Wider than a /8 is a share of the whole Internet, not a proxy pool (and
+                // `0.0.0.0/1` with `128.0.0.0/1` is everyone again).
+                if net.prefix_len() < 8 {
+                    return Err(format!(
+                        "{setting}: `{s}` trusts every address or nearly, so any client could name itself anything: list the proxies"
+                    ));
+                }
+                Ok(net)
             })
             .collect::<Result<Vec<_>, _>>()
             .map(TrustedProxies)
@@ -221,7 +225,15 @@ mod tests {
         assert!(e.contains("proxy.agency.gov"), "{e}");
         assert!(e.starts_with("server.trusted_proxies: "), "{e}");
         assert!(TrustedProxies::parse("server.trusted_proxies", &["10.0.0.0/33".into()]).is_err());
-        for all in ["0.0.0.0/0", "::/0"] {
+        for all in [
+            "0.0.0.0/0",
+            "::/0",
+            "::ffff:0.0.0.0/96",
+            "::ffff:10.0.0.5/96",
+            "0.0.0.0/1",
+            "128.0.0.0/7",
+            "2000::/3",
+        ] {
             let e = TrustedProxies::parse("server.trusted_proxies", &[all.into()]).unwrap_err();
             assert!(e.contains("every address"), "{e}");
         }

@@ -167,6 +167,10 @@ pub fn ocsp(method: &str, path: &str, body: &[u8]) -> Result<(), Refusal> {
 /// Sources tracked at most; beyond, idle ones are forgotten first.
 const MAX_SOURCES: usize = 100_000;
 
+/// The bucket newcomers share while the table is full of busy sources (no client sends from
+/// the unspecified address).
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
 /// A token bucket per source address (IPv6 by /64).
 pub struct RateLimiter {
     rate: f64,
@@ -199,10 +203,15 @@ impl RateLimiter {
             let full = self.burst;
             let rate = self.rate;
             map.retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < full);
-            if map.len() >= MAX_SOURCES {
-                map.clear();
-            }
         }
+        // Still full of sources that are all busy: a new one shares one bucket with every
+        // other newcomer (none gets a fresh budget, and none that has one loses it), until
+        // some source has been quiet long enough to be forgotten.
+        let key = if map.len() >= MAX_SOURCES && !map.contains_key(&key) {
+            OVERFLOW
+        } else {
+            key
+        };
         let e = map.entry(key).or_insert((self.burst, now));
         e.0 = (e.0 + now.duration_since(e.1).as_secs_f64() * self.rate).min(self.burst);
         e.1 = now;
@@ -219,6 +228,21 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn a_full_table_gives_no_one_a_fresh_budget() {
+        let limiter = RateLimiter::new(0.0001, 1);
+        let source = |i: usize| IpAddr::from((0x0a00_0000u32 + i as u32).to_be_bytes());
+        for i in 0..MAX_SOURCES {
+            assert!(limiter.take(source(i)).is_ok());
+        }
+        // Every source has spent its budget; none is forgotten, none starts over.
+        assert!(limiter.take(source(7)).is_err());
+        // Newcomers share one bucket: the first gets its request, the next waits.
+        assert!(limiter.take(IpAddr::from([192, 0, 2, 1])).is_ok());
+        assert!(limiter.take(IpAddr::from([192, 0, 2, 2])).is_err());
+        assert!(limiter.take(source(8)).is_err());
+    }
 
     #[test]
     fn query_escapes_never_split_a_character() {
