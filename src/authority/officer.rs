@@ -212,7 +212,7 @@ impl Authority {
         reason: i32,
         by: Revoker<'_>,
     ) -> Result<Vec<String>, RevokeError> {
-        let actor = &by.actor()?;
+        by.actor()?;
         let unavailable =
             |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let certs = self
@@ -225,18 +225,20 @@ impl Authority {
             })
             .await
             .map_err(unavailable)?;
-        self.revoke_serials(certs.into_iter().map(|c| c.serial).collect(), reason, actor)
+        self.revoke_serials(certs.into_iter().map(|c| c.serial).collect(), reason, by)
             .await
     }
 
     /// Revoke these serials (those still valid) and publish one new CRL; returns those
-    /// revoked now.
+    /// revoked now. `by` is checked here too, so no caller can skip the rule.
     pub(crate) async fn revoke_serials(
         &self,
         serials: Vec<String>,
         reason: i32,
-        actor: &str,
+        by: Revoker<'_>,
     ) -> Result<Vec<String>, RevokeError> {
+        let actor = by.actor()?;
+        let actor = actor.as_str();
         let unavailable =
             |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let mut done = Vec::new();

@@ -26,11 +26,20 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::access::{Caller, Role};
+use super::officer::Revoker;
 use super::Authority;
 use super::{fill, CredentialSettings};
 use crate::mdm::{assess, Compliance, Device};
 use crate::reason::Reason;
 use crate::store::{now, PushAction, RegistrationRecord, RegistrationState, StoreError};
+
+/// A revocation's refusal keeps its rule; anything else is the store or token failing.
+fn revoke_failed(e: super::RevokeError) -> RegistrationError {
+    match e {
+        super::RevokeError::Forbidden(why) => RegistrationError::Forbidden(why),
+        e => RegistrationError::Unavailable(Reason::caused_by(e)),
+    }
+}
 
 /// The `expires_at` of a registration that lasts until withdrawn (9999-12-31T23:59:59Z): one
 /// delivered to Intune's group, whose device enrolls with Intune's challenge.
@@ -655,9 +664,9 @@ impl Authority {
         serials.dedup();
         let mut tried = serials.clone();
         let mut done = self
-            .revoke_serials(serials, reason, &caller.actor())
+            .revoke_serials(serials, reason, Revoker::Person(caller))
             .await
-            .map_err(|e| RegistrationError::Unavailable(Reason::caused_by(e)))?;
+            .map_err(revoke_failed)?;
         // A renewal that committed between the read above and the revocation moved the
         // registration to a certificate not in the list: revoke that one too (a revoked
         // certificate renews no more, so this settles within a round or two).
@@ -673,9 +682,9 @@ impl Authority {
             let Some(serial) = now_holds else { break };
             tried.push(serial.clone());
             done.extend(
-                self.revoke_serials(vec![serial], reason, &caller.actor())
+                self.revoke_serials(vec![serial], reason, Revoker::Person(caller))
                     .await
-                    .map_err(|e| RegistrationError::Unavailable(Reason::caused_by(e)))?,
+                    .map_err(revoke_failed)?,
             );
         }
         self.inner
