@@ -253,4 +253,74 @@ mod tests {
         assert!(!p.forwarded_https(ip("10.0.0.5"), std::iter::empty()));
         assert!(!p.forwarded_https(ip("203.0.113.9"), ["https"].into_iter()));
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Entries as proxies and clients write them: the listed proxies, outsiders, mapped
+        /// and bracketed forms, ports, and garbage.
+        fn entry() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("10.0.0.5".to_string()),
+                Just("10.1.2.3:443".to_string()),
+                Just("::ffff:10.0.0.5".to_string()),
+                Just("[fd00::1]:8443".to_string()),
+                (any::<u32>()).prop_map(|n| std::net::Ipv4Addr::from(n).to_string()),
+                (any::<u128>()).prop_map(|n| format!("[{}]:1", std::net::Ipv6Addr::from(n))),
+                "[ -~]{0,12}",
+                Just("unknown".to_string()),
+                Just(String::new()),
+            ]
+        }
+
+        fn lines() -> impl Strategy<Value = Vec<String>> {
+            proptest::collection::vec(
+                proptest::collection::vec(entry(), 0..4).prop_map(|e| e.join(",")),
+                0..4,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            /// Whatever the header says: from a stranger it is ignored; from a listed proxy
+            /// the answer is the peer or an address the header holds; and what a client
+            /// writes to the left of a readable outsider the proxy appended changes nothing.
+            #[test]
+            fn the_header_names_no_one_it_does_not_hold(
+                header in lines(),
+                left in lines(),
+                outsider in any::<u32>(),
+                stranger in any::<bool>(),
+            ) {
+                let p = TrustedProxies::parse(
+                    "server.trusted_proxies",
+                    &["10.0.0.0/16".to_string(), "fd00::/8".to_string()],
+                )
+                .unwrap();
+                let peer: IpAddr = if stranger { "203.0.113.9" } else { "10.0.0.5" }.parse().unwrap();
+                let got = p.client(peer, header.iter().map(String::as_str));
+                if stranger {
+                    prop_assert_eq!(got, peer);
+                } else {
+                    let held: Vec<IpAddr> = header
+                        .iter()
+                        .flat_map(|l| l.split(','))
+                        .filter_map(address)
+                        .collect();
+                    prop_assert!(got == peer || held.contains(&got), "{got} from {header:?}");
+                }
+                // The proxy appends the outsider it received the request from.
+                let outsider = IpAddr::V4(std::net::Ipv4Addr::from(outsider));
+                prop_assume!(!p.trusts(outsider));
+                let mut proxied = left.clone();
+                proxied.extend(header.iter().cloned());
+                proxied.push(outsider.to_string());
+                prop_assert_eq!(
+                    p.client("10.0.0.5".parse().unwrap(), proxied.iter().map(String::as_str)),
+                    outsider
+                );
+            }
+        }
+    }
 }
