@@ -6,7 +6,9 @@
 //!   resource, `azureADDeviceId`), `GET /devices?$filter=deviceId eq '…'` (the device
 //!   resource), "Add members" `POST /groups/{id}/members/$ref` (204; 400 "One or more added
 //!   object references already exist" when already a member), "Remove member"
-//!   `DELETE /groups/{id}/members/{id}/$ref` (204; 404 when not a member).
+//!   `DELETE /groups/{id}/members/{id}/$ref` (204; 404 when not a member, and when the group
+//!   does not exist), "Get group" `GET /groups/{id}` (404 `Request_ResourceNotFound` for an
+//!   unknown group).
 //! - Jamf Pro: `GET /api/v1/computers-inventory/{id}`, `GET /api/v2/mobile-devices/{id}`
 //!   (404 for an unknown ID), Classic API `PUT /JSSResource/computergroups/id/{id}` and
 //!   `/JSSResource/mobiledevicegroups/id/{id}` with `*_additions` / `*_deletions` (201 with the
@@ -107,6 +109,9 @@ pub fn intune(devices: Vec<Value>, known: &[&str], group: &str) -> (FakeMdm, Arc
                 json!([])
             };
             return Resp::json(200, json!({"value": value}));
+        }
+        if req.method == "GET" && req.path == format!("/v1.0/groups/{group}") {
+            return Resp::json(200, json!({"id": group}));
         }
         let Some(rest) = req.path.strip_prefix(&members) else {
             return graph_error(404, "Request_ResourceNotFound", "Resource does not exist or one of its queried reference-property objects are not present.");

@@ -131,10 +131,32 @@ impl Delivery for GroupMembership {
                         Body::None,
                     )
                     .await?;
-                if status.is_success() || status == StatusCode::NOT_FOUND {
+                if status.is_success() {
+                    return Ok(format!("device {object} removed from group {}", self.group));
+                }
+                if status != StatusCode::NOT_FOUND {
+                    return Err(self.refused(what, status, &answer));
+                }
+                // Graph answers 404 both when the device is not a member and when the group
+                // does not exist (a group_id mistyped or changed since the deliver): only the
+                // first means there is nothing to take back.
+                let what = "group";
+                let (status, body) = self
+                    .call(
+                        what,
+                        Method::GET,
+                        &format!("/v1.0/groups/{group}?$select=id"),
+                        Body::None,
+                    )
+                    .await?;
+                if status.is_success() {
                     Ok(format!("device {object} not in group {}", self.group))
                 } else {
-                    Err(self.refused(what, status, &answer))
+                    Err(self.refused(
+                        &format!("group {} (push.group_id)", self.group),
+                        status,
+                        &body,
+                    ))
                 }
             }
         }
