@@ -282,3 +282,85 @@ renew_within_days = 3650
     assert_eq!(last["event"], "withdraw");
     assert_eq!(last["target"]["serial"], renewed.as_str());
 }
+
+/// Registrations approved before their credential pushed: the push round delivers the one
+/// whose deliver was never queued, but not the one whose payload the MDM already collected,
+/// since a webhook deliver mints a new challenge and would void the one the device holds.
+#[test]
+fn a_payload_the_mdm_collected_before_push_was_configured_is_not_voided_by_a_deliver() {
+    crate::common::ensure_tool("scepclient", "scep");
+    let hook = fake_push::webhook(0);
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("devices.json");
+    std::fs::write(
+        &inventory,
+        json!([
+            {"id": "mac-1", "user": ALICE, "name": "Alice's Mac", "serial_number": "C02A1",
+             "compliance": "compliant", "last_check_in": "2026-12-01T10:00:00Z"},
+            {"id": "mac-2", "user": ALICE, "name": "Alice's other Mac", "serial_number": "C02A2",
+             "compliance": "compliant", "last_check_in": "2026-12-01T10:00:00Z"}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let secret = dir.path().join("hook-secret");
+    std::fs::write(&secret, "whsec-test-2").unwrap();
+    let mut s = ScepServer::start_with(&format!(
+        r#"{PROFILE}
+[directories.inventory]
+kind = "file"
+path = "{inventory}"
+
+[credentials.laptop]
+profile = "derived"
+directory = "inventory"
+subject = "CN={{user}} {{serial_number}},O=Agency,C=US"
+"#,
+        inventory = inventory.display(),
+    ));
+    let d = desk(&s);
+    let collected = approve(&s, &d, "laptop", "mac-1");
+    let waiting = approve(&s, &d, "laptop", "mac-2");
+    let (connector, _) = crate::api::new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "inventory-glue", "directories": ["inventory"]}),
+    );
+    let payload = get(
+        &s,
+        &format!("/api/v1/registrations/{collected}/scep-payload"),
+        &connector,
+    );
+    assert!(payload["challenge"].is_string(), "{payload}");
+    // Now the credential pushes through a webhook.
+    let cfg = s.token.path().join("sigil.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[credentials.laptop.push]\nwebhook_url = \"{}/sigil-events\"\nsecret_file = \"{}\"\nretry_secs = 1\n",
+        hook.url,
+        secret.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    s.restart();
+    // The round delivers the registration nobody collected...
+    pushes_until(&s, &d.filer, &waiting, "the lost deliver", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    // ...and, rounds later, still not the collected one, whose challenge still enrolls.
+    std::thread::sleep(Duration::from_secs(2));
+    let reg = get(&s, &format!("/api/v1/registrations/{collected}"), &d.filer);
+    assert_eq!(reg["pushes"], json!([]), "{reg}");
+    enroll(&s, &payload, "mac-1");
+    let reg = get(&s, &format!("/api/v1/registrations/{collected}"), &d.filer);
+    assert_eq!(reg["state"], "issued", "{reg}");
+    let events: Vec<Value> = hook
+        .seen("/sigil-events")
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["target"]["registration"] == json!(waiting)),
+        "{events:?}"
+    );
+}

@@ -642,50 +642,50 @@ impl Authority {
         Self::only(caller, Role::Officer, "revokes credentials")?;
         let r = self.registration(caller, id).await?;
         Self::expect(&r, RegistrationState::Issued)?;
-        let mut serials: Vec<String> = r.serial.iter().cloned().collect();
-        if let Some(device) = &r.device_id {
-            let directory = self
-                .credential(&r.credential)
-                .map(|c| c.directory.clone())
-                .unwrap_or_default();
-            let more = self
-                .inner
-                .store
-                .certificates(&crate::store::CertFilter {
-                    device_id: Some(format!("{directory}:{device}")),
-                    status: Some(crate::store::CertStatus::Valid),
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?;
-            serials.extend(more.into_iter().map(|c| c.serial));
-        }
-        serials.sort();
-        serials.dedup();
-        let mut tried = serials.clone();
-        let mut done = self
-            .revoke_serials(serials, reason, Revoker::Person(caller))
-            .await
-            .map_err(revoke_failed)?;
-        // A renewal that committed between the read above and the revocation moved the
-        // registration to a certificate not in the list: revoke that one too (a revoked
-        // certificate renews no more, so this settles within a round or two).
-        for _ in 0..4 {
-            let now_holds = self
+        let directory = self
+            .credential(&r.credential)
+            .map(|c| c.directory.clone())
+            .unwrap_or_default();
+        // The registration's certificate and every valid one of its device, collected again
+        // after each round: a renewal that committed between a read and the revocation moved
+        // the registration to a certificate not yet listed (a revoked certificate renews no
+        // more, so this settles within a round or two).
+        let (mut tried, mut done): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        let mut holds = r.serial.clone();
+        for _ in 0..5 {
+            let mut serials: Vec<String> = holds.iter().cloned().collect();
+            if let Some(device) = &r.device_id {
+                let more = self
+                    .inner
+                    .store
+                    .certificates(&crate::store::CertFilter {
+                        device_id: Some(format!("{directory}:{device}")),
+                        status: Some(crate::store::CertStatus::Valid),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(unavailable)?;
+                serials.extend(more.into_iter().map(|c| c.serial));
+            }
+            serials.retain(|s| !tried.contains(s));
+            serials.sort();
+            serials.dedup();
+            if serials.is_empty() {
+                break;
+            }
+            tried.extend(serials.iter().cloned());
+            done.extend(
+                self.revoke_serials(serials, reason, Revoker::Person(caller))
+                    .await
+                    .map_err(revoke_failed)?,
+            );
+            holds = self
                 .inner
                 .store
                 .registration(&r.id)
                 .await
                 .map_err(unavailable)?
-                .and_then(|now| now.serial)
-                .filter(|s| !tried.contains(s));
-            let Some(serial) = now_holds else { break };
-            tried.push(serial.clone());
-            done.extend(
-                self.revoke_serials(vec![serial], reason, Revoker::Person(caller))
-                    .await
-                    .map_err(revoke_failed)?,
-            );
+                .and_then(|now| now.serial);
         }
         self.inner
             .store

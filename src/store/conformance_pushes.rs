@@ -148,6 +148,16 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
             None,
             vec![],
         ),
+        // Approved, no deliver, and its payload collected by the MDM itself: still named
+        // (whether to deliver depends on the channel: a group add mints nothing, a webhook
+        // would void the collected challenge, so the authority decides, not the store).
+        (
+            "reg_f_approved_collected",
+            "piv",
+            RegistrationState::Approved,
+            None,
+            vec![],
+        ),
         // A deliver that failed for good may still have reached the MDM (the answer lost):
         // its registration is followed up like the others.
         (
@@ -244,6 +254,9 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
         let mut r = registration(id, &format!("{id}@agency.gov"), at + 3600);
         r.credential = credential.into();
         r.state = state;
+        if id == "reg_f_approved_collected" {
+            r.challenge_hash = Some(format!("hash-{id}"));
+        }
         if let Some(not_after) = not_after {
             let serial = format!("f0{id}");
             let tid = format!("t-{id}");
@@ -273,6 +286,7 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     assert_eq!(
         ours(s.push_follow_ups(at, &windows).await.unwrap()),
         vec![
+            "reg_f_approved_collected",
             "reg_f_approved_lost",
             "reg_f_edge_last",
             "reg_f_edge_now",
@@ -290,6 +304,7 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     assert_eq!(
         ours(s.push_follow_ups(at, &both).await.unwrap()),
         vec![
+            "reg_f_approved_collected",
             "reg_f_approved_lost",
             "reg_f_edge_last",
             "reg_f_edge_now",
@@ -317,7 +332,7 @@ pub(super) async fn push_follow_ups(s: Arc<dyn Store>) {
     }
     assert_eq!(
         ours(s.push_follow_ups(at, &windows).await.unwrap()),
-        vec!["reg_f_revoked"]
+        vec!["reg_f_approved_collected", "reg_f_revoked"]
     );
     assert!(s.push_follow_ups(at, &[]).await.unwrap().is_empty());
 }
