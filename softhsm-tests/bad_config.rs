@@ -107,4 +107,45 @@ fn each_mistake_names_its_fix() {
         &["ca", "show"],
         &["no CA certificate `oops`", "hsm.ca_key"],
     );
+    // A TLS file that is not there: the setting, the path and where it was looked for, not
+    // OpenSSL's numbers nor the listening address.
+    one_line_error(
+        &t,
+        &[
+            ("SIGIL_SERVER_TLS_CERT", "var/zone/tls/core.pem"),
+            ("SIGIL_SERVER_TLS_KEY", "var/zone/tls/core.key"),
+            ("SIGIL_SERVER_LISTEN", "127.0.0.1:0"),
+        ],
+        &["serve"],
+        &[
+            "server.tls_cert (SIGIL_SERVER_TLS_CERT): cannot read `var/zone/tls/core.pem`",
+            "relative paths are read from",
+            "No such file or directory",
+        ],
+    );
+}
+
+/// `sigil` run with no configuration file and no token settings (from another directory, the
+/// quickstart's variables not loaded) says that first, and how to give one.
+#[test]
+fn nothing_configured_says_so_first() {
+    let t = TokenDir::new();
+    let out = std::process::Command::new(crate::common::sigil_bin())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(t.path())
+        .args(["ca", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("error: no configuration file was read")
+            && errors[0].contains("SIGIL_CONFIG")
+            && errors[0].contains("quickstart.env")
+            && errors[0].contains("no PIN source"),
+        "{stderr}"
+    );
 }

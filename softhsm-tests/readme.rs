@@ -198,6 +198,14 @@ fn the_gateway_guide_loopback_recipe_runs_as_written() {
     let guide = std::fs::read_to_string(root().join("docs/gateway.md")).unwrap();
     let recipe = blocks(&guide, "# A CA for the recipe");
     assert_eq!(recipe.len(), 1, "the guide's loopback recipe");
+    // The quickstart builds `sigil` only (this suite's debug build has every binary, so a
+    // recipe calling another would pass here and fail for a reader).
+    assert!(
+        !recipe[0]
+            .lines()
+            .any(|l| l.trim_start().starts_with("sigil-gateway")),
+        "the recipe runs `sigil gateway`, which the quickstart builds"
+    );
     // As written, but on free ports and with this checkout's script.
     let (core, gateway) = (free_port(), free_port());
     let block = recipe[0]

@@ -21,8 +21,8 @@ pub struct TrustedProxies(Vec<IpNet>);
 impl TrustedProxies {
     /// From the setting `setting` (`server.trusted_proxies`, `gateway.trusted_proxies`),
     /// named in the errors: addresses (`10.0.0.5`) and networks (`10.1.0.0/16`). Refused:
-    /// what is not an address or a network, and a network wider than a /8 (`0.0.0.0/0`,
-    /// `::/0`, `0.0.0.0/1`: every client could then name itself anything). An IPv4 address
+    /// what is not an address or a network, and a network wider than an IPv4 /8 or an IPv6
+    /// /32 (`0.0.0.0/0`, `::/0`, `0.0.0.0/1`: every client could then name itself anything). An IPv4 address
     /// written mapped into IPv6 (`::ffff:10.0.0.5`) is that IPv4 address.
     pub fn parse(setting: &str, list: &[String]) -> Result<Self, String> {
         list.iter()
@@ -33,7 +33,7 @@ impl TrustedProxies {
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
                         format!(
-                            "{setting}: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00::/8)"
+                            "{setting}: `{s}` is not an address or a network (10.0.0.5, 10.1.0.0/16, fd00:10::/48)"
                         )
                     })?;
                 let net = match net {
@@ -46,9 +46,14 @@ impl TrustedProxies {
                     other => other,
                 };
                 // Checked once read as what it is: `::ffff:0.0.0.0/96` is every IPv4 address.
-                // Wider than a /8 is a share of the whole Internet, not a proxy pool (and
-                // `0.0.0.0/1` with `128.0.0.0/1` is everyone again).
-                if net.prefix_len() < 8 {
+                // Wider than an IPv4 /8 or an IPv6 /32 (a whole provider's allocation) is a
+                // share of the Internet, not a proxy pool (and `0.0.0.0/1` with
+                // `128.0.0.0/1` is everyone again).
+                let narrowest = match net {
+                    IpNet::V4(_) => 8,
+                    IpNet::V6(_) => 32,
+                };
+                if net.prefix_len() < narrowest {
                     return Err(format!(
                         "{setting}: `{s}` trusts every address or nearly, so any client could name itself anything: list the proxies"
                     ));
@@ -189,7 +194,7 @@ mod tests {
 
     #[test]
     fn garbage_stops_the_walk_and_ports_and_mapped_addresses_are_read() {
-        let p = proxies(&["10.0.0.5", "fd00::/8"]);
+        let p = proxies(&["10.0.0.5", "fd00::/32"]);
         assert_eq!(
             p.client(ip("10.0.0.5"), ["198.51.100.7, unknown"].into_iter()),
             ip("10.0.0.5")
@@ -233,6 +238,8 @@ mod tests {
             "0.0.0.0/1",
             "128.0.0.0/7",
             "2000::/3",
+            "::/8",
+            "2001:db8::/31",
         ] {
             let e = TrustedProxies::parse("server.trusted_proxies", &[all.into()]).unwrap_err();
             assert!(e.contains("every address"), "{e}");
@@ -295,7 +302,7 @@ mod tests {
             ) {
                 let p = TrustedProxies::parse(
                     "server.trusted_proxies",
-                    &["10.0.0.0/16".to_string(), "fd00::/8".to_string()],
+                    &["10.0.0.0/16".to_string(), "fd00::/32".to_string()],
                 )
                 .unwrap();
                 let peer: IpAddr = if stranger { "203.0.113.9" } else { "10.0.0.5" }.parse().unwrap();

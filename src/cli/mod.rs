@@ -60,7 +60,11 @@ fn run(cli: Cli) -> Result<()> {
         (None, _) => "warn",
     };
     telemetry::init_logging(format, level);
-    match cli.command {
+    // Run with no configuration file and no token settings in the environment (say from
+    // another directory, the quickstart's variables not loaded): whatever fails for it, the
+    // first thing to say is that nothing was configured.
+    let unconfigured = cli.config.is_none() && config.hsm.pin_source().is_err();
+    let done = match cli.command {
         Command::Serve => serve(config),
         Command::Gateway | Command::Openapi => Ok(()),
         Command::Bench(args) => bench(&config, args),
@@ -186,7 +190,14 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", config.to_toml());
             Ok(())
         }
+    };
+    if unconfigured {
+        return done.context(
+            "no configuration file was read: give --config FILE or set SIGIL_CONFIG \
+             (after deploy/quickstart.sh, `. var/quickstart.env` in its directory sets it)",
+        );
     }
+    done
 }
 
 /// Run `f` with the configured store on a small runtime; only `db migrate` and `init`
@@ -704,6 +715,7 @@ fn serve(config: Config) -> Result<()> {
                 )
                 .map_err(anyhow::Error::msg)?,
             );
+        tls_files_readable(&config)?;
         // A newer node migrating the store stops this one (see authority::schema_watch).
         let outgrown = std::rc::Rc::new(std::cell::Cell::new(None));
         let seen = outgrown.clone();
@@ -718,6 +730,38 @@ fn serve(config: Config) -> Result<()> {
             None => Ok(()),
         }
     })
+}
+
+/// The TLS files `serve` reads, each readable, or an error that names the setting, the path
+/// and the working directory relative paths are read from (OpenSSL's own words for a missing
+/// file say neither).
+fn tls_files_readable(config: &Config) -> Result<()> {
+    let s = &config.server;
+    if s.tls_cert.is_empty() {
+        return Ok(());
+    }
+    for (setting, path) in [
+        (
+            "server.tls_cert (SIGIL_SERVER_TLS_CERT)",
+            s.tls_cert.as_str(),
+        ),
+        ("server.tls_key (SIGIL_SERVER_TLS_KEY)", s.tls_key.as_str()),
+        (
+            "server.client_ca (SIGIL_SERVER_CLIENT_CA)",
+            s.client_ca.as_str(),
+        ),
+    ] {
+        if path.is_empty() {
+            continue;
+        }
+        std::fs::File::open(path).with_context(|| {
+            let here = std::env::current_dir()
+                .map(|d| format!(" (relative paths are read from {})", d.display()))
+                .unwrap_or_default();
+            format!("{setting}: cannot read `{path}`{here}")
+        })?;
+    }
+    Ok(())
 }
 
 /// How often a serving node checks that no newer node has migrated its store.

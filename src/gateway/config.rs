@@ -116,6 +116,8 @@ impl GatewayConfig {
             .map_err(|e| bad(&origin, e.to_string()))?;
         let mut env: Vec<(String, String)> = env.into_iter().collect();
         env.sort();
+        // Which settings the environment gave, so a bad value is blamed on its variable.
+        let mut from_env: Vec<(String, String)> = Vec::new();
         for (name, value) in env {
             let Some(key) = name.strip_prefix("SIGIL_GATEWAY_") else {
                 continue;
@@ -158,11 +160,19 @@ impl GatewayConfig {
                     ));
                 }
             };
+            from_env.push((key.clone(), name.clone()));
             table.insert(key, parsed);
         }
         let c = GatewayConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| bad(&origin, e.to_string()))?;
-        c.check().map_err(|m| bad(&origin, m))?;
+        c.check().map_err(|m| {
+            let blamed = from_env
+                .iter()
+                .find(|(key, _)| m.contains(key.as_str()))
+                .map(|(_, var)| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.clone());
+            bad(&blamed, m)
+        })?;
         Ok(c)
     }
 
@@ -274,10 +284,10 @@ mod tests {
         assert_eq!(c.trusted_proxies, ["10.0.0.5"]);
         let c = GatewayConfig::load(
             Some(&p),
-            env(&[("SIGIL_GATEWAY_TRUSTED_PROXIES", "10.1.0.0/16, fd00::/8")]),
+            env(&[("SIGIL_GATEWAY_TRUSTED_PROXIES", "10.1.0.0/16, fd00:10::/48")]),
         )
         .unwrap();
-        assert_eq!(c.trusted_proxies, ["10.1.0.0/16", "fd00::/8"]);
+        assert_eq!(c.trusted_proxies, ["10.1.0.0/16", "fd00:10::/48"]);
         let p2 = c.proxies().unwrap();
         assert!(p2.trusts("10.1.2.3".parse().unwrap()));
         for (bad, why) in [
@@ -288,7 +298,9 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.contains("gateway.trusted_proxies") && e.contains(why),
+                e.contains("gateway.trusted_proxies")
+                    && e.contains(why)
+                    && e.contains("environment variable SIGIL_GATEWAY_TRUSTED_PROXIES"),
                 "{bad}: {e}"
             );
         }
