@@ -30,6 +30,7 @@ mod multinode_upgrade;
 mod piv;
 mod profiles;
 mod push;
+mod push_graph;
 mod push_webhook;
 mod readme;
 mod registration;
