@@ -103,6 +103,37 @@ impl TrustedProxies {
     }
 }
 
+/// Header values as received, each read even with bytes that are not text (they make that
+/// entry unreadable, which stops the walk there): a client cannot hide the line its proxy
+/// appended to by spoiling it.
+fn lines<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    values
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+impl TrustedProxies {
+    /// [`TrustedProxies::client`] from the raw `X-Forwarded-For` header values.
+    pub fn client_from_header<'a>(
+        &self,
+        peer: IpAddr,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> IpAddr {
+        let lines = lines(values);
+        self.client(peer, lines.iter().map(String::as_str))
+    }
+
+    /// [`TrustedProxies::forwarded_https`] from the raw `X-Forwarded-Proto` header values.
+    pub fn forwarded_https_from_header<'a>(
+        &self,
+        peer: IpAddr,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> bool {
+        let lines = lines(values);
+        self.forwarded_https(peer, lines.iter().map(String::as_str))
+    }
+}
+
 /// An IPv4 address mapped into IPv6 (`::ffff:10.0.0.5`, as a dual-stack socket reports it)
 /// is that IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -248,6 +279,25 @@ mod tests {
         let p = proxies(&["::ffff:10.0.0.5", "::ffff:10.2.0.0/112"]);
         assert!(p.trusts(ip("10.0.0.5")) && p.trusts(ip("::ffff:10.0.0.5")));
         assert!(p.trusts(ip("10.2.3.4")) && !p.trusts(ip("10.3.0.1")));
+    }
+
+    #[test]
+    fn raw_header_lines_with_bytes_that_are_not_text_are_read_not_dropped() {
+        let p = proxies(&["10.0.0.5"]);
+        // The client's own line is spoiled; the line the proxy appended still names it.
+        let raw: [&[u8]; 2] = [b"\xff203.0.113.1", b"198.51.100.7"];
+        assert_eq!(
+            p.client_from_header(ip("10.0.0.5"), raw.into_iter()),
+            ip("198.51.100.7")
+        );
+        // Spoiled to the right of the walk: it stops at the proxy.
+        let raw: [&[u8]; 1] = [b"198.51.100.7, \xff"];
+        assert_eq!(
+            p.client_from_header(ip("10.0.0.5"), raw.into_iter()),
+            ip("10.0.0.5")
+        );
+        let proto: [&[u8]; 2] = [b"\xff", b"https"];
+        assert!(p.forwarded_https_from_header(ip("10.0.0.5"), proto.into_iter()));
     }
 
     #[test]

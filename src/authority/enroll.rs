@@ -211,7 +211,7 @@ impl Authority {
                                 .inner
                                 .profiles
                                 .get(&c.profile)
-                                .is_some_and(|p| p.policy.challenge == "intune") =>
+                                .is_some_and(|p| p.policy.takes_intune_challenge()) =>
                     {
                         refuse(WITHDRAWN)
                     }
@@ -372,7 +372,7 @@ impl Authority {
                 return Ok(refused(format!("renewal refused: {why}"), authenticated));
             }
             (None, _) => tracing::info!("renewal of a certificate from this CA"),
-            (Some(_), _) if profile.policy.challenge == "intune" => {
+            (Some(_), _) if profile.policy.takes_intune_challenge() => {
                 let ext = self
                     .inner
                     .external

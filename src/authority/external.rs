@@ -176,7 +176,7 @@ impl super::Authority {
             .inner
             .profiles
             .get(&cert.profile)
-            .is_some_and(|p| p.policy.challenge == "intune" && p.policy.intune == name);
+            .is_some_and(|p| p.policy.takes_intune_challenge() && p.policy.intune == name);
         if !vouched {
             tracing::warn!(intune = %name, serial = %serial, profile = %cert.profile, "revocation feed: a certificate not issued through this connection; not revoked");
             return RevocationResult {

@@ -453,7 +453,7 @@ impl Authority {
             })?;
         }
         for p in profiles.values() {
-            if p.policy.challenge == "intune"
+            if p.policy.takes_intune_challenge()
                 && !config.challenge_authorities.contains_key(&p.policy.intune)
             {
                 return Err(LoadError::Integration(Reason::new(format!(

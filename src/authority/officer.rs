@@ -179,29 +179,11 @@ impl Authority {
         reason: i32,
         by: Revoker<'_>,
     ) -> Result<bool, RevokeError> {
-        let actor = &by.actor()?;
-        let unavailable =
-            |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
         let serial = serial.trim().trim_start_matches("0x").to_ascii_lowercase();
-        if !self
-            .inner
-            .store
-            .revoke_certificate(
-                &serial,
-                reason,
-                crate::pki::revocation_reason_name(reason),
-                actor,
-            )
-            .await
-            .map_err(unavailable)?
-        {
-            return Ok(false);
-        }
-        tracing::info!(%serial, reason, %actor, "revoked");
-        self.inner.ocsp.prepared.forget(&serial);
-        // The revocation is committed; new CRLs follow.
-        self.refresh_all_crls().await;
-        Ok(true)
+        Ok(!self
+            .revoke_serials(vec![serial], reason, by)
+            .await?
+            .is_empty())
     }
 
     /// Revoke every valid certificate issued to a device (a lost or retired device), then
@@ -215,6 +197,18 @@ impl Authority {
         by.actor()?;
         let unavailable =
             |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
+        let serials = self
+            .valid_serials_of(device_id)
+            .await
+            .map_err(unavailable)?;
+        self.revoke_serials(serials, reason, by).await
+    }
+
+    /// The serials of the valid certificates issued to `device_id` (`directory:id`).
+    pub(crate) async fn valid_serials_of(
+        &self,
+        device_id: &str,
+    ) -> Result<Vec<String>, crate::store::StoreError> {
         let certs = self
             .inner
             .store
@@ -223,10 +217,8 @@ impl Authority {
                 status: Some(crate::store::CertStatus::Valid),
                 ..Default::default()
             })
-            .await
-            .map_err(unavailable)?;
-        self.revoke_serials(certs.into_iter().map(|c| c.serial).collect(), reason, by)
-            .await
+            .await?;
+        Ok(certs.into_iter().map(|c| c.serial).collect())
     }
 
     /// Revoke these serials (those still valid) and publish one new CRL; returns those

@@ -114,6 +114,11 @@ impl Default for ProfileSettings {
 }
 
 impl ProfileSettings {
+    /// Every request carries Intune's challenge (`challenge = "intune"`), never Sigil's.
+    pub fn takes_intune_challenge(&self) -> bool {
+        self.challenge == "intune"
+    }
+
     /// The certificate rules, checked.
     pub fn cert_profile(&self, name: &str) -> Result<crate::pki::CertProfile, String> {
         let bad = |m: String| m;
@@ -214,7 +219,7 @@ impl ProfileSettings {
             extended_key_usages,
             usage_from_request: self
                 .usage_from_request
-                .unwrap_or(self.challenge == "intune"),
+                .unwrap_or(self.takes_intune_challenge()),
             validity_days: self.validity_days,
             validity_jitter: self.validity_jitter,
             min_rsa_bits: self.min_rsa_bits,

@@ -367,7 +367,7 @@ impl Authority {
             .credentials
             .get(&r.credential)
             .and_then(|c| self.inner.profiles.get(&c.profile))
-            .is_some_and(|profile| profile.policy.challenge == "intune");
+            .is_some_and(|profile| profile.policy.takes_intune_challenge());
         let intune_group = self
             .inner
             .channels
@@ -548,27 +548,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_mdm_not_knowing_the_device_settles_a_withdrawal() {
-        let gone = PushError::UnknownDevice {
-            device: "mobile:7".into(),
-            said: "404".into(),
-        };
-        assert!(nothing_to_take_back(PushAction::Withdraw, gone).is_ok());
-        // Sigil's own inability to ask (no group configured, an unreadable ID) took nothing
-        // back: the withdrawal fails, for the operator to see.
-        let unpushable = PushError::Unpushable {
-            device: "mobile:7".into(),
-            why: "no static group is configured for mobile devices".into(),
-        };
-        assert!(nothing_to_take_back(PushAction::Withdraw, unpushable).is_err());
-        let gone = PushError::UnknownDevice {
-            device: "mobile:7".into(),
-            said: "404".into(),
-        };
-        assert!(nothing_to_take_back(PushAction::Deliver, gone).is_err());
-    }
-
-    #[test]
     fn a_lost_deliver_is_queued_unless_it_would_void_a_collected_challenge() {
         assert!(redelivers(true, false), "a webhook, nothing collected");
         assert!(
@@ -630,6 +609,13 @@ mod tests {
         );
         assert!(nothing_to_take_back(PushAction::Deliver, forgot()).is_err());
         assert!(nothing_to_take_back(PushAction::Renew, forgot()).is_err());
+        // Sigil's own inability to ask (no group configured, an unreadable ID) took nothing
+        // back: the withdrawal fails, for the operator to see.
+        let unpushable = PushError::Unpushable {
+            device: "mobile:7".into(),
+            why: "no static group is configured for mobile devices".into(),
+        };
+        assert!(nothing_to_take_back(PushAction::Withdraw, unpushable).is_err());
         // Sigil's own reasons (no device named) stay failures.
         let own = PushError::UnknownDevice {
             device: String::new(),

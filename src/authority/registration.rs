@@ -655,17 +655,12 @@ impl Authority {
         for _ in 0..5 {
             let mut serials: Vec<String> = holds.iter().cloned().collect();
             if let Some(device) = &r.device_id {
-                let more = self
-                    .inner
-                    .store
-                    .certificates(&crate::store::CertFilter {
-                        device_id: Some(format!("{directory}:{device}")),
-                        status: Some(crate::store::CertStatus::Valid),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(unavailable)?;
-                serials.extend(more.into_iter().map(|c| c.serial));
+                let of_device = format!("{directory}:{device}");
+                serials.extend(
+                    self.valid_serials_of(&of_device)
+                        .await
+                        .map_err(unavailable)?,
+                );
             }
             serials.retain(|s| !tried.contains(s));
             serials.sort();

@@ -40,13 +40,12 @@ impl Authority {
         )?;
         let r = self.stored_registration(id).await?;
         Self::expect(&r, RegistrationState::Approved)?;
-        let cred = self.credential(&r.credential)?.clone();
+        let directory = &self.credential(&r.credential)?.directory;
         // An integration collects only the payloads of the directories it serves (collecting
         // one also voids the device's current challenge).
-        if caller.role == Role::Mdm && !caller.scope.allows_directory(&cred.directory) {
+        if !caller.scope.allows_directory(directory) {
             return Err(RegistrationError::Forbidden(format!(
-                "this token may not collect payloads of directory `{}` (its scope: {})",
-                cred.directory,
+                "this token may not collect payloads of directory `{directory}` (its scope: {})",
                 if caller.scope.directories.is_empty() {
                     "no directories".to_string()
                 } else {

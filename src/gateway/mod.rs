@@ -89,16 +89,13 @@ async fn handle(
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    // A trusted proxy's word on who the client is (every line read, even one with bytes that
-    // are not text: a client cannot hide the line its proxy appended to by spoiling it).
-    let forwarded: Vec<String> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    let client = state
-        .proxies
-        .client(peer, forwarded.iter().map(String::as_str));
+    // A trusted proxy's word on who the client is.
+    let client = state.proxies.client_from_header(
+        peer,
+        req.headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.as_bytes()),
+    );
     let path = req.path().to_string();
     let method = req.method().as_str().to_string();
     let c = &state.config;

@@ -292,7 +292,7 @@ pub fn scep_values(ra: &Authority, name: &str, url: &str) -> Result<ScepValues, 
     Ok(ScepValues {
         profile: name.to_string(),
         url: url.to_string(),
-        challenge: if profile.policy.challenge == "intune" {
+        challenge: if profile.policy.takes_intune_challenge() {
             "intune (Intune's own challenge: choose this CA as a third-party CA)"
         } else if profile.registration_only {
             "one-time, from a registration (the MDM collects it per device)"

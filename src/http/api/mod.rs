@@ -214,17 +214,12 @@ pub(crate) fn source(req: &HttpRequest) -> IpAddr {
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     match req.app_data::<web::Data<AppState>>() {
-        Some(state) => {
-            // Every line, each read even with bytes that are not text (they make that entry
-            // unreadable, which stops the walk there): a client cannot hide the line its
-            // proxy appended to by spoiling it.
-            let lines: Vec<String> = req
-                .headers()
+        Some(state) => state.proxies.client_from_header(
+            peer,
+            req.headers()
                 .get_all("x-forwarded-for")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect();
-            state.proxies.client(peer, lines.iter().map(String::as_str))
-        }
+                .map(|v| v.as_bytes()),
+        ),
         None => peer,
     }
 }

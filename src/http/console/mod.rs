@@ -350,12 +350,12 @@ fn transport_is_private(req: &HttpRequest) -> bool {
     };
     let state = req.app_data::<web::Data<AppState>>();
     if let Some(proxies) = state.map(|s| &s.proxies).filter(|p| p.trusts(peer)) {
-        let lines: Vec<String> = req
-            .headers()
-            .get_all("x-forwarded-proto")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        return proxies.forwarded_https(peer, lines.iter().map(String::as_str));
+        return proxies.forwarded_https_from_header(
+            peer,
+            req.headers()
+                .get_all("x-forwarded-proto")
+                .map(|v| v.as_bytes()),
+        );
     }
     peer.is_loopback()
 }
