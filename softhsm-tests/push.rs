@@ -427,17 +427,38 @@ retry_secs = 1
         "{reg}"
     );
     assert_eq!(graph.members(), vec!["obj-dev-1".to_string()]);
-    // An officer still takes it back.
-    let (st, v) = post(
-        &s,
-        &format!("/api/v1/registrations/{id}/withdraw"),
-        &d.filer,
-        json!({"comment": "left the agency"}),
-    );
-    assert_eq!(st, 200, "{v}");
-    pushes_until(&s, &d.filer, &id, "withdrawal", |p| {
-        state_of(p, "withdraw") == Some("delivered")
+    // A second registration of the same phone for the same credential (the group already
+    // holds the device: Graph's "already exist" is a delivery).
+    let second = approve(&s, &d, "phone", "dev-1");
+    pushes_until(&s, &d.filer, &second, "second delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
     });
+    // Withdrawing the first does not take the phone out of the group from under the second.
+    let withdraw = |id: &str| {
+        let (st, v) = post(
+            &s,
+            &format!("/api/v1/registrations/{id}/withdraw"),
+            &d.filer,
+            json!({"comment": "left the agency"}),
+        );
+        assert_eq!(st, 200, "{v}");
+        pushes_until(&s, &d.filer, id, "withdrawal", |p| {
+            state_of(p, "withdraw") == Some("delivered")
+        })
+    };
+    let pushes = withdraw(&id);
+    let said = pushes
+        .iter()
+        .find(|p| p["action"] == "withdraw")
+        .map(|p| p["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        said.contains("not taken back") && said.contains(&second),
+        "{pushes:?}"
+    );
+    assert_eq!(graph.members(), vec!["obj-dev-1".to_string()]);
+    // An officer still takes it back: the last registration in force leaves the group.
+    withdraw(&second);
     assert!(graph.members().is_empty());
 }
 

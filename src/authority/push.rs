@@ -451,6 +451,18 @@ impl Authority {
             .device_id
             .clone()
             .ok_or_else(|| gone("the registration has no device".into()))?;
+        if p.action == PushAction::Withdraw {
+            let holder = self
+                .holder_of(&r, &device_id)
+                .await
+                .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?;
+            if let Some(holder) = holder {
+                return Ok(format!(
+                    "not taken back: registration {holder} holds credential `{}` on device {device_id} now",
+                    r.credential
+                ));
+            }
+        }
         if p.action != PushAction::Withdraw
             && !matches!(
                 r.state,
@@ -504,6 +516,35 @@ impl Authority {
             scep_payload,
         };
         channel.delivery.push(event(p.action), &target).await
+    }
+
+    /// Another registration of the same device for the same credential that is in force
+    /// (approved, or issued with a certificate not revoked): the MDM delivered the credential
+    /// for that one too (same group, same profile), so withdrawing this one would take it back
+    /// from under it. That one's own withdrawal takes it back when it ends.
+    async fn holder_of(
+        &self,
+        r: &RegistrationRecord,
+        device_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let store = &self.inner.store;
+        for other in store.device_registrations(&r.credential, device_id).await? {
+            if other.id == r.id {
+                continue;
+            }
+            let in_force = match (other.state, &other.serial) {
+                (RegistrationState::Approved, _) => true,
+                (RegistrationState::Issued, Some(serial)) => store
+                    .certificate(serial)
+                    .await?
+                    .is_some_and(|c| c.status != CertStatus::Revoked),
+                _ => false,
+            };
+            if in_force {
+                return Ok(Some(other.id));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -155,6 +155,29 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
         2
     );
     assert!(s.registrations(None, 0).await.unwrap().len() >= 3);
+    // Listing by device and credential, newest first.
+    let mut again = registration("reg_4", "alice@agency.gov", now() + 3600);
+    again.device_id = Some("dev-1".into());
+    again.created_at = now() + 1;
+    s.insert_registration(&again, "token:a").await.unwrap();
+    let mut other = registration("reg_5", "alice@agency.gov", now() + 3600);
+    other.device_id = Some("dev-1".into());
+    other.credential = "wifi".into();
+    s.insert_registration(&other, "token:a").await.unwrap();
+    let ids = |v: Vec<RegistrationRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.device_registrations("piv", "dev-1").await.unwrap()),
+        ["reg_4", "reg_1"]
+    );
+    assert_eq!(
+        ids(s.device_registrations("wifi", "dev-1").await.unwrap()),
+        ["reg_5"]
+    );
+    assert!(s
+        .device_registrations("piv", "dev-2")
+        .await
+        .unwrap()
+        .is_empty());
     // Expiry: the overdue registration and old PENDING enrollments of the named profile.
     let mut p = tx("exp-old", "ke");
     p.profile = "waiting".into();

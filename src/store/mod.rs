@@ -62,7 +62,7 @@ pub use traits::{
 };
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// How long a reservation ([`Store::reserve`]) holds a transaction while its certificate is
 /// signed, unless configured otherwise (`scep.reservation_secs`). A node that dies mid-way

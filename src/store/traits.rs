@@ -225,6 +225,13 @@ pub trait RegistrationStore: Send + Sync {
         email: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RegistrationRecord>, StoreError>;
+    /// One device's registrations for one credential, newest first (the device as its
+    /// directory names it).
+    async fn device_registrations(
+        &self,
+        credential: &str,
+        device_id: &str,
+    ) -> Result<Vec<RegistrationRecord>, StoreError>;
     /// Write the mutable fields of `r` if the stored state is still `from` (compare and set),
     /// with an audit record `action` by `actor` in the same database transaction. False when
     /// the registration moved on meanwhile (nothing written).

@@ -57,6 +57,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/postgres_0012_registration_serial.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/postgres_0013_registration_device.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising migrations across nodes ("sigilmig").

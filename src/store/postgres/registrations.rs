@@ -26,6 +26,13 @@ impl RegistrationStore for PostgresStore {
     ) -> Result<Vec<RegistrationRecord>, StoreError> {
         list(&self.pool, email, limit).await
     }
+    async fn device_registrations(
+        &self,
+        credential: &str,
+        device_id: &str,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        of_device(&self.pool, credential, device_id).await
+    }
     async fn update_registration(
         &self,
         r: &RegistrationRecord,
@@ -160,6 +167,26 @@ pub(super) async fn list(
              ORDER BY created_at DESC, id LIMIT $2"
         ),
         &[&email, &limit],
+    )
+    .await
+    .map_err(err)?
+    .iter()
+    .map(from_row)
+    .collect())
+}
+
+async fn of_device(
+    pool: &Pool,
+    credential: &str,
+    device_id: &str,
+) -> Result<Vec<RegistrationRecord>, StoreError> {
+    let c = pool.get().await.map_err(pool_err)?;
+    Ok(c.query(
+        &format!(
+            "SELECT {REG_COLUMNS} FROM registrations WHERE device_id = $1 AND credential = $2 \
+             ORDER BY created_at DESC, id"
+        ),
+        &[&device_id, &credential],
     )
     .await
     .map_err(err)?

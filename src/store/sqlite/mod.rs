@@ -61,6 +61,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite_0012_registration_serial.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite_0013_registration_device.sql"),
+    ),
 ];
 
 /// SQLite engine.

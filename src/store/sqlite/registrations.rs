@@ -29,6 +29,15 @@ impl RegistrationStore for SqliteStore {
         let email = email.map(str::to_owned);
         self.with(move |c| list(c, email.as_deref(), limit)).await
     }
+    async fn device_registrations(
+        &self,
+        credential: &str,
+        device_id: &str,
+    ) -> Result<Vec<RegistrationRecord>, StoreError> {
+        let (credential, device_id) = (credential.to_owned(), device_id.to_owned());
+        self.with(move |c| of_device(c, &credential, &device_id))
+            .await
+    }
     async fn update_registration(
         &self,
         r: &RegistrationRecord,
@@ -168,6 +177,26 @@ pub(super) fn list(
         .map_err(err)?;
     let rows = stmt
         .query_map(params![email, limit], from_row)
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// A device's registrations for a credential (`?1` the device, `?2` the credential).
+fn of_device_sql() -> String {
+    format!(
+        "SELECT {REG_COLUMNS} FROM registrations WHERE device_id = ?1 AND credential = ?2 \
+         ORDER BY created_at DESC, id"
+    )
+}
+
+fn of_device(
+    c: &mut Connection,
+    credential: &str,
+    device_id: &str,
+) -> Result<Vec<RegistrationRecord>, StoreError> {
+    let mut stmt = c.prepare(&of_device_sql()).map_err(err)?;
+    let rows = stmt
+        .query_map(params![device_id, credential], from_row)
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
 }
@@ -412,4 +441,19 @@ pub(super) fn expire(
     }
     t.commit().map_err(err)?;
     Ok((regs.len(), txs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+
+    /// A withdrawal reads the device's registrations through their index, not every
+    /// registration.
+    #[tokio::test]
+    async fn a_devices_registrations_are_read_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let plan = super::super::query_plan(&store, super::of_device_sql(), Vec::new()).await;
+        assert!(plan.contains("USING INDEX registrations_device"), "{plan}");
+    }
 }
