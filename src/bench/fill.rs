@@ -58,7 +58,7 @@ pub enum FillError {
     Read(#[from] crate::pki::CsrError),
     /// No randomness.
     #[error("randomness: {0}")]
-    Random(String),
+    Random(#[source] openssl::error::ErrorStack),
     /// The worker making certificates stopped.
     #[error("the certificate maker stopped: {0}")]
     Worker(#[from] tokio::task::JoinError),
@@ -155,8 +155,7 @@ impl Maker {
                     rcgen::string::Ia5String::try_from(format!("fill-{i:07}@fill.invalid"))?,
                 )];
                 let mut serial = [0u8; 16];
-                openssl::rand::rand_bytes(&mut serial)
-                    .map_err(|e| FillError::Random(e.to_string()))?;
+                openssl::rand::rand_bytes(&mut serial).map_err(FillError::Random)?;
                 serial[0] &= 0x7f;
                 serial[0] |= 0x10;
                 p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
@@ -201,6 +200,6 @@ impl Maker {
 /// A random number in `0..n` (n > 0), near enough to uniform for spreading dates.
 fn below(n: i64) -> Result<i64, FillError> {
     let mut b = [0u8; 8];
-    openssl::rand::rand_bytes(&mut b).map_err(|e| FillError::Random(e.to_string()))?;
+    openssl::rand::rand_bytes(&mut b).map_err(FillError::Random)?;
     Ok((u64::from_le_bytes(b) % n.max(1) as u64) as i64)
 }

@@ -15,6 +15,7 @@
 pub mod fill;
 pub mod hsm;
 
+use anyhow::Context;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -161,37 +162,40 @@ struct Server {
     digest: DigestAlg,
 }
 
-async fn discover(http: &reqwest::Client, url: &str) -> Result<Server, String> {
+async fn discover(http: &reqwest::Client, url: &str) -> anyhow::Result<Server> {
     let caps = http
         .get(format!("{url}?operation=GetCACaps"))
         .send()
         .await
-        .map_err(|e| format!("GetCACaps: {e}"))?
+        .context("GetCACaps")?
         .text()
         .await
-        .map_err(|e| format!("GetCACaps: {e}"))?;
+        .context("GetCACaps")?;
     let has = |c: &str| caps.lines().any(|l| l.trim().eq_ignore_ascii_case(c));
     let r = http
         .get(format!("{url}?operation=GetCACert"))
         .send()
         .await
-        .map_err(|e| format!("GetCACert: {e}"))?;
+        .context("GetCACert")?;
     let ct = r
         .headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let body = r.bytes().await.map_err(|e| format!("GetCACert: {e}"))?;
+    let body = r.bytes().await.context("GetCACert")?;
     let certs: Vec<Vec<u8>> = if ct.contains("x-x509-ca-ra-cert") {
-        read_degenerate(&body).map_err(|e| e.to_string())?.0
+        read_degenerate(&body)
+            .context("GetCACert's certificates")?
+            .0
     } else {
         vec![body.to_vec()]
     };
     let parsed: Vec<X509> = certs
         .iter()
-        .map(|c| X509::from_der(c).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()?;
+        .map(|c| X509::from_der(c))
+        .collect::<Result<_, _>>()
+        .context("a certificate from GetCACert")?;
     let ca_index = parsed
         .iter()
         .position(|c| c.issuer_name_hash() == c.subject_name_hash())
@@ -199,7 +203,7 @@ async fn discover(http: &reqwest::Client, url: &str) -> Result<Server, String> {
     let ca = parsed
         .get(ca_index)
         .cloned()
-        .ok_or("GetCACert returned no certificate")?;
+        .context("GetCACert returned no certificate")?;
     // The RA certificate when there is one (it is not a CA); else the CA itself.
     let recipient = parsed
         .iter()
@@ -228,15 +232,15 @@ fn prepare(
     server: &Server,
     challenge: &str,
     n: usize,
-) -> Result<Prepared, String> {
+) -> anyhow::Result<Prepared> {
     let mut id = [0u8; 16];
-    openssl::rand::rand_bytes(&mut id).map_err(|e| e.to_string())?;
+    openssl::rand::rand_bytes(&mut id).context("randomness")?;
     let tid = hex::encode(id);
     let cn = format!("bench-{n}-{}", &tid[..8]);
     let csr = device
         .csr(&cn, Some(challenge), &[])
-        .map_err(|e| e.to_string())?;
-    let nonce = Nonce::random().map_err(|e| e.to_string())?;
+        .context("the device's CSR")?;
+    let nonce = Nonce::random().context("a nonce")?;
     let message = device
         .request(
             MessageType::PkcsReq,
@@ -247,7 +251,7 @@ fn prepare(
             server.cipher,
             server.digest,
         )
-        .map_err(|e| e.to_string())?;
+        .context("the PKCSReq")?;
     Ok(Prepared {
         device: device.clone(),
         message,
@@ -306,13 +310,13 @@ fn check(o: &Outcome, server: &Server) -> Result<Vec<u8>, String> {
 }
 
 /// Run the load and check every answer.
-pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
+pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let url = opts.url.trim_end_matches('/').to_string();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.concurrency.max(1))
         .timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| e.to_string())?;
+        .context("the HTTP client")?;
     let server = Arc::new(discover(&http, &url).await?);
     // Keys before the clock.
     let pool_size = opts.key_pool.max(1);
@@ -323,8 +327,8 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
             .collect::<Result<Vec<_>, _>>()
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .context("the key maker stopped")?
+    .context("a device key")?;
     let devices = Arc::new(devices);
     // Fixed count: every request built before the clock as well.
     let prebuilt: Option<Arc<Vec<std::sync::Mutex<Option<Prepared>>>>> = if opts.duration.is_none()
@@ -343,7 +347,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .context("the request maker stopped")??;
         Some(Arc::new(list))
     } else {
         None
@@ -430,7 +434,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
     }
     let mut outcomes = Vec::new();
     for w in workers {
-        outcomes.extend(w.await.map_err(|e| e.to_string())?);
+        outcomes.extend(w.await.context("a load worker stopped")?);
     }
     let elapsed = start.elapsed();
     let cpu_after = opts.server_pid.and_then(cpu_ticks);
@@ -444,7 +448,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, String> {
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .context("the answer checker stopped")?;
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     let mut latencies = Vec::new();
     let mut serials = HashSet::new();

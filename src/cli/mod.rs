@@ -719,9 +719,7 @@ fn bench(config: &Config, args: BenchArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("runtime")?;
-    let report = rt
-        .block_on(sigil::bench::run(&opts))
-        .map_err(|e| anyhow::anyhow!("bench: {e}"))?;
+    let report = rt.block_on(sigil::bench::run(&opts)).context("bench")?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

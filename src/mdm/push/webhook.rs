@@ -37,18 +37,16 @@ impl Webhook {
 }
 
 /// `v1=<hex HMAC-SHA-256(secret, "<timestamp>.<body>")>`.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> Result<String, String> {
-    let key = openssl::pkey::PKey::hmac(secret).map_err(|e| e.to_string())?;
-    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)
-        .map_err(|e| e.to_string())?;
-    signer
-        .update(format!("{timestamp}.").as_bytes())
-        .and_then(|_| signer.update(body))
-        .map_err(|e| e.to_string())?;
-    Ok(format!(
-        "v1={}",
-        hex::encode(signer.sign_to_vec().map_err(|e| e.to_string())?)
-    ))
+pub fn signature(
+    secret: &[u8],
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, openssl::error::ErrorStack> {
+    let key = openssl::pkey::PKey::hmac(secret)?;
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    signer.update(format!("{timestamp}.").as_bytes())?;
+    signer.update(body)?;
+    Ok(format!("v1={}", hex::encode(signer.sign_to_vec()?)))
 }
 
 #[async_trait]
@@ -91,7 +89,9 @@ impl Delivery for Webhook {
             }
             req = req.header(
                 "X-Sigil-Signature",
-                signature(secret.as_bytes(), at, &body).map_err(PushError::Webhook)?,
+                signature(secret.as_bytes(), at, &body).map_err(|e| {
+                    PushError::Unavailable(crate::reason::Reason::context("signing the event", e))
+                })?,
             );
         }
         // What is kept (the push's message, the audit log, the registrant's page) names
