@@ -60,10 +60,12 @@ pub(crate) fn new_token(s: &ScepServer, role: &str, name: &str) -> (String, Stri
     }
 }
 
-/// A token made by the admin from a request body; one that grants power is approved by the
+/// A token asked for by an admin (made on the host: the break-glass token asks for no token a
+/// second person approves) from a request body; one that grants power is approved by the
 /// second admin.
 pub(crate) fn new_token_with(s: &ScepServer, body: Value) -> (String, String) {
-    let r = call(s, "POST", "/api/v1/tokens", Some(&s.admin), Some(body));
+    let (asker, _) = s.host_token("admin", "asking admin");
+    let r = call(s, "POST", "/api/v1/tokens", Some(&asker), Some(body));
     assert_eq!(r.status(), 201);
     let v: Value = r.json().unwrap();
     if v["awaiting_approval"] == true {
@@ -576,6 +578,34 @@ fn bad_input_is_refused_and_writes_nothing() {
         call(&s, "GET", "/api/v1/nothing", Some(&s.admin), None).status(),
         404
     );
+    // A NUL character in the address or in a JSON string: 400 with why (PostgreSQL refuses
+    // it, which would otherwise read as the store being down: a 503 asking for a retry).
+    for path in [
+        "/api/v1/certificates/%00",
+        "/api/v1/certificates?subject=a%00b",
+        "/api/v1/registrations/reg_%00",
+    ] {
+        let r = call(&s, "GET", path, Some(&s.admin), None);
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(
+            r.json::<Value>().unwrap()["error"],
+            "nul_character",
+            "{path}"
+        );
+    }
+    let r = raw(r#"{"role": "auditor", "name": "a\u0000b"}"#);
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["error"], "nul_character");
+    let r = s
+        .http
+        .get(format!(
+            "{}/scep/default?operation=GetCACert&message=%00",
+            s.base
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("NUL character"));
     let tokens_after = call(&s, "GET", "/api/v1/tokens", Some(&s.admin), None)
         .json::<Value>()
         .unwrap()

@@ -164,7 +164,7 @@ pub(crate) fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Resu
 fn the_api_answers_what_its_document_says() {
     let s = ScepServer::start();
     let doc = document(&s);
-    let admin = s.admin.clone();
+    let (admin, _) = s.host_token("admin", "schema-admin");
     let (officer, _) = new_token(&s, "officer", "schema-officer");
     let (auditor, _) = new_token(&s, "auditor", "schema-auditor");
 

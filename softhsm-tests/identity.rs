@@ -350,6 +350,24 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
         Some(json!({"email": "oscar@agency.test", "credential": "derived"})),
     );
     assert_eq!(status, 403);
+    // A NUL character in a console form or a JSON string: refused with why, nothing written
+    // (PostgreSQL refuses it, which would otherwise read as the store being down: a 503).
+    let r = ursula
+        .http
+        .post(format!("{base}/console/me/registrations"))
+        .form(&[("csrf", csrf.as_str()), ("credential", "der\0ived")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("NUL character"));
+    let (status, answer) = ursula.api(
+        "POST",
+        &url,
+        Some(&csrf),
+        Some(json!({"credential": "der\u{0}ived"})),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "nul_character");
     // The registration's actor is Ursula, not a token.
     assert!(s
         .audit_log()
@@ -698,14 +716,66 @@ fn with_grants_from_the_identity_provider_no_token_makes_an_officer() {
             "{why}"
         );
     }
+    let (admin, _) = s.host_token("admin", "host admin");
     let r = s
         .http
         .post(format!("{}/api/v1/tokens", s.base))
-        .bearer_auth(&s.admin)
+        .bearer_auth(&admin)
         .json(&json!({"role": "mdm", "name": "jamf", "profiles": ["default"]}))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
     let made: Value = r.json().unwrap();
     assert_eq!(made["awaiting_approval"], true);
+}
+
+/// The break-glass token is no person: its holder may also sign in as an admin or an officer,
+/// so it starts nothing a second person approves. It asks for no token that waits for a second
+/// admin and makes no user token (whose filings an officer approves), and mints no challenge
+/// whose enrollment an officer approves; an auditor token, and a challenge that enrolls at once,
+/// it still makes.
+#[test]
+fn the_break_glass_token_starts_nothing_a_second_person_approves() {
+    let s = ScepServer::start();
+    let post = |path: &str, body: &Value| {
+        let r = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(&s.admin)
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    for body in [
+        json!({"role": "mdm", "name": "jamf", "profiles": ["*"], "directories": ["*"]}),
+        json!({"role": "user", "name": "victim@agency.gov"}),
+    ] {
+        let (status, why) = post("/api/v1/tokens", &body);
+        assert_eq!(status, 403, "{body}: {why}");
+        assert!(
+            why["message"].as_str().unwrap().contains("break-glass"),
+            "{why}"
+        );
+    }
+    let (status, made) = post(
+        "/api/v1/tokens",
+        &json!({"role": "auditor", "name": "assessor"}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let (status, why) = post(
+        "/api/v1/challenges",
+        &json!({"profile": "approval", "cn": "anything"}),
+    );
+    assert_eq!(status, 403, "{why}");
+    assert!(
+        why["message"]
+            .as_str()
+            .unwrap()
+            .contains("an officer approves"),
+        "{why}"
+    );
+    let (status, minted) = post("/api/v1/challenges", &json!({"profile": "default"}));
+    assert_eq!(status, 201, "{minted}");
 }

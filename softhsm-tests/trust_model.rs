@@ -581,11 +581,12 @@ fn registration_only_profiles_scoped_tokens_and_credential_key_rules() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("issues only through registrations"));
 
     // Integration tokens carry a scope, set at creation, shown and audited.
+    let (asker, _) = s.host_token("admin", "asking admin");
     let r = call(
         &s,
         "POST",
         "/api/v1/tokens",
-        Some(&s.admin),
+        Some(&asker),
         Some(json!({"role": "mdm", "name": "unscoped"})),
     );
     assert_eq!(r.status(), 400, "an mdm token needs a scope");
@@ -593,7 +594,7 @@ fn registration_only_profiles_scoped_tokens_and_credential_key_rules() {
         &s,
         "POST",
         "/api/v1/tokens",
-        Some(&s.admin),
+        Some(&asker),
         Some(json!({"role": "mdm", "name": "x", "profiles": ["derived"]})),
     );
     assert_eq!(

@@ -335,6 +335,14 @@ impl Authority {
                 "the break-glass token cannot make admin or officer tokens: people sign in (docs/identity.md), and `sigil token create` on the host makes the first ones".into(),
             ));
         }
+        // Its holder may be anyone, and could be the second admin who approves the token, or
+        // the officer who approves what a user token files: it makes neither.
+        if caller.break_glass && (role.grants_power() || role == Role::User) {
+            return Err(TokenError::Forbidden(format!(
+                "the break-glass token cannot make {} tokens: it is no person, so no second person could be told from its holder; a person signed in (or `sigil token create` on the host) makes them",
+                role.as_str()
+            )));
+        }
         Ok(access::create_token(
             self.inner.store.as_ref(),
             role,

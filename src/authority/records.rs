@@ -146,6 +146,14 @@ impl Authority {
             .map(|c| &c.scope);
         super::challenge::may_mint(&p.name, p.registration_only, scope)
             .map_err(MintError::NotAllowed)?;
+        // An officer approves what this challenge enrolls: the break-glass token's holder
+        // could be that officer (it is no person, so no second person can be told apart).
+        if p.policy.approval && caller.is_some_and(|c| c.break_glass) {
+            return Err(MintError::NotAllowed(format!(
+                "the break-glass token cannot mint challenges for profile `{}`, whose enrollments an officer approves: it is no person, so its holder could be that officer",
+                p.name
+            )));
+        }
         Ok(super::challenge::create(
             self.inner.store.as_ref(),
             profile,

@@ -14,6 +14,7 @@ pub mod api;
 mod auth;
 mod console;
 mod limits;
+mod nul;
 mod pki;
 pub mod registrations;
 mod scep;
@@ -337,9 +338,23 @@ pub async fn serve(
                     .log_target("sigil::http"),
             )
             .wrap_fn(move |mut req, srv| {
+                use futures_util::future::{ready, Either, FutureExt};
                 crate::telemetry::http_request();
+                let address = req.uri().path_and_query().map_or("", |p| p.as_str());
+                if nul::in_address(address) {
+                    tracing::warn!(path = %req.path(), "refused: a NUL character in the address");
+                    let resp = if req.path().starts_with("/api/") {
+                        nul::refused_json()
+                    } else {
+                        nul::refused_text()
+                    };
+                    return Either::Left(ready(Ok(req.into_response(resp).map_into_right_body())));
+                }
                 limits::time_body(&mut req, body_timeout);
-                actix_web::dev::Service::call(srv, req)
+                Either::Right(
+                    actix_web::dev::Service::call(srv, req)
+                        .map(|r| r.map(actix_web::dev::ServiceResponse::map_into_left_body)),
+                )
             })
             .configure(routes)
     })

@@ -124,8 +124,7 @@ pub(super) async fn get_certificate(
 
 /// The RFC 5280 reason code of a `{"reason": …}` body.
 pub(crate) fn revocation_reason(body: &[u8]) -> Result<i32, HttpResponse> {
-    let r: Revocation = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    let r: Revocation = super::parse_json(body)?;
     crate::pki::parse_revocation_reason(&r.reason).ok_or_else(|| {
         error(
             StatusCode::BAD_REQUEST,

@@ -95,9 +95,9 @@ pub(super) async fn create_challenge(
     let c: NewChallenge = if body.iter().all(u8::is_ascii_whitespace) {
         NewChallenge::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match super::parse_json(&body) {
             Ok(c) => c,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+            Err(resp) => return resp,
         }
     };
     match issue_challenge(&state, &caller, c).await {

@@ -388,6 +388,10 @@ pub(super) fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result
 
 /// Parse a JSON body (read after authentication).
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    if super::nul::in_json(body) {
+        tracing::warn!("refused: a NUL character in a JSON body");
+        return Err(super::nul::refused_json());
+    }
     serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }

@@ -89,9 +89,9 @@ pub(super) async fn create_token(
 ) -> HttpResponse {
     // Authenticate before reading the body: an anonymous caller learns nothing about it.
     let caller = guard!(req, state, "POST", "/api/v1/tokens");
-    let body: NewToken = match serde_json::from_slice(&body) {
+    let body: NewToken = match super::parse_json(&body) {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+        Err(resp) => return resp,
     };
     match make_token(&state, &caller, body).await {
         Ok((secret, rec)) => HttpResponse::Created()

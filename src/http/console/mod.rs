@@ -289,6 +289,19 @@ impl Visit {
                 ));
             }
         };
+        if fields
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            tracing::warn!(actor = %visit.caller.actor, "refused: a NUL character in a console form");
+            return Err(message(
+                StatusCode::BAD_REQUEST,
+                Some(&visit),
+                "The form holds a character Sigil does not accept",
+                "Nothing was done: a field held a NUL character (%00). Go back, correct it and try again.",
+                "/console/",
+            ));
+        }
         let mut form = Form::new();
         for (k, v) in fields {
             if form.insert(k.clone(), v).is_some() {
