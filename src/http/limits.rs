@@ -2,7 +2,8 @@
 //! head must arrive within `server.header_timeout_secs` (actix's client request timeout) and
 //! the body within `server.body_timeout_secs` of the head; bodies are capped per route (SCEP
 //! `scep.max_message_bytes`, the API 64 KiB). A body that is too slow ends the request with
-//! 408 and a reason.
+//! 400 (how actix answers a body that failed to arrive) and the reason, "the request body did
+//! not arrive within N s".
 
 use std::future::Future;
 use std::pin::Pin;
