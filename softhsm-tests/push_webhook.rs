@@ -1,7 +1,8 @@
 //! Delivery through a signed webhook, end to end with a real SCEP client: the payload the
 //! device enrolls with, retries with a fresh challenge each, the HMAC signature as a receiver
-//! checks it, the renewal push, a renewal over SCEP that the registration follows, and the
-//! withdrawal when the certificate is revoked.
+//! checks it, the renewal push and the challenge it carries for an Apple device's new key, a
+//! renewal over SCEP that the registration follows, and the withdrawal when the certificate is
+//! revoked.
 
 use std::process::Command;
 use std::time::Duration;
@@ -65,10 +66,9 @@ fn receiver_signature(secret: &str, timestamp: &str, body: &str) -> String {
     format!("v1={}", text.split_whitespace().next().unwrap())
 }
 
-#[test]
-fn a_signed_webhook_delivers_the_payload_the_device_enrolls_with_then_renewal_and_revocation() {
-    crate::common::ensure_tool("scepclient", "scep");
-    let hook = fake_push::webhook(1);
+/// A server whose `laptop` credential (an inventory file holding Alice's Mac `mac-7`) pushes
+/// to the webhook `hook`, every certificate inside the renewal window from its first day.
+fn webhook_server(hook: &crate::fake_mdm::FakeMdm) -> (ScepServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("devices.json");
     std::fs::write(
@@ -105,6 +105,14 @@ renew_within_days = 3650
         hook = hook.url,
         secret = secret.display(),
     ));
+    (s, dir)
+}
+
+#[test]
+fn a_signed_webhook_delivers_the_payload_the_device_enrolls_with_then_renewal_and_revocation() {
+    crate::common::ensure_tool("scepclient", "scep");
+    let hook = fake_push::webhook(1);
+    let (s, _dir) = webhook_server(&hook);
     let d = desk(&s);
     let id = approve(&s, &d, "laptop", "mac-7");
     // The receiver was restarting at first (503): retried, then delivered.
@@ -172,9 +180,12 @@ renew_within_days = 3650
         serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap();
     assert_eq!(renew["event"], "renew");
     assert_eq!(renew["target"]["serial"], serial.as_str());
-    assert!(
-        renew["target"]["scep_payload"].is_null(),
-        "no challenge on a renewal"
+    // It carries the challenge that renews the certificate (an Apple device enrolls again,
+    // with a new key, when its MDM installs the profile again; see the test below), so each
+    // attempt is new content with its own key.
+    assert_eq!(
+        renew["target"]["scep_payload"]["subject"],
+        "CN=alice C02X7,O=Agency,C=US"
     );
     assert_eq!(
         hook.seen("/sigil-events")
@@ -182,8 +193,11 @@ renew_within_days = 3650
             .unwrap()
             .header("idempotency-key")
             .unwrap(),
-        renew["target"]["push"].as_str().unwrap(),
-        "without a challenge, every retry is the same content and the same key"
+        format!(
+            "{}.{}",
+            renew["target"]["push"].as_str().unwrap(),
+            renew["target"]["attempt"]
+        ),
     );
     std::thread::sleep(Duration::from_millis(2500));
     let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
@@ -363,4 +377,89 @@ subject = "CN={{user}} {{serial_number}},O=Agency,C=US"
             .all(|e| e["target"]["registration"] == json!(waiting)),
         "{events:?}"
     );
+}
+
+/// An Apple device does not renew over SCEP by itself: its MDM installs the profile again, and
+/// the device enrolls with a new key. The renewal push carries a challenge for that: the new
+/// certificate renews the one the registration holds (which is revoked as superseded), and the
+/// registration follows it. An integration collects such a challenge itself while the
+/// certificate is in its window, and never once it is revoked.
+#[test]
+fn an_apple_device_renews_with_the_challenge_its_renewal_push_carries() {
+    crate::common::ensure_tool("scepclient", "scep");
+    let hook = fake_push::webhook(0);
+    let (s, _dir) = webhook_server(&hook);
+    let d = desk(&s);
+    let id = approve(&s, &d, "laptop", "mac-7");
+    let last_event = || -> Value {
+        serde_json::from_str(&hook.seen("/sigil-events").last().unwrap().body).unwrap()
+    };
+    pushes_until(&s, &d.filer, &id, "delivery", |p| {
+        state_of(p, "deliver") == Some("delivered")
+    });
+    enroll(&s, &last_event()["target"]["scep_payload"], "mac");
+    let first = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer)["serial"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pushes_until(&s, &d.filer, &id, "renewal push", |p| {
+        state_of(p, "renew") == Some("delivered")
+    });
+    let renew = last_event();
+    assert_eq!(renew["event"], "renew");
+    assert_eq!(renew["target"]["serial"], first.as_str());
+    // The device enrolls again, a new key, with the challenge the renewal carried.
+    enroll(&s, &renew["target"]["scep_payload"], "mac-again");
+    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
+    assert_eq!(reg["state"], "issued", "{reg}");
+    let second = reg["serial"].as_str().unwrap().to_string();
+    assert_ne!(
+        second, first,
+        "the registration follows the new certificate"
+    );
+    let old = get(&s, &format!("/api/v1/certificates/{first}"), &d.filer);
+    assert_eq!(old["status"], "revoked", "superseded: {old}");
+    let new = get(&s, &format!("/api/v1/certificates/{second}"), &d.filer);
+    assert_eq!(new["subject"], "CN=alice C02X7, O=Agency, C=US", "{new}");
+    let (auditor, _) = new_token(&s, "auditor", "renewal-assessor");
+    let log = get(&s, "/api/v1/audit", &auditor);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "registration_renewed"
+                && r["details"].to_string().contains(&first)),
+        "{log}"
+    );
+    // An integration scoped to the directory collects a renewal challenge itself.
+    let (mdm, _) = crate::api::new_token_with(
+        &s,
+        json!({"role": "mdm", "name": "renewals", "profiles": [], "directories": ["inventory"]}),
+    );
+    let collect = || {
+        crate::api::call(
+            &s,
+            "GET",
+            &format!("/api/v1/registrations/{id}/scep-payload"),
+            Some(&mdm),
+            None,
+        )
+    };
+    let r = collect();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().unwrap()["challenge"].is_string());
+    // Revoked, it renews nothing.
+    let (st, v) = post(
+        &s,
+        &format!("/api/v1/registrations/{id}/revoke"),
+        &d.filer,
+        json!({"reason": "affiliationChanged"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let r = collect();
+    assert_eq!(r.status(), 409);
+    assert!(r.json::<Value>().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"),);
 }

@@ -439,6 +439,17 @@ impl Authority {
             tx.renews = signer_serial.clone();
         }
         let bindings = one_time.as_ref().map(|o| o.bindings.clone());
+        // A registration's challenge for a registration already issued renews the certificate
+        // it holds (the device enrolls again with a new key, as an Apple device does when its
+        // MDM installs the profile again): recorded as that certificate's renewal, so the
+        // registration follows the new one and `revoke_superseded` applies.
+        if let Some(reg) = bindings.as_ref().and_then(|b| b.registration.as_deref()) {
+            if let Some(r) = store.registration(reg).await.map_err(store_err)? {
+                if r.state == crate::store::RegistrationState::Issued {
+                    tx.renews = r.serial;
+                }
+            }
+        }
         let identity = bindings
             .as_ref()
             .and_then(|b| b.identity(&profile.cert, &csr));

@@ -492,10 +492,14 @@ impl Authority {
                 .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?,
             None => None,
         };
-        let scep_payload = if p.action == PushAction::Deliver
-            && channel.delivery.carries_payload()
-            && r.state == RegistrationState::Approved
-        {
+        // A deliver carries the challenge the device enrolls with; a renewal, for an issued
+        // registration, the challenge that renews the certificate it holds.
+        let scep_payload = if channel.delivery.carries_payload()
+            && matches!(
+                (p.action, r.state),
+                (PushAction::Deliver, RegistrationState::Approved)
+                    | (PushAction::Renew, RegistrationState::Issued)
+            ) {
             let payload = self
                 .payload_for(&r, ACTOR, "")
                 .await

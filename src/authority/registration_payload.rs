@@ -1,6 +1,6 @@
 //! A registration's SCEP payload: what the MDM collects for an approved registration's device
 //! (the profile's SCEP URL, a fresh one-time challenge bound to the device and the person, the
-//! CA chain), and who may collect it.
+//! CA chain), or for an issued one's renewal inside its window, and who may collect it.
 
 use super::access::{Caller, Role};
 use super::challenge::{mint, Bindings};
@@ -39,7 +39,10 @@ impl Authority {
             "integration token collects a registration's payload: its challenge enrolls as the registered person",
         )?;
         let r = self.stored_registration(id).await?;
-        Self::expect(&r, RegistrationState::Approved)?;
+        // Issued: a renewal challenge, checked when it is minted (`payload_for`).
+        if r.state != RegistrationState::Issued {
+            Self::expect(&r, RegistrationState::Approved)?;
+        }
         let directory = &self.credential(&r.credential)?.directory;
         // An integration collects only the payloads of the directories it serves (collecting
         // one also voids the device's current challenge).
@@ -57,13 +60,18 @@ impl Authority {
     }
 
     /// The SCEP payload of approved registration `r`, with a fresh one-time challenge minted
-    /// by `actor` (the previous one is voided): for the MDM that collects it, or a push.
+    /// by `actor` (the previous one is voided): for the MDM that collects it, or a push. For
+    /// an issued registration inside its renewal window, the challenge renews the certificate
+    /// it holds (see [`Authority::renewal_open`]).
     pub(crate) async fn payload_for(
         &self,
         r: &RegistrationRecord,
         actor: &str,
         base_url: &str,
     ) -> Result<ScepPayload, RegistrationError> {
+        if r.state == RegistrationState::Issued {
+            self.renewal_open(r).await?;
+        }
         let cred = self.credential(&r.credential)?.clone();
         let (Some(subject), Some(device_id)) = (r.subject.clone(), r.device_id.clone()) else {
             return Err(RegistrationError::WrongState(
@@ -128,5 +136,92 @@ impl Authority {
             ca_chain_pem: self.inner.ca_chain.iter().map(|c| pem(c)).collect(),
             ca_fingerprint_sha256: hex::encode(sha2::Sha256::digest(&self.inner.ca_cert)),
         })
+    }
+
+    /// An issued registration takes a renewal challenge while the certificate it holds is not
+    /// revoked, has not ended, and ends within the renewal window: the profile's `renewal_days`, or the
+    /// credential's `push.renew_within_days` when that is longer (a renewal push carries one).
+    /// An Apple device does not renew over SCEP by itself: its MDM installs the profile again,
+    /// and the device enrolls with a new key and this challenge.
+    pub(crate) async fn renewal_open(
+        &self,
+        r: &RegistrationRecord,
+    ) -> Result<(), RegistrationError> {
+        let cred = self.credential(&r.credential)?;
+        let profile = self
+            .profile(Some(&cred.profile))
+            .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        let pushed = self
+            .inner
+            .channels
+            .get(&r.credential)
+            .map_or(0, |c| c.settings.renew_within_days);
+        let days = profile.policy.renewal_days.max(pushed);
+        let Some(serial) = r.serial.as_deref() else {
+            return Err(RegistrationError::WrongState(
+                "the registration holds no certificate".into(),
+            ));
+        };
+        let cert = self
+            .inner
+            .store
+            .certificate(serial)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                RegistrationError::WrongState(format!("its certificate {serial} is not recorded"))
+            })?;
+        renewable(cert.status, cert.not_after, days, crate::store::now())
+            .map_err(RegistrationError::WrongState)
+    }
+}
+
+/// Whether a certificate in `status` ending at `not_after` may be renewed at `at`, with a
+/// window of `days`; why not, in words.
+fn renewable(
+    status: crate::store::CertStatus,
+    not_after: i64,
+    days: u32,
+    at: i64,
+) -> Result<(), String> {
+    if status == crate::store::CertStatus::Revoked {
+        return Err("the registration's certificate is revoked: it renews nothing".into());
+    }
+    // As for a RenewalReq: an ended certificate renews nothing (the credential ended; a new
+    // registration, approved again, issues a new one).
+    if at >= not_after {
+        return Err(format!(
+            "the registration's certificate ended at {}: a new registration issues a new one",
+            crate::clock::rfc3339(not_after)
+        ));
+    }
+    let opens = not_after.saturating_sub(i64::from(days) * 86_400);
+    if at < opens {
+        return Err(format!(
+            "the registration's certificate renews from {} ({days} days before it ends)",
+            crate::clock::rfc3339(opens)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renewable;
+    use crate::store::CertStatus;
+
+    #[test]
+    fn a_renewal_challenge_waits_for_the_window_and_never_follows_a_revocation() {
+        let end = 100 * 86_400;
+        assert!(renewable(CertStatus::Valid, end, 30, end - 30 * 86_400).is_ok());
+        assert!(renewable(CertStatus::Valid, end, 30, end - 1).is_ok());
+        let ended = renewable(CertStatus::Valid, end, 30, end).unwrap_err();
+        assert!(ended.contains("a new registration"), "{ended}");
+        let early = renewable(CertStatus::Valid, end, 30, end - 30 * 86_400 - 1).unwrap_err();
+        assert!(early.contains("30 days before it ends"), "{early}");
+        assert!(renewable(CertStatus::Revoked, end, 30, end).is_err());
+        assert!(renewable(CertStatus::Valid, end, 0, end - 1).is_err());
+        // A window wider than the clock saturates instead of wrapping.
+        assert!(renewable(CertStatus::Valid, i64::MIN + 1, u32::MAX, i64::MIN).is_ok());
     }
 }

@@ -297,12 +297,13 @@ pub(crate) fn request_base(req: &HttpRequest, state: &AppState) -> String {
 ///
 /// SCEP settings for the approved device, with a fresh one-time challenge bound to the device
 /// and identity (an `mdm` token: of the directories in its scope). Each call replaces the
-/// challenge.
+/// challenge. For an issued registration inside its renewal window, the challenge renews the
+/// certificate it holds (the device enrolls with a new key; the registration follows).
 #[utoipa::path(get, path = "/registrations/{id}/scep-payload", tag = "registrations",
     params(("id" = String, Path, description = "The registration's id")),
     responses((status = 200, description = "The payload", body = ScepPayload),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not approved", body = ApiError),
+              (status = 409, description = "Not approved, or issued and outside its renewal window", body = ApiError),
               (status = 422, description = "The credential or its profile is no longer configured", body = ApiError)))]
 pub(super) async fn scep_payload(
     req: HttpRequest,

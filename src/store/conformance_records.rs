@@ -136,6 +136,45 @@ pub(super) async fn registrations(s: Arc<dyn Store>) {
     let got = s.registration("reg_1").await.unwrap().unwrap();
     assert_eq!(got.state, RegistrationState::Issued);
     assert_eq!(got.serial.as_deref(), Some("ab03"));
+    // An issued registration takes a renewal challenge: used without renewing the
+    // certificate it holds it issues nothing; used as that renewal it moves the registration.
+    assert!(s
+        .registration_challenge("reg_1", &challenge("regch3", now() + 600), "token:m")
+        .await
+        .unwrap());
+    spent(
+        issue(
+            s.as_ref(),
+            &tx_issuing("reg-t4", "kr3"),
+            &cert("ab04", "reg-t4", "CN=alice", now() + 86400),
+            Some("regch3"),
+        )
+        .await,
+    );
+    assert!(s
+        .registration_challenge("reg_1", &challenge("regch4", now() + 600), "token:m")
+        .await
+        .unwrap());
+    let mut by_challenge = tx_issuing("reg-t5", "kr4");
+    by_challenge.renews = Some("ab03".into());
+    issue(
+        s.as_ref(),
+        &by_challenge,
+        &cert("ab05", "reg-t5", "CN=alice", now() + 3 * 86400),
+        Some("regch4"),
+    )
+    .await
+    .unwrap();
+    let got = s.registration("reg_1").await.unwrap().unwrap();
+    assert_eq!(got.state, RegistrationState::Issued);
+    assert_eq!(got.serial.as_deref(), Some("ab05"));
+    assert!(s
+        .challenge("regch4")
+        .await
+        .unwrap()
+        .unwrap()
+        .used_at
+        .is_some());
     // Listing by person.
     s.insert_registration(
         &registration("reg_2", "bob@agency.gov", now() - 1),

@@ -243,9 +243,10 @@ pub trait RegistrationStore: Send + Sync {
         actor: &str,
         details: &serde_json::Value,
     ) -> Result<bool, StoreError>;
-    /// For an approved registration: store a new one-time challenge, void the previous one,
-    /// and remember the new one's hash, atomically (audited as `scep_payload_collected`).
-    /// False when the registration is not approved.
+    /// For an approved registration (or an issued one, whose challenge then renews the
+    /// certificate it holds): store a new one-time challenge, void the previous one, and
+    /// remember the new one's hash, atomically (audited as `scep_payload_collected`). False
+    /// when the registration is neither.
     async fn registration_challenge(
         &self,
         id: &str,

@@ -148,13 +148,14 @@ pub(super) async fn ddm(
 /// A registration's signed Apple profile
 ///
 /// For an approved registration's device, with its one-time challenge and bound name (an
-/// `mdm` token scoped to the credential's directory); each call mints a new challenge.
+/// `mdm` token scoped to the credential's directory); each call mints a new challenge. For an
+/// issued registration inside its renewal window, the challenge renews its certificate.
 #[utoipa::path(get, path = "/registrations/{id}/mobileconfig", tag = "profiles",
     params(("id" = String, Path, description = "The registration's id")),
     responses((status = 200, description = "The signed profile", content_type = "application/x-apple-aspen-config", body = super::bodies::SignedProfile),
               (status = 403, description = "Not in this token's scope", body = ApiError),
               (status = 404, description = "No such registration", body = ApiError),
-              (status = 409, description = "Not approved", body = ApiError),
+              (status = 409, description = "Not approved, or issued and outside its renewal window", body = ApiError),
               (status = 422, description = "The credential or its profile is no longer configured", body = ApiError)))]
 pub(super) async fn registration_mobileconfig(
     req: HttpRequest,

@@ -459,7 +459,7 @@ async fn issuance_rows(
     }
     let mut audits = vec![issued_audit(job, approved)];
     if let Some(h) = challenge {
-        audits.extend(reg::link_rows(t, h, &cert.serial, &job.actor).await?);
+        audits.extend(reg::link_rows(t, h, &cert.serial, tx.renews.is_some(), &job.actor).await?);
     }
     if let Some(old) = &tx.renews {
         audits.extend(reg::relink_rows(t, old, &cert.serial, &job.actor).await?);

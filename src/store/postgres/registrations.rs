@@ -260,8 +260,8 @@ pub(super) async fn replace_challenge(
     let t = c.transaction().await.map_err(err)?;
     let Some(row) = t
         .query_opt(
-            "SELECT challenge_hash FROM registrations WHERE id = $1 AND state = 'approved' \
-             FOR UPDATE",
+            "SELECT challenge_hash FROM registrations WHERE id = $1 \
+             AND state IN ('approved', 'issued') FOR UPDATE",
             &[&id],
         )
         .await
@@ -310,6 +310,7 @@ pub(super) async fn link_rows(
     t: &Transaction<'_>,
     challenge_hash: &str,
     serial: &str,
+    renewing: bool,
     actor: &str,
 ) -> Result<Option<AuditEntry>, StoreError> {
     let Some(row) = t
@@ -323,9 +324,12 @@ pub(super) async fn link_rows(
         return Ok(None);
     };
     let (id, state): (String, String) = (row.get(0), row.get(1));
-    // A registration's challenge issues only while the registration is approved.
-    if state != "approved" {
-        return Err(StoreError::ChallengeSpent);
+    // A registration's challenge issues while the registration is approved, or, issued, as the
+    // renewal of the certificate it holds (`relink_rows` moves it).
+    match (state.as_str(), renewing) {
+        ("approved", _) => {}
+        ("issued", true) => return Ok(None),
+        _ => return Err(StoreError::ChallengeSpent),
     }
     t.execute(
         "UPDATE registrations SET state = 'issued', serial = $1, updated_at = $2 WHERE id = $3",

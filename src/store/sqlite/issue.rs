@@ -215,7 +215,7 @@ fn issuance_rows(t: &Connection, job: &crate::store::Issuance) -> Result<(), Sto
     let (action, details) = job.audit(was_pending);
     append_audit(t, &job.actor, action, &cert.serial, &details)?;
     if let Some(h) = challenge {
-        reg::link(t, h, &cert.serial, &job.actor)?;
+        reg::link(t, h, &cert.serial, tx.renews.is_some(), &job.actor)?;
     }
     if let Some(old) = &tx.renews {
         reg::relink(t, old, &cert.serial, &job.actor)?;

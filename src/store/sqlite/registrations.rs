@@ -262,7 +262,8 @@ pub(super) fn replace_challenge(
     let t = c.transaction().map_err(err)?;
     let old: Option<Option<String>> = t
         .query_row(
-            "SELECT challenge_hash FROM registrations WHERE id = ?1 AND state = 'approved'",
+            "SELECT challenge_hash FROM registrations WHERE id = ?1 \
+             AND state IN ('approved', 'issued')",
             [id],
             |r| r.get(0),
         )
@@ -300,11 +301,14 @@ pub(super) fn replace_challenge(
     Ok(true)
 }
 
-/// Inside `record_issued`: the registration whose challenge was just consumed becomes issued.
+/// Inside `record_issued`: the registration whose challenge was just consumed becomes issued;
+/// an issued one's renewal challenge (`renewing`: the record renews the certificate the
+/// registration holds) leaves it to `relink`.
 pub(super) fn link(
     t: &rusqlite::Connection,
     challenge_hash: &str,
     serial: &str,
+    renewing: bool,
     actor: &str,
 ) -> Result<(), StoreError> {
     let found: Option<(String, String)> = t
@@ -318,9 +322,12 @@ pub(super) fn link(
     let Some((id, state)) = found else {
         return Ok(());
     };
-    // A registration's challenge issues only while the registration is approved.
-    if state != "approved" {
-        return Err(StoreError::ChallengeSpent);
+    // A registration's challenge issues while the registration is approved, or, issued, as the
+    // renewal of the certificate it holds.
+    match (state.as_str(), renewing) {
+        ("approved", _) => {}
+        ("issued", true) => return Ok(()),
+        _ => return Err(StoreError::ChallengeSpent),
     }
     t.execute(
         "UPDATE registrations SET state = 'issued', serial = ?1, updated_at = ?2 WHERE id = ?3",
