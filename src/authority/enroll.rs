@@ -445,8 +445,18 @@ impl Authority {
         // registration follows the new one and `revoke_superseded` applies.
         if let Some(reg) = bindings.as_ref().and_then(|b| b.registration.as_deref()) {
             if let Some(r) = store.registration(reg).await.map_err(store_err)? {
-                if r.state == crate::store::RegistrationState::Issued {
-                    tx.renews = r.serial;
+                if let (crate::store::RegistrationState::Issued, Some(serial)) = (r.state, r.serial)
+                {
+                    let held = store.certificate(&serial).await.map_err(store_err)?;
+                    if let Some(why) = super::rules::challenge_renewal_refusal(
+                        profile,
+                        &serial,
+                        held.as_ref(),
+                        crate::store::now(),
+                    ) {
+                        return Ok(refused(format!("renewal refused: {why}"), authenticated));
+                    }
+                    tx.renews = Some(serial);
                 }
             }
         }

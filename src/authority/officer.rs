@@ -197,11 +197,23 @@ impl Authority {
         by.actor()?;
         let unavailable =
             |e: crate::store::StoreError| RevokeError::Unavailable(Reason::caused_by(e));
-        let serials = self
-            .valid_serials_of(device_id)
-            .await
-            .map_err(unavailable)?;
-        self.revoke_serials(serials, reason, by).await
+        // Listed again after each round: a renewal that committed between the listing and
+        // the revocation issued a certificate not yet listed (a revoked certificate renews no
+        // more, so this settles within a round or two).
+        let (mut tried, mut done): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let mut serials = self
+                .valid_serials_of(device_id)
+                .await
+                .map_err(unavailable)?;
+            serials.retain(|s| !tried.contains(s));
+            if serials.is_empty() {
+                break;
+            }
+            tried.extend(serials.iter().cloned());
+            done.extend(self.revoke_serials(serials, reason, by).await?);
+        }
+        Ok(done)
     }
 
     /// The serials of the valid certificates issued to `device_id` (`directory:id`).

@@ -49,7 +49,7 @@ pub(crate) struct Channel {
 impl Channel {
     /// How long before a certificate ends its renewal is pushed (seconds; 0: this channel's
     /// MDM renews by itself, or renewals are off).
-    fn renewal_window(&self) -> i64 {
+    pub(super) fn renewal_window(&self) -> i64 {
         if self.delivery.renews() {
             i64::from(self.settings.renew_within_days) * 86_400
         } else {
@@ -500,10 +500,13 @@ impl Authority {
                 (PushAction::Deliver, RegistrationState::Approved)
                     | (PushAction::Renew, RegistrationState::Issued)
             ) {
-            let payload = self
-                .payload_for(&r, ACTOR, "")
-                .await
-                .map_err(|e| PushError::Unavailable(Reason::context("the SCEP payload", e)))?;
+            let payload = self.payload_for(&r, ACTOR, "").await.map_err(|e| match e {
+                // Revoked, ended, or no longer in its window: nothing to renew, now or later.
+                super::registration::RegistrationError::WrongState(why) => {
+                    gone(format!("superseded: {why}"))
+                }
+                e => PushError::Unavailable(Reason::context("the SCEP payload", e)),
+            })?;
             serde_json::to_value(payload).ok()
         } else {
             None

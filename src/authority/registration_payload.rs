@@ -139,10 +139,12 @@ impl Authority {
     }
 
     /// An issued registration takes a renewal challenge while the certificate it holds is not
-    /// revoked, has not ended, and ends within the renewal window: the profile's `renewal_days`, or the
-    /// credential's `push.renew_within_days` when that is longer (a renewal push carries one).
-    /// An Apple device does not renew over SCEP by itself: its MDM installs the profile again,
-    /// and the device enrolls with a new key and this challenge.
+    /// revoked, has not ended, and ends within the renewal window: the profile's
+    /// `renewal_days`, or the credential's `push.renew_within_days` when that is longer and its
+    /// MDM is asked to renew (a renewal push carries one). An Apple device does not renew over
+    /// SCEP by itself: its MDM installs the profile again, and the device enrolls with a new
+    /// key and this challenge. The enrollment checks the certificate again
+    /// (`rules::challenge_renewal_refusal`): the challenge may outlive it.
     pub(crate) async fn renewal_open(
         &self,
         r: &RegistrationRecord,
@@ -151,12 +153,16 @@ impl Authority {
         let profile = self
             .profile(Some(&cred.profile))
             .map_err(|e| RegistrationError::Invalid(e.to_string()))?;
+        // The push's window counts only where the MDM is asked to renew (not Intune's).
         let pushed = self
             .inner
             .channels
             .get(&r.credential)
-            .map_or(0, |c| c.settings.renew_within_days);
-        let days = profile.policy.renewal_days.max(pushed);
+            .map_or(0, |c| c.renewal_window() / 86_400);
+        let days = profile
+            .policy
+            .renewal_days
+            .max(u32::try_from(pushed).unwrap_or(u32::MAX));
         let Some(serial) = r.serial.as_deref() else {
             return Err(RegistrationError::WrongState(
                 "the registration holds no certificate".into(),

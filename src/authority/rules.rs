@@ -99,6 +99,45 @@ impl Authority {
     }
 }
 
+/// Why the certificate an issued registration holds (`rec`, if recorded) does not renew under
+/// `profile` at `now` through the registration's renewal challenge, or `None` when it does:
+/// recorded, from this profile, not revoked, not renewed already, and not ended (the challenge
+/// may outlive the certificate: checked when it is used, not only when it is minted).
+pub(crate) fn challenge_renewal_refusal(
+    profile: &Profile,
+    serial: &str,
+    rec: Option<&CertificateRecord>,
+    now: i64,
+) -> Option<String> {
+    let Some(rec) = rec else {
+        return Some(format!(
+            "the registration's certificate {serial} is not recorded"
+        ));
+    };
+    if rec.status == crate::store::CertStatus::Revoked {
+        return Some(format!(
+            "the registration's certificate {serial} is revoked: it renews nothing"
+        ));
+    }
+    if let Some(next) = &rec.renewed_by {
+        return Some(format!(
+            "the registration's certificate {serial} was already renewed (by {next})"
+        ));
+    }
+    if rec.profile != profile.name {
+        return Some(format!(
+            "the registration's certificate {serial} is from profile `{}`, not `{}`",
+            rec.profile, profile.name
+        ));
+    }
+    if now >= rec.not_after {
+        return Some(format!(
+            "the registration's certificate {serial} has ended: a new registration issues a new one"
+        ));
+    }
+    None
+}
+
 /// Why `rec` (the record of the certificate that signed the request) does not renew under
 /// `profile` at `now`, or `None` when it does: from this profile, not revoked (nor on hold),
 /// not renewed already, valid now and in its renewal window, and the CSR keeps its subject and

@@ -658,3 +658,38 @@ fn when_a_challenge_breaks_several_rules_the_first_decides_the_refusal() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_renewal_challenge_renews_only_a_recorded_live_certificate_of_its_profile() {
+    let p = profile("derived");
+    let live = CertificateRecord {
+        not_after: 1_000,
+        ..record(Vec::new(), "derived")
+    };
+    let check =
+        |rec: Option<&CertificateRecord>, now: i64| challenge_renewal_refusal(&p, "5e", rec, now);
+    assert_eq!(check(Some(&live), 999), None);
+    // The challenge outlived the certificate: checked when it is used.
+    let why = check(Some(&live), 1_000).unwrap();
+    assert!(why.contains("has ended"), "{why}");
+    assert!(check(None, 0).unwrap().contains("not recorded"));
+    let revoked = CertificateRecord {
+        status: CertStatus::Revoked,
+        ..live.clone()
+    };
+    assert!(check(Some(&revoked), 0).unwrap().contains("revoked"));
+    let renewed = CertificateRecord {
+        renewed_by: Some("77".into()),
+        ..live.clone()
+    };
+    assert!(check(Some(&renewed), 0)
+        .unwrap()
+        .contains("already renewed (by 77)"));
+    let elsewhere = CertificateRecord {
+        profile: "wifi".into(),
+        ..live
+    };
+    assert!(check(Some(&elsewhere), 0)
+        .unwrap()
+        .contains("from profile `wifi`"));
+}
