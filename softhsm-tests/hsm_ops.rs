@@ -58,6 +58,7 @@ fn raw_private_attribute(label: &str, attr: AttributeType) -> Result<Vec<Attribu
 
 #[test]
 fn generated_keys_are_sensitive_and_never_extractable() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm();
     for (spec, label) in [
         (KeySpec::Rsa(2048), "prot-rsa2048"),
@@ -98,6 +99,7 @@ fn generated_keys_are_sensitive_and_never_extractable() {
 
 #[test]
 fn generating_over_an_existing_label_is_refused() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm();
     generate(hsm, KeySpec::EcP256, "dup-key");
     let err = hsm
@@ -132,6 +134,7 @@ fn verify(pkey: &PKey<Public>, alg: SignAlg, data: &[u8], sig: &[u8]) -> bool {
 
 #[test]
 fn signatures_verify_with_openssl() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm();
     let rsa = generate(hsm, KeySpec::Rsa(2048), "sig-rsa");
     let p256 = generate(hsm, KeySpec::EcP256, "sig-p256");
@@ -165,6 +168,7 @@ fn signatures_verify_with_openssl() {
 
 #[test]
 fn decrypts_what_openssl_encrypted_to_the_public_key() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm();
     let pkey = generate(hsm, KeySpec::Rsa(2048), "dec-rsa");
     let rsa = pkey.rsa().unwrap();
@@ -192,6 +196,7 @@ fn decrypts_what_openssl_encrypted_to_the_public_key() {
 
 #[test]
 fn missing_keys_are_named() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm();
     let err = hsm
         .sign_blocking(&hsm.uri("no-such-key"), SignAlg::EcdsaSha256, b"x")
@@ -226,6 +231,7 @@ fn close_all_sessions_underneath(slot: u64) {
 
 #[test]
 fn survives_all_sessions_being_closed_underneath() {
+    let _alone = crate::common::shared_slot_alone();
     let hsm = shared_hsm();
     generate(hsm, KeySpec::EcP256, "recover-p256");
     let uri = hsm.uri("recover-p256");
@@ -250,6 +256,7 @@ fn survives_all_sessions_being_closed_underneath() {
 
 #[test]
 fn many_concurrent_operations_from_tokio_tasks() {
+    let _slot = crate::common::shared_slot();
     let hsm = shared_hsm().clone();
     generate(&hsm, KeySpec::EcP256, "conc-p256");
     let pkey = generate(&hsm, KeySpec::Rsa(2048), "conc-rsa");

@@ -416,6 +416,7 @@ fn ocsp_by_get_with_nonces_caching_and_bad_requests() {
 #[test]
 fn validity_jitter_spreads_not_after_over_the_configured_range() {
     use sigil::hsm::{KeySpec, KeyUsage};
+    let _slot = crate::common::shared_slot();
     let hsm = crate::common::shared_hsm();
     let label = "jitter-ca";
     let _ = hsm.destroy_blocking(label);

@@ -47,6 +47,21 @@ fn make_token(dir: &Path, label: &str) {
 }
 
 /// The token shared by the in-process tests, logged in.
+/// Held (read) by every test using [`shared_hsm`], and taken alone (write) by the test that
+/// closes every session of the slot underneath: that resets the token's login for everyone on
+/// the slot, and a key generated meanwhile on another test's session failed (SoftHSM answered
+/// CKR_TEMPLATE_INCONSISTENT), a flake in about one run in six of `hsm_ops`.
+pub fn shared_slot() -> std::sync::RwLockReadGuard<'static, ()> {
+    SLOT.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The slot of [`shared_hsm`] to this test alone (see [`shared_slot`]).
+pub fn shared_slot_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SLOT.write().unwrap_or_else(|e| e.into_inner())
+}
+
+static SLOT: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 pub fn shared_hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
