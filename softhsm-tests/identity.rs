@@ -69,7 +69,7 @@ sans = ["email:{{email}}"]
 
 /// A server and its identity provider. The provider learns Sigil's callback before either
 /// starts: the server's port is chosen first.
-fn start() -> (ScepServer, Idp, tempfile::TempDir) {
+pub(crate) fn start() -> (ScepServer, Idp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     // The issuer is known before the provider runs (its proxy's port); the callback after
     // the server starts, so the provider is started in the server's configuration hook.
@@ -415,7 +415,7 @@ fn sessions_need_their_csrf_token_and_end_at_sign_out() {
 }
 
 /// A signed-in person's browser and CSRF token.
-fn signed_in(s: &ScepServer, user: &str) -> (Browser, String) {
+pub(crate) fn signed_in(s: &ScepServer, user: &str) -> (Browser, String) {
     let mut b = Browser::new(s, None);
     let page = b.oidc_sign_in(&s.base, user);
     assert_eq!(page.status, 200, "{user}: {}", page.body);

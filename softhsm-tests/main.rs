@@ -27,6 +27,7 @@ mod intune_usage;
 mod lifecycle;
 mod multinode;
 mod multinode_upgrade;
+mod own_tokens;
 mod piv;
 mod profiles;
 mod push;

@@ -308,9 +308,11 @@ impl Authority {
         }
     }
 
-    /// Make a token for `caller`. A token that grants power (admin, officer, integration)
-    /// waits for a second admin; with `identity.grants = idp`, admin, officer and auditor
-    /// tokens are not made at all (those roles come from the identity provider's groups).
+    /// Make a token for `caller`. An admin makes any; a person signed in makes their own, in a
+    /// role they hold (a user token named by their own email). A token that grants power
+    /// (admin, officer, integration) waits for a second admin; with `identity.grants = idp`,
+    /// admin, officer and auditor tokens are not made at all (those roles come from the
+    /// identity provider's groups).
     pub async fn create_token_for(
         &self,
         caller: &Caller,
@@ -320,7 +322,7 @@ impl Authority {
         scope: TokenScope,
     ) -> Result<(String, TokenRecord), TokenError> {
         if !caller.acts_as(Role::Admin) {
-            return Err(TokenError::Forbidden("only an admin makes tokens".into()));
+            own_token(caller, role, name).map_err(TokenError::Forbidden)?;
         }
         if self.inner.people.grants == GrantPolicy::IdentityProvider
             && matches!(role, Role::Admin | Role::Officer | Role::Auditor)
@@ -413,5 +415,75 @@ fn session_caller(person: &Person, roles: &[Role]) -> Caller {
         scope: TokenScope::default(),
         token_id: None,
         break_glass: false,
+    }
+}
+
+/// May `caller`, not acting as an admin, make a token of `role` named `name` for themselves?
+/// Only a person signed in (a token makes no token), only in a role they hold, and a user
+/// token only in their own email's name (a user token acts for the email it is named after).
+/// Why not, in words.
+fn own_token(caller: &Caller, role: Role, name: &str) -> Result<(), String> {
+    if caller.token_id.is_some() || caller.break_glass {
+        return Err(
+            "only an admin makes tokens with a token; a person signed in makes their own".into(),
+        );
+    }
+    if !caller.holds(role) || matches!(role, Role::Admin | Role::Mdm) {
+        return Err(format!(
+            "you make tokens only for yourself, in a role you hold ({}); an admin makes {} tokens",
+            caller
+                .roles
+                .iter()
+                .filter(|r| !matches!(r, Role::Admin | Role::Mdm))
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            role.as_str()
+        ));
+    }
+    if role == Role::User && !caller.person.has_email(name) {
+        return Err(format!(
+            "a user token acts for the email it is named after: name it by your own email ({})",
+            caller.person.email.as_deref().unwrap_or("none known")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_token;
+    use crate::authority::access::{Caller, Role};
+
+    /// A person signed in (no token) holding `roles`, with this email.
+    fn person(roles: &[Role], email: &str) -> Caller {
+        let mut c = Caller::token_for_test(roles[0]);
+        c.roles = roles.to_vec();
+        c.person.email = Some(email.into());
+        c.token_id = None;
+        c
+    }
+
+    #[test]
+    fn a_person_makes_their_own_tokens_only() {
+        let olga = person(&[Role::Officer, Role::User], "olga@agency.gov");
+        assert_eq!(own_token(&olga, Role::Officer, "script"), Ok(()));
+        assert_eq!(own_token(&olga, Role::User, "Olga@Agency.gov"), Ok(()));
+        let why = own_token(&olga, Role::User, "oscar@agency.gov").unwrap_err();
+        assert!(why.contains("olga@agency.gov"), "{why}");
+        for lacks in [Role::Admin, Role::Auditor, Role::Mdm] {
+            let why = own_token(&olga, lacks, "x").unwrap_err();
+            assert!(why.contains("officer, user"), "{why}");
+        }
+        // Holding a role is not enough for an integration token.
+        let odd = person(&[Role::Mdm], "m@agency.gov");
+        assert!(own_token(&odd, Role::Mdm, "x").is_err());
+        // A token makes no token of its own accord, nor does the break-glass one.
+        let mut token = olga.clone();
+        token.token_id = Some("t1".into());
+        assert!(own_token(&token, Role::Officer, "x").is_err());
+        let mut glass = olga;
+        glass.break_glass = true;
+        assert!(own_token(&glass, Role::Officer, "x").is_err());
     }
 }

@@ -124,6 +124,27 @@ impl Authority {
         self.inner.store.revoke_token(id, actor).await
     }
 
+    /// The tokens `caller` may see: every one for an admin, a person's own otherwise.
+    pub async fn tokens_for(&self, caller: &Caller) -> Result<Vec<TokenRecord>, StoreError> {
+        let all = self.inner.store.tokens().await?;
+        Ok(if caller.acts_as(access::Role::Admin) {
+            all
+        } else {
+            all.into_iter()
+                .filter(|t| t.owner.as_deref() == Some(caller.person.id.as_str()))
+                .collect()
+        })
+    }
+
+    /// Revoke a token `caller` may see (an admin: any; a person: their own); false when there
+    /// is no such active token.
+    pub async fn revoke_token_for(&self, caller: &Caller, id: &str) -> Result<bool, StoreError> {
+        if !self.tokens_for(caller).await?.iter().any(|t| t.id == id) {
+            return Ok(false);
+        }
+        self.inner.store.revoke_token(id, &caller.actor()).await
+    }
+
     /// Mint a one-time challenge for `profile` with these bindings, if the profile takes
     /// minted challenges (not a registration-only one) and, when `caller` is an integration
     /// token, its scope names the profile ([`super::challenge::may_mint`], checked here

@@ -23,9 +23,22 @@ use crate::authority::access::{Caller, Role};
 
 /// Method, path pattern, allowed roles: the API's access matrix.
 pub const ROUTES: &[(&str, &str, &[Role])] = &[
-    ("POST", "/api/v1/tokens", &[Role::Admin]),
-    ("GET", "/api/v1/tokens", &[Role::Admin]),
-    ("DELETE", "/api/v1/tokens/{id}", &[Role::Admin]),
+    // An admin: any token; a person signed in: their own (the core checks which).
+    (
+        "POST",
+        "/api/v1/tokens",
+        &[Role::Admin, Role::Officer, Role::Auditor, Role::User],
+    ),
+    (
+        "GET",
+        "/api/v1/tokens",
+        &[Role::Admin, Role::Officer, Role::Auditor, Role::User],
+    ),
+    (
+        "DELETE",
+        "/api/v1/tokens/{id}",
+        &[Role::Admin, Role::Officer, Role::Auditor, Role::User],
+    ),
     ("POST", "/api/v1/tokens/{id}/approve", &[Role::Admin]),
     ("POST", "/api/v1/challenges", &[Role::Mdm, Role::Admin]),
     (

@@ -77,8 +77,10 @@ pub(crate) async fn make_token(
 
 /// Create a token
 ///
-/// An `mdm` token carries its scope (the profiles and directories it serves); a token that
-/// grants power (admin, officer, mdm) works once a second admin approves it.
+/// An admin makes any token; a person signed in makes their own, in a role they hold (a user
+/// token named by their own email). An `mdm` token carries its scope (the profiles and
+/// directories it serves); a token that grants power (admin, officer, mdm) works once a second
+/// admin approves it.
 #[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, description = "The token, with its secret shown this once", body = CreatedToken),
               (status = 400, description = "A bad role, name, expiry or scope", body = ApiError)))]
@@ -146,13 +148,14 @@ pub(super) async fn approve_token(
 
 /// List tokens
 ///
-/// Every token with its owner, scope and last use; never a secret.
+/// Every token (an admin) or the caller's own, with its owner, scope and last use; never a
+/// secret.
 #[utoipa::path(get, path = "/tokens", tag = "tokens",
     responses((status = 200, description = "The tokens", body = Vec<TokenView>)))]
 pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    guard!(req, state, "GET", "/api/v1/tokens");
+    let caller = guard!(req, state, "GET", "/api/v1/tokens");
     let ra = &state.ra;
-    match ra.tokens().await {
+    match ra.tokens_for(&caller).await {
         Ok(tokens) => {
             HttpResponse::Ok().json(tokens.iter().map(TokenView::from).collect::<Vec<_>>())
         }
@@ -162,7 +165,7 @@ pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) ->
 
 /// Revoke a token
 ///
-/// It stops working at once.
+/// It stops working at once. An admin revokes any token; a person their own.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "The token's id")),
     responses((status = 204, description = "Revoked"),
@@ -174,7 +177,7 @@ pub(super) async fn revoke_token(
 ) -> HttpResponse {
     let caller = guard!(req, state, "DELETE", "/api/v1/tokens/{id}");
     let ra = &state.ra;
-    match ra.revoke_token(&id, &caller.actor()).await {
+    match ra.revoke_token_for(&caller, &id).await {
         Ok(true) => {
             tracing::info!(by = %caller.actor, token = %id, "token revoked");
             HttpResponse::NoContent().finish()

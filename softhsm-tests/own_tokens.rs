@@ -1,0 +1,113 @@
+//! People make their own API tokens: a person signed in makes a token in a role they hold,
+//! owned by them (so the two-person rule sees them behind it, not an admin who made it for
+//! them); an officer's waits for an admin. Against the real identity provider of `idp.rs`.
+
+use serde_json::{json, Value};
+
+use crate::identity::{signed_in, start};
+
+#[test]
+fn people_make_their_own_tokens_in_the_roles_they_hold() {
+    let (s, _idp, _dir) = start();
+    let base = s.base.clone();
+    let url = format!("{base}/api/v1/tokens");
+    let (olga, olga_csrf) = signed_in(&s, "olga");
+    // Olga (an officer) makes an officer token for her script: hers, waiting for an admin.
+    let (status, made) = olga.api(
+        "POST",
+        &url,
+        Some(&olga_csrf),
+        Some(json!({"role": "officer", "name": "olga-script"})),
+    );
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["awaiting_approval"], true);
+    assert!(made["owner"].as_str().unwrap().ends_with("#olga"), "{made}");
+    let secret = made["token"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    // Not in a role she lacks, and no integration token.
+    for body in [
+        json!({"role": "admin", "name": "x"}),
+        json!({"role": "auditor", "name": "x"}),
+        json!({"role": "mdm", "name": "x", "profiles": ["*"], "directories": ["*"]}),
+    ] {
+        let (status, why) = olga.api("POST", &url, Some(&olga_csrf), Some(body.clone()));
+        assert_eq!(status, 403, "{body}: {why}");
+    }
+    // Ursula (staff: a user) makes a user token in her own name only: a user token acts for
+    // the email it is named after.
+    let (ursula, ursula_csrf) = signed_in(&s, "ursula");
+    let (status, why) = ursula.api(
+        "POST",
+        &url,
+        Some(&ursula_csrf),
+        Some(json!({"role": "user", "name": "oscar@agency.test"})),
+    );
+    assert_eq!(status, 403, "{why}");
+    assert!(
+        why["message"]
+            .as_str()
+            .unwrap()
+            .contains("ursula@agency.test"),
+        "{why}"
+    );
+    let (status, mine) = ursula.api(
+        "POST",
+        &url,
+        Some(&ursula_csrf),
+        Some(json!({"role": "user", "name": "Ursula@agency.test"})),
+    );
+    assert_eq!(status, 201, "{mine}");
+    assert_eq!(mine["awaiting_approval"], false);
+    let ursula_token = mine["token"].as_str().unwrap().to_string();
+    let ursula_id = mine["id"].as_str().unwrap().to_string();
+    // Each sees only their own.
+    let (status, list) = olga.api("GET", &url, None, None);
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    // A token makes no token: people sign in for that.
+    let r = s
+        .http
+        .post(&url)
+        .bearer_auth(&ursula_token)
+        .json(&json!({"role": "user", "name": "ursula@agency.test"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // An admin approves Olga's; then it works.
+    let (adam, adam_csrf) = signed_in(&s, "adam");
+    let (status, why) = adam.api(
+        "POST",
+        &format!("{url}/{id}/approve"),
+        Some(&adam_csrf),
+        None,
+    );
+    assert_eq!(status, 204, "{why}");
+    let approvals = |token: &str| {
+        s.http
+            .get(format!("{base}/api/v1/approvals"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(approvals(&secret), 200);
+    // Olga revokes her own token, never another's.
+    let (status, _) = olga.api(
+        "DELETE",
+        &format!("{url}/{ursula_id}"),
+        Some(&olga_csrf),
+        None,
+    );
+    assert_eq!(status, 404);
+    let (status, _): (u16, Value) =
+        olga.api("DELETE", &format!("{url}/{id}"), Some(&olga_csrf), None);
+    assert_eq!(status, 204);
+    assert_eq!(approvals(&secret), 401);
+}
