@@ -70,7 +70,8 @@ fn people_make_their_own_tokens_in_the_roles_they_hold() {
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [id.as_str()]);
-    // A token makes no token: people sign in for that.
+    // A token makes, lists and revokes no token (its person is its maker, who may not be the
+    // one holding it): people sign in for that.
     let r = s
         .http
         .post(&url)
@@ -79,6 +80,24 @@ fn people_make_their_own_tokens_in_the_roles_they_hold() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 403);
+    let r = s.http.get(&url).bearer_auth(&ursula_token).send().unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .delete(format!("{url}/{ursula_id}"))
+        .bearer_auth(&ursula_token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A token a person makes for themselves expires: by 90 days at the latest.
+    assert!(mine["expires_at"].is_string(), "{mine}");
+    let (status, why) = ursula.api(
+        "POST",
+        &url,
+        Some(&ursula_csrf),
+        Some(json!({"role": "user", "name": "ursula@agency.test", "expires_in_days": 365})),
+    );
+    assert_eq!(status, 403, "{why}");
     // An admin approves Olga's; then it works.
     let (adam, adam_csrf) = signed_in(&s, "adam");
     let (status, why) = adam.api(

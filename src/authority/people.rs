@@ -321,8 +321,10 @@ impl Authority {
         ttl_secs: Option<i64>,
         scope: TokenScope,
     ) -> Result<(String, TokenRecord), TokenError> {
+        let mut ttl_secs = ttl_secs;
         if !caller.acts_as(Role::Admin) {
             own_token(caller, role, name).map_err(TokenError::Forbidden)?;
+            ttl_secs = Some(own_token_life(ttl_secs).map_err(TokenError::Forbidden)?);
         }
         if self.inner.people.grants == GrantPolicy::IdentityProvider
             && matches!(role, Role::Admin | Role::Officer | Role::Auditor)
@@ -418,6 +420,23 @@ fn session_caller(person: &Person, roles: &[Role]) -> Caller {
     }
 }
 
+/// The longest a token a person makes for themselves lasts: it carries a role the identity
+/// provider gave them, which it does not see taken away.
+const OWN_TOKEN_MAX_DAYS: i64 = 90;
+
+/// The life of a token a person makes for themselves: as asked, at most
+/// [`OWN_TOKEN_MAX_DAYS`], and that when not asked.
+fn own_token_life(ttl_secs: Option<i64>) -> Result<i64, String> {
+    let max = OWN_TOKEN_MAX_DAYS * 86_400;
+    match ttl_secs {
+        None => Ok(max),
+        Some(t) if t <= max => Ok(t),
+        Some(_) => Err(format!(
+            "a token you make for yourself lasts at most {OWN_TOKEN_MAX_DAYS} days (expires_in_days): it carries a role your identity provider may take away"
+        )),
+    }
+}
+
 /// May `caller`, not acting as an admin, make a token of `role` named `name` for themselves?
 /// Only a person signed in (a token makes no token), only in a role they hold, and a user
 /// token only in their own email's name (a user token acts for the email it is named after).
@@ -485,5 +504,16 @@ mod tests {
         let mut glass = olga;
         glass.break_glass = true;
         assert!(own_token(&glass, Role::Officer, "x").is_err());
+    }
+
+    #[test]
+    fn a_persons_own_token_expires_within_ninety_days() {
+        use super::own_token_life;
+        assert_eq!(own_token_life(None), Ok(90 * 86_400));
+        assert_eq!(own_token_life(Some(86_400)), Ok(86_400));
+        assert_eq!(own_token_life(Some(90 * 86_400)), Ok(90 * 86_400));
+        assert!(own_token_life(Some(90 * 86_400 + 1))
+            .unwrap_err()
+            .contains("at most 90 days"));
     }
 }

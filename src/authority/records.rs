@@ -5,6 +5,7 @@
 
 use super::access::{self, Caller};
 use super::challenge::{Bindings, Minted};
+use super::people::TokenError;
 use super::Authority;
 use crate::reason::Reason;
 use crate::store::{
@@ -124,10 +125,18 @@ impl Authority {
         self.inner.store.revoke_token(id, actor).await
     }
 
-    /// The tokens `caller` may see: every one for an admin, a person's own otherwise.
-    pub async fn tokens_for(&self, caller: &Caller) -> Result<Vec<TokenRecord>, StoreError> {
+    /// The tokens `caller` may see: every one for an admin, a person's own (signed in: a
+    /// token's person is its maker, who may not be the one holding it) otherwise.
+    pub async fn tokens_for(&self, caller: &Caller) -> Result<Vec<TokenRecord>, TokenError> {
+        let admin = caller.acts_as(access::Role::Admin);
+        if !admin && (caller.token_id.is_some() || caller.break_glass) {
+            return Err(TokenError::Forbidden(
+                "only an admin's token lists or revokes tokens; a person signed in sees their own"
+                    .into(),
+            ));
+        }
         let all = self.inner.store.tokens().await?;
-        Ok(if caller.acts_as(access::Role::Admin) {
+        Ok(if admin {
             all
         } else {
             all.into_iter()
@@ -136,13 +145,13 @@ impl Authority {
         })
     }
 
-    /// Revoke a token `caller` may see (an admin: any; a person: their own); false when there
-    /// is no such active token.
-    pub async fn revoke_token_for(&self, caller: &Caller, id: &str) -> Result<bool, StoreError> {
+    /// Revoke a token `caller` may see (an admin: any; a person signed in: their own); false
+    /// when there is no such active token.
+    pub async fn revoke_token_for(&self, caller: &Caller, id: &str) -> Result<bool, TokenError> {
         if !self.tokens_for(caller).await?.iter().any(|t| t.id == id) {
             return Ok(false);
         }
-        self.inner.store.revoke_token(id, &caller.actor()).await
+        Ok(self.inner.store.revoke_token(id, &caller.actor()).await?)
     }
 
     /// Mint a one-time challenge for `profile` with these bindings, if the profile takes

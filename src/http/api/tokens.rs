@@ -159,6 +159,7 @@ pub(super) async fn list_tokens(req: HttpRequest, state: web::Data<AppState>) ->
         Ok(tokens) => {
             HttpResponse::Ok().json(tokens.iter().map(TokenView::from).collect::<Vec<_>>())
         }
+        Err(TokenError::Forbidden(why)) => error(StatusCode::FORBIDDEN, "forbidden", why),
         Err(e) => unavailable(e),
     }
 }
@@ -183,6 +184,7 @@ pub(super) async fn revoke_token(
             HttpResponse::NoContent().finish()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such active token"),
+        Err(TokenError::Forbidden(why)) => error(StatusCode::FORBIDDEN, "forbidden", why),
         Err(e) => unavailable(e),
     }
 }
