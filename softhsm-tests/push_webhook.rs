@@ -447,8 +447,10 @@ fn an_apple_device_renews_with_the_challenge_its_renewal_push_carries() {
     };
     let r = collect();
     assert_eq!(r.status(), 200);
-    assert!(r.json::<Value>().unwrap()["challenge"].is_string());
-    // Revoked, it renews nothing.
+    let collected: Value = r.json().unwrap();
+    assert!(collected["challenge"].is_string());
+    // Revoked, it renews nothing: a challenge collected before is refused when used after,
+    // and none is given out any more.
     let (st, v) = post(
         &s,
         &format!("/api/v1/registrations/{id}/revoke"),
@@ -456,6 +458,20 @@ fn an_apple_device_renews_with_the_challenge_its_renewal_push_carries() {
         json!({"reason": "affiliationChanged"}),
     );
     assert_eq!(st, 200, "{v}");
+    let device = s.token.path().join("mac-late");
+    std::fs::create_dir_all(&device).unwrap();
+    let out = Command::new("scepclient")
+        .current_dir(&device)
+        .args(["-server-url", collected["url"].as_str().unwrap()])
+        .args(["-challenge", collected["challenge"].as_str().unwrap()])
+        .args(["-cn", "mac-late", "-ca-fingerprint"])
+        .arg(hex::encode(openssl::sha::sha256(&s.ra)))
+        .args(["-private-key", "device.key", "-certificate", "device.pem"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a revoked credential renewed");
+    let reg = get(&s, &format!("/api/v1/registrations/{id}"), &d.filer);
+    assert_eq!(reg["serial"], second.as_str(), "{reg}");
     let r = collect();
     assert_eq!(r.status(), 409);
     assert!(r.json::<Value>().unwrap()["message"]

@@ -125,6 +125,12 @@ impl Caller {
         self.roles.contains(&role)
     }
 
+    /// A person signed in (a session), not a token: a token's person is its maker, who may not
+    /// be the one holding it.
+    pub fn signed_in(&self) -> bool {
+        self.token_id.is_none() && !self.break_glass
+    }
+
     /// Acts in this role, and holds it (a front end that set the acting role without
     /// checking cannot lend a role the person lacks).
     pub fn acts_as(&self, role: Role) -> bool {

@@ -443,20 +443,12 @@ impl Authority {
         // it holds (the device enrolls again with a new key, as an Apple device does when its
         // MDM installs the profile again): recorded as that certificate's renewal, so the
         // registration follows the new one and `revoke_superseded` applies.
-        if let Some(reg) = bindings.as_ref().and_then(|b| b.registration.as_deref()) {
-            if let Some(r) = store.registration(reg).await.map_err(store_err)? {
-                if let (crate::store::RegistrationState::Issued, Some(serial)) = (r.state, r.serial)
-                {
-                    let held = store.certificate(&serial).await.map_err(store_err)?;
-                    if let Some(why) = super::rules::challenge_renewal_refusal(
-                        profile,
-                        &serial,
-                        held.as_ref(),
-                        crate::store::now(),
-                    ) {
-                        return Ok(refused(format!("renewal refused: {why}"), authenticated));
-                    }
-                    tx.renews = Some(serial);
+        if let Some(b) = &bindings {
+            match self.challenge_renews(profile, b).await? {
+                Ok(Some(serial)) => tx.renews = Some(serial),
+                Ok(None) => {}
+                Err(why) => {
+                    return Ok(refused(format!("renewal refused: {why}"), authenticated));
                 }
             }
         }

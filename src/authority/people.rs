@@ -442,7 +442,7 @@ fn own_token_life(ttl_secs: Option<i64>) -> Result<i64, String> {
 /// token only in their own email's name (a user token acts for the email it is named after).
 /// Why not, in words.
 fn own_token(caller: &Caller, role: Role, name: &str) -> Result<(), String> {
-    if caller.token_id.is_some() || caller.break_glass {
+    if !caller.signed_in() {
         return Err(
             "only an admin makes tokens with a token; a person signed in makes their own".into(),
         );

@@ -129,7 +129,7 @@ impl Authority {
     /// token's person is its maker, who may not be the one holding it) otherwise.
     pub async fn tokens_for(&self, caller: &Caller) -> Result<Vec<TokenRecord>, TokenError> {
         let admin = caller.acts_as(access::Role::Admin);
-        if !admin && (caller.token_id.is_some() || caller.break_glass) {
+        if !admin && !caller.signed_in() {
             return Err(TokenError::Forbidden(
                 "only an admin's token lists or revokes tokens; a person signed in sees their own"
                     .into(),

@@ -173,61 +173,16 @@ impl Authority {
             .store
             .certificate(serial)
             .await
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                RegistrationError::WrongState(format!("its certificate {serial} is not recorded"))
-            })?;
-        renewable(cert.status, cert.not_after, days, crate::store::now())
-            .map_err(RegistrationError::WrongState)
-    }
-}
-
-/// Whether a certificate in `status` ending at `not_after` may be renewed at `at`, with a
-/// window of `days`; why not, in words.
-fn renewable(
-    status: crate::store::CertStatus,
-    not_after: i64,
-    days: u32,
-    at: i64,
-) -> Result<(), String> {
-    if status == crate::store::CertStatus::Revoked {
-        return Err("the registration's certificate is revoked: it renews nothing".into());
-    }
-    // As for a RenewalReq: an ended certificate renews nothing (the credential ended; a new
-    // registration, approved again, issues a new one).
-    if at >= not_after {
-        return Err(format!(
-            "the registration's certificate ended at {}: a new registration issues a new one",
-            crate::clock::rfc3339(not_after)
-        ));
-    }
-    let opens = not_after.saturating_sub(i64::from(days) * 86_400);
-    if at < opens {
-        return Err(format!(
-            "the registration's certificate renews from {} ({days} days before it ends)",
-            crate::clock::rfc3339(opens)
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::renewable;
-    use crate::store::CertStatus;
-
-    #[test]
-    fn a_renewal_challenge_waits_for_the_window_and_never_follows_a_revocation() {
-        let end = 100 * 86_400;
-        assert!(renewable(CertStatus::Valid, end, 30, end - 30 * 86_400).is_ok());
-        assert!(renewable(CertStatus::Valid, end, 30, end - 1).is_ok());
-        let ended = renewable(CertStatus::Valid, end, 30, end).unwrap_err();
-        assert!(ended.contains("a new registration"), "{ended}");
-        let early = renewable(CertStatus::Valid, end, 30, end - 30 * 86_400 - 1).unwrap_err();
-        assert!(early.contains("30 days before it ends"), "{early}");
-        assert!(renewable(CertStatus::Revoked, end, 30, end).is_err());
-        assert!(renewable(CertStatus::Valid, end, 0, end - 1).is_err());
-        // A window wider than the clock saturates instead of wrapping.
-        assert!(renewable(CertStatus::Valid, i64::MIN + 1, u32::MAX, i64::MIN).is_ok());
+            .map_err(unavailable)?;
+        match super::rules::challenge_renewal_refusal(
+            profile,
+            serial,
+            cert.as_ref(),
+            Some(days),
+            crate::store::now(),
+        ) {
+            Some(why) => Err(RegistrationError::WrongState(why)),
+            None => Ok(()),
+        }
     }
 }

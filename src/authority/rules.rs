@@ -70,6 +70,34 @@ impl Authority {
         ))
     }
 
+    /// For a registration's one-time challenge: the certificate it renews when the registration
+    /// is issued already (its renewal challenge), `Ok(None)` for a first enrollment, or why
+    /// that certificate renews nothing ([`challenge_renewal_refusal`]).
+    pub(super) async fn challenge_renews(
+        &self,
+        profile: &Profile,
+        bindings: &crate::authority::challenge::Bindings,
+    ) -> Result<Result<Option<String>, String>, RequestError> {
+        let store = &self.inner.store;
+        let Some(id) = bindings.registration.as_deref() else {
+            return Ok(Ok(None));
+        };
+        let Some(r) = store.registration(id).await.map_err(store_err)? else {
+            return Ok(Ok(None));
+        };
+        let (crate::store::RegistrationState::Issued, Some(serial)) = (r.state, r.serial) else {
+            return Ok(Ok(None));
+        };
+        let held = store.certificate(&serial).await.map_err(store_err)?;
+        let now = crate::store::now();
+        Ok(
+            match challenge_renewal_refusal(profile, &serial, held.as_ref(), None, now) {
+                Some(why) => Err(why),
+                None => Ok(Some(serial)),
+            },
+        )
+    }
+
     /// Check the CSR's challenge: the profile's static one (compared in constant time), or a
     /// one-time challenge from the store whose bindings the CSR meets. `Ok(Some(hash))` means a
     /// one-time challenge to consume with the record; `Err` says why not.
@@ -101,12 +129,14 @@ impl Authority {
 
 /// Why the certificate an issued registration holds (`rec`, if recorded) does not renew under
 /// `profile` at `now` through the registration's renewal challenge, or `None` when it does:
-/// recorded, from this profile, not revoked, not renewed already, and not ended (the challenge
-/// may outlive the certificate: checked when it is used, not only when it is minted).
+/// recorded, from this profile, not revoked, not renewed already, not ended, and, when
+/// `window_days` is given (the challenge is being minted), ending within that many days.
+/// Checked again when the challenge is used: it may outlive the certificate.
 pub(crate) fn challenge_renewal_refusal(
     profile: &Profile,
     serial: &str,
     rec: Option<&CertificateRecord>,
+    window_days: Option<u32>,
     now: i64,
 ) -> Option<String> {
     let Some(rec) = rec else {
@@ -134,6 +164,15 @@ pub(crate) fn challenge_renewal_refusal(
         return Some(format!(
             "the registration's certificate {serial} has ended: a new registration issues a new one"
         ));
+    }
+    if let Some(days) = window_days {
+        let opens = rec.not_after.saturating_sub(i64::from(days) * 86_400);
+        if now < opens {
+            return Some(format!(
+                "the registration's certificate {serial} renews from {} ({days} days before it ends)",
+                crate::clock::rfc3339(opens)
+            ));
+        }
     }
     None
 }

@@ -666,8 +666,9 @@ fn a_renewal_challenge_renews_only_a_recorded_live_certificate_of_its_profile() 
         not_after: 1_000,
         ..record(Vec::new(), "derived")
     };
-    let check =
-        |rec: Option<&CertificateRecord>, now: i64| challenge_renewal_refusal(&p, "5e", rec, now);
+    let check = |rec: Option<&CertificateRecord>, now: i64| {
+        challenge_renewal_refusal(&p, "5e", rec, None, now)
+    };
     assert_eq!(check(Some(&live), 999), None);
     // The challenge outlived the certificate: checked when it is used.
     let why = check(Some(&live), 1_000).unwrap();
@@ -692,4 +693,34 @@ fn a_renewal_challenge_renews_only_a_recorded_live_certificate_of_its_profile() 
     assert!(check(Some(&elsewhere), 0)
         .unwrap()
         .contains("from profile `wifi`"));
+}
+
+#[test]
+fn a_renewal_challenge_is_minted_only_inside_the_window() {
+    let p = profile("derived");
+    let end = 100 * 86_400;
+    let live = CertificateRecord {
+        not_after: end,
+        ..record(Vec::new(), "derived")
+    };
+    let mint =
+        |days: u32, now: i64| challenge_renewal_refusal(&p, "5e", Some(&live), Some(days), now);
+    assert_eq!(mint(30, end - 30 * 86_400), None);
+    assert_eq!(mint(30, end - 1), None);
+    let early = mint(30, end - 30 * 86_400 - 1).unwrap();
+    assert!(early.contains("30 days before it ends"), "{early}");
+    assert!(mint(30, end).unwrap().contains("has ended"));
+    assert!(
+        mint(0, end - 1).is_some(),
+        "no window: no renewal challenge"
+    );
+    // A window wider than the clock saturates instead of wrapping.
+    let ancient = CertificateRecord {
+        not_after: i64::MIN + 1,
+        ..live.clone()
+    };
+    assert_eq!(
+        challenge_renewal_refusal(&p, "5e", Some(&ancient), Some(u32::MAX), i64::MIN),
+        None
+    );
 }
