@@ -264,6 +264,16 @@ impl Idp {
         self.child = child;
     }
 
+    /// Put `user` in these groups only (the directory changed), and restart the provider so
+    /// that its next sign-in says so.
+    pub fn set_groups(&mut self, user: &str, groups: &[&str]) {
+        let path = self.dir.join("users.json");
+        let mut users: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        users[user]["groups"] = json!(groups);
+        std::fs::write(&path, users.to_string()).unwrap();
+        self.restart();
+    }
+
     /// Rotate the signing key: the provider restarts signing with a new key and still
     /// publishes the old one.
     pub fn rotate_keys(&mut self) {

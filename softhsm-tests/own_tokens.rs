@@ -130,3 +130,88 @@ fn people_make_their_own_tokens_in_the_roles_they_hold() {
     assert_eq!(status, 204);
     assert_eq!(approvals(&secret), 401);
 }
+
+/// The identity provider takes a role away: at the person's next sign-in the tokens they made
+/// in it stop working (revoked, on the record, saying why); the role they keep keeps its
+/// token; when every role goes, the refused sign-in takes the rest.
+#[test]
+fn a_token_goes_when_the_identity_provider_takes_its_role_away() {
+    let (s, mut idp, _dir) = start();
+    let base = s.base.clone();
+    let url = format!("{base}/api/v1/tokens");
+    // Oscar (an officer, and staff: a user) makes an officer token and a user token.
+    let (oscar, oscar_csrf) = signed_in(&s, "oscar");
+    let make = |body: Value| {
+        let (status, made) = oscar.api("POST", &url, Some(&oscar_csrf), Some(body));
+        assert_eq!(status, 201, "{made}");
+        (
+            made["id"].as_str().unwrap().to_string(),
+            made["token"].as_str().unwrap().to_string(),
+        )
+    };
+    let (officer_id, officer) = make(json!({"role": "officer", "name": "oscar-script"}));
+    let (user_id, user) = make(json!({"role": "user", "name": "oscar@agency.test"}));
+    let (adam, adam_csrf) = signed_in(&s, "adam");
+    let (status, why) = adam.api(
+        "POST",
+        &format!("{url}/{officer_id}/approve"),
+        Some(&adam_csrf),
+        None,
+    );
+    assert_eq!(status, 204, "{why}");
+    let status = |path: &str, token: &str| {
+        s.http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/api/v1/approvals", &officer), 200);
+    assert_eq!(status("/api/v1/registrations", &user), 200);
+
+    // He leaves the officers' group. His tokens work until the provider says so: at his
+    // next sign-in (as staff, a user) the officer token goes, the user token stays.
+    idp.set_groups("oscar", &["staff"]);
+    let (again, _) = signed_in(&s, "oscar");
+    assert_eq!(again.session(&base).unwrap()["roles"], json!(["user"]));
+    assert_eq!(status("/api/v1/approvals", &officer), 401);
+    assert_eq!(status("/api/v1/registrations", &user), 200);
+    let audit = s
+        .http
+        .get(format!("{base}/api/v1/audit?limit=10000"))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    let withdrawn: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "token_role_withdrawn")
+        .collect();
+    assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
+    assert_eq!(withdrawn[0]["subject"], officer_id.as_str());
+    assert!(withdrawn[0]["actor"].as_str().unwrap().ends_with("#oscar"));
+    let details: Value = serde_json::from_str(withdrawn[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["role"], "officer", "{details}");
+
+    // Then every group: the sign-in is refused, and the user token goes with it.
+    idp.set_groups("oscar", &[]);
+    let mut b = crate::web_client::Browser::new(&s, None);
+    let page = b.oidc_sign_in(&base, "oscar");
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert_eq!(status("/api/v1/registrations", &user), 401);
+    let (_, listed) = adam.api("GET", &url, None, None);
+    for id in [&officer_id, &user_id] {
+        let t = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .unwrap();
+        assert!(t["revoked_at"].is_string(), "{t}");
+    }
+}

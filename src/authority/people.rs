@@ -153,6 +153,7 @@ impl Authority {
                 last_seen: at,
             })
             .await?;
+        self.withdraw_lapsed_tokens(&s.person.id, &s.roles).await?;
         let cookie = random_hex(32)?;
         let csrf = random_hex(24)?;
         let expires_at = at + policy.session_max_secs;
@@ -187,6 +188,52 @@ impl Authority {
                 expires_at,
             },
         ))
+    }
+
+    /// The identity provider has just said which roles a person holds (at a sign-in, or a
+    /// sign-in refused for want of any): the tokens they made in a role they no longer hold,
+    /// and could not make as an admin either, are revoked, each audited with why. A token
+    /// carries the role it was made in and does not see the provider take it away; without
+    /// this it kept the role until it expired. Integration (`mdm`) tokens stay: they serve a
+    /// system, not their maker, and an admin rotates them (`docs/identity.md`). Returns the
+    /// ids revoked.
+    pub async fn withdraw_lapsed_tokens(
+        &self,
+        person: &str,
+        roles: &[Role],
+    ) -> Result<Vec<String>, StoreError> {
+        let lapsed: Vec<TokenRecord> = self
+            .inner
+            .store
+            .tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.revoked_at.is_none() && t.owner.as_deref() == Some(person))
+            .filter(|t| token_role_lapsed(&t.role, roles))
+            .collect();
+        let held: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let mut revoked = Vec::new();
+        for t in lapsed {
+            if !self.inner.store.revoke_token(&t.id, person).await? {
+                continue;
+            }
+            self.inner
+                .store
+                .audit(
+                    person,
+                    "token_role_withdrawn",
+                    &t.id,
+                    &serde_json::json!({
+                        "role": t.role,
+                        "roles_now": held,
+                        "why": "its maker no longer holds the role at the identity provider",
+                    }),
+                )
+                .await?;
+            tracing::info!(token = %t.id, role = %t.role, actor = %person, "token revoked: its maker no longer holds its role");
+            revoked.push(t.id);
+        }
+        Ok(revoked)
     }
 
     /// The live session a cookie names (its idle timer restarts).
@@ -420,6 +467,18 @@ fn session_caller(person: &Person, roles: &[Role]) -> Caller {
     }
 }
 
+/// Has a token of `role` (as stored) outlived what its maker, now holding `roles`, could
+/// make? An admin makes any token; anyone else only in a role they hold. Integration tokens
+/// never lapse this way (see [`Authority::withdraw_lapsed_tokens`]).
+fn token_role_lapsed(role: &str, roles: &[Role]) -> bool {
+    match Role::parse(role) {
+        Some(Role::Mdm) => false,
+        Some(r) => !roles.contains(&Role::Admin) && !roles.contains(&r),
+        // A role this build does not know grants nothing; nothing to withdraw.
+        None => false,
+    }
+}
+
 /// The longest a token a person makes for themselves lasts: it carries a role the identity
 /// provider gave them, which it does not see taken away.
 const OWN_TOKEN_MAX_DAYS: i64 = 90;
@@ -504,6 +563,24 @@ mod tests {
         let mut glass = olga;
         glass.break_glass = true;
         assert!(own_token(&glass, Role::Officer, "x").is_err());
+    }
+
+    #[test]
+    fn a_token_lapses_when_its_maker_no_longer_could_make_it() {
+        use super::token_role_lapsed;
+        let officer_user = [Role::Officer, Role::User];
+        assert!(!token_role_lapsed("officer", &officer_user));
+        assert!(!token_role_lapsed("user", &officer_user));
+        assert!(token_role_lapsed("auditor", &officer_user));
+        assert!(token_role_lapsed("officer", &[Role::User]));
+        assert!(token_role_lapsed("user", &[]));
+        // An admin could make any of them; an integration token serves a system.
+        for role in ["officer", "auditor", "user", "admin"] {
+            assert!(!token_role_lapsed(role, &[Role::Admin]), "{role}");
+        }
+        assert!(token_role_lapsed("admin", &officer_user));
+        assert!(!token_role_lapsed("mdm", &[]));
+        assert!(!token_role_lapsed("nonsense", &[]));
     }
 
     #[test]

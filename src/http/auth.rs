@@ -388,6 +388,10 @@ async fn open_session(
     if roles.is_empty() {
         let e = no_role(&a, map, method == "piv");
         refused(state, ip, method, &a.id, &e.to_string()).await;
+        // The provider says this person holds no role now: the tokens they made go too.
+        if let Err(err) = state.ra.withdraw_lapsed_tokens(&a.id, &[]).await {
+            tracing::warn!(error = %err, actor = %a.id, "could not withdraw the tokens of a person who holds no role now");
+        }
         return refusal_page(&e, again);
     }
     let who = a.email.clone().unwrap_or_else(|| a.name.clone());
