@@ -701,6 +701,45 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.goto(&format!("{base}/console/desk"));
     assert_eq!(b.title(), "Not for your role · Sigil");
     b.check("refused-role");
+    // Her own API token, for a script: a user token named by her email, shown once, hers to
+    // revoke; none in a role she lacks, whatever the form says.
+    b.click("a[href='/console/tokens']");
+    assert!(b.text().contains("no active API token"), "{}", b.text());
+    b.check("my-tokens-empty");
+    b.click("form[action='/console/tokens'] button");
+    assert!(b.text().contains("shown only this once"), "{}", b.text());
+    assert!(b.text().contains("ursula@agency.test"), "{}", b.text());
+    b.check("my-token-made");
+    let secret = b.js("return document.querySelector('#secret').value;");
+    let secret = secret.as_str().unwrap().to_string();
+    let registrations = |token: &str| {
+        s.http
+            .get(format!("{base}/api/v1/registrations"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(registrations(&secret), 200);
+    b.click("a[href='/console/tokens']");
+    assert!(b.text().contains("ursula@agency.test"), "{}", b.text());
+    b.check("my-tokens");
+    for role in ["officer", "admin", "mdm", "nonsense"] {
+        post_with_own_csrf(
+            &b,
+            &base,
+            "/console/tokens",
+            &[("role", role), ("name", "x")],
+        );
+        assert_eq!(b.title(), "Not made · Sigil", "{role}: {}", b.text());
+    }
+    assert!(b.text().contains("Choose a role you hold"), "{}", b.text());
+    b.goto(&format!("{base}/console/tokens"));
+    b.click("form[action$='/revoke'] button");
+    assert!(b.url().ends_with("/console/tokens"), "{}", b.url());
+    assert!(b.text().contains("no active API token"), "{}", b.text());
+    assert_eq!(registrations(&secret), 401);
     // A verification run is for admins and auditors: a user posting the form with her own
     // session's CSRF token is refused, and nothing is recorded.
     let reviews = || {
@@ -827,14 +866,26 @@ fn console_pages_carry_strict_headers_and_refuse_forms_without_a_session() {
     // No sign-in method configured: the page says how to set one.
     assert!(body.contains("[identity.oidc]"), "{body}");
     // A form posted without a session: refused with a page, nothing done.
-    let r = s
-        .http
-        .post(format!("{}/console/me/registrations", s.base))
-        .form(&[("csrf", "x"), ("credential", "derived")])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    assert!(r.text().unwrap().contains("nothing was done"));
+    for (path, form) in [
+        (
+            "/console/me/registrations",
+            [("csrf", "x"), ("credential", "derived")],
+        ),
+        ("/console/tokens", [("csrf", "x"), ("role", "user")]),
+        (
+            "/console/tokens/tok_x/revoke",
+            [("csrf", "x"), ("role", "")],
+        ),
+    ] {
+        let r = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .form(&form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert!(r.text().unwrap().contains("nothing was done"), "{path}");
+    }
     // A page of the console for a person not signed in goes to the sign-in page.
     let r = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{field, message, render, see_other, unavailable, when, Visit};
+use super::{expiry_days, field, message, render, see_other, unavailable, when, Visit};
 use crate::authority::access::Role;
 use crate::authority::audit_runs::AuditRun;
 use crate::authority::{AuditQuery, TokenError};
@@ -131,22 +131,14 @@ pub(super) async fn create_token(
             .map(String::from)
             .collect()
     };
-    let days = field(&form, "expires_in_days");
-    let expires_in_days = if days.is_empty() {
-        None
-    } else {
-        match days.parse::<u32>() {
-            Ok(d) => Some(d),
-            Err(_) => {
-                return message(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(&visit),
-                    "Not accepted",
-                    "Expiry: a whole number of days.",
-                    "/console/admin",
-                )
-            }
-        }
+    let Ok(expires_in_days) = expiry_days(&form) else {
+        return message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&visit),
+            "Not accepted",
+            "Expiry: a whole number of days.",
+            "/console/admin",
+        );
     };
     let asked = NewToken {
         role: field(&form, "role").to_string(),

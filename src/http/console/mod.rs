@@ -1,6 +1,6 @@
 //! The console at `/console`: a person's self-service (`self_service.rs`), the officer's desk
-//! (`desk.rs`), administration and the audit log (`admin.rs`), and reports with server-drawn
-//! charts (`reports.rs`, `charts.rs`).
+//! (`desk.rs`), administration and the audit log (`admin.rs`), a person's own API tokens
+//! (`tokens.rs`), and reports with server-drawn charts (`reports.rs`, `charts.rs`).
 //!
 //! Server-rendered HTML from minijinja templates compiled into the binary (auto-escaped), no
 //! script at all, one stylesheet served from here. Every page carries a strict
@@ -17,6 +17,7 @@ mod charts;
 mod desk;
 mod reports;
 mod self_service;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -68,6 +69,12 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
             "/console/devices/revoke",
             web::post().to(desk::revoke_device),
         )
+        .route("/console/tokens", web::get().to(tokens::tokens))
+        .route("/console/tokens", web::post().to(tokens::create))
+        .route(
+            "/console/tokens/{id}/revoke",
+            web::post().to(tokens::revoke),
+        )
         .route("/console/admin", web::get().to(admin::admin))
         .route("/console/admin/tokens", web::post().to(admin::create_token))
         .route(
@@ -102,6 +109,7 @@ fn environment() -> &'static Environment<'static> {
             ("token_made.html", include_str!("templates/token_made.html")),
             ("audit.html", include_str!("templates/audit.html")),
             ("reports.html", include_str!("templates/reports.html")),
+            ("tokens.html", include_str!("templates/tokens.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 // A template that does not compile is a build mistake the unit tests catch.
@@ -387,6 +395,14 @@ fn unavailable(e: impl std::fmt::Display) -> HttpResponse {
 /// A form field, trimmed; empty when missing.
 fn field<'a>(form: &'a Form, name: &str) -> &'a str {
     form.get(name).map(|s| s.trim()).unwrap_or("")
+}
+
+/// A form's `expires_in_days`: none when left empty; `Err` when not a whole number of days.
+fn expiry_days(form: &Form) -> Result<Option<u32>, std::num::ParseIntError> {
+    match field(form, "expires_in_days") {
+        "" => Ok(None),
+        days => days.parse::<u32>().map(Some),
+    }
 }
 
 async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
