@@ -15,7 +15,7 @@ use crate::web_client::Browser;
 
 /// The identity part of the configuration: the provider, and an inventory file and a
 /// credential for self-service registrations.
-fn identity_config(dir: &Path, issuer: &str) -> String {
+pub(crate) fn identity_config(dir: &Path, issuer: &str) -> String {
     let secret = dir.join("oidc-secret");
     std::fs::write(&secret, CLIENT_SECRET).unwrap();
     let devices = dir.join("devices.json");

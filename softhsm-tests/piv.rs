@@ -147,8 +147,11 @@ person_from = "upn"
 {revocation}
 
 [identity.mtls.roles]
-officer = ["oscar@agency.test"]
+officer = ["oscar@agency.test", "olga@agency.test"]
 user = ["*"]
+
+[identity.mtls.emails]
+"1234567890@mil" = "Olga@Agency.test"
 "#,
         ca = dir.join("piv-ca.pem").display()
     )
@@ -284,6 +287,25 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
         )
     });
     check_people(&s, &ca, &other, 11);
+    // A CAC whose UPN is no address and which carries no email: the administrator's list says
+    // whose it is, so she is the same person as by the identity provider (one email), and the
+    // role list may name her by it.
+    let (cert, key) = ca.person("Olga Officer", Some("1234567890@MIL"), 20);
+    let (status, body, b) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 200, "{body}");
+    let who = b.session(&s.base).unwrap();
+    assert_eq!(who["email"], "olga@agency.test", "{who}");
+    assert!(
+        who["roles"].as_array().unwrap().contains(&"officer".into()),
+        "{who}"
+    );
+    // A card not on the list: its UPN is all Sigil knows of it, and what it is known by.
+    let (cert, key) = ca.person("Ivan", Some("2222222222@mil"), 21);
+    let (status, body, b) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 200, "{body}");
+    let who = b.session(&s.base).unwrap();
+    assert_eq!(who["email"], "2222222222@mil", "{who}");
+    assert_eq!(who["roles"], serde_json::json!(["user"]), "{who}");
     // A CRL past its nextUpdate says nothing about today: nobody signs in (fail closed).
     std::fs::write(&crl, ca.crl(&[11], now - time::Duration::days(3), 1)).unwrap();
     let (cert, key) = ca.person("Oscar Officer", Some("oscar@agency.test"), 10);
@@ -409,4 +431,81 @@ fn piv_sign_in_asks_an_ocsp_responder_and_fails_closed_without_one() {
         .find(|r| r["action"] == "sign_in_refused")
         .unwrap();
     assert!(last.to_string().contains(responder_at), "{last}");
+}
+
+/// One human, two sign-ins: Oscar is an officer by his CAC (whose UPN is no address) and staff
+/// at the identity provider. The administrator's `emails` list links the card to his address,
+/// so the two-person rule sees one person: signed in by card, he cannot approve the credential
+/// a colleague filed for him.
+#[test]
+fn a_card_linked_to_an_email_is_the_same_person_as_at_the_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Agency PIV CA");
+    write_ca(dir.path(), &ca);
+    let crl = dir.path().join("piv.crl");
+    let now = OffsetDateTime::now_utc();
+    std::fs::write(&crl, ca.crl(&[], now - time::Duration::minutes(5), 1)).unwrap();
+    let d = dir.path().to_path_buf();
+    let idp_cell: std::cell::RefCell<Option<crate::idp::Idp>> = std::cell::RefCell::new(None);
+    let s = ScepServer::start_tls_with(|_, port| {
+        let idp =
+            crate::idp::Idp::start(&d, &format!("https://127.0.0.1:{port}/auth/oidc/callback"));
+        let cfg = format!(
+            r#"{oidc}
+[identity.mtls]
+ca_file = "{ca}"
+revocation = "crl"
+crl_file = "{crl}"
+
+[identity.mtls.roles]
+officer = ["1234567890@mil"]
+
+[identity.mtls.emails]
+"1234567890@mil" = "oscar@agency.test"
+"#,
+            oidc = crate::identity::identity_config(&d, &idp.issuer),
+            ca = d.join("piv-ca.pem").display(),
+            crl = crl.display()
+        );
+        *idp_cell.borrow_mut() = Some(idp);
+        cfg
+    });
+    let _idp = idp_cell.into_inner().unwrap();
+    let base = s.base.clone();
+    // Olga, an officer at the provider, files a registration for Oscar's phone.
+    let (olga, olga_csrf) = crate::identity::signed_in(&s, "olga");
+    let (status, reg) = olga.api(
+        "POST",
+        &format!("{base}/api/v1/registrations"),
+        Some(&olga_csrf),
+        Some(serde_json::json!({"email": "oscar@agency.test", "credential": "derived"})),
+    );
+    assert_eq!(status, 201, "{reg}");
+    let rid = reg["id"].as_str().unwrap().to_string();
+    let (status, r) = olga.api(
+        "POST",
+        &format!("{base}/api/v1/registrations/{rid}/request"),
+        Some(&olga_csrf),
+        Some(serde_json::json!({"device_id": "oscar-phone"})),
+    );
+    assert_eq!(status, 200, "{r}");
+    // Oscar by his card: an officer, and the person the credential is for.
+    let (cert, key) = ca.person("Oscar Officer", Some("1234567890@mil"), 30);
+    let (status, body, card) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 200, "{body}");
+    let who = card.session(&base).unwrap();
+    assert_eq!(who["actor"], "piv:1234567890@mil", "{who}");
+    assert_eq!(who["email"], "oscar@agency.test", "{who}");
+    let csrf = who["csrf"].as_str().unwrap().to_string();
+    for path in [
+        format!("{base}/api/v1/registrations/{rid}/approve"),
+        format!("{base}/api/v1/approvals/{rid}/approve"),
+    ] {
+        let (status, why) = card.api("POST", &path, Some(&csrf), Some(serde_json::json!({})));
+        assert_eq!(status, 403, "{path}: {why}");
+        assert!(
+            why["message"].as_str().unwrap().contains("own credential"),
+            "{why}"
+        );
+    }
 }

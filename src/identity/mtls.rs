@@ -129,11 +129,14 @@ impl Mtls {
         }
         let email = match self.settings.person_from.as_str() {
             "email" => Some(person.clone()),
-            // PIV authentication certificates often carry a UPN and no email: a UPN that is
-            // an address stands for it, so one person signing in by card and by the identity
-            // provider is one person.
-            _ => san_email(leaf)
-                .or_else(|| person.contains('@').then(|| person.to_ascii_lowercase())),
+            // PIV authentication certificates often carry a UPN and no email. The
+            // administrator's list says which email a UPN stands for (a CAC's `EDIPI@mil` is
+            // no address); otherwise the certificate's email, or a UPN that is an address, so
+            // one person signing in by card and by the identity provider is one person.
+            _ => self.settings.email_for(&person).or_else(|| {
+                san_email(leaf)
+                    .or_else(|| person.contains('@').then(|| person.to_ascii_lowercase()))
+            }),
         };
         let name = cert
             .subject_name()
@@ -141,11 +144,18 @@ impl Mtls {
             .next()
             .and_then(|e| e.data().to_string().ok())
             .unwrap_or_else(|| person.clone());
+        // Roles may name the person by their UPN or by their email.
+        let memberships = email
+            .iter()
+            .filter(|e| !e.eq_ignore_ascii_case(&person))
+            .cloned()
+            .chain(std::iter::once(person.clone()))
+            .collect();
         Ok(Assertion {
             id: format!("piv:{person}"),
             email,
             name,
-            memberships: vec![person],
+            memberships,
         })
     }
 

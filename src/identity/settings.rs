@@ -114,6 +114,11 @@ pub struct MtlsSettings {
     pub crl_file: String,
     /// Sigil role → the people (UPN or email, any case) that hold it.
     pub roles: RoleMap,
+    /// A card's UPN → the person's email, for cards whose UPN is not their address and whose
+    /// certificate carries none (a CAC's `1234567890@mil`): with it, the person signed in by
+    /// card is the same person as by the identity provider (the two-person rule compares
+    /// emails) and owns the registrations filed for that email. Any case.
+    pub emails: BTreeMap<String, String>,
 }
 
 impl Default for MtlsSettings {
@@ -126,6 +131,7 @@ impl Default for MtlsSettings {
             crl_url: String::new(),
             crl_file: String::new(),
             roles: RoleMap::new(),
+            emails: BTreeMap::new(),
         }
     }
 }
@@ -235,7 +241,39 @@ impl MtlsSettings {
             "crl" => {}
             _ => return Err("revocation must be ocsp or crl (checked, failing closed)".into()),
         }
+        for (upn, email) in &self.emails {
+            let address = email.trim();
+            if upn.trim().is_empty() || address.is_empty() {
+                return Err("emails: an empty UPN or email".into());
+            }
+            match address.split_once('@') {
+                Some((local, domain)) if !local.is_empty() && domain.contains('.') => {}
+                _ => {
+                    return Err(format!(
+                        "emails.\"{upn}\": `{email}` is not an email address"
+                    ))
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(upn) = self
+            .emails
+            .keys()
+            .find(|u| !seen.insert(u.trim().to_ascii_lowercase()))
+        {
+            return Err(format!(
+                "emails: the UPN `{upn}` is listed twice (UPNs are compared in any case)"
+            ));
+        }
         check_roles(&self.roles)
+    }
+
+    /// The email a card's UPN stands for, when `emails` lists it (any case).
+    pub fn email_for(&self, upn: &str) -> Option<String> {
+        self.emails
+            .iter()
+            .find(|(u, _)| u.trim().eq_ignore_ascii_case(upn.trim()))
+            .map(|(_, e)| e.trim().to_ascii_lowercase())
     }
 }
 
@@ -284,5 +322,31 @@ mod tests {
             ..MtlsSettings::default()
         });
         assert!(s.check("https://s").unwrap_err().contains("exactly one"));
+        let Some(m) = s.mtls.as_mut() else { return };
+        m.crl_file = "/etc/piv.crl".into();
+        s.check("https://s").unwrap();
+        let mut linked = s.clone();
+        let Some(m) = linked.mtls.as_mut() else {
+            return;
+        };
+        m.emails
+            .insert("1234567890@mil".into(), "Oscar@Agency.gov".into());
+        assert_eq!(
+            m.email_for("1234567890@MIL").as_deref(),
+            Some("oscar@agency.gov")
+        );
+        assert_eq!(m.email_for("999@mil"), None);
+        linked.check("https://s").unwrap();
+        let mut bad = linked.clone();
+        let Some(m) = bad.mtls.as_mut() else { return };
+        m.emails
+            .insert("1234567890@MIL".into(), "o@agency.gov".into());
+        assert!(bad.check("https://s").unwrap_err().contains("listed twice"));
+        for not_email in ["oscar", "oscar@agency", "@agency.gov", " "] {
+            let mut bad = linked.clone();
+            let Some(m) = bad.mtls.as_mut() else { return };
+            m.emails.insert("2@mil".into(), not_email.into());
+            assert!(bad.check("https://s").is_err(), "{not_email}");
+        }
     }
 }
