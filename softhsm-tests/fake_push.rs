@@ -12,11 +12,15 @@
 //! - Jamf Pro: `GET /api/v1/computers-inventory/{id}`, `GET /api/v2/mobile-devices/{id}`
 //!   (404 for an unknown ID), Classic API `PUT /JSSResource/computergroups/id/{id}` and
 //!   `/JSSResource/mobiledevicegroups/id/{id}` with `*_additions` / `*_deletions` (201 with the
-//!   group's id in XML).
+//!   group's id in XML); configuration profiles (Classic API reference,
+//!   `osxconfigurationprofiles` and `mobiledeviceconfigurationprofiles`): POST `…/id/0` creates
+//!   (201 with the new id; 409 "Duplicate name"), PUT and DELETE `…/name/{name}` update and
+//!   delete (404 for a name Jamf does not have), the profile's property list entity-escaped in
+//!   `general/payloads`, its scope in `scope/computers` or `scope/mobile_devices`.
 //! - Workspace ONE UEM: `GET /API/mdm/devices/{id}` (404 "Device not found"), ProfilesV1
 //!   `POST /API/mdm/profiles/{profileId}/install` and `/remove` with `{"DeviceId": n}`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -28,6 +32,22 @@ use crate::fake_mdm::{self, FakeMdm, Faults, Req, Resp, ACCESS_TOKEN};
 pub struct PushState {
     pub known: Mutex<BTreeSet<String>>,
     pub members: Mutex<BTreeSet<String>>,
+    /// Jamf configuration profiles by name.
+    pub profiles: Mutex<BTreeMap<String, JamfProfile>>,
+    /// The last configuration profile id Jamf gave.
+    pub last_profile_id: std::sync::atomic::AtomicU64,
+}
+
+/// A configuration profile Jamf holds.
+#[derive(Clone, Debug)]
+pub struct JamfProfile {
+    pub id: u64,
+    /// `computer:ID` or `mobile:ID`: the one device in its scope.
+    pub scope: String,
+    /// The property list, unescaped.
+    pub plist: String,
+    /// How many times it was updated.
+    pub updates: u32,
 }
 
 impl PushState {
@@ -47,6 +67,136 @@ impl PushState {
     }
     pub fn forget(&self, device: &str) {
         self.known.lock().unwrap().remove(device);
+    }
+    pub fn profiles(&self) -> BTreeMap<String, JamfProfile> {
+        self.profiles.lock().unwrap().clone()
+    }
+}
+
+/// The text of the first `<tag>…</tag>` in `xml`.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(&xml[start..end])
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Jamf's configuration profiles, for a request to `/JSSResource/{resource}/…`.
+fn jamf_profiles(req: &Req, st: &PushState, resource: &str, rest: &str) -> Resp {
+    let (root, list, item, kind) = if resource == "osxconfigurationprofiles" {
+        (
+            "os_x_configuration_profile",
+            "computers",
+            "computer",
+            "computer",
+        )
+    } else {
+        (
+            "configuration_profile",
+            "mobile_devices",
+            "mobile_device",
+            "mobile",
+        )
+    };
+    let html = |status: u16, text: &str| {
+        Resp::text(
+            status,
+            &format!("<html><body><p>Error: {text}</p></body></html>"),
+        )
+    };
+    let answer = |status: u16, id: u64| {
+        Resp::text(
+            status,
+            &format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root}><id>{id}</id></{root}>"),
+        )
+    };
+    let mut profiles = st.profiles.lock().unwrap();
+    let by_name = rest.strip_prefix("name/").map(str::to_string);
+    if req.method == "DELETE" {
+        let Some(name) = by_name else {
+            return html(405, "Method Not Allowed");
+        };
+        return match profiles.remove(&name) {
+            Some(p) => answer(200, p.id),
+            None => html(
+                404,
+                "The server has not found anything matching the request URI",
+            ),
+        };
+    }
+    if req.method != "POST" && req.method != "PUT" {
+        return html(405, "Method Not Allowed");
+    }
+    let body = &req.body;
+    if !body.starts_with(&format!("<{root}>")) || !body.ends_with(&format!("</{root}>")) {
+        return html(400, "Unable to parse XML");
+    }
+    let (Some(general), Some(scope)) = (element(body, "general"), element(body, "scope")) else {
+        return html(409, "Problem with general or scope");
+    };
+    let (Some(name), Some(payloads)) = (element(general, "name"), element(general, "payloads"))
+    else {
+        return html(409, "Problem with name or payloads");
+    };
+    let name = unescape(name);
+    let ids: Vec<&str> = element(scope, list)
+        .map(|l| {
+            l.split(&format!("<{item}><id>"))
+                .skip(1)
+                .filter_map(|s| s.split("</id>").next())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [id] = ids[..] else {
+        return html(409, "Problem with scope");
+    };
+    let device = format!("{kind}:{id}");
+    if !st.known.lock().unwrap().contains(&device) {
+        return html(409, &format!("Problem with {item} in scope: {id}"));
+    }
+    let plist = unescape(payloads);
+    if req.method == "POST" {
+        if rest != "id/0" {
+            return html(409, "Unable to create: use id 0");
+        }
+        if profiles.contains_key(&name) {
+            return html(409, "Duplicate name");
+        }
+        let id = 1 + st
+            .last_profile_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        profiles.insert(
+            name,
+            JamfProfile {
+                id,
+                scope: device,
+                plist,
+                updates: 0,
+            },
+        );
+        return answer(201, id);
+    }
+    let Some(name_in_path) = by_name else {
+        return html(409, "Unable to update by id here");
+    };
+    match profiles.get_mut(&name_in_path) {
+        Some(p) => {
+            p.scope = device;
+            p.plist = plist;
+            p.updates += 1;
+            answer(201, p.id)
+        }
+        None => html(
+            404,
+            "The server has not found anything matching the request URI",
+        ),
     }
 }
 
@@ -176,7 +326,17 @@ pub fn jamf(
                     .strip_prefix("/JSSResource/mobiledevicegroups/id/")
                     .map(|g| ("mobile", g))
             });
-        if lookup.is_none() && group.is_none() {
+        let profiles = [
+            "osxconfigurationprofiles",
+            "mobiledeviceconfigurationprofiles",
+        ]
+        .into_iter()
+        .find_map(|r| {
+            req.path
+                .strip_prefix(&format!("/JSSResource/{r}/"))
+                .map(|rest| (r, rest.to_string()))
+        });
+        if lookup.is_none() && group.is_none() && profiles.is_none() {
             return base(req, faults);
         }
         if req.bearer() != Some(ACCESS_TOKEN) {
@@ -187,6 +347,9 @@ pub fn jamf(
         }
         if let Some(f) = faults.fault() {
             return f;
+        }
+        if let Some((resource, rest)) = profiles {
+            return jamf_profiles(req, &st, resource, &rest);
         }
         if let Some(device) = lookup {
             if !st.known.lock().unwrap().contains(&device) {

@@ -32,6 +32,7 @@ mod piv;
 mod profiles;
 mod push;
 mod push_graph;
+mod push_jamf_profile;
 mod push_webhook;
 mod readme;
 mod registration;

@@ -36,6 +36,7 @@ fn an_intune_withdrawal_from_a_group_that_does_not_exist_is_not_settled() {
         serial: None,
         not_after: None,
         scep_payload: None,
+        profile: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,6 +18,7 @@ pub mod network_settings;
 pub mod purpose_key;
 mod push;
 pub use purpose_key::{ProfileSigner, PurposeKey};
+pub use push::ProfileWriter;
 pub mod external;
 pub use ca::{CaOverview, CertSummary};
 pub use crl_partitions::NoPartition;
@@ -256,6 +257,9 @@ pub(crate) struct Inner {
     pub(crate) held_crls: held_crls::HeldCrls,
     /// The console's audit verification runs.
     pub(crate) audit_runs: audit_runs::AuditRuns,
+    /// Writes a registration's configuration profile for pushes that hand the MDM one per
+    /// device ([`Authority::write_profiles_with`]).
+    pub(crate) profile_writer: std::sync::OnceLock<push::ProfileWriter>,
 }
 
 /// The registration authority. Cheap to clone.
@@ -521,6 +525,7 @@ impl Authority {
                 building_partition: Default::default(),
                 held_crls: Default::default(),
                 audit_runs: Default::default(),
+                profile_writer: std::sync::OnceLock::new(),
             }),
         })
     }

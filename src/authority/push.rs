@@ -39,6 +39,22 @@ const BATCH: usize = 50;
 /// The longest wait between two attempts.
 const MAX_WAIT_SECS: i64 = 3600;
 
+/// Writes the configuration profile a device installs from a registration's SCEP payload (its
+/// one-time challenge, the CA's chain): Apple's format, which the authority does not know.
+/// Whoever starts the authority installs it ([`Authority::write_profiles_with`]).
+pub type ProfileWriter = Arc<
+    dyn Fn(&Authority, &super::registration::ScepPayload) -> Result<Vec<u8>, Reason> + Send + Sync,
+>;
+
+impl Authority {
+    /// Install the writer of the per-device configuration profiles that pushes to MDMs
+    /// handed one per device carry (Jamf's `per_device_profile`). Once; later calls are
+    /// ignored.
+    pub fn write_profiles_with(&self, writer: ProfileWriter) {
+        let _ = self.inner.profile_writer.set(writer);
+    }
+}
+
 /// One credential's way of pushing.
 #[derive(Clone)]
 pub(crate) struct Channel {
@@ -451,7 +467,7 @@ impl Authority {
             .device_id
             .clone()
             .ok_or_else(|| gone("the registration has no device".into()))?;
-        if p.action == PushAction::Withdraw {
+        if p.action == PushAction::Withdraw && channel.delivery.shared_by_registrations() {
             let holder = self
                 .holder_of(&r, &device_id)
                 .await
@@ -494,7 +510,7 @@ impl Authority {
         };
         // A deliver carries the challenge the device enrolls with; a renewal, for an issued
         // registration, the challenge that renews the certificate it holds.
-        let scep_payload = if channel.delivery.carries_payload()
+        let payload = if channel.delivery.carries_payload()
             && matches!(
                 (p.action, r.state),
                 (PushAction::Deliver, RegistrationState::Approved)
@@ -507,10 +523,21 @@ impl Authority {
                 }
                 e => PushError::Unavailable(Reason::context("the SCEP payload", e)),
             })?;
-            serde_json::to_value(payload).ok()
+            Some(payload)
         } else {
             None
         };
+        // The profile around that payload, for an MDM handed one per device.
+        let profile = match (&payload, channel.delivery.carries_profile()) {
+            (Some(payload), true) => {
+                let writer = self.inner.profile_writer.get().ok_or_else(|| {
+                    PushError::Unavailable("this process writes no configuration profiles".into())
+                })?;
+                Some(writer(self, payload).map_err(PushError::Unavailable)?)
+            }
+            _ => None,
+        };
+        let scep_payload = payload.and_then(|p| serde_json::to_value(p).ok());
         let target = PushTarget {
             push: p.id.clone(),
             attempt: p.attempts,
@@ -521,6 +548,7 @@ impl Authority {
             serial: cert.as_ref().map(|c| c.serial.clone()),
             not_after: cert.as_ref().map(|c| crate::clock::rfc3339(c.not_after)),
             scep_payload,
+            profile,
         };
         channel.delivery.push(event(p.action), &target).await
     }

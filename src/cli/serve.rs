@@ -30,6 +30,7 @@ pub(super) fn serve(config: Config) -> Result<()> {
             .await
             .context("store")?;
         let ra = sigil::authority::Authority::open(&hsm, &authority_settings(&config, &hsm)?, store).await?;
+        ra.write_profiles_with(sigil::profiles::for_pushes());
         let blind = ra.profiles_without_revocation_pointers();
         if !blind.is_empty() {
             tracing::warn!(

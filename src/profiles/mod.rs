@@ -180,6 +180,16 @@ pub fn for_profile(
     })
 }
 
+/// The writer of the per-device profiles that pushes carry (Jamf's `per_device_profile`): a
+/// registration's profile, unsigned, since the MDM signs what it installs.
+pub fn for_pushes() -> crate::authority::ProfileWriter {
+    std::sync::Arc::new(|ra, payload| {
+        let p = for_registration(ra, payload)
+            .map_err(|e| crate::reason::Reason::context("the profile's networks", e))?;
+        mobileconfig(&p).map_err(|e| crate::reason::Reason::context("the configuration profile", e))
+    })
+}
+
 /// The profile, signed on the token by the profile-signing certificate (CMS SignedData with
 /// the profile inside, and the signer's chain). Blocking: run it off the async threads.
 pub fn signed_blocking(ra: &Authority, p: &ScepProfile) -> Result<Vec<u8>, ProfileError> {

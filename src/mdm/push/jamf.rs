@@ -20,7 +20,7 @@ pub(super) struct StaticGroup {
 }
 
 /// A Jamf device: computer or mobile, and its numeric ID.
-fn parse(device: &str) -> Option<(bool, u64)> {
+pub(super) fn parse(device: &str) -> Option<(bool, u64)> {
     let (kind, id) = device.split_once(':')?;
     let id = id.parse().ok()?;
     match kind {
@@ -30,27 +30,62 @@ fn parse(device: &str) -> Option<(bool, u64)> {
     }
 }
 
+/// One exchange with Jamf (its Jamf Pro or Classic API, under `base`).
+pub(super) async fn call(
+    mdm: &Jamf,
+    what: &str,
+    method: Method,
+    path: &str,
+    body: Body,
+) -> Result<(StatusCode, Vec<u8>), PushError> {
+    let url = format!("{}{path}", mdm.base);
+    let headers = [("Accept", "application/json, application/xml".to_string())];
+    Ok(mdm
+        .api
+        .exchange(what, method, &url, &headers, &body, || mdm.auth())
+        .await?)
+}
+
+/// Jamf refused `what`, in its words.
+pub(super) fn refused(mdm: &Jamf, what: &str, status: StatusCode, body: &[u8]) -> PushError {
+    PushError::Mdm(mdm.api.refused(what, status, body))
+}
+
+/// The push's device as a Jamf device (computer or mobile, and its ID), or why it is not one.
+pub(super) fn device(target: &PushTarget) -> Result<(bool, u64), PushError> {
+    parse(&target.device_id).ok_or_else(|| PushError::Unpushable {
+        device: target.device_id.clone(),
+        why: "not a Jamf device ID (computer:ID or mobile:ID)".into(),
+    })
+}
+
+/// Look the device up first, so one Jamf no longer knows is told apart from a failure.
+pub(super) async fn look_up(
+    mdm: &Jamf,
+    target: &PushTarget,
+    computer: bool,
+    id: u64,
+) -> Result<(), PushError> {
+    let what = "device lookup";
+    let lookup = if computer {
+        format!("/api/v1/computers-inventory/{id}?section=GENERAL")
+    } else {
+        format!("/api/v2/mobile-devices/{id}")
+    };
+    let (status, body) = call(mdm, what, Method::GET, &lookup, Body::None).await?;
+    if status == StatusCode::NOT_FOUND {
+        return Err(PushError::UnknownDevice {
+            device: target.device_id.clone(),
+            said: vendor_words(&body),
+        });
+    }
+    if !status.is_success() {
+        return Err(refused(mdm, what, status, &body));
+    }
+    Ok(())
+}
+
 impl StaticGroup {
-    async fn call(
-        &self,
-        what: &str,
-        method: Method,
-        path: &str,
-        body: Body,
-    ) -> Result<(StatusCode, Vec<u8>), PushError> {
-        let url = format!("{}{path}", self.mdm.base);
-        let headers = [("Accept", "application/json, application/xml".to_string())];
-        Ok(self
-            .mdm
-            .api
-            .exchange(what, method, &url, &headers, &body, || self.mdm.auth())
-            .await?)
-    }
-
-    fn refused(&self, what: &str, status: StatusCode, body: &[u8]) -> PushError {
-        PushError::Mdm(self.mdm.api.refused(what, status, body))
-    }
-
     async fn membership(&self, computer: bool, id: u64, add: bool) -> Result<String, PushError> {
         let (group, path, root, list, item) = if computer {
             (
@@ -83,21 +118,21 @@ impl StaticGroup {
         } else {
             "remove from static group"
         };
-        let (status, body) = self
-            .call(
-                what,
-                Method::PUT,
-                &format!("/JSSResource/{path}/id/{group}"),
-                Body::Xml(xml),
-            )
-            .await?;
+        let (status, body) = call(
+            &self.mdm,
+            what,
+            Method::PUT,
+            &format!("/JSSResource/{path}/id/{group}"),
+            Body::Xml(xml),
+        )
+        .await?;
         if status.is_success() {
             Ok(format!(
                 "{item} {id} {} static group {group}",
                 if add { "in" } else { "out of" }
             ))
         } else {
-            Err(self.refused(what, status, &body))
+            Err(refused(&self.mdm, what, status, &body))
         }
     }
 }
@@ -113,12 +148,7 @@ impl Delivery for StaticGroup {
     }
 
     async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError> {
-        let Some((computer, id)) = parse(&target.device_id) else {
-            return Err(PushError::Unpushable {
-                device: target.device_id.clone(),
-                why: "not a Jamf device ID (computer:ID or mobile:ID)".into(),
-            });
-        };
+        let (computer, id) = device(target)?;
         if (computer && self.computer_group == 0) || (!computer && self.mobile_group == 0) {
             return Err(PushError::Unpushable {
                 device: target.device_id.clone(),
@@ -137,22 +167,7 @@ impl Delivery for StaticGroup {
                 ),
             });
         }
-        let what = "device lookup";
-        let lookup = if computer {
-            format!("/api/v1/computers-inventory/{id}?section=GENERAL")
-        } else {
-            format!("/api/v2/mobile-devices/{id}")
-        };
-        let (status, body) = self.call(what, Method::GET, &lookup, Body::None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(PushError::UnknownDevice {
-                device: target.device_id.clone(),
-                said: vendor_words(&body),
-            });
-        }
-        if !status.is_success() {
-            return Err(self.refused(what, status, &body));
-        }
+        look_up(&self.mdm, target, computer, id).await?;
         match event {
             PushEvent::Deliver => self.membership(computer, id, true).await,
             PushEvent::Withdraw => self.membership(computer, id, false).await,

@@ -7,7 +7,10 @@
 //! - Intune (`intune.rs`): the device's Entra device object joins (leaves) the Entra group the
 //!   SCEP and trusted-root profiles are assigned to (Graph group membership).
 //! - Jamf Pro (`jamf.rs`): the computer or mobile device joins (leaves) a static group scoped to
-//!   the configuration profile (Classic API); a re-push leaves and joins again.
+//!   the configuration profile (Classic API); a re-push leaves and joins again. Or
+//!   (`jamf_profile.rs`, `per_device_profile`): a configuration profile of its own per device,
+//!   the registration's with its one-time challenge, scoped to that device; a re-push updates
+//!   it (Jamf redeploys), a withdrawal deletes it.
 //! - Workspace ONE (`workspace_one.rs`): the profile is installed on (removed from) the device
 //!   (`/API/mdm/profiles/{id}/install|remove`); a re-push installs again.
 //! - Webhook (`webhook.rs`): a POST of the event, signed with HMAC-SHA-256 over the timestamp
@@ -19,6 +22,7 @@
 
 mod intune;
 mod jamf;
+mod jamf_profile;
 mod webhook;
 mod workspace_one;
 
@@ -43,6 +47,11 @@ pub struct PushSettings {
     pub computer_group_id: u64,
     /// Jamf Pro: the static mobile device group scoped to the configuration profile.
     pub mobile_group_id: u64,
+    /// Jamf Pro, instead of static groups: a configuration profile of its own for each device
+    /// (the registration's SCEP payload with its one-time challenge, scoped to that one device),
+    /// updated to re-push and deleted on withdrawal. A profile scoped to a group is the same for
+    /// every device, so it cannot carry a registration's one-time challenge.
+    pub per_device_profile: bool,
     /// Workspace ONE: the profile to install.
     pub profile_id: u64,
     /// A webhook to POST each event to (any directory kind); signed when a secret is set.
@@ -92,22 +101,28 @@ impl PushSettings {
                     .into(),
             );
         }
+        let groups = self.computer_group_id > 0 || self.mobile_group_id > 0;
+        if self.per_device_profile && directory_kind != "jamf" {
+            return Err(format!(
+                "push.per_device_profile is for a jamf directory, not `{directory_kind}`"
+            ));
+        }
+        if self.per_device_profile && groups {
+            return Err("push: a profile per device (per_device_profile) or static groups (computer_group_id/mobile_group_id), not both".into());
+        }
         let mdm = match directory_kind {
             "intune" => !self.group_id.is_empty(),
-            "jamf" => self.computer_group_id > 0 || self.mobile_group_id > 0,
+            "jamf" => groups || self.per_device_profile,
             "workspace_one" => self.profile_id > 0,
             _ => false,
         };
-        let asks = !self.group_id.is_empty()
-            || self.computer_group_id > 0
-            || self.mobile_group_id > 0
-            || self.profile_id > 0;
+        let asks = !self.group_id.is_empty() || groups || self.profile_id > 0;
         if asks && !mdm {
             return Err(format!(
                 "push: a `{directory_kind}` directory takes {}",
                 match directory_kind {
                     "intune" => "group_id (the Entra group)",
-                    "jamf" => "computer_group_id or mobile_group_id (static groups)",
+                    "jamf" => "computer_group_id or mobile_group_id (static groups), or per_device_profile",
                     "workspace_one" => "profile_id",
                     _ => "only webhook_url",
                 }
@@ -118,7 +133,7 @@ impl PushSettings {
                 "push: set exactly one of {} and webhook_url",
                 match directory_kind {
                     "intune" => "group_id",
-                    "jamf" => "computer_group_id/mobile_group_id",
+                    "jamf" => "computer_group_id/mobile_group_id/per_device_profile",
                     "workspace_one" => "profile_id",
                     _ => "(nothing else for this directory kind)",
                 }
@@ -141,6 +156,7 @@ impl Default for PushSettings {
             group_id: String::new(),
             computer_group_id: 0,
             mobile_group_id: 0,
+            per_device_profile: false,
             profile_id: 0,
             webhook_url: String::new(),
             secret_file: String::new(),
@@ -186,6 +202,10 @@ pub struct PushTarget {
     /// For a webhook delivery: the SCEP payload with a fresh one-time challenge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scep_payload: Option<serde_json::Value>,
+    /// For a per-device profile: the configuration profile (Apple's XML property list) with the
+    /// same SCEP payload and challenge, and the CA's chain.
+    #[serde(skip)]
+    pub profile: Option<Vec<u8>>,
 }
 
 /// Why a push did not go through.
@@ -250,6 +270,17 @@ pub trait Delivery: Send + Sync {
     fn carries_payload(&self) -> bool {
         false
     }
+    /// Whether deliveries carry a whole configuration profile (with that payload).
+    fn carries_profile(&self) -> bool {
+        false
+    }
+    /// Whether what a delivery leaves in the MDM (a group membership, a profile installed) is
+    /// the credential's on that device, shared by every registration of the device for it, so
+    /// that withdrawing one registration must not take it back while another holds it. A
+    /// profile made for the registration alone is not.
+    fn shared_by_registrations(&self) -> bool {
+        true
+    }
     /// Ask the MDM; answers what it said, in a few words.
     async fn push(&self, event: PushEvent, target: &PushTarget) -> Result<String, PushError>;
 }
@@ -275,6 +306,11 @@ pub fn connect(
             mdm: super::intune::Intune::new(api(s.http())?, s),
             group: push.group_id.clone(),
         }),
+        DirectorySettings::Jamf(s) if push.per_device_profile => {
+            Arc::new(jamf_profile::DeviceProfile {
+                mdm: super::jamf::Jamf::new(api(s.http())?, s),
+            })
+        }
         DirectorySettings::Jamf(s) => Arc::new(jamf::StaticGroup {
             mdm: super::jamf::Jamf::new(api(s.http())?, s),
             computer_group: push.computer_group_id,
@@ -348,6 +384,20 @@ mod tests {
         };
         ws1.check("workspace_one").unwrap();
         assert!(ws1.check("file").unwrap_err().contains("only webhook_url"));
+        let per_device = PushSettings {
+            per_device_profile: true,
+            ..base.clone()
+        };
+        per_device.check("jamf").unwrap();
+        assert!(per_device
+            .check("workspace_one")
+            .unwrap_err()
+            .contains("for a jamf directory"));
+        let mixed = PushSettings {
+            computer_group_id: 3,
+            ..per_device.clone()
+        };
+        assert!(mixed.check("jamf").unwrap_err().contains("not both"));
         let zero = PushSettings {
             max_attempts: 0,
             ..hook
