@@ -202,12 +202,31 @@ renew_within_days = 3650
     assert!(state.profiles().is_empty(), "{:?}", state.profiles());
 
     // An iPhone: a mobile device profile, scoped to it; withdrawn before it enrolls, deleted.
-    let phone = approve(&s, &d, "mac", "mobile:2");
-    pushes_until(&s, &d.filer, &phone, "jamf mobile profile", |p| {
+    // Jamf already holds its profile (an earlier attempt whose answer was lost): the
+    // delivery's create is refused as a duplicate name, and the profile is updated instead.
+    let phone = crate::push::file(&s, &d, "mac", "mobile:2");
+    let phone_name = format!("sigil-{phone}");
+    state.profiles.lock().unwrap().insert(
+        phone_name.clone(),
+        JamfProfile {
+            id: 99,
+            scope: "mobile:2".into(),
+            plist: "stale".into(),
+            updates: 0,
+        },
+    );
+    crate::push::decide(&s, &d, &phone);
+    let pushes = pushes_until(&s, &d.filer, &phone, "jamf mobile profile", |p| {
         state_of(p, "deliver") == Some("delivered")
     });
-    let phone_name = format!("sigil-{phone}");
-    assert_eq!(state.profiles()[&phone_name].scope, "mobile:2");
+    assert!(
+        pushes[0]["message"].as_str().unwrap().contains("updated"),
+        "{pushes:?}"
+    );
+    let held = state.profiles()[&phone_name].clone();
+    assert_eq!((held.id, held.updates), (99, 1));
+    assert_eq!(held.scope, "mobile:2");
+    assert!(scep_content(&held).0["challenge"].is_string());
     let made = jamf.seen("/JSSResource/mobiledeviceconfigurationprofiles/id/0");
     assert!(
         made[0].body.starts_with("<configuration_profile>"),
