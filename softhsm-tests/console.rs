@@ -622,9 +622,20 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
         .filter(|t| t["name"] == "jamf")
         .collect();
     assert_eq!(jamf.len(), 2, "{tokens}");
-    for t in jamf {
+    for t in &jamf {
         assert!(t["expires_at"].is_string(), "{t}");
     }
+    let jamf_id = jamf[0]["id"].as_str().unwrap().to_string();
+    // On her own tokens' page Alice acts for herself, never as the admin she also is: no user
+    // token named for someone else's email, whatever the form says.
+    post_with_own_csrf(
+        &b,
+        &base,
+        "/console/tokens",
+        &[("role", "user"), ("name", "oscar@agency.test")],
+    );
+    assert_eq!(b.title(), "Not made · Sigil", "{}", b.text());
+    assert!(b.text().contains("alice@agency.test"), "{}", b.text());
     b.goto(&format!("{base}/console/audit"));
     assert!(b.text().contains("Intact"), "{}", b.text());
     assert!(b.text().contains("registration_approved"), "{}", b.text());
@@ -725,6 +736,22 @@ fn a_person_registers_an_officer_decides_and_revokes_in_the_browser() {
     b.click("a[href='/console/tokens']");
     assert!(b.text().contains("ursula@agency.test"), "{}", b.text());
     b.check("my-tokens");
+    // Another person's token (Alice's integration token) is not hers to revoke.
+    post_with_own_csrf(&b, &base, &format!("/console/tokens/{jamf_id}/revoke"), &[]);
+    assert_eq!(b.title(), "Not found · Sigil", "{}", b.text());
+    let still: Value = s
+        .http
+        .get(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&s.admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(still
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == jamf_id.as_str() && t["revoked_at"].is_null()));
     for role in ["officer", "admin", "mdm", "nonsense"] {
         post_with_own_csrf(
             &b,

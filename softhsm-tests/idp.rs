@@ -274,6 +274,16 @@ impl Idp {
         self.restart();
     }
 
+    /// Leave `user`'s groups out of the ID token (as Entra does past 200 groups), and restart
+    /// the provider.
+    pub fn drop_groups(&mut self, user: &str) {
+        let path = self.dir.join("users.json");
+        let mut users: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        users[user].as_object_mut().unwrap().remove("groups");
+        std::fs::write(&path, users.to_string()).unwrap();
+        self.restart();
+    }
+
     /// Rotate the signing key: the provider restarts signing with a new key and still
     /// publishes the old one.
     pub fn rotate_keys(&mut self) {

@@ -178,6 +178,16 @@ fn a_token_goes_when_the_identity_provider_takes_its_role_away() {
     assert_eq!(again.session(&base).unwrap()["roles"], json!(["user"]));
     assert_eq!(status("/api/v1/approvals", &officer), 401);
     assert_eq!(status("/api/v1/registrations", &user), 200);
+    // The session he opened before is bound by what the provider says now: no longer an
+    // officer there either, so it makes no officer token.
+    assert_eq!(oscar.session(&base).unwrap()["roles"], json!(["user"]));
+    let (code, why) = oscar.api(
+        "POST",
+        &url,
+        Some(&oscar_csrf),
+        Some(json!({"role": "officer", "name": "kept"})),
+    );
+    assert_eq!(code, 403, "{why}");
     let audit = s
         .http
         .get(format!("{base}/api/v1/audit?limit=10000"))
@@ -194,9 +204,14 @@ fn a_token_goes_when_the_identity_provider_takes_its_role_away() {
         .collect();
     assert_eq!(withdrawn.len(), 1, "{withdrawn:?}");
     assert_eq!(withdrawn[0]["subject"], officer_id.as_str());
-    assert!(withdrawn[0]["actor"].as_str().unwrap().ends_with("#oscar"));
+    // Sigil withdrew it on the provider's word; Oscar is named as its maker, not its revoker.
+    assert_eq!(withdrawn[0]["actor"], "sigil:sign-in");
     let details: Value = serde_json::from_str(withdrawn[0]["details"].as_str().unwrap()).unwrap();
     assert_eq!(details["role"], "officer", "{details}");
+    assert!(
+        details["maker"].as_str().unwrap().ends_with("#oscar"),
+        "{details}"
+    );
 
     // Then every group: the sign-in is refused, and the user token goes with it.
     idp.set_groups("oscar", &[]);
@@ -214,4 +229,34 @@ fn a_token_goes_when_the_identity_provider_takes_its_role_away() {
             .unwrap();
         assert!(t["revoked_at"].is_string(), "{t}");
     }
+
+    // An admin's tokens: an integration token and an officer token for a colleague.
+    let make = |body: Value| {
+        let (code, made) = adam.api("POST", &url, Some(&adam_csrf), Some(body));
+        assert_eq!(code, 201, "{made}");
+        made["id"].as_str().unwrap().to_string()
+    };
+    let integration =
+        make(json!({"role": "mdm", "name": "inventory-sync", "directories": ["inventory"]}));
+    let colleague = make(json!({"role": "officer", "name": "for-olga"}));
+    let (alice, _) = signed_in(&s, "alice");
+    let active = |id: &str| {
+        let (_, all) = alice.api("GET", &url, None, None);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id && t["revoked_at"].is_null())
+    };
+    // A provider that leaves the groups out of the ID token (Entra past 200 groups) says
+    // nothing about them: the sign-in is refused for want of a role, and nothing is taken.
+    idp.drop_groups("adam");
+    let mut b = crate::web_client::Browser::new(&s, None);
+    assert_eq!(b.oidc_sign_in(&base, "adam").status, 403);
+    assert!(active(&integration) && active(&colleague));
+    // Moved from the admins to the staff: what he made as an admin in a role he no longer
+    // holds goes; the integration token serves a system, and stays.
+    idp.set_groups("adam", &["staff"]);
+    let _ = signed_in(&s, "adam");
+    assert!(!active(&colleague));
+    assert!(active(&integration));
 }

@@ -60,11 +60,23 @@ impl TestCa {
     fn person_ca(&self, cn: &str, upn: Option<&str>, serial: u64) -> (String, String) {
         self.issue(
             cn,
-            upn,
+            (upn, None),
             serial,
             vec![ExtendedKeyUsagePurpose::ClientAuth],
             vec![KeyUsagePurpose::DigitalSignature],
             true,
+        )
+    }
+
+    /// A person's authentication certificate that also carries an email.
+    fn person_with_email(&self, cn: &str, upn: &str, email: &str, serial: u64) -> (String, String) {
+        self.issue(
+            cn,
+            (Some(upn), Some(email)),
+            serial,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            vec![KeyUsagePurpose::DigitalSignature],
+            false,
         )
     }
 
@@ -78,13 +90,14 @@ impl TestCa {
         ekus: Vec<ExtendedKeyUsagePurpose>,
         kus: Vec<KeyUsagePurpose>,
     ) -> (String, String) {
-        self.issue(cn, upn, serial, ekus, kus, false)
+        self.issue(cn, (upn, None), serial, ekus, kus, false)
     }
 
+    /// A certificate for `cn` with the UPN and email of `names` (each when given).
     fn issue(
         &self,
         cn: &str,
-        upn: Option<&str>,
+        (upn, email): (Option<&str>, Option<&str>),
         serial: u64,
         ekus: Vec<ExtendedKeyUsagePurpose>,
         kus: Vec<KeyUsagePurpose>,
@@ -102,6 +115,10 @@ impl TestCa {
         if let Some(u) = upn {
             p.subject_alt_names
                 .push(SanType::OtherName((UPN.to_vec(), u.into())));
+        }
+        if let Some(e) = email {
+            p.subject_alt_names
+                .push(SanType::Rfc822Name(e.try_into().unwrap()));
         }
         let issuer = Issuer::new(self.params.clone(), &self.key);
         let cert = p.signed_by(&key, &issuer).unwrap();
@@ -306,6 +323,15 @@ fn piv_sign_in_checks_the_chain_the_person_and_the_crl_failing_closed() {
     let who = b.session(&s.base).unwrap();
     assert_eq!(who["email"], "2222222222@mil", "{who}");
     assert_eq!(who["roles"], serde_json::json!(["user"]), "{who}");
+    // A card that carries Olga's email but another UPN, not on the list: its email is the
+    // person's for the two-person rule, but the role lists name people by UPN or by the list,
+    // never by an email a certificate carries (another card could carry it too).
+    let (cert, key) = ca.person_with_email("Not Olga", "3333333333@mil", "olga@agency.test", 22);
+    let (status, body, b) = piv_sign_in(&s, Some(identity(&cert, &key)));
+    assert_eq!(status, 200, "{body}");
+    let who = b.session(&s.base).unwrap();
+    assert_eq!(who["email"], "olga@agency.test", "{who}");
+    assert_eq!(who["roles"], serde_json::json!(["user"]), "{who}");
     // A CRL past its nextUpdate says nothing about today: nobody signs in (fail closed).
     std::fs::write(&crl, ca.crl(&[11], now - time::Duration::days(3), 1)).unwrap();
     let (cert, key) = ca.person("Oscar Officer", Some("oscar@agency.test"), 10);
@@ -508,4 +534,38 @@ officer = ["1234567890@mil"]
             "{why}"
         );
     }
+    // What he files at the provider (an officer there too) for a colleague, he cannot approve
+    // by card: the filer and the approver are one person, by the email the list links.
+    let (oscar, oscar_csrf) = crate::identity::signed_in(&s, "oscar");
+    let (status, reg) = oscar.api(
+        "POST",
+        &format!("{base}/api/v1/registrations"),
+        Some(&oscar_csrf),
+        Some(serde_json::json!({"email": "ursula@agency.test", "credential": "derived"})),
+    );
+    assert_eq!(status, 201, "{reg}");
+    let filed = reg["id"].as_str().unwrap().to_string();
+    let (status, r) = oscar.api(
+        "POST",
+        &format!("{base}/api/v1/registrations/{filed}/request"),
+        Some(&oscar_csrf),
+        Some(serde_json::json!({"device_id": "ursula-phone"})),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, why) = card.api(
+        "POST",
+        &format!("{base}/api/v1/approvals/{filed}/approve"),
+        Some(&csrf),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(status, 403, "{why}");
+    assert!(why["message"].as_str().unwrap().contains("filed"), "{why}");
+    // Olga, another person, approves it.
+    let (status, done) = olga.api(
+        "POST",
+        &format!("{base}/api/v1/approvals/{filed}/approve"),
+        Some(&olga_csrf),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(status, 200, "{done}");
 }

@@ -53,6 +53,9 @@ pub struct SignIn {
     pub roles: Vec<Role>,
     /// `oidc` or `piv`.
     pub method: &'static str,
+    /// Whether the roles are stated in full (see [`crate::identity::Assertion::stated`]): only
+    /// then are tokens in roles missing from them withdrawn.
+    pub stated: bool,
 }
 
 /// A signed-in browser.
@@ -153,7 +156,9 @@ impl Authority {
                 last_seen: at,
             })
             .await?;
-        self.withdraw_lapsed_tokens(&s.person.id, &s.roles).await?;
+        if s.stated {
+            self.withdraw_lapsed_tokens(&s.person.id, &s.roles).await?;
+        }
         let cookie = random_hex(32)?;
         let csrf = random_hex(24)?;
         let expires_at = at + policy.session_max_secs;
@@ -190,6 +195,12 @@ impl Authority {
         ))
     }
 
+    /// Whether admin, officer and auditor come only from the identity provider's groups
+    /// (`identity.grants = idp`): then no token is made in them.
+    pub fn roles_from_identity_provider_only(&self) -> bool {
+        self.inner.people.grants == GrantPolicy::IdentityProvider
+    }
+
     /// The identity provider has just said which roles a person holds (at a sign-in, or a
     /// sign-in refused for want of any): the tokens they made in a role they no longer hold,
     /// and could not make as an admin either, are revoked, each audited with why. A token
@@ -197,7 +208,7 @@ impl Authority {
     /// this it kept the role until it expired. Integration (`mdm`) tokens stay: they serve a
     /// system, not their maker, and an admin rotates them (`docs/identity.md`). Returns the
     /// ids revoked.
-    pub async fn withdraw_lapsed_tokens(
+    pub(crate) async fn withdraw_lapsed_tokens(
         &self,
         person: &str,
         roles: &[Role],
@@ -214,16 +225,17 @@ impl Authority {
         let held: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         let mut revoked = Vec::new();
         for t in lapsed {
-            if !self.inner.store.revoke_token(&t.id, person).await? {
+            if !self.inner.store.revoke_token(&t.id, WITHDRAWER).await? {
                 continue;
             }
             self.inner
                 .store
                 .audit(
-                    person,
+                    WITHDRAWER,
                     "token_role_withdrawn",
                     &t.id,
                     &serde_json::json!({
+                        "maker": person,
                         "role": t.role,
                         "roles_now": held,
                         "why": "its maker no longer holds the role at the identity provider",
@@ -234,6 +246,25 @@ impl Authority {
             revoked.push(t.id);
         }
         Ok(revoked)
+    }
+
+    /// A sign-in refused because the identity provider, stating the person's groups in full,
+    /// gives them no role: the person's record says so (their open sessions end) and the tokens
+    /// they made go ([`Authority::withdraw_lapsed_tokens`]).
+    pub async fn note_no_role(&self, person: &Person) -> Result<Vec<String>, StoreError> {
+        let at = now();
+        self.inner
+            .store
+            .upsert_person(&PersonRecord {
+                id: person.id.clone(),
+                email: person.email.clone(),
+                name: person.name.clone(),
+                roles: Vec::new(),
+                first_seen: at,
+                last_seen: at,
+            })
+            .await?;
+        self.withdraw_lapsed_tokens(&person.id, &[]).await
     }
 
     /// The live session a cookie names (its idle timer restarts).
@@ -264,7 +295,23 @@ impl Authority {
         if roles.is_empty() {
             return Ok(None);
         }
-        let person = self.signed_in_person(&id).await?;
+        // The roles the identity provider gave at the person's latest sign-in bound every
+        // session's: one opened before a role was taken away loses it then.
+        let Some(record) = self.inner.store.person(&id).await? else {
+            return Ok(None);
+        };
+        let roles: Vec<Role> = roles
+            .into_iter()
+            .filter(|r| record.roles.iter().any(|h| h == r.as_str()))
+            .collect();
+        if roles.is_empty() {
+            return Ok(None);
+        }
+        let person = Person {
+            id: record.id,
+            email: record.email,
+            name: record.name,
+        };
         Ok(Some(Session {
             caller: session_caller(&person, &roles),
             csrf: data["csrf"].as_str().unwrap_or_default().to_string(),
@@ -478,6 +525,10 @@ fn token_role_lapsed(role: &str, roles: &[Role]) -> bool {
         None => false,
     }
 }
+
+/// Who revokes a token whose maker lost its role, in the audit log (the maker is named in
+/// the record's details: they did nothing).
+const WITHDRAWER: &str = "sigil:sign-in";
 
 /// The longest a token a person makes for themselves lasts: it carries a role the identity
 /// provider gave them, which it does not see taken away.

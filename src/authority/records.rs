@@ -125,8 +125,10 @@ impl Authority {
         self.inner.store.revoke_token(id, actor).await
     }
 
-    /// The tokens `caller` may see: every one for an admin, a person's own (signed in: a
-    /// token's person is its maker, who may not be the one holding it) otherwise.
+    /// The tokens `caller` may see: every one for an admin; otherwise a person's own (signed
+    /// in: a token's person is its maker, who may not be the one holding it), in the roles a
+    /// person makes for themselves: admin and integration tokens they made as an admin are
+    /// the admins' to manage.
     pub async fn tokens_for(&self, caller: &Caller) -> Result<Vec<TokenRecord>, TokenError> {
         let admin = caller.acts_as(access::Role::Admin);
         if !admin && !caller.signed_in() {
@@ -141,6 +143,12 @@ impl Authority {
         } else {
             all.into_iter()
                 .filter(|t| t.owner.as_deref() == Some(caller.person.id.as_str()))
+                .filter(|t| {
+                    !matches!(
+                        access::Role::parse(&t.role),
+                        Some(access::Role::Admin | access::Role::Mdm)
+                    )
+                })
                 .collect()
         })
     }

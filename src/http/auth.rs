@@ -388,9 +388,18 @@ async fn open_session(
     if roles.is_empty() {
         let e = no_role(&a, map, method == "piv");
         refused(state, ip, method, &a.id, &e.to_string()).await;
-        // The provider says this person holds no role now: the tokens they made go too.
-        if let Err(err) = state.ra.withdraw_lapsed_tokens(&a.id, &[]).await {
-            tracing::warn!(error = %err, actor = %a.id, "could not withdraw the tokens of a person who holds no role now");
+        // The provider says in full that this person holds no role now: their sessions
+        // end, and the tokens they made go too. A provider that left the groups out (Entra
+        // past 200 groups) said nothing, and nothing is taken.
+        if a.stated {
+            let person = Person {
+                id: a.id.clone(),
+                email: a.email.clone(),
+                name: a.name.clone(),
+            };
+            if let Err(err) = state.ra.note_no_role(&person).await {
+                tracing::warn!(error = %err, actor = %a.id, "could not withdraw the roles and tokens of a person who holds none now");
+            }
         }
         return refusal_page(&e, again);
     }
@@ -405,6 +414,7 @@ async fn open_session(
             },
             roles,
             method,
+            stated: a.stated,
         })
         .await;
     let (cookie, session) = match signed {

@@ -22,6 +22,10 @@ pub struct Assertion {
     /// What the role map is matched against: the groups claim (OpenID Connect), or the
     /// person's UPN or email (certificates).
     pub memberships: Vec<String>,
+    /// Whether the memberships are stated in full: the ID token carried the groups claim (a
+    /// provider may leave it out, as Entra does past 200 groups), or the role lists are Sigil's
+    /// own (certificates). Only then does a role missing from them mean the person lost it.
+    pub stated: bool,
 }
 
 /// Why a sign-in did not happen.
@@ -125,6 +129,7 @@ mod tests {
             email: Some("e@x".into()),
             name: "E".into(),
             memberships: vec!["x".into()],
+            stated: true,
         };
         assert!(no_role(&a, &strict, false)
             .to_string()

@@ -144,18 +144,18 @@ impl Mtls {
             .next()
             .and_then(|e| e.data().to_string().ok())
             .unwrap_or_else(|| person.clone());
-        // Roles may name the person by their UPN or by their email.
-        let memberships = email
-            .iter()
-            .filter(|e| !e.eq_ignore_ascii_case(&person))
-            .cloned()
-            .chain(std::iter::once(person.clone()))
+        // Roles name the person by their UPN, or by the email the administrator's list gives
+        // it; never by an email the certificate carries, which another card may carry too.
+        let memberships = std::iter::once(person.clone())
+            .chain(self.settings.email_for(&person))
             .collect();
         Ok(Assertion {
             id: format!("piv:{person}"),
             email,
             name,
             memberships,
+            // The role lists are Sigil's own: what they do not give, the person does not hold.
+            stated: true,
         })
     }
 

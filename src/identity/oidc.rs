@@ -332,17 +332,21 @@ impl Oidc {
             .or(username)
             .or_else(|| email.clone())
             .unwrap_or_else(|| subject.clone());
-        let groups = match claims
+        // A claim left out says nothing (Entra leaves it out past 200 groups); an empty one
+        // says "none".
+        let (groups, stated) = match claims
             .additional_claims()
             .other
             .get(&self.settings.groups_claim)
         {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
+            Some(serde_json::Value::Array(a)) => (
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                true,
+            ),
+            Some(serde_json::Value::String(s)) => (vec![s.clone()], true),
+            _ => (Vec::new(), false),
         };
         Ok(Assertion {
             id: format!(
@@ -352,6 +356,7 @@ impl Oidc {
             email,
             name,
             memberships: groups,
+            stated,
         })
     }
 

@@ -17,13 +17,19 @@ use crate::http::AppState;
 const PAGE: &str = "/console/tokens";
 
 /// The roles a person makes their own tokens in: those they hold, but admin and integration
-/// tokens are made by an admin on the administration page.
-fn own_roles(caller: &Caller) -> Vec<Role> {
+/// tokens are made by an admin on the administration page, and with `identity.grants = idp`
+/// officer and auditor tokens are not made at all.
+fn own_roles(state: &AppState, caller: &Caller) -> Vec<Role> {
+    let idp_only = state.ra.roles_from_identity_provider_only();
     caller
         .roles
         .iter()
         .copied()
-        .filter(|r| !matches!(r, Role::Admin | Role::Mdm))
+        .filter(|r| match r {
+            Role::Admin | Role::Mdm => false,
+            Role::Officer | Role::Auditor => !idp_only,
+            Role::User => true,
+        })
         .collect()
 }
 
@@ -58,7 +64,7 @@ pub(super) async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> Http
             })
         })
         .collect();
-    let roles: Vec<&str> = own_roles(&visit.caller)
+    let roles: Vec<&str> = own_roles(&state, &visit.caller)
         .iter()
         .map(|r| r.as_str())
         .collect();
@@ -104,6 +110,12 @@ pub(super) async fn create(
     // A user token acts for the email it is named after: named by mine unless I said.
     let name = match (field(&form, "name"), role, &visit.caller.person.email) {
         ("", Role::User, Some(email)) => email.clone(),
+        ("", Role::User, None) => {
+            return refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "A user token acts for your email, and your identity provider gives no email address for you. Ask your administrator to release the email claim to Sigil.",
+            )
+        }
         (name, _, _) => name.to_string(),
     };
     let asked = NewToken {
