@@ -36,6 +36,8 @@ pub struct PushState {
     pub profiles: Mutex<BTreeMap<String, JamfProfile>>,
     /// The last configuration profile id Jamf gave.
     pub last_profile_id: std::sync::atomic::AtomicU64,
+    /// Refuse every configuration profile's payload (409), as Jamf does one it cannot read.
+    pub refuse_payloads: std::sync::atomic::AtomicBool,
 }
 
 /// A configuration profile Jamf holds.
@@ -145,6 +147,23 @@ fn jamf_profiles(req: &Req, st: &PushState, resource: &str, rest: &str) -> Resp 
     else {
         return html(409, "Problem with name or payloads");
     };
+    // A computer profile's level is System or User; a mobile device profile's is Device Level
+    // or User Level, and it has no user_removable (its removal is the payload's).
+    let level = element(general, "level");
+    let level_ok = if kind == "computer" {
+        matches!(level, Some("System" | "User"))
+            && element(general, "distribution_method") == Some("Install Automatically")
+    } else {
+        matches!(level, None | Some("Device Level" | "User Level"))
+            && element(general, "user_removable").is_none()
+            && element(general, "deployment_method") == Some("Install Automatically")
+    };
+    if !level_ok {
+        return html(409, "Problem with general: level, method or removal");
+    }
+    if st.refuse_payloads.load(std::sync::atomic::Ordering::SeqCst) {
+        return html(409, "Problem with payloads: unable to parse the profile");
+    }
     let name = unescape(name);
     let ids: Vec<&str> = element(scope, list)
         .map(|l| {

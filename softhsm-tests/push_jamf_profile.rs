@@ -259,4 +259,35 @@ renew_within_days = 3650
         "{pushes:?}"
     );
     assert!(state.profiles().is_empty());
+
+    // A profile Jamf refuses (409 for anything it cannot take, not only a name it has): the
+    // delivery fails with Jamf's words, and is not mistaken for "already there".
+    state
+        .refuse_payloads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = approve(&s, &d, "mac", "computer:1");
+    let pushes = pushes_until(&s, &d.filer, &refused, "jamf refused profile", |p| {
+        state_of(p, "deliver") == Some("failed")
+    });
+    let said = pushes[0]["message"].as_str().unwrap();
+    assert!(said.contains("Problem with payloads"), "{pushes:?}");
+    assert!(said.contains("create"), "{pushes:?}");
+    assert!(state.profiles().is_empty());
+    // No push message or audit record carries a challenge.
+    let challenges: Vec<String> = [&payload, &renewal]
+        .iter()
+        .map(|p| p["challenge"].as_str().unwrap().to_string())
+        .collect();
+    let (auditor, _) = crate::api::new_token(&s, "auditor", "assessor");
+    let mut seen = get(&s, "/api/v1/audit?limit=10000", &auditor).to_string();
+    for id in [&mac, &again, &phone, &lost, &refused] {
+        seen.push_str(&get(&s, &format!("/api/v1/registrations/{id}"), &d.filer).to_string());
+    }
+    assert!(
+        seen.contains("sigil-reg_"),
+        "the pushes' messages are there"
+    );
+    for c in &challenges {
+        assert!(!seen.contains(c.as_str()), "a challenge in the records");
+    }
 }

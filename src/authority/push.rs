@@ -508,6 +508,15 @@ impl Authority {
                 .map_err(|e| PushError::Unavailable(Reason::context("the store", e)))?,
             None => None,
         };
+        // A profile is written around the payload: without a writer, mint nothing (a new
+        // challenge would void the one the MDM may be installing) and try again later.
+        let writer = if channel.delivery.carries_profile() {
+            Some(self.inner.profile_writer.get().ok_or_else(|| {
+                PushError::Unavailable("this process writes no configuration profiles".into())
+            })?)
+        } else {
+            None
+        };
         // A deliver carries the challenge the device enrolls with; a renewal, for an issued
         // registration, the challenge that renews the certificate it holds.
         let payload = if channel.delivery.carries_payload()
@@ -528,11 +537,8 @@ impl Authority {
             None
         };
         // The profile around that payload, for an MDM handed one per device.
-        let profile = match (&payload, channel.delivery.carries_profile()) {
-            (Some(payload), true) => {
-                let writer = self.inner.profile_writer.get().ok_or_else(|| {
-                    PushError::Unavailable("this process writes no configuration profiles".into())
-                })?;
+        let profile = match (&payload, writer) {
+            (Some(payload), Some(writer)) => {
                 Some(writer(self, payload).map_err(PushError::Unavailable)?)
             }
             _ => None,

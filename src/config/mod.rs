@@ -626,10 +626,17 @@ impl Config {
             if let (Some(push), Some(d)) = (&c.push, self.directories.get(&c.directory)) {
                 push.check(d.kind())
                     .map_err(|m| invalid(&format!("credentials.{name}"), &m))?;
-                if !push.webhook_url.is_empty() && self.server.public_url.is_empty() {
+                let sends = if !push.webhook_url.is_empty() {
+                    Some("push.webhook_url sends the SCEP payload")
+                } else if push.per_device_profile {
+                    Some("push.per_device_profile hands Jamf the device's profile")
+                } else {
+                    None
+                };
+                if let (Some(what), true) = (sends, self.server.public_url.is_empty()) {
                     return Err(invalid(
                         &format!("credentials.{name}"),
-                        "push.webhook_url sends the SCEP payload, whose URL needs server.public_url (SIGIL_SERVER_PUBLIC_URL): the address devices reach",
+                        &format!("{what}, whose SCEP URL needs server.public_url (SIGIL_SERVER_PUBLIC_URL): the address devices reach"),
                     ));
                 }
             }

@@ -71,6 +71,28 @@ fn directories_and_credentials_are_checked_together() {
         let e = load(&text).unwrap_err().to_string();
         assert!(e.contains(want), "{to}: {e}");
     }
+    // A push that hands the device its SCEP URL needs the address devices reach.
+    let jamf = r#"
+[profiles.default]
+[profiles.derived]
+[directories.jamf]
+kind = "jamf"
+base_url = "https://jamf.example"
+client_id = "c"
+client_secret_env = "JAMF_SECRET"
+[credentials.mac]
+profile = "derived"
+directory = "jamf"
+[credentials.mac.push]
+per_device_profile = true
+"#;
+    let e = load(jamf).unwrap_err().to_string();
+    assert!(
+        e.contains("per_device_profile") && e.contains("server.public_url"),
+        "{e}"
+    );
+    let with_url = format!("[server]\npublic_url = \"https://ca.example\"\n{jamf}");
+    load(&with_url).unwrap();
 }
 
 use crate::gateway::config::test_env as env;

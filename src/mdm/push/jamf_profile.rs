@@ -8,14 +8,16 @@
 //!
 //! The profile is named after the registration (`sigil-<registration>`), so every step finds it
 //! without keeping Jamf's id: a delivery creates it (or, when a lost answer left it there,
-//! updates it), a re-push updates it with a fresh challenge (`redeploy_on_update = All`: Jamf
-//! installs it again, replacing the old one, with no moment without a profile), a withdrawal
-//! deletes it (one already gone is not an error).
+//! updates it; every attempt carries a fresh challenge, which voids the one before), a re-push
+//! updates it with a challenge that renews the certificate (`redeploy_on_update = All`: Jamf
+//! installs it again), a withdrawal deletes it (one already gone is not an error). Not tried
+//! against a real Jamf: whether Jamf keeps its own top-level payload identifier across an
+//! update, so the device replaces the profile rather than adding a second, is to be checked.
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 
-use super::super::api::Body;
+use super::super::api::{vendor_words, Body};
 use super::super::jamf::Jamf;
 use super::jamf::{call, device, look_up, refused};
 use super::{Delivery, PushError, PushEvent, PushTarget};
@@ -30,6 +32,10 @@ struct Kind {
     resource: &'static str,
     root: &'static str,
     method_element: &'static str,
+    /// What only this kind's `general` says: a computer profile's level (System) and that the
+    /// user cannot remove it; a mobile device's profile takes Jamf's defaults (its removal is
+    /// Apple's `PayloadRemovalDisallowed`, honoured on supervised devices).
+    general_extra: &'static str,
     all: &'static str,
     list: &'static str,
     item: &'static str,
@@ -39,6 +45,7 @@ const COMPUTER: Kind = Kind {
     resource: "osxconfigurationprofiles",
     root: "os_x_configuration_profile",
     method_element: "distribution_method",
+    general_extra: "<user_removable>false</user_removable><level>System</level>",
     all: "all_computers",
     list: "computers",
     item: "computer",
@@ -48,6 +55,7 @@ const MOBILE: Kind = Kind {
     resource: "mobiledeviceconfigurationprofiles",
     root: "configuration_profile",
     method_element: "deployment_method",
+    general_extra: "",
     all: "all_mobile_devices",
     list: "mobile_devices",
     item: "mobile_device",
@@ -79,6 +87,7 @@ fn document(kind: &Kind, target: &PushTarget, id: u64, plist: &str) -> String {
     let Kind {
         root,
         method_element,
+        general_extra,
         all,
         list,
         item,
@@ -90,8 +99,7 @@ fn document(kind: &Kind, target: &PushTarget, id: u64, plist: &str) -> String {
     );
     format!(
         "<{root}><general><name>{name}</name><description>{description}</description>\
-         <{method_element}>Install Automatically</{method_element}>\
-         <user_removable>false</user_removable><level>System</level>\
+         <{method_element}>Install Automatically</{method_element}>{general_extra}\
          <redeploy_on_update>All</redeploy_on_update>\
          <payloads>{payloads}</payloads></general>\
          <scope><{all}>false</{all}><{list}><{item}><id>{id}</id></{item}></{list}></scope></{root}>",
@@ -101,9 +109,33 @@ fn document(kind: &Kind, target: &PushTarget, id: u64, plist: &str) -> String {
     )
 }
 
+/// What Jamf answered a step that did not succeed: its status and body.
+type Answer = (StatusCode, Vec<u8>);
+
+const CREATE: &str = "create the device's profile";
+const UPDATE: &str = "update the device's profile";
+
 impl DeviceProfile {
+    /// One step: `Ok(Ok(()))` when Jamf took it, `Ok(Err(answer))` when it answered otherwise.
+    async fn step(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        xml: &str,
+    ) -> Result<Result<(), Answer>, PushError> {
+        let (status, body) =
+            call(&self.mdm, what, method, path, Body::Xml(xml.to_string())).await?;
+        Ok(if status.is_success() {
+            Ok(())
+        } else {
+            Err((status, body))
+        })
+    }
+
     /// Create the profile, or update it when it is already there (a retry after a lost
-    /// answer, a re-push). Answers what was done.
+    /// answer); for a re-push, update it, or create it again when it was deleted in Jamf by
+    /// hand. Any other refusal is reported in Jamf's words. Answers what was done.
     async fn put(
         &self,
         kind: &Kind,
@@ -120,46 +152,34 @@ impl DeviceProfile {
         let xml = document(kind, target, id, &plist);
         let by_name = format!("/JSSResource/{}/name/{}", kind.resource, name(target));
         let create = format!("/JSSResource/{}/id/0", kind.resource);
-        let steps: [(&str, Method, &str); 2] = if update_first {
-            [
-                ("update the device's profile", Method::PUT, &by_name),
-                ("create the device's profile", Method::POST, &create),
-            ]
-        } else {
-            [
-                ("create the device's profile", Method::POST, &create),
-                ("update the device's profile", Method::PUT, &by_name),
-            ]
-        };
-        let mut last = None;
-        for (what, method, path) in steps {
-            let (status, body) =
-                call(&self.mdm, what, method, path, Body::Xml(xml.clone())).await?;
-            if status.is_success() {
-                return Ok(format!(
-                    "profile {} {} for {} {id}",
-                    name(target),
-                    if what.starts_with("create") {
-                        "created"
-                    } else {
-                        "updated"
-                    },
-                    kind.item
-                ));
+        let done = |how: &str| format!("profile {} {how} for {} {id}", name(target), kind.item);
+        let fail = |what: &str, (status, body): Answer| refused(&self.mdm, what, status, &body);
+        if update_first {
+            match self.step(UPDATE, Method::PUT, &by_name, &xml).await? {
+                Ok(()) => return Ok(done("updated")),
+                Err((status, _)) if status == StatusCode::NOT_FOUND => {}
+                Err(answer) => return Err(fail(UPDATE, answer)),
             }
-            // Create: Jamf answers 409 for a name it has (a lost answer's retry). Update: 404
-            // for one it has not (deleted in Jamf by hand). Either way the other step does it.
-            let other = if what.starts_with("create") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::NOT_FOUND
+            return match self.step(CREATE, Method::POST, &create, &xml).await? {
+                Ok(()) => Ok(done("created again")),
+                Err(answer) => Err(fail(CREATE, answer)),
             };
-            if status != other {
-                return Err(refused(&self.mdm, what, status, &body));
-            }
-            last = Some(refused(&self.mdm, what, status, &body));
         }
-        Err(last.unwrap_or_else(|| PushError::Unavailable("no step was tried".into())))
+        match self.step(CREATE, Method::POST, &create, &xml).await? {
+            Ok(()) => Ok(done("created")),
+            // Jamf answers 409 to any invalid profile; only "Duplicate name" says it holds
+            // this one already.
+            Err((status, body))
+                if status == StatusCode::CONFLICT
+                    && vendor_words(&body).contains("Duplicate name") =>
+            {
+                match self.step(UPDATE, Method::PUT, &by_name, &xml).await? {
+                    Ok(()) => Ok(done("updated")),
+                    Err(answer) => Err(fail(UPDATE, answer)),
+                }
+            }
+            Err(answer) => Err(fail(CREATE, answer)),
+        }
     }
 
     async fn delete(&self, kind: &Kind, target: &PushTarget) -> Result<String, PushError> {
@@ -205,6 +225,14 @@ impl Delivery for DeviceProfile {
         match event {
             // The profile goes whether or not Jamf still knows the device.
             PushEvent::Withdraw => self.delete(kind, target).await,
+            // A retried delivery whose first attempt landed and whose device has enrolled since:
+            // no challenge is minted for an issued registration, and none is needed.
+            PushEvent::Deliver if target.profile.is_none() && target.serial.is_some() => {
+                Ok(format!(
+                    "delivered already: the device enrolled (certificate {})",
+                    target.serial.as_deref().unwrap_or_default()
+                ))
+            }
             PushEvent::Deliver => {
                 look_up(&self.mdm, target, computer, id).await?;
                 self.put(kind, target, id, false).await
@@ -250,6 +278,10 @@ mod tests {
         let xml = document(&MOBILE, &target(), 9, plist);
         assert!(xml.starts_with("<configuration_profile>"));
         assert!(xml.contains("<deployment_method>Install Automatically</deployment_method>"));
+        assert!(
+            !xml.contains("<level>") && !xml.contains("user_removable"),
+            "{xml}"
+        );
         assert!(xml.contains(
             "<mobile_devices><mobile_device><id>9</id></mobile_device></mobile_devices>"
         ));
