@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{expiry_days, field, message, render, see_other, unavailable, when, Visit};
+use super::{expiry_days, field, message, render, see_other, token_made, unavailable, when, Visit};
 use crate::authority::access::Role;
 use crate::authority::audit_runs::AuditRun;
 use crate::authority::{AuditQuery, TokenError};
@@ -149,14 +149,7 @@ pub(super) async fn create_token(
     };
     let caller = visit.acting(Role::Admin);
     match make_token(&state, &caller, asked).await {
-        Ok((secret, rec)) => render(
-            StatusCode::CREATED,
-            "token_made.html",
-            "Token made",
-            Some(&visit),
-            json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
-                   "awaiting_approval": rec.awaiting_approval}),
-        ),
+        Ok((secret, rec)) => token_made(&visit, "Token made", &secret, &rec, json!({})),
         Err((status, _, why)) => message(status, Some(&visit), "Not made", &why, "/console/admin"),
     }
 }
@@ -215,13 +208,12 @@ pub(super) async fn token_action(
                 directories: old.scope.directories.clone(),
             };
             match make_token(&state, &caller, asked).await {
-                Ok((secret, rec)) => render(
-                    StatusCode::CREATED,
-                    "token_made.html",
+                Ok((secret, rec)) => token_made(
+                    &visit,
                     "Replacement token made",
-                    Some(&visit),
-                    json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
-                           "awaiting_approval": rec.awaiting_approval, "replaces": old.id}),
+                    &secret,
+                    &rec,
+                    json!({"replaces": old.id}),
                 ),
                 Err((status, _, why)) => {
                     message(status, Some(&visit), "Not made", &why, "/console/admin")

@@ -166,6 +166,30 @@ fn render(
     }
 }
 
+/// The page that shows a token just made, its secret this once (`more`: what else the page
+/// says, such as the token it replaces or where to go back to).
+fn token_made(
+    visit: &Visit,
+    title: &str,
+    secret: &str,
+    rec: &crate::authority::TokenRecord,
+    more: Value,
+) -> HttpResponse {
+    let mut ctx = json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
+                         "awaiting_approval": rec.awaiting_approval,
+                         "expires_at": rec.expires_at.map(when)});
+    if let (Some(o), Value::Object(more)) = (ctx.as_object_mut(), more) {
+        o.extend(more);
+    }
+    render(
+        StatusCode::CREATED,
+        "token_made.html",
+        title,
+        Some(visit),
+        ctx,
+    )
+}
+
 /// A page that says what happened and where to go next.
 fn message(
     status: StatusCode,

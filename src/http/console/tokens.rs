@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::{expiry_days, field, message, render, see_other, unavailable, when, Visit};
+use super::{expiry_days, field, message, render, see_other, token_made, unavailable, when, Visit};
 use crate::authority::access::{Caller, Role};
 use crate::authority::TokenError;
 use crate::http::api::tokens::{make_token, NewToken};
@@ -126,15 +126,7 @@ pub(super) async fn create(
         directories: Vec::new(),
     };
     match make_token(&state, &for_myself(&visit, role), asked).await {
-        Ok((secret, rec)) => render(
-            StatusCode::CREATED,
-            "token_made.html",
-            "Token made",
-            Some(&visit),
-            json!({"secret": secret, "id": rec.id, "name": rec.name, "role": rec.role,
-                   "awaiting_approval": rec.awaiting_approval,
-                   "expires_at": rec.expires_at.map(when), "back": PAGE}),
-        ),
+        Ok((secret, rec)) => token_made(&visit, "Token made", &secret, &rec, json!({"back": PAGE})),
         Err((status, _, why)) => refused(status, &why),
     }
 }
