@@ -256,7 +256,19 @@ fn a_token_goes_when_the_identity_provider_takes_its_role_away() {
     // Moved from the admins to the staff: what he made as an admin in a role he no longer
     // holds goes; the integration token serves a system, and stays.
     idp.set_groups("adam", &["staff"]);
-    let _ = signed_in(&s, "adam");
+    let (staff_adam, staff_csrf) = signed_in(&s, "adam");
     assert!(!active(&colleague));
+    assert!(active(&integration));
+    // No longer an admin, he neither sees nor revokes the integration token he made as one.
+    let (code, mine) = staff_adam.api("GET", &url, None, None);
+    assert_eq!(code, 200, "{mine}");
+    assert!(!mine.to_string().contains(integration.as_str()), "{mine}");
+    let (code, _) = staff_adam.api(
+        "DELETE",
+        &format!("{url}/{integration}"),
+        Some(&staff_csrf),
+        None,
+    );
+    assert_eq!(code, 404);
     assert!(active(&integration));
 }

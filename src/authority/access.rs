@@ -73,6 +73,12 @@ impl Role {
     pub fn grants_power(self) -> bool {
         matches!(self, Role::Admin | Role::Officer | Role::Mdm)
     }
+
+    /// Whether a person makes tokens of this role for themselves (officer, auditor, user):
+    /// admin and integration tokens only an admin makes, and manages.
+    pub fn personal(self) -> bool {
+        !matches!(self, Role::Admin | Role::Mdm)
+    }
 }
 
 /// A person behind a request: who signed in, or who owns the token used.

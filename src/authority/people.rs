@@ -557,13 +557,13 @@ fn own_token(caller: &Caller, role: Role, name: &str) -> Result<(), String> {
             "only an admin makes tokens with a token; a person signed in makes their own".into(),
         );
     }
-    if !caller.holds(role) || matches!(role, Role::Admin | Role::Mdm) {
+    if !caller.holds(role) || !role.personal() {
         return Err(format!(
             "you make tokens only for yourself, in a role you hold ({}); an admin makes {} tokens",
             caller
                 .roles
                 .iter()
-                .filter(|r| !matches!(r, Role::Admin | Role::Mdm))
+                .filter(|r| r.personal())
                 .map(|r| r.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),

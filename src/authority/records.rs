@@ -143,12 +143,7 @@ impl Authority {
         } else {
             all.into_iter()
                 .filter(|t| t.owner.as_deref() == Some(caller.person.id.as_str()))
-                .filter(|t| {
-                    !matches!(
-                        access::Role::parse(&t.role),
-                        Some(access::Role::Admin | access::Role::Mdm)
-                    )
-                })
+                .filter(|t| access::Role::parse(&t.role).is_some_and(access::Role::personal))
                 .collect()
         })
     }

@@ -144,21 +144,8 @@ pub(crate) fn challenge_renewal_refusal(
             "the registration's certificate {serial} is not recorded"
         ));
     };
-    if rec.status == crate::store::CertStatus::Revoked {
-        return Some(format!(
-            "the registration's certificate {serial} is revoked: it renews nothing"
-        ));
-    }
-    if let Some(next) = &rec.renewed_by {
-        return Some(format!(
-            "the registration's certificate {serial} was already renewed (by {next})"
-        ));
-    }
-    if rec.profile != profile.name {
-        return Some(format!(
-            "the registration's certificate {serial} is from profile `{}`, not `{}`",
-            rec.profile, profile.name
-        ));
+    if let Some(why) = standing_refusal(profile, rec, "the registration's certificate") {
+        return Some(why);
     }
     if now >= rec.not_after {
         return Some(format!(
@@ -177,6 +164,34 @@ pub(crate) fn challenge_renewal_refusal(
     None
 }
 
+/// Why the recorded certificate `rec` (`what` it is, in words) renews nothing under `profile`,
+/// whatever is asked: revoked or on hold, renewed already (a certificate renews once), or
+/// issued under another profile (no ticket into another). The part of every renewal rule
+/// that does not depend on the request.
+fn standing_refusal(profile: &Profile, rec: &CertificateRecord, what: &str) -> Option<String> {
+    let serial = &rec.serial;
+    if rec.status == crate::store::CertStatus::Revoked {
+        let why = match rec.revocation_reason {
+            Some(6) => "is on hold (certificateHold)",
+            Some(4) => "was superseded",
+            _ => "is revoked",
+        };
+        return Some(format!("{what} (serial {serial}) {why}"));
+    }
+    if let Some(next) = &rec.renewed_by {
+        return Some(format!(
+            "{what} (serial {serial}) was already renewed (by {next}); a certificate renews once"
+        ));
+    }
+    if rec.profile != profile.name {
+        return Some(format!(
+            "{what} (serial {serial}) was issued under profile `{}`, not `{}`",
+            rec.profile, profile.name
+        ));
+    }
+    None
+}
+
 /// Why `rec` (the record of the certificate that signed the request) does not renew under
 /// `profile` at `now`, or `None` when it does: from this profile, not revoked (nor on hold),
 /// not renewed already, valid now and in its renewal window, and the CSR keeps its subject and
@@ -190,25 +205,8 @@ pub(crate) fn renewal_refusal(
     credentials: &HashMap<String, CredentialSettings>,
     now: OffsetDateTime,
 ) -> Option<String> {
-    let serial = &rec.serial;
-    if rec.status == crate::store::CertStatus::Revoked {
-        let why = match rec.revocation_reason {
-            Some(6) => "is on hold (certificateHold)",
-            Some(4) => "was superseded",
-            _ => "is revoked",
-        };
-        return Some(format!("the signing certificate (serial {serial}) {why}"));
-    }
-    if let Some(next) = &rec.renewed_by {
-        return Some(format!(
-            "the signing certificate (serial {serial}) was already renewed (by {next}); a certificate renews once"
-        ));
-    }
-    if rec.profile != profile.name {
-        return Some(format!(
-            "the signing certificate was issued under profile `{}`, not `{}`",
-            rec.profile, profile.name
-        ));
+    if let Some(why) = standing_refusal(profile, rec, "the signing certificate") {
+        return Some(why);
     }
     let Some((old_subject, old_sans)) = crate::pki::certificate_identity(&rec.der) else {
         return Some("the recorded certificate does not read".into());

@@ -195,7 +195,10 @@ fn a_certificate_renews_only_under_its_own_profile() {
     let why = refusal(&profile("wifi"), &rec, &req, IN_WINDOW).unwrap();
     assert_eq!(
         why,
-        "the signing certificate was issued under profile `devices`, not `wifi`"
+        format!(
+            "the signing certificate (serial {}) was issued under profile `devices`, not `wifi`",
+            rec.serial
+        )
     );
 }
 
@@ -692,7 +695,7 @@ fn a_renewal_challenge_renews_only_a_recorded_live_certificate_of_its_profile() 
     };
     assert!(check(Some(&elsewhere), 0)
         .unwrap()
-        .contains("from profile `wifi`"));
+        .contains("issued under profile `wifi`"));
 }
 
 #[test]

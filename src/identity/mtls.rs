@@ -127,13 +127,14 @@ impl Mtls {
             "crl" => self.check_crl(&cert, &issuer).await?,
             _ => self.check_ocsp(&cert, &issuer).await?,
         }
+        let listed = self.settings.email_for(&person);
         let email = match self.settings.person_from.as_str() {
             "email" => Some(person.clone()),
             // PIV authentication certificates often carry a UPN and no email. The
             // administrator's list says which email a UPN stands for (a CAC's `EDIPI@mil` is
             // no address); otherwise the certificate's email, or a UPN that is an address, so
             // one person signing in by card and by the identity provider is one person.
-            _ => self.settings.email_for(&person).or_else(|| {
+            _ => listed.clone().or_else(|| {
                 san_email(leaf)
                     .or_else(|| person.contains('@').then(|| person.to_ascii_lowercase()))
             }),
@@ -146,9 +147,7 @@ impl Mtls {
             .unwrap_or_else(|| person.clone());
         // Roles name the person by their UPN, or by the email the administrator's list gives
         // it; never by an email the certificate carries, which another card may carry too.
-        let memberships = std::iter::once(person.clone())
-            .chain(self.settings.email_for(&person))
-            .collect();
+        let memberships = std::iter::once(person.clone()).chain(listed).collect();
         Ok(Assertion {
             id: format!("piv:{person}"),
             email,

@@ -26,9 +26,8 @@ fn own_roles(state: &AppState, caller: &Caller) -> Vec<Role> {
         .iter()
         .copied()
         .filter(|r| match r {
-            Role::Admin | Role::Mdm => false,
             Role::Officer | Role::Auditor => !idp_only,
-            Role::User => true,
+            r => r.personal(),
         })
         .collect()
 }
@@ -89,7 +88,7 @@ pub(super) async fn create(
     };
     let refused = |status, why: &str| message(status, Some(&visit), "Not made", why, PAGE);
     let role = match Role::parse(field(&form, "role")) {
-        Some(r) if !matches!(r, Role::Admin | Role::Mdm) => r,
+        Some(r) if r.personal() => r,
         Some(r) => {
             return refused(
                 StatusCode::FORBIDDEN,
